@@ -19,7 +19,11 @@ pub const DEFAULT_CONSENT_AGE: u8 = 16;
 pub fn age_at(birth: Date, at: Timestamp) -> i32 {
     let today = at.date();
     let years = today.year() - birth.year();
-    if today < birthday_in(birth, today.year()) { years - 1 } else { years }
+    if today < birthday_in(birth, today.year()) {
+        years - 1
+    } else {
+        years
+    }
 }
 
 /// The day the birthday falls on in `year` (29 Feb → 1 Mar in common years).
@@ -31,15 +35,26 @@ fn birthday_in(birth: Date, year: i32) -> Date {
 
 /// National ages of digital consent: `(age, countries)`.
 pub static CONSENT_AGES: &[(u8, &[&str])] = &[
-    (13, &["BE", "DK", "EE", "FI", "LV", "MT", "PT", "SE", "GB", "NO", "IS"]),
+    (
+        13,
+        &[
+            "BE", "DK", "EE", "FI", "LV", "MT", "PT", "SE", "GB", "NO", "IS",
+        ],
+    ),
     (14, &["AT", "BG", "CY", "ES", "IT", "LT"]),
     (15, &["CZ", "FR", "GR", "SI"]),
-    (16, &["DE", "HR", "HU", "IE", "LU", "NL", "PL", "RO", "SK", "LI"]),
+    (
+        16,
+        &["DE", "HR", "HU", "IE", "LU", "NL", "PL", "RO", "SK", "LI"],
+    ),
 ];
 
 /// The national age of digital consent known for `country` (ISO alpha-2), if the table has it.
 pub fn national_consent_age(country: &str) -> Option<u8> {
-    CONSENT_AGES.iter().find(|(_, cs)| cs.contains(&country)).map(|(age, _)| *age)
+    CONSENT_AGES
+        .iter()
+        .find(|(_, cs)| cs.contains(&country))
+        .map(|(age, _)| *age)
 }
 
 /// The age of digital consent that applies to a jurisdiction: the national age from the table;
@@ -81,7 +96,9 @@ mod tests {
     /// Every row of DOMAIN.md §6.
     #[test]
     fn age_table_rows() {
-        for c in ["BE", "DK", "EE", "FI", "LV", "MT", "PT", "SE", "GB", "NO", "IS"] {
+        for c in [
+            "BE", "DK", "EE", "FI", "LV", "MT", "PT", "SE", "GB", "NO", "IS",
+        ] {
             assert_eq!(national_consent_age(c), Some(13), "{c}");
         }
         for c in ["AT", "BG", "CY", "ES", "IT", "LT"] {

@@ -144,8 +144,11 @@ impl ConsentState {
     /// Folds `events` (one member, one purpose, any order) as of `as_of`.
     /// Ties on `ts` are broken by input order: later in the slice wins.
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a ConsentEvent>, as_of: Timestamp) -> Self {
-        let mut relevant: Vec<(usize, &ConsentEvent)> =
-            events.into_iter().enumerate().filter(|(_, e)| e.ts <= as_of).collect();
+        let mut relevant: Vec<(usize, &ConsentEvent)> = events
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| e.ts <= as_of)
+            .collect();
         relevant.sort_by_key(|(i, e)| (e.ts, *i));
         let mut state = ConsentState::default();
         for (_, e) in relevant {
@@ -203,7 +206,10 @@ mod tests {
 
     #[test]
     fn as_of_replays_history_never_retroactively() {
-        let events = [ev(true, "2025-01-10", "settings"), ev(false, "2025-06-10", "settings")];
+        let events = [
+            ev(true, "2025-01-10", "settings"),
+            ev(false, "2025-06-10", "settings"),
+        ];
         let at = |d| ConsentState::fold(&events, Timestamp::parse(d).unwrap()).granted(true);
         assert_eq!(at("2025-01-09"), None);
         assert_eq!(at("2025-01-10"), Some(true));
@@ -214,31 +220,53 @@ mod tests {
 
     #[test]
     fn order_of_input_does_not_matter_but_ties_follow_input() {
-        let a = [ev(false, "2025-06-10", "settings"), ev(true, "2025-01-10", "settings")];
+        let a = [
+            ev(false, "2025-06-10", "settings"),
+            ev(true, "2025-01-10", "settings"),
+        ];
         let s = ConsentState::fold(&a, Timestamp::parse("2025-07-01").unwrap());
         assert_eq!(s.granted(true), Some(false));
-        let tie = [ev(true, "2025-06-10", "api"), ev(false, "2025-06-10", "settings")];
+        let tie = [
+            ev(true, "2025-06-10", "api"),
+            ev(false, "2025-06-10", "settings"),
+        ];
         let s = ConsentState::fold(&tie, Timestamp::parse("2025-07-01").unwrap());
         assert_eq!(s.granted(true), Some(false));
     }
 
     #[test]
     fn gpc_is_kept_apart_and_superseded_by_later_explicit_choice() {
-        let events = [ev(true, "2025-01-10", "settings"), ev(false, "2025-02-10", "gpc")];
+        let events = [
+            ev(true, "2025-01-10", "settings"),
+            ev(false, "2025-02-10", "gpc"),
+        ];
         let s = ConsentState::fold(&events, Timestamp::parse("2025-03-01").unwrap());
         assert_eq!(s.granted(true), Some(false));
         assert_eq!(s.granted(false), Some(true));
         assert_eq!(s.deciding(true).unwrap().source, ConsentSource::Gpc);
-        let later = [ev(false, "2025-02-10", "gpc"), ev(true, "2025-02-20", "settings")];
+        let later = [
+            ev(false, "2025-02-10", "gpc"),
+            ev(true, "2025-02-20", "settings"),
+        ];
         let s = ConsentState::fold(&later, Timestamp::parse("2025-03-01").unwrap());
         assert_eq!(s.granted(true), Some(true));
         let noise = [ev(true, "2025-02-10", "gpc")];
-        assert_eq!(ConsentState::fold(&noise, Timestamp::MAX).granted(true), None);
+        assert_eq!(
+            ConsentState::fold(&noise, Timestamp::MAX).granted(true),
+            None
+        );
     }
 
     #[test]
     fn sources_round_trip() {
-        for s in ["settings", "objection_form", "gpc", "api", "import", "partner_portal"] {
+        for s in [
+            "settings",
+            "objection_form",
+            "gpc",
+            "api",
+            "import",
+            "partner_portal",
+        ] {
             assert_eq!(ConsentSource::from(s).as_str(), s);
         }
     }

@@ -23,7 +23,11 @@ pub enum Decision {
 
 impl Decision {
     /// All decisions, least to most restrictive.
-    pub const ALL: [Decision; 3] = [Decision::Include, Decision::IncludeRedacted, Decision::Exclude];
+    pub const ALL: [Decision; 3] = [
+        Decision::Include,
+        Decision::IncludeRedacted,
+        Decision::Exclude,
+    ];
 
     /// The stable name.
     pub fn as_str(self) -> &'static str {
@@ -58,7 +62,10 @@ impl FromStr for Decision {
         Decision::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| UnknownName { kind: "decision", name: s.to_owned() })
+            .ok_or_else(|| UnknownName {
+                kind: "decision",
+                name: s.to_owned(),
+            })
     }
 }
 
@@ -140,8 +147,11 @@ impl ReasonCode {
     /// Maps the alias names used in DOMAIN.md Part B to the stable codes.
     pub fn from_alias(name: &str) -> Option<ReasonCode> {
         let canonical = match name {
-            "objection_recorded" | "member_opted_out" | "gpc_opt_out_signal"
-            | "prior_opt_out_persists" | "consent_withdrawn" => "opted_out",
+            "objection_recorded"
+            | "member_opted_out"
+            | "gpc_opt_out_signal"
+            | "prior_opt_out_persists"
+            | "consent_withdrawn" => "opted_out",
             "content_created_as_minor" | "minor_under_18" => "minor",
             "erasure_requested" => "erased",
             "regime_not_yet_effective" => "not_yet_effective",
@@ -172,7 +182,10 @@ impl FromStr for ReasonCode {
             .iter()
             .copied()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownName { kind: "reason code", name: s.to_owned() })
+            .ok_or_else(|| UnknownName {
+                kind: "reason code",
+                name: s.to_owned(),
+            })
     }
 }
 
@@ -206,7 +219,10 @@ impl Verdict {
 
     /// An exclusion for one reason.
     pub fn exclude(reason: ReasonCode) -> Verdict {
-        Verdict { decision: Decision::Exclude, reasons: vec![reason] }
+        Verdict {
+            decision: Decision::Exclude,
+            reasons: vec![reason],
+        }
     }
 
     /// The decision.
@@ -229,7 +245,10 @@ mod tests {
         assert_eq!(ReasonCode::ALL.len(), 18);
         for r in ReasonCode::ALL {
             assert_eq!(r.as_str().parse::<ReasonCode>().unwrap(), *r);
-            assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
         for d in Decision::ALL {
             assert_eq!(d.as_str().parse::<Decision>().unwrap(), d);
@@ -258,14 +277,21 @@ mod tests {
             ("region_suspended", "region_suspended"),
         ];
         for (alias, code) in table {
-            assert_eq!(ReasonCode::from_alias(alias).unwrap().as_str(), code, "{alias}");
+            assert_eq!(
+                ReasonCode::from_alias(alias).unwrap().as_str(),
+                code,
+                "{alias}"
+            );
         }
         assert_eq!(ReasonCode::from_alias("territory_mapped_uk_like"), None);
     }
 
     #[test]
     fn verdicts_fail_closed() {
-        assert_eq!(Verdict::from_reasons(vec![]), Verdict::exclude(ReasonCode::PolicyError));
+        assert_eq!(
+            Verdict::from_reasons(vec![]),
+            Verdict::exclude(ReasonCode::PolicyError)
+        );
         let v = Verdict::from_reasons(vec![
             ReasonCode::LegitimateInterest,
             ReasonCode::OptedOut,
@@ -276,6 +302,9 @@ mod tests {
         assert_eq!(v.reasons(), [ReasonCode::Minor, ReasonCode::OptedOut]);
         let v = Verdict::from_reasons(vec![ReasonCode::MentionRedacted, ReasonCode::Consent]);
         assert_eq!(v.decision(), Decision::IncludeRedacted);
-        assert_eq!(v.reasons(), [ReasonCode::MentionRedacted, ReasonCode::Consent]);
+        assert_eq!(
+            v.reasons(),
+            [ReasonCode::MentionRedacted, ReasonCode::Consent]
+        );
     }
 }

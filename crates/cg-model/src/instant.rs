@@ -17,7 +17,9 @@ pub struct Timestamp(i64);
 
 /// A time that could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a time: expected RFC 3339 (`2025-03-01T00:00:00Z`) or a date (`2025-03-01`)")]
+#[error(
+    "`{input}` is not a time: expected RFC 3339 (`2025-03-01T00:00:00Z`) or a date (`2025-03-01`)"
+)]
 pub struct TimeParseError {
     input: String,
 }
@@ -47,11 +49,13 @@ impl Timestamp {
     /// From a `time` value (converted to UTC, truncated to microseconds).
     pub fn from_offset_date_time(odt: OffsetDateTime) -> Timestamp {
         let nanos = odt.unix_timestamp_nanos();
-        Timestamp(i64::try_from(nanos.div_euclid(1000)).unwrap_or(if nanos < 0 {
-            i64::MIN
-        } else {
-            i64::MAX
-        }))
+        Timestamp(
+            i64::try_from(nanos.div_euclid(1000)).unwrap_or(if nanos < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+        )
     }
 
     /// As a `time` value in UTC, or `None` outside `time`'s range.
@@ -71,9 +75,13 @@ impl Timestamp {
     /// Parses RFC 3339 or a bare `YYYY-MM-DD` date (midnight UTC).
     pub fn parse(input: &str) -> Result<Timestamp, TimeParseError> {
         let s = input.trim();
-        let err = || TimeParseError { input: input.to_owned() };
+        let err = || TimeParseError {
+            input: input.to_owned(),
+        };
         if let Ok(odt) = OffsetDateTime::parse(s, &Rfc3339) {
-            return Ok(Timestamp::from_offset_date_time(odt.to_offset(UtcOffset::UTC)));
+            return Ok(Timestamp::from_offset_date_time(
+                odt.to_offset(UtcOffset::UTC),
+            ));
         }
         parse_date(s).map(Timestamp::at_midnight).map_err(|_| err())
     }
@@ -133,7 +141,9 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(input: &str) -> Result<Date, TimeParseError> {
-    let err = || TimeParseError { input: input.to_owned() };
+    let err = || TimeParseError {
+        input: input.to_owned(),
+    };
     let s = input.trim();
     let mut parts = s.splitn(3, '-');
     let (Some(y), Some(m), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
@@ -174,8 +184,20 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a.to_string(), "2025-03-01T00:00:00Z");
-        assert_eq!(Timestamp::parse("2025-03-01T00:00:00.5Z").unwrap().to_string(), "2025-03-01T00:00:00.500000Z");
-        for bad in ["", "yesterday", "2025-13-01", "2025-02-30", "25-03-01", "2025-3-1"] {
+        assert_eq!(
+            Timestamp::parse("2025-03-01T00:00:00.5Z")
+                .unwrap()
+                .to_string(),
+            "2025-03-01T00:00:00.500000Z"
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-01",
+            "2025-02-30",
+            "25-03-01",
+            "2025-3-1",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad}");
         }
     }
@@ -185,8 +207,14 @@ mod tests {
         assert_eq!(date_to_days(date!(1970 - 01 - 01)), 0);
         assert_eq!(date_to_days(date!(2024 - 02 - 29)), 19_782);
         assert_eq!(days_to_date(19_782), Some(date!(2024 - 02 - 29)));
-        assert_eq!(Timestamp::at_midnight(date!(1970 - 01 - 02)).micros(), 86_400_000_000);
-        assert_eq!(Timestamp::parse("1969-12-31T23:59:59Z").unwrap().date(), date!(1969 - 12 - 31));
+        assert_eq!(
+            Timestamp::at_midnight(date!(1970 - 01 - 02)).micros(),
+            86_400_000_000
+        );
+        assert_eq!(
+            Timestamp::parse("1969-12-31T23:59:59Z").unwrap().date(),
+            date!(1969 - 12 - 31)
+        );
     }
 
     proptest::proptest! {

@@ -161,7 +161,11 @@ pub struct Jurisdiction {
 impl Jurisdiction {
     /// A plain country.
     pub fn country_only(country: CountryCode) -> Jurisdiction {
-        Jurisdiction { country, subdivision: None, note: None }
+        Jurisdiction {
+            country,
+            subdivision: None,
+            note: None,
+        }
     }
 
     /// Normalises a raw code: trims, upper-cases, accepts `CC` and `CC-SUB` (ISO 3166-2 style),
@@ -188,7 +192,8 @@ impl Jurisdiction {
             return Err(UnknownJurisdiction::NotACountry(raw.to_owned()));
         }
         if let Some(&(from, to, territory)) = ALIASES.iter().find(|(from, _, _)| *from == head) {
-            let to = CountryCode::new(to).ok_or_else(|| UnknownJurisdiction::Invalid(raw.into()))?;
+            let to =
+                CountryCode::new(to).ok_or_else(|| UnknownJurisdiction::Invalid(raw.into()))?;
             let from = from.to_owned();
             let note = if territory {
                 Normalization::Territory { from, to }
@@ -196,10 +201,18 @@ impl Jurisdiction {
                 Normalization::Alias { from, to }
             };
             // A subdivision of a territory code (e.g. `RE-xx`) has no meaning for the sovereign.
-            return Ok(Jurisdiction { country: to, subdivision: None, note: Some(note) });
+            return Ok(Jurisdiction {
+                country: to,
+                subdivision: None,
+                note: Some(note),
+            });
         }
         match CountryCode::new(head) {
-            Some(country) => Ok(Jurisdiction { country, subdivision, note: None }),
+            Some(country) => Ok(Jurisdiction {
+                country,
+                subdivision,
+                note: None,
+            }),
             None => Err(UnknownJurisdiction::Invalid(raw.to_owned())),
         }
     }
@@ -284,7 +297,10 @@ pub struct RegionFlags {
 
 impl Default for RegionFlags {
     fn default() -> Self {
-        RegionFlags { gibraltar_as_uk: true, crown_dependencies_as_uk: true }
+        RegionFlags {
+            gibraltar_as_uk: true,
+            crown_dependencies_as_uk: true,
+        }
     }
 }
 
@@ -316,8 +332,15 @@ pub enum Region {
 
 impl Region {
     /// Every region, in a stable order.
-    pub const ALL: [Region; 7] =
-        [Region::Eu, Region::Eea, Region::Uk, Region::Ch, Region::Ca, Region::Hk, Region::UsCa];
+    pub const ALL: [Region; 7] = [
+        Region::Eu,
+        Region::Eea,
+        Region::Uk,
+        Region::Ch,
+        Region::Ca,
+        Region::Hk,
+        Region::UsCa,
+    ];
 
     /// The stable name (`EU`, `EEA`, `UK`, `CH`, `CA`, `HK`, `US-CA`).
     pub fn as_str(self) -> &'static str {
@@ -349,7 +372,9 @@ impl FromStr for Region {
         Region::ALL
             .into_iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("`{s}` is not a region (expected one of EU, EEA, UK, CH, CA, HK, US-CA)"))
+            .ok_or_else(|| {
+                format!("`{s}` is not a region (expected one of EU, EEA, UK, CH, CA, HK, US-CA)")
+            })
     }
 }
 
@@ -400,11 +425,19 @@ impl RegionSet {
     /// The most specific region label for reports: the first of UK, CH, CA, HK, US-CA, EU, EEA,
     /// or `"ROW"` (rest of world) when empty.
     pub fn report_label(self) -> &'static str {
-        [Region::Uk, Region::Ch, Region::Ca, Region::Hk, Region::UsCa, Region::Eu, Region::Eea]
-            .into_iter()
-            .find(|r| self.contains(*r))
-            .map(Region::as_str)
-            .unwrap_or("ROW")
+        [
+            Region::Uk,
+            Region::Ch,
+            Region::Ca,
+            Region::Hk,
+            Region::UsCa,
+            Region::Eu,
+            Region::Eea,
+        ]
+        .into_iter()
+        .find(|r| self.contains(*r))
+        .map(Region::as_str)
+        .unwrap_or("ROW")
     }
 }
 
@@ -423,7 +456,12 @@ mod tests {
     }
 
     fn regions(code: &str) -> Vec<&'static str> {
-        norm(code).unwrap().regions(RegionFlags::default()).iter().map(Region::as_str).collect()
+        norm(code)
+            .unwrap()
+            .regions(RegionFlags::default())
+            .iter()
+            .map(Region::as_str)
+            .collect()
     }
 
     #[test]
@@ -448,7 +486,10 @@ mod tests {
         for code in ["GF", "GP", "MQ", "RE", "YT", "MF"] {
             let j = norm(code).unwrap();
             assert_eq!(j.country().as_str(), "FR", "{code}");
-            assert!(matches!(j.note(), Some(Normalization::Territory { .. })), "{code}");
+            assert!(
+                matches!(j.note(), Some(Normalization::Territory { .. })),
+                "{code}"
+            );
             assert_eq!(regions(code), ["EU", "EEA"], "{code}");
         }
         // Canary Islands and Ceuta & Melilla → ES.
@@ -472,15 +513,24 @@ mod tests {
         for code in ["GI", "JE", "GG", "IM"] {
             assert_eq!(regions(code), ["UK"], "{code}");
             let j = norm(code).unwrap();
-            assert_eq!(j.uk_like_mapping(RegionFlags::default()), Some("territory_mapped_uk_like"));
+            assert_eq!(
+                j.uk_like_mapping(RegionFlags::default()),
+                Some("territory_mapped_uk_like")
+            );
         }
         // ... and their own when the flags are off.
-        let off = RegionFlags { gibraltar_as_uk: false, crown_dependencies_as_uk: false };
+        let off = RegionFlags {
+            gibraltar_as_uk: false,
+            crown_dependencies_as_uk: false,
+        };
         for code in ["GI", "JE", "GG", "IM"] {
             assert!(norm(code).unwrap().regions(off).is_empty(), "{code}");
             assert_eq!(norm(code).unwrap().uk_like_mapping(off), None);
         }
-        let only_gi = RegionFlags { gibraltar_as_uk: true, crown_dependencies_as_uk: false };
+        let only_gi = RegionFlags {
+            gibraltar_as_uk: true,
+            crown_dependencies_as_uk: false,
+        };
         assert!(norm("GI").unwrap().regions(only_gi).contains(Region::Uk));
         assert!(!norm("JE").unwrap().regions(only_gi).contains(Region::Uk));
         // Northern Ireland's XI → GB.
@@ -491,16 +541,31 @@ mod tests {
         assert_eq!(regions("SJ"), ["EEA"]);
         // EU-style and reserved codes.
         assert_eq!(norm("EL").unwrap().country().as_str(), "GR");
-        assert!(matches!(norm("EL").unwrap().note(), Some(Normalization::Alias { .. })));
+        assert!(matches!(
+            norm("EL").unwrap().note(),
+            Some(Normalization::Alias { .. })
+        ));
         assert_eq!(norm("UK").unwrap().country().as_str(), "GB");
-        assert_eq!(norm("EU"), Err(UnknownJurisdiction::NotACountry("EU".into())));
+        assert_eq!(
+            norm("EU"),
+            Err(UnknownJurisdiction::NotACountry("EU".into()))
+        );
     }
 
     #[test]
     fn explanations_name_the_mapping() {
-        assert_eq!(norm("RE").unwrap().note().unwrap().to_string(), "territory_normalized(RE→FR)");
-        assert_eq!(norm("IC").unwrap().note().unwrap().to_string(), "territory_normalized(IC→ES)");
-        assert_eq!(norm("UK").unwrap().note().unwrap().to_string(), "territory_normalized(UK→GB)");
+        assert_eq!(
+            norm("RE").unwrap().note().unwrap().to_string(),
+            "territory_normalized(RE→FR)"
+        );
+        assert_eq!(
+            norm("IC").unwrap().note().unwrap().to_string(),
+            "territory_normalized(IC→ES)"
+        );
+        assert_eq!(
+            norm("UK").unwrap().note().unwrap().to_string(),
+            "territory_normalized(UK→GB)"
+        );
         assert_eq!(norm("DE").unwrap().note(), None);
     }
 
@@ -526,19 +591,39 @@ mod tests {
     fn forgiving_spelling_and_garbage() {
         assert_eq!(norm(" de ").unwrap().country().as_str(), "DE");
         assert_eq!(norm("us-ca").unwrap().to_string(), "US-CA");
-        assert_eq!(Jurisdiction::normalize(None), Err(UnknownJurisdiction::Missing));
+        assert_eq!(
+            Jurisdiction::normalize(None),
+            Err(UnknownJurisdiction::Missing)
+        );
         assert_eq!(norm("  "), Err(UnknownJurisdiction::Missing));
-        for bad in ["XX", "ZZ", "D", "DEU", "12", "??", "Ü", "US-", "US-TOOLONG", "EU-DE"] {
+        for bad in [
+            "XX",
+            "ZZ",
+            "D",
+            "DEU",
+            "12",
+            "??",
+            "Ü",
+            "US-",
+            "US-TOOLONG",
+            "EU-DE",
+        ] {
             assert!(norm(bad).is_err(), "{bad}");
         }
-        assert!(matches!(norm("EU-DE"), Err(UnknownJurisdiction::NotACountry(_))));
+        assert!(matches!(
+            norm("EU-DE"),
+            Err(UnknownJurisdiction::NotACountry(_))
+        ));
     }
 
     #[test]
     fn region_names_round_trip() {
         for r in Region::ALL {
             assert_eq!(r.as_str().parse::<Region>().unwrap(), r);
-            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
         }
         assert!("Mars".parse::<Region>().is_err());
     }

@@ -9,6 +9,7 @@
 //! - [`jurisdiction`]: ISO 3166-1 codes, normalisation of territories and aliases, region sets;
 //! - [`regime`]: the effective-dated regimes and the default [`Timeline`](regime::Timeline);
 //! - [`age`]: age at an instant and national ages of digital consent;
+//! - [`progress`]: the [`Progress`](progress::Progress) trait libraries report through;
 //! - [`decision`]: [`Decision`], [`ReasonCode`] and [`Verdict`] — exclusion is a value.
 //!
 //! ```
@@ -27,6 +28,7 @@ pub mod decision;
 pub mod ids;
 pub mod instant;
 pub mod jurisdiction;
+pub mod progress;
 pub mod purpose;
 pub mod regime;
 

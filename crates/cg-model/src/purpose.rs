@@ -34,7 +34,9 @@ fn is_snake_case(s: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 64
         && bytes[0].is_ascii_lowercase()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
         && !s.ends_with('_')
         && !s.contains("__")
 }
@@ -73,7 +75,10 @@ impl Purpose {
         if catalogue.contains(&name) {
             Ok(purpose)
         } else {
-            Err(NameError::UnknownPurpose { name: name.to_owned(), known: catalogue.join(", ") })
+            Err(NameError::UnknownPurpose {
+                name: name.to_owned(),
+                known: catalogue.join(", "),
+            })
         }
     }
 
@@ -91,7 +96,11 @@ impl Purpose {
 impl TryFrom<String> for Purpose {
     type Error = NameError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        if is_snake_case(&s) { Ok(Purpose(s)) } else { Err(NameError::Spelling(s)) }
+        if is_snake_case(&s) {
+            Ok(Purpose(s))
+        } else {
+            Err(NameError::Spelling(s))
+        }
     }
 }
 
@@ -118,8 +127,13 @@ impl ContentKind {
         &["post", "comment", "article", "group_message", "profile"];
     /// Kinds excluded by default (DOMAIN.md A2): private messages, salary, credentials,
     /// payment data and job-application data.
-    pub const DEFAULT_EXCLUDED: &'static [&'static str] =
-        &["message", "salary", "credential", "payment", "job_application"];
+    pub const DEFAULT_EXCLUDED: &'static [&'static str] = &[
+        "message",
+        "salary",
+        "credential",
+        "payment",
+        "job_application",
+    ];
 
     /// Checks spelling (lower-case snake_case).
     pub fn new(name: &str) -> Result<ContentKind, NameError> {
@@ -161,9 +175,18 @@ mod tests {
 
     #[test]
     fn purposes_are_checked() {
-        assert_eq!(Purpose::known("genai_training").unwrap(), Purpose::genai_training());
-        assert!(matches!(Purpose::known("GenAI-Training"), Err(NameError::Spelling(_))));
-        assert!(matches!(Purpose::known("genai_trainin"), Err(NameError::UnknownPurpose { .. })));
+        assert_eq!(
+            Purpose::known("genai_training").unwrap(),
+            Purpose::genai_training()
+        );
+        assert!(matches!(
+            Purpose::known("GenAI-Training"),
+            Err(NameError::Spelling(_))
+        ));
+        assert!(matches!(
+            Purpose::known("genai_trainin"),
+            Err(NameError::UnknownPurpose { .. })
+        ));
         for bad in ["", "_x", "x_", "a__b", "Ab", "a b", "é"] {
             assert!(Purpose::new(bad).is_err(), "{bad}");
         }
@@ -173,9 +196,16 @@ mod tests {
 
     #[test]
     fn default_kind_lists_are_disjoint_and_well_formed() {
-        for k in ContentKind::DEFAULT_INCLUDED.iter().chain(ContentKind::DEFAULT_EXCLUDED) {
+        for k in ContentKind::DEFAULT_INCLUDED
+            .iter()
+            .chain(ContentKind::DEFAULT_EXCLUDED)
+        {
             ContentKind::new(k).unwrap();
         }
-        assert!(ContentKind::DEFAULT_INCLUDED.iter().all(|k| !ContentKind::DEFAULT_EXCLUDED.contains(k)));
+        assert!(
+            ContentKind::DEFAULT_INCLUDED
+                .iter()
+                .all(|k| !ContentKind::DEFAULT_EXCLUDED.contains(k))
+        );
     }
 }

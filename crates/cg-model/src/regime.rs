@@ -124,7 +124,9 @@ pub struct Timeline {
 
 impl Default for Timeline {
     fn default() -> Self {
-        Timeline { regimes: REGIMES.iter().filter(|r| r.in_timeline).collect() }
+        Timeline {
+            regimes: REGIMES.iter().filter(|r| r.in_timeline).collect(),
+        }
     }
 }
 
@@ -168,7 +170,14 @@ mod tests {
     #[test]
     fn timeline_covers_all_time_without_overlap() {
         let t = Timeline::default();
-        for day in ["1970-01-01", "2024-09-17", "2024-09-18", "2025-11-02", "2025-11-03", "2099-12-31"] {
+        for day in [
+            "1970-01-01",
+            "2024-09-17",
+            "2024-09-18",
+            "2025-11-02",
+            "2025-11-03",
+            "2099-12-31",
+        ] {
             let n = t.regimes().iter().filter(|r| r.in_force(at(day))).count();
             assert_eq!(n, 1, "{day}");
         }
@@ -179,7 +188,14 @@ mod tests {
         let pre = Regime::by_id("li-2024-pre").unwrap();
         assert!(pre.suspended.contains(Region::Eu) && !pre.suspended.contains(Region::Uk));
         let sep = Regime::by_id("li-2024-09").unwrap();
-        for r in [Region::Eu, Region::Eea, Region::Ch, Region::Uk, Region::Ca, Region::Hk] {
+        for r in [
+            Region::Eu,
+            Region::Eea,
+            Region::Ch,
+            Region::Uk,
+            Region::Ca,
+            Region::Hk,
+        ] {
             assert!(sep.suspended.contains(r), "{r}");
         }
         assert!(!sep.suspended.contains(Region::UsCa));
@@ -187,6 +203,10 @@ mod tests {
         let strict = Regime::by_id("strict-optin").unwrap();
         assert_eq!(strict.basis, LawfulBasis::Consent);
         assert!(!strict.in_timeline);
-        assert!(Regime::by_id("li-2025-11").unwrap().not_yet_effective(at("2025-10-20")));
+        assert!(
+            Regime::by_id("li-2025-11")
+                .unwrap()
+                .not_yet_effective(at("2025-10-20"))
+        );
     }
 }

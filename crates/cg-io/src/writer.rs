@@ -1,0 +1,290 @@
+//! [`TableWriter`]: Parquet, CSV or JSONL behind one `write`/`finish` pair.
+//!
+//! A file is written as `<name>.partial` and renamed into place by [`TableWriter::finish`]
+//! after an fsync, so a reader never sees half a table under the real name.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::{Format, IoError};
+
+enum Sink {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    Csv(arrow::csv::Writer<BufWriter<File>>),
+    Jsonl(arrow::json::LineDelimitedWriter<BufWriter<File>>),
+}
+
+/// Writes record batches of one schema to one file.
+pub struct TableWriter {
+    sink: Option<Sink>,
+    format: Format,
+    path: PathBuf,
+    partial: PathBuf,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl TableWriter {
+    /// Creates `path` (format from its extension) for batches of `schema`.
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter, IoError> {
+        let format = Format::from_path(path)?;
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = File::create(&partial).map_err(|source| IoError::File {
+            action: "cannot create",
+            path: partial.clone(),
+            source,
+        })?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        let sink = match format {
+            Format::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(256 * 1024))
+                    .build();
+                let w = ArrowWriter::try_new(out, schema, Some(props)).map_err(|source| {
+                    IoError::Parquet {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?;
+                Sink::Parquet(w)
+            }
+            Format::Csv => Sink::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.6fZ".to_owned())
+                    .with_date_format("%Y-%m-%d".to_owned())
+                    .build(out),
+            ),
+            Format::Jsonl => Sink::Jsonl(arrow::json::LineDelimitedWriter::new(out)),
+        };
+        Ok(TableWriter {
+            sink: Some(sink),
+            format,
+            path: path.to_owned(),
+            partial,
+            rows: 0,
+        })
+    }
+
+    /// The file's format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
+        let path = &self.path;
+        let arrow_err = |source| IoError::Arrow {
+            path: path.clone(),
+            source,
+        };
+        match self.sink.as_mut() {
+            Some(Sink::Parquet(w)) => w.write(batch).map_err(|source| IoError::Parquet {
+                path: path.clone(),
+                source,
+            })?,
+            Some(Sink::Csv(w)) => w
+                .write(&lists_as_text(batch).map_err(arrow_err)?)
+                .map_err(arrow_err)?,
+            Some(Sink::Jsonl(w)) => w.write(batch).map_err(arrow_err)?,
+            None => {}
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Flushes, fsyncs and renames the file into place.
+    pub fn finish(mut self) -> Result<PathBuf, IoError> {
+        let path = self.path.clone();
+        let file_err = |action, source| IoError::File {
+            action,
+            path: path.clone(),
+            source,
+        };
+        let buffered = match self.sink.take() {
+            Some(Sink::Parquet(w)) => w.into_inner().map_err(|source| IoError::Parquet {
+                path: path.clone(),
+                source,
+            })?,
+            Some(Sink::Csv(w)) => w.into_inner(),
+            Some(Sink::Jsonl(mut w)) => {
+                w.finish().map_err(|source| IoError::Arrow {
+                    path: path.clone(),
+                    source,
+                })?;
+                w.into_inner()
+            }
+            None => return Ok(path),
+        };
+        let file = buffered
+            .into_inner()
+            .map_err(|e| file_err("cannot write", e.into_error()))?;
+        file.sync_all().map_err(|e| file_err("cannot sync", e))?;
+        std::fs::rename(&self.partial, &path).map_err(|e| file_err("cannot rename into", e))?;
+        Ok(path)
+    }
+}
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        // An unfinished writer leaves no file behind under either name.
+        if self.sink.take().is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// CSV has no lists: `list<int64>` columns become `;`-joined text.
+fn lists_as_text(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::List(_)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match field.data_type() {
+            DataType::List(item) if item.data_type() == &DataType::Int64 => {
+                let list = column.as_list::<i32>();
+                let mut text = StringBuilder::with_capacity(list.len(), list.len() * 8);
+                let mut buf = String::new();
+                for i in 0..list.len() {
+                    if list.is_null(i) {
+                        text.append_null();
+                        continue;
+                    }
+                    buf.clear();
+                    let values = list.value(i);
+                    let values = values.as_primitive::<Int64Type>();
+                    for (n, v) in values.iter().flatten().enumerate() {
+                        if n > 0 {
+                            buf.push(';');
+                        }
+                        buf.push_str(&v.to_string());
+                    }
+                    text.append_value(&buf);
+                }
+                fields.push(Field::new(field.name(), DataType::Utf8, true));
+                columns.push(Arc::new(text.finish()));
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+    use arrow::array::{Int64Builder, ListBuilder, StringArray, TimestampMicrosecondArray};
+
+    fn content_batch() -> RecordBatch {
+        let mut mentions = ListBuilder::new(Int64Builder::new());
+        mentions.values().append_value(17);
+        mentions.values().append_value(42);
+        mentions.append(true);
+        mentions.append_null();
+        RecordBatch::try_new(
+            schema::content(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+                Arc::new(arrow::array::Int64Array::from(vec![10, 11])),
+                Arc::new(StringArray::from(vec!["post", "comment"])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, 1_000_000]).with_timezone("+00:00"),
+                ),
+                Arc::new(StringArray::from(vec!["héllo, \"world\"", "second"])),
+                Arc::new(mentions.finish()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn writes_every_format_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["parquet", "csv", "jsonl"] {
+            let path = dir.path().join(format!("content.{ext}"));
+            let mut w = TableWriter::create(&path, schema::content()).unwrap();
+            w.write(&content_batch()).unwrap();
+            assert!(!path.exists(), "{ext}: visible before finish");
+            assert_eq!(w.finish().unwrap(), path);
+            assert!(path.metadata().unwrap().len() > 0);
+        }
+        let csv = std::fs::read_to_string(dir.path().join("content.csv")).unwrap();
+        assert!(
+            csv.starts_with("content_id,member_id,kind,created_at,text,mentions\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("1970-01-01T00:00:00.000000Z"), "{csv}");
+        assert!(csv.contains("17;42"), "{csv}");
+        let jsonl = std::fs::read_to_string(dir.path().join("content.jsonl")).unwrap();
+        assert_eq!(jsonl.lines().count(), 2);
+        assert!(jsonl.contains("[17,42]"), "{jsonl}");
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content.parquet");
+        let mut w = TableWriter::create(&path, schema::content()).unwrap();
+        w.write(&content_batch()).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unwritable_directory_names_the_file() {
+        let err = TableWriter::create("/nonexistent-dir/x.parquet".as_ref(), schema::members())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent-dir/x.parquet"), "{err}");
+    }
+
+    #[test]
+    fn parquet_output_is_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for i in 0..2 {
+            let path = dir.path().join(format!("c{i}.parquet"));
+            let mut w = TableWriter::create(&path, schema::content()).unwrap();
+            w.write(&content_batch()).unwrap();
+            w.finish().unwrap();
+            bytes.push(std::fs::read(&path).unwrap());
+        }
+        assert_eq!(bytes[0], bytes[1]);
+    }
+}

@@ -1,0 +1,67 @@
+//! # consentgate — the command-line tool
+//!
+//! Decides, provably, which member data a platform may use to train its generative-AI models.
+//! See `docs/architecture.md` for the crate map and data flow; `consentgate --help` for commands.
+//!
+//! Conventions: data goes to stdout (JSON with `--json`), status and progress to stderr; exit
+//! code 0 on success, 1 on error, 2 on a usage error.
+
+mod commands;
+mod errors;
+mod printer;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::printer::Printer;
+
+/// consentgate: decides, provably, which member data may train generative-AI models.
+#[derive(Debug, Parser)]
+#[command(name = "consentgate", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// No status lines or progress bars on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a deterministic synthetic corpus (members, residences, consent, notices, erasures,
+    /// content, and the ground truth of the PII in the content).
+    Generate(commands::generate::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version exit 0; usage errors exit 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let printer = Printer {
+        json: false,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Generate(args) => commands::generate::run(args, printer),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => ExitCode::from(errors::report(&err)),
+    }
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux), if available.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,9 @@
+//! consentgate's integration tests, one binary (link time matters on 2 cores).
+//! Each module is an area; read this list as the table of contents.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod architecture;
+mod cli;
+mod generate;
+mod util;

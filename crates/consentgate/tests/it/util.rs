@@ -1,0 +1,36 @@
+//! Running the built binary and reading its output files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arrow::array::RecordBatch;
+
+/// Runs `consentgate` with `args`.
+pub fn consentgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run consentgate")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Reads a whole Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
