@@ -52,6 +52,21 @@ impl CountryCode {
             .unwrap_or("")
     }
 
+    /// The position of the code in the ISO table (0..249), for dense packing.
+    pub fn index(&self) -> u16 {
+        ISO_3166_1
+            .binary_search_by(|(c, _)| c.as_bytes().cmp(&self.0[..]))
+            .map(|i| i as u16)
+            .unwrap_or(u16::MAX)
+    }
+
+    /// The code at `index` in the ISO table.
+    pub fn from_index(index: u16) -> Option<CountryCode> {
+        ISO_3166_1
+            .get(usize::from(index))
+            .and_then(|(c, _)| CountryCode::new(c))
+    }
+
     /// Every officially assigned code, in code order.
     pub fn all() -> impl Iterator<Item = CountryCode> {
         ISO_3166_1.iter().filter_map(|(c, _)| CountryCode::new(c))
@@ -470,6 +485,10 @@ mod tests {
         assert!(ISO_3166_1.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(CountryCode::all().count(), 249);
         assert_eq!(CountryCode::new("DE").unwrap().name(), "Germany");
+        for c in CountryCode::all() {
+            assert_eq!(CountryCode::from_index(c.index()), Some(c));
+        }
+        assert_eq!(CountryCode::from_index(249), None);
     }
 
     #[test]

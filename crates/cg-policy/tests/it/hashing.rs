@@ -1,0 +1,32 @@
+//! Content hashes: stable for the same inputs, different for any change.
+
+use cg_policy::{Policy, PolicyConfig, SourceFile};
+
+#[test]
+fn hash_is_stable_and_sensitive() {
+    let a = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
+    let b = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 64);
+    assert_eq!(a.name(), "timeline");
+    let pinned = Policy::bundled("li-2024-09", PolicyConfig::default()).unwrap();
+    assert_ne!(a.hash(), pinned.hash());
+    let mut cfg = PolicyConfig::default();
+    cfg.set("minimum_age=16").unwrap();
+    assert_ne!(a.hash(), Policy::bundled("timeline", cfg).unwrap().hash());
+    let extra = SourceFile {
+        name: "extra.cedar".into(),
+        text: "@id(\"extra/x\")\n@reason(\"region_suspended\")\nforbid (principal, action == Action::\"train\", resource) when { principal.country == \"FR\" };\n".into(),
+    };
+    let user = Policy::with_files(vec![extra], PolicyConfig::default()).unwrap();
+    assert_eq!(user.name(), "extra");
+    assert_ne!(a.hash(), user.hash());
+}
+
+#[test]
+fn unknown_policy_names_the_bundled_ones() {
+    let err = Policy::resolve("li-2099", PolicyConfig::default()).unwrap_err();
+    assert!(err.is_usage());
+    let msg = err.to_string();
+    assert!(msg.contains("li-2099") && msg.contains("timeline"), "{msg}");
+}
