@@ -33,6 +33,9 @@ enum Command {
     /// Write a deterministic synthetic corpus (members, residences, consent, notices, erasures,
     /// content, and the ground truth of the PII in the content).
     Generate(commands::generate::GenerateArgs),
+    /// Check policies, explain decisions.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args, printer),
+        Command::Policy(cmd) => commands::policy::run(cmd, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,3 +1,5 @@
 //! One module per command.
 
+pub mod args;
 pub mod generate;
+pub mod policy;

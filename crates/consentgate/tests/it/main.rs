@@ -6,4 +6,5 @@
 mod architecture;
 mod cli;
 mod generate;
+mod policy;
 mod util;
