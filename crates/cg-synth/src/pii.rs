@@ -129,8 +129,18 @@ pub fn phone(rng: &mut Rng, country: &str) -> String {
             }
         }
         "FR" => {
+            // Mobiles 06 (but not 069x) and 073–079 (07[0-2] is unallocated), Paris landlines 01.
             let lead = *rng.pick(&["6", "7", "1"]);
-            let groups: Vec<String> = (0..4).map(|_| digits(rng, 2)).collect();
+            let mut groups: Vec<String> = (0..4).map(|_| digits(rng, 2)).collect();
+            if lead == "7" {
+                groups[0] = format!("{}{}", 3 + rng.below(7), rng.digit());
+            } else if lead == "6" {
+                groups[0] = format!(
+                    "{}{}",
+                    rng.pick(&["0", "1", "2", "4", "5", "6", "7", "8"]),
+                    rng.digit()
+                );
+            }
             let g = groups.join(" ");
             if national {
                 format!("0{lead} {g}")

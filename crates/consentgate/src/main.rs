@@ -36,6 +36,8 @@ enum Command {
     /// Check policies, explain decisions.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Remove personal data from text lines or JSONL (`{"text": ...}`), or print its spans.
+    Redact(commands::redact::RedactArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args, printer),
         Command::Policy(cmd) => commands::policy::run(cmd, printer),
+        Command::Redact(args) => commands::redact::run(args, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,3 +3,4 @@
 pub mod args;
 pub mod generate;
 pub mod policy;
+pub mod redact;

@@ -7,4 +7,5 @@ mod architecture;
 mod cli;
 mod generate;
 mod policy;
+mod redact;
 mod util;
