@@ -1,1 +1,98 @@
-//! The dataset build (in progress).
+//! # cg-build — the dataset build on Apache DataFusion
+//!
+//! Turns a platform's member content into a training dataset that contains only what the policy
+//! allows, with personal data removed, and a record of every decision:
+//!
+//! 1. member facts (members, residences, notices, erasures, and consent from a file or the
+//!    ledger's as-of snapshot) are loaded once;
+//! 2. content streams through a DataFusion plan whose UDFs decide each row (`cg_gate`: Cedar once
+//!    per distinct attribute tuple, then lookups; mentions of excluded members make a row
+//!    `include_redacted`) and redact kept text (`cg_redact`), ordered by `content_id`;
+//! 3. kept rows go to `shards/part-NNNNN.parquet` by a keyed hash of the member (one member, one
+//!    shard); every row goes to `decisions.parquet`; the manifest is written last and the dataset
+//!    directory is renamed into place (atomic publish).
+//!
+//! Fail closed: a malformed row fails the build (or, with quarantine, is `invalid_record`); an
+//! unknown author is `member_unknown`; a Cedar error is `policy_error`.
+
+#![deny(missing_docs)]
+
+mod facts;
+mod gate;
+pub mod manifest;
+mod run;
+mod udf;
+
+use std::path::{Path, PathBuf};
+
+pub use manifest::Manifest;
+pub use run::{BuildConfig, BuildOutput, ConsentSourceArg, build, decisions_schema, sha256_file};
+
+/// Times from any timestamp or RFC 3339 text (shared by the UDFs and the writer).
+pub(crate) fn udf_times(
+    a: &arrow::array::ArrayRef,
+) -> datafusion::common::Result<Vec<Option<cg_model::Timestamp>>> {
+    udf::times_pub(a)
+}
+
+/// Why a build stopped. Nothing is published when it does.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An input file violates the contract.
+    #[error(transparent)]
+    Read(#[from] cg_io::ReadError),
+    /// A content file could not be scanned.
+    #[error("`{file}`: {message}")]
+    Source {
+        /// The file.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A required column is missing.
+    #[error("`{file}`: missing column `{column}`")]
+    MissingColumn {
+        /// The file.
+        file: String,
+        /// The column.
+        column: String,
+    },
+    /// A row is malformed.
+    #[error("`{file}`: {}column `{column}`: {message}", if *row > 0 { format!("row {row}, ") } else { String::new() })]
+    BadRow {
+        /// The file.
+        file: String,
+        /// 1-based row, or 0 when only the content id is known.
+        row: u64,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Anything else about the inputs.
+    #[error("{0}")]
+    Input(String),
+    /// The dataset already exists.
+    #[error("the dataset `{}` already exists", .0.display())]
+    Exists(PathBuf),
+    /// A file-system error.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The engine failed.
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+impl BuildError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> BuildError {
+        BuildError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

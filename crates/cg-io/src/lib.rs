@@ -6,7 +6,9 @@
 //! - [`schema`]: the Arrow schema of each input table (ARCHITECTURE.md, input contract);
 //! - [`Format`]: the format of a path, from its extension;
 //! - [`TableWriter`]: one writer over the three formats, publishing each file atomically
-//!   (`<name>.partial`, fsync, rename).
+//!   (`<name>.partial`, fsync, rename);
+//! - [`read_table`]: one reader over the three formats that conforms a file to its contract and
+//!   names the file, row and column of any violation ([`schema::contract`] per table).
 //!
 //! ```no_run
 //! use cg_io::{schema, Format, TableWriter};
@@ -20,11 +22,13 @@
 
 #![deny(missing_docs)]
 
+mod reader;
 pub mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use reader::{Contract, ReadError, read_table};
 pub use writer::TableWriter;
 
 /// A table file format.

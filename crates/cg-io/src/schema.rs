@@ -95,3 +95,58 @@ pub fn pii_spans() -> SchemaRef {
         Field::new("type", DataType::Utf8, false),
     ]))
 }
+
+/// The ledger's as-of snapshot for one purpose (`consent export`, build input via `--store`):
+/// one row per member with at least one event up to the cut-off.
+pub fn consent_snapshot() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("member_id", DataType::Int64, false),
+        Field::new("granted", DataType::Boolean, true),
+        ts("decided_at", true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("notice_version", DataType::Utf8, true),
+        Field::new("event_seq", DataType::Int64, true),
+        ts("gpc_at", true),
+        Field::new("other_purpose_grant", DataType::Boolean, false),
+    ]))
+}
+
+/// The contract of each input table by name (`members`, `residences`, `consent`, `notices`,
+/// `erasures`, `content`): schema and required columns.
+pub fn contract(table: &str) -> Option<crate::Contract> {
+    let (table, schema, required): (&'static str, SchemaRef, &'static [&'static str]) = match table
+    {
+        "members" => (
+            "members",
+            members(),
+            &["member_id", "country", "birth_date"],
+        ),
+        "residences" => (
+            "residences",
+            residences(),
+            &["member_id", "country", "valid_from"],
+        ),
+        "consent" => (
+            "consent",
+            consent_events(),
+            &["member_id", "purpose", "granted", "ts"],
+        ),
+        "notices" => (
+            "notices",
+            notices(),
+            &["member_id", "notice_version", "delivered_at"],
+        ),
+        "erasures" => ("erasures", erasures(), &["member_id", "ts"]),
+        "content" => (
+            "content",
+            content(),
+            &["content_id", "member_id", "kind", "created_at", "text"],
+        ),
+        _ => return None,
+    };
+    Some(crate::Contract {
+        table,
+        schema,
+        required,
+    })
+}

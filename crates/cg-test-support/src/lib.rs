@@ -4,7 +4,8 @@
 //! - [`small_corpus`]: a generated corpus in a temporary directory;
 //! - [`tempdir`]: a temporary directory removed on drop.
 //!
-//! Database guards (a uniquely named PostgreSQL database per test) join when the ledger does.
+//! - [`PgDatabase`]: a uniquely named PostgreSQL database for one test, dropped afterwards
+//!   (from `CG_TEST_DATABASE_URL`).
 
 #![deny(missing_docs)]
 #![expect(
@@ -42,4 +43,67 @@ pub fn small_corpus(
     let summary = cg_synth::generate(&cfg, dir.path(), &cg_model::progress::NoProgress)
         .expect("generate corpus");
     (dir, summary)
+}
+
+/// A uniquely named PostgreSQL database, created from `CG_TEST_DATABASE_URL` and dropped (with
+/// `FORCE`) when the guard goes out of scope.
+#[derive(Debug)]
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// `None` when `CG_TEST_DATABASE_URL` is not set (the caller skips PostgreSQL); panics when
+    /// it is set but the server cannot be reached (a CI misconfiguration must fail, not skip).
+    pub fn create() -> Option<PgDatabase> {
+        let admin_url = std::env::var("CG_TEST_DATABASE_URL").ok()?;
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "cg_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .expect("CG_TEST_DATABASE_URL reachable");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let (base, query) = match admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let prefix = match base.rfind('/') {
+            Some(i) if i > base.find("//").map_or(0, |j| j + 1) => &base[..i],
+            _ => base,
+        };
+        let url = format!("{prefix}/{name}{query}");
+        Some(PgDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// The connection URL of the test database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }

@@ -38,6 +38,9 @@ enum Command {
     Policy(commands::policy::PolicyCommand),
     /// Remove personal data from text lines or JSONL (`{"text": ...}`), or print its spans.
     Redact(commands::redact::RedactArgs),
+    /// The consent ledger: set, get, history, import, export.
+    #[command(subcommand)]
+    Consent(commands::consent::ConsentCommand),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(args, printer),
         Command::Policy(cmd) => commands::policy::run(cmd, printer),
         Command::Redact(args) => commands::redact::run(args, printer),
+        Command::Consent(cmd) => commands::consent::run(cmd, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

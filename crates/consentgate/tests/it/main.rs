@@ -5,6 +5,7 @@
 
 mod architecture;
 mod cli;
+mod consent;
 mod generate;
 mod policy;
 mod redact;

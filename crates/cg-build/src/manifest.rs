@@ -1,0 +1,92 @@
+//! `manifest.json`: what a dataset is, how it was made, and the digests that pin it.
+//! Deterministic except `created_at` (same inputs, policy and cut-off ⇒ same bytes otherwise).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format version.
+pub const FORMAT: &str = "consentgate-manifest/1";
+
+/// A dataset's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub format: String,
+    /// Dataset id: digest of everything that determines the output.
+    pub dataset_id: String,
+    /// Purpose.
+    pub purpose: String,
+    /// The cut-off.
+    pub as_of: String,
+    /// The policy.
+    pub policy: PolicyRef,
+    /// Input files and their SHA-256.
+    pub inputs: Vec<InputRef>,
+    /// Shard count.
+    pub shard_count: u32,
+    /// First 16 hex digits of SHA-256 of the shard key (the key itself is not published).
+    pub shard_key_fingerprint: String,
+    /// Shards.
+    pub shards: Vec<FileRef>,
+    /// `decisions.parquet` (the record of processing; stays with the operator).
+    pub decisions: FileRef,
+    /// Rows by decision × reason × region (a row with several reasons counts under each).
+    pub counts: Vec<Count>,
+    /// Rows by decision.
+    pub totals: BTreeMap<String, u64>,
+    /// Whether malformed rows were quarantined instead of failing the build.
+    pub quarantine: bool,
+    /// Root of the member commitment (set once receipts land).
+    pub member_commitment_root: Option<String>,
+    /// consentgate version.
+    pub tool_version: String,
+    /// Execution engine.
+    pub engine: String,
+    /// When the build finished (the only field that differs between identical builds).
+    pub created_at: String,
+}
+
+/// The policy used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    /// Name.
+    pub name: String,
+    /// Content hash.
+    pub hash: String,
+}
+
+/// An input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// Table (`members`, `content`, `consent`, `consent_snapshot`, ...).
+    pub table: String,
+    /// File name (or the ledger's backend for a snapshot).
+    pub source: String,
+    /// SHA-256 of the bytes (or of the snapshot rows).
+    pub sha256: String,
+}
+
+/// An output file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Path relative to the dataset directory.
+    pub file: String,
+    /// Rows.
+    pub rows: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// One cell of the decision × reason × region table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Count {
+    /// Decision.
+    pub decision: String,
+    /// Reason.
+    pub reason: String,
+    /// Region label.
+    pub region: String,
+    /// Rows.
+    pub rows: u64,
+}

@@ -1,0 +1,233 @@
+//! The DataFusion extension points, kept in one module (their API changes each release):
+//! `cg_gate(content_id, member_id, kind, created_at, mentions) -> UInt32` (the outcome id) and
+//! `cg_redact(text, member_id, mentions, outcome) -> Utf8` (null when excluded). Strings may
+//! arrive as `Utf8`, `LargeUtf8` or `Utf8View`; times as any timestamp or RFC 3339 text; mentions
+//! as `list<int64>` or `;`-joined text.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, UInt32Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType, UInt32Type};
+use cg_model::Timestamp;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::gate::{Gate, Row};
+
+fn exec_err(m: impl Into<String>) -> DataFusionError {
+    DataFusionError::Execution(m.into())
+}
+
+fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
+    args.args
+        .iter()
+        .map(|a| a.clone().into_array(args.number_rows))
+        .collect()
+}
+
+fn strings(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast(a, &DataType::Utf8)?)
+}
+
+fn ints(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
+    let c = cast(a, &DataType::Int64)?;
+    Ok(c.as_primitive::<Int64Type>().iter().collect())
+}
+
+/// Times from any timestamp type or RFC 3339 text.
+pub fn times_pub(a: &ArrayRef) -> Result<Vec<Option<Timestamp>>> {
+    times(a)
+}
+
+fn times(a: &ArrayRef) -> Result<Vec<Option<Timestamp>>> {
+    match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = strings(a)?;
+            let s = s.as_string::<i32>();
+            Ok(s.iter()
+                .map(|v| v.and_then(|v| Timestamp::parse(v).ok()))
+                .collect())
+        }
+        _ => {
+            let c = cast(
+                a,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            )?;
+            Ok(c.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|v| v.map(Timestamp::from_micros))
+                .collect())
+        }
+    }
+}
+
+/// Mentions per row, from `list<int64>`, `;`-joined text, or null.
+pub fn mention_lists(a: &ArrayRef) -> Result<Vec<Vec<i64>>> {
+    match a.data_type() {
+        DataType::Null => Ok(vec![Vec::new(); a.len()]),
+        DataType::List(_) | DataType::LargeList(_) => {
+            let l = cast(
+                a,
+                &DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+                    DataType::Int64,
+                    true,
+                ))),
+            )?;
+            let l = l.as_list::<i32>();
+            Ok((0..l.len())
+                .map(|i| {
+                    if l.is_null(i) {
+                        Vec::new()
+                    } else {
+                        l.value(i)
+                            .as_primitive::<Int64Type>()
+                            .iter()
+                            .flatten()
+                            .collect()
+                    }
+                })
+                .collect())
+        }
+        _ => {
+            let s = strings(a)?;
+            let s = s.as_string::<i32>();
+            s.iter()
+                .map(|v| {
+                    v.map_or(Ok(Vec::new()), |v| {
+                        v.split([';', ','])
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(|p| {
+                                p.trim_matches(['[', ']']).parse::<i64>().map_err(|_| {
+                                    exec_err(format!("`{v}` is not a list of member ids"))
+                                })
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// `cg_gate`.
+#[derive(Debug)]
+pub struct GateUdf {
+    gate: Arc<Gate>,
+    signature: Signature,
+}
+
+/// `cg_redact`.
+#[derive(Debug)]
+pub struct RedactUdf {
+    gate: Arc<Gate>,
+    signature: Signature,
+}
+
+macro_rules! identity_eq {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.gate, &other.gate)
+            }
+        }
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.name().hash(state);
+            }
+        }
+    };
+}
+identity_eq!(GateUdf);
+identity_eq!(RedactUdf);
+
+impl ScalarUDFImpl for GateUdf {
+    fn name(&self) -> &str {
+        "cg_gate"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let ids = ints(&a[0])?;
+        let members = ints(&a[1])?;
+        let kinds = strings(&a[2])?;
+        let kinds = kinds.as_string::<i32>();
+        let created = times(&a[3])?;
+        let mentions = mention_lists(&a[4])?;
+        let rows: Vec<Row<'_>> = (0..args.number_rows)
+            .map(|i| Row {
+                content_id: ids[i].unwrap_or(0),
+                member_id: members[i],
+                kind: kinds.is_valid(i).then(|| kinds.value(i)),
+                created_at: created[i],
+            })
+            .collect();
+        let out = self.gate.decide(&rows, &mentions).map_err(exec_err)?;
+        Ok(ColumnarValue::Array(Arc::new(UInt32Array::from(out))))
+    }
+}
+
+impl ScalarUDFImpl for RedactUdf {
+    fn name(&self) -> &str {
+        "cg_redact"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let text = strings(&a[0])?;
+        let text = text.as_string::<i32>();
+        let members = ints(&a[1])?;
+        let mentions = mention_lists(&a[2])?;
+        let outcomes = cast(&a[3], &DataType::UInt32)?;
+        let outcomes = outcomes.as_primitive::<UInt32Type>();
+        let mut b = StringBuilder::with_capacity(args.number_rows, text.value_data().len());
+        for i in 0..args.number_rows {
+            let verdict = self
+                .gate
+                .outcome(outcomes.value(i))
+                .ok_or_else(|| exec_err("unknown outcome id"))?;
+            let t = if text.is_valid(i) { text.value(i) } else { "" };
+            b.append_option(
+                self.gate
+                    .redact(t, members[i].unwrap_or(0), &mentions[i], &verdict),
+            );
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}
+
+/// The two UDFs over one gate.
+pub fn udfs(gate: Arc<Gate>) -> (ScalarUDF, ScalarUDF) {
+    let sig = |n| Signature::any(n, Volatility::Immutable);
+    (
+        ScalarUDF::from(GateUdf {
+            gate: gate.clone(),
+            signature: sig(5),
+        }),
+        ScalarUDF::from(RedactUdf {
+            gate,
+            signature: sig(4),
+        }),
+    )
+}

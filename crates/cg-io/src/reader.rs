@@ -1,0 +1,436 @@
+//! [`read_table`]: reads an input-contract table in any of the three formats and conforms it to
+//! the contract's schema: required columns present, types cast where lossless (`Int32`→`Int64`,
+//! `Utf8View`/`LargeUtf8`→`Utf8`, any timestamp unit or zone →µs UTC, `;`-joined text →
+//! `list<int64>` for CSV), nulls refused in non-nullable columns. Errors name the file, the
+//! row (1-based, data rows) and the column.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Builder, ListBuilder, RecordBatch, new_null_array,
+};
+use arrow::compute::{CastOptions, cast_with_options};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::util::display::FormatOptions;
+
+use crate::Format;
+
+/// A table that does not follow the contract, or cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or decoded.
+    #[error("cannot read `{}`: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A required column is missing.
+    #[error("`{}`: missing column `{column}` (the {table} table needs {required})", path.display())]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: String,
+        /// All required columns.
+        required: String,
+    },
+    /// A value does not fit its column's type, or a required value is null.
+    #[error("`{}`: row {row}, column `{column}`: {message}", path.display())]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// 1-based data row.
+        row: u64,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which columns of a contract schema are required (the rest are optional: absent → null).
+#[derive(Debug)]
+pub struct Contract {
+    /// The table's name, for messages.
+    pub table: &'static str,
+    /// The schema, in output column order.
+    pub schema: SchemaRef,
+    /// Columns that must be present.
+    pub required: &'static [&'static str],
+}
+
+/// Reads the whole file as batches conforming to `contract`, calling `f` per batch with the
+/// 1-based row number of its first row. Stops at the first violation.
+pub fn read_table(
+    path: &Path,
+    contract: &Contract,
+    mut f: impl FnMut(RecordBatch, u64) -> Result<(), ReadError>,
+) -> Result<u64, ReadError> {
+    let format = Format::from_path(path).map_err(|e| ReadError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let file_err = |message: String| ReadError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| file_err(e.to_string()))?;
+    let mut row = 1u64;
+    let mut emit = |batch: RecordBatch, row: &mut u64| -> Result<(), ReadError> {
+        let n = batch.num_rows() as u64;
+        let conformed = conform(path, contract, &batch, *row)?;
+        f(conformed, *row)?;
+        *row += n;
+        Ok(())
+    };
+    match format {
+        Format::Parquet => {
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| file_err(e.to_string()))?
+                    .with_batch_size(64 * 1024)
+                    .build()
+                    .map_err(|e| file_err(e.to_string()))?;
+            for batch in reader {
+                emit(batch.map_err(|e| file_err(e.to_string()))?, &mut row)?;
+            }
+        }
+        Format::Csv | Format::Jsonl => {
+            // Read with the file's own columns as text/JSON types, then conform: the header
+            // decides which contract columns are present.
+            let schema = source_schema(path, contract, format)?;
+            let reader: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> =
+                match format {
+                    Format::Csv => Box::new(
+                        arrow::csv::ReaderBuilder::new(schema)
+                            .with_header(true)
+                            .with_batch_size(64 * 1024)
+                            .build(BufReader::new(file))
+                            .map_err(|e| file_err(e.to_string()))?,
+                    ),
+                    _ => Box::new(
+                        arrow::json::ReaderBuilder::new(schema)
+                            .with_batch_size(64 * 1024)
+                            .build(BufReader::new(file))
+                            .map_err(|e| file_err(e.to_string()))?,
+                    ),
+                };
+            for batch in reader {
+                let batch = batch.map_err(|e| file_err(e.to_string()))?;
+                emit(batch, &mut row)?;
+            }
+        }
+    }
+    Ok(row - 1)
+}
+
+/// For CSV and JSONL: the contract's columns that the file has, all read as text (CSV) or with
+/// JSON-friendly types, so that conforming reports row and column for bad values.
+fn source_schema(path: &Path, contract: &Contract, format: Format) -> Result<SchemaRef, ReadError> {
+    let present: Vec<String> = match format {
+        Format::Csv => {
+            let mut r = arrow::csv::reader::Format::default().with_header(true);
+            r = r.with_delimiter(b',');
+            let file = File::open(path).map_err(|e| ReadError::File {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+            let (schema, _) =
+                r.infer_schema(BufReader::new(file), Some(0))
+                    .map_err(|e| ReadError::File {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?;
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        }
+        _ => {
+            let file = File::open(path).map_err(|e| ReadError::File {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema(BufReader::new(file), Some(1000)).map_err(
+                    |e| ReadError::File {
+                        path: path.into(),
+                        message: e.to_string(),
+                    },
+                )?;
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        }
+    };
+    let fields: Vec<Field> = contract
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| present.iter().any(|p| p == f.name()))
+        .map(|f| match (format, f.data_type()) {
+            (Format::Csv, _) => Field::new(f.name(), DataType::Utf8, true),
+            (_, DataType::Timestamp(_, _) | DataType::Date32) => {
+                Field::new(f.name(), DataType::Utf8, true)
+            }
+            (_, t) => Field::new(f.name(), t.clone(), true),
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn conform(
+    path: &Path,
+    contract: &Contract,
+    batch: &RecordBatch,
+    first_row: u64,
+) -> Result<RecordBatch, ReadError> {
+    let bad = |row: u64, column: &str, message: String| ReadError::BadValue {
+        path: path.to_owned(),
+        row,
+        column: column.to_owned(),
+        message,
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(contract.schema.fields().len());
+    for field in contract.schema.fields() {
+        let name = field.name();
+        let Some(source) = batch.column_by_name(name) else {
+            if contract.required.contains(&name.as_str()) {
+                return Err(ReadError::MissingColumn {
+                    path: path.to_owned(),
+                    table: contract.table,
+                    column: name.clone(),
+                    required: contract.required.join(", "),
+                });
+            }
+            columns.push(new_null_array(field.data_type(), batch.num_rows()));
+            continue;
+        };
+        let converted = convert(source, field.data_type())
+            .map_err(|(i, msg)| bad(first_row + i as u64, name, msg))?;
+        if !field.is_nullable() && converted.null_count() > 0 {
+            let i = (0..converted.len())
+                .find(|i| converted.is_null(*i))
+                .unwrap_or(0);
+            return Err(bad(
+                first_row + i as u64,
+                name,
+                "a value is required".into(),
+            ));
+        }
+        columns.push(converted);
+    }
+    RecordBatch::try_new(contract.schema.clone(), columns).map_err(|e| ReadError::File {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Casts `source` to `target`; on failure, finds the first row that does not convert.
+fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, String)> {
+    if source.data_type() == target {
+        return Ok(source.clone());
+    }
+    if let DataType::List(_) = target
+        && let Some(text) = as_text(source)
+    {
+        return parse_id_lists(&text);
+    }
+    let text_source = matches!(
+        source.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    let source = if text_source && matches!(target, DataType::Timestamp(_, _)) {
+        // Accept RFC 3339 with any offset and bare dates.
+        normalise_times(source)?
+    } else {
+        source.clone()
+    };
+    let strict = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
+    match cast_with_options(&source, target, &strict) {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            let lenient = cast_with_options(&source, target, &CastOptions::default())
+                .map_err(|e| (0usize, e.to_string()))?;
+            let i = (0..source.len())
+                .find(|i| source.is_valid(*i) && lenient.is_null(*i))
+                .unwrap_or(0);
+            let shown = arrow::util::display::array_value_to_string(&source, i).unwrap_or_default();
+            Err((i, format!("`{shown}` is not a valid {}", describe(target))))
+        }
+    }
+}
+
+fn describe(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int64 => "integer",
+        DataType::Boolean => "boolean (true/false)",
+        DataType::Date32 => "date (YYYY-MM-DD)",
+        DataType::Timestamp(_, _) => "time (RFC 3339 or YYYY-MM-DD)",
+        _ => "value",
+    }
+}
+
+fn as_text(a: &ArrayRef) -> Option<Vec<Option<String>>> {
+    match a.data_type() {
+        DataType::Utf8 => Some(
+            a.as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect(),
+        ),
+        DataType::LargeUtf8 => Some(
+            a.as_string::<i64>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect(),
+        ),
+        DataType::Utf8View => Some(
+            a.as_string_view()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn parse_id_lists(text: &[Option<String>]) -> Result<ArrayRef, (usize, String)> {
+    let mut b = ListBuilder::new(Int64Builder::new());
+    for (i, v) in text.iter().enumerate() {
+        match v {
+            None => b.append_null(),
+            Some(s) if s.trim().is_empty() => b.append(true),
+            Some(s) => {
+                for part in s
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .split([';', ','])
+                {
+                    let id: i64 = part.trim().parse().map_err(|_| {
+                        (
+                            i,
+                            format!("`{s}` is not a list of member ids (e.g. `17;42`)"),
+                        )
+                    })?;
+                    b.values().append_value(id);
+                }
+                b.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn normalise_times(a: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let text = as_text(a).unwrap_or_default();
+    let mut b = arrow::array::TimestampMicrosecondBuilder::with_capacity(text.len())
+        .with_timezone("+00:00");
+    for (i, v) in text.iter().enumerate() {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => b.append_null(),
+            Some(s) => {
+                let t = cg_model::Timestamp::parse(s).map_err(|e| (i, e.to_string()))?;
+                b.append_value(t.micros());
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    fn read_all(path: &Path, table: &str) -> Result<Vec<RecordBatch>, ReadError> {
+        let mut out = Vec::new();
+        read_table(path, &schema::contract(table).unwrap(), |b, _| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn csv_with_optional_columns_absent_and_times_in_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("consent.csv");
+        std::fs::write(&p, "member_id,purpose,granted,ts\n1,genai_training,false,2025-01-10T01:00:00+01:00\n2,genai_training,true,2025-02-01\n").unwrap();
+        let b = &read_all(&p, "consent").unwrap()[0];
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.schema().field(0).name(), "event_id");
+        assert_eq!(b.column(0).null_count(), 2);
+        let ts = b
+            .column(4)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(
+            ts.value(0),
+            cg_model::Timestamp::parse("2025-01-10").unwrap().micros()
+        );
+    }
+
+    #[test]
+    fn errors_name_file_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("consent.csv");
+        std::fs::write(&p, "member_id,purpose,granted,ts\n1,genai_training,false,2025-01-10\n2,genai_training,maybe,2025-02-01\n").unwrap();
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(
+            e.contains("consent.csv")
+                && e.contains("row 2")
+                && e.contains("`granted`")
+                && e.contains("maybe"),
+            "{e}"
+        );
+        std::fs::write(&p, "member_id,purpose,ts\n1,genai_training,2025-01-10\n").unwrap();
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(e.contains("missing column `granted`"), "{e}");
+        std::fs::write(
+            &p,
+            "member_id,purpose,granted,ts\n1,genai_training,true,last tuesday\n",
+        )
+        .unwrap();
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(
+            e.contains("row 1") && e.contains("`ts`") && e.contains("last tuesday"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "member_id,purpose,granted,ts\n,genai_training,true,2025-01-01\n",
+        )
+        .unwrap();
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(
+            e.contains("row 1") && e.contains("`member_id`") && e.contains("required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn jsonl_and_parquet_round_trip_with_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("content.jsonl");
+        std::fs::write(&p, "{\"content_id\":1,\"member_id\":2,\"kind\":\"post\",\"created_at\":\"2025-01-01T00:00:00Z\",\"text\":\"hi\",\"mentions\":[3,4]}\n").unwrap();
+        let b = &read_all(&p, "content").unwrap()[0];
+        assert_eq!(b.num_rows(), 1);
+        let csv = dir.path().join("content.csv");
+        std::fs::write(&csv, "content_id,member_id,kind,created_at,text,mentions\n1,2,post,2025-01-01,hi,3;4\n2,2,post,2025-01-01,yo,\n").unwrap();
+        let b = &read_all(&csv, "content").unwrap()[0];
+        let lists = b.column(5).as_list::<i32>();
+        assert_eq!(lists.value(0).len(), 2);
+        assert_eq!(lists.value(1).len(), 0);
+        let pq = dir.path().join("content.parquet");
+        let mut w = crate::TableWriter::create(&pq, b.schema()).unwrap();
+        w.write(b).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_all(&pq, "content").unwrap()[0].num_rows(), 2);
+    }
+}

@@ -1,0 +1,113 @@
+//! # cg-ledger — the consent ledger
+//!
+//! The system of record for who agreed to what, where and when. Consent events are immutable
+//! and totally ordered (`seq`); the state of a member for a purpose at any instant is the fold of
+//! the events up to it, never rewritten afterwards (GDPR Art 7(3)). One [`Store`] trait, two
+//! backends, one conformance suite:
+//!
+//! - **SQLite** (embedded default): a file, WAL, `synchronous=FULL` — an acknowledged write
+//!   survives a crash or power loss;
+//! - **PostgreSQL** (production): `postgres://` URLs.
+//!
+//! Both keep member facts for the online check (country, residence history, birth date, closure),
+//! notices and erasure requests; both refuse `UPDATE`/`DELETE` on events with a trigger.
+//!
+//! ```no_run
+//! use cg_ledger::{open, NewEvent};
+//! use cg_model::{MemberId, Purpose, Timestamp};
+//! let mut store = open("sqlite:ledger.db").unwrap();
+//! let at = Timestamp::parse("2025-01-10").unwrap();
+//! store.append(&[NewEvent::new(MemberId(1), Purpose::genai_training(), false, at)]).unwrap();
+//! let (state, _) = store.state_at(MemberId(1), &Purpose::genai_training(), at).unwrap();
+//! assert_eq!(state.granted(true), Some(false));
+//! ```
+
+#![deny(missing_docs)]
+
+mod import;
+mod model;
+mod pg;
+mod sqlite;
+
+pub use import::{ImportReport, import_file, table_of};
+pub use model::{
+    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
+    SnapshotRow, Stats, StoredEvent, fold_stored,
+};
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+use cg_model::progress::Progress;
+use cg_model::{ConsentState, MemberId, Purpose, Timestamp};
+
+/// A consent store. Every method is one transaction: it happens entirely or not at all.
+pub trait Store: Send {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Appends events atomically. An event whose `event_id` is already stored with the same
+    /// content is not stored again (idempotent retry); with different content it is a conflict
+    /// and nothing is written.
+    fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError>;
+
+    /// Imports records in one transaction; any error rolls everything back.
+    fn import(
+        &mut self,
+        records: &mut dyn Iterator<Item = Result<Record, LedgerError>>,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, LedgerError>;
+
+    /// Every event of a member, in `seq` order.
+    fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError>;
+
+    /// What is known about a member (country, residence history, birth date, closure, notices,
+    /// erasures), if anything.
+    fn member(&mut self, member: MemberId) -> Result<Option<MemberFacts>, LedgerError>;
+
+    /// Calls `f` for every member with at least one event up to `as_of`, in member order, with
+    /// their state for `purpose` as of `as_of` (members with no row have no event at all).
+    fn snapshot(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError>;
+
+    /// Row counts.
+    fn stats(&mut self) -> Result<Stats, LedgerError>;
+
+    /// The member's state for `purpose` at `at`, and the stored events that decided it
+    /// (explicit choice, GPC signal).
+    fn state_at(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        at: Timestamp,
+    ) -> Result<(ConsentState, Vec<StoredEvent>), LedgerError> {
+        let events: Vec<StoredEvent> = self
+            .history(member)?
+            .into_iter()
+            .filter(|e| &e.event.purpose == purpose)
+            .collect();
+        Ok(fold_stored(&events, at))
+    }
+}
+
+/// The default embedded store: `$CG_DATA_DIR/ledger.sqlite`, or `.consentgate/ledger.sqlite`.
+pub fn default_url() -> String {
+    let dir = std::env::var("CG_DATA_DIR").unwrap_or_else(|_| ".consentgate".to_owned());
+    format!("sqlite:{dir}/ledger.sqlite")
+}
+
+/// Opens a store by URL: `postgres://…` / `postgresql://…`, `sqlite:PATH`, or a plain path
+/// (SQLite). Migrations are applied on open.
+pub fn open(url: &str) -> Result<Box<dyn Store>, LedgerError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PgStore::connect(url)?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+}

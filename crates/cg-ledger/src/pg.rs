@@ -1,0 +1,412 @@
+//! The production backend: PostgreSQL through the `postgres` client. Same schema and semantics
+//! as SQLite (times as µs BIGINT, so both backends compare and fold identically).
+
+use cg_model::consent::{ConsentEvent, ConsentSource};
+use cg_model::instant::{date_to_days, days_to_date};
+use cg_model::progress::Progress;
+use cg_model::{EventId, MemberId, Purpose, Timestamp};
+use postgres::{Client, NoTls, Row, Transaction};
+
+use crate::Store;
+use crate::import::ImportReport;
+use crate::model::{
+    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
+    SnapshotRow, Stats, StoredEvent, snapshot_of,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE consent_events (
+    seq            BIGSERIAL PRIMARY KEY,
+    event_id       BIGINT UNIQUE,
+    member_id      BIGINT  NOT NULL,
+    purpose        TEXT    NOT NULL,
+    granted        BOOLEAN NOT NULL,
+    ts             BIGINT  NOT NULL,
+    source         TEXT    NOT NULL,
+    notice_version TEXT,
+    actor          TEXT,
+    metadata       TEXT,
+    recorded_at    BIGINT  NOT NULL
+);
+CREATE INDEX consent_events_member ON consent_events (member_id, ts, seq);
+CREATE FUNCTION consent_events_immutable() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'consent events are immutable'; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER consent_events_no_change BEFORE UPDATE OR DELETE ON consent_events
+FOR EACH ROW EXECUTE FUNCTION consent_events_immutable();
+CREATE TABLE members (
+    member_id    BIGINT PRIMARY KEY,
+    country      TEXT,
+    birth_date   INTEGER,
+    created_at   BIGINT,
+    closed_at    BIGINT,
+    display_name TEXT,
+    handle       TEXT
+);
+CREATE TABLE residences (member_id BIGINT NOT NULL, country TEXT, valid_from BIGINT NOT NULL);
+CREATE INDEX residences_member ON residences (member_id, valid_from);
+CREATE TABLE notices (member_id BIGINT NOT NULL, notice_version TEXT NOT NULL, delivered_at BIGINT NOT NULL);
+CREATE INDEX notices_member ON notices (member_id, delivered_at);
+CREATE TABLE erasures (member_id BIGINT NOT NULL, ts BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
+CREATE INDEX erasures_member ON erasures (member_id, ts);
+"#,
+)];
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    client: Client,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
+}
+
+impl PgStore {
+    /// Connects to `url` and migrates.
+    pub fn connect(url: &str) -> Result<PgStore, LedgerError> {
+        let client = Client::connect(url, NoTls).map_err(LedgerError::pg)?;
+        let mut store = PgStore { client };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7431); CREATE TABLE IF NOT EXISTS cg_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .map_err(LedgerError::pg)?;
+        for (version, sql) in MIGRATIONS {
+            let done = tx
+                .query_opt(
+                    "SELECT version FROM cg_migrations WHERE version = $1",
+                    &[version],
+                )
+                .map_err(LedgerError::pg)?;
+            if done.is_none() {
+                tx.batch_execute(sql).map_err(LedgerError::pg)?;
+                tx.execute(
+                    "INSERT INTO cg_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now().micros()],
+                )
+                .map_err(LedgerError::pg)?;
+            }
+        }
+        tx.commit().map_err(LedgerError::pg)
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
+
+fn row_to_event(r: &Row) -> Result<StoredEvent, LedgerError> {
+    let purpose: String = r.get(3);
+    let seq: i64 = r.get(0);
+    let metadata: Option<String> = r.get(9);
+    Ok(StoredEvent {
+        seq,
+        new: NewEvent {
+            event: ConsentEvent {
+                event_id: r.get::<_, Option<i64>>(1).map(EventId),
+                member_id: MemberId(r.get(2)),
+                purpose: Purpose::new(&purpose).map_err(|_| LedgerError::Database {
+                    backend: "postgres",
+                    message: format!("event {seq} has an invalid purpose"),
+                })?,
+                granted: r.get(4),
+                ts: Timestamp::from_micros(r.get(5)),
+                source: ConsentSource::from(r.get::<_, String>(6)),
+                notice_version: r.get(7),
+            },
+            actor: r.get(8),
+            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        },
+        recorded_at: Timestamp::from_micros(r.get(10)),
+    })
+}
+
+fn insert_event(
+    tx: &mut Transaction<'_>,
+    e: &NewEvent,
+    recorded_at: Timestamp,
+) -> Result<Option<i64>, LedgerError> {
+    let metadata = e.metadata.as_ref().map(|m| m.to_string());
+    let row = tx
+        .query_opt(
+            "INSERT INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING RETURNING seq",
+            &[
+                &e.event.event_id.map(|i| i.0),
+                &e.event.member_id.0,
+                &e.event.purpose.as_str(),
+                &e.event.granted,
+                &e.event.ts.micros(),
+                &e.event.source.as_str(),
+                &e.event.notice_version,
+                &e.actor,
+                &metadata,
+                &recorded_at.micros(),
+            ],
+        )
+        .map_err(LedgerError::pg)?;
+    if let Some(row) = row {
+        return Ok(Some(row.get(0)));
+    }
+    let id = e.event.event_id.map_or(0, |i| i.0);
+    let existing = tx
+        .query_opt(
+            &format!("SELECT {EVENT_COLUMNS} FROM consent_events WHERE event_id = $1"),
+            &[&id],
+        )
+        .map_err(LedgerError::pg)?;
+    match existing.map(|r| row_to_event(&r)).transpose()? {
+        Some(stored) if stored.new.same_fact(e) => Ok(None),
+        _ => Err(LedgerError::Conflict { event_id: id }),
+    }
+}
+
+fn insert_record(
+    tx: &mut Transaction<'_>,
+    r: &Record,
+    recorded_at: Timestamp,
+    report: &mut ImportReport,
+) -> Result<(), LedgerError> {
+    match r {
+        Record::Event(e) => match insert_event(tx, e, recorded_at)? {
+            Some(_) => report.events += 1,
+            None => report.duplicates += 1,
+        },
+        Record::Member(m) => {
+            tx.execute(
+                "INSERT INTO members (member_id, country, birth_date, created_at, closed_at, display_name, handle)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (member_id) DO UPDATE SET country = excluded.country, birth_date = excluded.birth_date,
+                   created_at = excluded.created_at, closed_at = excluded.closed_at,
+                   display_name = excluded.display_name, handle = excluded.handle",
+                &[
+                    &m.member_id.0,
+                    &m.country,
+                    &m.birth_date.map(date_to_days),
+                    &m.created_at.map(Timestamp::micros),
+                    &m.closed_at.map(Timestamp::micros),
+                    &m.display_name,
+                    &m.handle,
+                ],
+            )
+            .map_err(LedgerError::pg)?;
+            report.members += 1;
+        }
+        Record::Residence(x) => {
+            tx.execute(
+                "INSERT INTO residences (member_id, country, valid_from) VALUES ($1, $2, $3)",
+                &[&x.member_id.0, &x.country, &x.valid_from.micros()],
+            )
+            .map_err(LedgerError::pg)?;
+            report.residences += 1;
+        }
+        Record::Notice(n) => {
+            tx.execute(
+                "INSERT INTO notices (member_id, notice_version, delivered_at) VALUES ($1, $2, $3)",
+                &[&n.member_id.0, &n.notice_version, &n.delivered_at.micros()],
+            )
+            .map_err(LedgerError::pg)?;
+            report.notices += 1;
+        }
+        Record::Erasure(x) => {
+            tx.execute(
+                "INSERT INTO erasures (member_id, ts, recorded_at) VALUES ($1, $2, $3)",
+                &[&x.member_id.0, &x.ts.micros(), &recorded_at.micros()],
+            )
+            .map_err(LedgerError::pg)?;
+            report.erasures += 1;
+        }
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
+        let recorded_at = now();
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            match insert_event(&mut tx, e, recorded_at)? {
+                Some(seq) => out.push(StoredEvent {
+                    seq,
+                    new: e.clone(),
+                    recorded_at,
+                }),
+                None => {
+                    let id = e.event.event_id.map_or(0, |i| i.0);
+                    for r in tx
+                        .query(
+                            &format!(
+                                "SELECT {EVENT_COLUMNS} FROM consent_events WHERE event_id = $1"
+                            ),
+                            &[&id],
+                        )
+                        .map_err(LedgerError::pg)?
+                    {
+                        out.push(row_to_event(&r)?);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(out)
+    }
+
+    fn import(
+        &mut self,
+        records: &mut dyn Iterator<Item = Result<Record, LedgerError>>,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, LedgerError> {
+        let recorded_at = now();
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        let mut report = ImportReport::default();
+        let mut pending = 0u64;
+        for r in records {
+            insert_record(&mut tx, &r?, recorded_at, &mut report)?;
+            pending += 1;
+            if pending == 8192 {
+                progress.advance(pending);
+                pending = 0;
+            }
+        }
+        progress.advance(pending);
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(report)
+    }
+
+    fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM consent_events WHERE member_id = $1 ORDER BY seq"
+                ),
+                &[&member.0],
+            )
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(row_to_event)
+            .collect()
+    }
+
+    fn member(&mut self, member: MemberId) -> Result<Option<MemberFacts>, LedgerError> {
+        let c = &mut self.client;
+        let record = c
+            .query_opt(
+                "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = $1",
+                &[&member.0],
+            )
+            .map_err(LedgerError::pg)?
+            .map(|r| MemberRecord {
+                member_id: MemberId(r.get(0)),
+                country: r.get(1),
+                birth_date: r.get::<_, Option<i32>>(2).and_then(days_to_date),
+                created_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
+                closed_at: r.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
+                display_name: r.get(5),
+                handle: r.get(6),
+            });
+        let residences: Vec<Residence> = c
+            .query("SELECT country, valid_from FROM residences WHERE member_id = $1 ORDER BY valid_from", &[&member.0])
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(|r| Residence { member_id: member, country: r.get(0), valid_from: Timestamp::from_micros(r.get(1)) })
+            .collect();
+        let notices: Vec<Notice> = c
+            .query("SELECT notice_version, delivered_at FROM notices WHERE member_id = $1 ORDER BY delivered_at", &[&member.0])
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(|r| Notice { member_id: member, notice_version: r.get(0), delivered_at: Timestamp::from_micros(r.get(1)) })
+            .collect();
+        let erasures: Vec<Erasure> = c
+            .query(
+                "SELECT ts FROM erasures WHERE member_id = $1 ORDER BY ts",
+                &[&member.0],
+            )
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(|r| Erasure {
+                member_id: member,
+                ts: Timestamp::from_micros(r.get(0)),
+            })
+            .collect();
+        if record.is_none() && residences.is_empty() && notices.is_empty() && erasures.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(MemberFacts {
+            record,
+            residences,
+            notices,
+            erasures,
+        }))
+    }
+
+    fn snapshot(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY member_id, ts, seq"
+        );
+        let portal = tx.bind(&sql, &[&as_of.micros()]).map_err(LedgerError::pg)?;
+        let mut current: Option<MemberId> = None;
+        let mut events: Vec<(NewEvent, i64)> = Vec::new();
+        let mut n = 0;
+        loop {
+            let rows = tx.query_portal(&portal, 50_000).map_err(LedgerError::pg)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let e = row_to_event(row)?;
+                if current != Some(e.event.member_id) {
+                    if let Some(m) = current {
+                        f(snapshot_of(m, &events, purpose))?;
+                        n += 1;
+                    }
+                    current = Some(e.event.member_id);
+                    events.clear();
+                }
+                events.push((e.new, e.seq));
+            }
+        }
+        if let Some(m) = current {
+            f(snapshot_of(m, &events, purpose))?;
+            n += 1;
+        }
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(n)
+    }
+
+    fn stats(&mut self) -> Result<Stats, LedgerError> {
+        let mut count = |t: &str| -> Result<u64, LedgerError> {
+            self.client
+                .query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .map_err(LedgerError::pg)
+        };
+        Ok(Stats {
+            events: count("consent_events")?,
+            members: count("members")?,
+            residences: count("residences")?,
+            notices: count("notices")?,
+            erasures: count("erasures")?,
+        })
+    }
+}

@@ -1,0 +1,446 @@
+//! The embedded backend: one SQLite file, WAL, `synchronous=FULL`.
+
+use std::path::Path;
+
+use cg_model::consent::{ConsentEvent, ConsentSource};
+use cg_model::instant::{date_to_days, days_to_date};
+use cg_model::progress::Progress;
+use cg_model::{EventId, MemberId, Purpose, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::Store;
+use crate::import::ImportReport;
+use crate::model::{
+    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
+    SnapshotRow, Stats, StoredEvent, snapshot_of,
+};
+
+/// Append-only migrations; each runs once, in order.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE consent_events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       INTEGER UNIQUE,
+    member_id      INTEGER NOT NULL,
+    purpose        TEXT    NOT NULL,
+    granted        INTEGER NOT NULL CHECK (granted IN (0, 1)),
+    ts             INTEGER NOT NULL,   -- µs since the Unix epoch, UTC
+    source         TEXT    NOT NULL,
+    notice_version TEXT,
+    actor          TEXT,
+    metadata       TEXT,               -- JSON: proof-of-consent fields
+    recorded_at    INTEGER NOT NULL
+);
+CREATE INDEX consent_events_member ON consent_events (member_id, ts, seq);
+CREATE TRIGGER consent_events_no_update BEFORE UPDATE ON consent_events
+BEGIN SELECT RAISE(ABORT, 'consent events are immutable'); END;
+CREATE TRIGGER consent_events_no_delete BEFORE DELETE ON consent_events
+BEGIN SELECT RAISE(ABORT, 'consent events are immutable'); END;
+CREATE TABLE members (
+    member_id    INTEGER PRIMARY KEY,
+    country      TEXT,
+    birth_date   INTEGER,              -- days since 1970-01-01
+    created_at   INTEGER,
+    closed_at    INTEGER,
+    display_name TEXT,
+    handle       TEXT
+);
+CREATE TABLE residences (member_id INTEGER NOT NULL, country TEXT, valid_from INTEGER NOT NULL);
+CREATE INDEX residences_member ON residences (member_id, valid_from);
+CREATE TABLE notices (member_id INTEGER NOT NULL, notice_version TEXT NOT NULL, delivered_at INTEGER NOT NULL);
+CREATE INDEX notices_member ON notices (member_id, delivered_at);
+CREATE TABLE erasures (member_id INTEGER NOT NULL, ts INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
+CREATE INDEX erasures_member ON erasures (member_id, ts);
+"#,
+)];
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, creating its directory, and migrates.
+    pub fn open(path: &Path) -> Result<SqliteStore, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Database {
+                backend: "sqlite",
+                message: format!("cannot create `{}`: {e}", dir.display()),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| LedgerError::Database {
+            backend: "sqlite",
+            message: format!("cannot open `{}`: {e}", path.display()),
+        })?;
+        // WAL with synchronous=FULL: a commit is on disk when it returns.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(LedgerError::sqlite)?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS cg_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .map_err(LedgerError::sqlite)?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM cg_migrations WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(LedgerError::sqlite)?;
+            if done.is_none() {
+                tx.execute_batch(sql).map_err(LedgerError::sqlite)?;
+                tx.execute(
+                    "INSERT INTO cg_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, now().micros()],
+                )
+                .map_err(LedgerError::sqlite)?;
+            }
+        }
+        tx.commit().map_err(LedgerError::sqlite)
+    }
+
+    /// `PRAGMA integrity_check` (for crash tests).
+    pub fn integrity_check(&self) -> Result<String, LedgerError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(LedgerError::sqlite)
+    }
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    e: &NewEvent,
+    recorded_at: Timestamp,
+) -> Result<Option<i64>, LedgerError> {
+    let metadata = e.metadata.as_ref().map(|m| m.to_string());
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(LedgerError::sqlite)?;
+    let n = stmt
+        .execute(params![
+            e.event.event_id.map(|i| i.0),
+            e.event.member_id.0,
+            e.event.purpose.as_str(),
+            e.event.granted,
+            e.event.ts.micros(),
+            e.event.source.as_str(),
+            e.event.notice_version,
+            e.actor,
+            metadata,
+            recorded_at.micros()
+        ])
+        .map_err(LedgerError::sqlite)?;
+    if n == 1 {
+        return Ok(Some(tx.last_insert_rowid()));
+    }
+    // Ignored: the event id exists. Same fact → idempotent; different → conflict.
+    let id = e.event.event_id.map_or(0, |i| i.0);
+    let existing = select_events(tx, "WHERE event_id = ?1", params![id])?;
+    match existing.first() {
+        Some(stored) if stored.new.same_fact(e) => Ok(None),
+        _ => Err(LedgerError::Conflict { event_id: id }),
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, bool)> {
+    let purpose: String = r.get(3)?;
+    let metadata: Option<String> = r.get(9)?;
+    let valid_purpose = Purpose::new(&purpose);
+    let ok = valid_purpose.is_ok();
+    Ok((
+        StoredEvent {
+            seq: r.get(0)?,
+            new: NewEvent {
+                event: ConsentEvent {
+                    event_id: r.get::<_, Option<i64>>(1)?.map(EventId),
+                    member_id: MemberId(r.get(2)?),
+                    purpose: valid_purpose.unwrap_or_else(|_| Purpose::genai_training()),
+                    granted: r.get(4)?,
+                    ts: Timestamp::from_micros(r.get(5)?),
+                    source: ConsentSource::from(r.get::<_, String>(6)?),
+                    notice_version: r.get(7)?,
+                },
+                actor: r.get(8)?,
+                metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+            },
+            recorded_at: Timestamp::from_micros(r.get(10)?),
+        },
+        ok,
+    ))
+}
+
+fn select_events(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, LedgerError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM consent_events {filter} ORDER BY seq");
+    let mut stmt = conn.prepare_cached(&sql).map_err(LedgerError::sqlite)?;
+    let rows = stmt
+        .query_map(params, row_to_event)
+        .map_err(LedgerError::sqlite)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (e, valid) = row.map_err(LedgerError::sqlite)?;
+        if !valid {
+            return Err(LedgerError::Database {
+                backend: "sqlite",
+                message: format!("event {} has an invalid purpose", e.seq),
+            });
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+fn insert_record(
+    tx: &Transaction<'_>,
+    r: &Record,
+    recorded_at: Timestamp,
+    report: &mut ImportReport,
+) -> Result<(), LedgerError> {
+    match r {
+        Record::Event(e) => match insert_event(tx, e, recorded_at)? {
+            Some(_) => report.events += 1,
+            None => report.duplicates += 1,
+        },
+        Record::Member(m) => {
+            tx.prepare_cached(
+                "INSERT INTO members (member_id, country, birth_date, created_at, closed_at, display_name, handle)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (member_id) DO UPDATE SET country = excluded.country, birth_date = excluded.birth_date,
+                   created_at = excluded.created_at, closed_at = excluded.closed_at,
+                   display_name = excluded.display_name, handle = excluded.handle",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    m.member_id.0,
+                    m.country,
+                    m.birth_date.map(date_to_days),
+                    m.created_at.map(Timestamp::micros),
+                    m.closed_at.map(Timestamp::micros),
+                    m.display_name,
+                    m.handle
+                ])
+            })
+            .map_err(LedgerError::sqlite)?;
+            report.members += 1;
+        }
+        Record::Residence(x) => {
+            tx.prepare_cached(
+                "INSERT INTO residences (member_id, country, valid_from) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![x.member_id.0, x.country, x.valid_from.micros()]))
+            .map_err(LedgerError::sqlite)?;
+            report.residences += 1;
+        }
+        Record::Notice(n) => {
+            tx.prepare_cached(
+                "INSERT INTO notices (member_id, notice_version, delivered_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    n.member_id.0,
+                    n.notice_version,
+                    n.delivered_at.micros()
+                ])
+            })
+            .map_err(LedgerError::sqlite)?;
+            report.notices += 1;
+        }
+        Record::Erasure(x) => {
+            tx.prepare_cached(
+                "INSERT INTO erasures (member_id, ts, recorded_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![x.member_id.0, x.ts.micros(), recorded_at.micros()])
+            })
+            .map_err(LedgerError::sqlite)?;
+            report.erasures += 1;
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
+        let recorded_at = now();
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            match insert_event(&tx, e, recorded_at)? {
+                Some(seq) => out.push(StoredEvent {
+                    seq,
+                    new: e.clone(),
+                    recorded_at,
+                }),
+                None => {
+                    let id = e.event.event_id.map_or(0, |i| i.0);
+                    out.extend(select_events(&tx, "WHERE event_id = ?1", params![id])?);
+                }
+            }
+        }
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(out)
+    }
+
+    fn import(
+        &mut self,
+        records: &mut dyn Iterator<Item = Result<Record, LedgerError>>,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, LedgerError> {
+        let recorded_at = now();
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let mut report = ImportReport::default();
+        let mut pending = 0u64;
+        for r in records {
+            insert_record(&tx, &r?, recorded_at, &mut report)?;
+            pending += 1;
+            if pending == 8192 {
+                progress.advance(pending);
+                pending = 0;
+            }
+        }
+        progress.advance(pending);
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(report)
+    }
+
+    fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {
+        select_events(&self.conn, "WHERE member_id = ?1", params![member.0])
+    }
+
+    fn member(&mut self, member: MemberId) -> Result<Option<MemberFacts>, LedgerError> {
+        let c = &self.conn;
+        let record = c
+            .query_row(
+                "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = ?1",
+                [member.0],
+                |r| {
+                    Ok(MemberRecord {
+                        member_id: MemberId(r.get(0)?),
+                        country: r.get(1)?,
+                        birth_date: r.get::<_, Option<i32>>(2)?.and_then(days_to_date),
+                        created_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                        closed_at: r.get::<_, Option<i64>>(4)?.map(Timestamp::from_micros),
+                        display_name: r.get(5)?,
+                        handle: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(LedgerError::sqlite)?;
+        let collect = |sql: &str| -> Result<Vec<(Option<String>, i64)>, LedgerError> {
+            let mut s = c.prepare_cached(sql).map_err(LedgerError::sqlite)?;
+            let rows = s
+                .query_map([member.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(LedgerError::sqlite)?;
+            rows.collect::<Result<_, _>>().map_err(LedgerError::sqlite)
+        };
+        let residences: Vec<Residence> = collect(
+            "SELECT country, valid_from FROM residences WHERE member_id = ?1 ORDER BY valid_from",
+        )?
+        .into_iter()
+        .map(|(country, t)| Residence {
+            member_id: member,
+            country,
+            valid_from: Timestamp::from_micros(t),
+        })
+        .collect();
+        let notices: Vec<Notice> = collect("SELECT notice_version, delivered_at FROM notices WHERE member_id = ?1 ORDER BY delivered_at")?
+            .into_iter()
+            .map(|(v, t)| Notice { member_id: member, notice_version: v.unwrap_or_default(), delivered_at: Timestamp::from_micros(t) })
+            .collect();
+        let erasures: Vec<Erasure> =
+            collect("SELECT NULL, ts FROM erasures WHERE member_id = ?1 ORDER BY ts")?
+                .into_iter()
+                .map(|(_, t)| Erasure {
+                    member_id: member,
+                    ts: Timestamp::from_micros(t),
+                })
+                .collect();
+        if record.is_none() && residences.is_empty() && notices.is_empty() && erasures.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(MemberFacts {
+            record,
+            residences,
+            notices,
+            erasures,
+        }))
+    }
+
+    fn snapshot(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= ?1 ORDER BY member_id, ts, seq"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::sqlite)?;
+        let mut rows = stmt.query([as_of.micros()]).map_err(LedgerError::sqlite)?;
+        let mut current: Option<MemberId> = None;
+        let mut events: Vec<(NewEvent, i64)> = Vec::new();
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(LedgerError::sqlite)? {
+            let (e, _) = row_to_event(row).map_err(LedgerError::sqlite)?;
+            if current != Some(e.event.member_id) {
+                if let Some(m) = current {
+                    f(snapshot_of(m, &events, purpose))?;
+                    n += 1;
+                }
+                current = Some(e.event.member_id);
+                events.clear();
+            }
+            events.push((e.new, e.seq));
+        }
+        if let Some(m) = current {
+            f(snapshot_of(m, &events, purpose))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn stats(&mut self) -> Result<Stats, LedgerError> {
+        let count = |t: &str| -> Result<u64, LedgerError> {
+            self.conn
+                .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|n| n as u64)
+                .map_err(LedgerError::sqlite)
+        };
+        Ok(Stats {
+            events: count("consent_events")?,
+            members: count("members")?,
+            residences: count("residences")?,
+            notices: count("notices")?,
+            erasures: count("erasures")?,
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Behaviour both backends share.
+
+use cg_ledger::{LedgerError, NewEvent, Store, import_file};
+use cg_model::consent::ConsentSource;
+use cg_model::progress::NoProgress;
+use cg_model::{EventId, MemberId, Purpose, Timestamp};
+use cg_test_support::instant;
+
+use crate::each_backend;
+
+fn ev(member: i64, granted: bool, at: &str) -> NewEvent {
+    NewEvent::new(
+        MemberId(member),
+        Purpose::genai_training(),
+        granted,
+        instant(at),
+    )
+}
+
+#[test]
+fn as_of_before_between_and_after_a_grant_and_a_withdrawal() {
+    each_backend(|s| {
+        s.append(&[ev(1, true, "2025-01-10"), ev(1, false, "2025-06-10")])
+            .unwrap();
+        let g = Purpose::genai_training();
+        let at = |s: &mut dyn Store, t| s.state_at(MemberId(1), &g, instant(t)).unwrap();
+        assert_eq!(at(s, "2025-01-01").0.granted(true), None);
+        let (state, deciding) = at(s, "2025-03-01");
+        assert_eq!(state.granted(true), Some(true));
+        assert_eq!(deciding.len(), 1);
+        assert_eq!(deciding[0].event.ts, instant("2025-01-10"));
+        assert_eq!(at(s, "2025-06-10").0.granted(true), Some(false));
+        assert_eq!(at(s, "2030-01-01").0.granted(true), Some(false));
+        // Another member and another purpose are unaffected.
+        assert_eq!(
+            s.state_at(MemberId(2), &g, instant("2030-01-01"))
+                .unwrap()
+                .0
+                .granted(true),
+            None
+        );
+        let other = Purpose::known("ranking_training").unwrap();
+        assert_eq!(
+            s.state_at(MemberId(1), &other, instant("2030-01-01"))
+                .unwrap()
+                .0
+                .granted(true),
+            None
+        );
+    });
+}
+
+#[test]
+fn events_are_totally_ordered_and_history_keeps_everything() {
+    each_backend(|s| {
+        let stored = s
+            .append(&[
+                ev(5, true, "2025-01-10"),
+                ev(5, false, "2025-01-10"),
+                ev(6, true, "2024-01-01"),
+            ])
+            .unwrap();
+        assert!(stored.windows(2).all(|w| w[0].seq < w[1].seq));
+        let h = s.history(MemberId(5)).unwrap();
+        assert_eq!(h.len(), 2);
+        // Same timestamp: the later seq wins.
+        let (state, _) = s
+            .state_at(
+                MemberId(5),
+                &Purpose::genai_training(),
+                instant("2025-02-01"),
+            )
+            .unwrap();
+        assert_eq!(state.granted(true), Some(false));
+    });
+}
+
+#[test]
+fn event_ids_make_retries_idempotent_and_conflicts_write_nothing() {
+    each_backend(|s| {
+        let mut e = ev(7, false, "2025-01-10");
+        e.event.event_id = Some(EventId(42));
+        e.event.source = ConsentSource::ObjectionForm;
+        e.metadata = Some(serde_json::json!({"collection_method": "web_form", "language": "de"}));
+        let first = s.append(std::slice::from_ref(&e)).unwrap();
+        let again = s.append(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(first[0].seq, again[0].seq);
+        assert_eq!(again[0].new, e);
+        assert_eq!(s.stats().unwrap().events, 1);
+        let mut different = e.clone();
+        different.event.granted = true;
+        let before = s.stats().unwrap();
+        let err = s
+            .append(&[ev(8, true, "2025-01-01"), different])
+            .unwrap_err();
+        assert!(
+            matches!(err, LedgerError::Conflict { event_id: 42 }),
+            "{err}"
+        );
+        assert_eq!(
+            s.stats().unwrap(),
+            before,
+            "a conflict rolls back the whole append"
+        );
+    });
+}
+
+#[test]
+fn gpc_signals_and_other_purposes_are_kept_apart() {
+    each_backend(|s| {
+        let mut gpc = ev(9, false, "2025-02-01");
+        gpc.event.source = ConsentSource::Gpc;
+        s.append(&[ev(9, true, "2025-01-01"), gpc]).unwrap();
+        let (state, deciding) = s
+            .state_at(
+                MemberId(9),
+                &Purpose::genai_training(),
+                instant("2025-03-01"),
+            )
+            .unwrap();
+        assert_eq!(state.granted(true), Some(false));
+        assert_eq!(state.granted(false), Some(true));
+        assert_eq!(deciding.len(), 2);
+        let mut rows = Vec::new();
+        s.snapshot(
+            &Purpose::genai_training(),
+            instant("2025-03-01"),
+            &mut |r| {
+                rows.push(r);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].gpc_at, Some(instant("2025-02-01")));
+        assert!(rows[0].explicit.as_ref().unwrap().granted);
+    });
+}
+
+#[test]
+fn import_of_a_generated_corpus_and_snapshot_equal_the_fold() {
+    let (dir, summary) = cg_test_support::small_corpus(2_000, 100, cg_io::Format::Parquet);
+    each_backend(|s| {
+        for t in &summary.tables[..5] {
+            import_file(s, &t.path, &NoProgress).unwrap();
+        }
+        let stats = s.stats().unwrap();
+        assert_eq!(stats.members, 2_000);
+        assert_eq!(stats.events, summary.tables[2].rows);
+        assert_eq!(stats.notices, summary.tables[3].rows);
+        // Re-importing the same events is idempotent (event ids).
+        let again = import_file(s, &summary.tables[2].path, &NoProgress).unwrap();
+        assert_eq!(again.events, 0);
+        assert_eq!(again.duplicates, summary.tables[2].rows);
+        // The snapshot equals the per-member fold.
+        let as_of = instant("2025-12-01");
+        let purpose = Purpose::genai_training();
+        let mut rows = Vec::new();
+        s.snapshot(&purpose, as_of, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert!(rows.len() > 100);
+        for r in rows.iter().take(300) {
+            let (state, _) = s.state_at(r.member_id, &purpose, as_of).unwrap();
+            assert_eq!(state.explicit, r.explicit, "member {}", r.member_id);
+            assert_eq!(state.gpc_signal.map(|g| g.at), r.gpc_at);
+        }
+        let facts = s.member(MemberId(1)).unwrap().unwrap();
+        assert!(facts.record.is_some());
+        assert!(s.member(MemberId(999_999)).unwrap().is_none());
+    });
+    drop(dir);
+}
+
+#[test]
+fn a_bad_row_rejects_the_whole_file() {
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("consent.csv");
+    std::fs::write(
+        &path,
+        "member_id,purpose,granted,ts\n1,genai_training,true,2025-01-01\n2,GenAI Training,true,2025-01-01\n",
+    )
+    .unwrap();
+    each_backend(|s| {
+        let err = import_file(s, &path, &NoProgress).unwrap_err().to_string();
+        assert!(
+            err.contains("consent.csv") && err.contains("row 2") && err.contains("purpose"),
+            "{err}"
+        );
+        assert_eq!(s.stats().unwrap().events, 0);
+    });
+    let _ = Timestamp::MIN;
+}
