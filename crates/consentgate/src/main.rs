@@ -30,6 +30,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate a corpus, load the ledger, build two datasets (inside the 2024-09 suspension and
+    /// after the 2025-11 resumption) and show what the gate decided.
+    Demo(commands::build::DemoArgs),
+    /// Build a dataset: the gate over member content, redaction, shards, decisions, manifest.
+    Build(Box<commands::build::BuildArgs>),
     /// Write a deterministic synthetic corpus (members, residences, consent, notices, erasures,
     /// content, and the ground truth of the PII in the content).
     Generate(commands::generate::GenerateArgs),
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
     };
     let result = match cli.command {
+        Command::Demo(args) => commands::build::demo(args, printer),
+        Command::Build(args) => commands::build::run(*args, printer),
         Command::Generate(args) => commands::generate::run(args, printer),
         Command::Policy(cmd) => commands::policy::run(cmd, printer),
         Command::Redact(args) => commands::redact::run(args, printer),

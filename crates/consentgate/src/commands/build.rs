@@ -1,0 +1,283 @@
+//! `consentgate build` and `consentgate demo`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use arrow::array::AsArray;
+use cg_build::{BuildConfig, ConsentSourceArg, Manifest};
+use cg_model::{Purpose, Timestamp};
+use clap::Args;
+
+use crate::commands::args;
+use crate::commands::policy::PolicyArgs;
+use crate::errors::{Hinted, UsageError};
+use crate::printer::Printer;
+use crate::progress::Bars;
+
+/// Arguments of `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Members file (.parquet, .csv, .jsonl).
+    #[arg(long)]
+    pub members: PathBuf,
+    /// Content file.
+    #[arg(long)]
+    pub content: PathBuf,
+    /// Consent-events file (or use --store for the ledger's as-of snapshot).
+    #[arg(long, conflicts_with = "store")]
+    pub consent: Option<PathBuf>,
+    /// The ledger to take consent from (`sqlite:…`, `postgres://…`).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Residence history file.
+    #[arg(long)]
+    pub residences: Option<PathBuf>,
+    /// Notices file.
+    #[arg(long)]
+    pub notices: Option<PathBuf>,
+    /// Erasures file.
+    #[arg(long)]
+    pub erasures: Option<PathBuf>,
+    /// The cut-off: the dataset is the state as of this time.
+    #[arg(long, value_name = "TIME", value_parser = args::timestamp)]
+    pub as_of: Timestamp,
+    /// Purpose.
+    #[arg(long, default_value = "genai_training", value_parser = args::purpose)]
+    pub purpose: Purpose,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Output directory; the dataset is published as `DIR/<dataset_id>/`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of shards.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
+    /// Exclude malformed rows as `invalid_record` (and count them) instead of failing.
+    #[arg(long)]
+    pub quarantine: bool,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `build`.
+pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
+    let printer = Printer {
+        json: a.json,
+        ..printer
+    };
+    let consent = match (a.consent, a.store) {
+        (Some(f), None) => ConsentSourceArg::File(f),
+        (None, Some(url)) => ConsentSourceArg::Store(url),
+        (None, None) => ConsentSourceArg::Store(cg_ledger::default_url()),
+        (Some(_), Some(_)) => {
+            return Err(UsageError("--consent and --store exclude each other".into()).into());
+        }
+    };
+    let cfg = BuildConfig {
+        members: a.members,
+        content: a.content,
+        consent,
+        residences: a.residences,
+        notices: a.notices,
+        erasures: a.erasures,
+        as_of: a.as_of,
+        purpose: a.purpose,
+        policy: a.policy.load()?,
+        out: a.out,
+        shards: a.shards,
+        quarantine: a.quarantine,
+        shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
+    };
+    let (dir, manifest, secs) = run_build(cfg, printer)?;
+    printer.data(&manifest, || summary(&dir, &manifest, secs))
+}
+
+/// Runs one build with a progress bar; returns the dataset dir, manifest and seconds.
+pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf, Manifest, f64)> {
+    printer.status(
+        "Building",
+        format!(
+            "{} as of {} under policy `{}`",
+            cfg.purpose,
+            cfg.as_of,
+            cfg.policy.name()
+        ),
+    );
+    let started = Instant::now();
+    let out = cfg.out.clone();
+    let bars = Bars::new(printer.quiet);
+    let built = cg_build::build(cfg, &bars).map_err(|e| match e {
+        cg_build::BuildError::Exists(ref p) => anyhow::Error::new(Hinted {
+            message: format!("the dataset `{}` already exists", p.display()),
+            hint: format!(
+                "datasets are immutable; remove it or choose another --out than `{}`",
+                out.display()
+            ),
+        }),
+        other => anyhow::Error::new(other).context("the build failed; nothing was published"),
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    printer.status(
+        "Published",
+        format!("{} in {secs:.1}s", built.dir.display()),
+    );
+    Ok((built.dir, built.manifest, secs))
+}
+
+/// The summary table: totals, then rows by region × reason.
+pub fn summary(dir: &Path, m: &Manifest, secs: f64) -> String {
+    let total: u64 = m.totals.values().sum();
+    let mut s = format!(
+        "dataset   {}\npath      {}\npolicy    {} ({})\nas of     {}\nrows      {total} in {secs:.1}s",
+        m.dataset_id,
+        dir.display(),
+        m.policy.name,
+        &m.policy.hash[..12],
+        m.as_of
+    );
+    for (d, n) in &m.totals {
+        s.push_str(&format!("\n  {d:<17} {n:>10}"));
+    }
+    let mut regions: Vec<String> = m.counts.iter().map(|c| c.region.clone()).collect();
+    regions.sort();
+    regions.dedup();
+    let mut by: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
+    for c in &m.counts {
+        *by.entry((c.decision.clone(), c.reason.clone()))
+            .or_default()
+            .entry(c.region.clone())
+            .or_default() += c.rows;
+    }
+    s.push_str(&format!("\n\n{:<17} {:<22}", "decision", "reason"));
+    for r in &regions {
+        s.push_str(&format!(" {r:>8}"));
+    }
+    for ((d, reason), cells) in &by {
+        s.push_str(&format!("\n{d:<17} {reason:<22}"));
+        for r in &regions {
+            s.push_str(&format!(" {:>8}", cells.get(r).copied().unwrap_or(0)));
+        }
+    }
+    s.push('\n');
+    s
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Members to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub members: u64,
+    /// Content rows to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub content: u64,
+    /// Working directory (corpus, ledger, datasets); replaced on each run.
+    #[arg(long, default_value = ".consentgate/demo")]
+    pub dir: PathBuf,
+    /// Shards per dataset.
+    #[arg(long, default_value_t = 16)]
+    pub shards: u32,
+}
+
+/// Runs `demo`: generate, load the ledger, build inside the 2024-09 suspension and after the
+/// 2025-11 resumption, and show what changed.
+pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir)
+            .with_context(|| format!("cannot clear `{}`", a.dir.display()))?;
+    }
+    let corpus = a.dir.join("corpus");
+    let bars = Bars::new(printer.quiet);
+    printer.status(
+        "Generating",
+        format!("{} members, {} content rows", a.members, a.content),
+    );
+    let cfg = cg_synth::CorpusConfig {
+        members: a.members,
+        content: a.content,
+        seed: 7,
+        format: cg_io::Format::Parquet,
+    };
+    let generated =
+        cg_synth::generate(&cfg, &corpus, &bars).context("cannot generate the demo corpus")?;
+    let path = |t: &str| {
+        generated
+            .tables
+            .iter()
+            .find(|x| x.table == t)
+            .map(|x| x.path.clone())
+            .unwrap_or_default()
+    };
+    let store_url = format!("sqlite:{}", a.dir.join("ledger.sqlite").display());
+    printer.status(
+        "Loading",
+        format!("consent and member facts into the embedded ledger {store_url}"),
+    );
+    let mut store = cg_ledger::open(&store_url)?;
+    for t in ["consent", "members", "residences", "notices", "erasures"] {
+        cg_ledger::import_file(store.as_mut(), &path(t), &bars)?;
+    }
+    drop(store);
+    let mut out = String::new();
+    for (label, as_of) in [
+        ("inside the 2024-09 suspension", "2025-03-01"),
+        ("after the 2025-11 resumption", "2025-12-01"),
+    ] {
+        let cfg = BuildConfig {
+            members: path("members"),
+            content: path("content"),
+            consent: ConsentSourceArg::Store(store_url.clone()),
+            residences: Some(path("residences")),
+            notices: Some(path("notices")),
+            erasures: Some(path("erasures")),
+            as_of: Timestamp::parse(as_of)?,
+            purpose: Purpose::genai_training(),
+            policy: cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default())?,
+            out: a.dir.join("datasets"),
+            shards: a.shards,
+            quarantine: false,
+            shard_key: None,
+        };
+        let (dir, manifest, secs) = run_build(cfg, printer)?;
+        out.push_str(&format!("\n=== Build as of {as_of} ({label}) ===\n"));
+        out.push_str(&summary(&dir, &manifest, secs));
+        out.push_str("\nRedacted examples from the first shard:\n");
+        for t in examples(&dir.join("shards/part-00000.parquet"), 3)? {
+            out.push_str(&format!("  • {t}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\nCorpus: {}\nLedger: {store_url}\nDatasets: {}\nDone in {:.1}s. Try: consentgate policy explain --country FR --birth-date 1990-01-01 --as-of 2025-03-01\n",
+        corpus.display(),
+        a.dir.join("datasets").display(),
+        started.elapsed().as_secs_f64()
+    ));
+    print!("{out}");
+    Ok(())
+}
+
+/// Up to `n` shard texts that show a placeholder.
+fn examples(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let text = batch.column(3).as_string::<i32>();
+        for t in text.iter().flatten() {
+            if t.contains('<') && out.len() < n {
+                out.push(t.chars().take(220).collect());
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
