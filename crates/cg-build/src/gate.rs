@@ -2,7 +2,7 @@
 //! distinct attribute tuple; every further row is a hash lookup. Outcomes are interned so a row
 //! carries a `u32` through the plan.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cg_model::{Decision, Jurisdiction, ReasonCode, Timestamp, Verdict};
 use cg_policy::{Decided, EvalContext, ItemFacts, MemberFacts, Policy, most_protective};
@@ -21,7 +21,7 @@ struct Memo {
 /// Everything the UDFs need to decide and redact a row.
 #[derive(Debug)]
 pub struct Gate {
-    policy: Policy,
+    policy: Arc<Policy>,
     ctx: EvalContext,
     members: Members,
     memo: Mutex<Memo>,
@@ -45,7 +45,7 @@ pub struct Row<'a> {
 impl Gate {
     /// A gate for one build.
     pub fn new(
-        policy: Policy,
+        policy: Arc<Policy>,
         ctx: EvalContext,
         members: Members,
         quarantine: bool,

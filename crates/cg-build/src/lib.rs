@@ -19,14 +19,18 @@
 
 mod facts;
 mod gate;
+mod impact;
 pub mod manifest;
 mod run;
 mod udf;
 
 use std::path::{Path, PathBuf};
 
+pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
-pub use run::{BuildConfig, BuildOutput, ConsentSourceArg, build, decisions_schema, sha256_file};
+pub use run::{
+    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, build, decisions_schema, sha256_file,
+};
 
 /// Times from any timestamp or RFC 3339 text (shared by the UDFs and the writer).
 pub(crate) fn udf_times(

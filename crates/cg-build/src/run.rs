@@ -56,8 +56,8 @@ pub struct BuildConfig {
     pub as_of: Timestamp,
     /// Purpose.
     pub purpose: Purpose,
-    /// The policy.
-    pub policy: Policy,
+    /// The policy (shared with the gate's UDFs).
+    pub policy: Arc<Policy>,
     /// Output directory (the dataset lands in `out/<dataset_id>/`).
     pub out: PathBuf,
     /// Shard count.
@@ -98,7 +98,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn file_name(p: &Path) -> String {
+pub(crate) fn file_name(p: &Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -110,57 +110,13 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     if cfg.shards == 0 {
         return Err(BuildError::Input("--shards must be at least 1".into()));
     }
-    progress.stage("member facts", None);
-    let mut inputs = vec![InputRef {
-        table: "members".into(),
-        source: file_name(&cfg.members),
-        sha256: sha256_file(&cfg.members)?,
-    }];
-    let mut members = facts::load_members(&cfg.members)?;
-    for (table, path, load) in [
-        (
-            "residences",
-            &cfg.residences,
-            facts::load_residences as fn(&Path, &mut facts::Members) -> Result<(), BuildError>,
-        ),
-        ("notices", &cfg.notices, facts::load_notices),
-        ("erasures", &cfg.erasures, facts::load_erasures),
-    ] {
-        if let Some(p) = path {
-            load(p, &mut members)?;
-            inputs.push(InputRef {
-                table: table.into(),
-                source: file_name(p),
-                sha256: sha256_file(p)?,
-            });
-        }
-    }
-    match &cfg.consent {
-        ConsentSourceArg::File(p) => {
-            facts::load_consent_events(p, &cfg.purpose, cfg.as_of, &mut members)?;
-            inputs.push(InputRef {
-                table: "consent".into(),
-                source: file_name(p),
-                sha256: sha256_file(p)?,
-            });
-        }
-        ConsentSourceArg::Store(url) => {
-            let mut store = cg_ledger::open(url).map_err(|e| BuildError::Input(e.to_string()))?;
-            facts::load_consent_store(store.as_mut(), &cfg.purpose, cfg.as_of, &mut members)?;
-            let digest = snapshot_digest(&members);
-            inputs.push(InputRef {
-                table: "consent_snapshot".into(),
-                source: store.backend().into(),
-                sha256: digest,
-            });
-        }
-    }
+    let (members, inputs) = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
+    let mut inputs = inputs;
     inputs.push(InputRef {
         table: "content".into(),
         source: file_name(&cfg.content),
         sha256: sha256_file(&cfg.content)?,
     });
-    progress.finish_stage();
 
     let shard_key = cfg.shard_key.clone().unwrap_or_else(|| {
         Sha256::digest(format!("cg-shard-key\0{}\0{}", cfg.purpose, cfg.shards)).to_vec()
@@ -218,6 +174,89 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
             Err(e)
         }
     }
+}
+
+/// The member-side inputs of a build or an impact report.
+#[derive(Clone, Debug)]
+pub struct FactInputs {
+    /// Members file.
+    pub members: PathBuf,
+    /// Consent source.
+    pub consent: ConsentSourceArg,
+    /// Residence history.
+    pub residences: Option<PathBuf>,
+    /// Notices.
+    pub notices: Option<PathBuf>,
+    /// Erasures.
+    pub erasures: Option<PathBuf>,
+}
+
+impl FactInputs {
+    fn of(cfg: &BuildConfig) -> FactInputs {
+        FactInputs {
+            members: cfg.members.clone(),
+            consent: cfg.consent.clone(),
+            residences: cfg.residences.clone(),
+            notices: cfg.notices.clone(),
+            erasures: cfg.erasures.clone(),
+        }
+    }
+}
+
+/// Loads member facts and returns them with the input digests.
+pub(crate) fn load_facts(
+    f: &FactInputs,
+    purpose: &Purpose,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+) -> Result<(facts::Members, Vec<InputRef>), BuildError> {
+    progress.stage("member facts", None);
+    let mut inputs = vec![InputRef {
+        table: "members".into(),
+        source: file_name(&f.members),
+        sha256: sha256_file(&f.members)?,
+    }];
+    let mut members = facts::load_members(&f.members)?;
+    for (table, path, load) in [
+        (
+            "residences",
+            &f.residences,
+            facts::load_residences as fn(&Path, &mut facts::Members) -> Result<(), BuildError>,
+        ),
+        ("notices", &f.notices, facts::load_notices),
+        ("erasures", &f.erasures, facts::load_erasures),
+    ] {
+        if let Some(p) = path {
+            load(p, &mut members)?;
+            inputs.push(InputRef {
+                table: table.into(),
+                source: file_name(p),
+                sha256: sha256_file(p)?,
+            });
+        }
+    }
+    match &f.consent {
+        ConsentSourceArg::File(p) => {
+            facts::load_consent_events(p, purpose, as_of, &mut members)?;
+            inputs.push(InputRef {
+                table: "consent".into(),
+                source: file_name(p),
+                sha256: sha256_file(p)?,
+            });
+        }
+        ConsentSourceArg::Store(url) => {
+            let mut store = cg_ledger::open(url).map_err(|e| BuildError::Input(e.to_string()))?;
+            facts::load_consent_store(store.as_mut(), purpose, as_of, &mut members)?;
+            let digest = snapshot_digest(&members);
+            inputs.push(InputRef {
+                table: "consent_snapshot".into(),
+                source: store.backend().into(),
+                sha256: digest,
+            });
+        }
+    }
+    progress.finish_stage();
+    Ok((members, inputs))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BuildError> {
@@ -357,17 +396,8 @@ fn write_dataset(
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
-    let policy = Policy::resolve(cfg.policy.name(), cfg.policy.config().clone()).ok();
-    let policy = match policy {
-        Some(p) if p.hash() == cfg.policy.hash() => p,
-        _ => {
-            return Err(BuildError::Input(
-                "the policy could not be re-instantiated for the build".into(),
-            ));
-        }
-    };
     let gate = Arc::new(
-        Gate::new(policy, ctx, members, cfg.quarantine)
+        Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
             .map_err(|e| BuildError::Engine(e.to_string()))?,
     );
 
@@ -488,12 +518,15 @@ fn write_dataset(
                     verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::InvalidRecord);
                 }
                 last_id = content_id.or(last_id);
-                let kept = verdict.decision().is_kept() && redacted.is_valid(i);
-                let shard = match (kept, member) {
+                if verdict.decision().is_kept() && (!redacted.is_valid(i) || member.is_none()) {
+                    // A kept row must carry redacted text: anything else is a gate failure.
+                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::PolicyError);
+                }
+                let shard = match (verdict.decision().is_kept(), member) {
                     (true, Some(m)) => Some(*shard_of.entry(m).or_insert_with(|| keyed_shard(shard_key, m, cfg.shards))),
                     _ => None,
                 };
-                let decision = if verdict.decision().is_kept() && !kept { "exclude" } else { verdict.decision().as_str() };
+                let decision = verdict.decision().as_str();
                 decisions.id.append_option(content_id);
                 decisions.member.append_option(member);
                 decisions.decision.append_value(decision);

@@ -85,7 +85,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         erasures: a.erasures,
         as_of: a.as_of,
         purpose: a.purpose,
-        policy: a.policy.load()?,
+        policy: std::sync::Arc::new(a.policy.load()?),
         out: a.out,
         shards: a.shards,
         quarantine: a.quarantine,
@@ -186,10 +186,32 @@ pub struct DemoArgs {
 /// 2025-11 resumption, and show what changed.
 pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Only a directory the demo made itself (it holds the marker) is ever replaced.
+    let marker = a.dir.join(".consentgate-demo");
     if a.dir.exists() {
+        let empty = std::fs::read_dir(&a.dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !marker.exists() && !empty {
+            return Err(Hinted {
+                message: format!(
+                    "`{}` exists and was not made by `consentgate demo`",
+                    a.dir.display()
+                ),
+                hint: "choose another --dir; the demo replaces only its own directory".into(),
+            }
+            .into());
+        }
         std::fs::remove_dir_all(&a.dir)
             .with_context(|| format!("cannot clear `{}`", a.dir.display()))?;
     }
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create `{}`", a.dir.display()))?;
+    std::fs::write(
+        &marker,
+        b"made by consentgate demo; the next run replaces this directory\n",
+    )
+    .with_context(|| format!("cannot write `{}`", marker.display()))?;
     let corpus = a.dir.join("corpus");
     let bars = Bars::new(printer.quiet);
     printer.status(
@@ -236,7 +258,10 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             erasures: Some(path("erasures")),
             as_of: Timestamp::parse(as_of)?,
             purpose: Purpose::genai_training(),
-            policy: cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default())?,
+            policy: std::sync::Arc::new(cg_policy::Policy::bundled(
+                "timeline",
+                cg_policy::PolicyConfig::default(),
+            )?),
             out: a.dir.join("datasets"),
             shards: a.shards,
             quarantine: false,

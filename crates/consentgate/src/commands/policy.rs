@@ -21,6 +21,58 @@ pub enum PolicyCommand {
     Check(CheckArgs),
     /// Decide one item from the command line and explain the decision.
     Explain(Box<ExplainArgs>),
+    /// What-if: evaluate two policies over the same inputs and report what changes.
+    Impact(Box<ImpactArgs>),
+}
+
+/// Arguments of `policy impact`.
+#[derive(Debug, Args)]
+pub struct ImpactArgs {
+    /// The policy in force (bundled name or `.cedar` file).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub from: String,
+    /// The proposed policy.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub to: String,
+    /// A TOML policy config for both.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// Override a config parameter for both (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// Members file.
+    #[arg(long)]
+    pub members: PathBuf,
+    /// Content file.
+    #[arg(long)]
+    pub content: PathBuf,
+    /// Consent-events file (or --store).
+    #[arg(long, conflicts_with = "store")]
+    pub consent: Option<PathBuf>,
+    /// The ledger to take consent from.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Residence history.
+    #[arg(long)]
+    pub residences: Option<PathBuf>,
+    /// Notices.
+    #[arg(long)]
+    pub notices: Option<PathBuf>,
+    /// Erasures.
+    #[arg(long)]
+    pub erasures: Option<PathBuf>,
+    /// The cut-off.
+    #[arg(long, value_name = "TIME", value_parser = args::timestamp)]
+    pub as_of: Timestamp,
+    /// Purpose.
+    #[arg(long, default_value = "genai_training", value_parser = args::purpose)]
+    pub purpose: Purpose,
+    /// Example content ids per change.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the policy comes from: shared by every command that evaluates one.
@@ -176,6 +228,7 @@ pub fn run(cmd: PolicyCommand, printer: Printer) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Check(a) => check(a, printer),
         PolicyCommand::Explain(a) => explain(*a, printer),
+        PolicyCommand::Impact(a) => impact(*a, printer),
     }
 }
 
@@ -258,5 +311,59 @@ fn explain(a: ExplainArgs, printer: Printer) -> anyhow::Result<()> {
             &e.policy_hash[..12.min(e.policy_hash.len())],
             e.as_of,
         )
+    })
+}
+
+fn impact(a: ImpactArgs, printer: Printer) -> anyhow::Result<()> {
+    let printer = Printer {
+        json: a.json,
+        ..printer
+    };
+    let load = |name: &str| {
+        PolicyArgs {
+            policy: name.to_owned(),
+            config: a.config.clone(),
+            sets: a.sets.clone(),
+        }
+        .load()
+        .map(std::sync::Arc::new)
+    };
+    let (from, to) = (load(&a.from)?, load(&a.to)?);
+    let consent = match (a.consent, a.store) {
+        (Some(f), _) => cg_build::ConsentSourceArg::File(f),
+        (None, Some(url)) => cg_build::ConsentSourceArg::Store(url),
+        (None, None) => cg_build::ConsentSourceArg::Store(cg_ledger::default_url()),
+    };
+    let cfg = cg_build::ImpactConfig {
+        facts: cg_build::FactInputs {
+            members: a.members,
+            consent,
+            residences: a.residences,
+            notices: a.notices,
+            erasures: a.erasures,
+        },
+        content: a.content,
+        as_of: a.as_of,
+        purpose: a.purpose,
+        from,
+        to,
+        examples: a.examples,
+    };
+    let bars = crate::progress::Bars::new(printer.quiet);
+    let r = cg_build::impact(cfg, &bars).context("the impact report failed")?;
+    printer.data(&r, || {
+        let mut s = format!(
+            "from {} ({}) to {} ({}) as of {}\nrows {}: {} change decision ({} members); kept {} -> {}\n\n{:<8} {:<17} {:<22} {:<17} {:<22} {:>8} {:>8}  examples\n",
+            r.from.name, &r.from.hash[..12], r.to.name, &r.to.hash[..12], r.as_of, r.rows, r.rows_changed, r.members_changed,
+            r.kept_from, r.kept_to, "region", "from", "reason", "to", "reason", "rows", "members"
+        );
+        for c in &r.changes {
+            let ex: Vec<String> = c.examples.iter().map(|e| e.to_string()).collect();
+            s.push_str(&format!(
+                "{:<8} {:<17} {:<22} {:<17} {:<22} {:>8} {:>8}  {}\n",
+                c.region, c.from_decision, c.from_reason, c.to_decision, c.to_reason, c.rows, c.members, ex.join(",")
+            ));
+        }
+        s
     })
 }

@@ -446,3 +446,111 @@ fn missing_columns_and_bad_flags_fail_clearly() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_user_policy_file_drives_the_build() {
+    let (_c, files) = corpus();
+    let dir = cg_test_support::tempdir();
+    let policy = dir.path().join("no-us.cedar");
+    std::fs::write(
+        &policy,
+        "@id(\"no-us/region_suspended\")\n@reason(\"region_suspended\")\nforbid (principal, action == Action::\"train\", resource)\nwhen { principal.country == \"US\" };\n",
+    )
+    .unwrap();
+    let m = build(
+        &files,
+        "2025-03-01",
+        &dir.path().join("o"),
+        &["--policy", policy.to_str().unwrap()],
+    );
+    assert_eq!(m["policy"]["name"], "no-us");
+    let default = build(&files, "2025-03-01", &dir.path().join("d"), &[]);
+    assert_ne!(m["policy"]["hash"], default["policy"]["hash"]);
+    let included = |v: &serde_json::Value| v["totals"]["include"].as_u64().unwrap_or(0);
+    assert!(
+        included(&m) < included(&default),
+        "suspending the US must keep fewer rows"
+    );
+}
+
+#[test]
+fn demo_shows_both_regimes_and_never_clears_a_foreign_directory() {
+    let dir = cg_test_support::tempdir();
+    let demo = dir.path().join("demo");
+    for _ in 0..2 {
+        let o = consentgate(&[
+            "demo",
+            "--members",
+            "400",
+            "--content",
+            "4000",
+            "--dir",
+            demo.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains("Build as of 2025-03-01") && out.contains("Build as of 2025-12-01"),
+            "{out}"
+        );
+        assert!(out.contains("region_suspended"), "{out}");
+        assert!(
+            out.contains("<EMAIL>") || out.contains("<PHONE>") || out.contains("<URL>"),
+            "{out}"
+        );
+    }
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep me").unwrap();
+    let o = consentgate(&[
+        "demo",
+        "--members",
+        "10",
+        "--content",
+        "10",
+        "--dir",
+        foreign.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(foreign.join("precious.txt").exists());
+}
+
+#[test]
+fn policy_impact_reports_what_a_resumption_changes() {
+    let (_c, files) = corpus();
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let o = consentgate(&[
+        "policy",
+        "impact",
+        "--from",
+        "li-2024-09",
+        "--to",
+        "li-2025-11",
+        "--members",
+        &p("members"),
+        "--content",
+        &p("content"),
+        "--consent",
+        &p("consent"),
+        "--residences",
+        &p("residences"),
+        "--notices",
+        &p("notices"),
+        "--erasures",
+        &p("erasures"),
+        "--as-of",
+        "2025-12-01",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["rows"], 30_000);
+    assert!(v["rows_changed"].as_u64().unwrap() > 0);
+    assert!(v["kept_to"].as_u64().unwrap() > v["kept_from"].as_u64().unwrap());
+    let top = &v["changes"][0];
+    assert_eq!(top["from_reason"], "region_suspended");
+    assert_eq!(top["to_decision"], "include");
+    assert!(!top["examples"].as_array().unwrap().is_empty());
+}

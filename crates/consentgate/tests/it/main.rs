@@ -10,4 +10,5 @@ mod consent;
 mod generate;
 mod policy;
 mod redact;
+mod reference;
 mod util;
