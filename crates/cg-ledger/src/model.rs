@@ -279,3 +279,58 @@ pub(crate) fn snapshot_of(
         other_purpose_grant,
     }
 }
+
+/// Folds a stream of stored events ordered by `(member_id, ts, seq)` into one [`SnapshotRow`]
+/// per member (shared by the backends' `snapshot`).
+pub(crate) struct SnapshotFolder<'p> {
+    purpose: &'p Purpose,
+    current: Option<MemberId>,
+    events: Vec<(NewEvent, i64)>,
+    rows: u64,
+}
+
+impl<'p> SnapshotFolder<'p> {
+    pub(crate) fn new(purpose: &'p Purpose) -> Self {
+        SnapshotFolder {
+            purpose,
+            current: None,
+            events: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Adds the next event; emits the previous member's row when the member changes.
+    pub(crate) fn push(
+        &mut self,
+        e: StoredEvent,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        if self.current != Some(e.event.member_id) {
+            self.flush(f)?;
+            self.current = Some(e.event.member_id);
+        }
+        self.events.push((e.new, e.seq));
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        if let Some(m) = self.current.take() {
+            f(snapshot_of(m, &self.events, self.purpose))?;
+            self.rows += 1;
+        }
+        self.events.clear();
+        Ok(())
+    }
+
+    /// Emits the last member's row; returns the number of rows.
+    pub(crate) fn finish(
+        mut self,
+        f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        self.flush(f)?;
+        Ok(self.rows)
+    }
+}

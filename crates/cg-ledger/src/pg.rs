@@ -11,7 +11,7 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
-    SnapshotRow, Stats, StoredEvent, snapshot_of,
+    SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -365,31 +365,17 @@ impl Store for PgStore {
             "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY member_id, ts, seq"
         );
         let portal = tx.bind(&sql, &[&as_of.micros()]).map_err(LedgerError::pg)?;
-        let mut current: Option<MemberId> = None;
-        let mut events: Vec<(NewEvent, i64)> = Vec::new();
-        let mut n = 0;
+        let mut folder = SnapshotFolder::new(purpose);
         loop {
             let rows = tx.query_portal(&portal, 50_000).map_err(LedgerError::pg)?;
             if rows.is_empty() {
                 break;
             }
             for row in &rows {
-                let e = row_to_event(row)?;
-                if current != Some(e.event.member_id) {
-                    if let Some(m) = current {
-                        f(snapshot_of(m, &events, purpose))?;
-                        n += 1;
-                    }
-                    current = Some(e.event.member_id);
-                    events.clear();
-                }
-                events.push((e.new, e.seq));
+                folder.push(row_to_event(row)?, f)?;
             }
         }
-        if let Some(m) = current {
-            f(snapshot_of(m, &events, purpose))?;
-            n += 1;
-        }
+        let n = folder.finish(f)?;
         tx.commit().map_err(LedgerError::pg)?;
         Ok(n)
     }

@@ -12,7 +12,7 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
-    SnapshotRow, Stats, StoredEvent, snapshot_of,
+    SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
 
 /// Append-only migrations; each runs once, in order.
@@ -404,26 +404,12 @@ impl Store for SqliteStore {
         );
         let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::sqlite)?;
         let mut rows = stmt.query([as_of.micros()]).map_err(LedgerError::sqlite)?;
-        let mut current: Option<MemberId> = None;
-        let mut events: Vec<(NewEvent, i64)> = Vec::new();
-        let mut n = 0;
+        let mut folder = SnapshotFolder::new(purpose);
         while let Some(row) = rows.next().map_err(LedgerError::sqlite)? {
             let (e, _) = row_to_event(row).map_err(LedgerError::sqlite)?;
-            if current != Some(e.event.member_id) {
-                if let Some(m) = current {
-                    f(snapshot_of(m, &events, purpose))?;
-                    n += 1;
-                }
-                current = Some(e.event.member_id);
-                events.clear();
-            }
-            events.push((e.new, e.seq));
+            folder.push(e, f)?;
         }
-        if let Some(m) = current {
-            f(snapshot_of(m, &events, purpose))?;
-            n += 1;
-        }
-        Ok(n)
+        folder.finish(f)
     }
 
     fn stats(&mut self) -> Result<Stats, LedgerError> {

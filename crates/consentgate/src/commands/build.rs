@@ -12,13 +12,13 @@ use clap::Args;
 
 use crate::commands::args;
 use crate::commands::policy::PolicyArgs;
-use crate::errors::{Hinted, UsageError};
+use crate::errors::Hinted;
 use crate::printer::Printer;
 use crate::progress::Bars;
 
-/// Arguments of `build`.
+/// The input files of a build or an impact report.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub struct InputArgs {
     /// Members file (.parquet, .csv, .jsonl).
     #[arg(long)]
     pub members: PathBuf,
@@ -28,7 +28,7 @@ pub struct BuildArgs {
     /// Consent-events file (or use --store for the ledger's as-of snapshot).
     #[arg(long, conflicts_with = "store")]
     pub consent: Option<PathBuf>,
-    /// The ledger to take consent from (`sqlite:…`, `postgres://…`).
+    /// The ledger to take consent from (`sqlite:…`, `postgres://…`; default: the embedded one).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Residence history file.
@@ -40,12 +40,37 @@ pub struct BuildArgs {
     /// Erasures file.
     #[arg(long)]
     pub erasures: Option<PathBuf>,
-    /// The cut-off: the dataset is the state as of this time.
+    /// The cut-off: the state as of this time.
     #[arg(long, value_name = "TIME", value_parser = args::timestamp)]
     pub as_of: Timestamp,
     /// Purpose.
     #[arg(long, default_value = "genai_training", value_parser = args::purpose)]
     pub purpose: Purpose,
+}
+
+impl InputArgs {
+    /// The member-side inputs.
+    pub fn facts(&self) -> cg_build::FactInputs {
+        let consent = match (&self.consent, &self.store) {
+            (Some(f), _) => ConsentSourceArg::File(f.clone()),
+            (None, Some(url)) => ConsentSourceArg::Store(url.clone()),
+            (None, None) => ConsentSourceArg::Store(cg_ledger::default_url()),
+        };
+        cg_build::FactInputs {
+            members: self.members.clone(),
+            consent,
+            residences: self.residences.clone(),
+            notices: self.notices.clone(),
+            erasures: self.erasures.clone(),
+        }
+    }
+}
+
+/// Arguments of `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Output directory; the dataset is published as `DIR/<dataset_id>/`.
@@ -68,23 +93,16 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         json: a.json,
         ..printer
     };
-    let consent = match (a.consent, a.store) {
-        (Some(f), None) => ConsentSourceArg::File(f),
-        (None, Some(url)) => ConsentSourceArg::Store(url),
-        (None, None) => ConsentSourceArg::Store(cg_ledger::default_url()),
-        (Some(_), Some(_)) => {
-            return Err(UsageError("--consent and --store exclude each other".into()).into());
-        }
-    };
+    let facts = a.inputs.facts();
     let cfg = BuildConfig {
-        members: a.members,
-        content: a.content,
-        consent,
-        residences: a.residences,
-        notices: a.notices,
-        erasures: a.erasures,
-        as_of: a.as_of,
-        purpose: a.purpose,
+        members: facts.members,
+        content: a.inputs.content,
+        consent: facts.consent,
+        residences: facts.residences,
+        notices: facts.notices,
+        erasures: facts.erasures,
+        as_of: a.inputs.as_of,
+        purpose: a.inputs.purpose,
         policy: std::sync::Arc::new(a.policy.load()?),
         out: a.out,
         shards: a.shards,

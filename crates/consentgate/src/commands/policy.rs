@@ -40,33 +40,8 @@ pub struct ImpactArgs {
     /// Override a config parameter for both (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub sets: Vec<String>,
-    /// Members file.
-    #[arg(long)]
-    pub members: PathBuf,
-    /// Content file.
-    #[arg(long)]
-    pub content: PathBuf,
-    /// Consent-events file (or --store).
-    #[arg(long, conflicts_with = "store")]
-    pub consent: Option<PathBuf>,
-    /// The ledger to take consent from.
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-    /// Residence history.
-    #[arg(long)]
-    pub residences: Option<PathBuf>,
-    /// Notices.
-    #[arg(long)]
-    pub notices: Option<PathBuf>,
-    /// Erasures.
-    #[arg(long)]
-    pub erasures: Option<PathBuf>,
-    /// The cut-off.
-    #[arg(long, value_name = "TIME", value_parser = args::timestamp)]
-    pub as_of: Timestamp,
-    /// Purpose.
-    #[arg(long, default_value = "genai_training", value_parser = args::purpose)]
-    pub purpose: Purpose,
+    #[command(flatten)]
+    pub inputs: crate::commands::build::InputArgs,
     /// Example content ids per change.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
@@ -329,22 +304,11 @@ fn impact(a: ImpactArgs, printer: Printer) -> anyhow::Result<()> {
         .map(std::sync::Arc::new)
     };
     let (from, to) = (load(&a.from)?, load(&a.to)?);
-    let consent = match (a.consent, a.store) {
-        (Some(f), _) => cg_build::ConsentSourceArg::File(f),
-        (None, Some(url)) => cg_build::ConsentSourceArg::Store(url),
-        (None, None) => cg_build::ConsentSourceArg::Store(cg_ledger::default_url()),
-    };
     let cfg = cg_build::ImpactConfig {
-        facts: cg_build::FactInputs {
-            members: a.members,
-            consent,
-            residences: a.residences,
-            notices: a.notices,
-            erasures: a.erasures,
-        },
-        content: a.content,
-        as_of: a.as_of,
-        purpose: a.purpose,
+        facts: a.inputs.facts(),
+        content: a.inputs.content,
+        as_of: a.inputs.as_of,
+        purpose: a.inputs.purpose,
         from,
         to,
         examples: a.examples,
