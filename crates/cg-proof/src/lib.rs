@@ -10,6 +10,8 @@
 //!   [`verify_consistency`]: building and verifying are separate, so a verifier never trusts
 //!   the builder's code path.
 //!
+//! - [`note`]: C2SP checkpoints in Ed25519-signed notes.
+//!
 //! Storage-free: callers pass leaf hashes; nothing here does I/O.
 //!
 //! ```
@@ -21,6 +23,8 @@
 //! ```
 
 #![deny(missing_docs)]
+
+pub mod note;
 
 use sha2::{Digest, Sha256};
 
