@@ -11,32 +11,6 @@ use time::Date;
 
 use crate::config::PolicyConfig;
 
-/// A member's residence history: `(valid_from, raw country code)` entries.
-#[derive(Clone, Debug, Default)]
-pub struct Residences<'a> {
-    /// The member's current country as the members input carries it.
-    pub current: Option<&'a str>,
-    /// History entries, any order.
-    pub history: Vec<(Timestamp, Option<&'a str>)>,
-}
-
-impl<'a> Residences<'a> {
-    /// The raw code in force at `at`: the latest history entry at or before `at`; before the
-    /// first entry, the first entry; with no history, the current country (it holds for all time).
-    pub fn at(&self, at: Timestamp) -> Option<&'a str> {
-        if self.history.is_empty() {
-            return self.current;
-        }
-        let before = self
-            .history
-            .iter()
-            .filter(|(from, _)| *from <= at)
-            .max_by_key(|(from, _)| *from);
-        let first = self.history.iter().min_by_key(|(from, _)| *from);
-        before.or(first).and_then(|(_, c)| *c)
-    }
-}
-
 /// The raw facts about a member that decisions need.
 #[derive(Clone, Debug, Default)]
 pub struct MemberFacts<'a> {
@@ -286,25 +260,6 @@ fn pack_age(age: i8) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn residence_history_lookup() {
-        let r = Residences {
-            current: Some("US"),
-            history: vec![
-                (Timestamp::parse("2025-06-01").unwrap(), Some("US")),
-                (Timestamp::parse("2019-01-01").unwrap(), Some("DE")),
-            ],
-        };
-        assert_eq!(r.at(Timestamp::parse("2024-05-01").unwrap()), Some("DE"));
-        assert_eq!(r.at(Timestamp::parse("2025-07-01").unwrap()), Some("US"));
-        assert_eq!(r.at(Timestamp::parse("2010-01-01").unwrap()), Some("DE"));
-        let none = Residences {
-            current: Some("FR"),
-            history: vec![],
-        };
-        assert_eq!(none.at(Timestamp::MIN), Some("FR"));
-    }
 
     #[test]
     fn notice_states() {

@@ -48,6 +48,6 @@ pub use engine::{
     SourceFile, most_protective,
 };
 pub use error::{InvalidPolicy, PolicyError, Problem};
-pub use facts::{ConsentClass, ItemFacts, MemberFacts, NoticeState, Residences, Tuple};
+pub use facts::{ConsentClass, ItemFacts, MemberFacts, NoticeState, Tuple};
 pub use request::{ConsentInput, EventInput, ExplainRequest};
 pub use table::DecisionTable;
