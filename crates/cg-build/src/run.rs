@@ -437,7 +437,14 @@ fn write_dataset(
     let mut last_id: Option<i64> = None;
     progress.stage("gate", None);
     runtime.block_on(async {
-        let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        // A bounded memory pool: the sort spills to disk instead of holding every row (set
+        // CG_BUILD_MEMORY_MB to change the default of 1536).
+        let memory_mb: usize = std::env::var("CG_BUILD_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1536);
+        let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_mb << 20, 1.0)
+            .build_arc()
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        let session = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env);
         let (gate_udf, redact_udf) = crate::udf::udfs(gate.clone());
         session.register_udf(gate_udf.clone());
         session.register_udf(redact_udf.clone());
@@ -478,12 +485,25 @@ fn write_dataset(
             .and_then(|df| {
                 df.with_column("redacted", redact_udf.call(vec![col("text"), col("member_id"), col("mentions"), col("outcome")]))
             })
+            // Only what the writer needs goes through the sort: not the original text.
+            .and_then(|df| {
+                df.select(vec![
+                    col("content_id"),
+                    col("member_id"),
+                    col("kind"),
+                    col("created_at"),
+                    col("outcome"),
+                    col("redacted"),
+                ])
+            })
             .and_then(|df| {
                 df.sort(vec![
                     col("content_id").sort(true, true),
                     col("member_id").sort(true, true),
                     col("created_at").sort(true, true),
-                    col("text").sort(true, true),
+                    col("kind").sort(true, true),
+                    col("outcome").sort(true, true),
+                    col("redacted").sort(true, true),
                 ])
             })
             .map_err(|e| BuildError::Engine(e.to_string()))?;
