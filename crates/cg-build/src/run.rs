@@ -438,10 +438,11 @@ fn write_dataset(
     progress.stage("gate", None);
     runtime.block_on(async {
         // A bounded memory pool: the sort spills to disk instead of holding every row (set
-        // CG_BUILD_MEMORY_MB to change the default of 1536).
-        let memory_mb: usize = std::env::var("CG_BUILD_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1536);
+        // CG_BUILD_MEMORY_MB to change the default of 2048), shared fairly between the partitions.
+        let memory_mb: usize = std::env::var("CG_BUILD_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_mb << 20));
         let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(memory_mb << 20, 1.0)
+            .with_memory_pool(pool)
             .build_arc()
             .map_err(|e| BuildError::Engine(e.to_string()))?;
         let session = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env);
