@@ -245,7 +245,18 @@ pub(crate) fn load_facts(
             });
         }
         ConsentSourceArg::Store(url) => {
-            let mut store = cg_ledger::open(url).map_err(|e| BuildError::Input(e.to_string()))?;
+            let mut store =
+                cg_ledger::open_existing(url).map_err(|e| BuildError::Input(e.to_string()))?;
+            let events = store
+                .stats()
+                .map_err(|e| BuildError::Input(e.to_string()))?
+                .events;
+            if events == 0 {
+                // Fail closed: an empty ledger would read as "nobody ever objected".
+                return Err(BuildError::Input(format!(
+                    "the ledger `{url}` holds no consent events; pass --consent FILE, or import events first"
+                )));
+            }
             facts::load_consent_store(store.as_mut(), purpose, as_of, &mut members)?;
             let digest = snapshot_digest(&members);
             inputs.push(InputRef {

@@ -99,8 +99,27 @@ pub fn default_url() -> String {
     format!("sqlite:{dir}/ledger.sqlite")
 }
 
+/// Opens an existing store for reading: like [`open`], but a SQLite file that does not exist is
+/// an error rather than a new, empty ledger (an empty ledger would read as "nobody ever chose
+/// anything" — for a gate, a fail-open answer).
+pub fn open_existing(url: &str) -> Result<Box<dyn Store>, LedgerError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if !std::path::Path::new(path).exists() {
+            return Err(LedgerError::Database {
+                backend: "sqlite",
+                message: format!("no ledger at `{path}`"),
+            });
+        }
+    }
+    open(url)
+}
+
 /// Opens a store by URL: `postgres://…` / `postgresql://…`, `sqlite:PATH`, or a plain path
-/// (SQLite). Migrations are applied on open.
+/// (SQLite), creating an embedded ledger if missing. Migrations are applied on open.
 pub fn open(url: &str) -> Result<Box<dyn Store>, LedgerError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Box::new(PgStore::connect(url)?));

@@ -28,11 +28,23 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens the store.
+    /// Opens the store, creating the embedded ledger if missing (for writes).
     pub fn open(&self) -> anyhow::Result<Box<dyn Store>> {
         let url = self.store.clone().unwrap_or_else(cg_ledger::default_url);
         cg_ledger::open(&url)
             .with_context(|| format!("cannot open the ledger `{}`", redact_url(&url)))
+    }
+
+    /// Opens an existing store (for reads: a missing ledger is an error, not an empty answer).
+    pub fn open_existing(&self) -> anyhow::Result<Box<dyn Store>> {
+        let url = self.store.clone().unwrap_or_else(cg_ledger::default_url);
+        cg_ledger::open_existing(&url).map_err(|e| {
+            anyhow::Error::new(e).context(crate::errors::Hinted {
+                message: format!("cannot open the ledger `{}`", redact_url(&url)),
+                hint: "pass --store URL, or record events first (consent set / consent import)"
+                    .into(),
+            })
+        })
     }
 }
 
@@ -229,7 +241,7 @@ pub fn run(cmd: ConsentCommand, printer: Printer) -> anyhow::Result<()> {
                 json: a.json,
                 ..printer
             };
-            let mut store = a.store.open()?;
+            let mut store = a.store.open_existing()?;
             let as_of = a.as_of.unwrap_or_else(now);
             let (state, deciding) = store.state_at(MemberId(a.member), &a.purpose, as_of)?;
             let granted = state.granted(a.gpc_as_objection);
@@ -273,7 +285,7 @@ pub fn run(cmd: ConsentCommand, printer: Printer) -> anyhow::Result<()> {
                 json: a.json,
                 ..printer
             };
-            let mut store = a.store.open()?;
+            let mut store = a.store.open_existing()?;
             let events = store.history(MemberId(a.member))?;
             printer.data(&events, || {
                 events
@@ -324,7 +336,7 @@ pub fn run(cmd: ConsentCommand, printer: Printer) -> anyhow::Result<()> {
             })
         }
         ConsentCommand::Export(a) => {
-            let mut store = a.store.open()?;
+            let mut store = a.store.open_existing()?;
             let started = Instant::now();
             let n = export(store.as_mut(), &a.purpose, a.as_of, &a.out)?;
             printer.status(

@@ -554,3 +554,55 @@ fn policy_impact_reports_what_a_resumption_changes() {
     assert_eq!(top["to_decision"], "include");
     assert!(!top["examples"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_missing_or_empty_ledger_never_reads_as_nobody_objected() {
+    let (_c, files) = corpus();
+    let dir = cg_test_support::tempdir();
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let missing = format!("sqlite:{}", dir.path().join("typo.sqlite").display());
+    let build = |store: &str| {
+        consentgate(&[
+            "build",
+            "--members",
+            &p("members"),
+            "--content",
+            &p("content"),
+            "--store",
+            store,
+            "--as-of",
+            "2025-12-01",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ])
+    };
+    let o = build(&missing);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no ledger at"), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("typo.sqlite").exists(),
+        "a read must not create a ledger"
+    );
+    // An existing but empty ledger is refused too.
+    let empty = format!("sqlite:{}", dir.path().join("empty.sqlite").display());
+    cg_ledger::open(&empty).unwrap();
+    let o = build(&empty);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("holds no consent events"),
+        "{}",
+        stderr(&o)
+    );
+    let o = consentgate(&[
+        "consent",
+        "get",
+        "--member",
+        "1",
+        "--purpose",
+        "genai_training",
+        "--store",
+        &missing,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
+}

@@ -124,10 +124,13 @@ fn bad_input_is_rejected_and_nothing_is_written() {
         let o = consentgate(&full);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
     }
+    // Usage errors stop before the store is opened: no ledger was even created, and reading
+    // a missing ledger is an error, not an empty answer.
+    assert!(!dir.path().join("l.sqlite").exists());
     let o = consentgate(&[
         "consent", "history", "--member", "1", "--store", &url, "--json",
     ]);
-    assert_eq!(stdout(&o).trim(), "[]");
+    assert_eq!(o.status.code(), Some(1));
 }
 
 #[test]
