@@ -183,7 +183,9 @@ pub fn load_consent_events(
         let source = b.column(5).as_string::<i32>();
         let notice = b.column(6).as_string::<i32>();
         for r in 0..b.num_rows() {
-            let purpose_r = Purpose::new(p.value(r)).map_err(|e| BuildError::BadRow {
+            // The catalogue, not just the spelling: an objection under a misspelt purpose must
+            // fail the build, not count as "another purpose" and vanish.
+            let purpose_r = Purpose::known(p.value(r)).map_err(|e| BuildError::BadRow {
                 file: path.display().to_string(),
                 row: first + r as u64,
                 column: "purpose".into(),

@@ -606,3 +606,30 @@ fn a_missing_or_empty_ledger_never_reads_as_nobody_objected() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_misspelt_purpose_in_the_consent_file_fails_the_build() {
+    let (_c, files) = corpus();
+    let dir = cg_test_support::tempdir();
+    let consent = dir.path().join("consent.csv");
+    std::fs::write(&consent, "member_id,purpose,granted,ts\n1,genai_training,true,2025-01-01\n2,genai_trainin,false,2025-01-01\n").unwrap();
+    let o = consentgate(&[
+        "build",
+        "--members",
+        files["members"].to_str().unwrap(),
+        "--content",
+        files["content"].to_str().unwrap(),
+        "--consent",
+        consent.to_str().unwrap(),
+        "--as-of",
+        "2025-12-01",
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("consent.csv") && err.contains("row 2") && err.contains("genai_trainin"),
+        "{err}"
+    );
+}
