@@ -27,6 +27,8 @@ pub struct Gate {
     memo: Mutex<Memo>,
     redactor: cg_redact::Redactor,
     quarantine: bool,
+    /// Report region of each member at the cut-off, computed once.
+    regions: FxHashMap<i64, &'static str>,
 }
 
 /// One content row as the UDFs see it.
@@ -50,6 +52,15 @@ impl Gate {
         members: Members,
         quarantine: bool,
     ) -> Result<Gate, cg_redact::RedactError> {
+        let flags = policy.config().region_flags();
+        let regions = members
+            .iter()
+            .map(|(id, m)| {
+                let label = Jurisdiction::normalize(m.country_at(ctx.as_of))
+                    .map_or("UNKNOWN", |j| j.regions(flags).report_label());
+                (*id, label)
+            })
+            .collect();
         Ok(Gate {
             policy,
             ctx,
@@ -57,6 +68,7 @@ impl Gate {
             memo: Mutex::new(Memo::default()),
             redactor: cg_redact::Redactor::new()?,
             quarantine,
+            regions,
         })
     }
 
@@ -224,12 +236,8 @@ impl Gate {
     /// The report region of a member at the cut-off (`EU`, `UK`, ..., `ROW`, or `UNKNOWN`).
     pub fn region(&self, member_id: Option<i64>) -> &'static str {
         member_id
-            .and_then(|id| self.members.get(&id))
-            .and_then(|m| Jurisdiction::normalize(m.country_at(self.ctx.as_of)).ok())
-            .map_or("UNKNOWN", |j| {
-                j.regions(self.policy.config().region_flags())
-                    .report_label()
-            })
+            .and_then(|id| self.regions.get(&id).copied())
+            .unwrap_or("UNKNOWN")
     }
 }
 

@@ -186,6 +186,19 @@ impl Jurisdiction {
     /// Normalises a raw code: trims, upper-cases, accepts `CC` and `CC-SUB` (ISO 3166-2 style),
     /// maps aliases and territories, and refuses groups (`EU`) and garbage.
     pub fn normalize(raw: Option<&str>) -> Result<Jurisdiction, UnknownJurisdiction> {
+        // Fast path for the common case, a clean upper-case ISO code: no allocation.
+        if let Some(code) =
+            raw.filter(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
+            && !ALIASES.iter().any(|(from, _, _)| *from == code)
+            && !NOT_COUNTRIES.contains(&code)
+            && let Some(country) = CountryCode::new(code)
+        {
+            return Ok(Jurisdiction {
+                country,
+                subdivision: None,
+                note: None,
+            });
+        }
         let raw = raw.map(str::trim).unwrap_or("");
         if raw.is_empty() {
             return Err(UnknownJurisdiction::Missing);
