@@ -361,8 +361,23 @@ fn a_killed_build_publishes_nothing() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    // Kill only once the build is writing its temporary dataset, so the test proves that a
+    // half-written build publishes nothing (not merely that an unstarted one doesn't).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let writing = loop {
+        let partial = std::fs::read_dir(out.path())
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".partial-"))
+            })
+            .unwrap_or(false);
+        if partial || std::time::Instant::now() > deadline {
+            break partial;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
     child.kill().unwrap();
+    assert!(writing, "the build never started writing");
     child.wait().unwrap();
     for entry in walk(out.path()) {
         assert!(
