@@ -276,20 +276,36 @@ fn sync_dir(dir: &Path) -> Result<(), BuildError> {
         .map_err(|e| BuildError::io(dir, e))
 }
 
+/// Digest of the consent state the build used, from explicit fields (not `Debug` output, whose
+/// format is not a stable contract): the dataset id must not change with the toolchain.
 fn snapshot_digest(members: &facts::Members) -> String {
     let mut ids: Vec<&i64> = members.keys().collect();
     ids.sort_unstable();
     let mut h = Sha256::new();
     for id in ids {
         let m = &members[id];
-        if m.consent.explicit.is_some() || m.consent.gpc_signal.is_some() || m.other_purpose_grant {
-            h.update(format!(
-                "{id}\0{:?}\0{:?}\0{}\n",
-                m.consent.explicit,
-                m.consent.gpc_signal.as_ref().map(|g| g.at),
-                m.other_purpose_grant
-            ));
+        if m.consent.explicit.is_none() && m.consent.gpc_signal.is_none() && !m.other_purpose_grant
+        {
+            continue;
         }
+        let explicit = m.consent.explicit.as_ref().map_or(String::from("-"), |c| {
+            format!(
+                "{}/{}/{}/{}",
+                c.granted,
+                c.at.micros(),
+                c.source.as_str(),
+                c.notice_version.as_deref().unwrap_or("")
+            )
+        });
+        let gpc = m
+            .consent
+            .gpc_signal
+            .as_ref()
+            .map_or(String::from("-"), |g| g.at.micros().to_string());
+        h.update(format!(
+            "{id}\0{explicit}\0{gpc}\0{}\n",
+            m.other_purpose_grant
+        ));
     }
     hex(&h.finalize())
 }

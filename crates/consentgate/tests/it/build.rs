@@ -648,3 +648,51 @@ fn a_misspelt_purpose_in_the_consent_file_fails_the_build() {
         "{err}"
     );
 }
+
+#[test]
+fn builds_from_the_same_ledger_are_identical() {
+    let (_c, files) = corpus();
+    let dir = cg_test_support::tempdir();
+    let store = format!("sqlite:{}", dir.path().join("l.sqlite").display());
+    let o = consentgate(&[
+        "consent",
+        "import",
+        files["consent"].to_str().unwrap(),
+        "--store",
+        &store,
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let run = |out: &str| -> serde_json::Value {
+        let o = consentgate(&[
+            "build",
+            "--members",
+            &p("members"),
+            "--content",
+            &p("content"),
+            "--store",
+            &store,
+            "--as-of",
+            "2025-12-01",
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+            "--json",
+            "-q",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let (a, b) = (run("a"), run("b"));
+    assert_eq!(a["dataset_id"], b["dataset_id"]);
+    assert_eq!(a["shards"], b["shards"]);
+    assert_eq!(
+        a["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["table"] == "consent_snapshot")
+            .unwrap()["source"],
+        "sqlite"
+    );
+}
