@@ -10,7 +10,15 @@
 //!   [`verify_consistency`]: building and verifying are separate, so a verifier never trusts
 //!   the builder's code path.
 //!
-//! - [`note`]: C2SP checkpoints in Ed25519-signed notes.
+//! - [`CompactRange`]: the tree head of a growing log in O(log n) memory;
+//! - [`note`]: C2SP checkpoints in Ed25519-signed notes;
+//! - [`tlog_proof`]: C2SP `tlog-proof` (an inclusion proof with its signed checkpoint);
+//! - [`tiles`]: C2SP `tlog-tiles` paths and contents, to serve the log as static files;
+//! - [`leaves`]: the encodings of consentgate's log entries (consent events, dataset manifests);
+//! - [`commitment`]: a dataset's member commitment (sorted interval Merkle tree) whose one
+//!   inclusion proof shows presence or absence;
+//! - [`member_key`]: per-dataset member keys from a VRF (RFC 9381 ECVRF on ristretto255);
+//! - [`receipt`]: per-member receipts, verifiable offline with only the log's verifier key.
 //!
 //! Storage-free: callers pass leaf hashes; nothing here does I/O.
 //!
@@ -24,7 +32,13 @@
 
 #![deny(missing_docs)]
 
+pub mod commitment;
+pub mod leaves;
+pub mod member_key;
 pub mod note;
+pub mod receipt;
+pub mod tiles;
+pub mod tlog_proof;
 
 use sha2::{Digest, Sha256};
 
@@ -83,6 +97,83 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 /// The root of the empty tree, SHA-256("").
 pub fn empty_root() -> Hash {
     Sha256::digest([]).into()
+}
+
+/// The tree head of an append-only list of leaves, in O(log n) memory: the stack of the roots
+/// of the perfect subtrees the leaves so far decompose into (a "compact range").
+#[derive(Clone, Debug, Default)]
+pub struct CompactRange {
+    size: u64,
+    /// (height, root) of perfect subtrees, left to right, heights strictly decreasing.
+    stack: Vec<(u32, Hash)>,
+}
+
+impl CompactRange {
+    /// An empty range.
+    pub fn new() -> CompactRange {
+        CompactRange::default()
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut cur = (0u32, leaf);
+        while let Some(&(height, left)) = self.stack.last() {
+            if height != cur.0 {
+                break;
+            }
+            self.stack.pop();
+            cur = (height + 1, node_hash(&left, &cur.1));
+        }
+        self.stack.push(cur);
+        self.size += 1;
+    }
+
+    /// Leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the leaves so far.
+    pub fn root(&self) -> Hash {
+        let mut iter = self.stack.iter().rev();
+        let Some(&(_, mut acc)) = iter.next() else {
+            return empty_root();
+        };
+        for (_, left) in iter {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Parses hex of exactly `N` bytes.
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (digit(s[2 * i])? << 4) | digit(s[2 * i + 1])?;
+    }
+    Some(out)
 }
 
 /// The largest power of two strictly smaller than `n` (n ≥ 2).

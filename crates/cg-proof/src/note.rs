@@ -170,6 +170,66 @@ impl NoteSigner {
         )
     }
 
+    /// The key's name (the log's origin).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The 32-byte seed (secret).
+    pub fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The private key in the Go `note` package's text form,
+    /// `PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ seed)>` (secret: store it 0600).
+    pub fn private_key(&self) -> String {
+        let public = self.key.verifying_key().to_bytes();
+        let id = key_id(&self.name, &public);
+        let mut typed = vec![0x01];
+        typed.extend_from_slice(&self.key.to_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{}+{}",
+            self.name,
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            B64.encode(typed)
+        )
+    }
+
+    /// Parses a private key written by [`NoteSigner::private_key`] (or Go's `note.GenerateKey`).
+    pub fn parse_private_key(skey: &str) -> Result<NoteSigner, NoteError> {
+        let rest = skey
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| malformed("private key", "expected PRIVATE+KEY+name+id+key"))?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("private key", "expected PRIVATE+KEY+name+id+key"));
+        };
+        let typed = B64
+            .decode(key_b64)
+            .map_err(|e| malformed("private key", e.to_string()))?;
+        let (Some(&0x01), Ok(seed)) = (
+            typed.first(),
+            <[u8; 32]>::try_from(&typed[1.min(typed.len())..]),
+        ) else {
+            return Err(malformed("private key", "not an Ed25519 key"));
+        };
+        let signer = NoteSigner::from_seed(name, &seed)?;
+        let public = signer.key.verifying_key().to_bytes();
+        let hex: String = key_id(name, &public)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if hex != id_hex {
+            return Err(malformed(
+                "private key",
+                "the key id does not match the name and key",
+            ));
+        }
+        Ok(signer)
+    }
+
     /// Signs `body` (which must end with a newline) into a note.
     pub fn sign(&self, body: &str) -> String {
         let public = self.key.verifying_key().to_bytes();
@@ -308,6 +368,20 @@ mod tests {
         );
         assert!(NoteVerifier::parse("nonsense").is_err());
         assert!(NoteSigner::from_seed("has space", &[0u8; 32]).is_err());
+    }
+
+    #[test]
+    fn private_keys_round_trip() {
+        let s = signer();
+        let skey = s.private_key();
+        assert!(skey.starts_with("PRIVATE+KEY+consentgate.example/log+"));
+        let back = NoteSigner::parse_private_key(&skey).unwrap();
+        assert_eq!(back.verifier_key(), s.verifier_key());
+        assert_eq!(back.seed(), [42u8; 32]);
+        assert!(
+            NoteSigner::parse_private_key(&skey.replace("PRIVATE+KEY+c", "PRIVATE+KEY+d")).is_err()
+        );
+        assert!(NoteSigner::parse_private_key(&s.verifier_key()).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! cg-proof: known-answer vectors (the RFC 6962 / Certificate Transparency reference tree),
 //! corrupted-proof negatives, and a cross-check against a naive recursive reference on
-//! thousands of sizes.
+//! thousands of sizes, and against an independent implementation (the `ct-merkle` crate).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -274,5 +274,51 @@ proptest! {
         let m = m.index(n) + 1;
         let c = consistency_proof(m as u64, &d).unwrap();
         prop_assert!(verify_consistency(m as u64, n as u64, &naive_root(&d[..m]), &r, &c).is_ok());
+    }
+}
+
+/// The same leaves in `ct-merkle`'s memory-backed tree.
+fn ct_tree(n: usize) -> ct_merkle::mem_backed_tree::MemoryBackedTree<sha2_011::Sha256, Vec<u8>> {
+    let mut t = ct_merkle::mem_backed_tree::MemoryBackedTree::new();
+    for x in 0..n as u32 {
+        t.push(x.to_be_bytes().to_vec());
+    }
+    t
+}
+
+fn flat(p: &[Hash]) -> Vec<u8> {
+    p.iter().flatten().copied().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Roots, inclusion proofs and consistency proofs are byte-identical to ct-merkle's.
+    #[test]
+    fn agrees_with_ct_merkle(n in 1usize..2_500, i in any::<prop::sample::Index>(), m in any::<prop::sample::Index>()) {
+        let d: Vec<Hash> = (0..n as u32).map(|x| leaf_hash(&x.to_be_bytes())).collect();
+        let t = ct_tree(n);
+        let theirs = t.root();
+        prop_assert_eq!(theirs.as_bytes().to_vec(), root(&d).to_vec());
+        let i = i.index(n);
+        let theirs = t.prove_inclusion(i);
+        prop_assert_eq!(theirs.as_bytes().to_vec(), flat(&inclusion_proof(i as u64, &d).unwrap()));
+        let m = m.index(n) + 1;
+        if m < n {
+            let theirs = t.prove_consistency(n - m);
+            prop_assert_eq!(theirs.as_bytes().to_vec(), flat(&consistency_proof(m as u64, &d).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn compact_range_matches_root_at_every_size() {
+    let d: Vec<Hash> = (0..1_100u32).map(|x| leaf_hash(&x.to_be_bytes())).collect();
+    let mut c = CompactRange::new();
+    assert_eq!(c.root(), empty_root());
+    for (n, leaf) in d.iter().enumerate() {
+        c.push(*leaf);
+        assert_eq!(c.root(), root(&d[..=n]), "size {}", n + 1);
+        assert_eq!(c.size(), n as u64 + 1);
     }
 }

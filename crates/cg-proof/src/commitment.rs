@@ -1,0 +1,328 @@
+//! A dataset's member commitment: a Merkle tree (RFC 6962 hashing) over the sorted member keys
+//! of the members whose content is in the dataset, in the *sorted interval* form: leaf `i`
+//! covers key `kᵢ` and the gap up to the next key, with sentinels at both ends —
+//!
+//! ```text
+//! leaves: (00…00, k₁) (k₁, k₂) (k₂, k₃) … (kₙ, ff…ff)        n members → n + 1 leaves
+//! leaf bytes: "consentgate/member-interval/v1" ‖ low ‖ high  (30 + 32 + 32 bytes)
+//! ```
+//!
+//! so one inclusion proof answers both questions: a leaf whose `low` is the member's key shows
+//! presence; a leaf with `low < key < high` shows absence (the tree's leaves are adjacent and
+//! sorted, which the proof's index and the sentinels pin down).
+//!
+//! ```
+//! use cg_proof::commitment::{Commitment, Membership, verify_interval};
+//! let c = Commitment::from_keys(vec![[3u8; 32], [1u8; 32]]).unwrap();
+//! let present = c.prove(&[3u8; 32]);
+//! assert_eq!(verify_interval(&present, &[3u8; 32], &c.root()), Ok(Membership::Present));
+//! let absent = c.prove(&[2u8; 32]);
+//! assert_eq!(verify_interval(&absent, &[2u8; 32], &c.root()), Ok(Membership::Absent));
+//! ```
+
+use crate::{Hash, ProofError, inclusion_proof, leaf_hash, root, verify_inclusion};
+
+/// A member's key in one dataset (see [`crate::member_key`]).
+pub type MemberKey = [u8; 32];
+
+/// The low sentinel (no key may equal it).
+pub const LOW: MemberKey = [0u8; 32];
+/// The high sentinel (no key may equal it).
+pub const HIGH: MemberKey = [0xffu8; 32];
+
+/// The domain-separation prefix of an interval leaf.
+pub const INTERVAL_PREFIX: &[u8] = b"consentgate/member-interval/v1";
+
+/// The first line of a `members.commitment` file.
+pub const FILE_HEADER: &[u8] = b"consentgate/member-commitment/v1\n";
+
+/// Why a commitment or an interval proof is not valid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommitmentError {
+    /// A key equals a sentinel.
+    #[error("a member key equals a sentinel")]
+    SentinelKey,
+    /// A commitment file is malformed.
+    #[error("malformed commitment: {0}")]
+    Malformed(String),
+    /// The interval does not contain the key.
+    #[error("the proven interval does not contain the member key")]
+    KeyOutsideInterval,
+    /// The interval is not well formed for its position.
+    #[error("the proven interval is not a valid leaf at its position: {0}")]
+    BadInterval(&'static str),
+    /// The Merkle proof fails.
+    #[error("the interval is not in the commitment: {0}")]
+    Proof(#[from] ProofError),
+}
+
+/// What an interval proof shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// The key is a leaf's low end: the member is in the dataset.
+    Present,
+    /// The key is strictly inside a gap: the member is not in the dataset.
+    Absent,
+}
+
+/// The hash of the interval leaf `(low, high)`.
+pub fn interval_leaf(low: &MemberKey, high: &MemberKey) -> Hash {
+    let mut data = Vec::with_capacity(INTERVAL_PREFIX.len() + 64);
+    data.extend_from_slice(INTERVAL_PREFIX);
+    data.extend_from_slice(low);
+    data.extend_from_slice(high);
+    leaf_hash(&data)
+}
+
+/// A built commitment: the sorted keys, the interval leaves and the root.
+#[derive(Clone, Debug)]
+pub struct Commitment {
+    keys: Vec<MemberKey>,
+    leaves: Vec<Hash>,
+    root: Hash,
+}
+
+impl Commitment {
+    /// Builds the commitment of a set of keys (any order; duplicates count once).
+    pub fn from_keys(mut keys: Vec<MemberKey>) -> Result<Commitment, CommitmentError> {
+        keys.sort_unstable();
+        keys.dedup();
+        Commitment::from_sorted(keys)
+    }
+
+    /// Builds from keys already sorted and unique (checked).
+    pub fn from_sorted(keys: Vec<MemberKey>) -> Result<Commitment, CommitmentError> {
+        if keys.first() == Some(&LOW) || keys.last() == Some(&HIGH) {
+            return Err(CommitmentError::SentinelKey);
+        }
+        if keys.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(CommitmentError::Malformed(
+                "keys are not sorted and unique".into(),
+            ));
+        }
+        let mut leaves = Vec::with_capacity(keys.len() + 1);
+        let mut low = LOW;
+        for k in &keys {
+            leaves.push(interval_leaf(&low, k));
+            low = *k;
+        }
+        leaves.push(interval_leaf(&low, &HIGH));
+        let root = root(&leaves);
+        Ok(Commitment { keys, leaves, root })
+    }
+
+    /// The root.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    /// Members committed to.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no member is committed to.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Leaves (members + 1).
+    pub fn leaf_count(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The sorted keys.
+    pub fn keys(&self) -> &[MemberKey] {
+        &self.keys
+    }
+
+    /// The proof for `key`: the leaf whose interval starts at it (present) or contains it
+    /// (absent).
+    pub fn prove(&self, key: &MemberKey) -> IntervalProof {
+        // Index of the leaf: 1 + position of key if present, else the gap it falls in.
+        let index = match self.keys.binary_search(key) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        };
+        let low = if index == 0 {
+            LOW
+        } else {
+            self.keys[index - 1]
+        };
+        let high = self.keys.get(index).copied().unwrap_or(HIGH);
+        IntervalProof {
+            index: index as u64,
+            size: self.leaf_count(),
+            low,
+            high,
+            // The index is always inside the tree (n + 1 leaves, index ≤ n).
+            path: inclusion_proof(index as u64, &self.leaves).unwrap_or_default(),
+        }
+    }
+
+    /// The `members.commitment` file: [`FILE_HEADER`], the member count as 8 bytes big-endian,
+    /// then the sorted keys, 32 bytes each.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FILE_HEADER.len() + 8 + 32 * self.keys.len());
+        out.extend_from_slice(FILE_HEADER);
+        out.extend_from_slice(&(self.keys.len() as u64).to_be_bytes());
+        for k in &self.keys {
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// Parses a `members.commitment` file and rebuilds the tree.
+    pub fn decode(bytes: &[u8]) -> Result<Commitment, CommitmentError> {
+        let rest = bytes
+            .strip_prefix(FILE_HEADER)
+            .ok_or_else(|| CommitmentError::Malformed("missing header line".into()))?;
+        let (count, keys) = rest
+            .split_at_checked(8)
+            .ok_or_else(|| CommitmentError::Malformed("missing member count".into()))?;
+        let mut n = [0u8; 8];
+        n.copy_from_slice(count);
+        let n = u64::from_be_bytes(n);
+        if keys.len() as u64 != n.saturating_mul(32) {
+            return Err(CommitmentError::Malformed(format!(
+                "{n} members announced, {} bytes of keys",
+                keys.len()
+            )));
+        }
+        let keys: Vec<MemberKey> = keys
+            .chunks_exact(32)
+            .map(|c| {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(c);
+                k
+            })
+            .collect();
+        Commitment::from_sorted(keys)
+    }
+}
+
+/// An inclusion proof of one interval leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntervalProof {
+    /// Leaf index.
+    pub index: u64,
+    /// Leaves in the tree (members + 1).
+    pub size: u64,
+    /// The interval's low end (a member key, or the low sentinel at index 0).
+    pub low: MemberKey,
+    /// The interval's high end (the next member key, or the high sentinel at the last index).
+    pub high: MemberKey,
+    /// Audit path, leaf to root.
+    pub path: Vec<Hash>,
+}
+
+/// Verifies an interval proof for `key` against `root`: presence or absence.
+pub fn verify_interval(
+    proof: &IntervalProof,
+    key: &MemberKey,
+    root: &Hash,
+) -> Result<Membership, CommitmentError> {
+    if proof.low >= proof.high {
+        return Err(CommitmentError::BadInterval("low is not below high"));
+    }
+    if (proof.index == 0) != (proof.low == LOW) {
+        return Err(CommitmentError::BadInterval(
+            "only the first leaf starts at the low sentinel",
+        ));
+    }
+    if (proof.index + 1 == proof.size) != (proof.high == HIGH) {
+        return Err(CommitmentError::BadInterval(
+            "only the last leaf ends at the high sentinel",
+        ));
+    }
+    verify_inclusion(
+        proof.index,
+        proof.size,
+        &interval_leaf(&proof.low, &proof.high),
+        &proof.path,
+        root,
+    )?;
+    if *key == proof.low && proof.index > 0 {
+        Ok(Membership::Present)
+    } else if proof.low < *key && *key < proof.high {
+        Ok(Membership::Absent)
+    } else {
+        Err(CommitmentError::KeyOutsideInterval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> MemberKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&(i * 2 + 1).to_be_bytes());
+        k
+    }
+
+    #[test]
+    fn every_key_present_every_gap_absent() {
+        for n in [0u32, 1, 2, 3, 7, 64] {
+            let c = Commitment::from_keys((0..n).rev().map(key).collect()).unwrap();
+            assert_eq!(c.len(), n as usize);
+            for i in 0..n {
+                let p = c.prove(&key(i));
+                assert_eq!(
+                    verify_interval(&p, &key(i), &c.root()),
+                    Ok(Membership::Present)
+                );
+                // Between keys: absent.
+                let mut gap = key(i);
+                gap[4] = 1;
+                let p = c.prove(&gap);
+                assert_eq!(verify_interval(&p, &gap, &c.root()), Ok(Membership::Absent));
+                // A present member's proof does not serve a key outside its interval.
+                let q = c.prove(&key(i));
+                let mut before = key(i);
+                before[3] -= 1;
+                assert_eq!(
+                    verify_interval(&q, &before, &c.root()),
+                    Err(CommitmentError::KeyOutsideInterval)
+                );
+            }
+            let below = [0u8, 0, 0, 0, 0, 1].iter().chain([0u8; 26].iter()).copied();
+            let below: MemberKey = below.collect::<Vec<_>>().try_into().unwrap();
+            let p = c.prove(&below);
+            assert_eq!(
+                verify_interval(&p, &below, &c.root()),
+                Ok(Membership::Absent)
+            );
+            let back = Commitment::decode(&c.encode()).unwrap();
+            assert_eq!(back.root(), c.root());
+        }
+    }
+
+    #[test]
+    fn forged_intervals_fail() {
+        let c = Commitment::from_keys((0..10).map(key).collect()).unwrap();
+        let k = key(4);
+        let mut p = c.prove(&k);
+        // Claim the member's key is the start of a gap that skips it: the leaf does not exist.
+        p.low = key(3);
+        p.index -= 1;
+        let mut inside = k;
+        inside[31] = 9;
+        assert!(verify_interval(&p, &inside, &c.root()).is_err());
+        // A widened interval (hiding key 4) is not a leaf.
+        let mut q = c.prove(&key(3));
+        q.high = key(5);
+        assert!(verify_interval(&q, &k, &c.root()).is_err());
+        // Sentinel misuse.
+        let mut r = c.prove(&key(0));
+        r.index = 0;
+        assert!(verify_interval(&r, &key(0), &c.root()).is_err());
+        assert_eq!(
+            Commitment::from_keys(vec![LOW]).unwrap_err(),
+            CommitmentError::SentinelKey
+        );
+        let mut bytes = c.encode();
+        bytes.pop();
+        assert!(Commitment::decode(&bytes).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Per-dataset member keys from a verifiable random function (RFC 9381 ECVRF on ristretto255,
+//! the C2SP `vrf-r255` suite, through the `vrf-r255` crate).
+//!
+//! A member's key in dataset `D` is the first 32 bytes of `VRF(sk, "consentgate/member-key/v1"
+//! ‖ 0x00 ‖ D ‖ 0x00 ‖ member id in decimal)`. Why a VRF and not a salted hash:
+//!
+//! - **neighbours reveal nothing**: without the secret key nobody can compute another member's
+//!   key, so the keys next to a member's in a receipt cannot be matched to guessed member ids
+//!   (a public salt fails this: member ids are small integers);
+//! - **the key is provably the member's**: the proof lets anyone with the public key check that
+//!   the key was computed for this member and dataset, and the output is unique — the operator
+//!   cannot pick another key that happens to fall into a gap to claim "not in the dataset";
+//! - **unlinkable across datasets**: the dataset id is part of the input.
+//!
+//! The secret scalar is derived from the log key's seed (SHA-512 with a domain-separation
+//! string), so one secret file holds both keys.
+//!
+//! [`MemberKeySecret::member_key`] computes only the output (one hash to the group, one scalar
+//! multiplication, no proof) for building commitments; it is tested equal to the crate's
+//! verified output.
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use sha2::{Digest, Sha512};
+
+use crate::commitment::MemberKey;
+
+/// The key scheme named in manifests and receipts.
+pub const KEY_SCHEME: &str = "c2sp.org/vrf-r255:consentgate/member-key/v1";
+
+/// The `vrf-r255` suite string (C2SP vrf-r255).
+const SUITE: &[u8] = b"\xFFc2sp.org/vrf-r255";
+
+/// Why a member key proof does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemberKeyError {
+    /// Not a valid public key encoding.
+    #[error("not a valid vrf-r255 public key")]
+    BadPublicKey,
+    /// Not a valid proof encoding.
+    #[error("not a valid vrf-r255 proof")]
+    BadProof,
+    /// The proof does not verify for this member and dataset.
+    #[error("the member key proof does not verify for this member and dataset")]
+    Mismatch,
+}
+
+/// The VRF input for a member in a dataset.
+pub fn alpha(dataset_id: &str, member: i64) -> Vec<u8> {
+    format!("consentgate/member-key/v1\0{dataset_id}\0{member}").into_bytes()
+}
+
+/// The VRF secret.
+#[derive(Clone)]
+pub struct MemberKeySecret {
+    sk: vrf_r255::SecretKey,
+    x: Scalar,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for MemberKeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberKeySecret")
+            .field("public", &crate::hex(&self.public))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemberKeySecret {
+    /// Derives the VRF secret from a 32-byte seed (the log key's).
+    pub fn from_seed(seed: &[u8; 32]) -> Result<MemberKeySecret, MemberKeyError> {
+        let mut h = Sha512::new();
+        h.update(b"consentgate/member-key-vrf/v1\0");
+        h.update(seed);
+        let x = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let sk: Option<vrf_r255::SecretKey> = vrf_r255::SecretKey::from_bytes(x.to_bytes()).into();
+        let sk = sk.ok_or(MemberKeyError::BadPublicKey)?;
+        let public = vrf_r255::PublicKey::from(sk).to_bytes();
+        Ok(MemberKeySecret { sk, x, public })
+    }
+
+    /// The public key (32 bytes, ristretto255).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The member's key in a dataset, without a proof (fast path for commitments).
+    pub fn member_key(&self, dataset_id: &str, member: i64) -> MemberKey {
+        let mut h = Sha512::new_with_prefix(SUITE);
+        h.update([0x82]);
+        h.update(self.public);
+        h.update(alpha(dataset_id, member));
+        let point = RistrettoPoint::from_uniform_bytes(&h.finalize().into());
+        let gamma = self.x * point;
+        let mut beta = Sha512::new_with_prefix(SUITE);
+        beta.update([0x03]);
+        beta.update(gamma.compress().as_bytes());
+        beta.update([0x00]);
+        truncate(&beta.finalize().into())
+    }
+
+    /// The member's key with its proof (80 bytes).
+    pub fn prove(&self, dataset_id: &str, member: i64) -> (MemberKey, [u8; 80]) {
+        let proof = self.sk.prove(&alpha(dataset_id, member));
+        (self.member_key(dataset_id, member), proof.to_bytes())
+    }
+}
+
+fn truncate(beta: &[u8; 64]) -> MemberKey {
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&beta[..32]);
+    k
+}
+
+/// Verifies a member key proof: the key `public` computed for `member` in `dataset_id`.
+pub fn verify_member_key(
+    public: &[u8; 32],
+    dataset_id: &str,
+    member: i64,
+    proof: &[u8; 80],
+) -> Result<MemberKey, MemberKeyError> {
+    let pk = vrf_r255::PublicKey::from_bytes(*public).ok_or(MemberKeyError::BadPublicKey)?;
+    let proof = vrf_r255::Proof::from_bytes(*proof).ok_or(MemberKeyError::BadProof)?;
+    let out: Option<[u8; 64]> = pk.verify(&alpha(dataset_id, member), &proof).into();
+    out.map(|b| truncate(&b)).ok_or(MemberKeyError::Mismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_equals_the_verified_output() {
+        let s = MemberKeySecret::from_seed(&[5u8; 32]).unwrap();
+        for m in [0i64, 1, 42, -7, i64::MAX] {
+            let (k, proof) = s.prove("ds-00ff", m);
+            assert_eq!(
+                verify_member_key(&s.public_key(), "ds-00ff", m, &proof),
+                Ok(k)
+            );
+            assert_eq!(k, s.member_key("ds-00ff", m));
+            // Another member or dataset: the proof fails.
+            assert_eq!(
+                verify_member_key(&s.public_key(), "ds-00ff", m ^ 1, &proof),
+                Err(MemberKeyError::Mismatch)
+            );
+            assert!(verify_member_key(&s.public_key(), "ds-00fe", m, &proof).is_err());
+        }
+        assert_ne!(s.member_key("a", 1), s.member_key("b", 1), "per dataset");
+        let other = MemberKeySecret::from_seed(&[6u8; 32]).unwrap();
+        let (_, proof) = other.prove("a", 1);
+        assert!(verify_member_key(&s.public_key(), "a", 1, &proof).is_err());
+    }
+}
