@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod import;
+pub mod log;
 mod model;
 mod pg;
 mod sqlite;
@@ -39,6 +40,8 @@ pub use sqlite::SqliteStore;
 
 use cg_model::progress::Progress;
 use cg_model::{ConsentState, MemberId, Purpose, Timestamp};
+use cg_proof::Hash;
+pub use log::{LogEntry, StoredCheckpoint};
 
 /// A consent store. Every method is one transaction: it happens entirely or not at all.
 pub trait Store: Send {
@@ -75,6 +78,43 @@ pub trait Store: Send {
 
     /// Row counts.
     fn stats(&mut self) -> Result<Stats, LedgerError>;
+
+    /// Appends a dataset manifest's entry to the log (idempotent: the same dataset and digest
+    /// return the existing index).
+    fn log_append_manifest(&mut self, dataset_id: &str, sha256: &Hash) -> Result<u64, LedgerError>;
+
+    /// Calls `f` for every log entry in index order, with the event it commits to.
+    fn log_scan(
+        &mut self,
+        f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError>;
+
+    /// Every stored leaf hash, in index order.
+    fn log_leaf_hashes(&mut self) -> Result<Vec<Hash>, LedgerError>;
+
+    /// Consent events without a log entry (0 in a sound ledger).
+    fn log_unlogged_events(&mut self) -> Result<u64, LedgerError>;
+
+    /// The log index of the event with this `seq`.
+    fn log_index_of_event(&mut self, seq: i64) -> Result<Option<u64>, LedgerError>;
+
+    /// The log index and digest of the latest manifest entry of a dataset.
+    fn log_index_of_manifest(
+        &mut self,
+        dataset_id: &str,
+    ) -> Result<Option<(u64, Hash)>, LedgerError>;
+
+    /// The stored event with this `seq` and its salt.
+    fn event_by_seq(
+        &mut self,
+        seq: i64,
+    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError>;
+
+    /// Stores a signed checkpoint (a second one at the same size is ignored).
+    fn log_add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), LedgerError>;
+
+    /// Every stored checkpoint, by size.
+    fn log_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, LedgerError>;
 
     /// The member's state for `purpose` at `at`, and the stored events that decided it
     /// (explicit choice, GPC signal).

@@ -37,6 +37,15 @@ pub enum LedgerError {
         /// What is wrong.
         message: String,
     },
+    /// A transparency log operation cannot be done (no checkpoint yet, unknown entry, ...).
+    #[error("log: {0}")]
+    Log(String),
+    /// `log verify` found problems; each names the entry or checkpoint.
+    #[error("the log does not verify:\n  - {}", problems.join("\n  - "))]
+    LogInvalid {
+        /// What is wrong, one line each.
+        problems: Vec<String>,
+    },
     /// A file that is not one of the importable tables.
     #[error("`{file}`: cannot tell which table this is ({message})")]
     UnknownTable {

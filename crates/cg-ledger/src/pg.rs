@@ -9,14 +9,18 @@ use postgres::{Client, NoTls, Row, Transaction};
 
 use crate::Store;
 use crate::import::ImportReport;
+use crate::log::{LogEntry, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
+use cg_proof::Hash;
+use cg_proof::leaves::Entry;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE consent_events (
     seq            BIGSERIAL PRIMARY KEY,
     event_id       BIGINT UNIQUE,
@@ -51,7 +55,37 @@ CREATE INDEX notices_member ON notices (member_id, delivered_at);
 CREATE TABLE erasures (member_id BIGINT NOT NULL, ts BIGINT NOT NULL, recorded_at BIGINT NOT NULL);
 CREATE INDEX erasures_member ON erasures (member_id, ts);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE consent_events ADD COLUMN salt BYTEA;
+CREATE TABLE log_entries (
+    idx       BIGINT PRIMARY KEY,
+    event_seq BIGINT UNIQUE,
+    dataset   TEXT,
+    data      BYTEA NOT NULL,
+    hash      BYTEA NOT NULL
+);
+CREATE INDEX log_entries_dataset ON log_entries (dataset, idx);
+CREATE FUNCTION log_immutable() RETURNS trigger AS $$
+BEGIN RAISE EXCEPTION 'log entries and checkpoints are immutable'; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER log_entries_no_change BEFORE UPDATE OR DELETE ON log_entries
+FOR EACH ROW EXECUTE FUNCTION log_immutable();
+CREATE TABLE log_checkpoints (
+    size       BIGINT PRIMARY KEY,
+    root       BYTEA NOT NULL,
+    note       TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TRIGGER log_checkpoints_no_change BEFORE UPDATE OR DELETE ON log_checkpoints
+FOR EACH ROW EXECUTE FUNCTION log_immutable();
+"#,
+    ),
+];
+
+/// Serialises log appends across connections (indices must be gap-free and in commit order).
+const LOG_LOCK: &str = "SELECT pg_advisory_xact_lock(7432)";
 
 /// The PostgreSQL store.
 pub struct PgStore {
@@ -92,6 +126,9 @@ impl PgStore {
                 .map_err(LedgerError::pg)?;
             if done.is_none() {
                 tx.batch_execute(sql).map_err(LedgerError::pg)?;
+                if *version == 2 {
+                    backfill_log(&mut tx)?;
+                }
                 tx.execute(
                     "INSERT INTO cg_migrations (version, applied_at) VALUES ($1, $2)",
                     &[version, &now().micros()],
@@ -106,41 +143,86 @@ impl PgStore {
 const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
 
 fn row_to_event(r: &Row) -> Result<StoredEvent, LedgerError> {
-    let purpose: String = r.get(3);
-    let seq: i64 = r.get(0);
-    let metadata: Option<String> = r.get(9);
+    row_to_event_at(r, 0)
+}
+
+fn to_hash(bytes: &[u8]) -> Hash {
+    <Hash>::try_from(bytes).unwrap_or([0u8; 32])
+}
+
+/// [`EVENT_COLUMNS`] starting at column `o`.
+fn row_to_event_at(r: &Row, o: usize) -> Result<StoredEvent, LedgerError> {
+    let purpose: String = r.get(o + 3);
+    let seq: i64 = r.get(o);
+    let metadata: Option<String> = r.get(o + 9);
     Ok(StoredEvent {
         seq,
         new: NewEvent {
             event: ConsentEvent {
-                event_id: r.get::<_, Option<i64>>(1).map(EventId),
-                member_id: MemberId(r.get(2)),
+                event_id: r.get::<_, Option<i64>>(o + 1).map(EventId),
+                member_id: MemberId(r.get(o + 2)),
                 purpose: Purpose::new(&purpose).map_err(|_| LedgerError::Database {
                     backend: "postgres",
                     message: format!("event {seq} has an invalid purpose"),
                 })?,
-                granted: r.get(4),
-                ts: Timestamp::from_micros(r.get(5)),
-                source: ConsentSource::from(r.get::<_, String>(6)),
-                notice_version: r.get(7),
+                granted: r.get(o + 4),
+                ts: Timestamp::from_micros(r.get(o + 5)),
+                source: ConsentSource::from(r.get::<_, String>(o + 6)),
+                notice_version: r.get(o + 7),
             },
-            actor: r.get(8),
+            actor: r.get(o + 8),
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
         },
-        recorded_at: Timestamp::from_micros(r.get(10)),
+        recorded_at: Timestamp::from_micros(r.get(o + 10)),
     })
+}
+
+/// Ledgers made before the log existed: every event gets its entry, in `seq` order, unsalted.
+fn backfill_log(tx: &mut Transaction<'_>) -> Result<(), LedgerError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {EVENT_COLUMNS} FROM consent_events ORDER BY seq"),
+            &[],
+        )
+        .map_err(LedgerError::pg)?;
+    for r in &rows {
+        let e = row_to_event(r)?;
+        append_entry(tx, &event_entry(&e, None), Some(e.seq), None)?;
+    }
+    Ok(())
+}
+
+/// Appends one log entry at the next index (the caller holds [`LOG_LOCK`]).
+fn append_entry(
+    tx: &mut Transaction<'_>,
+    entry: &Entry,
+    event_seq: Option<i64>,
+    dataset: Option<&str>,
+) -> Result<u64, LedgerError> {
+    let data = entry.encode();
+    let hash = cg_proof::leaf_hash(&data).to_vec();
+    let row = tx
+        .query_one(
+            "INSERT INTO log_entries (idx, event_seq, dataset, data, hash)
+             SELECT COALESCE(MAX(idx) + 1, 0), $1, $2, $3, $4 FROM log_entries RETURNING idx",
+            &[&event_seq, &dataset, &data, &hash],
+        )
+        .map_err(LedgerError::pg)?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 fn insert_event(
     tx: &mut Transaction<'_>,
     e: &NewEvent,
     recorded_at: Timestamp,
+    salts: &mut Salts,
 ) -> Result<Option<i64>, LedgerError> {
     let metadata = e.metadata.as_ref().map(|m| m.to_string());
+    let salt = salts.next().to_vec();
     let row = tx
         .query_opt(
-            "INSERT INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id) DO NOTHING RETURNING seq",
+            "INSERT INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at, salt)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING RETURNING seq",
             &[
                 &e.event.event_id.map(|i| i.0),
                 &e.event.member_id.0,
@@ -152,11 +234,19 @@ fn insert_event(
                 &e.actor,
                 &metadata,
                 &recorded_at.micros(),
+                &salt,
             ],
         )
         .map_err(LedgerError::pg)?;
     if let Some(row) = row {
-        return Ok(Some(row.get(0)));
+        let seq: i64 = row.get(0);
+        let stored = StoredEvent {
+            seq,
+            new: e.clone(),
+            recorded_at,
+        };
+        append_entry(tx, &event_entry(&stored, Some(&salt)), Some(seq), None)?;
+        return Ok(Some(seq));
     }
     let id = e.event.event_id.map_or(0, |i| i.0);
     let existing = tx
@@ -176,9 +266,10 @@ fn insert_record(
     r: &Record,
     recorded_at: Timestamp,
     report: &mut ImportReport,
+    salts: &mut Salts,
 ) -> Result<(), LedgerError> {
     match r {
-        Record::Event(e) => match insert_event(tx, e, recorded_at)? {
+        Record::Event(e) => match insert_event(tx, e, recorded_at, salts)? {
             Some(_) => report.events += 1,
             None => report.duplicates += 1,
         },
@@ -238,9 +329,11 @@ impl Store for PgStore {
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
         let recorded_at = now();
         let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
+        let mut salts = Salts::new()?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
-            match insert_event(&mut tx, e, recorded_at)? {
+            match insert_event(&mut tx, e, recorded_at, &mut salts)? {
                 Some(seq) => out.push(StoredEvent {
                     seq,
                     new: e.clone(),
@@ -273,10 +366,12 @@ impl Store for PgStore {
     ) -> Result<ImportReport, LedgerError> {
         let recorded_at = now();
         let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
         let mut report = ImportReport::default();
+        let mut salts = Salts::new()?;
         let mut pending = 0u64;
         for r in records {
-            insert_record(&mut tx, &r?, recorded_at, &mut report)?;
+            insert_record(&mut tx, &r?, recorded_at, &mut report, &mut salts)?;
             pending += 1;
             if pending == 8192 {
                 progress.advance(pending);
@@ -394,5 +489,153 @@ impl Store for PgStore {
             notices: count("notices")?,
             erasures: count("erasures")?,
         })
+    }
+
+    fn log_append_manifest(&mut self, dataset_id: &str, sha256: &Hash) -> Result<u64, LedgerError> {
+        let entry = Entry::Manifest {
+            dataset_id: dataset_id.to_owned(),
+            sha256: *sha256,
+        };
+        let data = entry.encode();
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
+        let existing = tx
+            .query_opt(
+                "SELECT idx FROM log_entries WHERE dataset = $1 AND data = $2",
+                &[&dataset_id, &data],
+            )
+            .map_err(LedgerError::pg)?;
+        let index = match existing {
+            Some(r) => r.get::<_, i64>(0) as u64,
+            None => append_entry(&mut tx, &entry, None, Some(dataset_id))?,
+        };
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(index)
+    }
+
+    fn log_scan(
+        &mut self,
+        f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let sql = format!(
+            "SELECT l.idx, l.data, l.hash, l.event_seq, e.salt, {} FROM log_entries l
+             LEFT JOIN consent_events e ON e.seq = l.event_seq ORDER BY l.idx",
+            EVENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        let portal = tx.bind(&sql, &[]).map_err(LedgerError::pg)?;
+        loop {
+            let rows = tx.query_portal(&portal, 50_000).map_err(LedgerError::pg)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let seq: Option<i64> = r.get(5);
+                let event = match seq {
+                    Some(_) => Some((row_to_event_at(r, 5)?, r.get::<_, Option<Vec<u8>>>(4))),
+                    None => None,
+                };
+                f(LogEntry {
+                    index: r.get::<_, i64>(0) as u64,
+                    data: r.get(1),
+                    hash: to_hash(r.get::<_, &[u8]>(2)),
+                    event_seq: r.get(3),
+                    event,
+                })?;
+            }
+        }
+        tx.commit().map_err(LedgerError::pg)
+    }
+
+    fn log_leaf_hashes(&mut self) -> Result<Vec<Hash>, LedgerError> {
+        Ok(self
+            .client
+            .query("SELECT hash FROM log_entries ORDER BY idx", &[])
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(|r| to_hash(r.get::<_, &[u8]>(0)))
+            .collect())
+    }
+
+    fn log_unlogged_events(&mut self) -> Result<u64, LedgerError> {
+        self.client
+            .query_one(
+                "SELECT COUNT(*) FROM consent_events e WHERE NOT EXISTS (SELECT 1 FROM log_entries l WHERE l.event_seq = e.seq)",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .map_err(LedgerError::pg)
+    }
+
+    fn log_index_of_event(&mut self, seq: i64) -> Result<Option<u64>, LedgerError> {
+        Ok(self
+            .client
+            .query_opt("SELECT idx FROM log_entries WHERE event_seq = $1", &[&seq])
+            .map_err(LedgerError::pg)?
+            .map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn log_index_of_manifest(
+        &mut self,
+        dataset_id: &str,
+    ) -> Result<Option<(u64, Hash)>, LedgerError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT idx, data FROM log_entries WHERE dataset = $1 ORDER BY idx DESC LIMIT 1",
+                &[&dataset_id],
+            )
+            .map_err(LedgerError::pg)?;
+        Ok(row.and_then(|r| match Entry::decode(r.get::<_, &[u8]>(1)) {
+            Some(Entry::Manifest { sha256, .. }) => Some((r.get::<_, i64>(0) as u64, sha256)),
+            _ => None,
+        }))
+    }
+
+    fn event_by_seq(
+        &mut self,
+        seq: i64,
+    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {EVENT_COLUMNS}, salt FROM consent_events WHERE seq = $1"),
+                &[&seq],
+            )
+            .map_err(LedgerError::pg)?;
+        row.map(|r| Ok((row_to_event(&r)?, r.get::<_, Option<Vec<u8>>>(11))))
+            .transpose()
+    }
+
+    fn log_add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), LedgerError> {
+        self.client
+            .execute(
+                "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
+                &[&(cp.size as i64), &cp.root.to_vec(), &cp.note, &cp.created_at.micros()],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::pg)
+    }
+
+    fn log_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size",
+                &[],
+            )
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(|r| StoredCheckpoint {
+                size: r.get::<_, i64>(0) as u64,
+                root: to_hash(r.get::<_, &[u8]>(1)),
+                note: r.get(2),
+                created_at: Timestamp::from_micros(r.get(3)),
+            })
+            .collect())
     }
 }

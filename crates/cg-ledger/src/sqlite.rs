@@ -10,15 +10,19 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::Store;
 use crate::import::ImportReport;
+use crate::log::{LogEntry, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
+use cg_proof::Hash;
+use cg_proof::leaves::Entry;
 
 /// Append-only migrations; each runs once, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE consent_events (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id       INTEGER UNIQUE,
@@ -53,7 +57,36 @@ CREATE INDEX notices_member ON notices (member_id, delivered_at);
 CREATE TABLE erasures (member_id INTEGER NOT NULL, ts INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
 CREATE INDEX erasures_member ON erasures (member_id, ts);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE consent_events ADD COLUMN salt BLOB;   -- the log commitment's salt
+CREATE TABLE log_entries (
+    idx       INTEGER PRIMARY KEY,                 -- 0-based, gap-free
+    event_seq INTEGER UNIQUE,                      -- for consent event entries
+    dataset   TEXT,                                -- for manifest entries
+    data      BLOB NOT NULL,
+    hash      BLOB NOT NULL
+);
+CREATE INDEX log_entries_dataset ON log_entries (dataset, idx);
+CREATE TRIGGER log_entries_no_update BEFORE UPDATE ON log_entries
+BEGIN SELECT RAISE(ABORT, 'log entries are immutable'); END;
+CREATE TRIGGER log_entries_no_delete BEFORE DELETE ON log_entries
+BEGIN SELECT RAISE(ABORT, 'log entries are immutable'); END;
+CREATE TABLE log_checkpoints (
+    size       INTEGER PRIMARY KEY,
+    root       BLOB NOT NULL,
+    note       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TRIGGER log_checkpoints_no_update BEFORE UPDATE ON log_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are immutable'); END;
+CREATE TRIGGER log_checkpoints_no_delete BEFORE DELETE ON log_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are immutable'); END;
+"#,
+    ),
+];
 
 /// The SQLite store.
 #[derive(Debug)]
@@ -103,6 +136,9 @@ impl SqliteStore {
                 .map_err(LedgerError::sqlite)?;
             if done.is_none() {
                 tx.execute_batch(sql).map_err(LedgerError::sqlite)?;
+                if *version == 2 {
+                    backfill_log(&tx)?;
+                }
                 tx.execute(
                     "INSERT INTO cg_migrations (version, applied_at) VALUES (?1, ?2)",
                     params![version, now().micros()],
@@ -121,16 +157,55 @@ impl SqliteStore {
     }
 }
 
+/// Ledgers made before the log existed: every event gets its entry, in `seq` order, without a
+/// salt (their commitments are then only as private as the events are hard to guess).
+fn backfill_log(tx: &Transaction<'_>) -> Result<(), LedgerError> {
+    for e in select_events(tx, "", [])? {
+        append_entry(tx, &event_entry(&e, None), Some(e.seq), None)?;
+    }
+    Ok(())
+}
+
+/// Appends one log entry at the next index.
+fn append_entry(
+    tx: &Transaction<'_>,
+    entry: &Entry,
+    event_seq: Option<i64>,
+    dataset: Option<&str>,
+) -> Result<u64, LedgerError> {
+    let next: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(LedgerError::sqlite)?;
+    let data = entry.encode();
+    tx.prepare_cached(
+        "INSERT INTO log_entries (idx, event_seq, dataset, data, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            next,
+            event_seq,
+            dataset,
+            data,
+            cg_proof::leaf_hash(&data).to_vec()
+        ])
+    })
+    .map_err(LedgerError::sqlite)?;
+    Ok(next as u64)
+}
+
 fn insert_event(
     tx: &Transaction<'_>,
     e: &NewEvent,
     recorded_at: Timestamp,
+    salts: &mut Salts,
 ) -> Result<Option<i64>, LedgerError> {
     let metadata = e.metadata.as_ref().map(|m| m.to_string());
+    let salt = salts.next();
     let mut stmt = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR IGNORE INTO consent_events (event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at, salt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(LedgerError::sqlite)?;
     let n = stmt
@@ -144,11 +219,20 @@ fn insert_event(
             e.event.notice_version,
             e.actor,
             metadata,
-            recorded_at.micros()
+            recorded_at.micros(),
+            salt.to_vec()
         ])
         .map_err(LedgerError::sqlite)?;
     if n == 1 {
-        return Ok(Some(tx.last_insert_rowid()));
+        let seq = tx.last_insert_rowid();
+        let stored = StoredEvent {
+            seq,
+            new: e.clone(),
+            recorded_at,
+        };
+        // The event's log entry, in the same transaction.
+        append_entry(tx, &event_entry(&stored, Some(&salt)), Some(seq), None)?;
+        return Ok(Some(seq));
     }
     // Ignored: the event id exists. Same fact → idempotent; different → conflict.
     let id = e.event.event_id.map_or(0, |i| i.0);
@@ -162,27 +246,37 @@ fn insert_event(
 const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, bool)> {
-    let purpose: String = r.get(3)?;
-    let metadata: Option<String> = r.get(9)?;
+    row_to_event_at(r, 0)
+}
+
+/// A stored hash column as a hash (a wrong length reads as zeros and then fails verification).
+fn to_hash(bytes: &[u8]) -> Hash {
+    <Hash>::try_from(bytes).unwrap_or([0u8; 32])
+}
+
+/// [`EVENT_COLUMNS`] starting at column `o`.
+fn row_to_event_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<(StoredEvent, bool)> {
+    let purpose: String = r.get(o + 3)?;
+    let metadata: Option<String> = r.get(o + 9)?;
     let valid_purpose = Purpose::new(&purpose);
     let ok = valid_purpose.is_ok();
     Ok((
         StoredEvent {
-            seq: r.get(0)?,
+            seq: r.get(o)?,
             new: NewEvent {
                 event: ConsentEvent {
-                    event_id: r.get::<_, Option<i64>>(1)?.map(EventId),
-                    member_id: MemberId(r.get(2)?),
+                    event_id: r.get::<_, Option<i64>>(o + 1)?.map(EventId),
+                    member_id: MemberId(r.get(o + 2)?),
                     purpose: valid_purpose.unwrap_or_else(|_| Purpose::genai_training()),
-                    granted: r.get(4)?,
-                    ts: Timestamp::from_micros(r.get(5)?),
-                    source: ConsentSource::from(r.get::<_, String>(6)?),
-                    notice_version: r.get(7)?,
+                    granted: r.get(o + 4)?,
+                    ts: Timestamp::from_micros(r.get(o + 5)?),
+                    source: ConsentSource::from(r.get::<_, String>(o + 6)?),
+                    notice_version: r.get(o + 7)?,
                 },
-                actor: r.get(8)?,
+                actor: r.get(o + 8)?,
                 metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
             },
-            recorded_at: Timestamp::from_micros(r.get(10)?),
+            recorded_at: Timestamp::from_micros(r.get(o + 10)?),
         },
         ok,
     ))
@@ -217,9 +311,10 @@ fn insert_record(
     r: &Record,
     recorded_at: Timestamp,
     report: &mut ImportReport,
+    salts: &mut Salts,
 ) -> Result<(), LedgerError> {
     match r {
-        Record::Event(e) => match insert_event(tx, e, recorded_at)? {
+        Record::Event(e) => match insert_event(tx, e, recorded_at, salts)? {
             Some(_) => report.events += 1,
             None => report.duplicates += 1,
         },
@@ -289,9 +384,10 @@ impl Store for SqliteStore {
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
         let recorded_at = now();
         let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let mut salts = Salts::new()?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
-            match insert_event(&tx, e, recorded_at)? {
+            match insert_event(&tx, e, recorded_at, &mut salts)? {
                 Some(seq) => out.push(StoredEvent {
                     seq,
                     new: e.clone(),
@@ -315,9 +411,10 @@ impl Store for SqliteStore {
         let recorded_at = now();
         let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
         let mut report = ImportReport::default();
+        let mut salts = Salts::new()?;
         let mut pending = 0u64;
         for r in records {
-            insert_record(&tx, &r?, recorded_at, &mut report)?;
+            insert_record(&tx, &r?, recorded_at, &mut report, &mut salts)?;
             pending += 1;
             if pending == 8192 {
                 progress.advance(pending);
@@ -428,5 +525,165 @@ impl Store for SqliteStore {
             notices: count("notices")?,
             erasures: count("erasures")?,
         })
+    }
+
+    fn log_append_manifest(&mut self, dataset_id: &str, sha256: &Hash) -> Result<u64, LedgerError> {
+        let entry = Entry::Manifest {
+            dataset_id: dataset_id.to_owned(),
+            sha256: *sha256,
+        };
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT idx FROM log_entries WHERE dataset = ?1 AND data = ?2",
+                params![dataset_id, entry.encode()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite)?;
+        let index = match existing {
+            Some(i) => i as u64,
+            None => append_entry(&tx, &entry, None, Some(dataset_id))?,
+        };
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(index)
+    }
+
+    fn log_scan(
+        &mut self,
+        f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let sql = format!(
+            "SELECT l.idx, l.data, l.hash, l.event_seq, e.salt, {} FROM log_entries l
+             LEFT JOIN consent_events e ON e.seq = l.event_seq ORDER BY l.idx",
+            EVENT_COLUMNS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::sqlite)?;
+        let mut rows = stmt.query([]).map_err(LedgerError::sqlite)?;
+        while let Some(r) = rows.next().map_err(LedgerError::sqlite)? {
+            let hash: Vec<u8> = r.get(2).map_err(LedgerError::sqlite)?;
+            let seq: Option<i64> = r.get(5).map_err(LedgerError::sqlite)?;
+            let event = match seq {
+                Some(_) => {
+                    let (e, _) = row_to_event_at(r, 5).map_err(LedgerError::sqlite)?;
+                    Some((
+                        e,
+                        r.get::<_, Option<Vec<u8>>>(4)
+                            .map_err(LedgerError::sqlite)?,
+                    ))
+                }
+                None => None,
+            };
+            f(LogEntry {
+                index: r.get::<_, i64>(0).map_err(LedgerError::sqlite)? as u64,
+                data: r.get(1).map_err(LedgerError::sqlite)?,
+                hash: to_hash(&hash),
+                event_seq: r.get(3).map_err(LedgerError::sqlite)?,
+                event,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn log_leaf_hashes(&mut self) -> Result<Vec<Hash>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM log_entries ORDER BY idx")
+            .map_err(LedgerError::sqlite)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(LedgerError::sqlite)?;
+        rows.map(|h| h.map(|h| to_hash(&h)).map_err(LedgerError::sqlite))
+            .collect()
+    }
+
+    fn log_unlogged_events(&mut self) -> Result<u64, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM consent_events e WHERE NOT EXISTS (SELECT 1 FROM log_entries l WHERE l.event_seq = e.seq)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn log_index_of_event(&mut self, seq: i64) -> Result<Option<u64>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT idx FROM log_entries WHERE event_seq = ?1",
+                [seq],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|i| i.map(|i| i as u64))
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn log_index_of_manifest(
+        &mut self,
+        dataset_id: &str,
+    ) -> Result<Option<(u64, Hash)>, LedgerError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT idx, data FROM log_entries WHERE dataset = ?1 ORDER BY idx DESC LIMIT 1",
+                [dataset_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(LedgerError::sqlite)?;
+        Ok(row.and_then(|(i, data)| match Entry::decode(&data) {
+            Some(Entry::Manifest { sha256, .. }) => Some((i as u64, sha256)),
+            _ => None,
+        }))
+    }
+
+    fn event_by_seq(
+        &mut self,
+        seq: i64,
+    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError> {
+        let sql = format!("SELECT {EVENT_COLUMNS}, salt FROM consent_events WHERE seq = ?1");
+        self.conn
+            .query_row(&sql, [seq], |r| {
+                let (e, _) = row_to_event(r)?;
+                Ok((e, r.get::<_, Option<Vec<u8>>>(11)?))
+            })
+            .optional()
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn log_add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO log_checkpoints (size, root, note, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![cp.size as i64, cp.root.to_vec(), cp.note, cp.created_at.micros()],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn log_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size",
+            )
+            .map_err(LedgerError::sqlite)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredCheckpoint {
+                    size: r.get::<_, i64>(0)? as u64,
+                    root: to_hash(&r.get::<_, Vec<u8>>(1)?),
+                    note: r.get(2)?,
+                    created_at: Timestamp::from_micros(r.get(3)?),
+                })
+            })
+            .map_err(LedgerError::sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(LedgerError::sqlite)
     }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod log;
 mod sqlite_only;
 
 use cg_ledger::Store;
