@@ -12,6 +12,10 @@
 //!    shard); every row goes to `decisions.parquet`; the manifest is written last and the dataset
 //!    directory is renamed into place (atomic publish).
 //!
+//! 4. the member commitment (`members.commitment`, a sorted-interval Merkle tree over VRF member
+//!    keys) is written before the manifest, which names its root; [`verify_dataset`] re-checks
+//!    every digest and the commitment.
+//!
 //! Fail closed: a malformed row fails the build (or, with quarantine, is `invalid_record`); an
 //! unknown author is `member_unknown`; a Cedar error is `policy_error`.
 
@@ -23,14 +27,17 @@ mod impact;
 pub mod manifest;
 mod run;
 mod udf;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
 pub use run::{
-    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, build, decisions_schema, sha256_file,
+    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, build, decisions_schema,
+    member_commitment, sha256_file,
 };
+pub use verify::{DatasetReport, included_members, verify_dataset};
 
 /// Times from any timestamp or RFC 3339 text (shared by the UDFs and the writer).
 pub(crate) fn udf_times(
@@ -90,6 +97,14 @@ pub enum BuildError {
     /// The engine failed.
     #[error("engine: {0}")]
     Engine(String),
+    /// `dataset verify` found problems; each names the file and what is wrong.
+    #[error("the dataset `{}` does not verify:\n  - {}", dir.display(), problems.join("\n  - "))]
+    Invalid {
+        /// The dataset directory.
+        dir: PathBuf,
+        /// What is wrong, one line each.
+        problems: Vec<String>,
+    },
 }
 
 impl BuildError {

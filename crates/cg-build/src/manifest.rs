@@ -37,8 +37,10 @@ pub struct Manifest {
     pub totals: BTreeMap<String, u64>,
     /// Whether malformed rows were quarantined instead of failing the build.
     pub quarantine: bool,
-    /// Root of the member commitment (set once receipts land).
+    /// Root of the member commitment (hex).
     pub member_commitment_root: Option<String>,
+    /// The member commitment: what receipts are proven against.
+    pub member_commitment: Option<CommitmentRef>,
     /// consentgate version.
     pub tool_version: String,
     /// Execution engine.
@@ -89,4 +91,21 @@ pub struct Count {
     pub region: String,
     /// Rows.
     pub rows: u64,
+}
+
+/// The member commitment of a dataset (see `cg_proof::commitment`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentRef {
+    /// Path relative to the dataset directory (`members.commitment`).
+    pub file: String,
+    /// Members committed to (those with at least one row in the shards).
+    pub members: u64,
+    /// Merkle root over the interval leaves (hex).
+    pub root: String,
+    /// How member keys are derived (`cg_proof::member_key::KEY_SCHEME`).
+    pub key_scheme: String,
+    /// The VRF public key (hex) that verifies member keys.
+    pub vrf_public_key: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
 }

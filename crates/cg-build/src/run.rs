@@ -26,7 +26,9 @@ use sha2::{Digest, Sha256};
 use crate::BuildError;
 use crate::facts;
 use crate::gate::Gate;
-use crate::manifest::{Count, FileRef, InputRef, Manifest, PolicyRef};
+use crate::manifest::{CommitmentRef, Count, FileRef, InputRef, Manifest, PolicyRef};
+use cg_proof::commitment::{Commitment, MemberKey};
+use cg_proof::member_key::MemberKeySecret;
 
 /// Where consent state comes from.
 #[derive(Clone, Debug)]
@@ -66,6 +68,8 @@ pub struct BuildConfig {
     pub quarantine: bool,
     /// Secret for the keyed shard hash (default: derived from purpose and shard count).
     pub shard_key: Option<Vec<u8>>,
+    /// The VRF secret for the member commitment's keys.
+    pub member_keys: Arc<MemberKeySecret>,
 }
 
 /// What a build produced.
@@ -630,6 +634,14 @@ fn write_dataset(
             sha256: sha256_file(&path)?,
         });
     }
+    progress.stage("commit members", Some(shard_of.len() as u64));
+    let members: Vec<i64> = shard_of.into_keys().collect();
+    let commitment = member_commitment(&cfg.member_keys, dataset_id, &members)?;
+    progress.advance(members.len() as u64);
+    progress.finish_stage();
+    let commitment_path = dir.join("members.commitment");
+    write_synced(&commitment_path, &commitment.encode())?;
+    let root_hex = cg_proof::hex(&commitment.root());
     let manifest = Manifest {
         format: crate::manifest::FORMAT.into(),
         dataset_id: dataset_id.to_owned(),
@@ -659,19 +671,65 @@ fn write_dataset(
             .collect(),
         totals,
         quarantine: cfg.quarantine,
-        member_commitment_root: None,
+        member_commitment_root: Some(root_hex.clone()),
+        member_commitment: Some(CommitmentRef {
+            file: "members.commitment".into(),
+            members: commitment.len() as u64,
+            root: root_hex,
+            key_scheme: cg_proof::member_key::KEY_SCHEME.into(),
+            vrf_public_key: cg_proof::hex(&cfg.member_keys.public_key()),
+            sha256: sha256_file(&commitment_path)?,
+        }),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         engine: "datafusion".into(),
         created_at: Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).to_string(),
     };
     // The manifest is written last: a dataset without one is not a dataset.
-    let path = dir.join("manifest.json");
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BuildError::Engine(e.to_string()))?;
-    let mut f = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
-    std::io::Write::write_all(&mut f, &json).map_err(|e| BuildError::io(&path, e))?;
-    f.sync_all().map_err(|e| BuildError::io(&path, e))?;
+    write_synced(&dir.join("manifest.json"), &json)?;
     Ok(manifest)
+}
+
+/// Writes a file and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let mut f = File::create(path).map_err(|e| BuildError::io(path, e))?;
+    std::io::Write::write_all(&mut f, bytes).map_err(|e| BuildError::io(path, e))?;
+    f.sync_all().map_err(|e| BuildError::io(path, e))
+}
+
+/// The member commitment of a dataset: one VRF evaluation per member (the expensive part,
+/// spread over the available cores), then a sort and one SHA-256 pass.
+pub fn member_commitment(
+    keys: &MemberKeySecret,
+    dataset_id: &str,
+    members: &[i64],
+) -> Result<Commitment, BuildError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let chunk = members.len().div_ceil(threads).max(1);
+    let derived: Vec<MemberKey> = std::thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|m| keys.member_key(dataset_id, *m))
+                        .collect::<Vec<MemberKey>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| BuildError::Engine("a member-key thread panicked".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    })?;
+    Commitment::from_keys(derived).map_err(|e| BuildError::Engine(e.to_string()))
 }
 
 fn engine_error(file: &Path, e: datafusion::error::DataFusionError) -> BuildError {

@@ -41,7 +41,7 @@ pub use sqlite::SqliteStore;
 use cg_model::progress::Progress;
 use cg_model::{ConsentState, MemberId, Purpose, Timestamp};
 use cg_proof::Hash;
-pub use log::{LogEntry, StoredCheckpoint};
+pub use log::{LogEntry, SaltedEvent, StoredCheckpoint};
 
 /// A consent store. Every method is one transaction: it happens entirely or not at all.
 pub trait Store: Send {
@@ -105,10 +105,7 @@ pub trait Store: Send {
     ) -> Result<Option<(u64, Hash)>, LedgerError>;
 
     /// The stored event with this `seq` and its salt.
-    fn event_by_seq(
-        &mut self,
-        seq: i64,
-    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError>;
+    fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError>;
 
     /// Stores a signed checkpoint (a second one at the same size is ignored).
     fn log_add_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), LedgerError>;

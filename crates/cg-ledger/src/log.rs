@@ -24,6 +24,10 @@ use sha2::{Digest, Sha256};
 use crate::Store;
 use crate::model::{LedgerError, StoredEvent};
 
+/// A stored event and the salt its log entry's commitment uses (`None` for events logged
+/// before salts existed).
+pub type SaltedEvent = (StoredEvent, Option<Vec<u8>>);
+
 /// One stored log entry, with the consent event it commits to (for event entries).
 #[derive(Clone, Debug)]
 pub struct LogEntry {
@@ -36,7 +40,7 @@ pub struct LogEntry {
     /// For an event entry: the `seq` it was written for.
     pub event_seq: Option<i64>,
     /// That event as stored now, and its salt (if the event row still exists).
-    pub event: Option<(StoredEvent, Option<Vec<u8>>)>,
+    pub event: Option<SaltedEvent>,
 }
 
 /// A stored signed checkpoint.

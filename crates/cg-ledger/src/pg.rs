@@ -9,7 +9,7 @@ use postgres::{Client, NoTls, Row, Transaction};
 
 use crate::Store;
 use crate::import::ImportReport;
-use crate::log::{LogEntry, Salts, StoredCheckpoint, event_entry};
+use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
@@ -596,10 +596,7 @@ impl Store for PgStore {
         }))
     }
 
-    fn event_by_seq(
-        &mut self,
-        seq: i64,
-    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError> {
+    fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError> {
         let row = self
             .client
             .query_opt(

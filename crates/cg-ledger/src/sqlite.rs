@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::Store;
 use crate::import::ImportReport;
-use crate::log::{LogEntry, Salts, StoredCheckpoint, event_entry};
+use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
@@ -643,10 +643,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn event_by_seq(
-        &mut self,
-        seq: i64,
-    ) -> Result<Option<(StoredEvent, Option<Vec<u8>>)>, LedgerError> {
+    fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError> {
         let sql = format!("SELECT {EVENT_COLUMNS}, salt FROM consent_events WHERE seq = ?1");
         self.conn
             .query_row(&sql, [seq], |r| {

@@ -46,6 +46,18 @@ enum Command {
     /// The consent ledger: set, get, history, import, export.
     #[command(subcommand)]
     Consent(commands::consent::ConsentCommand),
+    /// The transparency log: append, checkpoint, verify, prove, export-tiles.
+    #[command(subcommand)]
+    Log(commands::log::LogCommand),
+    /// The log's signing key: init, show.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+    /// Member receipts: issue, verify (offline).
+    #[command(subcommand)]
+    Receipt(commands::receipt::ReceiptCommand),
+    /// Published datasets: verify.
+    #[command(subcommand)]
+    Dataset(commands::dataset::DatasetCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +81,10 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => commands::policy::run(cmd, printer),
         Command::Redact(args) => commands::redact::run(args, printer),
         Command::Consent(cmd) => commands::consent::run(cmd, printer),
+        Command::Log(cmd) => commands::log::run(cmd, printer),
+        Command::Keys(cmd) => commands::keys::run(cmd, printer),
+        Command::Receipt(cmd) => commands::receipt::run(cmd, printer),
+        Command::Dataset(cmd) => commands::dataset::run(cmd, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

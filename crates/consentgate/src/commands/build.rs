@@ -11,6 +11,7 @@ use cg_model::{Purpose, Timestamp};
 use clap::Args;
 
 use crate::commands::args;
+use crate::commands::keys::{KeyArgs, LogKey};
 use crate::commands::policy::PolicyArgs;
 use crate::errors::Hinted;
 use crate::printer::Printer;
@@ -85,6 +86,12 @@ pub struct BuildArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The ledger whose transparency log records the dataset's manifest (default: the --store
+    /// ledger, else the embedded one).
+    #[arg(long, value_name = "URL")]
+    pub log: Option<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// Runs `build`.
@@ -94,6 +101,12 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         ..printer
     };
     let facts = a.inputs.facts();
+    let key = a.key.load_or_create(printer)?;
+    let log_url = a
+        .log
+        .clone()
+        .or_else(|| a.inputs.store.clone())
+        .unwrap_or_else(cg_ledger::default_url);
     let cfg = BuildConfig {
         members: facts.members,
         content: a.inputs.content,
@@ -108,9 +121,52 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         shards: a.shards,
         quarantine: a.quarantine,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
+        member_keys: std::sync::Arc::new(key.member_keys.clone()),
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
+    log_dataset(&dir, &log_url, &key, printer)?;
     printer.data(&manifest, || summary(&dir, &manifest, secs))
+}
+
+/// Appends a published dataset's manifest to the log and signs a checkpoint that covers it.
+pub fn log_dataset(
+    dir: &Path,
+    log_url: &str,
+    key: &LogKey,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    let path = dir.join("manifest.json");
+    let logged = (|| -> anyhow::Result<(u64, u64)> {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let m: Manifest = serde_json::from_slice(&bytes)?;
+        let sha: [u8; 32] =
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &bytes))
+                .into();
+        let mut store = cg_ledger::open(log_url)?;
+        let index = store.log_append_manifest(&m.dataset_id, &sha)?;
+        let cp = cg_ledger::log::checkpoint(store.as_mut(), &key.signer)?;
+        Ok((index, cp.size))
+    })();
+    match logged {
+        Ok((index, size)) => {
+            printer.status(
+                "Logged",
+                format!("the manifest as log entry {index} (checkpoint at size {size})"),
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.context(Hinted {
+            message: format!(
+                "the dataset `{}` was published but its manifest is not in the log",
+                dir.display()
+            ),
+            hint: format!(
+                "append it: consentgate log append --manifest {}",
+                path.display()
+            ),
+        })),
+    }
 }
 
 /// Runs one build with a progress bar; returns the dataset dir, manifest and seconds.
@@ -262,7 +318,12 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
         cg_ledger::import_file(store.as_mut(), &path(t), &bars)?;
     }
     drop(store);
+    let key = LogKey::create(
+        &a.dir.join("log.key"),
+        crate::commands::keys::DEFAULT_ORIGIN,
+    )?;
     let mut out = String::new();
+    let mut last = None;
     for (label, as_of) in [
         ("inside the 2024-09 suspension", "2025-03-01"),
         ("after the 2025-11 resumption", "2025-12-01"),
@@ -284,14 +345,20 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             shards: a.shards,
             quarantine: false,
             shard_key: None,
+            member_keys: std::sync::Arc::new(key.member_keys.clone()),
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
+        log_dataset(&dir, &store_url, &key, printer)?;
         out.push_str(&format!("\n=== Build as of {as_of} ({label}) ===\n"));
         out.push_str(&summary(&dir, &manifest, secs));
         out.push_str("\nRedacted examples from the first shard:\n");
         for t in examples(&dir.join("shards/part-00000.parquet"), 3)? {
             out.push_str(&format!("  • {t}\n"));
         }
+        last = Some(dir);
+    }
+    if let Some(dir) = last {
+        out.push_str(&demo_receipts(&dir, &a.dir, &store_url, &key, printer)?);
     }
     out.push_str(&format!(
         "\nCorpus: {}\nLedger: {store_url}\nDatasets: {}\nDone in {:.1}s. Try: consentgate policy explain --country FR --birth-date 1990-01-01 --as-of 2025-03-01\n",
@@ -301,6 +368,70 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
     ));
     print!("{out}");
     Ok(())
+}
+
+/// Issues and verifies (offline, with only the verifier key) a receipt for one member whose
+/// content is in the dataset and one whose content was excluded.
+fn demo_receipts(
+    dataset: &Path,
+    demo_dir: &Path,
+    store_url: &str,
+    key: &LogKey,
+    printer: Printer,
+) -> anyhow::Result<String> {
+    let included = cg_build::included_members(dataset)?;
+    let excluded = first_excluded_member(dataset, &included)?;
+    let receipts = demo_dir.join("receipts");
+    std::fs::create_dir_all(&receipts)
+        .with_context(|| format!("cannot create `{}`", receipts.display()))?;
+    let vkey = key.signer.verifier_key();
+    let vkey_path = demo_dir.join("log.vkey");
+    std::fs::write(&vkey_path, format!("{vkey}\n"))
+        .with_context(|| format!("cannot write `{}`", vkey_path.display()))?;
+    let mut store = cg_ledger::open(store_url)?;
+    let mut out = String::from("\nReceipts (verified offline with only the log's verifier key):\n");
+    for member in included.first().copied().into_iter().chain(excluded) {
+        let receipt = crate::commands::receipt::issue(dataset, member, store.as_mut(), key)?;
+        let path = receipts.join(format!("member-{member}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&receipt)? + "\n")
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        let verified = crate::commands::receipt::verify_file(&path, &vkey, Some(member))?;
+        printer.status("Verified", verified.statement());
+        out.push_str(&format!(
+            "  ✓ {}  ({})\n",
+            verified.statement(),
+            path.display()
+        ));
+    }
+    out.push_str(&format!(
+        "  Check one yourself: consentgate receipt verify {} --vkey {}\n",
+        receipts.join("member-….json").display(),
+        vkey_path.display()
+    ));
+    Ok(out)
+}
+
+/// The first member (by id) with content in the decision record and none of it in the shards.
+fn first_excluded_member(dataset: &Path, included: &[i64]) -> anyhow::Result<Option<i64>> {
+    let path = dataset.join("decisions.parquet");
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let mut best: Option<i64> = None;
+    for batch in reader {
+        let batch = batch?;
+        let members = batch
+            .column_by_name("member_id")
+            .context("decisions.parquet has no member_id")?
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        for m in members.iter().flatten() {
+            if included.binary_search(&m).is_err() && best.is_none_or(|b| m < b) {
+                best = Some(m);
+            }
+        }
+    }
+    Ok(best)
 }
 
 /// Up to `n` shard texts that show a placeholder.

@@ -3,6 +3,10 @@
 pub mod args;
 pub mod build;
 pub mod consent;
+pub mod dataset;
 pub mod generate;
+pub mod keys;
+pub mod log;
 pub mod policy;
+pub mod receipt;
 pub mod redact;

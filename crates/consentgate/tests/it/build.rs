@@ -345,6 +345,7 @@ fn a_killed_build_publishes_nothing() {
     let out = cg_test_support::tempdir();
     let p = |t: &str| files[t].to_str().unwrap().to_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .env("CG_DATA_DIR", crate::util::data_dir())
         .args([
             "build",
             "--members",

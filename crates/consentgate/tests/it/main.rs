@@ -11,4 +11,5 @@ mod generate;
 mod policy;
 mod redact;
 mod reference;
+mod transparency;
 mod util;

@@ -406,6 +406,10 @@ fn similar_diff(a: &str, b: &str) -> String {
 
 #[test]
 fn golden_manifest_and_summary() {
+    // A fixed log key: the member commitment's root depends on it.
+    let key = cg_proof::note::NoteSigner::from_seed("consentgate.test/log", &[7u8; 32]).unwrap();
+    std::fs::create_dir_all(crate::util::data_dir()).unwrap();
+    std::fs::write(crate::util::data_dir().join("log.key"), key.private_key()).unwrap();
     let dir = cg_test_support::tempdir();
     let cfg = cg_synth::CorpusConfig {
         members: 300,

@@ -5,11 +5,18 @@ use std::process::{Command, Output};
 
 use arrow::array::RecordBatch;
 
-/// Runs `consentgate` with `args`.
+/// This test process's data directory (the default ledger and log key live here, never in the
+/// source tree; nextest runs each test in its own process).
+pub fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cg-it-data-{}", std::process::id()))
+}
+
+/// Runs `consentgate` with `args` (and `CG_DATA_DIR` set to [`data_dir`]).
 pub fn consentgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env("CG_DATA_DIR", data_dir())
         .output()
         .expect("run consentgate")
 }

@@ -1,0 +1,451 @@
+//! Issue 7 end to end through the binary: keys, the log, the member commitment, receipts (for
+//! included and excluded members, checked against the decision record), and tampering with a
+//! receipt, a dataset or the log making verification fail with a message naming what.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+
+use crate::util::{consentgate, data_dir, read_parquet, stderr, stdout};
+
+struct Built {
+    _corpus: cg_test_support::TempDir,
+    out: cg_test_support::TempDir,
+    dataset: PathBuf,
+    store: String,
+    vkey: String,
+}
+
+/// A corpus imported into a ledger, a key, and one build from the ledger.
+fn built() -> Built {
+    let (corpus, summary) = cg_test_support::small_corpus(1_500, 8_000, cg_io::Format::Parquet);
+    let files: BTreeMap<String, PathBuf> = summary
+        .tables
+        .iter()
+        .map(|t| (t.table.to_owned(), t.path.clone()))
+        .collect();
+    let out = cg_test_support::tempdir();
+    let store = format!("sqlite:{}", out.path().join("ledger.sqlite").display());
+    let o = consentgate(&["keys", "init", "--origin", "consentgate.test/log"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vkey = stdout(&o).trim().to_owned();
+    assert!(vkey.starts_with("consentgate.test/log+"));
+    for t in ["consent", "members"] {
+        let o = consentgate(&[
+            "consent",
+            "import",
+            files[t].to_str().unwrap(),
+            "--store",
+            &store,
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = consentgate(&[
+        "build",
+        "--members",
+        files["members"].to_str().unwrap(),
+        "--content",
+        files["content"].to_str().unwrap(),
+        "--store",
+        &store,
+        "--as-of",
+        "2025-12-01",
+        "--out",
+        out.path().join("ds").to_str().unwrap(),
+        "--shards",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Logged"), "{}", stderr(&o));
+    let dataset = std::fs::read_dir(out.path().join("ds"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    Built {
+        _corpus: corpus,
+        out,
+        dataset,
+        store,
+        vkey,
+    }
+}
+
+/// Members with content in the decision record: (member, has a row in a shard).
+fn members_in(dataset: &Path) -> BTreeMap<i64, bool> {
+    let mut m = BTreeMap::new();
+    for b in read_parquet(&dataset.join("decisions.parquet")) {
+        let ids = b
+            .column_by_name("member_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        let shards = b
+            .column_by_name("shard")
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            if ids.is_valid(i) {
+                *m.entry(ids.value(i)).or_insert(false) |= shards.is_valid(i);
+            }
+        }
+    }
+    m
+}
+
+fn issue(b: &Built, member: i64) -> PathBuf {
+    let path = b.out.path().join(format!("receipt-{member}.json"));
+    let o = consentgate(&[
+        "receipt",
+        "issue",
+        "--dataset",
+        b.dataset.to_str().unwrap(),
+        "--member",
+        &member.to_string(),
+        "--store",
+        &b.store,
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    path
+}
+
+fn verify(b: &Built, receipt: &Path, member: Option<i64>) -> std::process::Output {
+    let m = member.map(|m| m.to_string());
+    let mut args = vec![
+        "receipt",
+        "verify",
+        receipt.to_str().unwrap(),
+        "--vkey",
+        &b.vkey,
+    ];
+    if let Some(m) = &m {
+        args.extend(["--member", m.as_str()]);
+    }
+    consentgate(&args)
+}
+
+#[test]
+fn receipts_state_exactly_what_the_decision_record_says() {
+    let b = built();
+    let members = members_in(&b.dataset);
+    let included: Vec<i64> = members
+        .iter()
+        .filter(|(_, k)| **k)
+        .map(|(m, _)| *m)
+        .take(3)
+        .collect();
+    let excluded: Vec<i64> = members
+        .iter()
+        .filter(|(_, k)| !**k)
+        .map(|(m, _)| *m)
+        .take(3)
+        .collect();
+    assert!(
+        included.len() == 3 && excluded.len() == 3,
+        "the corpus has both kinds"
+    );
+    let never_posted = (1..).find(|m| !members.contains_key(m)).unwrap();
+    for (member, expected) in included
+        .iter()
+        .map(|m| (*m, "IS in"))
+        .chain(excluded.iter().map(|m| (*m, "is NOT in")))
+        .chain([(never_posted, "is NOT in")])
+    {
+        let r = issue(&b, member);
+        let o = verify(&b, &r, Some(member));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).starts_with(&format!("verified: member {member} {expected} dataset ds-")),
+            "{}",
+            stdout(&o)
+        );
+        // Another member's id is refused.
+        let o = verify(&b, &r, Some(member + 1));
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains(&format!("the receipt is for member {member}")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // The commitment holds exactly the included members (the operator's check).
+    let o = consentgate(&[
+        "dataset",
+        "verify",
+        b.dataset.to_str().unwrap(),
+        "--key",
+        data_dir().join("log.key").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["members"].as_u64().unwrap() as usize,
+        members.values().filter(|k| **k).count()
+    );
+    assert_eq!(report["commitment_recomputed"], true);
+    let o = consentgate(&["log", "verify", "--store", &b.store, "--vkey", &b.vkey]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 manifests"), "{}", stdout(&o));
+}
+
+/// A change to a receipt's JSON.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn a_tampered_receipt_or_a_foreign_key_fails() {
+    let b = built();
+    let members = members_in(&b.dataset);
+    let excluded = *members.iter().find(|(_, k)| !**k).unwrap().0;
+    let included = *members.iter().find(|(_, k)| **k).unwrap().0;
+    let r = issue(&b, excluded);
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&r).unwrap()).unwrap();
+    assert_eq!(original["included"], false);
+    let other = issue(&b, included);
+    let other: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    let edits: Vec<(&str, Edit, &str)> = vec![
+        (
+            "claim inclusion",
+            Box::new(|v| v["included"] = true.into()),
+            "claims included=true",
+        ),
+        (
+            "another member id",
+            Box::new(move |v| v["member_id"] = (excluded + 1).into()),
+            "member key",
+        ),
+        (
+            "another member's key proof",
+            Box::new(move |v| {
+                v["member_key"] = other["member_key"].clone();
+                v["member_key_proof"] = other["member_key_proof"].clone();
+            }),
+            "member key",
+        ),
+        (
+            "a shifted interval",
+            Box::new(|v| {
+                v["interval"]["index"] = (v["interval"]["index"].as_u64().unwrap() ^ 1).into()
+            }),
+            "member commitment",
+        ),
+        (
+            "an edited manifest",
+            Box::new(|v| {
+                let s = v["manifest"].as_str().unwrap().to_owned();
+                v["manifest"] = format!("{}A", &s[..s.len() - 4]).into();
+            }),
+            "manifest",
+        ),
+        (
+            "an edited log proof",
+            Box::new(|v| {
+                let s = v["log_proof"]
+                    .as_str()
+                    .unwrap()
+                    .replace("index ", "index 1");
+                v["log_proof"] = s.into();
+            }),
+            "signed log",
+        ),
+    ];
+    for (what, edit, expected) in edits {
+        let mut v = original.clone();
+        edit(&mut v);
+        let path = b.out.path().join("tampered.json");
+        std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+        let o = verify(&b, &path, None);
+        assert!(!o.status.success(), "{what}: verified anyway");
+        assert!(stderr(&o).contains(expected), "{what}: {}", stderr(&o));
+    }
+    // A verifier key of another log.
+    let other_key = cg_proof::note::NoteSigner::from_seed("consentgate.test/log", &[1u8; 32])
+        .unwrap()
+        .verifier_key();
+    let o = consentgate(&[
+        "receipt",
+        "verify",
+        r.to_str().unwrap(),
+        "--vkey",
+        &other_key,
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no valid signature"), "{}", stderr(&o));
+}
+
+#[test]
+fn dataset_verify_names_the_changed_file() {
+    let b = built();
+    let d = b.dataset.to_str().unwrap();
+    assert!(consentgate(&["dataset", "verify", d]).status.success());
+    let flip = |rel: &str, at: usize| {
+        let p = b.dataset.join(rel);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let i = at.min(bytes.len() - 1);
+        bytes[i] ^= 1;
+        std::fs::write(&p, bytes).unwrap();
+    };
+    let check = |expected: &str| {
+        let o = consentgate(&["dataset", "verify", d]);
+        assert!(!o.status.success(), "verified after tampering ({expected})");
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+    };
+    flip("shards/part-00002.parquet", 100);
+    check("shards/part-00002.parquet: SHA-256 differs");
+    flip("shards/part-00002.parquet", 100);
+    flip("members.commitment", 60);
+    check("members.commitment: SHA-256 differs");
+    flip("members.commitment", 60);
+    std::fs::copy(
+        b.dataset.join("shards/part-00000.parquet"),
+        b.dataset.join("shards/part-00009.parquet"),
+    )
+    .unwrap();
+    check("shards/part-00009.parquet: not listed");
+    std::fs::remove_file(b.dataset.join("shards/part-00009.parquet")).unwrap();
+    let manifest = std::fs::read_to_string(b.dataset.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    m["shards"][1]["rows"] = (m["shards"][1]["rows"].as_u64().unwrap() + 1).into();
+    std::fs::write(
+        b.dataset.join("manifest.json"),
+        serde_json::to_string_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    check("shards/part-00001.parquet: ");
+    std::fs::write(b.dataset.join("manifest.json"), &manifest).unwrap();
+    assert!(consentgate(&["dataset", "verify", d]).status.success());
+    // A changed manifest is no longer the logged one: receipts cannot be issued for it.
+    std::fs::write(
+        b.dataset.join("manifest.json"),
+        manifest.replace("\"quarantine\": false", "\"quarantine\": true"),
+    )
+    .unwrap();
+    let o = consentgate(&[
+        "receipt",
+        "issue",
+        "--dataset",
+        d,
+        "--member",
+        "1",
+        "--store",
+        &b.store,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("differs from the manifest logged"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn log_commands_prove_export_and_detect_a_rewritten_checkpoint() {
+    let b = built();
+    let o = consentgate(&[
+        "log", "prove", "--event", "5", "--store", &b.store, "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["index"], 4);
+    assert_eq!(v["event"]["seq"], 5);
+    assert!(
+        v["proof"]
+            .as_str()
+            .unwrap()
+            .starts_with("c2sp.org/tlog-proof@v1\nindex 4\n")
+    );
+    // The proof checks out against the event's canonical form, offline.
+    let canonical = serde_json::to_string(&v["event"]).unwrap();
+    let leaf = cg_proof::leaves::Entry::Event {
+        seq: 5,
+        commitment: sha2::Digest::finalize(sha2::Digest::chain_update(
+            sha2::Sha256::default(),
+            canonical.as_bytes(),
+        ))
+        .into(),
+    };
+    let proof = cg_proof::tlog_proof::LogProof::parse(v["proof"].as_str().unwrap()).unwrap();
+    proof.verify(&leaf.leaf_hash(), &b.vkey).unwrap();
+
+    let tiles = b.out.path().join("tiles");
+    let o = consentgate(&[
+        "log",
+        "export-tiles",
+        tiles.to_str().unwrap(),
+        "--store",
+        &b.store,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n = r["size"].as_u64().unwrap();
+    assert!(tiles.join("checkpoint").exists());
+    let first = if n >= 256 {
+        "tile/0/000".to_owned()
+    } else {
+        format!("tile/0/000.p/{n}")
+    };
+    assert_eq!(
+        std::fs::read(tiles.join(first)).unwrap().len() as u64,
+        n.min(256) * 32
+    );
+
+    // New events, a second checkpoint, then one checkpoint's note rewritten in the database.
+    let o = consentgate(&[
+        "consent",
+        "set",
+        "--member",
+        "1",
+        "--purpose",
+        "genai_training",
+        "--granted",
+        "false",
+        "--store",
+        &b.store,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        consentgate(&["log", "checkpoint", "--store", &b.store])
+            .status
+            .success()
+    );
+    let path = b.store.strip_prefix("sqlite:").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("DROP TRIGGER log_checkpoints_no_update; UPDATE log_checkpoints SET note = replace(note, 'consentgate.test/log' || char(10), 'consentgate.test/log' || char(10) || ' ') WHERE size = (SELECT MIN(size) FROM log_checkpoints);").unwrap();
+    drop(conn);
+    let o = consentgate(&["log", "verify", "--store", &b.store, "--vkey", &b.vkey]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checkpoint at size"), "{}", stderr(&o));
+}
+
+#[test]
+fn keys_init_is_private_and_never_overwrites() {
+    let o = consentgate(&["keys", "init", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let path = PathBuf::from(info["key_file"].as_str().unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let before = std::fs::read(&path).unwrap();
+    let o = consentgate(&["keys", "init"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let o = consentgate(&["keys", "show"]);
+    assert_eq!(stdout(&o).trim(), info["verifier_key"].as_str().unwrap());
+}
