@@ -24,6 +24,9 @@ pub struct Member {
     pub birth_date: Option<Date>,
     /// Earliest erasure request or closure.
     pub erased_at: Option<Timestamp>,
+    /// Earliest erasure request (GDPR Art 17): from then on the member's rows are not even
+    /// recorded by id in a build's decisions.
+    pub erasure_requested_at: Option<Timestamp>,
     /// Earliest notice delivery.
     pub notice_at: Option<Timestamp>,
     /// As-of consent state for the build's purpose.
@@ -160,6 +163,7 @@ pub fn load_erasures(path: &Path, members: &mut Members) -> Result<(), BuildErro
             if let Some(m) = members.get_mut(&id.value(r)) {
                 let t = Timestamp::from_micros(at.value(r));
                 m.erased_at = Some(m.erased_at.map_or(t, |x| x.min(t)));
+                m.erasure_requested_at = Some(m.erasure_requested_at.map_or(t, |x| x.min(t)));
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use cg_model::{Decision, Jurisdiction, ReasonCode, Timestamp, Verdict};
 use cg_policy::{Decided, EvalContext, ItemFacts, MemberFacts, Policy, most_protective};
 use rustc_hash::FxHashMap;
+use sha2::Digest;
 
 use crate::facts::{Member, Members};
 
@@ -231,6 +232,57 @@ impl Gate {
             }
         }
         Some(out)
+    }
+
+    /// What a kept row's redacted text depends on besides the row itself: the author's
+    /// phone-hint country at the cut-off, and the handles and names scrubbed for the excluded
+    /// members it mentions (in order; only when the verdict has `mention_redacted`). 0 for a row that is not kept. Stored in
+    /// `decisions.parquet`, so an incremental rebuild can tell which shards must be rewritten.
+    pub fn redaction_fingerprint(
+        &self,
+        member_id: i64,
+        mentions: &[i64],
+        outcome: &Verdict,
+    ) -> i64 {
+        if !outcome.decision().is_kept() {
+            return 0;
+        }
+        let mut h = sha2::Sha256::new();
+        h.update([1]);
+        let hint = self
+            .members
+            .get(&member_id)
+            .and_then(|m| Jurisdiction::normalize(m.country_at(self.ctx.as_of)).ok())
+            .map(|j| j.country().as_str().to_owned());
+        h.update(hint.as_deref().unwrap_or("-"));
+        if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
+            // A poisoned memo cannot say who is excluded: a value no parent has makes a rebuild
+            // rewrite the row's shard (the safe direction).
+            let Ok(mut memo) = self.memo.lock() else {
+                return i64::MIN;
+            };
+            for m in mentions {
+                if *m != member_id && self.member_excluded(&mut memo, *m) {
+                    let member = self.members.get(m);
+                    h.update([2]);
+                    h.update(member.and_then(|x| x.handle.as_deref()).unwrap_or(""));
+                    h.update([3]);
+                    h.update(member.and_then(|x| x.display_name.as_deref()).unwrap_or(""));
+                }
+            }
+        }
+        let d = h.finalize();
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&d[..8]);
+        i64::from_le_bytes(x)
+    }
+
+    /// Whether the member asked for erasure on or before the cut-off.
+    pub fn erasure_requested(&self, member_id: Option<i64>) -> bool {
+        member_id
+            .and_then(|m| self.members.get(&m))
+            .and_then(|m| m.erasure_requested_at)
+            .is_some_and(|t| t <= self.ctx.as_of)
     }
 
     /// The report region of a member at the cut-off (`EU`, `UK`, ..., `ROW`, or `UNKNOWN`).

@@ -25,19 +25,24 @@ mod facts;
 mod gate;
 mod impact;
 pub mod manifest;
+mod pass;
+mod rebuild;
 mod run;
 mod udf;
 mod verify;
+mod withdrawal;
 
 use std::path::{Path, PathBuf};
 
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
+pub use rebuild::{RebuildOutput, rebuild};
 pub use run::{
     BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, build, decisions_schema,
     member_commitment, sha256_file,
 };
 pub use verify::{DatasetReport, included_members, verify_dataset};
+pub use withdrawal::{DatasetHolding, MemberHolding, dataset_holding};
 
 /// Times from any timestamp or RFC 3339 text (shared by the UDFs and the writer).
 pub(crate) fn udf_times(

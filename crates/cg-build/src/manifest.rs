@@ -45,6 +45,9 @@ pub struct Manifest {
     pub tool_version: String,
     /// Execution engine.
     pub engine: String,
+    /// For an incremental rebuild: the dataset it was rebuilt from and what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
     /// When the build finished (the only field that differs between identical builds).
     pub created_at: String,
 }
@@ -104,8 +107,31 @@ pub struct CommitmentRef {
     pub root: String,
     /// How member keys are derived (`cg_proof::member_key::KEY_SCHEME`).
     pub key_scheme: String,
+    /// The VRF input's dataset part: this dataset's id, or for a rebuild its first ancestor's
+    /// (so unchanged members keep their keys and a rebuild re-derives only the changed ones).
+    pub key_domain: String,
     /// The VRF public key (hex) that verifies member keys.
     pub vrf_public_key: String,
     /// SHA-256 of the file.
     pub sha256: String,
+}
+
+/// Where an incrementally rebuilt dataset comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The parent dataset's id.
+    pub parent: String,
+    /// SHA-256 of the parent's manifest.json.
+    pub parent_manifest_sha256: String,
+    /// The parent's cut-off.
+    pub parent_as_of: String,
+    /// Shards whose content changed (every other shard is the parent's file, byte for byte).
+    pub changed_shards: Vec<String>,
+    /// Shards re-read and rewritten (the changed ones, and any whose rows' redaction inputs
+    /// changed without changing their text).
+    pub shards_rewritten: u64,
+    /// Members whose rows entered the shards.
+    pub members_added: u64,
+    /// Members whose rows left the shards.
+    pub members_removed: u64,
 }

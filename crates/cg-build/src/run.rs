@@ -1,26 +1,19 @@
 //! The build: load member facts, stream content through the DataFusion plan, write shards and
 //! decisions deterministically, publish atomically with the manifest last.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt32Type};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cg_model::progress::Progress;
 use cg_model::{Purpose, Timestamp};
 use cg_policy::{EvalContext, Policy};
-use datafusion::common::ScalarValue;
-use datafusion::prelude::{
-    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext, col, lit,
-};
-use futures_lite::StreamExt;
-use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
@@ -81,7 +74,7 @@ pub struct BuildOutput {
     pub manifest: Manifest,
 }
 
-const CHUNK: usize = 8192;
+pub(crate) const CHUNK: usize = 8192;
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
@@ -98,7 +91,7 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
     Ok(hex(&h.finalize()))
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -122,9 +115,7 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
         sha256: sha256_file(&cfg.content)?,
     });
 
-    let shard_key = cfg.shard_key.clone().unwrap_or_else(|| {
-        Sha256::digest(format!("cg-shard-key\0{}\0{}", cfg.purpose, cfg.shards)).to_vec()
-    });
+    let shard_key = shard_key_of(&cfg);
     let mut id = Sha256::new();
     id.update(format!(
         "{}\0{}\0{}\0{}\0{}\0{}\0",
@@ -141,33 +132,43 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     }
     let dataset_id = format!("ds-{}", &hex(&id.finalize())[..16]);
 
-    std::fs::create_dir_all(&cfg.out).map_err(|e| BuildError::io(&cfg.out, e))?;
-    let final_dir = cfg.out.join(&dataset_id);
+    publish(&cfg.out, &dataset_id, |tmp| {
+        write_dataset(
+            &cfg,
+            members,
+            tmp,
+            &dataset_id,
+            inputs,
+            &shard_key,
+            progress,
+        )
+    })
+}
+
+/// Publishes a dataset atomically: `write` fills a temporary directory next to `out/<id>`
+/// (shards, decisions, commitment, manifest last), which is fsynced and renamed into place; on
+/// any error the temporary directory is removed and nothing is published.
+pub(crate) fn publish(
+    out: &Path,
+    dataset_id: &str,
+    write: impl FnOnce(&Path) -> Result<Manifest, BuildError>,
+) -> Result<BuildOutput, BuildError> {
+    std::fs::create_dir_all(out).map_err(|e| BuildError::io(out, e))?;
+    let final_dir = out.join(dataset_id);
     if final_dir.exists() {
         return Err(BuildError::Exists(final_dir));
     }
-    let tmp = cfg
-        .out
-        .join(format!(".{dataset_id}.partial-{}", std::process::id()));
+    let tmp = out.join(format!(".{dataset_id}.partial-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| BuildError::io(&tmp, e))?;
     }
     std::fs::create_dir_all(tmp.join("shards")).map_err(|e| BuildError::io(&tmp, e))?;
-    let result = write_dataset(
-        &cfg,
-        members,
-        &tmp,
-        &dataset_id,
-        inputs,
-        &shard_key,
-        progress,
-    );
-    match result {
+    match write(&tmp) {
         Ok(manifest) => {
             sync_dir(&tmp.join("shards"))?;
             sync_dir(&tmp)?;
             std::fs::rename(&tmp, &final_dir).map_err(|e| BuildError::io(&final_dir, e))?;
-            sync_dir(&cfg.out)?;
+            sync_dir(out)?;
             Ok(BuildOutput {
                 dir: final_dir,
                 manifest,
@@ -178,6 +179,13 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
             Err(e)
         }
     }
+}
+
+/// The default shard key: derived from purpose and shard count (set `shard_key` for a secret).
+pub(crate) fn shard_key_of(cfg: &BuildConfig) -> Vec<u8> {
+    cfg.shard_key.clone().unwrap_or_else(|| {
+        Sha256::digest(format!("cg-shard-key\0{}\0{}", cfg.purpose, cfg.shards)).to_vec()
+    })
 }
 
 /// The member-side inputs of a build or an impact report.
@@ -196,7 +204,7 @@ pub struct FactInputs {
 }
 
 impl FactInputs {
-    fn of(cfg: &BuildConfig) -> FactInputs {
+    pub(crate) fn of(cfg: &BuildConfig) -> FactInputs {
         FactInputs {
             members: cfg.members.clone(),
             consent: cfg.consent.clone(),
@@ -323,7 +331,8 @@ fn shard_schema() -> SchemaRef {
     ]))
 }
 
-/// The schema of `decisions.parquet`.
+/// The schema of `decisions.parquet`. `fingerprint` is what a kept row's redacted text depends
+/// on besides the row (0 when not kept): an incremental rebuild compares it.
 pub fn decisions_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("content_id", DataType::Int64, true),
@@ -335,10 +344,12 @@ pub fn decisions_schema() -> SchemaRef {
             false,
         ),
         Field::new("shard", DataType::Int32, true),
+        Field::new("fingerprint", DataType::Int64, false),
     ]))
 }
 
-struct ShardOut {
+/// One shard's writer, in fixed batches of [`CHUNK`] rows (identical inputs ⇒ identical bytes).
+pub(crate) struct ShardOut {
     writer: cg_io::TableWriter,
     id: Int64Builder,
     kind: StringBuilder,
@@ -348,6 +359,39 @@ struct ShardOut {
 }
 
 impl ShardOut {
+    /// `dir/shards/part-NNNNN.parquet`.
+    pub(crate) fn create(dir: &Path, i: u32) -> Result<ShardOut, BuildError> {
+        let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
+        Ok(ShardOut {
+            writer: cg_io::TableWriter::create(&path, shard_schema())
+                .map_err(|e| BuildError::Input(e.to_string()))?,
+            id: Int64Builder::new(),
+            kind: StringBuilder::new(),
+            created: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
+            text: StringBuilder::new(),
+            len: 0,
+        })
+    }
+
+    /// Appends a row.
+    pub(crate) fn push(
+        &mut self,
+        id: i64,
+        kind: &str,
+        created: i64,
+        text: &str,
+    ) -> Result<(), BuildError> {
+        self.id.append_value(id);
+        self.kind.append_value(kind);
+        self.created.append_value(created);
+        self.text.append_value(text);
+        self.len += 1;
+        if self.len == CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), BuildError> {
         if self.len == 0 {
             return Ok(());
@@ -369,17 +413,60 @@ impl ShardOut {
     }
 }
 
-struct DecisionsOut {
+/// The `decisions.parquet` writer.
+pub(crate) struct DecisionsOut {
     writer: cg_io::TableWriter,
     id: Int64Builder,
     member: Int64Builder,
     decision: StringBuilder,
     reasons: ListBuilder<StringBuilder>,
     shard: Int32Builder,
+    fingerprint: Int64Builder,
     len: usize,
 }
 
 impl DecisionsOut {
+    /// `dir/decisions.parquet`.
+    pub(crate) fn create(dir: &Path) -> Result<DecisionsOut, BuildError> {
+        Ok(DecisionsOut {
+            writer: cg_io::TableWriter::create(&dir.join("decisions.parquet"), decisions_schema())
+                .map_err(|e| BuildError::Input(e.to_string()))?,
+            id: Int64Builder::new(),
+            member: Int64Builder::new(),
+            decision: StringBuilder::new(),
+            reasons: ListBuilder::new(StringBuilder::new()),
+            shard: Int32Builder::new(),
+            fingerprint: Int64Builder::new(),
+            len: 0,
+        })
+    }
+
+    /// Appends a row.
+    pub(crate) fn push(
+        &mut self,
+        id: Option<i64>,
+        member: Option<i64>,
+        decision: &str,
+        reasons: &[cg_model::ReasonCode],
+        shard: Option<u32>,
+        fingerprint: i64,
+    ) -> Result<(), BuildError> {
+        self.id.append_option(id);
+        self.member.append_option(member);
+        self.decision.append_value(decision);
+        for r in reasons {
+            self.reasons.values().append_value(r.as_str());
+        }
+        self.reasons.append(true);
+        self.shard.append_option(shard.map(|s| s as i32));
+        self.fingerprint.append_value(fingerprint);
+        self.len += 1;
+        if self.len == CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), BuildError> {
         if self.len == 0 {
             return Ok(());
@@ -391,6 +478,7 @@ impl DecisionsOut {
             Arc::new(self.decision.finish()),
             Arc::new(self.reasons.finish()),
             Arc::new(self.shard.finish()),
+            Arc::new(self.fingerprint.finish()),
         ];
         let b = RecordBatch::try_new(decisions_schema(), cols)
             .map_err(|e| BuildError::Engine(e.to_string()))?;
@@ -400,7 +488,8 @@ impl DecisionsOut {
     }
 }
 
-fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
+/// The shard of a member: a keyed SHA-256 of the member id, modulo the shard count.
+pub(crate) fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
     let mut h = Sha256::new();
     h.update(key);
     h.update(member.to_le_bytes());
@@ -410,10 +499,6 @@ fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
     (u64::from_le_bytes(x) % u64::from(shards)) as u32
 }
 
-#[expect(
-    clippy::needless_range_loop,
-    reason = "one row index walks several parallel Arrow columns"
-)]
 fn write_dataset(
     cfg: &BuildConfig,
     members: facts::Members,
@@ -423,222 +508,116 @@ fn write_dataset(
     shard_key: &[u8],
     progress: &dyn Progress,
 ) -> Result<Manifest, BuildError> {
+    let gate = new_gate(cfg, members)?;
+    let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
+        .map(|i| ShardOut::create(dir, i).map(Some))
+        .collect::<Result<_, BuildError>>()?;
+    let mut decisions = DecisionsOut::create(dir)?;
+    progress.stage("gate", None);
+    let pass = crate::pass::run_pass(
+        cfg,
+        &gate,
+        shard_key,
+        crate::pass::PassSpec {
+            text: true,
+            only_shards: None,
+            decisions: Some(&mut decisions),
+            shards: &mut shards,
+            collect: false,
+        },
+        progress,
+    )?;
+    progress.finish_stage();
+    let shard_refs = finish_shards(shards, |_| None)?;
+    let members: Vec<i64> = pass.shard_of.keys().copied().collect();
+    let commitment = {
+        progress.stage("commit members", Some(members.len() as u64));
+        let c = member_commitment(&cfg.member_keys, dataset_id, &members)?;
+        progress.advance(members.len() as u64);
+        progress.finish_stage();
+        c
+    };
+    finish_dataset(
+        cfg,
+        dir,
+        dataset_id,
+        inputs,
+        shard_key,
+        decisions,
+        shard_refs,
+        pass,
+        &commitment,
+        dataset_id,
+        None,
+    )
+}
+
+/// The gate of a build.
+pub(crate) fn new_gate(
+    cfg: &BuildConfig,
+    members: facts::Members,
+) -> Result<Arc<Gate>, BuildError> {
     let ctx = EvalContext {
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
-    let gate = Arc::new(
+    Ok(Arc::new(
         Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
             .map_err(|e| BuildError::Engine(e.to_string()))?,
-    );
+    ))
+}
 
-    let mut shards: Vec<ShardOut> = (0..cfg.shards)
-        .map(|i| {
-            let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
-            Ok(ShardOut {
-                writer: cg_io::TableWriter::create(&path, shard_schema())
-                    .map_err(|e| BuildError::Input(e.to_string()))?,
-                id: Int64Builder::new(),
-                kind: StringBuilder::new(),
-                created: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
-                text: StringBuilder::new(),
-                len: 0,
-            })
-        })
-        .collect::<Result<_, BuildError>>()?;
-    let mut decisions = DecisionsOut {
-        writer: cg_io::TableWriter::create(&dir.join("decisions.parquet"), decisions_schema())
-            .map_err(|e| BuildError::Input(e.to_string()))?,
-        id: Int64Builder::new(),
-        member: Int64Builder::new(),
-        decision: StringBuilder::new(),
-        reasons: ListBuilder::new(StringBuilder::new()),
-        shard: Int32Builder::new(),
-        len: 0,
-    };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
-    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut shard_of: FxHashMap<i64, u32> = FxHashMap::default();
-    let mut last_id: Option<i64> = None;
-    progress.stage("gate", None);
-    runtime.block_on(async {
-        // A bounded memory pool: the sort spills to disk instead of holding every row (set
-        // CG_BUILD_MEMORY_MB to change the default of 2048), shared fairly between the partitions.
-        let memory_mb: usize = std::env::var("CG_BUILD_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
-        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_mb << 20));
-        let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_pool(pool)
-            .build_arc()
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let session = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env);
-        let (gate_udf, redact_udf) = crate::udf::udfs(gate.clone());
-        session.register_udf(gate_udf.clone());
-        session.register_udf(redact_udf.clone());
-        let path = cfg.content.to_str().ok_or_else(|| BuildError::Input("content path is not UTF-8".into()))?;
-        let ext = cfg.content.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let ext_dot = format!(".{ext}");
-        let df = match cg_io::Format::from_path(&cfg.content).map_err(|e| BuildError::Input(e.to_string()))? {
-            cg_io::Format::Parquet => session.read_parquet(path, ParquetReadOptions::default().file_extension(&ext_dot)).await,
-            cg_io::Format::Csv => session.read_csv(path, CsvReadOptions::new().has_header(true).file_extension(&ext_dot)).await,
-            cg_io::Format::Jsonl => session.read_json(path, JsonReadOptions::default().file_extension(&ext_dot)).await,
-        }
-        .map_err(|e| BuildError::Source { file: cfg.content.display().to_string(), message: e.to_string() })?;
-        for required in ["content_id", "member_id", "kind", "created_at", "text"] {
-            if df.schema().field_with_unqualified_name(required).is_err() {
-                return Err(BuildError::MissingColumn { file: cfg.content.display().to_string(), column: required.into() });
+/// Closes the shard writers (`Some`) or takes a carried-over file (`carried(i)`), returning
+/// the manifest entries in shard order.
+pub(crate) fn finish_shards(
+    shards: Vec<Option<ShardOut>>,
+    carried: impl Fn(usize) -> Option<FileRef>,
+) -> Result<Vec<FileRef>, BuildError> {
+    let mut refs = Vec::with_capacity(shards.len());
+    for (i, s) in shards.into_iter().enumerate() {
+        match s {
+            Some(mut s) => {
+                s.flush()?;
+                let rows = s.writer.rows();
+                let path = s
+                    .writer
+                    .finish()
+                    .map_err(|e| BuildError::Input(e.to_string()))?;
+                refs.push(FileRef {
+                    file: format!("shards/part-{i:05}.parquet"),
+                    rows,
+                    sha256: sha256_file(&path)?,
+                });
             }
+            None => refs.push(
+                carried(i).ok_or_else(|| BuildError::Engine(format!("shard {i} has no source")))?,
+            ),
         }
-        let mentions = if df.schema().field_with_unqualified_name("mentions").is_ok() {
-            col("mentions")
-        } else {
-            lit(ScalarValue::Null)
-        };
-        let df = df
-            .select(vec![
-                datafusion::prelude::cast(col("content_id"), DataType::Int64).alias("content_id"),
-                col("member_id"),
-                col("kind"),
-                col("created_at"),
-                col("text"),
-                mentions.alias("mentions"),
-            ])
-            .and_then(|df| {
-                df.with_column(
-                    "outcome",
-                    gate_udf.call(vec![col("content_id"), col("member_id"), col("kind"), col("created_at"), col("mentions")]),
-                )
-            })
-            .and_then(|df| {
-                df.with_column("redacted", redact_udf.call(vec![col("text"), col("member_id"), col("mentions"), col("outcome")]))
-            })
-            // Only what the writer needs goes through the sort: not the original text.
-            .and_then(|df| {
-                df.select(vec![
-                    col("content_id"),
-                    col("member_id"),
-                    col("kind"),
-                    col("created_at"),
-                    col("outcome"),
-                    col("redacted"),
-                ])
-            })
-            .and_then(|df| {
-                df.sort(vec![
-                    col("content_id").sort(true, true),
-                    col("member_id").sort(true, true),
-                    col("created_at").sort(true, true),
-                    col("kind").sort(true, true),
-                    col("outcome").sort(true, true),
-                    col("redacted").sort(true, true),
-                ])
-            })
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let mut stream = df.execute_stream().await.map_err(|e| engine_error(&cfg.content, e))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| engine_error(&cfg.content, e))?;
-            let n = batch.num_rows();
-            let get = |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| BuildError::Engine(format!("no column {name}")));
-            let ids = get("content_id")?;
-            let ids = ids.as_primitive::<Int64Type>();
-            let member_col = arrow::compute::cast(&get("member_id")?, &DataType::Int64).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let member_col = member_col.as_primitive::<Int64Type>();
-            let kinds = arrow::compute::cast(&get("kind")?, &DataType::Utf8).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let kinds = kinds.as_string::<i32>();
-            let created = crate::udf_times(&get("created_at")?).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let outcomes = get("outcome")?;
-            let outcomes = outcomes.as_primitive::<UInt32Type>();
-            let redacted = get("redacted")?;
-            let redacted = redacted.as_string::<i32>();
-            for i in 0..n {
-                let content_id = ids.is_valid(i).then(|| ids.value(i));
-                let member = member_col.is_valid(i).then(|| member_col.value(i));
-                let mut verdict = gate.outcome(outcomes.value(i)).ok_or_else(|| BuildError::Engine("unknown outcome".into()))?;
-                let duplicate = content_id.is_some() && content_id == last_id;
-                if duplicate || content_id.is_none() {
-                    if !cfg.quarantine {
-                        return Err(match content_id {
-                            Some(id) => BuildError::BadRow { file: cfg.content.display().to_string(), row: 0, column: "content_id".into(), message: format!("duplicate content id {id} (use --quarantine to exclude such rows)") },
-                            None => BuildError::BadRow { file: cfg.content.display().to_string(), row: 0, column: "content_id".into(), message: "missing content id (use --quarantine to exclude such rows)".into() },
-                        });
-                    }
-                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::InvalidRecord);
-                }
-                last_id = content_id.or(last_id);
-                if verdict.decision().is_kept() && (!redacted.is_valid(i) || member.is_none()) {
-                    // A kept row must carry redacted text: anything else is a gate failure.
-                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::PolicyError);
-                }
-                let shard = match (verdict.decision().is_kept(), member) {
-                    (true, Some(m)) => Some(*shard_of.entry(m).or_insert_with(|| keyed_shard(shard_key, m, cfg.shards))),
-                    _ => None,
-                };
-                let decision = verdict.decision().as_str();
-                decisions.id.append_option(content_id);
-                decisions.member.append_option(member);
-                decisions.decision.append_value(decision);
-                for r in verdict.reasons() {
-                    decisions.reasons.values().append_value(r.as_str());
-                }
-                decisions.reasons.append(true);
-                decisions.shard.append_option(shard.map(|s| s as i32));
-                decisions.len += 1;
-                if decisions.len == CHUNK {
-                    decisions.flush()?;
-                }
-                let region = gate.region(member);
-                *totals.entry(decision.to_owned()).or_default() += 1;
-                for r in verdict.reasons() {
-                    *counts.entry((decision.to_owned(), r.as_str().to_owned(), region.to_owned())).or_default() += 1;
-                }
-                if let (Some(s), Some(cid), Some(at)) = (shard, content_id, created[i]) {
-                    let out = &mut shards[s as usize];
-                    out.id.append_value(cid);
-                    out.kind.append_value(kinds.value(i));
-                    out.created.append_value(at.micros());
-                    out.text.append_value(redacted.value(i));
-                    out.len += 1;
-                    if out.len == CHUNK {
-                        out.flush()?;
-                    }
-                }
-            }
-            progress.advance(n as u64);
-        }
-        Ok::<(), BuildError>(())
-    })?;
-    progress.finish_stage();
+    }
+    Ok(refs)
+}
 
+/// Writes the commitment and the manifest (last) of a dataset whose shards are written.
+#[expect(clippy::too_many_arguments, reason = "the parts of one manifest")]
+pub(crate) fn finish_dataset(
+    cfg: &BuildConfig,
+    dir: &Path,
+    dataset_id: &str,
+    inputs: Vec<InputRef>,
+    shard_key: &[u8],
+    mut decisions: DecisionsOut,
+    shard_refs: Vec<FileRef>,
+    pass: crate::pass::PassOut,
+    commitment: &Commitment,
+    key_domain: &str,
+    lineage: Option<crate::manifest::Lineage>,
+) -> Result<Manifest, BuildError> {
     decisions.flush()?;
     let decisions_rows = decisions.writer.rows();
     let decisions_path = decisions
         .writer
         .finish()
         .map_err(|e| BuildError::Input(e.to_string()))?;
-    let mut shard_refs = Vec::with_capacity(shards.len());
-    for (i, mut s) in shards.into_iter().enumerate() {
-        s.flush()?;
-        let rows = s.writer.rows();
-        let path = s
-            .writer
-            .finish()
-            .map_err(|e| BuildError::Input(e.to_string()))?;
-        shard_refs.push(FileRef {
-            file: format!("shards/part-{i:05}.parquet"),
-            rows,
-            sha256: sha256_file(&path)?,
-        });
-    }
-    progress.stage("commit members", Some(shard_of.len() as u64));
-    let members: Vec<i64> = shard_of.into_keys().collect();
-    let commitment = member_commitment(&cfg.member_keys, dataset_id, &members)?;
-    progress.advance(members.len() as u64);
-    progress.finish_stage();
     let commitment_path = dir.join("members.commitment");
     write_synced(&commitment_path, &commitment.encode())?;
     let root_hex = cg_proof::hex(&commitment.root());
@@ -660,7 +639,8 @@ fn write_dataset(
             rows: decisions_rows,
             sha256: sha256_file(&decisions_path)?,
         },
-        counts: counts
+        counts: pass
+            .counts
             .into_iter()
             .map(|((decision, reason, region), rows)| Count {
                 decision,
@@ -669,7 +649,7 @@ fn write_dataset(
                 rows,
             })
             .collect(),
-        totals,
+        totals: pass.totals,
         quarantine: cfg.quarantine,
         member_commitment_root: Some(root_hex.clone()),
         member_commitment: Some(CommitmentRef {
@@ -677,11 +657,13 @@ fn write_dataset(
             members: commitment.len() as u64,
             root: root_hex,
             key_scheme: cg_proof::member_key::KEY_SCHEME.into(),
+            key_domain: key_domain.to_owned(),
             vrf_public_key: cg_proof::hex(&cfg.member_keys.public_key()),
             sha256: sha256_file(&commitment_path)?,
         }),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         engine: "datafusion".into(),
+        lineage,
         created_at: Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).to_string(),
     };
     // The manifest is written last: a dataset without one is not a dataset.
@@ -705,6 +687,16 @@ pub fn member_commitment(
     dataset_id: &str,
     members: &[i64],
 ) -> Result<Commitment, BuildError> {
+    Commitment::from_keys(member_keys(keys, dataset_id, members)?)
+        .map_err(|e| BuildError::Engine(e.to_string()))
+}
+
+/// The member keys of `members` in a key domain, spread over the available cores.
+pub(crate) fn member_keys(
+    keys: &MemberKeySecret,
+    dataset_id: &str,
+    members: &[i64],
+) -> Result<Vec<MemberKey>, BuildError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(1);
@@ -729,10 +721,10 @@ pub fn member_commitment(
             .collect::<Result<Vec<_>, _>>()
             .map(|parts| parts.into_iter().flatten().collect())
     })?;
-    Commitment::from_keys(derived).map_err(|e| BuildError::Engine(e.to_string()))
+    Ok(derived)
 }
 
-fn engine_error(file: &Path, e: datafusion::error::DataFusionError) -> BuildError {
+pub(crate) fn engine_error(file: &Path, e: datafusion::error::DataFusionError) -> BuildError {
     BuildError::Source {
         file: file.display().to_string(),
         message: e.to_string(),

@@ -217,8 +217,126 @@ impl ScalarUDFImpl for RedactUdf {
     }
 }
 
-/// The two UDFs over one gate.
-pub fn udfs(gate: Arc<Gate>) -> (ScalarUDF, ScalarUDF) {
+/// `cg_fingerprint(member_id, mentions, outcome) -> Int64`: [`Gate::redaction_fingerprint`].
+#[derive(Debug)]
+struct FingerprintUdf {
+    gate: Arc<Gate>,
+    signature: Signature,
+}
+
+identity_eq!(FingerprintUdf);
+
+impl ScalarUDFImpl for FingerprintUdf {
+    fn name(&self) -> &str {
+        "cg_fingerprint"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let members = ints(&a[0])?;
+        let mentions = mention_lists(&a[1])?;
+        let outcomes = cast(&a[2], &DataType::UInt32)?;
+        let outcomes = outcomes.as_primitive::<UInt32Type>();
+        // Rows without mentions differ only by (outcome, author): memoised per batch.
+        let mut memo: rustc_hash::FxHashMap<(u32, i64), i64> = rustc_hash::FxHashMap::default();
+        let mut out = Vec::with_capacity(args.number_rows);
+        for i in 0..args.number_rows {
+            let member = members[i].unwrap_or(0);
+            let id = outcomes.value(i);
+            let verdict = self
+                .gate
+                .outcome(id)
+                .ok_or_else(|| exec_err("unknown outcome id"))?;
+            let fp = if mentions[i].is_empty() {
+                *memo
+                    .entry((id, member))
+                    .or_insert_with(|| self.gate.redaction_fingerprint(member, &[], &verdict))
+            } else {
+                self.gate
+                    .redaction_fingerprint(member, &mentions[i], &verdict)
+            };
+            out.push(fp);
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            arrow::array::Int64Array::from(out),
+        )))
+    }
+}
+
+/// `cg_in_shards(member_id) -> Boolean`: whether the member's keyed shard is one of a set
+/// (an incremental rebuild reads and redacts only the rows of the shards it rewrites).
+#[derive(Debug)]
+struct ShardFilterUdf {
+    key: Vec<u8>,
+    shards: u32,
+    keep: Arc<rustc_hash::FxHashSet<u32>>,
+    signature: Signature,
+}
+
+impl PartialEq for ShardFilterUdf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.keep, &other.keep)
+    }
+}
+impl Eq for ShardFilterUdf {}
+impl Hash for ShardFilterUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ShardFilterUdf {
+    fn name(&self) -> &str {
+        "cg_in_shards"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let members = ints(&a[0])?;
+        let mut memo: rustc_hash::FxHashMap<i64, bool> = rustc_hash::FxHashMap::default();
+        let out: arrow::array::BooleanArray = members
+            .iter()
+            .map(|m| {
+                Some(m.is_some_and(|m| {
+                    *memo.entry(m).or_insert_with(|| {
+                        self.keep
+                            .contains(&crate::run::keyed_shard(&self.key, m, self.shards))
+                    })
+                }))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The shard filter UDF.
+pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32>>) -> ScalarUDF {
+    ScalarUDF::from(ShardFilterUdf {
+        key: key.to_vec(),
+        shards,
+        keep,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// The UDFs over one gate: decide, redact, fingerprint.
+pub fn udfs(gate: Arc<Gate>) -> (ScalarUDF, ScalarUDF, ScalarUDF) {
     let sig = |n| Signature::any(n, Volatility::Immutable);
     (
         ScalarUDF::from(GateUdf {
@@ -226,8 +344,12 @@ pub fn udfs(gate: Arc<Gate>) -> (ScalarUDF, ScalarUDF) {
             signature: sig(5),
         }),
         ScalarUDF::from(RedactUdf {
-            gate,
+            gate: gate.clone(),
             signature: sig(4),
+        }),
+        ScalarUDF::from(FingerprintUdf {
+            gate,
+            signature: sig(3),
         }),
     )
 }

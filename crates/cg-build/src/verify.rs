@@ -156,7 +156,7 @@ pub fn verify_dataset(
                             problems.push("the manifest's VRF public key is not this key's".into());
                         }
                         let expected =
-                            member_commitment(keys, &m.dataset_id, &included_members(dir)?)?;
+                            member_commitment(keys, &c.key_domain, &included_members(dir)?)?;
                         recomputed = true;
                         if expected.root() != tree.root() {
                             problems.push(format!(

@@ -83,9 +83,11 @@ pub trait Store: Send {
     /// return the existing index).
     fn log_append_manifest(&mut self, dataset_id: &str, sha256: &Hash) -> Result<u64, LedgerError>;
 
-    /// Calls `f` for every log entry in index order, with the event it commits to.
+    /// Calls `f` for every log entry from index `from` on, in index order, with the event it
+    /// commits to.
     fn log_scan(
         &mut self,
+        from: u64,
         f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
 

@@ -186,7 +186,7 @@ pub fn verify(store: &mut dyn Store, vkey: &str) -> Result<LogReport, LedgerErro
     let mut problems: Vec<String> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
     let (mut events, mut manifests) = (0u64, 0u64);
-    store.log_scan(&mut |e: LogEntry| {
+    store.log_scan(0, &mut |e: LogEntry| {
         let i = e.index;
         if i != hashes.len() as u64 {
             problems.push(format!("entry {i}: expected index {}", hashes.len()));
@@ -336,7 +336,7 @@ pub fn export_tiles(store: &mut dyn Store, dir: &Path) -> Result<TilesReport, Le
     })?;
     let mut entries: Vec<Vec<u8>> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
-    store.log_scan(&mut |e: LogEntry| {
+    store.log_scan(0, &mut |e: LogEntry| {
         if e.index < latest.size {
             hashes.push(e.hash);
             entries.push(e.data);

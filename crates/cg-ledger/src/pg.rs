@@ -515,11 +515,12 @@ impl Store for PgStore {
 
     fn log_scan(
         &mut self,
+        from: u64,
         f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         let sql = format!(
             "SELECT l.idx, l.data, l.hash, l.event_seq, e.salt, {} FROM log_entries l
-             LEFT JOIN consent_events e ON e.seq = l.event_seq ORDER BY l.idx",
+             LEFT JOIN consent_events e ON e.seq = l.event_seq WHERE l.idx >= $1 ORDER BY l.idx",
             EVENT_COLUMNS
                 .split(", ")
                 .map(|c| format!("e.{c}"))
@@ -527,7 +528,8 @@ impl Store for PgStore {
                 .join(", ")
         );
         let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
-        let portal = tx.bind(&sql, &[]).map_err(LedgerError::pg)?;
+        let from = from as i64;
+        let portal = tx.bind(&sql, &[&from]).map_err(LedgerError::pg)?;
         loop {
             let rows = tx.query_portal(&portal, 50_000).map_err(LedgerError::pg)?;
             if rows.is_empty() {

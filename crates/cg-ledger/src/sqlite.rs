@@ -551,11 +551,12 @@ impl Store for SqliteStore {
 
     fn log_scan(
         &mut self,
+        from: u64,
         f: &mut dyn FnMut(LogEntry) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         let sql = format!(
             "SELECT l.idx, l.data, l.hash, l.event_seq, e.salt, {} FROM log_entries l
-             LEFT JOIN consent_events e ON e.seq = l.event_seq ORDER BY l.idx",
+             LEFT JOIN consent_events e ON e.seq = l.event_seq WHERE l.idx >= ?1 ORDER BY l.idx",
             EVENT_COLUMNS
                 .split(", ")
                 .map(|c| format!("e.{c}"))
@@ -563,7 +564,7 @@ impl Store for SqliteStore {
                 .join(", ")
         );
         let mut stmt = self.conn.prepare(&sql).map_err(LedgerError::sqlite)?;
-        let mut rows = stmt.query([]).map_err(LedgerError::sqlite)?;
+        let mut rows = stmt.query([from as i64]).map_err(LedgerError::sqlite)?;
         while let Some(r) = rows.next().map_err(LedgerError::sqlite)? {
             let hash: Vec<u8> = r.get(2).map_err(LedgerError::sqlite)?;
             let seq: Option<i64> = r.get(5).map_err(LedgerError::sqlite)?;

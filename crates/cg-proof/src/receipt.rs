@@ -219,12 +219,11 @@ pub fn verify(
     // 3. The member's key.
     let proof =
         unhex::<80>(&receipt.member_key_proof).ok_or(ReceiptError::Field("member_key_proof"))?;
-    let key = verify_member_key(
-        &vrf_public_key,
-        &receipt.dataset_id,
-        receipt.member_id,
-        &proof,
-    )?;
+    // The VRF input's dataset part: the dataset's own id, or its first ancestor's for a rebuild.
+    let domain = c["key_domain"]
+        .as_str()
+        .unwrap_or(receipt.dataset_id.as_str());
+    let key = verify_member_key(&vrf_public_key, domain, receipt.member_id, &proof)?;
     if unhex::<32>(&receipt.member_key) != Some(key) {
         return Err(ReceiptError::KeyMismatch);
     }

@@ -58,6 +58,13 @@ enum Command {
     /// Published datasets: verify.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
+    /// Which datasets, shards and models hold the content of members who withdrew or asked
+    /// for erasure.
+    Impact(Box<commands::withdrawal::ImpactArgs>),
+    /// Rebuild a dataset at a later cut-off, rewriting only the shards whose rows changed.
+    Rebuild(Box<commands::withdrawal::RebuildArgs>),
+    /// Stream consent changes and dataset manifests as JSON lines, each with its log index.
+    Watch(commands::withdrawal::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +92,9 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(cmd, printer),
         Command::Receipt(cmd) => commands::receipt::run(cmd, printer),
         Command::Dataset(cmd) => commands::dataset::run(cmd, printer),
+        Command::Impact(args) => commands::withdrawal::impact(*args, printer),
+        Command::Rebuild(args) => commands::withdrawal::rebuild(*args, printer),
+        Command::Watch(args) => commands::withdrawal::watch(args, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,3 +10,4 @@ pub mod log;
 pub mod policy;
 pub mod receipt;
 pub mod redact;
+pub mod withdrawal;

@@ -104,7 +104,7 @@ pub fn issue(
             commitment_path.display()
         );
     }
-    let (member_key, key_proof) = key.member_keys.prove(&manifest.dataset_id, member);
+    let (member_key, key_proof) = key.member_keys.prove(&c.key_domain, member);
     let interval = tree.prove(&member_key);
     let included = verify_interval(&interval, &member_key, &tree.root())? == Membership::Present;
 

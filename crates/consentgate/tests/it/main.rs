@@ -13,3 +13,4 @@ mod redact;
 mod reference;
 mod transparency;
 mod util;
+mod withdrawal;

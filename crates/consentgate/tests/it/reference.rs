@@ -290,6 +290,9 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
     let expected = reference(&files, &policy, Timestamp::parse(as_of).unwrap());
     // Every input row decided exactly once, and exactly as the reference decides it.
     let mut seen = 0;
+    let mut seen_ids = std::collections::HashSet::new();
+    // Rows of members who asked for erasure are recorded without content or member id.
+    let mut anonymous: Vec<Vec<String>> = Vec::new();
     let mut kept_shard: HashMap<i64, i32> = HashMap::new();
     for b in read_parquet(&ds.join("decisions.parquet")) {
         let (id, d, r, s) = (
@@ -299,6 +302,21 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
             b.column(4).as_primitive::<Int32Type>(),
         );
         for i in 0..b.num_rows() {
+            if !id.is_valid(i) {
+                let reasons: Vec<String> = r
+                    .value(i)
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect();
+                assert_eq!(d.value(i), "exclude");
+                assert!(!b.column(1).is_valid(i) && !s.is_valid(i));
+                anonymous.push(reasons);
+                seen += 1;
+                continue;
+            }
+            seen_ids.insert(id.value(i));
             let want = &expected[&id.value(i)];
             let reasons: Vec<String> = r
                 .value(i)
@@ -323,6 +341,17 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
         }
     }
     assert_eq!(seen, expected.len());
+    let mut erased_expected: Vec<Vec<String>> = expected
+        .iter()
+        .filter(|(id, _)| !seen_ids.contains(*id))
+        .map(|(_, v)| v.reasons().iter().map(|x| x.to_string()).collect())
+        .collect();
+    erased_expected.sort();
+    anonymous.sort();
+    assert_eq!(
+        anonymous, erased_expected,
+        "the anonymous rows are the erased members' rows"
+    );
     // No shard row belongs to an excluded decision; every kept text is redacted.
     let redactor = cg_redact::Redactor::new().unwrap();
     let mut in_shards = 0;

@@ -1,0 +1,334 @@
+//! Incremental rebuilds: a published dataset re-gated at a later cut-off, rewriting only the
+//! shards whose rows changed.
+//!
+//! 1. a decisions-only pass (no text is read or redacted) decides every row as of the new
+//!    cut-off and writes the new `decisions.parquet`;
+//! 2. each row's (shard, redaction fingerprint) is compared with the parent's record: a shard
+//!    changes when a row enters or leaves it, or when a kept row's redacted text would differ
+//!    (another verdict, another phone hint, another excluded member mentioned);
+//! 3. a pass with text reads and redacts only the rows of the changed shards and rewrites them;
+//!    every other shard is the parent's file, byte for byte (hard-linked, or copied);
+//! 4. the member commitment is the parent's keys minus the keys of members who left plus those of
+//!    members who joined (keys are derived in the parent's key domain, so only changed members
+//!    cost a VRF evaluation).
+//!
+//! The result has the same decisions and the same shard bytes as a full build at the new
+//! cut-off (tested); its manifest names the parent and the changed shards.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+use cg_model::progress::Progress;
+use cg_proof::commitment::{Commitment, MemberKey};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rustc_hash::{FxHashMap, FxHashSet};
+use sha2::{Digest, Sha256};
+
+use crate::BuildError;
+use crate::manifest::{FileRef, InputRef, Lineage, Manifest};
+use crate::pass::{PassSpec, run_pass};
+use crate::run::{
+    BuildConfig, DecisionsOut, FactInputs, ShardOut, file_name, finish_dataset, finish_shards, hex,
+    load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
+};
+
+/// What a rebuild produced.
+#[derive(Debug)]
+pub struct RebuildOutput {
+    /// The published dataset directory.
+    pub dir: PathBuf,
+    /// Its manifest (with `lineage`).
+    pub manifest: Manifest,
+}
+
+/// A parent row: (member, shard, fingerprint).
+type ParentRow = (Option<i64>, Option<u32>, i64);
+
+fn read_parent_decisions(dir: &Path) -> Result<FxHashMap<i64, ParentRow>, BuildError> {
+    let path = dir.join("decisions.parquet");
+    let bad = |m: String| BuildError::Source {
+        file: path.display().to_string(),
+        message: m,
+    };
+    let f = std::fs::File::open(&path).map_err(|e| BuildError::io(&path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.build())
+        .map_err(|e| bad(e.to_string()))?;
+    let mut rows = FxHashMap::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let col = |n: &str| {
+            batch.column_by_name(n).cloned().ok_or_else(|| {
+                bad(format!(
+                    "no column `{n}` (built before incremental rebuilds existed?)"
+                ))
+            })
+        };
+        let (ids, members, shards, fps) = (
+            col("content_id")?,
+            col("member_id")?,
+            col("shard")?,
+            col("fingerprint")?,
+        );
+        let ids = ids.as_primitive::<Int64Type>();
+        let members = members.as_primitive::<Int64Type>();
+        let shards = shards.as_primitive::<Int32Type>();
+        let fps = fps.as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            if ids.is_valid(i) {
+                rows.insert(
+                    ids.value(i),
+                    (
+                        members.is_valid(i).then(|| members.value(i)),
+                        shards.is_valid(i).then(|| shards.value(i) as u32),
+                        fps.value(i),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Hard-links `from` to `to`, or copies it where links are not possible.
+fn carry(from: &Path, to: &Path) -> Result<(), BuildError> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| BuildError::io(to, e))
+}
+
+/// Rebuilds the dataset at `parent_dir` for `cfg` (its cut-off, consent and member facts; the
+/// same content, policy purpose, shard count and shard key as the parent) into `cfg.out`.
+pub fn rebuild(
+    parent_dir: &Path,
+    mut cfg: BuildConfig,
+    progress: &dyn Progress,
+) -> Result<RebuildOutput, BuildError> {
+    let manifest_path = parent_dir.join("manifest.json");
+    let parent_bytes =
+        std::fs::read(&manifest_path).map_err(|e| BuildError::io(&manifest_path, e))?;
+    let parent: Manifest = serde_json::from_slice(&parent_bytes).map_err(|e| {
+        BuildError::Input(format!(
+            "`{}` is not a manifest: {e}",
+            manifest_path.display()
+        ))
+    })?;
+    let refuse = |why: String| {
+        Err(BuildError::Input(format!(
+            "cannot rebuild {} incrementally: {why}",
+            parent.dataset_id
+        )))
+    };
+    if parent.quarantine {
+        return refuse("it was built with --quarantine (run a full build)".into());
+    }
+    if parent.purpose != cfg.purpose.as_str() {
+        return refuse(format!(
+            "it is for purpose `{}`, not `{}`",
+            parent.purpose, cfg.purpose
+        ));
+    }
+    let Some(parent_commitment) = parent.member_commitment.clone() else {
+        return refuse("it has no member commitment".into());
+    };
+    if parent_commitment.vrf_public_key != hex(&cfg.member_keys.public_key()) {
+        return refuse("its member commitment was made with another log key".into());
+    }
+    cfg.shards = parent.shard_count;
+    cfg.quarantine = false;
+    let shard_key = shard_key_of(&cfg);
+    if hex(&Sha256::digest(&shard_key))[..16] != parent.shard_key_fingerprint {
+        return refuse(
+            "the shard key differs from the parent's (set the same CG_SHARD_KEY)".into(),
+        );
+    }
+    let content_sha = sha256_file(&cfg.content)?;
+    let parent_content = parent
+        .inputs
+        .iter()
+        .find(|i| i.table == "content")
+        .map(|i| i.sha256.as_str());
+    if parent_content != Some(content_sha.as_str()) {
+        return refuse(format!(
+            "`{}` is not the content it was built from (run a full build)",
+            cfg.content.display()
+        ));
+    }
+
+    let (members, mut inputs) =
+        load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
+    inputs.push(InputRef {
+        table: "content".into(),
+        source: file_name(&cfg.content),
+        sha256: content_sha,
+    });
+    let mut id = Sha256::new();
+    id.update(format!(
+        "rebuild\0{}\0{}\0{}\0{}\0",
+        env!("CARGO_PKG_VERSION"),
+        parent.dataset_id,
+        cfg.as_of,
+        cfg.policy.hash()
+    ));
+    for i in &inputs {
+        id.update(format!("{}\0{}\0", i.table, i.sha256));
+    }
+    let dataset_id = format!("ds-{}", &hex(&id.finalize())[..16]);
+    let parent_sha = hex(&Sha256::digest(&parent_bytes));
+
+    let out = publish(&cfg.out, &dataset_id, |tmp| {
+        let gate = new_gate(&cfg, members)?;
+        // 1. Decide every row, without text.
+        progress.stage("decide", None);
+        let mut decisions = DecisionsOut::create(tmp)?;
+        let mut none: Vec<Option<ShardOut>> = (0..cfg.shards).map(|_| None).collect();
+        let pass = run_pass(
+            &cfg,
+            &gate,
+            &shard_key,
+            PassSpec {
+                text: false,
+                only_shards: None,
+                decisions: Some(&mut decisions),
+                shards: &mut none,
+                collect: true,
+            },
+            progress,
+        )?;
+        progress.finish_stage();
+        // 2. Which shards change.
+        let parent_rows = read_parent_decisions(parent_dir)?;
+        let mut changed: FxHashSet<u32> = FxHashSet::default();
+        for (cid, (shard, fp)) in &pass.rows {
+            match parent_rows.get(cid) {
+                Some((_, old_shard, old_fp))
+                    if old_shard == shard && (shard.is_none() || old_fp == fp) => {}
+                Some((_, old_shard, _)) => {
+                    changed.extend(old_shard.iter().chain(shard.iter()).copied())
+                }
+                None => changed.extend(shard.iter().copied()),
+            }
+        }
+        for (cid, (_, old_shard, _)) in &parent_rows {
+            if !pass.rows.contains_key(cid) {
+                changed.extend(old_shard.iter().copied());
+            }
+        }
+        // 3. Rewrite the changed shards; carry the others.
+        let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
+            .map(|i| {
+                if changed.contains(&i) {
+                    ShardOut::create(tmp, i).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, BuildError>>()?;
+        if !changed.is_empty() {
+            progress.stage("rewrite changed shards", None);
+            run_pass(
+                &cfg,
+                &gate,
+                &shard_key,
+                PassSpec {
+                    text: true,
+                    only_shards: Some(Arc::new(changed.clone())),
+                    decisions: None,
+                    shards: &mut shards,
+                    collect: false,
+                },
+                progress,
+            )?;
+            progress.finish_stage();
+        }
+        let mut carried: Vec<Option<FileRef>> = vec![None; cfg.shards as usize];
+        for (i, s) in parent.shards.iter().enumerate() {
+            if changed.contains(&(i as u32)) {
+                continue;
+            }
+            let from = parent_dir.join(&s.file);
+            let to = tmp.join(&s.file);
+            carry(&from, &to)?;
+            if sha256_file(&to)? != s.sha256 {
+                return Err(BuildError::Input(format!(
+                    "the parent's `{}` does not match its manifest (run `consentgate dataset verify`)",
+                    s.file
+                )));
+            }
+            carried[i] = Some(s.clone());
+        }
+        let shard_refs = finish_shards(shards, |i| carried.get(i).cloned().flatten())?;
+        // A rewritten shard can come out byte-identical (a changed fingerprint that did not change
+        // the text): it is then not reported as changed.
+        let rewritten = changed.len() as u64;
+        changed.retain(|i| {
+            parent.shards.get(*i as usize).map(|s| &s.sha256)
+                != shard_refs.get(*i as usize).map(|s| &s.sha256)
+        });
+        // 4. The commitment: the parent's keys, minus members who left, plus members who joined.
+        let old: FxHashSet<i64> = parent_rows
+            .values()
+            .filter(|(_, s, _)| s.is_some())
+            .filter_map(|(m, _, _)| *m)
+            .collect();
+        let new: FxHashSet<i64> = pass.shard_of.keys().copied().collect();
+        let mut added: Vec<i64> = new.difference(&old).copied().collect();
+        let mut removed: Vec<i64> = old.difference(&new).copied().collect();
+        added.sort_unstable();
+        removed.sort_unstable();
+        let domain = parent_commitment.key_domain.clone();
+        let parent_tree_path = parent_dir.join(&parent_commitment.file);
+        let parent_tree = std::fs::read(&parent_tree_path)
+            .map_err(|e| BuildError::io(&parent_tree_path, e))
+            .and_then(|b| {
+                Commitment::decode(&b).map_err(|e| {
+                    BuildError::Input(format!("`{}`: {e}", parent_tree_path.display()))
+                })
+            })?;
+        let mut keys: FxHashSet<MemberKey> = parent_tree.keys().iter().copied().collect();
+        for k in member_keys(&cfg.member_keys, &domain, &removed)? {
+            if !keys.remove(&k) {
+                return Err(BuildError::Input("the parent's member commitment does not hold a member its decisions include (run `consentgate dataset verify --key`)".into()));
+            }
+        }
+        keys.extend(member_keys(&cfg.member_keys, &domain, &added)?);
+        let commitment = Commitment::from_keys(keys.into_iter().collect())
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        let mut changed_shards: Vec<String> = changed
+            .iter()
+            .map(|i| format!("shards/part-{i:05}.parquet"))
+            .collect();
+        changed_shards.sort();
+        let lineage = Lineage {
+            parent: parent.dataset_id.clone(),
+            parent_manifest_sha256: parent_sha.clone(),
+            parent_as_of: parent.as_of.clone(),
+            changed_shards,
+            shards_rewritten: rewritten,
+            members_added: added.len() as u64,
+            members_removed: removed.len() as u64,
+        };
+        finish_dataset(
+            &cfg,
+            tmp,
+            &dataset_id,
+            inputs,
+            &shard_key,
+            decisions,
+            shard_refs,
+            pass,
+            &commitment,
+            &domain,
+            Some(lineage),
+        )
+    })?;
+    Ok(RebuildOutput {
+        dir: out.dir,
+        manifest: out.manifest,
+    })
+}
