@@ -1,5 +1,5 @@
 //! Ledger hot paths on SQLite: single-event commits (each fsynced), batched appends, as-of
-//! lookups, and the as-of snapshot.
+//! lookups, the as-of snapshot, and the transparency log (checkpoint, verify, prove).
 //!
 //! `cargo bench -p cg-ledger --bench ledger`
 
@@ -75,6 +75,21 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
             black_box(n)
         })
+    });
+    // The transparency log over the 200k events above.
+    let signer = cg_proof::note::NoteSigner::from_seed("bench.example/log", &[3u8; 32]).unwrap();
+    let vkey = signer.verifier_key();
+    g.throughput(Throughput::Elements(200_000));
+    g.bench_function("log: leaf hashes + root of 200k entries (checkpoint)", |b| {
+        b.iter(|| black_box(cg_proof::root(&lookups.log_leaf_hashes().unwrap())))
+    });
+    cg_ledger::log::checkpoint(lookups.as_mut(), &signer).unwrap();
+    g.bench_function("log: verify 200k entries against their events", |b| {
+        b.iter(|| black_box(cg_ledger::log::verify(lookups.as_mut(), &vkey).unwrap()))
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("log: inclusion proof against the latest checkpoint", |b| {
+        b.iter(|| black_box(cg_ledger::log::prove(lookups.as_mut(), 123_456).unwrap()))
     });
     g.finish();
     let _: &dyn Store = single.as_ref();
