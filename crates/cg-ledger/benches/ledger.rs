@@ -80,9 +80,10 @@ fn bench(c: &mut Criterion) {
     let signer = cg_proof::note::NoteSigner::from_seed("bench.example/log", &[3u8; 32]).unwrap();
     let vkey = signer.verifier_key();
     g.throughput(Throughput::Elements(200_000));
-    g.bench_function("log: leaf hashes + root of 200k entries (checkpoint)", |b| {
-        b.iter(|| black_box(cg_proof::root(&lookups.log_leaf_hashes().unwrap())))
-    });
+    g.bench_function(
+        "log: leaf hashes + root of 200k entries (checkpoint)",
+        |b| b.iter(|| black_box(cg_proof::root(&lookups.log_leaf_hashes().unwrap()))),
+    );
     cg_ledger::log::checkpoint(lookups.as_mut(), &signer).unwrap();
     g.bench_function("log: verify 200k entries against their events", |b| {
         b.iter(|| black_box(cg_ledger::log::verify(lookups.as_mut(), &vkey).unwrap()))

@@ -28,7 +28,9 @@ mod import;
 pub mod log;
 mod model;
 mod pg;
+pub mod receipts;
 mod sqlite;
+pub mod tokens;
 
 pub use import::{ImportReport, import_file, table_of};
 pub use model::{
@@ -114,6 +116,18 @@ pub trait Store: Send {
 
     /// Every stored checkpoint, by size.
     fn log_checkpoints(&mut self) -> Result<Vec<StoredCheckpoint>, LedgerError>;
+
+    /// Stores a new API token record.
+    fn token_insert(&mut self, t: &tokens::TokenRecord) -> Result<(), LedgerError>;
+
+    /// The token with this id.
+    fn token_get(&mut self, id: &str) -> Result<Option<tokens::TokenRecord>, LedgerError>;
+
+    /// Revokes a token; false if there is no such token (or it was already revoked).
+    fn token_revoke(&mut self, id: &str, at: Timestamp) -> Result<bool, LedgerError>;
+
+    /// Every token, newest first.
+    fn tokens(&mut self) -> Result<Vec<tokens::TokenRecord>, LedgerError>;
 
     /// The member's state for `purpose` at `at`, and the stored events that decided it
     /// (explicit choice, GPC signal).

@@ -14,6 +14,7 @@ use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
+use crate::tokens::TokenRecord;
 use cg_proof::Hash;
 use cg_proof::leaves::Entry;
 
@@ -82,6 +83,21 @@ CREATE TRIGGER log_checkpoints_no_change BEFORE UPDATE OR DELETE ON log_checkpoi
 FOR EACH ROW EXECUTE FUNCTION log_immutable();
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    hash       BYTEA NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('member', 'service', 'admin', 'auditor')),
+    member_id  BIGINT,
+    label      TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    revoked_at BIGINT
+);
+"#,
+    ),
 ];
 
 /// Serialises log appends across connections (indices must be gap-free and in commit order).
@@ -144,6 +160,21 @@ const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, sou
 
 fn row_to_event(r: &Row) -> Result<StoredEvent, LedgerError> {
     row_to_event_at(r, 0)
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, role, member_id, label, created_at, expires_at, revoked_at";
+
+fn row_to_token(r: &Row) -> TokenRecord {
+    TokenRecord {
+        id: r.get(0),
+        hash: to_hash(r.get::<_, &[u8]>(1)),
+        role: r.get(2),
+        member_id: r.get(3),
+        label: r.get(4),
+        created_at: Timestamp::from_micros(r.get(5)),
+        expires_at: r.get::<_, Option<i64>>(6).map(Timestamp::from_micros),
+        revoked_at: r.get::<_, Option<i64>>(7).map(Timestamp::from_micros),
+    }
 }
 
 fn to_hash(bytes: &[u8]) -> Hash {
@@ -635,6 +666,59 @@ impl Store for PgStore {
                 note: r.get(2),
                 created_at: Timestamp::from_micros(r.get(3)),
             })
+            .collect())
+    }
+
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), LedgerError> {
+        self.client
+            .execute(
+                "INSERT INTO api_tokens (id, hash, role, member_id, label, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &t.id,
+                    &t.hash.to_vec(),
+                    &t.role,
+                    &t.member_id,
+                    &t.label,
+                    &t.created_at.micros(),
+                    &t.expires_at.map(Timestamp::micros),
+                    &t.revoked_at.map(Timestamp::micros),
+                ],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::pg)
+    }
+
+    fn token_get(&mut self, id: &str) -> Result<Option<TokenRecord>, LedgerError> {
+        Ok(self
+            .client
+            .query_opt(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"),
+                &[&id],
+            )
+            .map_err(LedgerError::pg)?
+            .map(|r| row_to_token(&r)))
+    }
+
+    fn token_revoke(&mut self, id: &str, at: Timestamp) -> Result<bool, LedgerError> {
+        self.client
+            .execute(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &at.micros()],
+            )
+            .map(|n| n == 1)
+            .map_err(LedgerError::pg)
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenRecord>, LedgerError> {
+        Ok(self
+            .client
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id"),
+                &[],
+            )
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(row_to_token)
             .collect())
     }
 }

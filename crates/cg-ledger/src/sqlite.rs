@@ -15,6 +15,7 @@ use crate::model::{
     Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
     SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
+use crate::tokens::TokenRecord;
 use cg_proof::Hash;
 use cg_proof::leaves::Entry;
 
@@ -84,6 +85,21 @@ CREATE TRIGGER log_checkpoints_no_update BEFORE UPDATE ON log_checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are immutable'); END;
 CREATE TRIGGER log_checkpoints_no_delete BEFORE DELETE ON log_checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are immutable'); END;
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY,
+    hash       BLOB NOT NULL,                     -- SHA-256 of the secret; never the secret
+    role       TEXT NOT NULL CHECK (role IN ('member', 'service', 'admin', 'auditor')),
+    member_id  INTEGER,
+    label      TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
 "#,
     ),
 ];
@@ -247,6 +263,21 @@ const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, sou
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, bool)> {
     row_to_event_at(r, 0)
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, role, member_id, label, created_at, expires_at, revoked_at";
+
+fn row_to_token(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        hash: to_hash(&r.get::<_, Vec<u8>>(1)?),
+        role: r.get(2)?,
+        member_id: r.get(3)?,
+        label: r.get(4)?,
+        created_at: Timestamp::from_micros(r.get(5)?),
+        expires_at: r.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
+        revoked_at: r.get::<_, Option<i64>>(7)?.map(Timestamp::from_micros),
+    })
 }
 
 /// A stored hash column as a hash (a wrong length reads as zeros and then fails verification).
@@ -681,6 +712,59 @@ impl Store for SqliteStore {
                     created_at: Timestamp::from_micros(r.get(3)?),
                 })
             })
+            .map_err(LedgerError::sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(LedgerError::sqlite)
+    }
+
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO api_tokens (id, hash, role, member_id, label, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    t.id,
+                    t.hash.to_vec(),
+                    t.role,
+                    t.member_id,
+                    t.label,
+                    t.created_at.micros(),
+                    t.expires_at.map(Timestamp::micros),
+                    t.revoked_at.map(Timestamp::micros)
+                ],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn token_get(&mut self, id: &str) -> Result<Option<TokenRecord>, LedgerError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                [id],
+                row_to_token,
+            )
+            .optional()
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn token_revoke(&mut self, id: &str, at: Timestamp) -> Result<bool, LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at.micros()],
+            )
+            .map(|n| n == 1)
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenRecord>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at DESC, id"
+            ))
+            .map_err(LedgerError::sqlite)?;
+        let rows = stmt
+            .query_map([], row_to_token)
             .map_err(LedgerError::sqlite)?;
         rows.collect::<Result<_, _>>().map_err(LedgerError::sqlite)
     }

@@ -236,3 +236,48 @@ fn tampering_with_any_stored_byte_is_named() {
         );
     }
 }
+
+#[test]
+fn tokens_are_stored_hashed_and_checked() {
+    use cg_ledger::tokens::{TokenError, authenticate, issue, parse_ttl};
+    each_backend(|s: &mut dyn Store| {
+        let (secret, rec) = issue(s, "member", Some(42), None, Some("web".into())).unwrap();
+        assert!(secret.starts_with(&format!("cgt_{}_", rec.id)));
+        assert_eq!(authenticate(s, &secret).unwrap().member_id, Some(42));
+        // Only the hash is stored.
+        let stored = s.token_get(&rec.id).unwrap().unwrap();
+        assert!(!secret.contains(&cg_proof::hex(&stored.hash)));
+        // A changed secret, an unknown id, garbage: all the same error.
+        let mut wrong = secret.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(authenticate(s, &wrong), Err(TokenError::Invalid));
+        assert_eq!(
+            authenticate(s, "cgt_0000000000000000_AAAA"),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(authenticate(s, "Bearer nonsense"), Err(TokenError::Invalid));
+        // Revoked, expired.
+        assert!(s.token_revoke(&rec.id, instant("2025-01-01")).unwrap());
+        assert!(!s.token_revoke(&rec.id, instant("2025-01-01")).unwrap());
+        assert_eq!(authenticate(s, &secret), Err(TokenError::Invalid));
+        let (expired, _) = issue(s, "service", None, Some(-1), None).unwrap();
+        assert_eq!(authenticate(s, &expired), Err(TokenError::Invalid));
+        let (ok, _) = issue(s, "auditor", None, parse_ttl("1d"), None).unwrap();
+        assert_eq!(authenticate(s, &ok).unwrap().role, "auditor");
+        // Roles and member binding are checked.
+        assert!(issue(s, "root", None, None, None).is_err());
+        assert!(issue(s, "member", None, None, None).is_err());
+        assert!(issue(s, "admin", Some(1), None, None).is_err());
+        assert_eq!(s.tokens().unwrap().len(), 3);
+        assert_eq!(
+            (
+                parse_ttl("90d"),
+                parse_ttl("12h"),
+                parse_ttl("0d"),
+                parse_ttl("x")
+            ),
+            (Some(7_776_000), Some(43_200), None, None)
+        );
+    });
+}

@@ -4,14 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use cg_ledger::Store;
-use cg_proof::commitment::{Commitment, Membership, verify_interval};
-use cg_proof::receipt::{FORMAT, IntervalJson, Receipt, statement, verify};
+use cg_proof::receipt::{Receipt, verify};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::commands::consent::StoreArgs;
 use crate::commands::keys::{KeyArgs, LogKey};
@@ -70,80 +66,22 @@ pub fn issue(
     store: &mut dyn Store,
     key: &LogKey,
 ) -> anyhow::Result<Receipt> {
-    let manifest_path = dir.join("manifest.json");
-    let manifest_bytes = std::fs::read(&manifest_path)
-        .with_context(|| format!("cannot read `{}`", manifest_path.display()))?;
-    let manifest: cg_build::Manifest = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("`{}` is not a dataset manifest", manifest_path.display()))?;
-    let c = manifest.member_commitment.as_ref().ok_or_else(|| Hinted {
-        message: format!(
-            "the dataset {} has no member commitment",
-            manifest.dataset_id
-        ),
-        hint: "it was built before receipts existed; rebuild it".into(),
-    })?;
-    if c.vrf_public_key != cg_proof::hex(&key.member_keys.public_key()) {
-        return Err(Hinted {
-            message: format!(
-                "the dataset {} was committed with another key",
-                manifest.dataset_id
-            ),
-            hint: "pass the log key the dataset was built with (--key)".into(),
+    use cg_ledger::receipts::ReceiptIssueError as E;
+    cg_ledger::receipts::issue(dir, member, store, &key.signer, &key.member_keys).map_err(|e| {
+        match e {
+            E::OtherKey(id) => anyhow::Error::new(Hinted {
+                message: format!("the dataset {id} was committed with another key"),
+                hint: "pass the log key the dataset was built with (--key)".into(),
+            }),
+            E::NotLogged(m) => anyhow::Error::new(Hinted {
+                message: m,
+                hint: format!(
+                    "a dataset's manifest must be in the log: consentgate log append --manifest {}",
+                    dir.join("manifest.json").display()
+                ),
+            }),
+            other => anyhow::Error::new(other),
         }
-        .into());
-    }
-    let commitment_path = dir.join(&c.file);
-    let tree = Commitment::decode(
-        &std::fs::read(&commitment_path)
-            .with_context(|| format!("cannot read `{}`", commitment_path.display()))?,
-    )
-    .with_context(|| format!("`{}`", commitment_path.display()))?;
-    if cg_proof::hex(&tree.root()) != c.root {
-        anyhow::bail!(
-            "`{}` does not match the manifest's commitment root (run `consentgate dataset verify`)",
-            commitment_path.display()
-        );
-    }
-    let (member_key, key_proof) = key.member_keys.prove(&c.key_domain, member);
-    let interval = tree.prove(&member_key);
-    let included = verify_interval(&interval, &member_key, &tree.root())? == Membership::Present;
-
-    let sha: [u8; 32] = Sha256::digest(&manifest_bytes).into();
-    let (index, logged) = store
-        .log_index_of_manifest(&manifest.dataset_id)?
-        .ok_or_else(|| Hinted {
-            message: format!("the dataset {} is not in the log", manifest.dataset_id),
-            hint: format!(
-                "append it: consentgate log append --manifest {}",
-                manifest_path.display()
-            ),
-        })?;
-    if logged != sha {
-        anyhow::bail!(
-            "`{}` differs from the manifest logged for {}",
-            manifest_path.display(),
-            manifest.dataset_id
-        );
-    }
-    let covered = store
-        .log_checkpoints()?
-        .last()
-        .is_some_and(|cp| cp.size > index);
-    if !covered {
-        cg_ledger::log::checkpoint(store, &key.signer)?;
-    }
-    let log_proof = cg_ledger::log::prove(store, index)?;
-    Ok(Receipt {
-        format: FORMAT.into(),
-        statement: statement(member, &manifest.dataset_id, included),
-        member_id: member,
-        dataset_id: manifest.dataset_id,
-        included,
-        member_key: cg_proof::hex(&member_key),
-        member_key_proof: cg_proof::hex(&key_proof),
-        interval: IntervalJson::from(&interval),
-        manifest: B64.encode(&manifest_bytes),
-        log_proof: log_proof.to_text(),
     })
 }
 

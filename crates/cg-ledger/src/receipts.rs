@@ -1,0 +1,119 @@
+//! Issuing member receipts for a published dataset: the member's VRF key and proof, the
+//! commitment's interval proof, and a C2SP tlog-proof of the manifest against a signed checkpoint
+//! (signed now if the latest does not cover the manifest yet). Used by `consentgate receipt
+//! issue` and the service's `GET /v1/me/receipts`.
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use cg_proof::commitment::{Commitment, Membership, verify_interval};
+use cg_proof::member_key::MemberKeySecret;
+use cg_proof::note::NoteSigner;
+use cg_proof::receipt::{FORMAT, IntervalJson, Receipt, statement};
+use sha2::{Digest, Sha256};
+
+use crate::Store;
+use crate::model::LedgerError;
+
+/// Why a receipt cannot be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiptIssueError {
+    /// A dataset file is missing or malformed.
+    #[error("{0}")]
+    Dataset(String),
+    /// The dataset was committed with another key.
+    #[error("the dataset {0} was committed with another log key")]
+    OtherKey(String),
+    /// The manifest is not in the log (or another manifest is logged under its id).
+    #[error("{0}")]
+    NotLogged(String),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Issues the receipt of `member` for the dataset in `dir`.
+pub fn issue(
+    dir: &Path,
+    member: i64,
+    store: &mut dyn Store,
+    signer: &NoteSigner,
+    keys: &MemberKeySecret,
+) -> Result<Receipt, ReceiptIssueError> {
+    let bad = |m: String| ReceiptIssueError::Dataset(m);
+    let manifest_path = dir.join("manifest.json");
+    let manifest_bytes = std::fs::read(&manifest_path)
+        .map_err(|e| bad(format!("cannot read `{}`: {e}", manifest_path.display())))?;
+    let m: serde_json::Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        bad(format!(
+            "`{}` is not a manifest: {e}",
+            manifest_path.display()
+        ))
+    })?;
+    let dataset_id = m["dataset_id"]
+        .as_str()
+        .ok_or_else(|| bad(format!("`{}` has no dataset_id", manifest_path.display())))?
+        .to_owned();
+    let c = &m["member_commitment"];
+    let field = |name: &str| {
+        c[name].as_str().map(str::to_owned).ok_or_else(|| {
+            bad(format!("the dataset {dataset_id} has no member_commitment.{name} (built before receipts existed?)"))
+        })
+    };
+    let (file, root, vrf_key) = (field("file")?, field("root")?, field("vrf_public_key")?);
+    let domain = c["key_domain"].as_str().unwrap_or(&dataset_id).to_owned();
+    if vrf_key != cg_proof::hex(&keys.public_key()) {
+        return Err(ReceiptIssueError::OtherKey(dataset_id));
+    }
+    let commitment_path = dir.join(&file);
+    let tree = std::fs::read(&commitment_path)
+        .map_err(|e| bad(format!("cannot read `{}`: {e}", commitment_path.display())))
+        .and_then(|b| {
+            Commitment::decode(&b).map_err(|e| bad(format!("`{}`: {e}", commitment_path.display())))
+        })?;
+    if cg_proof::hex(&tree.root()) != root {
+        return Err(bad(format!(
+            "`{}` does not match the manifest's commitment root",
+            commitment_path.display()
+        )));
+    }
+    let (member_key, key_proof) = keys.prove(&domain, member);
+    let interval = tree.prove(&member_key);
+    let included = verify_interval(&interval, &member_key, &tree.root())
+        .map_err(|e| bad(e.to_string()))?
+        == Membership::Present;
+    let sha: [u8; 32] = Sha256::digest(&manifest_bytes).into();
+    let (index, logged) = store.log_index_of_manifest(&dataset_id)?.ok_or_else(|| {
+        ReceiptIssueError::NotLogged(format!(
+            "the dataset {dataset_id} is not in the log (append it: consentgate log append --manifest {})",
+            manifest_path.display()
+        ))
+    })?;
+    if logged != sha {
+        return Err(ReceiptIssueError::NotLogged(format!(
+            "`{}` differs from the manifest logged for {dataset_id}",
+            manifest_path.display()
+        )));
+    }
+    if !store
+        .log_checkpoints()?
+        .last()
+        .is_some_and(|cp| cp.size > index)
+    {
+        crate::log::checkpoint(store, signer)?;
+    }
+    let log_proof = crate::log::prove(store, index)?;
+    Ok(Receipt {
+        format: FORMAT.into(),
+        statement: statement(member, &dataset_id, included),
+        member_id: member,
+        dataset_id,
+        included,
+        member_key: cg_proof::hex(&member_key),
+        member_key_proof: cg_proof::hex(&key_proof),
+        interval: IntervalJson::from(&interval),
+        manifest: B64.encode(&manifest_bytes),
+        log_proof: log_proof.to_text(),
+    })
+}
