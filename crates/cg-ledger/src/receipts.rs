@@ -96,11 +96,11 @@ pub fn issue(
             manifest_path.display()
         )));
     }
-    if !store
+    let covered = store
         .log_checkpoints()?
         .last()
-        .is_some_and(|cp| cp.size > index)
-    {
+        .is_some_and(|cp| cp.size > index);
+    if !covered {
         crate::log::checkpoint(store, signer)?;
     }
     let log_proof = crate::log::prove(store, index)?;
