@@ -65,6 +65,11 @@ enum Command {
     Rebuild(Box<commands::withdrawal::RebuildArgs>),
     /// Stream consent changes and dataset manifests as JSON lines, each with its log index.
     Watch(commands::withdrawal::WatchArgs),
+    /// Run the HTTP service: the API, the member privacy page and the auditor dashboard.
+    Serve(Box<commands::serve::ServeArgs>),
+    /// API tokens: issue, revoke, list.
+    #[command(subcommand)]
+    Token(commands::serve::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +100,8 @@ fn main() -> ExitCode {
         Command::Impact(args) => commands::withdrawal::impact(*args, printer),
         Command::Rebuild(args) => commands::withdrawal::rebuild(*args, printer),
         Command::Watch(args) => commands::withdrawal::watch(args, printer),
+        Command::Serve(args) => commands::serve::serve(*args, printer),
+        Command::Token(cmd) => commands::serve::token(cmd, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,4 +10,5 @@ pub mod log;
 pub mod policy;
 pub mod receipt;
 pub mod redact;
+pub mod serve;
 pub mod withdrawal;

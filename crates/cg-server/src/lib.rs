@@ -1,0 +1,199 @@
+//! # cg-server — the consentgate service
+//!
+//! The part people touch: members change their setting, other services ask "may I use this?",
+//! the privacy team manages policies, builds and tokens, auditors read the log and the
+//! datasets. One axum [`Router`]:
+//!
+//! - `/v1/...`: the JSON API ([`api`]), every call authenticated by a bearer token and
+//!   authorised by role in one place ([`auth`]: capability handles per role);
+//! - `/privacy`, `/dashboard`, `/login`: server-rendered pages ([`pages`]) with embedded
+//!   assets (no CDN), usable without JavaScript, SVG charts rendered on the server;
+//! - `/openapi.json`: the API description, generated from the route table ([`openapi`]) the
+//!   authorisation matrix test also walks.
+//!
+//! Requests carry an `x-request-id`; logs (tracing) name the route, status, latency and role,
+//! never a token or a member id. Bodies are limited to 2 MiB. [`serve`] shuts down gracefully.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod check;
+pub mod error;
+pub mod openapi;
+pub mod pages;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use cg_ledger::Store;
+use cg_policy::Policy;
+use cg_proof::member_key::MemberKeySecret;
+use cg_proof::note::NoteSigner;
+
+use crate::error::ApiError;
+
+/// What the service runs with.
+pub struct ServerConfig {
+    /// The ledger.
+    pub store: Box<dyn Store>,
+    /// The policy in force at start.
+    pub policy: Policy,
+    /// Where published datasets live (for builds, manifests and receipts).
+    pub datasets: Option<PathBuf>,
+    /// The log key (checkpoints, receipts), if this service holds it.
+    pub signer: Option<NoteSigner>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("datasets", &self.datasets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared state of all handlers.
+pub struct AppState {
+    store: Mutex<Box<dyn Store>>,
+    policy: RwLock<Arc<check::ActivePolicy>>,
+    datasets: Option<PathBuf>,
+    signer: Option<NoteSigner>,
+    member_keys: Option<MemberKeySecret>,
+    next_request: AtomicU64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State from a config.
+    pub fn new(cfg: ServerConfig) -> Result<Arc<AppState>, ApiError> {
+        let member_keys = match &cfg.signer {
+            Some(s) => Some(
+                MemberKeySecret::from_seed(&s.seed())
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Arc::new(AppState {
+            store: Mutex::new(cfg.store),
+            policy: RwLock::new(Arc::new(check::ActivePolicy::new(cfg.policy))),
+            datasets: cfg.datasets,
+            signer: cfg.signer,
+            member_keys,
+            next_request: AtomicU64::new(1),
+        }))
+    }
+
+    /// The ledger. A poisoned lock (a handler panicked mid-call) is an internal error: the
+    /// store's transactions make a half-done write impossible, but we do not guess.
+    pub fn store(&self) -> Result<MutexGuard<'_, Box<dyn Store>>, ApiError> {
+        self.store
+            .lock()
+            .map_err(|_| ApiError::internal("the ledger lock is poisoned"))
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Result<Arc<check::ActivePolicy>, ApiError> {
+        self.policy
+            .read()
+            .map(|p| p.clone())
+            .map_err(|_| ApiError::internal("the policy lock is poisoned"))
+    }
+
+    /// Puts another policy in force.
+    pub fn activate(&self, policy: Policy) -> Result<Arc<check::ActivePolicy>, ApiError> {
+        let active = Arc::new(check::ActivePolicy::new(policy));
+        let mut slot = self
+            .policy
+            .write()
+            .map_err(|_| ApiError::internal("the policy lock is poisoned"))?;
+        *slot = active.clone();
+        Ok(active)
+    }
+
+    /// Where datasets live.
+    pub fn datasets(&self) -> Option<&PathBuf> {
+        self.datasets.as_ref()
+    }
+
+    /// The log key and the member-key secret, if the service holds them.
+    pub fn keys(&self) -> Option<(&NoteSigner, &MemberKeySecret)> {
+        self.signer.as_ref().zip(self.member_keys.as_ref())
+    }
+
+    /// The log's verifier key, if the service holds the log key.
+    pub fn verifier_key(&self) -> Option<String> {
+        self.signer.as_ref().map(NoteSigner::verifier_key)
+    }
+}
+
+/// Request ids and one structured log line per request (route, status, latency, role; never
+/// tokens, bodies or member ids).
+async fn request_log(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let id = format!(
+        "req-{:08x}",
+        state.next_request.fetch_add(1, Ordering::Relaxed)
+    );
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "-".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let slot = auth::RoleSlot::default();
+    let mut req = req;
+    req.extensions_mut().insert(slot.clone());
+    let mut response = next.run(req).await;
+    let role = slot.0.lock().ok().and_then(|r| *r).unwrap_or("-");
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        role,
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// The whole application.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(pages::routes())
+        .route("/openapi.json", axum::routing::get(openapi::document))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log,
+        ))
+        .layer(DefaultBodyLimit::max(2 << 20))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,492 @@
+//! Server-rendered pages: `/login`, `/privacy` (a member's setting, its explanation, history,
+//! receipts) and `/dashboard` (builds with SVG charts, the policy in force, the log). HTML is
+//! built here with every value escaped; the stylesheet is embedded; forms work without
+//! JavaScript. Pages authenticate by the `cg_session` cookie (HttpOnly, SameSite=Strict) that
+//! `/login` sets, and every form carries a CSRF token derived from it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::AppState;
+use crate::api::{self, SetConsent};
+use crate::auth::{AnyPage, MemberCap, MemberPage, ReaderPage, csrf_of, session_token};
+use crate::error::ApiError;
+
+const STYLE: &str = include_str!("../assets/style.css");
+
+/// The page routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/privacy", get(privacy).post(privacy_save))
+        .route("/privacy/receipt", axum::routing::post(privacy_receipt))
+        .route("/dashboard", get(dashboard))
+        .route(
+            "/assets/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+        )
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str, signed_in: bool) -> Html<String> {
+    let logout = if signed_in {
+        r#"<form method="post" action="/logout" style="margin-left:auto"><button class="secondary" type="submit">Sign out</button></form>"#
+    } else {
+        ""
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · consentgate</title><link rel="stylesheet" href="/assets/style.css"></head><body><header><strong>consentgate</strong>{logout}</header><main id="main">{body}</main></body></html>"#,
+        esc(title)
+    ))
+}
+
+/// A page error: 401/403 go to the login page; others show a message.
+fn page_error(e: ApiError) -> Response {
+    match e.status {
+        StatusCode::UNAUTHORIZED => Redirect::to("/login").into_response(),
+        status => (
+            status,
+            page(
+                "Error",
+                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&e.message)),
+                true,
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn home(caller: Result<AnyPage, ApiError>) -> Response {
+    match caller {
+        Ok(AnyPage(c)) if c.record.role == "member" => Redirect::to("/privacy").into_response(),
+        Ok(_) => Redirect::to("/dashboard").into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn login_form() -> Html<String> {
+    page(
+        "Sign in",
+        r#"<h1>Sign in</h1><form method="post" action="/login"><label class="field" for="token">Access token</label><input id="token" name="token" type="password" autocomplete="off" required><p class="muted">Your platform gives you this token; it is kept in a session cookie for this site only.</p><button type="submit">Sign in</button></form>"#,
+        false,
+    )
+}
+
+async fn login(
+    State(s): State<Arc<AppState>>,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> Response {
+    let token = f
+        .get("token")
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    let role = {
+        let Ok(mut store) = s.store() else {
+            return page_error(ApiError::internal("ledger"));
+        };
+        cg_ledger::tokens::authenticate(store.as_mut(), &token).map(|r| r.role)
+    };
+    match role {
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            page("Sign in", r#"<h1>Sign in</h1><p class="bad" role="alert">That token is not valid.</p><p><a href="/login">Try again</a></p>"#, false),
+        )
+            .into_response(),
+        Ok(role) => {
+            let target = if role == "member" { "/privacy" } else { "/dashboard" };
+            let cookie = format!("cg_session={token}; Path=/; HttpOnly; SameSite=Strict");
+            ([(header::SET_COOKIE, cookie)], Redirect::to(target)).into_response()
+        }
+    }
+}
+
+async fn logout() -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            "cg_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+fn csrf_ok(headers: &HeaderMap, form: &[(String, String)]) -> bool {
+    let Some(session) = session_token(headers) else {
+        return false;
+    };
+    form.iter()
+        .any(|(k, v)| k == "csrf" && *v == csrf_of(&session))
+}
+
+fn privacy_body(
+    s: &AppState,
+    cap: MemberCap,
+    headers: &HeaderMap,
+    flash: &str,
+) -> Result<String, ApiError> {
+    let gpc = api::record_gpc(s, cap, headers, "web")?;
+    let mine = api::my_consents(s, cap)?;
+    let history = api::history(s, cap)?;
+    let csrf = session_token(headers)
+        .map(|t| csrf_of(&t))
+        .unwrap_or_default();
+    let genai = mine.purposes.iter().find(|p| p.purpose == "genai_training");
+    // The setting shows the member's own choice; with none recorded, what the rules in their
+    // region do by default.
+    let on = genai
+        .and_then(|p| p.granted)
+        .unwrap_or(mine.genai_training.allowed && !genai.is_some_and(|p| p.gpc_signal));
+    let mut b = String::new();
+    let _ = write!(b, "<h1>Your privacy settings</h1>{flash}");
+    if gpc {
+        b.push_str(r#"<p class="notice" role="status" id="gpc-notice">Your browser sends a <strong>Global Privacy Control</strong> signal. We recorded it as an objection to using your data for AI training.</p>"#);
+    }
+    let _ = write!(
+        b,
+        r#"<form method="post" action="/privacy"><fieldset><legend>Generative AI</legend><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="granted" value="off"><div class="toggle"><input type="checkbox" id="genai" name="granted" value="on"{checked} aria-describedby="genai-help"><label for="genai">Use my data for training content-generating AI models</label></div><p id="genai-help">{explanation}</p><p class="muted">Now: <strong id="decision">{decision}</strong> ({reasons}) under policy <code>{policy}</code>{regime}.</p><button type="submit" id="save">Save</button></fieldset></form>"#,
+        csrf = esc(&csrf),
+        checked = if on { " checked" } else { "" },
+        explanation = esc(&mine.explanation),
+        decision = esc(&mine.genai_training.decision),
+        reasons = esc(&mine.genai_training.reasons.join(", ")),
+        policy = esc(&mine.genai_training.policy),
+        regime = mine
+            .genai_training
+            .regime
+            .as_deref()
+            .map(|r| format!(", regime <code>{}</code>", esc(r)))
+            .unwrap_or_default(),
+    );
+    b.push_str(r#"<h2 id="history-heading">Your choices</h2><table id="history" aria-labelledby="history-heading"><thead><tr><th>When</th><th>Purpose</th><th>Choice</th><th>How</th><th>Log entry</th></tr></thead><tbody>"#);
+    if history.is_empty() {
+        b.push_str(r#"<tr><td colspan="5" class="muted">No choices recorded.</td></tr>"#);
+    }
+    for e in history.iter().rev() {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.ts),
+            esc(&e.purpose),
+            if e.granted { "allowed" } else { "not allowed" },
+            esc(&e.source),
+            e.log_index.map_or("-".into(), |i| i.to_string())
+        );
+    }
+    b.push_str("</tbody></table>");
+    let builds = api::list_builds(s)?;
+    if !builds.is_empty() && s.keys().is_some() {
+        b.push_str(r#"<h2>Your receipts</h2><p>A receipt proves, with the platform's public key and without trusting this page, whether your content is in a training dataset.</p><table><thead><tr><th>Dataset</th><th>As of</th><th></th></tr></thead><tbody>"#);
+        for d in builds.iter().take(20) {
+            let _ = write!(
+                b,
+                r#"<tr><td><code>{id}</code></td><td>{as_of}</td><td><form method="post" action="/privacy/receipt"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="dataset" value="{id}"><button type="submit" class="secondary">Get and verify receipt</button></form></td></tr>"#,
+                id = esc(&d.dataset_id),
+                as_of = esc(&d.as_of),
+                csrf = esc(&csrf)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    Ok(b)
+}
+
+async fn privacy(
+    State(s): State<Arc<AppState>>,
+    caller: Result<MemberPage, ApiError>,
+    headers: HeaderMap,
+) -> Response {
+    let cap = match caller {
+        Ok(MemberPage(c)) => c,
+        Err(e) => return page_error(e),
+    };
+    match privacy_body(&s, cap, &headers, "") {
+        Ok(b) => page("Privacy settings", &b, true).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn privacy_save(
+    State(s): State<Arc<AppState>>,
+    caller: Result<MemberPage, ApiError>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let cap = match caller {
+        Ok(MemberPage(c)) => c,
+        Err(e) => return page_error(e),
+    };
+    if !csrf_ok(&headers, &form) {
+        return page_error(ApiError::forbidden("the form expired; reload the page"));
+    }
+    let granted = form.iter().any(|(k, v)| k == "granted" && v == "on");
+    if let Err(e) = api::set_consent(
+        &s,
+        cap,
+        "genai_training",
+        &SetConsent {
+            granted,
+            notice_version: None,
+        },
+        "web",
+    ) {
+        return page_error(e);
+    }
+    // Post/redirect/get: a reload does not submit again.
+    Redirect::to("/privacy").into_response()
+}
+
+async fn privacy_receipt(
+    State(s): State<Arc<AppState>>,
+    caller: Result<MemberPage, ApiError>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let cap = match caller {
+        Ok(MemberPage(c)) => c,
+        Err(e) => return page_error(e),
+    };
+    if !csrf_ok(&headers, &form) {
+        return page_error(ApiError::forbidden("the form expired; reload the page"));
+    }
+    let dataset = form
+        .iter()
+        .find(|(k, _)| k == "dataset")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let result = api::receipt(&s, cap, &dataset).and_then(|r| {
+        let vkey = s
+            .verifier_key()
+            .ok_or_else(|| ApiError::unavailable("no log key"))?;
+        let verified = cg_proof::receipt::verify(&r, &vkey, Some(cap.member()))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((r, verified, vkey))
+    });
+    let flash = match result {
+        Ok((r, v, vkey)) => format!(
+            r#"<div class="notice" role="status" id="receipt"><p><strong>Verified:</strong> {}.</p><details><summary>The receipt (JSON) and the public key to check it yourself</summary><p><code>{}</code></p><pre class="mono">{}</pre></details></div>"#,
+            esc(&v.statement()),
+            esc(&vkey),
+            esc(&serde_json::to_string_pretty(&r).unwrap_or_default())
+        ),
+        Err(e) => format!(
+            r#"<p class="bad" role="alert">No receipt: {}</p>"#,
+            esc(&e.message)
+        ),
+    };
+    match privacy_body(&s, cap, &headers, &flash) {
+        Ok(b) => page("Privacy settings", &b, true).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+/// Colours of the decisions in charts (distinguishable in greyscale too).
+const COLOURS: [(&str, &str); 3] = [
+    ("include", "#1a7f37"),
+    ("include_redacted", "#d4a72c"),
+    ("exclude", "#6e7781"),
+];
+
+/// A stacked horizontal bar chart of rows by region × decision, as SVG.
+pub fn chart(id: &str, counts: &serde_json::Value) -> String {
+    // Rows per (region, decision): a row with several reasons counts once per reason in the
+    // manifest, so take the headline: the maximum over reasons of one decision is a lower
+    // bound; the manifest's per-decision totals are exact overall. Here: sum per region of the
+    // first reason listed for each decision.
+    let mut by: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut first_reason: BTreeMap<(String, String), String> = BTreeMap::new();
+    for c in counts.as_array().into_iter().flatten() {
+        let (Some(d), Some(r), Some(region), Some(n)) = (
+            c["decision"].as_str(),
+            c["reason"].as_str(),
+            c["region"].as_str(),
+            c["rows"].as_u64(),
+        ) else {
+            continue;
+        };
+        let key = (region.to_owned(), d.to_owned());
+        let headline = first_reason.entry(key).or_insert_with(|| r.to_owned());
+        if headline == r {
+            *by.entry(region.to_owned())
+                .or_default()
+                .entry(d.to_owned())
+                .or_default() += n;
+        }
+    }
+    let max = by
+        .values()
+        .map(|m| m.values().sum::<u64>())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (label_w, bar_w, row_h) = (90.0, 520.0, 26.0);
+    let height = row_h * by.len() as f64 + 10.0;
+    let mut svg = format!(
+        r#"<svg class="chart" id="{id}" role="img" aria-labelledby="{id}-title {id}-desc" viewBox="0 0 {w} {height}" width="{w}" height="{height}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">Rows by region and decision</title><desc id="{id}-desc">Stacked bars: included, included after redaction, excluded rows per region.</desc>"#,
+        id = esc(id),
+        w = label_w + bar_w + 80.0
+    );
+    for (i, (region, m)) in by.iter().enumerate() {
+        let y = 5.0 + row_h * i as f64;
+        let _ = write!(
+            svg,
+            r#"<text x="0" y="{}" font-size="13" dominant-baseline="middle">{}</text>"#,
+            y + row_h / 2.0 - 2.0,
+            esc(region)
+        );
+        let mut x = label_w;
+        for (decision, colour) in COLOURS {
+            let n = m.get(decision).copied().unwrap_or(0);
+            let w = bar_w * n as f64 / max as f64;
+            if w > 0.0 {
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{colour}"><title>{}: {} {n}</title></rect>"#,
+                    row_h - 6.0,
+                    esc(region),
+                    decision
+                );
+            }
+            x += w;
+        }
+        let total: u64 = m.values().sum();
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{}" font-size="12" dominant-baseline="middle">{total}</text>"#,
+            x + 4.0,
+            y + row_h / 2.0 - 2.0
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+async fn dashboard(
+    State(s): State<Arc<AppState>>,
+    caller: Result<ReaderPage, ApiError>,
+) -> Response {
+    if let Err(e) = caller {
+        return page_error(e);
+    }
+    match dashboard_body(&s) {
+        Ok(b) => page("Dashboard", &b, true).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
+    let p = api::policy_view(s)?;
+    let mut b = String::from("<h1>Dashboard</h1>");
+    let _ = write!(
+        b,
+        r#"<h2>Policy in force</h2><p><strong id="policy-name">{}</strong> · hash <code id="policy-hash">{}</code> · since {}</p><table><thead><tr><th>Regime</th><th>In force from</th></tr></thead><tbody>"#,
+        esc(&p.name),
+        esc(&p.hash),
+        esc(&p.activated_at)
+    );
+    b = b.replace(
+        "<th>In force from</th>",
+        "<th>In force from</th><th>Until</th>",
+    );
+    for r in &p.regimes {
+        let day = |d: Option<time::Date>| d.map_or_else(|| "-".to_owned(), |d| d.to_string());
+        let _ = write!(
+            b,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(&r.id),
+            day(r.from),
+            day(r.until)
+        );
+    }
+    b.push_str("</tbody></table><h2>Transparency log</h2>");
+    let (checkpoint, verified) = {
+        let mut store = s.store()?;
+        let cp = store.log_checkpoints()?.pop();
+        let verified = s
+            .verifier_key()
+            .map(|vkey| cg_ledger::log::verify(store.as_mut(), &vkey));
+        (cp, verified)
+    };
+    match &checkpoint {
+        Some(cp) => {
+            let _ = write!(
+                b,
+                r#"<p>Latest signed checkpoint: size <strong>{}</strong>, root <code>{}</code>, signed {}.</p><pre class="mono">{}</pre>"#,
+                cp.size,
+                cg_proof::hex(&cp.root),
+                esc(&cp.created_at.to_string()),
+                esc(&cp.note)
+            );
+        }
+        None => b.push_str(r#"<p class="muted">No checkpoint yet.</p>"#),
+    }
+    match verified {
+        Some(Ok(r)) => {
+            let _ = write!(b, r#"<p id="log-status" class="ok">✓ The log verifies: {} entries ({} consent events, {} manifests), {} checkpoints.</p>"#, r.size, r.events, r.manifests, r.checkpoints);
+        }
+        Some(Err(e)) => {
+            let _ = write!(b, r#"<p id="log-status" class="bad" role="alert">✗ The log does not verify: {}</p>"#, esc(&e.to_string()));
+        }
+        None => b.push_str(r#"<p id="log-status" class="muted">This service does not hold the log key: verify with <code>consentgate log verify --vkey KEY</code>.</p>"#),
+    }
+    b.push_str(r#"<h2>Builds</h2><p class="legend">"#);
+    for (d, c) in COLOURS {
+        let _ = write!(
+            b,
+            r#"<span><span class="swatch" style="background:{c}"></span>{d}</span>"#
+        );
+    }
+    b.push_str("</p>");
+    let builds = api::list_builds(s)?;
+    if builds.is_empty() {
+        b.push_str(r#"<p class="muted">No datasets published yet.</p>"#);
+    }
+    for (i, d) in builds.iter().take(10).enumerate() {
+        let totals: Vec<String> = d
+            .totals
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k} {}", v.as_u64().unwrap_or(0)))
+            .collect();
+        let _ = write!(
+            b,
+            r#"<section aria-labelledby="b{i}"><h3 id="b{i}"><code>{}</code> as of {}</h3><p>{} · policy <code>{}</code>{}</p>{}</section>"#,
+            esc(&d.dataset_id),
+            esc(&d.as_of),
+            esc(&totals.join(" · ")),
+            esc(d.policy["name"].as_str().unwrap_or("")),
+            d.parent
+                .as_deref()
+                .map(|p| format!(" · rebuilt from <code>{}</code>", esc(p)))
+                .unwrap_or_default(),
+            chart(&format!("chart-{i}"), &d.counts)
+        );
+    }
+    Ok(b)
+}

@@ -1,0 +1,220 @@
+//! `consentgate serve` and `consentgate token issue|revoke|list`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::commands::consent::StoreArgs;
+use crate::commands::keys::KeyArgs;
+use crate::commands::policy::PolicyArgs;
+use crate::errors::UsageError;
+use crate::printer::Printer;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where published datasets live (builds, manifests, receipts).
+    #[arg(long, value_name = "DIR")]
+    pub datasets: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Runs `serve` until SIGINT or SIGTERM, then finishes the requests in flight.
+pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let store = a.store.open()?;
+    let signer = if a.key.path().exists() {
+        Some(a.key.load()?.signer)
+    } else {
+        None
+    };
+    let cfg = cg_server::ServerConfig {
+        store,
+        policy: a.policy.load()?,
+        datasets: a.datasets,
+        signer,
+    };
+    let state = cg_server::AppState::new(cfg).map_err(|e| anyhow::anyhow!(e.message))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        printer.status("Listening", format!("http://{addr} (privacy page /privacy, dashboard /dashboard, API /v1, /openapi.json)"));
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = ctrl_c.await;
+            }
+        };
+        cg_server::serve(listener, state, shutdown).await?;
+        printer.status("Stopped", "all requests answered");
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints it once (only its hash is stored).
+    Issue(IssueArgs),
+    /// Revoke a token by id.
+    Revoke(RevokeArgs),
+    /// List tokens (never secrets).
+    List(ListArgs),
+}
+
+/// Arguments of `token issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// member, service, admin or auditor.
+    #[arg(long)]
+    pub role: String,
+    /// For a member token: the member it acts for.
+    #[arg(long, allow_negative_numbers = true)]
+    pub member: Option<i64>,
+    /// Time to live (`90d`, `12h`, `30m`; default: no expiry).
+    #[arg(long, value_name = "D")]
+    pub ttl: Option<String>,
+    /// A label.
+    #[arg(long)]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `token revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The token id (the part after `cgt_`).
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Arguments of `token list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `token` subcommand.
+pub fn token(cmd: TokenCommand, printer: Printer) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::Issue(a) => {
+            if !cg_ledger::tokens::ROLES.contains(&a.role.as_str()) {
+                return Err(UsageError(format!(
+                    "--role must be one of {}",
+                    cg_ledger::tokens::ROLES.join(", ")
+                ))
+                .into());
+            }
+            if (a.role == "member") != a.member.is_some() {
+                return Err(UsageError(
+                    "a member token needs --member, and only a member token takes one".into(),
+                )
+                .into());
+            }
+            let ttl = a
+                .ttl
+                .as_deref()
+                .map(|t| {
+                    cg_ledger::tokens::parse_ttl(t).ok_or_else(|| {
+                        UsageError(format!("--ttl `{t}`: use a duration like 90d, 12h, 30m"))
+                    })
+                })
+                .transpose()?;
+            let mut store = a.store.open()?;
+            let (token, record) =
+                cg_ledger::tokens::issue(store.as_mut(), &a.role, a.member, ttl, a.label)?;
+            printer.status(
+                "Issued",
+                format!(
+                    "{} token {} (shown once; only its hash is stored)",
+                    record.role, record.id
+                ),
+            );
+            let out = serde_json::json!({ "token": token, "record": record });
+            Printer {
+                json: a.json,
+                ..printer
+            }
+            .data(&out, || format!("{token}\n"))
+        }
+        TokenCommand::Revoke(a) => {
+            let mut store = a.store.open_existing()?;
+            let now = cg_model::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+            if store.token_revoke(&a.id, now)? {
+                printer.status("Revoked", &a.id);
+                Ok(())
+            } else {
+                anyhow::bail!("no active token with id {}", a.id)
+            }
+        }
+        TokenCommand::List(a) => {
+            let mut store = a.store.open_existing()?;
+            let tokens = store.tokens()?;
+            Printer {
+                json: a.json,
+                ..printer
+            }
+            .data(&tokens, || {
+                let mut s = String::new();
+                for t in &tokens {
+                    s.push_str(&format!(
+                        "{}  {:<8} {:<10} created {}  expires {}  {}\n",
+                        t.id,
+                        t.role,
+                        t.member_id.map_or("-".into(), |m| m.to_string()),
+                        t.created_at,
+                        t.expires_at.map_or("never".into(), |e| e.to_string()),
+                        if t.revoked_at.is_some() {
+                            "REVOKED"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                s
+            })
+        }
+    }
+}
