@@ -365,7 +365,7 @@ async fn me_receipt(
 
 async fn me_erasure(MemberAuth(cap): MemberAuth, State(s): S) -> Result<Response, ApiError> {
     let at = now();
-    let mut store = state_store(&s)?;
+    let mut store = s.store()?;
     store.import(
         &mut std::iter::once(Ok(Record::Erasure(Erasure {
             member_id: MemberId(cap.member()),
@@ -378,12 +378,6 @@ async fn me_erasure(MemberAuth(cap): MemberAuth, State(s): S) -> Result<Response
         Json(serde_json::json!({"erasure_requested_at": at.to_string()})),
     )
         .into_response())
-}
-
-fn state_store(
-    s: &AppState,
-) -> Result<std::sync::MutexGuard<'_, Box<dyn cg_ledger::Store>>, ApiError> {
-    s.store()
 }
 
 // ---------------------------------------------------------------------------------------------

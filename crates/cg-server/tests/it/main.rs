@@ -360,7 +360,13 @@ async fn gpc_is_recorded_once_with_its_provenance() {
 }
 
 /// (method, uri, body, expected status, expected field).
-type Case = (&'static str, &'static str, Option<String>, StatusCode, Option<&'static str>);
+type Case = (
+    &'static str,
+    &'static str,
+    Option<String>,
+    StatusCode,
+    Option<&'static str>,
+);
 
 #[tokio::test]
 async fn errors_have_one_shape_and_name_the_field() {
