@@ -414,7 +414,10 @@ impl Store for SqliteStore {
 
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
         let recorded_at = now();
-        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::sqlite)?;
         let mut salts = Salts::new()?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
@@ -440,7 +443,10 @@ impl Store for SqliteStore {
         progress: &dyn Progress,
     ) -> Result<ImportReport, LedgerError> {
         let recorded_at = now();
-        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::sqlite)?;
         let mut report = ImportReport::default();
         let mut salts = Salts::new()?;
         let mut pending = 0u64;
@@ -563,7 +569,12 @@ impl Store for SqliteStore {
             dataset_id: dataset_id.to_owned(),
             sha256: *sha256,
         };
-        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        // IMMEDIATE: take the write lock before reading the next index, so two processes
+        // appending at once wait for each other instead of failing on a stale snapshot.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::sqlite)?;
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT idx FROM log_entries WHERE dataset = ?1 AND data = ?2",

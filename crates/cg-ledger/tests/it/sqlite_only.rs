@@ -29,3 +29,42 @@ fn raw_updates_and_deletes_are_refused() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[test]
+fn concurrent_writers_keep_the_log_gap_free() {
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("l.sqlite");
+    drop(cg_ledger::open(path.to_str().unwrap()).unwrap());
+    let threads: Vec<_> = (0..4i64)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut s = cg_ledger::open(path.to_str().unwrap()).unwrap();
+                for i in 0..50 {
+                    s.append(&[cg_ledger::NewEvent::new(
+                        cg_model::MemberId(t * 1000 + i),
+                        cg_model::Purpose::genai_training(),
+                        i % 2 == 0,
+                        cg_test_support::instant("2025-01-01"),
+                    )])
+                    .unwrap();
+                    if i % 10 == 0 {
+                        s.log_append_manifest(&format!("ds-{t}{i}"), &[t as u8; 32])
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut s = cg_ledger::open(path.to_str().unwrap()).unwrap();
+    let signer = cg_proof::note::NoteSigner::from_seed("consentgate.test/log", &[1u8; 32]).unwrap();
+    cg_ledger::log::checkpoint(s.as_mut(), &signer).unwrap();
+    let report = cg_ledger::log::verify(s.as_mut(), &signer.verifier_key()).unwrap();
+    assert_eq!(
+        (report.size, report.events, report.manifests),
+        (220, 200, 20)
+    );
+}
