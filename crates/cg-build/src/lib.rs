@@ -38,7 +38,7 @@ pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
 pub use rebuild::{RebuildOutput, rebuild};
 pub use run::{
-    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, build, decisions_schema,
+    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, INPUTS_FILE, build, decisions_schema,
     member_commitment, sha256_file,
 };
 pub use verify::{DatasetReport, included_members, verify_dataset};

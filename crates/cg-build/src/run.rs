@@ -618,6 +618,7 @@ pub(crate) fn finish_dataset(
         .writer
         .finish()
         .map_err(|e| BuildError::Input(e.to_string()))?;
+    write_input_paths(cfg, dir)?;
     let commitment_path = dir.join("members.commitment");
     write_synced(&commitment_path, &commitment.encode())?;
     let root_hex = cg_proof::hex(&commitment.root());
@@ -671,6 +672,38 @@ pub(crate) fn finish_dataset(
         serde_json::to_vec_pretty(&manifest).map_err(|e| BuildError::Engine(e.to_string()))?;
     write_synced(&dir.join("manifest.json"), &json)?;
     Ok(manifest)
+}
+
+/// The operator's note of where a dataset's inputs were read from (`inputs.json`, next to the
+/// decision record; not part of the manifest, whose digests pin the contents): `rebuild` uses
+/// it for the inputs not given again. A ledger is named by its backend only (a URL may hold a
+/// password).
+pub const INPUTS_FILE: &str = "inputs.json";
+
+fn write_input_paths(cfg: &BuildConfig, dir: &Path) -> Result<(), BuildError> {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_owned())
+            .display()
+            .to_string()
+    };
+    let opt = |p: &Option<PathBuf>| p.as_deref().map(abs);
+    let consent = match &cfg.consent {
+        ConsentSourceArg::File(p) => serde_json::json!({ "file": abs(p) }),
+        ConsentSourceArg::Store(url) => serde_json::json!({
+            "store": if url.starts_with("postgres") { "postgres" } else { "sqlite" }
+        }),
+    };
+    let v = serde_json::json!({
+        "members": abs(&cfg.members),
+        "content": abs(&cfg.content),
+        "residences": opt(&cfg.residences),
+        "notices": opt(&cfg.notices),
+        "erasures": opt(&cfg.erasures),
+        "consent": consent,
+    });
+    let bytes = serde_json::to_vec_pretty(&v).map_err(|e| BuildError::Engine(e.to_string()))?;
+    write_synced(&dir.join(INPUTS_FILE), &bytes)
 }
 
 /// Writes a file and fsyncs it.

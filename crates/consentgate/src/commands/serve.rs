@@ -120,8 +120,12 @@ pub struct IssueArgs {
 /// Arguments of `token revoke`.
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
-    /// The token id (the part after `cgt_`).
-    pub id: String,
+    /// The token id (the 16 hex digits after `cgt_`), or the whole token.
+    #[arg(required_unless_present = "id_flag")]
+    pub id: Option<String>,
+    /// The same, as a flag.
+    #[arg(long = "id", value_name = "ID", conflicts_with = "id")]
+    pub id_flag: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -180,13 +184,20 @@ pub fn token(cmd: TokenCommand, printer: Printer) -> anyhow::Result<()> {
             .data(&out, || format!("{token}\n"))
         }
         TokenCommand::Revoke(a) => {
+            let given = a.id.or(a.id_flag).unwrap_or_default();
+            // A whole token (`cgt_<id>_<secret>`) names its id too.
+            let id = given
+                .strip_prefix("cgt_")
+                .and_then(|rest| rest.split('_').next())
+                .unwrap_or(&given)
+                .to_owned();
             let mut store = a.store.open_existing()?;
             let now = cg_model::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
-            if store.token_revoke(&a.id, now)? {
-                printer.status("Revoked", &a.id);
+            if store.token_revoke(&id, now)? {
+                printer.status("Revoked", &id);
                 Ok(())
             } else {
-                anyhow::bail!("no active token with id {}", a.id)
+                anyhow::bail!("no active token with id {id}")
             }
         }
         TokenCommand::List(a) => {

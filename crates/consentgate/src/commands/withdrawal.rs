@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use cg_build::{BuildConfig, DatasetHolding};
+use cg_build::{BuildConfig, ConsentSourceArg, DatasetHolding};
 use cg_model::{MemberId, Timestamp};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::build::{InputArgs, log_dataset, summary};
+use crate::commands::build::{log_dataset, summary};
 use crate::commands::consent::StoreArgs;
 use crate::commands::keys::KeyArgs;
 use crate::commands::policy::PolicyArgs;
@@ -368,14 +368,37 @@ fn impact_text(o: &ImpactOut) -> String {
     s
 }
 
-/// Arguments of `rebuild`.
+/// Arguments of `rebuild`. Inputs not given are those the parent was built from (its
+/// `inputs.json`); consent comes from `--consent` or `--store` (default: the embedded ledger).
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
     /// The dataset to rebuild (its directory).
     #[arg(long, value_name = "DIR")]
     pub dataset: PathBuf,
-    #[command(flatten)]
-    pub inputs: InputArgs,
+    /// The new cut-off.
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::args::timestamp)]
+    pub as_of: Timestamp,
+    /// Consent-events file (or --store for the ledger's as-of snapshot).
+    #[arg(long, conflicts_with = "store")]
+    pub consent: Option<PathBuf>,
+    /// The ledger to take consent from (default: the embedded one).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Members file (default: the parent's).
+    #[arg(long)]
+    pub members: Option<PathBuf>,
+    /// Content file (default: the parent's; must be the same content).
+    #[arg(long)]
+    pub content: Option<PathBuf>,
+    /// Residence history (default: the parent's).
+    #[arg(long)]
+    pub residences: Option<PathBuf>,
+    /// Notices (default: the parent's).
+    #[arg(long)]
+    pub notices: Option<PathBuf>,
+    /// Erasures (default: the parent's).
+    #[arg(long)]
+    pub erasures: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Output directory; the new dataset is published as `DIR/<dataset_id>/`.
@@ -391,6 +414,16 @@ pub struct RebuildArgs {
     pub json: bool,
 }
 
+/// The parent's recorded input paths.
+fn parent_inputs(dataset: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = dataset.join(cg_build::INPUTS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("`{}` is not an inputs record", path.display())),
+        Err(_) => Ok(serde_json::Value::Null),
+    }
+}
+
 /// Runs `rebuild`.
 pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
     let printer = Printer {
@@ -398,24 +431,44 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         ..printer
     };
     let key = a.key.load()?;
-    let facts = a.inputs.facts();
+    let recorded = parent_inputs(&a.dataset)?;
+    let from_parent = |name: &str| recorded[name].as_str().map(PathBuf::from);
+    let required = |given: &Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
+        given.clone().or_else(|| from_parent(name)).ok_or_else(|| {
+            anyhow::Error::new(UsageError(format!(
+                "--{name} is needed: `{}` does not record where its {name} came from",
+                a.dataset.display()
+            )))
+        })
+    };
+    let consent = match (&a.consent, &a.store) {
+        (Some(f), _) => ConsentSourceArg::File(f.clone()),
+        (None, Some(url)) => ConsentSourceArg::Store(url.clone()),
+        (None, None) => ConsentSourceArg::Store(cg_ledger::default_url()),
+    };
     let log_url = a
         .log
         .clone()
-        .or_else(|| a.inputs.store.clone())
+        .or_else(|| a.store.clone())
         .unwrap_or_else(cg_ledger::default_url);
+    let manifest: cg_build::Manifest = serde_json::from_slice(
+        &std::fs::read(a.dataset.join("manifest.json"))
+            .with_context(|| format!("`{}` is not a dataset", a.dataset.display()))?,
+    )
+    .with_context(|| format!("`{}` has no valid manifest", a.dataset.display()))?;
     let cfg = BuildConfig {
-        members: facts.members,
-        content: a.inputs.content,
-        consent: facts.consent,
-        residences: facts.residences,
-        notices: facts.notices,
-        erasures: facts.erasures,
-        as_of: a.inputs.as_of,
-        purpose: a.inputs.purpose,
+        members: required(&a.members, "members")?,
+        content: required(&a.content, "content")?,
+        consent,
+        residences: a.residences.clone().or_else(|| from_parent("residences")),
+        notices: a.notices.clone().or_else(|| from_parent("notices")),
+        erasures: a.erasures.clone().or_else(|| from_parent("erasures")),
+        as_of: a.as_of,
+        purpose: cg_model::Purpose::new(&manifest.purpose)
+            .map_err(|e| anyhow::anyhow!("the parent's purpose: {e}"))?,
         policy: std::sync::Arc::new(a.policy.load()?),
         out: a.out,
-        shards: 1,
+        shards: manifest.shard_count,
         quarantine: false,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
@@ -442,7 +495,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
     printer.status(
         "Published",
         format!(
-            "{} in {secs:.1}s ({changed} of {} shards rewritten)",
+            "{} in {secs:.1}s ({changed} of {} shards changed)",
             out.dir.display(),
             out.manifest.shard_count
         ),
@@ -452,7 +505,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         let mut s = summary(&out.dir, &out.manifest, secs);
         if let Some(l) = &out.manifest.lineage {
             s.push_str(&format!(
-                "\nrebuilt from {} (as of {}): {} member(s) added, {} removed; rewritten: {}\n",
+                "\nrebuilt from {} (as of {}): {} member(s) added, {} removed; changed: {}\n",
                 l.parent,
                 l.parent_as_of,
                 l.members_added,

@@ -400,3 +400,42 @@ fn serve_stops_cleanly_on_sigterm() {
         "{err}"
     );
 }
+
+#[test]
+fn token_cli_issues_lists_and_revokes_without_showing_secrets() {
+    let work = cg_test_support::tempdir();
+    let store = format!("sqlite:{}", work.path().join("l.sqlite").display());
+    let o = consentgate(&[
+        "token", "issue", "--role", "member", "--member", "3", "--ttl", "30d", "--store", &store,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    let id = v["record"]["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with(&format!("cgt_{id}_")));
+    assert!(v["record"]["expires_at"].is_string());
+    let o = consentgate(&["token", "list", "--store", &store]);
+    let listed = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        listed.contains(&id) && !listed.contains(&token[20..]),
+        "{listed}"
+    );
+    // Usage errors exit 2.
+    for bad in [
+        &["token", "issue", "--role", "member"][..],
+        &["token", "issue", "--role", "root"],
+        &["token", "issue", "--role", "admin", "--ttl", "soon"],
+    ] {
+        let mut args: Vec<&str> = bad.to_vec();
+        args.extend(["--store", &store]);
+        assert_eq!(consentgate(&args).status.code(), Some(2), "{bad:?}");
+    }
+    assert!(
+        consentgate(&["token", "revoke", &token, "--store", &store])
+            .status
+            .success()
+    );
+    let o = consentgate(&["token", "revoke", "--id", &id, "--store", &store]);
+    assert_eq!(o.status.code(), Some(1), "already revoked");
+}
