@@ -60,6 +60,9 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// When a full log verification ran, and its outcome (the report, or what is wrong).
+pub type Verification = (Instant, Result<cg_ledger::log::LogReport, String>);
+
 /// The shared state of all handlers.
 pub struct AppState {
     store: Mutex<Box<dyn Store>>,
@@ -68,6 +71,8 @@ pub struct AppState {
     signer: Option<NoteSigner>,
     member_keys: Option<MemberKeySecret>,
     next_request: AtomicU64,
+    /// The dashboard's last full log verification: (latest checkpoint size, when, outcome).
+    last_verify: Mutex<Option<(u64, Verification)>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +98,7 @@ impl AppState {
             signer: cfg.signer,
             member_keys,
             next_request: AtomicU64::new(1),
+            last_verify: Mutex::new(None),
         }))
     }
 
@@ -131,6 +137,31 @@ impl AppState {
     /// The log key and the member-key secret, if the service holds them.
     pub fn keys(&self) -> Option<(&NoteSigner, &MemberKeySecret)> {
         self.signer.as_ref().zip(self.member_keys.as_ref())
+    }
+
+    /// The outcome of a full log verification, at most one per new checkpoint or five minutes
+    /// (a verification reads every entry and event; pages must not hold the ledger that long on
+    /// every load). `None` when the service does not hold the log key.
+    pub fn log_verification(&self) -> Result<Option<Verification>, ApiError> {
+        let Some(vkey) = self.verifier_key() else {
+            return Ok(None);
+        };
+        let mut store = self.store()?;
+        let size = store.log_checkpoints()?.last().map_or(0, |c| c.size);
+        let mut cache = self
+            .last_verify
+            .lock()
+            .map_err(|_| ApiError::internal("the verification cache lock is poisoned"))?;
+        if let Some((s, v)) = cache.as_ref()
+            && *s == size
+            && v.0.elapsed() < std::time::Duration::from_secs(300)
+        {
+            return Ok(Some(v.clone()));
+        }
+        let outcome = cg_ledger::log::verify(store.as_mut(), &vkey).map_err(|e| e.to_string());
+        let v = (Instant::now(), outcome);
+        *cache = Some((size, v.clone()));
+        Ok(Some(v))
     }
 
     /// The log's verifier key, if the service holds the log key.

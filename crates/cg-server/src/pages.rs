@@ -424,14 +424,8 @@ fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
         );
     }
     b.push_str("</tbody></table><h2>Transparency log</h2>");
-    let (checkpoint, verified) = {
-        let mut store = s.store()?;
-        let cp = store.log_checkpoints()?.pop();
-        let verified = s
-            .verifier_key()
-            .map(|vkey| cg_ledger::log::verify(store.as_mut(), &vkey));
-        (cp, verified)
-    };
+    let checkpoint = s.store()?.log_checkpoints()?.pop();
+    let verified = s.log_verification()?;
     match &checkpoint {
         Some(cp) => {
             let _ = write!(
@@ -446,11 +440,11 @@ fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
         None => b.push_str(r#"<p class="muted">No checkpoint yet.</p>"#),
     }
     match verified {
-        Some(Ok(r)) => {
-            let _ = write!(b, r#"<p id="log-status" class="ok">✓ The log verifies: {} entries ({} consent events, {} manifests), {} checkpoints.</p>"#, r.size, r.events, r.manifests, r.checkpoints);
+        Some((at, Ok(r))) => {
+            let _ = write!(b, r#"<p id="log-status" class="ok">✓ The log verifies: {} entries ({} consent events, {} manifests), {} checkpoints (checked {} s ago).</p>"#, r.size, r.events, r.manifests, r.checkpoints, at.elapsed().as_secs());
         }
-        Some(Err(e)) => {
-            let _ = write!(b, r#"<p id="log-status" class="bad" role="alert">✗ The log does not verify: {}</p>"#, esc(&e.to_string()));
+        Some((_, Err(e))) => {
+            let _ = write!(b, r#"<p id="log-status" class="bad" role="alert">✗ The log does not verify: {}</p>"#, esc(&e));
         }
         None => b.push_str(r#"<p id="log-status" class="muted">This service does not hold the log key: verify with <code>consentgate log verify --vkey KEY</code>.</p>"#),
     }
