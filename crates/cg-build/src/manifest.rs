@@ -37,6 +37,10 @@ pub struct Manifest {
     pub totals: BTreeMap<String, u64>,
     /// Whether malformed rows were quarantined instead of failing the build.
     pub quarantine: bool,
+    /// For builds from the ledger: the signed tree head of its transparency log when the build
+    /// started (the consent events the snapshot could include are under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_checkpoint: Option<LedgerCheckpoint>,
     /// Root of the member commitment (hex).
     pub member_commitment_root: Option<String>,
     /// The member commitment: what receipts are proven against.
@@ -134,4 +138,15 @@ pub struct Lineage {
     pub members_added: u64,
     /// Members whose rows left the shards.
     pub members_removed: u64,
+}
+
+/// A signed tree head of the ledger's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerCheckpoint {
+    /// The log's origin.
+    pub origin: String,
+    /// Entries.
+    pub size: u64,
+    /// Root hash (hex).
+    pub root: String,
 }

@@ -172,6 +172,12 @@ pub(crate) fn run_pass(
                     verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::InvalidRecord);
                 }
                 last_id = content_id.or(last_id);
+                // An erasure request excludes, whatever a custom policy says (and the row is
+                // recorded without ids below).
+                let erased = gate.erasure_requested(member);
+                if erased && verdict.decision().is_kept() {
+                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::Erased);
+                }
                 // A kept row must have an author and (when text is read) redacted text: anything
                 // else is a gate failure.
                 let no_text = redacted.is_some_and(|r| !r.is_valid(i));
@@ -185,14 +191,14 @@ pub(crate) fn run_pass(
                 };
                 let fingerprint = if kept { fingerprints.value(i) } else { 0 };
                 if collect
-                    && !gate.erasure_requested(member)
+                    && !erased
                     && let Some(cid) = content_id
                 {
                     out.rows.insert(cid, (shard, fingerprint));
                 }
                 let decision = verdict.decision().as_str();
                 if let Some(d) = decisions.as_deref_mut() {
-                    if gate.erasure_requested(member) {
+                    if erased {
                         // Erased: the row is counted, but not recorded by content or member id.
                         d.push(None, None, decision, verdict.reasons(), None, 0)?;
                     } else {

@@ -63,6 +63,8 @@ pub struct BuildConfig {
     pub shard_key: Option<Vec<u8>>,
     /// The VRF secret for the member commitment's keys.
     pub member_keys: Arc<MemberKeySecret>,
+    /// The ledger log's signed head when the build started (builds from the ledger).
+    pub ledger_checkpoint: Option<crate::manifest::LedgerCheckpoint>,
 }
 
 /// What a build produced.
@@ -634,6 +636,7 @@ pub(crate) fn finish_dataset(
         inputs,
         shard_count: cfg.shards,
         shard_key_fingerprint: hex(&Sha256::digest(shard_key))[..16].to_owned(),
+        ledger_checkpoint: cfg.ledger_checkpoint.clone(),
         shards: shard_refs,
         decisions: FileRef {
             file: "decisions.parquet".into(),

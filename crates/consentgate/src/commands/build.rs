@@ -101,6 +101,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         ..printer
     };
     let facts = a.inputs.facts();
+    let facts_consent = facts.consent.clone();
     let key = a.key.load_or_create(printer)?;
     let log_url = a
         .log
@@ -122,10 +123,32 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         quarantine: a.quarantine,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
+        ledger_checkpoint: ledger_head(&facts_consent, &key)?,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
     printer.data(&manifest, || summary(&dir, &manifest, secs))
+}
+
+/// For a build from the ledger: the signed head of its log as the build starts (signed now if
+/// the log grew since the last checkpoint). `None` for a consent file, or when the ledger does
+/// not exist (the build itself then reports it).
+pub fn ledger_head(
+    consent: &ConsentSourceArg,
+    key: &LogKey,
+) -> anyhow::Result<Option<cg_build::manifest::LedgerCheckpoint>> {
+    let ConsentSourceArg::Store(url) = consent else {
+        return Ok(None);
+    };
+    let Ok(mut store) = cg_ledger::open_existing(url) else {
+        return Ok(None);
+    };
+    let cp = cg_ledger::log::checkpoint(store.as_mut(), &key.signer)?;
+    Ok(Some(cg_build::manifest::LedgerCheckpoint {
+        origin: key.signer.name().to_owned(),
+        size: cp.size,
+        root: cg_proof::hex(&cp.root),
+    }))
 }
 
 /// Appends a published dataset's manifest to the log and signs a checkpoint that covers it.
@@ -346,6 +369,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             quarantine: false,
             shard_key: None,
             member_keys: std::sync::Arc::new(key.member_keys.clone()),
+            ledger_checkpoint: ledger_head(&ConsentSourceArg::Store(store_url.clone()), &key)?,
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

@@ -446,6 +446,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         (None, Some(url)) => ConsentSourceArg::Store(url.clone()),
         (None, None) => ConsentSourceArg::Store(cg_ledger::default_url()),
     };
+    let consent_src = consent.clone();
     let log_url = a
         .log
         .clone()
@@ -472,6 +473,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         quarantine: false,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
+        ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
     };
     printer.status(
         "Rebuilding",

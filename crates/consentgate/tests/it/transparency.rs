@@ -194,6 +194,19 @@ fn receipts_state_exactly_what_the_decision_record_says() {
     let o = consentgate(&["log", "verify", "--store", &b.store, "--vkey", &b.vkey]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("1 manifests"), "{}", stdout(&o));
+    // The manifest names the ledger's signed log head at the start of the build: every consent
+    // event, before the manifest's own entry.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.dataset.join("manifest.json")).unwrap())
+            .unwrap();
+    let head = &m["ledger_checkpoint"];
+    let events = stdout(&consentgate(&[
+        "log", "verify", "--store", &b.store, "--vkey", &b.vkey, "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&events).unwrap();
+    assert_eq!(head["size"], report["events"], "{head}");
+    assert_eq!(head["origin"], "consentgate.test/log");
+    assert_eq!(head["root"].as_str().unwrap().len(), 64);
 }
 
 /// A change to a receipt's JSON.
