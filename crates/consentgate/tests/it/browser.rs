@@ -59,10 +59,24 @@ fn artifacts() -> PathBuf {
 }
 
 fn chromedriver() -> (Killed, u16) {
-    let bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("chromedriver is not installed (.ci/run installs Debian's chromium-driver)");
+    let find = || {
+        ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+    };
+    if find().is_none() {
+        // A fresh machine: the project's script installs Debian's chromium and chromium-driver.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-browser.sh");
+        let status = Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("run scripts/install-browser.sh");
+        assert!(
+            status.success(),
+            "scripts/install-browser.sh failed: the browser tests need Chromium"
+        );
+    }
+    let bin = find().expect("chromedriver is still missing after scripts/install-browser.sh");
     let port = free_port();
     let child = Command::new(bin)
         .arg(format!("--port={port}"))
