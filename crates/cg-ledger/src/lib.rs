@@ -30,6 +30,7 @@ mod model;
 mod pg;
 pub mod receipts;
 mod sqlite;
+mod threaded;
 pub mod tokens;
 
 pub use import::{ImportReport, import_file, table_of};
@@ -39,6 +40,7 @@ pub use model::{
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
+pub use threaded::{ThreadedStore, open_threaded};
 
 use cg_model::progress::Progress;
 use cg_model::{ConsentState, MemberId, Purpose, Timestamp};

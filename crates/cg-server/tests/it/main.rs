@@ -24,8 +24,17 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_on(None)
+}
+
+/// The fixture on SQLite, or on the PostgreSQL database at `pg`.
+fn fixture_on(pg: Option<String>) -> Fixture {
     let dir = cg_test_support::tempdir();
-    let mut store = cg_ledger::open(dir.path().join("l.sqlite").to_str().unwrap()).unwrap();
+    let mut store: Box<dyn cg_ledger::Store> = match &pg {
+        // The postgres client cannot run inside the async runtime: the store gets its own thread.
+        Some(url) => Box::new(cg_ledger::open_threaded(url).unwrap()),
+        None => cg_ledger::open(dir.path().join("l.sqlite").to_str().unwrap()).unwrap(),
+    };
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let members = [(1, "US"), (2, "US"), (3, "FR")].map(|(id, c)| {
         Ok(Record::Member(cg_ledger::MemberRecord {
@@ -201,7 +210,28 @@ async fn every_role_against_every_endpoint() {
 
 #[tokio::test]
 async fn a_member_changes_only_their_own_setting_and_check_sees_it_at_once() {
-    let f = fixture();
+    member_isolation_and_check(fixture()).await;
+}
+
+/// The same on PostgreSQL (when `CG_TEST_DATABASE_URL` is set; `.ci/run` sets it). The test
+/// database is made and dropped outside the async runtime (the postgres client runs its own).
+#[test]
+fn the_same_on_postgresql() {
+    let Some(db) = cg_test_support::PgDatabase::create() else {
+        return;
+    };
+    let url = db.url().to_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move { member_isolation_and_check(fixture_on(Some(url))).await });
+    drop(runtime);
+    drop(db);
+}
+
+async fn member_isolation_and_check(f: Fixture) {
     let check = r#"{"member_id": 1, "purpose": "genai_training"}"#;
     let (s, before) = f
         .call(

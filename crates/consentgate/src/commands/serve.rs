@@ -35,7 +35,15 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let store = a.store.open()?;
+    // Handlers run inside the async runtime, where the postgres client (which runs its own)
+    // cannot: a PostgreSQL store gets a dedicated thread.
+    let url = a.store.store.clone().unwrap_or_else(cg_ledger::default_url);
+    let store: Box<dyn cg_ledger::Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Box::new(cg_ledger::open_threaded(&url).context("cannot open the ledger")?)
+        } else {
+            a.store.open()?
+        };
     let signer = if a.key.path().exists() {
         Some(a.key.load()?.signer)
     } else {
