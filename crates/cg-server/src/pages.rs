@@ -136,6 +136,19 @@ async fn logout() -> Response {
         .into_response()
 }
 
+/// A member's form post: the caller's handle if signed in and the CSRF token matches.
+fn member_post(
+    caller: Result<MemberPage, ApiError>,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<MemberCap, ApiError> {
+    let MemberPage(cap) = caller?;
+    if !csrf_ok(headers, form) {
+        return Err(ApiError::forbidden("the form expired; reload the page"));
+    }
+    Ok(cap)
+}
+
 fn csrf_ok(headers: &HeaderMap, form: &[(String, String)]) -> bool {
     let Some(session) = session_token(headers) else {
         return false;
@@ -237,13 +250,10 @@ async fn privacy_save(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let cap = match caller {
-        Ok(MemberPage(c)) => c,
+    let cap = match member_post(caller, &headers, &form) {
+        Ok(cap) => cap,
         Err(e) => return page_error(e),
     };
-    if !csrf_ok(&headers, &form) {
-        return page_error(ApiError::forbidden("the form expired; reload the page"));
-    }
     let granted = form.iter().any(|(k, v)| k == "granted" && v == "on");
     if let Err(e) = api::set_consent(
         &s,
@@ -267,13 +277,10 @@ async fn privacy_receipt(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let cap = match caller {
-        Ok(MemberPage(c)) => c,
+    let cap = match member_post(caller, &headers, &form) {
+        Ok(cap) => cap,
         Err(e) => return page_error(e),
     };
-    if !csrf_ok(&headers, &form) {
-        return page_error(ApiError::forbidden("the form expired; reload the page"));
-    }
     let dataset = form
         .iter()
         .find(|(k, _)| k == "dataset")

@@ -545,3 +545,59 @@ async fn revoked_and_issued_tokens_through_the_admin_api() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn a_form_post_without_the_csrf_token_changes_nothing() {
+    let f = fixture();
+    let member = f.token("member").to_owned();
+    let post = |body: String| {
+        Request::builder()
+            .method("POST")
+            .uri("/privacy")
+            .header("cookie", format!("cg_session={member}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let before = f.state.store().unwrap().history(MemberId(1)).unwrap().len();
+    for body in [
+        "granted=off".to_owned(),
+        "granted=off&csrf=0123456789abcdef0123456789abcdef".to_owned(),
+    ] {
+        let resp = cg_server::router(f.state.clone())
+            .oneshot(post(body))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(
+        f.state.store().unwrap().history(MemberId(1)).unwrap().len(),
+        before,
+        "nothing recorded"
+    );
+    // With the session's CSRF token, the same post records the choice.
+    let csrf = cg_server::auth::csrf_of(&member);
+    let resp = cg_server::router(f.state.clone())
+        .oneshot(post(format!("granted=off&csrf={csrf}")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        f.state.store().unwrap().history(MemberId(1)).unwrap().len(),
+        before + 1
+    );
+    // Pages without a session go to the login page.
+    let resp = cg_server::router(f.state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/privacy")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status(), resp.headers()["location"].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/login")
+    );
+}

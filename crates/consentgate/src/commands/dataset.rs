@@ -32,15 +32,7 @@ pub struct VerifyArgs {
 pub fn run(cmd: DatasetCommand, printer: Printer) -> anyhow::Result<()> {
     match cmd {
         DatasetCommand::Verify(a) => {
-            let key = match &a.key {
-                Some(p) => Some(
-                    KeyArgs {
-                        key: Some(p.clone()),
-                    }
-                    .load()?,
-                ),
-                None => None,
-            };
+            let key = KeyArgs::load_optional(&a.key)?;
             let report = cg_build::verify_dataset(&a.dir, key.as_ref().map(|k| &k.member_keys))?;
             Printer {
                 json: a.json,

@@ -33,6 +33,18 @@ impl KeyArgs {
         })
     }
 
+    /// The key at `path`, if a path is given (for commands where the key is optional).
+    pub fn load_optional(path: &Option<PathBuf>) -> anyhow::Result<Option<LogKey>> {
+        path.as_ref()
+            .map(|p| {
+                KeyArgs {
+                    key: Some(p.clone()),
+                }
+                .load()
+            })
+            .transpose()
+    }
+
     /// Loads the key; a missing file is an error with a hint.
     pub fn load(&self) -> anyhow::Result<LogKey> {
         let path = self.path();

@@ -175,15 +175,7 @@ fn read_registry(path: &Path) -> anyhow::Result<Vec<ModelEntry>> {
 /// Runs `impact`.
 pub fn impact(a: ImpactArgs, printer: Printer) -> anyhow::Result<()> {
     let members = read_members(&a)?;
-    let key = match &a.key {
-        Some(p) => Some(
-            KeyArgs {
-                key: Some(p.clone()),
-            }
-            .load()?,
-        ),
-        None => None,
-    };
+    let key = KeyArgs::load_optional(&a.key)?;
     let mut datasets = Vec::new();
     for dir in dataset_dirs(&a.datasets)? {
         datasets.push(cg_build::dataset_holding(

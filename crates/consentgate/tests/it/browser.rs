@@ -89,6 +89,35 @@ fn chromedriver() -> (Killed, u16) {
     (guard, port)
 }
 
+/// Signs in at `/login` with a token and waits for the page that follows to show `ready`.
+async fn sign_in(
+    client: &fantoccini::Client,
+    base: &str,
+    token: &str,
+    ready: &str,
+) -> fantoccini::elements::Element {
+    client.goto(&format!("{base}/login")).await.unwrap();
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css(ready))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
     // A ledger, a build, tokens.
@@ -177,26 +206,7 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
     let base = format!("http://127.0.0.1:{port}");
 
     // The member signs in, sees the setting on, switches it off.
-    client.goto(&format!("{base}/login")).await.unwrap();
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&member)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let toggle = client
-        .wait()
-        .for_element(Locator::Css("#genai"))
-        .await
-        .unwrap();
+    let toggle = sign_in(&client, &base, &member, "#genai").await;
     assert!(
         client
             .current_url()
@@ -315,26 +325,7 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
         .unwrap();
 
     // The auditor sees the build as a chart and the log verified.
-    client.goto(&format!("{base}/login")).await.unwrap();
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&auditor)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("svg.chart"))
-        .await
-        .unwrap();
+    sign_in(&client, &base, &auditor, "svg.chart").await;
     assert!(
         client
             .current_url()
