@@ -257,8 +257,7 @@ pub fn set_consent(
     body: &SetConsent,
     channel: &str,
 ) -> Result<EventView, ApiError> {
-    let purpose = Purpose::in_catalogue(purpose, Purpose::DEFAULT_CATALOGUE)
-        .map_err(|e| ApiError::bad("purpose", e.to_string()))?;
+    let purpose = Purpose::known(purpose).map_err(|e| ApiError::bad("purpose", e.to_string()))?;
     let mut e = NewEvent::new(MemberId(cap.member()), purpose, body.granted, now());
     e.event.source = ConsentSource::Settings;
     e.event.notice_version = body.notice_version.clone();

@@ -139,8 +139,10 @@ pub fn decide(
     active: &ActivePolicy,
     req: &CheckRequest,
 ) -> Result<CheckResult, ApiError> {
+    // Only catalogue purposes: a misspelt purpose must not be decided (it would fall to a
+    // regime's default, e.g. legitimate interest, and answer "allowed").
     let purpose =
-        Purpose::new(&req.purpose).map_err(|e| ApiError::bad("purpose", e.to_string()))?;
+        Purpose::known(&req.purpose).map_err(|e| ApiError::bad("purpose", e.to_string()))?;
     let at = time_field("at", req.at.as_deref())?.unwrap_or_else(now);
     let created_at = time_field("created_at", req.created_at.as_deref())?.unwrap_or(at);
     let kind = req.kind.as_deref().unwrap_or("post");

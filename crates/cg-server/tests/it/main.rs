@@ -406,6 +406,8 @@ async fn errors_have_one_shape_and_name_the_field() {
         ("POST", "/v1/check", Some("{not json".into()), StatusCode::BAD_REQUEST, Some("body")),
         ("POST", "/v1/check", Some(r#"{"member_id": 1, "purpose": "Not-A-Purpose"}"#.into()), StatusCode::BAD_REQUEST, Some("purpose")),
         ("POST", "/v1/check", Some(r#"{"member_id": 1, "purpose": "genai_training", "at": "yesterday"}"#.into()), StatusCode::BAD_REQUEST, Some("at")),
+        // A well-spelt purpose outside the catalogue is not decided (it would fail open).
+        ("POST", "/v1/check", Some(r#"{"member_id": 1, "purpose": "genai_trianing"}"#.into()), StatusCode::BAD_REQUEST, Some("purpose")),
         ("POST", "/v1/check/batch", Some(format!(r#"{{"items": [{}]}}"#, vec![r#"{"member_id":1,"purpose":"genai_training"}"#; 10_001].join(","))), StatusCode::BAD_REQUEST, Some("items")),
         ("POST", "/v1/check/batch", Some(r#"{"items": [{"member_id":1,"purpose":"genai_training"},{"member_id":1,"purpose":"x y"}]}"#.into()), StatusCode::BAD_REQUEST, Some("items[1].purpose")),
     ];
