@@ -124,6 +124,15 @@ pub fn rebuild(
             parent.dataset_id
         )))
     };
+    // Carried shards hold the parent's redaction: another engine version could redact the
+    // rewritten ones differently, and the result would no longer equal a full build.
+    if parent.tool_version != env!("CARGO_PKG_VERSION") {
+        return refuse(format!(
+            "it was built by consentgate {} (this is {}); run a full build",
+            parent.tool_version,
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
     if parent.quarantine {
         return refuse("it was built with --quarantine (run a full build)".into());
     }

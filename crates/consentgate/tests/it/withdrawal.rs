@@ -485,6 +485,34 @@ fn models_trained_before_and_after_a_withdrawal() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A parent built by another consentgate version is not rebuilt incrementally.
+    let manifest = parent.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            &format!("\"tool_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+            "\"tool_version\": \"0.0.1\"",
+        ),
+    )
+    .unwrap();
+    let o = consentgate(&[
+        "rebuild",
+        "--dataset",
+        parent.to_str().unwrap(),
+        "--as-of",
+        T2,
+        "--store",
+        &w.store,
+        "--out",
+        w.out.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("built by consentgate 0.0.1"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(&ids, "12\nabc\n").unwrap();
     let o = consentgate(&[
         "impact",
