@@ -1,6 +1,7 @@
 //! [`Gate`]: the per-row decision, shared by the UDFs of one build. Cedar runs once per
-//! distinct attribute tuple; every further row is a hash lookup. Outcomes are interned so a row
-//! carries a `u32` through the plan.
+//! distinct attribute tuple; every further row is a hash lookup. A row carries its verdict
+//! through the plan as a self-describing `u32` ([`Verdict::code`]), the same in every process, so
+//! a distributed build's executors and its client agree on it.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,8 +15,6 @@ use crate::facts::{Member, Members};
 #[derive(Debug, Default)]
 struct Memo {
     tuples: FxHashMap<u64, Decided>,
-    outcomes: Vec<Verdict>,
-    outcome_ids: FxHashMap<Verdict, u32>,
     member_excluded: FxHashMap<i64, bool>,
 }
 
@@ -124,8 +123,8 @@ impl Gate {
         excluded
     }
 
-    /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns outcome
-    /// ids. A malformed row fails the build, or with quarantine is `invalid_record`.
+    /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns verdict
+    /// codes. A malformed row fails the build, or with quarantine is `invalid_record`.
     pub fn decide(&self, rows: &[Row<'_>], mentions: &[Vec<i64>]) -> Result<Vec<u32>, String> {
         let mut memo = self
             .memo
@@ -172,22 +171,14 @@ impl Gate {
                     ));
                 }
             };
-            let next = memo.outcomes.len() as u32;
-            let id = *memo.outcome_ids.entry(verdict.clone()).or_insert(next);
-            if id == next {
-                memo.outcomes.push(verdict);
-            }
-            out.push(id);
+            out.push(verdict.code());
         }
         Ok(out)
     }
 
-    /// The verdict of an outcome id.
-    pub fn outcome(&self, id: u32) -> Option<Verdict> {
-        self.memo
-            .lock()
-            .ok()
-            .and_then(|m| m.outcomes.get(id as usize).cloned())
+    /// The verdict of a code from [`Gate::decide`] (`None` for a value no verdict has).
+    pub fn outcome(&self, code: u32) -> Option<Verdict> {
+        Verdict::from_code(code)
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,

@@ -234,7 +234,43 @@ impl Verdict {
     pub fn reasons(&self) -> &[ReasonCode] {
         &self.reasons
     }
+
+    /// A self-describing `u32` for the verdict: bit `i` is `ReasonCode::ALL[i]`, bits 24–25 the
+    /// decision's index in [`Decision::ALL`]. The same in every process of the same version, so
+    /// a verdict can cross a plan boundary (a distributed build's executors and its client) as
+    /// one integer column.
+    pub fn code(&self) -> u32 {
+        let mut code = (self.decision as u32) << DECISION_SHIFT;
+        for r in &self.reasons {
+            code |= 1 << (*r as u32);
+        }
+        code
+    }
+
+    /// The verdict of a [`Verdict::code`], or `None` for a value no verdict has (unknown bits,
+    /// no reason, unknown decision). Fail closed: the decision is never less protective than its
+    /// reasons imply.
+    pub fn from_code(code: u32) -> Option<Verdict> {
+        let decision = *Decision::ALL.get((code >> DECISION_SHIFT) as usize)?;
+        let reason_bits = code & ((1 << DECISION_SHIFT) - 1);
+        if reason_bits == 0 || reason_bits >> ReasonCode::ALL.len() != 0 {
+            return None;
+        }
+        let reasons: Vec<ReasonCode> = ReasonCode::ALL
+            .iter()
+            .copied()
+            .filter(|r| reason_bits & (1 << (*r as u32)) != 0)
+            .collect();
+        let decision = reasons
+            .iter()
+            .map(|r| r.decision())
+            .fold(decision, Decision::most_protective);
+        Some(Verdict { decision, reasons })
+    }
 }
+
+/// Where the decision sits in a [`Verdict::code`].
+const DECISION_SHIFT: u32 = 24;
 
 #[cfg(test)]
 mod tests {
@@ -284,6 +320,27 @@ mod tests {
             );
         }
         assert_eq!(ReasonCode::from_alias("territory_mapped_uk_like"), None);
+    }
+
+    #[test]
+    fn verdict_codes_round_trip_and_reject_garbage() {
+        let mut seen = std::collections::HashSet::new();
+        for a in ReasonCode::ALL {
+            for b in ReasonCode::ALL {
+                for v in [Verdict::from_reasons(vec![*a, *b]), Verdict::exclude(*a)] {
+                    let code = v.code();
+                    assert_eq!(Verdict::from_code(code).as_ref(), Some(&v), "{v:?}");
+                    seen.insert(code);
+                }
+            }
+        }
+        assert!(seen.len() > ReasonCode::ALL.len());
+        assert_eq!(Verdict::from_code(0), None, "no reason");
+        assert_eq!(Verdict::from_code(1 << 20), None, "unknown reason bit");
+        assert_eq!(Verdict::from_code((3 << 24) | 1), None, "unknown decision");
+        // A code claiming `include` for an excluding reason decodes as an exclusion.
+        let forged = Verdict::from_code(1 << (ReasonCode::OptedOut as u32)).unwrap();
+        assert_eq!(forged.decision(), Decision::Exclude);
     }
 
     #[test]
