@@ -54,7 +54,7 @@ pub const BUNDLED_NAMES: &[&str] = &[
 ];
 
 /// One policy source file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SourceFile {
     /// Its name (file name or path), used in errors and hashing.
     pub name: String,
@@ -112,9 +112,31 @@ pub struct EvalContext {
     pub as_of: Timestamp,
 }
 
+/// How a policy was made: enough to make the same policy again in another process (a
+/// distributed build's executors), which then checks the hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PolicyRecipe {
+    /// [`Policy::bundled`].
+    Bundled {
+        /// The bundled name or pinned regime id.
+        name: String,
+        /// The configuration.
+        config: PolicyConfig,
+    },
+    /// [`Policy::with_files`].
+    Files {
+        /// The user's files.
+        files: Vec<SourceFile>,
+        /// The configuration.
+        config: PolicyConfig,
+    },
+}
+
 /// A loaded, validated policy.
 #[derive(Debug)]
 pub struct Policy {
+    recipe: PolicyRecipe,
     name: String,
     hash: String,
     config: PolicyConfig,
@@ -146,7 +168,11 @@ impl Policy {
                 }
             }
         };
-        Policy::load(name, files, config, regimes, selection)
+        let recipe = PolicyRecipe::Bundled {
+            name: name.to_owned(),
+            config: config.clone(),
+        };
+        Policy::load(recipe, name, files, config, regimes, selection)
     }
 
     /// The bundled policies plus user-written `.cedar` files, on the default timeline (plus the
@@ -160,10 +186,29 @@ impl Policy {
                     .map_or(f.name.clone(), |s| s.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| "timeline".to_owned());
+        let recipe = PolicyRecipe::Files {
+            files: user.clone(),
+            config: config.clone(),
+        };
         let mut files = bundled_sources();
         files.extend(user);
         let regimes = regimes_of(&config);
-        Policy::load(&name, files, config, regimes, Selection::Timeline)
+        Policy::load(recipe, &name, files, config, regimes, Selection::Timeline)
+    }
+
+    /// Makes the policy a [`PolicyRecipe`] describes (see [`Policy::recipe`]).
+    pub fn from_recipe(recipe: &PolicyRecipe) -> Result<Policy, PolicyError> {
+        match recipe {
+            PolicyRecipe::Bundled { name, config } => Policy::bundled(name, config.clone()),
+            PolicyRecipe::Files { files, config } => {
+                Policy::with_files(files.clone(), config.clone())
+            }
+        }
+    }
+
+    /// How this policy was made.
+    pub fn recipe(&self) -> &PolicyRecipe {
+        &self.recipe
     }
 
     /// Resolves `--policy NAME|FILE`: a bundled name, or a path to a `.cedar` file.
@@ -194,6 +239,7 @@ impl Policy {
     }
 
     fn load(
+        recipe: PolicyRecipe,
         name: &str,
         files: Vec<SourceFile>,
         config: PolicyConfig,
@@ -357,6 +403,7 @@ impl Policy {
         kinds.sort();
         kinds.dedup();
         Ok(Policy {
+            recipe,
             name: name.to_owned(),
             hash,
             config,

@@ -44,8 +44,8 @@ mod table;
 
 pub use config::PolicyConfig;
 pub use engine::{
-    BUNDLED_FILES, BUNDLED_NAMES, Decided, EvalContext, Explanation, Policy, RegimeSpec, SCHEMA,
-    SourceFile, most_protective,
+    BUNDLED_FILES, BUNDLED_NAMES, Decided, EvalContext, Explanation, Policy, PolicyRecipe,
+    RegimeSpec, SCHEMA, SourceFile, most_protective,
 };
 pub use error::{InvalidPolicy, PolicyError, Problem};
 pub use facts::{ConsentClass, ItemFacts, MemberFacts, NoticeState, Tuple};

@@ -30,3 +30,22 @@ fn unknown_policy_names_the_bundled_ones() {
     let msg = err.to_string();
     assert!(msg.contains("li-2099") && msg.contains("timeline"), "{msg}");
 }
+
+#[test]
+fn a_recipe_remakes_the_same_policy_after_a_json_round_trip() {
+    let mut cfg = PolicyConfig::default();
+    cfg.set("minimum_age=16").unwrap();
+    let extra = SourceFile {
+        name: "extra.cedar".into(),
+        text: "@id(\"extra/x\")\n@reason(\"region_suspended\")\nforbid (principal, action == Action::\"train\", resource) when { principal.country == \"FR\" };\n".into(),
+    };
+    for policy in [
+        Policy::bundled("li-2024-09", cfg.clone()).unwrap(),
+        Policy::with_files(vec![extra], cfg).unwrap(),
+    ] {
+        let json = serde_json::to_string(policy.recipe()).unwrap();
+        let again = Policy::from_recipe(&serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(again.hash(), policy.hash(), "{json}");
+        assert_eq!(again.name(), policy.name());
+    }
+}
