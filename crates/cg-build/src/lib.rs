@@ -21,6 +21,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "ballista")]
+pub mod distributed;
 mod facts;
 mod gate;
 mod impact;
@@ -28,6 +30,7 @@ pub mod manifest;
 mod pass;
 mod rebuild;
 mod run;
+pub mod spec;
 mod udf;
 mod verify;
 mod withdrawal;
@@ -38,8 +41,8 @@ pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
 pub use rebuild::{RebuildOutput, rebuild};
 pub use run::{
-    BuildConfig, BuildOutput, ConsentSourceArg, FactInputs, INPUTS_FILE, build, decisions_schema,
-    member_commitment, sha256_file,
+    BuildConfig, BuildOutput, ConsentSourceArg, Engine, FactInputs, INPUTS_FILE, build,
+    decisions_schema, member_commitment, sha256_file,
 };
 pub use verify::{DatasetReport, included_members, verify_dataset};
 pub use withdrawal::{DatasetHolding, MemberHolding, dataset_holding};

@@ -16,8 +16,8 @@ use futures_lite::StreamExt;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::BuildError;
-use crate::gate::Gate;
-use crate::run::{BuildConfig, DecisionsOut, ShardOut, engine_error, keyed_shard};
+use crate::run::{BuildConfig, DecisionsOut, Engine, ShardOut, engine_error, keyed_shard};
+use crate::spec::GateRef;
 
 /// What a pass reads and writes.
 pub(crate) struct PassSpec<'a> {
@@ -53,7 +53,7 @@ pub(crate) struct PassOut {
 )]
 pub(crate) fn run_pass(
     cfg: &BuildConfig,
-    gate: &Arc<Gate>,
+    gate_ref: &Arc<GateRef>,
     shard_key: &[u8],
     spec: PassSpec<'_>,
     progress: &dyn cg_model::progress::Progress,
@@ -65,6 +65,7 @@ pub(crate) fn run_pass(
         shards,
         collect,
     } = spec;
+    let gate = gate_ref.gate().map_err(BuildError::Engine)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -81,8 +82,11 @@ pub(crate) fn run_pass(
             .with_memory_pool(pool)
             .build_arc()
             .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let session = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env);
-        let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate.clone());
+        let session = match &cfg.engine {
+            Engine::Embedded => SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env),
+            Engine::Ballista(url) => remote_session(url).await?,
+        };
+        let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
         session.register_udf(gate_udf.clone());
         session.register_udf(redact_udf.clone());
         session.register_udf(fingerprint_udf.clone());
@@ -161,6 +165,11 @@ pub(crate) fn run_pass(
                 let content_id = ids.is_valid(i).then(|| ids.value(i));
                 let member = member_col.is_valid(i).then(|| member_col.value(i));
                 let mut verdict = gate.outcome(outcomes.value(i)).ok_or_else(|| BuildError::Engine("unknown outcome".into()))?;
+                // The writer relies on content-id order (duplicates are adjacent, shards are
+                // deterministic): a stream out of order is an engine failure, never written.
+                if last_id.is_some() && content_id.is_none_or(|c| Some(c) < last_id) {
+                    return Err(BuildError::Engine(format!("the engine returned content {content_id:?} after {last_id:?}: rows out of order")));
+                }
                 let duplicate = content_id.is_some() && content_id == last_id;
                 if duplicate || content_id.is_none() {
                     if !cfg.quarantine {
@@ -221,4 +230,18 @@ pub(crate) fn run_pass(
         Ok::<(), BuildError>(())
     })?;
     Ok(out)
+}
+
+/// A session on a Ballista scheduler.
+#[cfg(feature = "ballista")]
+async fn remote_session(url: &str) -> Result<SessionContext, BuildError> {
+    crate::distributed::client_session(url).await
+}
+
+/// Without the `ballista` feature there is no distributed engine.
+#[cfg(not(feature = "ballista"))]
+async fn remote_session(url: &str) -> Result<SessionContext, BuildError> {
+    Err(BuildError::Input(format!(
+        "cannot run on {url}: this consentgate was built without the `ballista` feature"
+    )))
 }

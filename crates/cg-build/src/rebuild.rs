@@ -191,7 +191,7 @@ pub fn rebuild(
     let parent_sha = hex(&Sha256::digest(&parent_bytes));
 
     let out = publish(&cfg.out, &dataset_id, |tmp| {
-        let gate = new_gate(&cfg, members)?;
+        let gate = new_gate(&cfg, members, &inputs)?;
         // 1. Decide every row, without text.
         progress.stage("decide", None);
         let mut decisions = DecisionsOut::create(tmp)?;

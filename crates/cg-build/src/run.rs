@@ -20,6 +20,7 @@ use crate::BuildError;
 use crate::facts;
 use crate::gate::Gate;
 use crate::manifest::{CommitmentRef, Count, FileRef, InputRef, Manifest, PolicyRef};
+use crate::spec::{GateRef, GateSpec};
 use cg_proof::commitment::{Commitment, MemberKey};
 use cg_proof::member_key::MemberKeySecret;
 
@@ -30,6 +31,45 @@ pub enum ConsentSourceArg {
     File(PathBuf),
     /// The ledger's as-of snapshot (`postgres://…`, `sqlite:…`).
     Store(String),
+}
+
+/// Where a build's plan runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    #[default]
+    Embedded,
+    /// The Apache Ballista scheduler at this URL (`ballista://HOST:PORT`).
+    Ballista(String),
+}
+
+impl Engine {
+    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT`.
+    pub fn parse(s: &str) -> Result<Engine, String> {
+        match s {
+            "datafusion" | "embedded" => Ok(Engine::Embedded),
+            _ => match s.strip_prefix("ballista://") {
+                Some(rest)
+                    if rest
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+                {
+                    Ok(Engine::Ballista(s.to_owned()))
+                }
+                _ => Err(format!(
+                    "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT`"
+                )),
+            },
+        }
+    }
+
+    /// The name in the manifest: `datafusion` or `ballista`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Embedded => "datafusion",
+            Engine::Ballista(_) => "ballista",
+        }
+    }
 }
 
 /// Everything a build needs.
@@ -65,6 +105,8 @@ pub struct BuildConfig {
     pub member_keys: Arc<MemberKeySecret>,
     /// The ledger log's signed head when the build started (builds from the ledger).
     pub ledger_checkpoint: Option<crate::manifest::LedgerCheckpoint>,
+    /// Where the plan runs.
+    pub engine: Engine,
 }
 
 /// What a build produced.
@@ -510,7 +552,7 @@ fn write_dataset(
     shard_key: &[u8],
     progress: &dyn Progress,
 ) -> Result<Manifest, BuildError> {
-    let gate = new_gate(cfg, members)?;
+    let gate = new_gate(cfg, members, &inputs)?;
     let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
         .map(|i| ShardOut::create(dir, i).map(Some))
         .collect::<Result<_, BuildError>>()?;
@@ -554,19 +596,28 @@ fn write_dataset(
     )
 }
 
-/// The gate of a build.
+/// The gate of a build, with the spec a remote executor makes the same gate from (`inputs`: the
+/// digests of the member-side inputs `members` was loaded from).
 pub(crate) fn new_gate(
     cfg: &BuildConfig,
     members: facts::Members,
-) -> Result<Arc<Gate>, BuildError> {
+    inputs: &[InputRef],
+) -> Result<Arc<GateRef>, BuildError> {
     let ctx = EvalContext {
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
-    Ok(Arc::new(
-        Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
-            .map_err(|e| BuildError::Engine(e.to_string()))?,
-    ))
+    let gate = Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    let spec = GateSpec::new(
+        &FactInputs::of(cfg),
+        inputs,
+        &cfg.purpose,
+        cfg.as_of,
+        cfg.quarantine,
+        &cfg.policy,
+    );
+    Ok(Arc::new(GateRef::ready(Arc::new(spec), Arc::new(gate))))
 }
 
 /// Closes the shard writers (`Some`) or takes a carried-over file (`carried(i)`), returning
@@ -666,7 +717,7 @@ pub(crate) fn finish_dataset(
             sha256: sha256_file(&commitment_path)?,
         }),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        engine: "datafusion".into(),
+        engine: cfg.engine.name().into(),
         lineage,
         created_at: Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).to_string(),
     };

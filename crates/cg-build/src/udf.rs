@@ -3,6 +3,10 @@
 //! `cg_redact(text, member_id, mentions, outcome) -> Utf8` (null when excluded). Strings may
 //! arrive as `Utf8`, `LargeUtf8` or `Utf8View`; times as any timestamp or RFC 3339 text; mentions
 //! as `list<int64>` or `;`-joined text.
+//!
+//! The gate UDFs hold a [`GateRef`]: the planning process's gate, or on a distributed build's
+//! executor the spec it is made from ([`crate::spec`]); [`gate_udf_spec`] and [`udf_from_spec`]
+//! are what the Ballista codec ships and rebuilds.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -16,7 +20,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::gate::{Gate, Row};
+use crate::gate::Row;
+use crate::spec::{GateRef, GateSpec};
 
 fn exec_err(m: impl Into<String>) -> DataFusionError {
     DataFusionError::Execution(m.into())
@@ -117,14 +122,14 @@ pub fn mention_lists(a: &ArrayRef) -> Result<Vec<Vec<i64>>> {
 /// `cg_gate`.
 #[derive(Debug)]
 pub struct GateUdf {
-    gate: Arc<Gate>,
+    gate: Arc<GateRef>,
     signature: Signature,
 }
 
 /// `cg_redact`.
 #[derive(Debug)]
 pub struct RedactUdf {
-    gate: Arc<Gate>,
+    gate: Arc<GateRef>,
     signature: Signature,
 }
 
@@ -175,7 +180,8 @@ impl ScalarUDFImpl for GateUdf {
                 created_at: created[i],
             })
             .collect();
-        let out = self.gate.decide(&rows, &mentions).map_err(exec_err)?;
+        let gate = self.gate.gate().map_err(exec_err)?;
+        let out = gate.decide(&rows, &mentions).map_err(exec_err)?;
         Ok(ColumnarValue::Array(Arc::new(UInt32Array::from(out))))
     }
 }
@@ -201,17 +207,14 @@ impl ScalarUDFImpl for RedactUdf {
         let mentions = mention_lists(&a[2])?;
         let outcomes = cast(&a[3], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
+        let gate = self.gate.gate().map_err(exec_err)?;
         let mut b = StringBuilder::with_capacity(args.number_rows, text.value_data().len());
         for i in 0..args.number_rows {
-            let verdict = self
-                .gate
+            let verdict = gate
                 .outcome(outcomes.value(i))
                 .ok_or_else(|| exec_err("unknown outcome id"))?;
             let t = if text.is_valid(i) { text.value(i) } else { "" };
-            b.append_option(
-                self.gate
-                    .redact(t, members[i].unwrap_or(0), &mentions[i], &verdict),
-            );
+            b.append_option(gate.redact(t, members[i].unwrap_or(0), &mentions[i], &verdict));
         }
         Ok(ColumnarValue::Array(Arc::new(b.finish())))
     }
@@ -220,7 +223,7 @@ impl ScalarUDFImpl for RedactUdf {
 /// `cg_fingerprint(member_id, mentions, outcome) -> Int64`: [`Gate::redaction_fingerprint`].
 #[derive(Debug)]
 struct FingerprintUdf {
-    gate: Arc<Gate>,
+    gate: Arc<GateRef>,
     signature: Signature,
 }
 
@@ -246,22 +249,21 @@ impl ScalarUDFImpl for FingerprintUdf {
         let outcomes = cast(&a[2], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
         // Rows without mentions differ only by (outcome, author): memoised per batch.
+        let gate = self.gate.gate().map_err(exec_err)?;
         let mut memo: rustc_hash::FxHashMap<(u32, i64), i64> = rustc_hash::FxHashMap::default();
         let mut out = Vec::with_capacity(args.number_rows);
         for i in 0..args.number_rows {
             let member = members[i].unwrap_or(0);
             let id = outcomes.value(i);
-            let verdict = self
-                .gate
+            let verdict = gate
                 .outcome(id)
                 .ok_or_else(|| exec_err("unknown outcome id"))?;
             let fp = if mentions[i].is_empty() {
                 *memo
                     .entry((id, member))
-                    .or_insert_with(|| self.gate.redaction_fingerprint(member, &[], &verdict))
+                    .or_insert_with(|| gate.redaction_fingerprint(member, &[], &verdict))
             } else {
-                self.gate
-                    .redaction_fingerprint(member, &mentions[i], &verdict)
+                gate.redaction_fingerprint(member, &mentions[i], &verdict)
             };
             out.push(fp);
         }
@@ -335,8 +337,34 @@ pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32
     })
 }
 
+/// The names of the UDFs that carry a gate (and so a [`GateSpec`] across processes).
+pub const GATE_UDFS: [&str; 3] = ["cg_gate", "cg_redact", "cg_fingerprint"];
+
+/// The spec a gate UDF carries (`None` for any other function).
+pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
+    let inner = udf.inner();
+    inner
+        .downcast_ref::<GateUdf>()
+        .map(|u| &u.gate)
+        .or_else(|| inner.downcast_ref::<RedactUdf>().map(|u| &u.gate))
+        .or_else(|| inner.downcast_ref::<FingerprintUdf>().map(|u| &u.gate))
+        .map(|g| g.spec())
+}
+
+/// The gate UDF `name` over the gate `spec` describes (made on first use), or `None` when
+/// `name` is not one of [`GATE_UDFS`].
+pub fn udf_from_spec(name: &str, spec: GateSpec) -> Option<ScalarUDF> {
+    let (gate, redact, fingerprint) = udfs(Arc::new(GateRef::from_spec(spec)));
+    match name {
+        "cg_gate" => Some(gate),
+        "cg_redact" => Some(redact),
+        "cg_fingerprint" => Some(fingerprint),
+        _ => None,
+    }
+}
+
 /// The UDFs over one gate: decide, redact, fingerprint.
-pub fn udfs(gate: Arc<Gate>) -> (ScalarUDF, ScalarUDF, ScalarUDF) {
+pub fn udfs(gate: Arc<GateRef>) -> (ScalarUDF, ScalarUDF, ScalarUDF) {
     let sig = |n| Signature::any(n, Volatility::Immutable);
     (
         ScalarUDF::from(GateUdf {

@@ -70,6 +70,12 @@ enum Command {
     /// API tokens: issue, revoke, list.
     #[command(subcommand)]
     Token(commands::serve::TokenCommand),
+    /// Run an Apache Ballista scheduler for distributed builds (`build --engine ballista://…`).
+    #[cfg(feature = "ballista")]
+    Scheduler(commands::cluster::SchedulerArgs),
+    /// Run an Apache Ballista executor that serves a scheduler's distributed builds.
+    #[cfg(feature = "ballista")]
+    Executor(commands::cluster::ExecutorArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +108,10 @@ fn main() -> ExitCode {
         Command::Watch(args) => commands::withdrawal::watch(args, printer),
         Command::Serve(args) => commands::serve::serve(*args, printer),
         Command::Token(cmd) => commands::serve::token(cmd, printer),
+        #[cfg(feature = "ballista")]
+        Command::Scheduler(args) => commands::cluster::scheduler(args, printer),
+        #[cfg(feature = "ballista")]
+        Command::Executor(args) => commands::cluster::executor(args, printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

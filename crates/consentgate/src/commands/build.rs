@@ -92,6 +92,15 @@ pub struct BuildArgs {
     pub log: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Where the plan runs: `datafusion` (embedded, this process) or `ballista://HOST:PORT` (a
+    /// Ballista scheduler started with `consentgate scheduler`; inputs and `--out` must be on
+    /// storage the executors share). The dataset is the same either way.
+    #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
+    pub engine: cg_build::Engine,
+}
+
+fn engine(s: &str) -> Result<cg_build::Engine, String> {
+    cg_build::Engine::parse(s)
 }
 
 /// Runs `build`.
@@ -124,6 +133,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
         ledger_checkpoint: ledger_head(&facts_consent, &key)?,
+        engine: a.engine,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
@@ -370,6 +380,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             shard_key: None,
             member_keys: std::sync::Arc::new(key.member_keys.clone()),
             ledger_checkpoint: ledger_head(&ConsentSourceArg::Store(store_url.clone()), &key)?,
+            engine: cg_build::Engine::Embedded,
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

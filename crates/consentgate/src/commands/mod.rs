@@ -2,6 +2,8 @@
 
 pub mod args;
 pub mod build;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod consent;
 pub mod dataset;
 pub mod generate;

@@ -466,6 +466,8 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
         ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
+        // Incremental rebuilds run embedded (their shard filter has no distributed codec).
+        engine: cg_build::Engine::Embedded,
     };
     printer.status(
         "Rebuilding",

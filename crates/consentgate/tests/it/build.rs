@@ -11,7 +11,7 @@ use cg_model::{Jurisdiction, Timestamp};
 
 use crate::util::{consentgate, read_parquet, stderr, stdout};
 
-fn corpus() -> (cg_test_support::TempDir, BTreeMap<String, PathBuf>) {
+pub(crate) fn corpus() -> (cg_test_support::TempDir, BTreeMap<String, PathBuf>) {
     let (dir, summary) = cg_test_support::small_corpus(3_000, 30_000, cg_io::Format::Parquet);
     let files = summary
         .tables
@@ -21,7 +21,7 @@ fn corpus() -> (cg_test_support::TempDir, BTreeMap<String, PathBuf>) {
     (dir, files)
 }
 
-fn build(
+pub(crate) fn build(
     files: &BTreeMap<String, PathBuf>,
     as_of: &str,
     out: &Path,
@@ -398,7 +398,7 @@ fn a_killed_build_publishes_nothing() {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();

@@ -8,6 +8,8 @@ mod browser;
 mod build;
 mod cli;
 mod consent;
+#[cfg(feature = "ballista")]
+mod distributed;
 mod generate;
 mod policy;
 mod redact;

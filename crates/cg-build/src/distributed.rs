@@ -1,0 +1,365 @@
+//! Apache Ballista wiring, kept in one module (its APIs change each release): the extension
+//! codecs that carry consentgate's UDFs across processes, the client session of
+//! `build --engine ballista://HOST:PORT`, and the scheduler and executor processes.
+//!
+//! UDFs travel by name in a Ballista plan; ours also need the build's gate. The codecs write a
+//! gate UDF's [`GateSpec`] (paths and digests of the member facts, purpose, cut-off, policy
+//! recipe) into the plan on the client and the scheduler, and make the UDF again from it on the
+//! scheduler and the executors; an executor makes the gate on first use and refuses to decide
+//! when the facts it reads differ from the client's ([`crate::spec`]). A gate UDF without a spec
+//! cannot be made, so such a plan fails before a row is decided. The codecs wrap Ballista's own,
+//! which handle its plan nodes and file formats.
+//!
+//! The scheduler and the executors must run the same consentgate version as the client (checked
+//! by the spec) and read inputs at the same paths (shared storage).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::common::{DataFusionError, Result, TableReference};
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+
+use crate::BuildError;
+use crate::spec::GateSpec;
+use crate::udf::{GATE_UDFS, gate_udf_spec, udf_from_spec};
+
+/// Marks a consentgate UDF payload (and its format version).
+const MAGIC: &[u8] = b"consentgate-udf/1\0";
+
+fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
+    if let Some(spec) = gate_udf_spec(node) {
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&spec.encode());
+    }
+}
+
+/// The gate UDF `name` from its payload; `None` when `name` is not ours.
+fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
+    if !GATE_UDFS.contains(&name) {
+        return None;
+    }
+    let made = buf
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| {
+            format!("`{name}` arrived without its build spec (a client of another version?)")
+        })
+        .and_then(GateSpec::decode)
+        .and_then(|spec| udf_from_spec(name, spec).ok_or_else(|| format!("no UDF `{name}`")))
+        .map(Arc::new)
+        .map_err(|m| DataFusionError::Plan(format!("consentgate: {m}")));
+    Some(made)
+}
+
+/// The logical-plan codec: Ballista's, plus consentgate's UDFs.
+#[derive(Default)]
+pub struct LogicalCodec {
+    inner: BallistaLogicalExtensionCodec,
+}
+
+impl fmt::Debug for LogicalCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("consentgate::LogicalCodec")
+    }
+}
+
+impl LogicalExtensionCodec for LogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.inner.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: arrow::datatypes::SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        self.inner
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn datafusion::catalog::TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.inner.try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.inner.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.inner.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        decode_gate_udf(name, buf).unwrap_or_else(|| self.inner.try_decode_udf(name, buf))
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        encode_gate_udf(node, buf);
+        Ok(())
+    }
+}
+
+/// The physical-plan codec: Ballista's, plus consentgate's UDFs.
+#[derive(Default)]
+pub struct PhysicalCodec {
+    inner: BallistaPhysicalExtensionCodec,
+}
+
+impl fmt::Debug for PhysicalCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("consentgate::PhysicalCodec")
+    }
+}
+
+impl PhysicalExtensionCodec for PhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.inner.try_decode(buf, inputs, ctx, proto_converter)
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        self.inner.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        decode_gate_udf(name, buf).unwrap_or_else(|| self.inner.try_decode_udf(name, buf))
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        encode_gate_udf(node, buf);
+        Ok(())
+    }
+}
+
+/// Tasks per stage of a distributed build by default (the scan is split into this many
+/// partitions); `CG_BALLISTA_PARTITIONS` sets it, e.g. to the cluster's total task slots.
+const DISTRIBUTED_PARTITIONS: usize = 4;
+
+/// A client session on the Ballista scheduler at `url` (`ballista://HOST:PORT`) with
+/// consentgate's codecs.
+pub(crate) async fn client_session(url: &str) -> Result<SessionContext, BuildError> {
+    let partitions = match std::env::var("CG_BALLISTA_PARTITIONS") {
+        Err(_) => DISTRIBUTED_PARTITIONS,
+        Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            BuildError::Input(format!(
+                "CG_BALLISTA_PARTITIONS=`{v}` is not a positive number"
+            ))
+        })?,
+    };
+    let config = SessionConfig::new_with_ballista()
+        .with_target_partitions(partitions)
+        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|e| {
+            BuildError::Engine(format!("cannot reach the Ballista scheduler at {url}: {e}"))
+        })
+}
+
+/// How to run a scheduler.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Address of its gRPC service (executors and clients connect here).
+    pub bind: SocketAddr,
+    /// Seconds without a heartbeat before an executor counts as lost and its tasks are
+    /// scheduled elsewhere.
+    pub executor_timeout_secs: u64,
+}
+
+/// Runs a Ballista scheduler with consentgate's codecs until the process is stopped.
+pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
+    let engine = |e: ballista_core::error::BallistaError| BuildError::Engine(e.to_string());
+    let config = ballista_scheduler::config::SchedulerConfig {
+        bind_host: opts.bind.ip().to_string(),
+        bind_port: opts.bind.port(),
+        external_host: opts.bind.ip().to_string(),
+        executor_timeout_seconds: opts.executor_timeout_secs,
+        expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
+        no_executors_grace_period_seconds: opts.executor_timeout_secs,
+        override_logical_codec: Some(Arc::new(LogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        ..Default::default()
+    };
+    let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(engine)?;
+    ballista_scheduler::scheduler_process::start_server(cluster, opts.bind, Arc::new(config))
+        .await
+        .map_err(engine)
+}
+
+/// How to run an executor.
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    /// The scheduler's host.
+    pub scheduler_host: String,
+    /// The scheduler's port.
+    pub scheduler_port: u16,
+    /// Host to bind and advertise.
+    pub bind_host: String,
+    /// Arrow Flight port (results and shuffle data are fetched here).
+    pub flight_port: u16,
+    /// gRPC port (the scheduler pushes tasks here).
+    pub grpc_port: u16,
+    /// Tasks run at once (0: one per core).
+    pub concurrency: usize,
+    /// Directory for shuffle files (default: a temporary directory).
+    pub work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    pub heartbeat_secs: u64,
+}
+
+/// Runs a Ballista executor with consentgate's codecs until the process is stopped.
+pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
+    let config = ballista_executor::executor_process::ExecutorProcessConfig {
+        scheduler_host: opts.scheduler_host,
+        scheduler_port: opts.scheduler_port,
+        bind_host: opts.bind_host.clone(),
+        external_host: Some(opts.bind_host),
+        port: opts.flight_port,
+        grpc_port: opts.grpc_port,
+        vcores: opts.concurrency,
+        work_dir: opts.work_dir,
+        executor_heartbeat_interval_seconds: opts.heartbeat_secs,
+        override_logical_codec: Some(Arc::new(LogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        ..Default::default()
+    };
+    ballista_executor::executor_process::start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| BuildError::Engine(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> GateSpec {
+        let policy =
+            cg_policy::Policy::bundled("li-2025-11", cg_policy::PolicyConfig::default()).unwrap();
+        let facts = crate::run::FactInputs {
+            members: "/shared/members.parquet".into(),
+            consent: crate::run::ConsentSourceArg::File("/shared/consent.parquet".into()),
+            residences: None,
+            notices: None,
+            erasures: None,
+        };
+        GateSpec::new(
+            &facts,
+            &[],
+            &cg_model::Purpose::genai_training(),
+            cg_model::Timestamp::parse("2025-12-01").unwrap(),
+            true,
+            &policy,
+        )
+    }
+
+    #[test]
+    fn both_codecs_carry_every_gate_udf_with_its_spec() {
+        let spec = spec();
+        let logical = LogicalCodec::default();
+        let physical = PhysicalCodec::default();
+        for name in GATE_UDFS {
+            let udf = udf_from_spec(name, spec.clone()).unwrap();
+            let mut a = Vec::new();
+            logical.try_encode_udf(&udf, &mut a).unwrap();
+            let mut b = Vec::new();
+            physical.try_encode_udf(&udf, &mut b).unwrap();
+            assert_eq!(a, b);
+            assert!(a.starts_with(MAGIC));
+            for decoded in [
+                logical.try_decode_udf(name, &a).unwrap(),
+                physical.try_decode_udf(name, &b).unwrap(),
+            ] {
+                assert_eq!(decoded.name(), name);
+                assert_eq!(gate_udf_spec(&decoded), Some(&spec));
+            }
+        }
+    }
+
+    #[test]
+    fn a_gate_udf_without_its_spec_fails_the_plan() {
+        let logical = LogicalCodec::default();
+        for payload in [&b""[..], b"cg_gate", b"consentgate-udf/1\0{not json"] {
+            let err = logical.try_decode_udf("cg_gate", payload).unwrap_err();
+            assert!(err.to_string().contains("consentgate"), "{err}");
+        }
+        // Other functions are Ballista's business: nothing is written for them.
+        let other = datafusion::functions::string::upper();
+        let mut buf = Vec::new();
+        logical.try_encode_udf(&other, &mut buf).unwrap();
+        assert!(buf.is_empty());
+        assert!(
+            PhysicalCodec::default()
+                .try_decode_udf("upper", &[])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn engine_urls_parse() {
+        use crate::run::Engine;
+        assert_eq!(Engine::parse("datafusion"), Ok(Engine::Embedded));
+        assert_eq!(
+            Engine::parse("ballista://10.0.0.1:50050"),
+            Ok(Engine::Ballista("ballista://10.0.0.1:50050".into()))
+        );
+        for bad in [
+            "ballista://",
+            "ballista://host",
+            "ballista://:1",
+            "spark://h:1",
+            "",
+        ] {
+            assert!(Engine::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

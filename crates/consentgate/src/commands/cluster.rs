@@ -1,0 +1,116 @@
+//! `consentgate scheduler` and `consentgate executor`: an Apache Ballista cluster that runs
+//! `build --engine ballista://HOST:PORT` with consentgate's UDFs and codecs on every side.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::printer::Printer;
+
+/// Arguments of `scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address of the scheduler's gRPC service (executors and `build --engine` connect here).
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
+    pub bind: SocketAddr,
+    /// Seconds without a heartbeat before an executor counts as lost and its tasks run
+    /// elsewhere.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..))]
+    pub executor_timeout: u64,
+}
+
+/// Arguments of `executor`.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub scheduler: String,
+    /// Address of the executor's Arrow Flight service (results and shuffle data); its gRPC
+    /// service listens on the next port unless --grpc-port says otherwise.
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "HOST:PORT")]
+    pub bind: SocketAddr,
+    /// Port of the executor's gRPC service (tasks are pushed here).
+    #[arg(long, value_name = "PORT")]
+    pub grpc_port: Option<u16>,
+    /// Tasks run at once (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Directory for shuffle files (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Seconds between heartbeats to the scheduler.
+    #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat: u64,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Runs `scheduler` until the process is stopped.
+pub fn scheduler(a: SchedulerArgs, printer: Printer) -> anyhow::Result<()> {
+    printer.status(
+        "Scheduling",
+        format!(
+            "Ballista scheduler on {} (run `consentgate executor --scheduler {}`, then `build --engine ballista://{}`)",
+            a.bind, a.bind, a.bind
+        ),
+    );
+    let opts = cg_build::distributed::SchedulerOptions {
+        bind: a.bind,
+        executor_timeout_secs: a.executor_timeout,
+    };
+    runtime()?
+        .block_on(cg_build::distributed::run_scheduler(opts))
+        .with_context(|| format!("the scheduler on {} stopped", a.bind))
+}
+
+/// Runs `executor` until the process is stopped.
+pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
+    let (host, port) = a
+        .scheduler
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty())
+        .with_context(|| format!("--scheduler `{}` is not HOST:PORT", a.scheduler))?;
+    let grpc_port = match a.grpc_port {
+        Some(p) => p,
+        None => a
+            .bind
+            .port()
+            .checked_add(1)
+            .context("--bind port 65535 leaves no port for gRPC: set --grpc-port")?,
+    };
+    let work_dir = match &a.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create --work-dir `{}`", d.display()))?;
+            Some(d.to_str().context("--work-dir is not UTF-8")?.to_owned())
+        }
+        None => None,
+    };
+    printer.status(
+        "Executing",
+        format!(
+            "Ballista executor on {} (gRPC port {grpc_port}) for the scheduler at {host}:{port}",
+            a.bind
+        ),
+    );
+    let opts = cg_build::distributed::ExecutorOptions {
+        scheduler_host: host,
+        scheduler_port: port,
+        bind_host: a.bind.ip().to_string(),
+        flight_port: a.bind.port(),
+        grpc_port,
+        concurrency: a.concurrency.unwrap_or(0),
+        work_dir,
+        heartbeat_secs: a.heartbeat,
+    };
+    runtime()?
+        .block_on(cg_build::distributed::run_executor(opts))
+        .with_context(|| format!("the executor on {} stopped", a.bind))
+}

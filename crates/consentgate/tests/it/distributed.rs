@@ -1,0 +1,302 @@
+//! Issue 10: a Ballista scheduler and two executors on loopback, started from the built binary,
+//! build the same dataset as the embedded engine (shards, decisions, commitment and manifest
+//! equal except its creation time and engine); an executor killed mid-build either leaves the
+//! build to finish on the other (task retry) with the same output, or fails it cleanly with
+//! nothing published.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::build::{build, corpus, walk};
+use crate::util::data_dir;
+
+/// A scheduler and its executors; every process is killed on drop.
+struct Cluster {
+    scheduler: Child,
+    executors: Vec<Child>,
+    url: String,
+    _work: cg_test_support::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .args(args)
+        .env("CG_DATA_DIR", data_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn cluster(executors: usize) -> Cluster {
+    let work = cg_test_support::tempdir();
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let scheduler = spawn(&["scheduler", "--bind", &bind, "--executor-timeout", "4"]);
+    wait_listening(port, "the scheduler");
+    let executors = (0..executors)
+        .map(|i| {
+            let (flight, grpc) = (free_port(), free_port());
+            let dir = work.path().join(format!("executor-{i}"));
+            let child = spawn(&[
+                "executor",
+                "--scheduler",
+                &bind,
+                "--bind",
+                &format!("127.0.0.1:{flight}"),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--concurrency",
+                "2",
+                "--work-dir",
+                dir.to_str().unwrap(),
+                "--heartbeat",
+                "1",
+            ]);
+            wait_listening(flight, "an executor");
+            child
+        })
+        .collect();
+    Cluster {
+        scheduler,
+        executors,
+        url: format!("ballista://{bind}"),
+        _work: work,
+    }
+}
+
+/// Every file of a dataset by path relative to it, with its SHA-256 (the manifest apart).
+fn files_of(dataset: &Path) -> BTreeMap<String, String> {
+    walk(dataset)
+        .into_iter()
+        .filter(|p| p.is_file() && !p.ends_with("manifest.json"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (
+                p.strip_prefix(dataset).unwrap().display().to_string(),
+                format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            )
+        })
+        .collect()
+}
+
+/// The manifest without the fields a distributed build may change.
+fn comparable(mut manifest: serde_json::Value) -> serde_json::Value {
+    let m = manifest.as_object_mut().unwrap();
+    m.remove("created_at");
+    m.remove("engine");
+    manifest
+}
+
+fn dataset_dir(out: &Path, manifest: &serde_json::Value) -> PathBuf {
+    out.join(manifest["dataset_id"].as_str().unwrap())
+}
+
+#[test]
+fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let embedded = build(&files, "2025-12-01", &out.path().join("embedded"), &[]);
+    assert_eq!(embedded["engine"], "datafusion");
+    let cluster = cluster(2);
+    let distributed = build(
+        &files,
+        "2025-12-01",
+        &out.path().join("ballista"),
+        &["--engine", &cluster.url],
+    );
+    assert_eq!(distributed["engine"], "ballista");
+    assert_eq!(
+        comparable(distributed.clone()),
+        comparable(embedded.clone())
+    );
+    let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
+    let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
+    assert!(a.contains_key("decisions.parquet") && a.keys().any(|k| k.starts_with("shards/")));
+    assert_eq!(a, b, "shards, decisions and commitment are byte-identical");
+    // Both pass `dataset verify`.
+    for dir in [
+        dataset_dir(&out.path().join("embedded"), &embedded),
+        dataset_dir(&out.path().join("ballista"), &distributed),
+    ] {
+        let o = crate::util::consentgate(&["dataset", "verify", dir.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    }
+}
+
+#[test]
+fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let url = format!("ballista://127.0.0.1:{}", free_port());
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let o = crate::util::consentgate(&[
+        "build",
+        "--members",
+        &p("members"),
+        "--content",
+        &p("content"),
+        "--consent",
+        &p("consent"),
+        "--as-of",
+        "2025-12-01",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        &url,
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
+    assert!(walk(out.path()).is_empty(), "{:?}", walk(out.path()));
+    let o = crate::util::consentgate(&[
+        "build",
+        "--members",
+        &p("members"),
+        "--content",
+        &p("content"),
+        "--as-of",
+        "2025-12-01",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--engine",
+        "spark://x:1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", crate::util::stderr(&o));
+    assert!(crate::util::stderr(&o).contains("ballista://HOST:PORT"));
+}
+
+#[test]
+fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
+    let (_c, summary) = cg_test_support::small_corpus(20_000, 200_000, cg_io::Format::Parquet);
+    let files: BTreeMap<String, PathBuf> = summary
+        .tables
+        .iter()
+        .map(|t| (t.table.to_owned(), t.path.clone()))
+        .collect();
+    let out = cg_test_support::tempdir();
+    let mut cluster = cluster(2);
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let dist_out = out.path().join("ballista");
+    let child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .env("CG_DATA_DIR", data_dir())
+        .args([
+            "build",
+            "--members",
+            &p("members"),
+            "--content",
+            &p("content"),
+            "--consent",
+            &p("consent"),
+            "--residences",
+            &p("residences"),
+            "--notices",
+            &p("notices"),
+            "--erasures",
+            &p("erasures"),
+            "--as-of",
+            "2025-12-01",
+            "--out",
+            dist_out.to_str().unwrap(),
+            "--shards",
+            "8",
+            "--json",
+            "-q",
+            "--engine",
+            &cluster.url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill one executor once it is running the build's tasks: Ballista gives each job a
+    // directory in the executor's work dir when its first task writes shuffle output there.
+    let victim_dir = cluster._work.path().join("executor-0");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let working = std::fs::read_dir(&victim_dir)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.path().is_dir() && !e.file_name().to_string_lossy().starts_with("datafusion-")
+                })
+            })
+            .unwrap_or(false);
+        if working {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the executor never ran a task");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut victim = cluster.executors.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+
+    let result = child.wait_with_output().unwrap();
+    let left: Vec<PathBuf> = walk(&dist_out);
+    assert!(
+        left.iter()
+            .all(|p| !p.to_string_lossy().contains(".partial-")),
+        "a temporary dataset was left behind: {left:?}"
+    );
+    eprintln!(
+        "after the executor was killed the build {}",
+        if result.status.success() {
+            "completed"
+        } else {
+            "failed"
+        }
+    );
+    if result.status.success() {
+        // The build finished on the surviving executor: it must equal the embedded build.
+        let distributed: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let embedded = build_all(&files, &out.path().join("embedded"));
+        assert_eq!(
+            comparable(distributed.clone()),
+            comparable(embedded.clone())
+        );
+        assert_eq!(
+            files_of(&dataset_dir(&dist_out, &distributed)),
+            files_of(&dataset_dir(&out.path().join("embedded"), &embedded))
+        );
+    } else {
+        // It failed: cleanly, with an error and nothing published.
+        assert_eq!(result.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(err.contains("error"), "{err}");
+        assert!(
+            left.iter().all(|p| !p.ends_with("manifest.json")),
+            "a failed build published {left:?}"
+        );
+    }
+}
+
+fn build_all(files: &BTreeMap<String, PathBuf>, out: &Path) -> serde_json::Value {
+    build(files, "2025-12-01", out, &[])
+}
