@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Embedded DataFusion versus a Ballista scheduler and two executors on this machine, on the same
+# corpus, and a check that both published the same dataset.
+#
+#   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS]   # defaults 10000000 and 16; members = rows / 10
+#
+# Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
+# each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
+# their ratio, and compares every file of the two datasets (the manifests apart from
+# `created_at` and `engine`). On a 2-core machine the cluster cannot be faster; the point is
+# equal output and the cost of distribution.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${1:-10000000}"
+SHARDS="${2:-16}"
+MEMBERS=$((ROWS / 10))
+TARGET="${CARGO_TARGET_DIR:-target}"
+WORK="${BENCH_DIR:-/tmp/consentgate-distributed-$ROWS}"
+AS_OF=2025-12-01
+PORT="${BENCH_PORT:-50150}"
+
+cargo build --release -q -p consentgate
+BIN="$TARGET/release/consentgate"
+mkdir -p "$WORK"
+export CG_DATA_DIR="$WORK/data"
+C="$WORK/corpus"
+if [ ! -f "$C/content.parquet" ]; then
+  echo "== generating $MEMBERS members, $ROWS content rows"
+  "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$C" -q
+fi
+rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors"
+INPUTS=(--members "$C/members.parquet" --content "$C/content.parquet" --consent "$C/consent.parquet"
+  --residences "$C/residences.parquet" --notices "$C/notices.parquet" --erasures "$C/erasures.parquet"
+  --as-of "$AS_OF" --shards "$SHARDS" --json -q)
+
+echo "== embedded build"
+/usr/bin/time -f "%e %M" -o "$WORK/embedded.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/embedded" > "$WORK/embedded.json"
+
+echo "== scheduler and two executors on 127.0.0.1:$PORT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+"$BIN" scheduler -q --bind "127.0.0.1:$PORT" 2> "$WORK/scheduler.log" & PIDS+=($!)
+sleep 1
+for i in 1 2; do
+  "$BIN" executor -q --scheduler "127.0.0.1:$PORT" --bind "127.0.0.1:$((PORT + 2 * i))" \
+    --grpc-port "$((PORT + 2 * i + 1))" --concurrency 2 --work-dir "$WORK/executors/$i" \
+    2> "$WORK/executor-$i.log" & PIDS+=($!)
+done
+sleep 2
+
+echo "== distributed build"
+/usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/ballista" \
+  --engine "ballista://127.0.0.1:$PORT" > "$WORK/ballista.json"
+# Peak RSS of the executors, from /proc while they are still up.
+EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | awk '{s+=$1} END {print s+0}')
+
+python3 - "$WORK" "$ROWS" "$EXEC_RSS" <<'PY'
+import hashlib, json, os, sys
+work, rows, exec_rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0)
+def times(name):
+    secs, kib = open(f"{work}/{name}.time").read().split()
+    return float(secs), int(kib) // 1024
+def dataset(name):
+    m = json.load(open(f"{work}/{name}.json"))
+    d = os.path.join(work, name, m["dataset_id"])
+    files = {}
+    for root, _, names in os.walk(d):
+        for n in names:
+            p = os.path.join(root, n)
+            if n != "manifest.json":
+                files[os.path.relpath(p, d)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    for k in ("created_at", "engine"):
+        m.pop(k)
+    return m, files
+(e_s, e_mb), (b_s, b_mb) = times("embedded"), times("ballista")
+em, ef = dataset("embedded")
+bm, bf = dataset("ballista")
+same = em == bm and ef == bf
+print(f"rows {rows}: embedded {e_s:.1f} s ({rows / e_s / 1000:.0f} k rows/s, peak RSS {e_mb} MiB); "
+      f"scheduler + 2 executors {b_s:.1f} s ({rows / b_s / 1000:.0f} k rows/s, client peak RSS {b_mb} MiB, "
+      f"executors {exec_rss // 1024} MiB together)")
+print(f"ratio distributed/embedded: {b_s / e_s:.2f}")
+print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
+sys.exit(0 if same else 1)
+PY
