@@ -104,11 +104,10 @@ pub trait Store: Send {
     /// The log index of the event with this `seq`.
     fn log_index_of_event(&mut self, seq: i64) -> Result<Option<u64>, LedgerError>;
 
-    /// The log index and digest of the latest manifest entry of a dataset.
-    fn log_index_of_manifest(
-        &mut self,
-        dataset_id: &str,
-    ) -> Result<Option<(u64, Hash)>, LedgerError>;
+    /// The log index and digest of every manifest entry of a dataset, oldest first (a dataset
+    /// published twice, e.g. by an embedded and a distributed build, has one entry per
+    /// distinct manifest).
+    fn log_manifest_entries(&mut self, dataset_id: &str) -> Result<Vec<(u64, Hash)>, LedgerError>;
 
     /// The stored event with this `seq` and its salt.
     fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError>;

@@ -612,21 +612,21 @@ impl Store for PgStore {
             .map(|r| r.get::<_, i64>(0) as u64))
     }
 
-    fn log_index_of_manifest(
-        &mut self,
-        dataset_id: &str,
-    ) -> Result<Option<(u64, Hash)>, LedgerError> {
-        let row = self
+    fn log_manifest_entries(&mut self, dataset_id: &str) -> Result<Vec<(u64, Hash)>, LedgerError> {
+        let rows = self
             .client
-            .query_opt(
-                "SELECT idx, data FROM log_entries WHERE dataset = $1 ORDER BY idx DESC LIMIT 1",
+            .query(
+                "SELECT idx, data FROM log_entries WHERE dataset = $1 ORDER BY idx",
                 &[&dataset_id],
             )
             .map_err(LedgerError::pg)?;
-        Ok(row.and_then(|r| match Entry::decode(r.get::<_, &[u8]>(1)) {
-            Some(Entry::Manifest { sha256, .. }) => Some((r.get::<_, i64>(0) as u64, sha256)),
-            _ => None,
-        }))
+        Ok(rows
+            .iter()
+            .filter_map(|r| match Entry::decode(r.get::<_, &[u8]>(1)) {
+                Some(Entry::Manifest { sha256, .. }) => Some((r.get::<_, i64>(0) as u64, sha256)),
+                _ => None,
+            })
+            .collect())
     }
 
     fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError> {

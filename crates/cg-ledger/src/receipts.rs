@@ -84,18 +84,25 @@ pub fn issue(
         .map_err(|e| bad(e.to_string()))?
         == Membership::Present;
     let sha: [u8; 32] = Sha256::digest(&manifest_bytes).into();
-    let (index, logged) = store.log_index_of_manifest(&dataset_id)?.ok_or_else(|| {
-        ReceiptIssueError::NotLogged(format!(
-            "the dataset {dataset_id} is not in the log (append it: consentgate log append --manifest {})",
-            manifest_path.display()
-        ))
-    })?;
-    if logged != sha {
+    let logged = store.log_manifest_entries(&dataset_id)?;
+    if logged.is_empty() {
         return Err(ReceiptIssueError::NotLogged(format!(
-            "`{}` differs from the manifest logged for {dataset_id}",
+            "the dataset {dataset_id} is not in the log (append it: consentgate log append --manifest {})",
             manifest_path.display()
         )));
     }
+    // The same dataset may be published more than once (its manifests differ in creation time
+    // and engine): the receipt proves the entry of this manifest.
+    let index = logged
+        .iter()
+        .find(|(_, h)| *h == sha)
+        .map(|(i, _)| *i)
+        .ok_or_else(|| {
+            ReceiptIssueError::NotLogged(format!(
+                "`{}` differs from the manifest logged for {dataset_id}",
+                manifest_path.display()
+            ))
+        })?;
     let covered = store
         .log_checkpoints()?
         .last()

@@ -667,23 +667,24 @@ impl Store for SqliteStore {
             .map_err(LedgerError::sqlite)
     }
 
-    fn log_index_of_manifest(
-        &mut self,
-        dataset_id: &str,
-    ) -> Result<Option<(u64, Hash)>, LedgerError> {
-        let row: Option<(i64, Vec<u8>)> = self
+    fn log_manifest_entries(&mut self, dataset_id: &str) -> Result<Vec<(u64, Hash)>, LedgerError> {
+        let mut stmt = self
             .conn
-            .query_row(
-                "SELECT idx, data FROM log_entries WHERE dataset = ?1 ORDER BY idx DESC LIMIT 1",
-                [dataset_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare("SELECT idx, data FROM log_entries WHERE dataset = ?1 ORDER BY idx")
             .map_err(LedgerError::sqlite)?;
-        Ok(row.and_then(|(i, data)| match Entry::decode(&data) {
-            Some(Entry::Manifest { sha256, .. }) => Some((i as u64, sha256)),
-            _ => None,
-        }))
+        let rows = stmt
+            .query_map([dataset_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(LedgerError::sqlite)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (i, data) = row.map_err(LedgerError::sqlite)?;
+            if let Some(Entry::Manifest { sha256, .. }) = Entry::decode(&data) {
+                out.push((i as u64, sha256));
+            }
+        }
+        Ok(out)
     }
 
     fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError> {

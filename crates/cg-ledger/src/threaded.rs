@@ -171,12 +171,9 @@ impl Store for ThreadedStore {
         self.call(move |s| s.log_index_of_event(seq))
     }
 
-    fn log_index_of_manifest(
-        &mut self,
-        dataset_id: &str,
-    ) -> Result<Option<(u64, Hash)>, LedgerError> {
+    fn log_manifest_entries(&mut self, dataset_id: &str) -> Result<Vec<(u64, Hash)>, LedgerError> {
         let id = dataset_id.to_owned();
-        self.call(move |s| s.log_index_of_manifest(&id))
+        self.call(move |s| s.log_manifest_entries(&id))
     }
 
     fn event_by_seq(&mut self, seq: i64) -> Result<Option<SaltedEvent>, LedgerError> {

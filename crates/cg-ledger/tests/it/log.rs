@@ -69,9 +69,10 @@ fn every_event_and_manifest_is_logged_checkpointed_and_provable() {
             "idempotent"
         );
         assert_eq!(
-            s.log_index_of_manifest("ds-aa").unwrap(),
-            Some((m, [5u8; 32]))
+            s.log_manifest_entries("ds-aa").unwrap(),
+            vec![(m, [5u8; 32])]
         );
+        assert!(s.log_manifest_entries("ds-bb").unwrap().is_empty());
         let second = checkpoint(s, &signer()).unwrap();
         assert_eq!(second.size, 4);
         let report = verify(s, &vkey).unwrap();
@@ -123,6 +124,20 @@ fn every_event_and_manifest_is_logged_checkpointed_and_provable() {
             problems(verify(s, &other.verifier_key()).unwrap_err())
                 .contains("checkpoint at size 3")
         );
+    });
+}
+
+#[test]
+fn a_dataset_published_twice_has_an_entry_per_manifest() {
+    each_backend(|s: &mut dyn Store| {
+        let first = s.log_append_manifest("ds-aa", &[5u8; 32]).unwrap();
+        let second = s.log_append_manifest("ds-aa", &[6u8; 32]).unwrap();
+        s.log_append_manifest("ds-bb", &[7u8; 32]).unwrap();
+        assert_eq!(
+            s.log_manifest_entries("ds-aa").unwrap(),
+            vec![(first, [5u8; 32]), (second, [6u8; 32])]
+        );
+        assert!(s.log_manifest_entries("ds-cc").unwrap().is_empty());
     });
 }
 
