@@ -31,33 +31,50 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 
 use crate::BuildError;
 use crate::spec::GateSpec;
-use crate::udf::{GATE_UDFS, gate_udf_spec, udf_from_spec};
+use crate::udf::{
+    GATE_UDFS, ShardFilterSpec, gate_udf_spec, shard_filter_from_spec, shard_filter_spec,
+    udf_from_spec,
+};
 
 /// Marks a consentgate UDF payload (and its format version).
 const MAGIC: &[u8] = b"consentgate-udf/1\0";
+
+/// The shard filter of an incremental rebuild.
+const SHARD_FILTER: &str = "cg_in_shards";
 
 fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
     if let Some(spec) = gate_udf_spec(node) {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&spec.encode());
+    } else if let Some(spec) = shard_filter_spec(node) {
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&serde_json::to_vec(&spec).unwrap_or_default());
     }
 }
 
-/// The gate UDF `name` from its payload; `None` when `name` is not ours.
+/// One of consentgate's UDFs from its payload; `None` when `name` is not ours.
 fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-    if !GATE_UDFS.contains(&name) {
+    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER {
         return None;
     }
-    let made = buf
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| {
-            format!("`{name}` arrived without its build spec (a client of another version?)")
+    let payload = buf.strip_prefix(MAGIC).ok_or_else(|| {
+        format!("`{name}` arrived without its build spec (a client of another version?)")
+    });
+    let made = if name == SHARD_FILTER {
+        payload.and_then(|p| {
+            serde_json::from_slice::<ShardFilterSpec>(p)
+                .map_err(|e| format!("unreadable shard filter: {e}"))
+                .and_then(|spec| shard_filter_from_spec(&spec).map_err(|e| e.to_string()))
         })
-        .and_then(GateSpec::decode)
-        .and_then(|spec| udf_from_spec(name, spec).ok_or_else(|| format!("no UDF `{name}`")))
-        .map(Arc::new)
-        .map_err(|m| DataFusionError::Plan(format!("consentgate: {m}")));
-    Some(made)
+    } else {
+        payload
+            .and_then(GateSpec::decode)
+            .and_then(|spec| udf_from_spec(name, spec).ok_or_else(|| format!("no UDF `{name}`")))
+    };
+    Some(
+        made.map(Arc::new)
+            .map_err(|m| DataFusionError::Plan(format!("consentgate: {m}"))),
+    )
 }
 
 /// The logical-plan codec: Ballista's, plus consentgate's UDFs.
@@ -323,6 +340,29 @@ mod tests {
                 assert_eq!(gate_udf_spec(&decoded), Some(&spec));
             }
         }
+    }
+
+    #[test]
+    fn the_shard_filter_travels_with_its_key_and_shards() {
+        let keep: rustc_hash::FxHashSet<u32> = [3, 1, 7].into_iter().collect();
+        let udf = crate::udf::shard_filter(&[0xab, 0x01], 8, Arc::new(keep));
+        let codec = PhysicalCodec::default();
+        let mut buf = Vec::new();
+        codec.try_encode_udf(&udf, &mut buf).unwrap();
+        let back = codec.try_decode_udf(SHARD_FILTER, &buf).unwrap();
+        let spec = shard_filter_spec(&back).unwrap();
+        assert_eq!(
+            spec,
+            ShardFilterSpec {
+                key: "ab01".into(),
+                shards: 8,
+                keep: vec![1, 3, 7]
+            }
+        );
+        assert_eq!(shard_filter_spec(&udf), Some(spec));
+        assert!(codec.try_decode_udf(SHARD_FILTER, b"").is_err());
+        let odd = [MAGIC, br#"{"key":"abc","shards":8,"keep":[]}"#].concat();
+        assert!(codec.try_decode_udf(SHARD_FILTER, &odd).is_err());
     }
 
     #[test]

@@ -327,6 +327,52 @@ impl ScalarUDFImpl for ShardFilterUdf {
     }
 }
 
+/// What `cg_in_shards` needs: the shard key, the shard count and the shards kept (sorted), as
+/// the distributed codec ships it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardFilterSpec {
+    /// The shard key, hex.
+    pub key: String,
+    /// The shard count.
+    pub shards: u32,
+    /// The shards whose rows pass.
+    pub keep: Vec<u32>,
+}
+
+/// The spec of a `cg_in_shards` UDF (`None` for any other function).
+pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
+    udf.inner().downcast_ref::<ShardFilterUdf>().map(|u| {
+        let mut keep: Vec<u32> = u.keep.iter().copied().collect();
+        keep.sort_unstable();
+        ShardFilterSpec {
+            key: crate::run::hex(&u.key),
+            shards: u.shards,
+            keep,
+        }
+    })
+}
+
+/// The `cg_in_shards` UDF a [`ShardFilterSpec`] describes.
+pub fn shard_filter_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
+    let key = (0..spec.key.len())
+        .step_by(2)
+        .map(|i| {
+            spec.key
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| exec_err("cg_in_shards: the shard key is not hex"))?;
+    if spec.shards == 0 {
+        return Err(exec_err("cg_in_shards: no shards"));
+    }
+    Ok(shard_filter(
+        &key,
+        spec.shards,
+        Arc::new(spec.keep.iter().copied().collect()),
+    ))
+}
+
 /// The shard filter UDF.
 pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32>>) -> ScalarUDF {
     ScalarUDF::from(ShardFilterUdf {

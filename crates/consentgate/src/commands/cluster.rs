@@ -45,6 +45,23 @@ pub struct ExecutorArgs {
     pub heartbeat: u64,
 }
 
+/// Ballista's own log (task starts and failures, executors joining and leaving) goes to stderr,
+/// at the level `CG_LOG` names (`error`, `warn`, `info` — the default — `debug`, `trace`).
+fn init_log() -> anyhow::Result<()> {
+    let level = match std::env::var("CG_LOG") {
+        Err(_) => tracing_subscriber::filter::LevelFilter::INFO,
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("CG_LOG=`{v}` is not a log level"))?,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot start the log: {e}"))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,6 +70,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `scheduler` until the process is stopped.
 pub fn scheduler(a: SchedulerArgs, printer: Printer) -> anyhow::Result<()> {
+    init_log()?;
     printer.status(
         "Scheduling",
         format!(
@@ -71,6 +89,7 @@ pub fn scheduler(a: SchedulerArgs, printer: Printer) -> anyhow::Result<()> {
 
 /// Runs `executor` until the process is stopped.
 pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
+    init_log()?;
     let (host, port) = a
         .scheduler
         .rsplit_once(':')

@@ -404,6 +404,9 @@ pub struct RebuildArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where the plan runs: `datafusion` (embedded) or `ballista://HOST:PORT` (see `build`).
+    #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = cg_build::Engine::parse)]
+    pub engine: cg_build::Engine,
 }
 
 /// The parent's recorded input paths.
@@ -466,8 +469,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
         ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
-        // Incremental rebuilds run embedded (their shard filter has no distributed codec).
-        engine: cg_build::Engine::Embedded,
+        engine: a.engine.clone(),
     };
     printer.status(
         "Rebuilding",

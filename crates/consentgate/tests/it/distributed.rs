@@ -14,11 +14,11 @@ use crate::build::{build, corpus, walk};
 use crate::util::data_dir;
 
 /// A scheduler and its executors; every process is killed on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     scheduler: Child,
     executors: Vec<Child>,
-    url: String,
-    _work: cg_test_support::TempDir,
+    pub(crate) url: String,
+    work: cg_test_support::TempDir,
 }
 
 impl Drop for Cluster {
@@ -56,7 +56,7 @@ fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn cluster(executors: usize) -> Cluster {
+pub(crate) fn cluster(executors: usize) -> Cluster {
     let work = cg_test_support::tempdir();
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
@@ -89,12 +89,12 @@ fn cluster(executors: usize) -> Cluster {
         scheduler,
         executors,
         url: format!("ballista://{bind}"),
-        _work: work,
+        work,
     }
 }
 
 /// Every file of a dataset by path relative to it, with its SHA-256 (the manifest apart).
-fn files_of(dataset: &Path) -> BTreeMap<String, String> {
+pub(crate) fn files_of(dataset: &Path) -> BTreeMap<String, String> {
     walk(dataset)
         .into_iter()
         .filter(|p| p.is_file() && !p.ends_with("manifest.json"))
@@ -109,7 +109,7 @@ fn files_of(dataset: &Path) -> BTreeMap<String, String> {
 }
 
 /// The manifest without the fields a distributed build may change.
-fn comparable(mut manifest: serde_json::Value) -> serde_json::Value {
+pub(crate) fn comparable(mut manifest: serde_json::Value) -> serde_json::Value {
     let m = manifest.as_object_mut().unwrap();
     m.remove("created_at");
     m.remove("engine");
@@ -238,7 +238,7 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
         .unwrap();
     // Kill one executor once it is running the build's tasks: Ballista gives each job a
     // directory in the executor's work dir when its first task writes shuffle output there.
-    let victim_dir = cluster._work.path().join("executor-0");
+    let victim_dir = cluster.work.path().join("executor-0");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let working = std::fs::read_dir(&victim_dir)

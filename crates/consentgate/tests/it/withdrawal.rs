@@ -88,16 +88,27 @@ fn only_dataset(dir: &Path) -> PathBuf {
 }
 
 fn rebuild(w: &World, parent: &Path, as_of: &str, out: &str) -> (PathBuf, serde_json::Value) {
+    rebuild_with(w, parent, as_of, out, &[])
+}
+
+fn rebuild_with(
+    w: &World,
+    parent: &Path,
+    as_of: &str,
+    out: &str,
+    extra: &[&str],
+) -> (PathBuf, serde_json::Value) {
     let f = |t: &str| w.files[t].to_str().unwrap().to_owned();
     let dir = w.out.path().join(out);
-    let o = consentgate(&[
+    let (members, content) = (f("members"), f("content"));
+    let mut args = vec![
         "rebuild",
         "--dataset",
         parent.to_str().unwrap(),
         "--members",
-        &f("members"),
+        &members,
         "--content",
-        &f("content"),
+        &content,
         "--store",
         &w.store,
         "--erasures",
@@ -107,7 +118,9 @@ fn rebuild(w: &World, parent: &Path, as_of: &str, out: &str) -> (PathBuf, serde_
         "--out",
         dir.to_str().unwrap(),
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = consentgate(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     (
         only_dataset(&dir),
@@ -283,6 +296,26 @@ fn impact_and_rebuild_after_withdrawals_and_an_erasure() {
 
     // rebuild as of T2 == full build as of T2, touching only the shards that differ.
     let (rebuilt, manifest) = rebuild(&w, &parent, T2, "t2-rebuild");
+    // The same rebuild on a Ballista cluster (its shard filter travels to the executors too)
+    // writes the same files; the manifests differ in created_at, engine, and the ledger's log
+    // head, which grew by the first rebuild's entry.
+    #[cfg(feature = "ballista")]
+    {
+        let cluster = crate::distributed::cluster(2);
+        let (dist, dist_manifest) =
+            rebuild_with(&w, &parent, T2, "t2-ballista", &["--engine", &cluster.url]);
+        let strip = |m: &serde_json::Value| {
+            let mut m = crate::distributed::comparable(m.clone());
+            m.as_object_mut().unwrap().remove("ledger_checkpoint");
+            m
+        };
+        assert_eq!(dist_manifest["engine"], "ballista");
+        assert_eq!(strip(&dist_manifest), strip(&manifest));
+        assert_eq!(
+            crate::distributed::files_of(&dist),
+            crate::distributed::files_of(&rebuilt)
+        );
+    }
     let full = build(&w, T2, "t2-full");
     assert_eq!(
         std::fs::read(rebuilt.join("decisions.parquet")).unwrap(),
