@@ -49,17 +49,39 @@ pub struct ExecutorArgs {
 /// at the level `CG_LOG` names (`error`, `warn`, `info` — the default — `debug`, `trace`).
 fn init_log() -> anyhow::Result<()> {
     let level = match std::env::var("CG_LOG") {
-        Err(_) => tracing_subscriber::filter::LevelFilter::INFO,
+        Err(_) => log::LevelFilter::Info,
         Ok(v) => v
             .parse()
             .map_err(|_| anyhow::anyhow!("CG_LOG=`{v}` is not a log level"))?,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot start the log: {e}"))
+    log::set_logger(&STDERR_LOG).map_err(|e| anyhow::anyhow!("cannot start the log: {e}"))?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+/// Writes each record as one line: time, level, module, message.
+struct StderrLog;
+
+static STDERR_LOG: StderrLog = StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let now = cg_model::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc());
+            eprintln!(
+                "{now} {:>5} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
