@@ -21,7 +21,9 @@ use datafusion::logical_expr::{
 };
 
 use crate::gate::Row;
-use crate::spec::{GateRef, GateSpec};
+use crate::spec::GateRef;
+#[cfg(feature = "ballista")]
+use crate::spec::GateSpec;
 
 fn exec_err(m: impl Into<String>) -> DataFusionError {
     DataFusionError::Execution(m.into())
@@ -327,6 +329,7 @@ impl ScalarUDFImpl for ShardFilterUdf {
     }
 }
 
+#[cfg(feature = "ballista")]
 /// What `cg_in_shards` needs: the shard key, the shard count and the shards kept (sorted), as
 /// the distributed codec ships it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -339,6 +342,7 @@ pub struct ShardFilterSpec {
     pub keep: Vec<u32>,
 }
 
+#[cfg(feature = "ballista")]
 /// The spec of a `cg_in_shards` UDF (`None` for any other function).
 pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
     udf.inner().downcast_ref::<ShardFilterUdf>().map(|u| {
@@ -352,6 +356,7 @@ pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
     })
 }
 
+#[cfg(feature = "ballista")]
 /// The `cg_in_shards` UDF a [`ShardFilterSpec`] describes.
 pub fn shard_filter_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
     let key = (0..spec.key.len())
@@ -383,9 +388,11 @@ pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32
     })
 }
 
+#[cfg(feature = "ballista")]
 /// The names of the UDFs that carry a gate (and so a [`GateSpec`] across processes).
 pub const GATE_UDFS: [&str; 3] = ["cg_gate", "cg_redact", "cg_fingerprint"];
 
+#[cfg(feature = "ballista")]
 /// The spec a gate UDF carries (`None` for any other function).
 pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
     let inner = udf.inner();
@@ -397,6 +404,7 @@ pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
         .map(|g| g.spec())
 }
 
+#[cfg(feature = "ballista")]
 /// The gate UDF `name` over the gate `spec` describes (made on first use), or `None` when
 /// `name` is not one of [`GATE_UDFS`].
 pub fn udf_from_spec(name: &str, spec: GateSpec) -> Option<ScalarUDF> {
