@@ -5,22 +5,14 @@
 //! `.ci/run` installs it.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 
-use crate::util::{consentgate, data_dir, stderr};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::util::{consentgate, data_dir, free_port, stderr};
 
 fn wait_http(port: u16, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

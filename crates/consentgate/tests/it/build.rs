@@ -12,13 +12,7 @@ use cg_model::{Jurisdiction, Timestamp};
 use crate::util::{consentgate, read_parquet, stderr, stdout};
 
 pub(crate) fn corpus() -> (cg_test_support::TempDir, BTreeMap<String, PathBuf>) {
-    let (dir, summary) = cg_test_support::small_corpus(3_000, 30_000, cg_io::Format::Parquet);
-    let files = summary
-        .tables
-        .iter()
-        .map(|t| (t.table.to_owned(), t.path.clone()))
-        .collect();
-    (dir, files)
+    crate::util::corpus_files(3_000, 30_000)
 }
 
 pub(crate) fn build(
@@ -27,6 +21,20 @@ pub(crate) fn build(
     out: &Path,
     extra: &[&str],
 ) -> serde_json::Value {
+    let args = build_args(files, as_of, out, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = consentgate(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// The arguments of [`build`]: every input of the corpus, 8 shards, JSON out.
+pub(crate) fn build_args(
+    files: &BTreeMap<String, PathBuf>,
+    as_of: &str,
+    out: &Path,
+    extra: &[&str],
+) -> Vec<String> {
     let p = |t: &str| files[t].to_str().unwrap().to_owned();
     let mut args: Vec<String> = vec![
         "build".into(),
@@ -52,10 +60,7 @@ pub(crate) fn build(
         "-q".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = consentgate(&args);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
+    args
 }
 
 #[test]

@@ -5,13 +5,12 @@
 //! nothing published.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::build::{build, corpus, walk};
-use crate::util::data_dir;
+use crate::build::{build, build_args, corpus, walk};
+use crate::util::{corpus_files, data_dir, free_port};
 
 /// A scheduler and its executors; every process is killed on drop.
 pub(crate) struct Cluster {
@@ -28,14 +27,6 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_listening(port: u16, what: &str) {
@@ -195,43 +186,18 @@ fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
 
 #[test]
 fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
-    let (_c, summary) = cg_test_support::small_corpus(20_000, 200_000, cg_io::Format::Parquet);
-    let files: BTreeMap<String, PathBuf> = summary
-        .tables
-        .iter()
-        .map(|t| (t.table.to_owned(), t.path.clone()))
-        .collect();
+    let (_c, files) = corpus_files(20_000, 200_000);
     let out = cg_test_support::tempdir();
     let mut cluster = cluster(2);
-    let p = |t: &str| files[t].to_str().unwrap().to_owned();
     let dist_out = out.path().join("ballista");
     let child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .env("CG_DATA_DIR", data_dir())
-        .args([
-            "build",
-            "--members",
-            &p("members"),
-            "--content",
-            &p("content"),
-            "--consent",
-            &p("consent"),
-            "--residences",
-            &p("residences"),
-            "--notices",
-            &p("notices"),
-            "--erasures",
-            &p("erasures"),
-            "--as-of",
+        .args(build_args(
+            &files,
             "2025-12-01",
-            "--out",
-            dist_out.to_str().unwrap(),
-            "--shards",
-            "8",
-            "--json",
-            "-q",
-            "--engine",
-            &cluster.url,
-        ])
+            &dist_out,
+            &["--engine", &cluster.url],
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

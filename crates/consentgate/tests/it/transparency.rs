@@ -20,12 +20,7 @@ struct Built {
 
 /// A corpus imported into a ledger, a key, and one build from the ledger.
 fn built() -> Built {
-    let (corpus, summary) = cg_test_support::small_corpus(1_500, 8_000, cg_io::Format::Parquet);
-    let files: BTreeMap<String, PathBuf> = summary
-        .tables
-        .iter()
-        .map(|t| (t.table.to_owned(), t.path.clone()))
-        .collect();
+    let (corpus, files) = crate::util::corpus_files(1_500, 8_000);
     let out = cg_test_support::tempdir();
     let store = format!("sqlite:{}", out.path().join("ledger.sqlite").display());
     let o = consentgate(&["keys", "init", "--origin", "consentgate.test/log"]);

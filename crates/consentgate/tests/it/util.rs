@@ -41,3 +41,29 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .map(|b| b.unwrap())
         .collect()
 }
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A generated corpus (seed 7, Parquet) and its files by table name.
+pub fn corpus_files(
+    members: u64,
+    content: u64,
+) -> (
+    cg_test_support::TempDir,
+    std::collections::BTreeMap<String, std::path::PathBuf>,
+) {
+    let (dir, summary) = cg_test_support::small_corpus(members, content, cg_io::Format::Parquet);
+    let files = summary
+        .tables
+        .iter()
+        .map(|t| (t.table.to_owned(), t.path.clone()))
+        .collect();
+    (dir, files)
+}

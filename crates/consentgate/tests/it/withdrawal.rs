@@ -23,12 +23,7 @@ struct World {
 }
 
 fn world() -> World {
-    let (corpus, summary) = cg_test_support::small_corpus(1_200, 9_000, cg_io::Format::Parquet);
-    let files: BTreeMap<String, PathBuf> = summary
-        .tables
-        .iter()
-        .map(|t| (t.table.to_owned(), t.path.clone()))
-        .collect();
+    let (corpus, files) = crate::util::corpus_files(1_200, 9_000);
     let out = cg_test_support::tempdir();
     let store = format!("sqlite:{}", out.path().join("ledger.sqlite").display());
     for t in ["consent", "members"] {
