@@ -149,18 +149,18 @@ pub(crate) fn run_pass(
             let n = batch.num_rows();
             let get = |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| BuildError::Engine(format!("no column {name}")));
             let ids = get("content_id")?;
-            let ids = ids.as_primitive::<Int64Type>();
+            let ids = ids.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("content_id"))?;
             let member_col = arrow::compute::cast(&get("member_id")?, &DataType::Int64).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let member_col = member_col.as_primitive::<Int64Type>();
+            let member_col = member_col.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("member_id"))?;
             let kinds = arrow::compute::cast(&get("kind")?, &DataType::Utf8).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let kinds = kinds.as_string::<i32>();
+            let kinds = kinds.as_string_opt::<i32>().ok_or_else(|| mistyped("kind"))?;
             let created = crate::udf_times(&get("created_at")?).map_err(|e| BuildError::Engine(e.to_string()))?;
             let outcomes = get("outcome")?;
-            let outcomes = outcomes.as_primitive::<UInt32Type>();
+            let outcomes = outcomes.as_primitive_opt::<UInt32Type>().ok_or_else(|| mistyped("outcome"))?;
             let fingerprints = get("fingerprint")?;
-            let fingerprints = fingerprints.as_primitive::<Int64Type>();
+            let fingerprints = fingerprints.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("fingerprint"))?;
             let redacted = if text { Some(get("redacted")?) } else { None };
-            let redacted = redacted.as_ref().map(|r| r.as_string::<i32>());
+            let redacted = redacted.as_ref().map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted"))).transpose()?;
             for i in 0..n {
                 let content_id = ids.is_valid(i).then(|| ids.value(i));
                 let member = member_col.is_valid(i).then(|| member_col.value(i));
@@ -230,6 +230,14 @@ pub(crate) fn run_pass(
         Ok::<(), BuildError>(())
     })?;
     Ok(out)
+}
+
+/// An engine output column of an unexpected type: the build fails (a panic would leave the
+/// temporary dataset behind).
+fn mistyped(column: &str) -> BuildError {
+    BuildError::Engine(format!(
+        "the engine returned column `{column}` with an unexpected type"
+    ))
 }
 
 /// A session on a Ballista scheduler.
