@@ -311,6 +311,7 @@ mod tests {
         };
         GateSpec::new(
             &facts,
+            std::path::Path::new("/shared/content.parquet"),
             &[],
             &cg_model::Purpose::genai_training(),
             cg_model::Timestamp::parse("2025-12-01").unwrap(),

@@ -90,7 +90,9 @@ pub(crate) fn run_pass(
         session.register_udf(gate_udf.clone());
         session.register_udf(redact_udf.clone());
         session.register_udf(fingerprint_udf.clone());
-        let path = cfg.content.to_str().ok_or_else(|| BuildError::Input("content path is not UTF-8".into()))?;
+        // Absolute: a distributed build's executors resolve the path themselves.
+        let scan = std::fs::canonicalize(&cfg.content).unwrap_or_else(|_| cfg.content.clone());
+        let path = scan.to_str().ok_or_else(|| BuildError::Input("content path is not UTF-8".into()))?;
         let ext = cfg.content.extension().and_then(|e| e.to_str()).unwrap_or("");
         let ext_dot = format!(".{ext}");
         let df = match cg_io::Format::from_path(&cfg.content).map_err(|e| BuildError::Input(e.to_string()))? {

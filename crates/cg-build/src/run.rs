@@ -611,6 +611,7 @@ pub(crate) fn new_gate(
         .map_err(|e| BuildError::Engine(e.to_string()))?;
     let spec = GateSpec::new(
         &FactInputs::of(cfg),
+        &cfg.content,
         inputs,
         &cfg.purpose,
         cfg.as_of,

@@ -47,6 +47,9 @@ pub struct GateSpec {
     pub erasures: Option<PathBuf>,
     /// `(table, sha256)` of every member-side input the client read.
     pub digests: Vec<(String, String)>,
+    /// The content file the plan scans (absolute) and its SHA-256, checked once per build on
+    /// each executor: the rows it decides must be the rows the manifest names.
+    pub content: Option<(PathBuf, String)>,
     /// Purpose.
     pub purpose: String,
     /// Cut-off, microseconds since the epoch.
@@ -63,13 +66,15 @@ impl GateSpec {
     /// The spec of a build whose member-side inputs are `facts` with digests `digests`.
     pub(crate) fn new(
         facts: &FactInputs,
+        content: &std::path::Path,
         digests: &[crate::manifest::InputRef],
         purpose: &Purpose,
         as_of: Timestamp,
         quarantine: bool,
         policy: &Policy,
     ) -> GateSpec {
-        let abs = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let abs =
+            |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         GateSpec {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             members: abs(&facts.members),
@@ -77,14 +82,18 @@ impl GateSpec {
                 ConsentSourceArg::File(p) => ConsentSpec::File(abs(p)),
                 ConsentSourceArg::Store(url) => ConsentSpec::Store(url.clone()),
             },
-            residences: facts.residences.as_ref().map(abs),
-            notices: facts.notices.as_ref().map(abs),
-            erasures: facts.erasures.as_ref().map(abs),
+            residences: facts.residences.as_deref().map(abs),
+            notices: facts.notices.as_deref().map(abs),
+            erasures: facts.erasures.as_deref().map(abs),
             digests: digests
                 .iter()
                 .filter(|i| i.table != "content")
                 .map(|i| (i.table.clone(), i.sha256.clone()))
                 .collect(),
+            content: digests
+                .iter()
+                .find(|i| i.table == "content")
+                .map(|i| (abs(content), i.sha256.clone())),
             purpose: purpose.to_string(),
             as_of_micros: as_of.micros(),
             quarantine,
@@ -163,6 +172,15 @@ impl GateSpec {
                 "the member facts read here differ from the client's ({}): executors must read the same files",
                 differ.join(", ")
             ));
+        }
+        if let Some((path, sha256)) = &self.content {
+            let here = crate::run::sha256_file(path).map_err(|e| format!("content: {e}"))?;
+            if &here != sha256 {
+                return Err(format!(
+                    "the content file `{}` read here differs from the client's: executors must read the same files",
+                    path.display()
+                ));
+            }
         }
         let ctx = EvalContext { purpose, as_of };
         Gate::new(Arc::new(policy), ctx, members, self.quarantine).map_err(|e| e.to_string())
@@ -248,9 +266,17 @@ mod tests {
 
     fn spec_of(facts: &FactInputs, digests: &[InputRef]) -> GateSpec {
         let policy = Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap();
+        let content = facts.members.with_file_name("content.parquet");
+        let mut digests = digests.to_vec();
+        digests.push(InputRef {
+            table: "content".into(),
+            source: "content.parquet".into(),
+            sha256: crate::run::sha256_file(&content).unwrap(),
+        });
         GateSpec::new(
             facts,
-            digests,
+            &content,
+            &digests,
             &Purpose::genai_training(),
             Timestamp::parse("2025-12-01").unwrap(),
             false,
@@ -305,6 +331,16 @@ mod tests {
         other.members = changed.path().join("members.parquet");
         let err = other.make_gate().unwrap_err();
         assert!(err.contains("differ") && err.contains("members"), "{err}");
+        let mut other = spec.clone();
+        other.content = Some((
+            changed.path().join("content.parquet"),
+            spec.content.clone().unwrap().1,
+        ));
+        let err = other.make_gate().unwrap_err();
+        assert!(
+            err.contains("content file") && err.contains("differs"),
+            "{err}"
+        );
         let mut other = spec;
         other.members = corpus.path().join("missing.parquet");
         assert!(other.make_gate().is_err());
