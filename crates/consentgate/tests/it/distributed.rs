@@ -148,38 +148,17 @@ fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
     let (_c, files) = corpus();
     let out = cg_test_support::tempdir();
     let url = format!("ballista://127.0.0.1:{}", free_port());
-    let p = |t: &str| files[t].to_str().unwrap().to_owned();
-    let o = crate::util::consentgate(&[
-        "build",
-        "--members",
-        &p("members"),
-        "--content",
-        &p("content"),
-        "--consent",
-        &p("consent"),
-        "--as-of",
-        "2025-12-01",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--engine",
-        &url,
-        "-q",
-    ]);
+    let args = build_args(&files, "2025-12-01", out.path(), &["--engine", &url]);
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
     assert!(walk(out.path()).is_empty(), "{:?}", walk(out.path()));
-    let o = crate::util::consentgate(&[
-        "build",
-        "--members",
-        &p("members"),
-        "--content",
-        &p("content"),
-        "--as-of",
+    let args = build_args(
+        &files,
         "2025-12-01",
-        "--out",
-        out.path().to_str().unwrap(),
-        "--engine",
-        "spark://x:1",
-    ]);
+        out.path(),
+        &["--engine", "spark://x:1"],
+    );
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "{}", crate::util::stderr(&o));
     assert!(crate::util::stderr(&o).contains("ballista://HOST:PORT"));
 }

@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
-
-use crate::util::{consentgate, data_dir, read_parquet, stderr, stdout};
+use crate::util::{consentgate, data_dir, decision_rows, stderr, stdout};
 
 struct Built {
     _corpus: cg_test_support::TempDir,
@@ -73,21 +70,9 @@ fn built() -> Built {
 /// Members with content in the decision record: (member, has a row in a shard).
 fn members_in(dataset: &Path) -> BTreeMap<i64, bool> {
     let mut m = BTreeMap::new();
-    for b in read_parquet(&dataset.join("decisions.parquet")) {
-        let ids = b
-            .column_by_name("member_id")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .clone();
-        let shards = b
-            .column_by_name("shard")
-            .unwrap()
-            .as_primitive::<Int32Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            if ids.is_valid(i) {
-                *m.entry(ids.value(i)).or_insert(false) |= shards.is_valid(i);
-            }
+    for (_, member, shard) in decision_rows(dataset) {
+        if let Some(member) = member {
+            *m.entry(member).or_insert(false) |= shard.is_some();
         }
     }
     m

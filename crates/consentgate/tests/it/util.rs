@@ -67,3 +67,31 @@ pub fn corpus_files(
         .collect();
     (dir, files)
 }
+
+/// One row of a dataset's `decisions.parquet`: content id, member id, shard.
+pub type DecisionRow = (Option<i64>, Option<i64>, Option<i32>);
+
+/// Every row of a dataset's decision record.
+pub fn decision_rows(dataset: &Path) -> Vec<DecisionRow> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type};
+    let mut out = Vec::new();
+    for b in read_parquet(&dataset.join("decisions.parquet")) {
+        let col = |name: &str| b.column_by_name(name).unwrap().clone();
+        let (cids, ids, shards) = (col("content_id"), col("member_id"), col("shard"));
+        let (cids, ids) = (
+            cids.as_primitive::<Int64Type>(),
+            ids.as_primitive::<Int64Type>(),
+        );
+        let shards = shards.as_primitive::<Int32Type>();
+        let get = |a: &dyn Array, i: usize| a.is_valid(i).then_some(i);
+        for i in 0..b.num_rows() {
+            out.push((
+                get(cids, i).map(|i| cids.value(i)),
+                get(ids, i).map(|i| ids.value(i)),
+                get(shards, i).map(|i| shards.value(i)),
+            ));
+        }
+    }
+    out
+}

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::datatypes::Int64Type;
 
-use crate::util::{consentgate, data_dir, read_parquet, stderr, stdout};
+use crate::util::{consentgate, data_dir, decision_rows, read_parquet, stderr, stdout};
 
 const T1: &str = "2027-01-01";
 const T2: &str = "2027-02-01";
@@ -126,23 +126,11 @@ fn rebuild_with(
 /// member → (rows in shards, shards) from a decision record.
 fn kept_by_member(dataset: &Path) -> BTreeMap<i64, (u64, BTreeSet<i32>)> {
     let mut m: BTreeMap<i64, (u64, BTreeSet<i32>)> = BTreeMap::new();
-    for b in read_parquet(&dataset.join("decisions.parquet")) {
-        let ids = b
-            .column_by_name("member_id")
-            .unwrap()
-            .as_primitive::<Int64Type>()
-            .clone();
-        let shards = b
-            .column_by_name("shard")
-            .unwrap()
-            .as_primitive::<Int32Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            if ids.is_valid(i) && shards.is_valid(i) {
-                let e = m.entry(ids.value(i)).or_default();
-                e.0 += 1;
-                e.1.insert(shards.value(i));
-            }
+    for (_, member, shard) in decision_rows(dataset) {
+        if let (Some(member), Some(shard)) = (member, shard) {
+            let e = m.entry(member).or_default();
+            e.0 += 1;
+            e.1.insert(shard);
         }
     }
     m
@@ -412,21 +400,9 @@ fn impact_and_rebuild_after_withdrawals_and_an_erasure() {
     // The erased member is not in the new decision records at all, by member or content id.
     let erased_content = content_of(&w, erased);
     for dataset in [&rebuilt, &full] {
-        for b in read_parquet(&dataset.join("decisions.parquet")) {
-            let ids = b
-                .column_by_name("member_id")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            let cids = b
-                .column_by_name("content_id")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .clone();
-            for i in 0..b.num_rows() {
-                assert!(!(ids.is_valid(i) && ids.value(i) == erased));
-                assert!(!(cids.is_valid(i) && erased_content.contains(&cids.value(i))));
-            }
+        for (content, member, _) in decision_rows(dataset) {
+            assert_ne!(member, Some(erased));
+            assert!(!content.is_some_and(|c| erased_content.contains(&c)));
         }
     }
     // ...while impact still lists the earlier dataset that holds them.
