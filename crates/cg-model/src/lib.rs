@@ -6,6 +6,8 @@
 //! - [`instant`]: [`Timestamp`] (UTC, µs) and date helpers; RFC 3339 or bare dates everywhere;
 //! - [`purpose`]: [`Purpose`] (`genai_training`, ...) and [`ContentKind`], validated names;
 //! - [`consent`]: [`ConsentEvent`] and the point-in-time fold [`ConsentState`];
+//! - [`member`]: [`MemberFacts`], the one model of what the gate knows about a member, and
+//!   the consent fold every loader shares;
 //! - [`jurisdiction`]: ISO 3166-1 codes, normalisation of territories and aliases, region sets;
 //! - [`regime`]: the effective-dated regimes and the default [`Timeline`](regime::Timeline);
 //! - [`age`]: age at an instant and national ages of digital consent;
@@ -28,6 +30,7 @@ pub mod decision;
 pub mod ids;
 pub mod instant;
 pub mod jurisdiction;
+pub mod member;
 pub mod progress;
 pub mod purpose;
 pub mod regime;
@@ -37,4 +40,5 @@ pub use decision::{Decision, ReasonCode, Verdict};
 pub use ids::{ContentId, EventId, MemberId};
 pub use instant::Timestamp;
 pub use jurisdiction::{CountryCode, Jurisdiction, Region, RegionSet};
+pub use member::MemberFacts;
 pub use purpose::{ContentKind, Purpose};

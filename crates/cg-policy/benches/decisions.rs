@@ -1,17 +1,21 @@
-//! Decisions per second through the memoised table, and the one-off cost of filling it.
+//! Decisions per second through the compiled engine, from raw member facts.
 //!
 //! `cargo bench -p cg-policy --bench decisions`
 //!
-//! - `lookup`: one hash lookup per item once the table is filled (goal ≥ 100 M/s/core);
-//! - `derive+lookup`: turning raw item facts into a tuple key and looking it up;
-//! - `fill`: evaluating every distinct tuple of a realistic population with Cedar.
+//! - `compile`: member facts → compiled member (countries normalised, classes, age instants);
+//! - `decide/1 thread`: items of compiled members (residence lookup, age, bits, one cached
+//!   lookup; both residences when they differ);
+//! - `decide/2 threads`: the same items split over two threads, each with its own decider;
+//! - `reference (Cedar per item)`: what deciding costs without the engine, for scale;
+//! - `fill`: Cedar once per distinct tuple of the population (a fresh memo).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 
-use cg_model::{ConsentState, Purpose, Timestamp};
-use cg_policy::{DecisionTable, EvalContext, ItemFacts, MemberFacts, Policy, PolicyConfig, Tuple};
+use cg_model::{MemberFacts, Purpose, Timestamp};
+use cg_policy::{CompiledMember, Engine, Policy, PolicyConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const COUNTRIES: &[&str] = &[
@@ -27,7 +31,13 @@ const KINDS: &[&str] = &[
     "salary",
 ];
 
-fn population(n: usize) -> Vec<ItemFacts<'static>> {
+struct Population {
+    members: Vec<MemberFacts>,
+    /// `(member index, kind, created_at)`.
+    items: Vec<(usize, &'static str, Timestamp)>,
+}
+
+fn population(members: usize, items: usize) -> Population {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         x ^= x << 13;
@@ -35,81 +45,119 @@ fn population(n: usize) -> Vec<ItemFacts<'static>> {
         x ^= x << 17;
         x
     };
-    (0..n)
+    let start = Timestamp::parse("2021-01-01").unwrap();
+    let members = (0..members)
         .map(|_| {
             let country = COUNTRIES[(next() % COUNTRIES.len() as u64) as usize];
             let birth_year = 1950 + (next() % 62) as i32;
-            let member = MemberFacts {
-                country_at_creation: Some(country),
-                country_at_cutoff: Some(country),
+            let moved = next() % 10 == 0;
+            MemberFacts {
+                country: Some(country.to_owned()),
+                residences: if moved {
+                    vec![(
+                        start.plus_days((next() % 1400) as i64),
+                        Some("DE".to_owned()),
+                    )]
+                } else {
+                    Vec::new()
+                },
                 birth_date: time::Date::from_calendar_date(birth_year, time::Month::March, 1).ok(),
-                consent: ConsentState::default(),
-                other_purpose_grant: false,
-                erased_at: None,
-                notice_delivered_at: None,
-            };
-            let created = Timestamp::parse("2021-01-01")
-                .unwrap()
-                .plus_days((next() % 1400) as i64);
-            ItemFacts {
-                kind: KINDS[(next() % KINDS.len() as u64) as usize],
-                created_at: created,
-                member: Some(member),
+                ..MemberFacts::default()
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    let n = members.len() as u64;
+    let items = (0..items)
+        .map(|_| {
+            (
+                (next() % n) as usize,
+                KINDS[(next() % KINDS.len() as u64) as usize],
+                start.plus_days((next() % 1400) as i64),
+            )
+        })
+        .collect();
+    Population { members, items }
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
-    let ctx = EvalContext {
-        purpose: Purpose::genai_training(),
-        as_of: Timestamp::parse("2025-03-01").unwrap(),
-    };
-    let items = population(100_000);
-    let tuples: Vec<Tuple> = items
+    let policy = Arc::new(Policy::bundled("timeline", PolicyConfig::default()).unwrap());
+    let as_of = Timestamp::parse("2025-03-01").unwrap();
+    let engine = Engine::new(policy.clone(), Purpose::genai_training(), as_of);
+    let pop = population(100_000, 1_000_000);
+    let compiled: Vec<CompiledMember> = pop.members.iter().map(|m| engine.compile(m)).collect();
+    let items: Vec<(usize, u8, Timestamp)> = pop
+        .items
         .iter()
-        .flat_map(|i| policy.tuples(i, &ctx).unwrap())
+        .map(|(m, k, t)| (*m, engine.kind(k), *t))
         .collect();
-    let keys: Vec<u64> = tuples.iter().map(Tuple::key).collect();
-    let mut table = DecisionTable::new(&policy, ctx.clone());
-    for t in &tuples {
-        table.id_for_tuple(t);
-    }
-    eprintln!("{} items, {} distinct tuples", items.len(), table.len());
+    let decide_all = |items: &[(usize, u8, Timestamp)]| {
+        let mut d = engine.decider();
+        let mut acc = 0u64;
+        for (m, k, t) in items {
+            acc = acc.wrapping_add(u64::from(d.decide(Some(&compiled[*m]), *k, *t)));
+        }
+        acc
+    };
+    black_box(decide_all(&items));
+    eprintln!(
+        "{} members, {} items, {} distinct tuples",
+        pop.members.len(),
+        items.len(),
+        engine.memo().len()
+    );
 
-    let mut g = c.benchmark_group("decision_table");
-    g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function("lookup", |b| {
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(pop.members.len() as u64));
+    g.bench_function("compile", |b| {
         b.iter(|| {
-            let mut acc = 0u64;
-            for k in &keys {
-                acc = acc.wrapping_add(u64::from(table.lookup(*k).unwrap_or(u32::MAX)));
-            }
-            black_box(acc)
+            let n: usize = pop
+                .members
+                .iter()
+                .map(|m| engine.compile(m).erasure_requested() as usize)
+                .sum();
+            black_box(n)
         })
     });
     g.throughput(Throughput::Elements(items.len() as u64));
-    g.bench_function("derive+lookup", |b| {
+    g.bench_function("decide/1 thread", |b| {
+        b.iter(|| black_box(decide_all(&items)))
+    });
+    g.bench_function("decide/2 threads", |b| {
         b.iter(|| {
-            let mut acc = 0u64;
-            for i in &items {
-                for t in policy.tuples(i, &ctx).unwrap() {
-                    acc = acc.wrapping_add(u64::from(table.lookup(t.key()).unwrap_or(u32::MAX)));
-                }
-            }
-            black_box(acc)
+            let (a, z) = items.split_at(items.len() / 2);
+            std::thread::scope(|s| {
+                let h = s.spawn(|| decide_all(a));
+                let x = decide_all(z);
+                black_box(x.wrapping_add(h.join().unwrap()))
+            })
         })
     });
     g.sample_size(10);
-    g.throughput(Throughput::Elements(table.len() as u64));
+    let sample = &pop.items[..2_000];
+    g.throughput(Throughput::Elements(sample.len() as u64));
+    g.bench_function("reference (Cedar per item)", |b| {
+        b.iter(|| {
+            let ctx = engine.context();
+            let n = sample
+                .iter()
+                .map(|(m, k, t)| {
+                    let item = engine.item(Some(&pop.members[*m]), k, *t);
+                    policy.evaluate_direct(&item, &ctx).verdict.code() as u64
+                })
+                .sum::<u64>();
+            black_box(n)
+        })
+    });
+    let tuples = engine.memo().len();
+    g.throughput(Throughput::Elements(tuples as u64));
     g.bench_function("fill (Cedar per distinct tuple)", |b| {
         b.iter(|| {
-            let mut fresh = DecisionTable::new(&policy, ctx.clone());
-            for t in &tuples {
-                fresh.id_for_tuple(t);
+            let fresh = Engine::new(policy.clone(), Purpose::genai_training(), as_of);
+            let mut d = fresh.decider();
+            for (m, k, t) in &items[..200_000] {
+                black_box(d.decide(Some(&compiled[*m]), *k, *t));
             }
-            black_box(fresh.len())
+            black_box(fresh.memo().len())
         })
     });
     g.finish();

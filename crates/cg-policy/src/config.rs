@@ -15,6 +15,10 @@
 //! id = "fr-suspension-2026"
 //! from = "2026-03-01"
 //! extends = ["li-2025-11"]
+//!
+//! [[purpose]]                       # a purpose beyond the default catalogue
+//! name = "ads_personalization"
+//! description = "Personalising ads"
 //! ```
 
 use cg_model::jurisdiction::RegionFlags;
@@ -51,6 +55,22 @@ pub struct PolicyConfig {
     /// Custom regimes.
     #[serde(rename = "regime")]
     pub regimes: Vec<RegimeConfig>,
+    /// Purposes beyond the default catalogue (the ledger's import and API accept them, and a
+    /// build may name them). Left out of the serialised form when empty, so policy hashes of
+    /// configs without purposes do not change.
+    #[serde(rename = "purpose", skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<PurposeConfig>,
+}
+
+/// A purpose from the config (`[[purpose]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeConfig {
+    /// Its name (lower-case snake_case).
+    pub name: String,
+    /// What it is for (shown to people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A custom regime from the config.
@@ -113,6 +133,7 @@ impl Default for PolicyConfig {
             notice_window_days: 0,
             accepted_notice_versions: Vec::new(),
             regimes: Vec::new(),
+            purposes: Vec::new(),
         }
     }
 }
@@ -169,6 +190,10 @@ impl PolicyConfig {
         for k in self.excluded_kinds.iter().chain(&self.included_kinds) {
             ContentKind::new(k).map_err(|e| PolicyError::config(name, e.to_string()))?;
         }
+        for p in &self.purposes {
+            cg_model::Purpose::new(&p.name)
+                .map_err(|e| PolicyError::config(name, e.to_string()))?;
+        }
         for r in &self.regimes {
             if r.id.is_empty()
                 || !r
@@ -183,6 +208,22 @@ impl PolicyConfig {
             }
         }
         Ok(())
+    }
+
+    /// The purposes this deployment accepts: the default catalogue and the configured ones.
+    pub fn catalogue(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = cg_model::Purpose::DEFAULT_CATALOGUE.to_vec();
+        for p in &self.purposes {
+            if !names.contains(&p.name.as_str()) {
+                names.push(&p.name);
+            }
+        }
+        names
+    }
+
+    /// A purpose of the catalogue (spelling and membership checked).
+    pub fn purpose(&self, name: &str) -> Result<cg_model::Purpose, cg_model::purpose::NameError> {
+        cg_model::Purpose::in_catalogue(name, &self.catalogue())
     }
 
     /// The region flags.

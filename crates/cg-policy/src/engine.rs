@@ -16,9 +16,7 @@ use time::Date;
 
 use crate::config::PolicyConfig;
 use crate::error::{InvalidPolicy, PolicyError, Problem};
-use crate::facts::{
-    ConsentClass, ItemFacts, MemberFacts, NoticeState, Tuple, capped_age, classify,
-};
+use crate::facts::{ConsentClass, ItemFacts, MemberView, NoticeState, Tuple, capped_age, classify};
 
 /// The bundled schema.
 pub const SCHEMA: &str = include_str!("../policies/schema.cedarschema");
@@ -869,7 +867,7 @@ struct Attrs<'a> {
 }
 
 fn direct_attrs<'a>(
-    m: &'a MemberFacts<'a>,
+    m: &'a MemberView<'a>,
     raw: Option<&str>,
     item: &'a ItemFacts<'a>,
     ctx: &EvalContext,

@@ -11,9 +11,11 @@ use time::Date;
 
 use crate::config::PolicyConfig;
 
-/// The raw facts about a member that decisions need.
+/// One member's facts as one item sees them: the raw countries at the item's creation and at
+/// the cut-off, and the rest of [`cg_model::MemberFacts`]. What `explain` and the reference
+/// evaluator take; made from the model by [`MemberView::of`].
 #[derive(Clone, Debug, Default)]
-pub struct MemberFacts<'a> {
+pub struct MemberView<'a> {
     /// Raw country code at the content's creation.
     pub country_at_creation: Option<&'a str>,
     /// Raw country code at the cut-off.
@@ -30,6 +32,25 @@ pub struct MemberFacts<'a> {
     pub notice_delivered_at: Option<Timestamp>,
 }
 
+impl<'a> MemberView<'a> {
+    /// The view of `m` for an item created at `created_at`, decided as of `as_of`.
+    pub fn of(
+        m: &'a cg_model::MemberFacts,
+        created_at: Timestamp,
+        as_of: Timestamp,
+    ) -> MemberView<'a> {
+        MemberView {
+            country_at_creation: m.country_at(created_at),
+            country_at_cutoff: m.country_at(as_of),
+            birth_date: m.birth_date,
+            consent: m.consent.clone(),
+            other_purpose_grant: m.other_purpose_grant,
+            erased_at: m.erased_at(),
+            notice_delivered_at: m.notice_at,
+        }
+    }
+}
+
 /// The raw facts about one content item.
 #[derive(Clone, Debug)]
 pub struct ItemFacts<'a> {
@@ -38,7 +59,7 @@ pub struct ItemFacts<'a> {
     /// When it was created.
     pub created_at: Timestamp,
     /// The author, or `None` when the author is not in the members input.
-    pub member: Option<MemberFacts<'a>>,
+    pub member: Option<MemberView<'a>>,
 }
 
 /// Consent classes as the policy schema names them.
@@ -172,21 +193,17 @@ pub struct Tuple {
 impl Tuple {
     /// Packs the tuple into 64 bits (injective for every field's range).
     pub fn key(&self) -> u64 {
-        let country = self.country.map_or(0, |c| u64::from(c.index()) + 1);
-        let regions = self.regions.iter().fold(0u64, |acc, r| acc | 1 << r as u64);
-        u64::from(self.regime & 0x3f)
-            | u64::from(self.not_yet_effective) << 6
-            | regions << 7
-            | (country & 0x1ff) << 14
-            | u64::from(self.age_known) << 23
-            | pack_age(self.age_at_creation) << 24
-            | pack_age(self.age_now) << 29
-            | u64::from(self.kind) << 34
-            | (self.consent as u64) << 42
-            | u64::from(self.gpc_signal) << 45
-            | u64::from(self.erased) << 46
-            | (self.notice as u64) << 47
-            | u64::from(self.consent_age & 0x1f) << 49
+        member_bits(
+            self.regime,
+            self.not_yet_effective,
+            self.age_known,
+            self.age_now,
+            self.consent,
+            self.gpc_signal,
+            self.erased,
+            self.notice,
+        ) | jurisdiction_bits(self.country, self.regions, self.consent_age)
+            | item_bits(self.age_at_creation, self.kind)
     }
 
     /// Unpacks a key made by [`Tuple::key`].
@@ -212,6 +229,48 @@ impl Tuple {
             consent_age: ((key >> 49) & 0x1f) as u8,
         }
     }
+}
+
+/// The member's part of a tuple key: the same for every item of the member at one cut-off.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per tuple field, packed in one place"
+)]
+pub(crate) fn member_bits(
+    regime: u8,
+    not_yet_effective: bool,
+    age_known: bool,
+    age_now: i8,
+    consent: ConsentClass,
+    gpc_signal: bool,
+    erased: bool,
+    notice: NoticeState,
+) -> u64 {
+    u64::from(regime & 0x3f)
+        | u64::from(not_yet_effective) << 6
+        | u64::from(age_known) << 23
+        | pack_age(age_now) << 29
+        | (consent as u64) << 42
+        | u64::from(gpc_signal) << 45
+        | u64::from(erased) << 46
+        | (notice as u64) << 47
+}
+
+/// The jurisdiction's part of a tuple key.
+pub(crate) fn jurisdiction_bits(
+    country: Option<CountryCode>,
+    regions: RegionSet,
+    consent_age: u8,
+) -> u64 {
+    let country = country.map_or(0, |c| u64::from(c.index()) + 1);
+    let regions = regions.iter().fold(0u64, |acc, r| acc | 1 << r as u64);
+    regions << 7 | (country & 0x1ff) << 14 | u64::from(consent_age & 0x1f) << 49
+}
+
+/// The item's part of a tuple key: age at creation and kind.
+#[inline]
+pub(crate) fn item_bits(age_at_creation: i8, kind: u8) -> u64 {
+    pack_age(age_at_creation) << 24 | u64::from(kind) << 34
 }
 
 /// The jurisdiction-dependent part of a tuple.
@@ -252,6 +311,7 @@ pub(crate) fn capped_age(birth: Date, at: Timestamp, cap: u8) -> i8 {
 }
 
 /// Ages are packed as `age + 1` in 5 bits (`-1..=30`).
+#[inline]
 fn pack_age(age: i8) -> u64 {
     (i64::from(age) + 1).clamp(0, 31) as u64
 }

@@ -11,16 +11,18 @@
 //!   source spans naming the file), content-hashed, named; every policy carries `@id` and a
 //!   `@reason` naming its reason code;
 //! - [`Tuple`]: the discrete attributes a decision depends on, packed into a `u64`;
-//! - [`DecisionTable`]: Cedar runs once per distinct tuple, then a decision is a lookup;
+//! - [`Engine`]: the compiled decision engine every path uses — member facts
+//!   ([`cg_model::MemberFacts`]) are compiled once per member, Cedar runs once per distinct
+//!   tuple ([`DecisionMemo`]), and a decision is then a lookup in a per-thread [`Decider`];
 //! - fail closed: a Cedar error, a default deny, or a missing regime is `policy_error`.
 //!
 //! ```
-//! use cg_policy::{Policy, PolicyConfig, EvalContext, ItemFacts, MemberFacts};
+//! use cg_policy::{Policy, PolicyConfig, EvalContext, ItemFacts, MemberView};
 //! use cg_model::{Decision, Purpose, Timestamp};
 //!
 //! let policy = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
 //! let ctx = EvalContext { purpose: Purpose::genai_training(), as_of: Timestamp::parse("2025-03-01").unwrap() };
-//! let member = MemberFacts {
+//! let member = MemberView {
 //!     country_at_creation: Some("FR"),
 //!     country_at_cutoff: Some("FR"),
 //!     birth_date: Some(time::macros::date!(1990 - 01 - 01)),
@@ -35,19 +37,22 @@
 
 #![deny(missing_docs)]
 
+mod compiled;
 pub mod config;
 mod engine;
 mod error;
 pub mod facts;
 pub mod request;
-mod table;
 
+pub use compiled::{
+    CompiledMember, Decider, DecisionMemo, Engine, decision_of, most_protective_code, verdict_of,
+    with_mention_redacted,
+};
 pub use config::PolicyConfig;
 pub use engine::{
     BUNDLED_FILES, BUNDLED_NAMES, Decided, EvalContext, Explanation, Policy, PolicyRecipe,
     RegimeSpec, SCHEMA, SourceFile, most_protective,
 };
 pub use error::{InvalidPolicy, PolicyError, Problem};
-pub use facts::{ConsentClass, ItemFacts, MemberFacts, NoticeState, Tuple};
+pub use facts::{ConsentClass, ItemFacts, MemberView, NoticeState, Tuple};
 pub use request::{ConsentInput, EventInput, ExplainRequest};
-pub use table::DecisionTable;

@@ -2,11 +2,12 @@
 //! (`policy explain` flags, scenario files), turned into [`ItemFacts`] and explained.
 
 use cg_model::consent::{ConsentEvent, ConsentSource};
+use cg_model::member::ConsentFold;
 use cg_model::{ConsentState, MemberId, Purpose, Timestamp};
 use time::Date;
 
 use crate::engine::{EvalContext, Explanation, Policy};
-use crate::facts::{ItemFacts, MemberFacts};
+use crate::facts::{ItemFacts, MemberView};
 
 /// What the member chose, as a person describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,11 +113,13 @@ impl ExplainRequest {
     }
 
     fn consent_state(&self) -> (ConsentState, bool) {
-        let events: Vec<ConsentEvent> = self
+        let mut fold = ConsentFold::new(&self.purpose, self.as_of);
+        for e in self
             .events
             .iter()
             .filter(|e| e.consent != ConsentInput::None)
-            .map(|e| ConsentEvent {
+        {
+            fold.push(ConsentEvent {
                 event_id: None,
                 member_id: MemberId(0),
                 purpose: e.purpose.clone().unwrap_or_else(|| self.purpose.clone()),
@@ -128,13 +131,9 @@ impl ExplainRequest {
                     (None, _) => ConsentSource::Settings,
                 },
                 notice_version: e.notice.clone(),
-            })
-            .collect();
-        let (this, other): (Vec<&ConsentEvent>, Vec<&ConsentEvent>) =
-            events.iter().partition(|e| e.purpose == self.purpose);
-        let state = ConsentState::fold(this, self.as_of);
-        let other_grant = other.iter().any(|e| e.granted && e.ts <= self.as_of);
-        (state, other_grant)
+            });
+        }
+        fold.finish()
     }
 
     /// Explains the item under `policy`.
@@ -148,7 +147,7 @@ impl ExplainRequest {
             .map(|(c, _)| c.as_str())
             .or(self.country.as_deref());
         let (consent, other_purpose_grant) = self.consent_state();
-        let member = self.member_known.then_some(MemberFacts {
+        let member = self.member_known.then_some(MemberView {
             country_at_creation: at_creation,
             country_at_cutoff: self.country.as_deref(),
             birth_date: self.birth_date,

@@ -1,9 +1,12 @@
-//! The memoised decision table equals direct Cedar evaluation (exact ages, raw kinds, no
+//! The compiled engine equals direct Cedar evaluation (exact ages, raw kinds, no
 //! tuples) on 100 000 random items across every bundled policy and a few configs.
 
 use cg_model::consent::{ConsentEvent, ConsentSource};
-use cg_model::{ConsentState, MemberId, Purpose, Timestamp};
-use cg_policy::{DecisionTable, EvalContext, ItemFacts, MemberFacts, Policy, PolicyConfig};
+use std::sync::Arc;
+
+use cg_model::member::ConsentFold;
+use cg_model::{MemberFacts, MemberId, Purpose, Timestamp};
+use cg_policy::{DecisionMemo, Engine, Policy, PolicyConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -87,11 +90,10 @@ fn raw() -> impl Strategy<Value = Raw> {
         )
 }
 
-fn facts(r: &Raw, purpose: &Purpose) -> (ConsentState, bool) {
-    let events: Vec<ConsentEvent> = r
-        .events
-        .iter()
-        .map(|(granted, at, source, other_purpose)| ConsentEvent {
+fn facts(r: &Raw, purpose: &Purpose) -> MemberFacts {
+    let mut fold = ConsentFold::new(purpose, day(r.as_of));
+    for (granted, at, source, other_purpose) in &r.events {
+        fold.push(ConsentEvent {
             event_id: None,
             member_id: MemberId(1),
             purpose: if *other_purpose {
@@ -105,17 +107,32 @@ fn facts(r: &Raw, purpose: &Purpose) -> (ConsentState, bool) {
                 ["settings", "gpc", "objection_form", "api"][*source as usize],
             ),
             notice_version: Some(if *at % 2 == 0 { "2025-09" } else { "2024-06" }.to_owned()),
-        })
-        .collect();
-    let this: Vec<&ConsentEvent> = events.iter().filter(|e| &e.purpose == purpose).collect();
-    let other = events
-        .iter()
-        .any(|e| &e.purpose != purpose && e.granted && e.ts <= day(r.as_of));
-    (ConsentState::fold(this, day(r.as_of)), other)
+        });
+    }
+    // The creation country holds until just after the item was made, then the cut-off
+    // country (an item made at the cut-off sees one residence).
+    let created = day(r.created);
+    let mut residences = Vec::new();
+    if created < day(r.as_of) {
+        residences.push((
+            Timestamp::from_micros(created.micros() + 1),
+            COUNTRIES[r.cutoff_country].map(str::to_owned),
+        ));
+    }
+    let mut m = MemberFacts {
+        country: COUNTRIES[r.creation_country].map(str::to_owned),
+        residences,
+        birth_date: r.birth.map(|b| day(b).date()),
+        erasure_requested_at: r.erased.map(day),
+        notice_at: r.notice.map(day),
+        ..MemberFacts::default()
+    };
+    fold.finish_into(&mut m);
+    m
 }
 
 #[test]
-fn table_equals_direct_cedar_on_100k_random_items() {
+fn engine_equals_direct_cedar_on_100k_random_items() {
     let configs = [
         ("timeline", vec![]),
         ("li-2024-pre", vec![]),
@@ -137,9 +154,10 @@ fn table_equals_direct_cedar_on_100k_random_items() {
         for s in &sets {
             cfg.set(s).unwrap();
         }
-        let policy = Policy::bundled(name, cfg).unwrap();
-        // One table per cut-off day: group items by as_of so memoisation is exercised.
-        let tables: std::cell::RefCell<std::collections::HashMap<i64, DecisionTable<'_>>> =
+        let policy = Arc::new(Policy::bundled(name, cfg).unwrap());
+        // One memo for every cut-off (as the service keeps it), one engine per cut-off day.
+        let memo = DecisionMemo::new(policy.clone(), purpose.clone());
+        let engines: std::cell::RefCell<std::collections::HashMap<i64, Engine>> =
             Default::default();
         let mut runner = TestRunner::new(Config {
             cases: 17_000,
@@ -147,34 +165,19 @@ fn table_equals_direct_cedar_on_100k_random_items() {
         });
         runner
             .run(&raw(), |r| {
-                let (consent, other_purpose_grant) = facts(&r, &purpose);
-                let member = MemberFacts {
-                    country_at_creation: COUNTRIES[r.creation_country],
-                    country_at_cutoff: COUNTRIES[r.cutoff_country],
-                    birth_date: r.birth.map(|b| day(b).date()),
-                    consent,
-                    other_purpose_grant,
-                    erased_at: r.erased.map(day),
-                    notice_delivered_at: r.notice.map(day),
-                };
-                let item = ItemFacts {
-                    kind: KINDS[r.kind],
-                    created_at: day(r.created),
-                    member: Some(member),
-                };
-                let ctx = EvalContext {
-                    purpose: purpose.clone(),
-                    as_of: day(r.as_of),
-                };
-                let direct = policy.evaluate_direct(&item, &ctx);
-                // One table per cut-off day, reused by every item with that cut-off.
-                let bucket = r.as_of;
-                let mut tables = tables.borrow_mut();
-                let table = tables
-                    .entry(bucket)
-                    .or_insert_with(|| DecisionTable::new(&policy, ctx.clone()));
-                let memo = table.decide(&item);
-                prop_assert_eq!(&memo.verdict, &direct.verdict, "{} {:?}", name, r);
+                let m = facts(&r, &purpose);
+                let as_of = day(r.as_of);
+                let created = day(r.created);
+                let mut engines = engines.borrow_mut();
+                let engine = engines.entry(r.as_of).or_insert_with(|| memo.at(as_of));
+                let direct = policy.evaluate_direct(
+                    &engine.item(Some(&m), KINDS[r.kind], created),
+                    &engine.context(),
+                );
+                let compiled = engine.compile(&m);
+                let kind = engine.kind(KINDS[r.kind]);
+                let fast = engine.decider().verdict(Some(&compiled), kind, created);
+                prop_assert_eq!(&fast, &direct.verdict, "{} {:?}", name, r);
                 Ok(())
             })
             .unwrap();

@@ -1,0 +1,407 @@
+//! The compiled decision engine: the one way every path decides (`build`, `rebuild`,
+//! `policy impact`, `impact`, `/v1/check`, the privacy page).
+//!
+//! Deciding an item splits into three layers, each computed once at its own scope:
+//!
+//! 1. [`DecisionMemo`] — one per policy and purpose: Cedar decides each distinct attribute
+//!    [`Tuple`] once; the verdict is kept as its self-describing `u32` code. Shared by every
+//!    cut-off (a tuple already carries everything the cut-off changes: regime, ages, erasure,
+//!    notice state).
+//! 2. [`Engine`] — one per cut-off: the regime in force and the constants of the tuple.
+//!    [`Engine::compile`] turns a member's [`MemberFacts`] into a [`CompiledMember`]: the
+//!    member's part of the tuple key (consent class, GPC, erasure, notice, age now), the
+//!    jurisdiction class at each residence change and at the cut-off, and the instant from which
+//!    the member's age is capped. Countries are normalised once per member, not per item.
+//! 3. [`Decider`] — one per thread or batch: a private cache of tuple key → verdict code in
+//!    front of the shared memo. Deciding an item is a residence lookup, an age from a
+//!    precomputed instant, an OR of bits and a hash lookup; no lock is taken once the decider
+//!    has seen the tuple.
+//!
+//! The reference is [`Policy::evaluate_direct`] (Cedar on raw facts, exact ages): tests compare
+//! the engine with it.
+
+use std::sync::{Arc, Mutex};
+
+use cg_model::{Decision, MemberFacts, Purpose, ReasonCode, Timestamp, Verdict};
+use rustc_hash::FxHashMap;
+use time::{Date, Month};
+
+use crate::engine::{EvalContext, Policy};
+use crate::facts::{
+    ConsentClass, ItemFacts, MemberView, NoticeState, Tuple, capped_age, classify, item_bits,
+    jurisdiction_bits, member_bits,
+};
+
+/// Verdict codes of one policy and purpose, per tuple key; shared by every cut-off.
+#[derive(Debug)]
+pub struct DecisionMemo {
+    policy: Arc<Policy>,
+    purpose: Purpose,
+    codes: Mutex<FxHashMap<u64, u32>>,
+}
+
+impl DecisionMemo {
+    /// An empty memo for `policy` and `purpose`.
+    pub fn new(policy: Arc<Policy>, purpose: Purpose) -> Arc<DecisionMemo> {
+        Arc::new(DecisionMemo {
+            policy,
+            purpose,
+            codes: Mutex::new(FxHashMap::default()),
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The purpose.
+    pub fn purpose(&self) -> &Purpose {
+        &self.purpose
+    }
+
+    /// The engine for a cut-off.
+    pub fn at(self: &Arc<Self>, as_of: Timestamp) -> Engine {
+        let regime = self.policy.regime_at(as_of);
+        let cap = self.policy.config().age_cap();
+        Engine {
+            memo: Arc::clone(self),
+            as_of,
+            regime: regime.map(|(i, nye)| (i as u8, nye)),
+            cap,
+            post_kind: self.policy.kind_index("post"),
+        }
+    }
+
+    /// Distinct tuples Cedar has decided so far.
+    pub fn len(&self) -> usize {
+        self.codes.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether Cedar has decided nothing yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The verdict code of a tuple key: from the memo, or decided by Cedar and remembered. A
+    /// poisoned memo is not trusted: the tuple is decided again (never guessed).
+    fn code(&self, key: u64) -> u32 {
+        if let Some(code) = self.codes.lock().ok().and_then(|m| m.get(&key).copied()) {
+            return code;
+        }
+        let code = self
+            .policy
+            .evaluate_tuple(&Tuple::from_key(key), &self.purpose)
+            .verdict
+            .code();
+        if let Ok(mut m) = self.codes.lock() {
+            m.insert(key, code);
+        }
+        code
+    }
+}
+
+/// The engine for one policy, purpose and cut-off.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    memo: Arc<DecisionMemo>,
+    as_of: Timestamp,
+    regime: Option<(u8, bool)>,
+    cap: u8,
+    post_kind: u8,
+}
+
+/// What the engine precomputed about one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledMember {
+    /// The member's part of every tuple key (regime, consent, GPC, erasure, notice, age now).
+    member: u64,
+    /// Jurisdiction bits of the members row's country (before the first residence entry).
+    base: u64,
+    /// Residence changes `(valid_from µs, jurisdiction bits)`, sorted.
+    changes: Box<[(i64, u64)]>,
+    /// Jurisdiction bits at the cut-off.
+    cutoff: u64,
+    /// Birth date, if known.
+    birth: Option<Date>,
+    /// From this instant (µs) on the member's age is at least the cap.
+    capped_from: i64,
+    /// An erasure request (not a closure) on or before the cut-off.
+    erasure_requested: bool,
+}
+
+impl CompiledMember {
+    /// Jurisdiction bits at an instant.
+    #[inline]
+    fn jurisdiction_at(&self, at: i64) -> u64 {
+        match self.changes.partition_point(|(from, _)| *from <= at) {
+            0 => self.base,
+            i => self.changes[i - 1].1,
+        }
+    }
+
+    /// Whether the member asked for erasure on or before the cut-off (their rows are then not
+    /// even recorded by id).
+    pub fn erasure_requested(&self) -> bool {
+        self.erasure_requested
+    }
+}
+
+impl Engine {
+    /// An engine with a fresh memo (one build, one report).
+    pub fn new(policy: Arc<Policy>, purpose: Purpose, as_of: Timestamp) -> Engine {
+        DecisionMemo::new(policy, purpose).at(as_of)
+    }
+
+    /// The cut-off.
+    pub fn as_of(&self) -> Timestamp {
+        self.as_of
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.memo.policy
+    }
+
+    /// The purpose.
+    pub fn purpose(&self) -> &Purpose {
+        &self.memo.purpose
+    }
+
+    /// The memo (to share with engines at other cut-offs).
+    pub fn memo(&self) -> &Arc<DecisionMemo> {
+        &self.memo
+    }
+
+    /// The kind's index in tuples (unknown kinds share one index, which no policy includes).
+    pub fn kind(&self, kind: &str) -> u8 {
+        self.memo.policy.kind_index(kind)
+    }
+
+    /// Precomputes what can be about a member.
+    pub fn compile(&self, m: &MemberFacts) -> CompiledMember {
+        let policy = &self.memo.policy;
+        let config = policy.config();
+        let jbits = |raw: Option<&str>| {
+            let (j, _) = classify(raw, config);
+            jurisdiction_bits(j.country, j.regions, j.consent_age)
+        };
+        let (age_known, age_now, capped_from) = match m.birth_date {
+            Some(b) => (
+                true,
+                capped_age(b, self.as_of, self.cap),
+                turns(b, self.cap).micros(),
+            ),
+            None => (false, 0, i64::MIN),
+        };
+        let (regime, nye) = self.regime.unwrap_or((0, false));
+        let erased_at = m.erased_at();
+        let member = member_bits(
+            regime,
+            nye,
+            age_known,
+            age_now,
+            ConsentClass::of(&m.consent, m.other_purpose_grant, config),
+            m.consent.gpc_signal.is_some(),
+            erased_at.is_some_and(|t| t <= self.as_of),
+            NoticeState::of(m.notice_at, self.as_of, config.notice_window_days),
+        );
+        let changes: Box<[(i64, u64)]> = m
+            .residences
+            .iter()
+            .map(|(from, c)| (from.micros(), jbits(c.as_deref())))
+            .collect();
+        CompiledMember {
+            member,
+            base: jbits(m.country.as_deref()),
+            cutoff: jbits(m.country_at(self.as_of)),
+            changes,
+            birth: m.birth_date,
+            capped_from,
+            erasure_requested: m.erasure_requested_at.is_some_and(|t| t <= self.as_of),
+        }
+    }
+
+    /// A decider with its own cache (one per thread or batch).
+    pub fn decider(&self) -> Decider<'_> {
+        Decider {
+            engine: self,
+            local: FxHashMap::default(),
+        }
+    }
+
+    /// The full evaluation context (for explanations).
+    pub fn context(&self) -> EvalContext {
+        EvalContext {
+            purpose: self.memo.purpose.clone(),
+            as_of: self.as_of,
+        }
+    }
+
+    /// The item view of a member's facts the reference evaluator and `explain` take.
+    pub fn item<'a>(
+        &self,
+        member: Option<&'a MemberFacts>,
+        kind: &'a str,
+        created_at: Timestamp,
+    ) -> ItemFacts<'a> {
+        ItemFacts {
+            kind,
+            created_at,
+            member: member.map(|m| MemberView::of(m, created_at, self.as_of)),
+        }
+    }
+}
+
+/// The day a person born on `birth` turns `age` (29 February counts as 1 March), at 00:00 UTC.
+fn turns(birth: Date, age: u8) -> Timestamp {
+    let year = birth.year() + i32::from(age);
+    let day = Date::from_calendar_date(year, birth.month(), birth.day())
+        .or_else(|_| Date::from_calendar_date(year, Month::March, 1))
+        .unwrap_or(Date::MAX);
+    Timestamp::at_midnight(day)
+}
+
+/// Decides items; owns a cache of the tuples it has seen.
+#[derive(Debug)]
+pub struct Decider<'e> {
+    engine: &'e Engine,
+    local: FxHashMap<u64, u32>,
+}
+
+impl Decider<'_> {
+    /// The verdict code of an item by `member` (`None`: not in the members input), of kind
+    /// index `kind` (see [`Engine::kind`]), created at `created_at`.
+    #[inline]
+    pub fn decide(
+        &mut self,
+        member: Option<&CompiledMember>,
+        kind: u8,
+        created_at: Timestamp,
+    ) -> u32 {
+        let e = self.engine;
+        if created_at > e.as_of {
+            return code_of(ReasonCode::AfterCutoff);
+        }
+        let Some(m) = member else {
+            return code_of(ReasonCode::MemberUnknown);
+        };
+        if e.regime.is_none() {
+            return code_of(ReasonCode::PolicyError);
+        }
+        let at = created_at.micros();
+        let age = match m.birth {
+            None => 0,
+            Some(_) if at >= m.capped_from => e.cap as i8,
+            Some(b) => capped_age(b, created_at, e.cap),
+        };
+        let key = m.member | item_bits(age, kind);
+        let j = m.jurisdiction_at(at);
+        let first = self.lookup(key | j);
+        if j == m.cutoff {
+            return first;
+        }
+        most_protective_code(first, self.lookup(key | m.cutoff))
+    }
+
+    /// [`Decider::decide`] as a [`Verdict`].
+    pub fn verdict(
+        &mut self,
+        member: Option<&CompiledMember>,
+        kind: u8,
+        created_at: Timestamp,
+    ) -> Verdict {
+        verdict_of(self.decide(member, kind, created_at))
+    }
+
+    /// Whether a member is excluded for the purpose at the cut-off: a post of theirs made now
+    /// would be. Unknown members are excluded (their consent cannot be shown).
+    pub fn member_excluded(&mut self, member: Option<&CompiledMember>) -> bool {
+        let (kind, at) = (self.engine.post_kind, self.engine.as_of);
+        decision_of(self.decide(member, kind, at)) == Decision::Exclude
+    }
+
+    #[inline]
+    fn lookup(&mut self, key: u64) -> u32 {
+        if let Some(code) = self.local.get(&key) {
+            return *code;
+        }
+        let code = self.engine.memo.code(key);
+        self.local.insert(key, code);
+        code
+    }
+}
+
+/// The code of a one-reason exclusion.
+fn code_of(reason: ReasonCode) -> u32 {
+    Verdict::exclude(reason).code()
+}
+
+/// The decision a verdict code carries (codes come from [`Verdict::code`]; anything else reads
+/// as exclude).
+pub fn decision_of(code: u32) -> Decision {
+    Verdict::from_code(code).map_or(Decision::Exclude, |v| v.decision())
+}
+
+/// The verdict of a code; a code no verdict has is a `policy_error` exclusion (fail closed).
+pub fn verdict_of(code: u32) -> Verdict {
+    Verdict::from_code(code).unwrap_or_else(|| Verdict::exclude(ReasonCode::PolicyError))
+}
+
+/// The most protective of two verdict codes, as [`crate::most_protective`] decides between two
+/// outcomes: the more restrictive decision; between two exclusions the union of their reasons;
+/// between equally kept outcomes the first.
+pub fn most_protective_code(a: u32, b: u32) -> u32 {
+    let (da, db) = (decision_of(a), decision_of(b));
+    match da.cmp(&db) {
+        std::cmp::Ordering::Less => b,
+        std::cmp::Ordering::Greater => a,
+        std::cmp::Ordering::Equal if da == Decision::Exclude => a | b,
+        std::cmp::Ordering::Equal => a,
+    }
+}
+
+/// A kept verdict with `mention_redacted` added (the text names an excluded member).
+pub fn with_mention_redacted(code: u32) -> u32 {
+    let v = verdict_of(code);
+    if !v.decision().is_kept() {
+        return code;
+    }
+    let mut reasons = v.reasons().to_vec();
+    reasons.push(ReasonCode::MentionRedacted);
+    Verdict::from_reasons(reasons).code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cg_model::age::age_at;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn turns_agrees_with_age_at(days in -30_000i32..20_000, age in 0u8..30) {
+            let birth = cg_model::instant::days_to_date(days).unwrap();
+            let t = turns(birth, age);
+            prop_assert_eq!(age_at(birth, t), i32::from(age));
+            prop_assert_eq!(age_at(birth, Timestamp::from_micros(t.micros() - 1)), i32::from(age) - 1);
+        }
+    }
+
+    #[test]
+    fn codes_combine_most_protectively() {
+        let inc = Verdict::from_reasons(vec![ReasonCode::LegitimateInterest]).code();
+        let a = code_of(ReasonCode::RegionSuspended);
+        let b = code_of(ReasonCode::Minor);
+        assert_eq!(most_protective_code(inc, a), a);
+        assert_eq!(most_protective_code(a, inc), a);
+        let both = verdict_of(most_protective_code(a, b));
+        assert_eq!(both.reasons().len(), 2);
+        assert_eq!(
+            decision_of(with_mention_redacted(inc)),
+            Decision::IncludeRedacted
+        );
+        assert_eq!(with_mention_redacted(a), a);
+        assert_eq!(decision_of(0), Decision::Exclude, "garbage is exclude");
+    }
+}
