@@ -49,9 +49,21 @@ pub fn table_of(path: &Path) -> Result<&'static str, LedgerError> {
 }
 
 /// Imports one file into `store` in one transaction; any bad row rolls back the whole file.
+/// Purposes must be in the default catalogue (see [`import_file_with`]).
 pub fn import_file(
     store: &mut dyn Store,
     path: &Path,
+    progress: &dyn Progress,
+) -> Result<ImportReport, LedgerError> {
+    import_file_with(store, path, cg_model::Purpose::DEFAULT_CATALOGUE, progress)
+}
+
+/// [`import_file`] accepting the purposes of `catalogue` (the default catalogue plus a
+/// deployment's configured purposes).
+pub fn import_file_with(
+    store: &mut dyn Store,
+    path: &Path,
+    catalogue: &[&str],
     progress: &dyn Progress,
 ) -> Result<ImportReport, LedgerError> {
     let table = table_of(path)?;
@@ -63,7 +75,7 @@ pub fn import_file(
     let mut records = Vec::new();
     let file = path.display().to_string();
     cg_io::read_table(path, &contract, |batch, first_row| {
-        to_records(table, &batch, first_row, &file, &mut records).map_err(|e| match e {
+        to_records(table, &batch, first_row, &file, catalogue, &mut records).map_err(|e| match e {
             LedgerError::Input(inner) => inner,
             other => cg_io::ReadError::File {
                 path: path.to_owned(),
@@ -83,6 +95,7 @@ fn to_records(
     b: &RecordBatch,
     first_row: u64,
     file: &str,
+    catalogue: &[&str],
     out: &mut Vec<Record>,
 ) -> Result<(), LedgerError> {
     let int = |i: usize| b.column(i).as_primitive::<Int64Type>();
@@ -101,11 +114,13 @@ fn to_records(
         let record = match table {
             "consent" => {
                 let purpose_text = text(2).value(r);
-                let purpose = Purpose::known(purpose_text).map_err(|e| LedgerError::BadRow {
-                    file: file.to_owned(),
-                    row: first_row + r as u64,
-                    column: "purpose".into(),
-                    message: e.to_string(),
+                let purpose = Purpose::in_catalogue(purpose_text, catalogue).map_err(|e| {
+                    LedgerError::BadRow {
+                        file: file.to_owned(),
+                        row: first_row + r as u64,
+                        column: "purpose".into(),
+                        message: e.to_string(),
+                    }
                 })?;
                 let ids = int(0);
                 Record::Event(NewEvent {

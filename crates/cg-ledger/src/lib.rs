@@ -33,10 +33,10 @@ mod sqlite;
 mod threaded;
 pub mod tokens;
 
-pub use import::{ImportReport, import_file, table_of};
+pub use import::{ImportReport, import_file, import_file_with, table_of};
 pub use model::{
-    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
-    SnapshotRow, Stats, StoredEvent, fold_stored,
+    Erasure, LedgerError, LedgerFacts, LedgerMember, MemberFacts, MemberRecord, NewEvent, Notice,
+    PolicyActivation, Record, Residence, SnapshotRow, Stats, StoredEvent, fold_stored,
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -56,6 +56,12 @@ pub trait Store: Send {
     /// content is not stored again (idempotent retry); with different content it is a conflict
     /// and nothing is written.
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError>;
+
+    /// Appends events the service records *now*: like [`Store::append`], but in the same
+    /// transaction each event's time is raised to 1 µs after its member's latest recorded event
+    /// when the clock says otherwise, so times are monotonic per member (a server clock that
+    /// steps back cannot let an older grant beat a newer opt-out). Imports keep their times.
+    fn append_stamped(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError>;
 
     /// Imports records in one transaction; any error rolls everything back.
     fn import(
@@ -79,6 +85,46 @@ pub trait Store: Send {
         as_of: Timestamp,
         f: &mut dyn FnMut(SnapshotRow) -> Result<(), LedgerError>,
     ) -> Result<u64, LedgerError>;
+
+    /// Every member fact the ledger holds as of `as_of` for `purpose` — members rows,
+    /// residence history, notices, erasure requests and the consent fold — read in one
+    /// snapshot (one read transaction), so no write can fall between two tables.
+    fn facts_as_of(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<LedgerFacts, LedgerError>;
+
+    /// One member's facts as of `as_of` for `purpose`, or `None` when the ledger has no row
+    /// for the member (an unknown member). Folded exactly as [`Store::facts_as_of`] folds.
+    fn member_facts(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Option<cg_model::MemberFacts>, LedgerError> {
+        let Some(raw) = self.member(member)? else {
+            return Ok(None);
+        };
+        let Some(record) = raw.record else {
+            return Ok(None);
+        };
+        let mut b = model::FactsBuilder::new(purpose, as_of);
+        b.member(record);
+        raw.residences.into_iter().for_each(|r| b.residence(r));
+        raw.notices.into_iter().for_each(|n| b.notice(n));
+        raw.erasures.into_iter().for_each(|e| b.erasure(e));
+        for e in self.history(member)? {
+            b.event(e);
+        }
+        Ok(b.finish().members.remove(&member.0).map(|m| m.facts))
+    }
+
+    /// Records that a policy was put in force.
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError>;
+
+    /// The latest policy activation, if any.
+    fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError>;
 
     /// Row counts.
     fn stats(&mut self) -> Result<Stats, LedgerError>;

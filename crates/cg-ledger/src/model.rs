@@ -113,6 +113,19 @@ impl NewEvent {
     }
 }
 
+/// `e` with its time raised to 1 µs after `latest` when it is not already later: how the
+/// service stamps the events it records, so a server clock stepping back cannot order a new
+/// choice before an older one.
+pub(crate) fn stamp_after(e: &NewEvent, latest: Option<Timestamp>) -> NewEvent {
+    let mut e = e.clone();
+    if let Some(latest) = latest
+        && e.event.ts <= latest
+    {
+        e.event.ts = Timestamp::from_micros(latest.micros().saturating_add(1));
+    }
+    e
+}
+
 /// A stored event: the event, its position in the total order, and when it was recorded.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredEvent {
@@ -260,30 +273,26 @@ pub struct Stats {
     pub erasures: u64,
 }
 
-/// Folds the events of one member (all purposes, `(ts, seq)` order) for `purpose`.
+/// Folds the events of one member (all purposes, `(ts, seq)` order) for `purpose`, through the
+/// same [`cg_model::member::ConsentFold`] every loader uses.
 pub(crate) fn snapshot_of(
     member: MemberId,
     events: &[(NewEvent, i64)],
     purpose: &Purpose,
 ) -> SnapshotRow {
-    let mut state = ConsentState::default();
+    let mut fold = cg_model::member::ConsentFold::new(purpose, Timestamp::MAX);
     let mut explicit_seq = None;
-    let mut other = false;
     for (e, seq) in events {
-        if &e.event.purpose == purpose {
-            state.apply(&e.event);
-            if !e.event.is_gpc_signal() && e.event.source != ConsentSource::Gpc {
-                explicit_seq = Some(*seq);
-            }
-        } else if e.event.granted && e.event.source != ConsentSource::Gpc {
-            other = true;
+        if &e.event.purpose == purpose && e.event.source != ConsentSource::Gpc {
+            explicit_seq = Some(*seq);
         }
+        fold.push(e.event.clone());
     }
-    let other_purpose_grant = other && state.explicit.is_none();
+    let (state, other_purpose_grant) = fold.finish();
     SnapshotRow {
         member_id: member,
+        explicit_seq: state.explicit.as_ref().and(explicit_seq),
         explicit: state.explicit,
-        explicit_seq,
         gpc_at: state.gpc_signal.map(|g| g.at),
         other_purpose_grant,
     }
@@ -342,4 +351,125 @@ impl<'p> SnapshotFolder<'p> {
         self.flush(f)?;
         Ok(self.rows)
     }
+}
+
+/// One member as the ledger knows them for a build: the facts, and whether the ledger holds
+/// the member's row (a member with events or erasures but no row is not a known member).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerMember {
+    /// The members table has a row for this member.
+    pub recorded: bool,
+    /// Every fact, as of the cut-off.
+    pub facts: cg_model::MemberFacts,
+}
+
+/// Every member fact the ledger holds as of a cut-off, for one purpose, read in one snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerFacts {
+    /// Members by id.
+    pub members: std::collections::BTreeMap<i64, LedgerMember>,
+    /// Events up to the cut-off of purposes other than the one decided, by name.
+    pub ignored_purposes: cg_model::member::IgnoredPurposes,
+    /// Consent events up to the cut-off.
+    pub events: u64,
+}
+
+/// Assembles [`LedgerFacts`] from the rows of the ledger's tables (shared by the backends).
+pub(crate) struct FactsBuilder<'p> {
+    purpose: &'p Purpose,
+    as_of: Timestamp,
+    out: LedgerFacts,
+    folds: std::collections::BTreeMap<i64, cg_model::member::ConsentFold<'p>>,
+}
+
+impl<'p> FactsBuilder<'p> {
+    pub(crate) fn new(purpose: &'p Purpose, as_of: Timestamp) -> Self {
+        FactsBuilder {
+            purpose,
+            as_of,
+            out: LedgerFacts::default(),
+            folds: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn entry(&mut self, id: MemberId) -> &mut cg_model::MemberFacts {
+        &mut self.out.members.entry(id.0).or_default().facts
+    }
+
+    pub(crate) fn member(&mut self, r: MemberRecord) {
+        let m = self.out.members.entry(r.member_id.0).or_default();
+        m.recorded = true;
+        let f = &mut m.facts;
+        f.country = r.country;
+        f.birth_date = r.birth_date;
+        f.closed_at = r.closed_at;
+        f.display_name = r.display_name;
+        f.handle = r.handle;
+    }
+
+    pub(crate) fn residence(&mut self, r: Residence) {
+        self.entry(r.member_id)
+            .residences
+            .push((r.valid_from, r.country));
+    }
+
+    pub(crate) fn notice(&mut self, n: Notice) {
+        let f = self.entry(n.member_id);
+        f.notice_at = Some(
+            f.notice_at
+                .map_or(n.delivered_at, |t| t.min(n.delivered_at)),
+        );
+    }
+
+    pub(crate) fn erasure(&mut self, e: Erasure) {
+        let f = self.entry(e.member_id);
+        f.erasure_requested_at = Some(f.erasure_requested_at.map_or(e.ts, |t| t.min(e.ts)));
+    }
+
+    /// Events must come in `seq` order (ties in time then follow the ledger's order).
+    pub(crate) fn event(&mut self, e: StoredEvent) {
+        let event = e.new.event;
+        if event.ts > self.as_of {
+            return;
+        }
+        self.out.events += 1;
+        if &event.purpose != self.purpose {
+            *self
+                .out
+                .ignored_purposes
+                .entry(event.purpose.as_str().to_owned())
+                .or_default() += 1;
+        }
+        let (purpose, as_of) = (self.purpose, self.as_of);
+        self.folds
+            .entry(event.member_id.0)
+            .or_insert_with(|| cg_model::member::ConsentFold::new(purpose, as_of))
+            .push(event);
+    }
+
+    pub(crate) fn finish(mut self) -> LedgerFacts {
+        for (id, fold) in std::mem::take(&mut self.folds) {
+            fold.finish_into(&mut self.out.members.entry(id).or_default().facts);
+        }
+        for m in self.out.members.values_mut() {
+            m.facts.sort_residences();
+        }
+        self.out
+    }
+}
+
+/// A policy put in force by the service: who, when, which (name and hash) and how to make it
+/// again (the recipe, JSON), so the service restarts with the policy an admin activated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyActivation {
+    /// When.
+    pub activated_at: Timestamp,
+    /// Who (a token id or label; never a secret).
+    pub actor: Option<String>,
+    /// The policy's name.
+    pub name: String,
+    /// The policy's content hash.
+    pub hash: String,
+    /// How to make it again (`cg_policy::PolicyRecipe` as JSON).
+    pub recipe: String,
 }

@@ -11,8 +11,8 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
-    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
-    SnapshotFolder, SnapshotRow, Stats, StoredEvent,
+    Erasure, FactsBuilder, LedgerError, LedgerFacts, MemberFacts, MemberRecord, NewEvent, Notice,
+    PolicyActivation, Record, Residence, SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
 use crate::tokens::TokenRecord;
 use cg_proof::Hash;
@@ -98,6 +98,19 @@ CREATE TABLE api_tokens (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE policy_activations (
+    seq          BIGSERIAL PRIMARY KEY,
+    activated_at BIGINT NOT NULL,
+    actor        TEXT,
+    name         TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    recipe       TEXT NOT NULL                     -- JSON: how to make the policy again
+);
+"#,
+    ),
 ];
 
 /// Serialises log appends across connections (indices must be gap-free and in commit order).
@@ -119,6 +132,60 @@ fn now() -> Timestamp {
 }
 
 impl PgStore {
+    /// Appends events in one write transaction; with `stamped`, each event's time is raised to
+    /// just after the member's latest recorded event when the clock is behind it (appends are
+    /// serialised by the log lock, so the read and the write cannot interleave with another).
+    fn append_with(
+        &mut self,
+        events: &[NewEvent],
+        stamped: bool,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let recorded_at = now();
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
+        let mut salts = Salts::new()?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let stamped_event;
+            let e = if stamped {
+                let latest: Option<i64> = tx
+                    .query_one(
+                        "SELECT MAX(ts) FROM consent_events WHERE member_id = $1",
+                        &[&e.event.member_id.0],
+                    )
+                    .map_err(LedgerError::pg)?
+                    .get(0);
+                stamped_event = crate::model::stamp_after(e, latest.map(Timestamp::from_micros));
+                &stamped_event
+            } else {
+                e
+            };
+            match insert_event(&mut tx, e, recorded_at, &mut salts)? {
+                Some(seq) => out.push(StoredEvent {
+                    seq,
+                    new: e.clone(),
+                    recorded_at,
+                }),
+                None => {
+                    let id = e.event.event_id.map_or(0, |i| i.0);
+                    for r in tx
+                        .query(
+                            &format!(
+                                "SELECT {EVENT_COLUMNS} FROM consent_events WHERE event_id = $1"
+                            ),
+                            &[&id],
+                        )
+                        .map_err(LedgerError::pg)?
+                    {
+                        out.push(row_to_event(&r)?);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(out)
+    }
+
     /// Connects to `url` and migrates.
     pub fn connect(url: &str) -> Result<PgStore, LedgerError> {
         let client = Client::connect(url, NoTls).map_err(LedgerError::pg)?;
@@ -160,6 +227,20 @@ const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, sou
 
 fn row_to_event(r: &Row) -> Result<StoredEvent, LedgerError> {
     row_to_event_at(r, 0)
+}
+
+/// A members row (`member_id, country, birth_date, created_at, closed_at, display_name,
+/// handle`).
+fn row_to_member(r: &Row) -> MemberRecord {
+    MemberRecord {
+        member_id: MemberId(r.get(0)),
+        country: r.get(1),
+        birth_date: r.get::<_, Option<i32>>(2).and_then(days_to_date),
+        created_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
+        closed_at: r.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
+        display_name: r.get(5),
+        handle: r.get(6),
+    }
 }
 
 const TOKEN_COLUMNS: &str = "id, hash, role, member_id, label, created_at, expires_at, revoked_at";
@@ -308,9 +389,13 @@ fn insert_record(
             tx.execute(
                 "INSERT INTO members (member_id, country, birth_date, created_at, closed_at, display_name, handle)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (member_id) DO UPDATE SET country = excluded.country, birth_date = excluded.birth_date,
-                   created_at = excluded.created_at, closed_at = excluded.closed_at,
-                   display_name = excluded.display_name, handle = excluded.handle",
+                 ON CONFLICT (member_id) DO UPDATE SET
+                   country = COALESCE(excluded.country, members.country),
+                   birth_date = COALESCE(excluded.birth_date, members.birth_date),
+                   created_at = COALESCE(excluded.created_at, members.created_at),
+                   closed_at = LEAST(members.closed_at, excluded.closed_at),
+                   display_name = COALESCE(excluded.display_name, members.display_name),
+                   handle = COALESCE(excluded.handle, members.handle)",
                 &[
                     &m.member_id.0,
                     &m.country,
@@ -358,36 +443,11 @@ impl Store for PgStore {
     }
 
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
-        let recorded_at = now();
-        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
-        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
-        let mut salts = Salts::new()?;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            match insert_event(&mut tx, e, recorded_at, &mut salts)? {
-                Some(seq) => out.push(StoredEvent {
-                    seq,
-                    new: e.clone(),
-                    recorded_at,
-                }),
-                None => {
-                    let id = e.event.event_id.map_or(0, |i| i.0);
-                    for r in tx
-                        .query(
-                            &format!(
-                                "SELECT {EVENT_COLUMNS} FROM consent_events WHERE event_id = $1"
-                            ),
-                            &[&id],
-                        )
-                        .map_err(LedgerError::pg)?
-                    {
-                        out.push(row_to_event(&r)?);
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(LedgerError::pg)?;
-        Ok(out)
+        self.append_with(events, false)
+    }
+
+    fn append_stamped(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
+        self.append_with(events, true)
     }
 
     fn import(
@@ -436,15 +496,7 @@ impl Store for PgStore {
                 &[&member.0],
             )
             .map_err(LedgerError::pg)?
-            .map(|r| MemberRecord {
-                member_id: MemberId(r.get(0)),
-                country: r.get(1),
-                birth_date: r.get::<_, Option<i32>>(2).and_then(days_to_date),
-                created_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
-                closed_at: r.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
-                display_name: r.get(5),
-                handle: r.get(6),
-            });
+            .map(|r| row_to_member(&r));
         let residences: Vec<Residence> = c
             .query("SELECT country, valid_from FROM residences WHERE member_id = $1 ORDER BY valid_from", &[&member.0])
             .map_err(LedgerError::pg)?
@@ -504,6 +556,100 @@ impl Store for PgStore {
         let n = folder.finish(f)?;
         tx.commit().map_err(LedgerError::pg)?;
         Ok(n)
+    }
+
+    fn facts_as_of(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<LedgerFacts, LedgerError> {
+        // One snapshot for every table: REPEATABLE READ, read only.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(LedgerError::pg)?;
+        let mut b = FactsBuilder::new(purpose, as_of);
+        for r in tx
+            .query("SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members", &[])
+            .map_err(LedgerError::pg)?
+        {
+            b.member(row_to_member(&r));
+        }
+        for r in tx
+            .query("SELECT member_id, country, valid_from FROM residences", &[])
+            .map_err(LedgerError::pg)?
+        {
+            b.residence(Residence {
+                member_id: MemberId(r.get(0)),
+                country: r.get(1),
+                valid_from: Timestamp::from_micros(r.get(2)),
+            });
+        }
+        for r in tx
+            .query(
+                "SELECT member_id, notice_version, delivered_at FROM notices",
+                &[],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            b.notice(Notice {
+                member_id: MemberId(r.get(0)),
+                notice_version: r.get(1),
+                delivered_at: Timestamp::from_micros(r.get(2)),
+            });
+        }
+        for r in tx
+            .query("SELECT member_id, ts FROM erasures", &[])
+            .map_err(LedgerError::pg)?
+        {
+            b.erasure(Erasure {
+                member_id: MemberId(r.get(0)),
+                ts: Timestamp::from_micros(r.get(1)),
+            });
+        }
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY seq");
+        let portal = tx.bind(&sql, &[&as_of.micros()]).map_err(LedgerError::pg)?;
+        loop {
+            let rows = tx.query_portal(&portal, 50_000).map_err(LedgerError::pg)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                b.event(row_to_event(row)?);
+            }
+        }
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(b.finish())
+    }
+
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError> {
+        self.client
+            .execute(
+                "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES ($1, $2, $3, $4, $5)",
+                &[&a.activated_at.micros(), &a.actor, &a.name, &a.hash, &a.recipe],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::pg)
+    }
+
+    fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT activated_at, actor, name, hash, recipe FROM policy_activations ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .map_err(LedgerError::pg)?
+            .map(|r| PolicyActivation {
+                activated_at: Timestamp::from_micros(r.get(0)),
+                actor: r.get(1),
+                name: r.get(2),
+                hash: r.get(3),
+                recipe: r.get(4),
+            }))
     }
 
     fn stats(&mut self) -> Result<Stats, LedgerError> {

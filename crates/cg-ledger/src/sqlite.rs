@@ -12,8 +12,8 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
-    Erasure, LedgerError, MemberFacts, MemberRecord, NewEvent, Notice, Record, Residence,
-    SnapshotFolder, SnapshotRow, Stats, StoredEvent,
+    Erasure, FactsBuilder, LedgerError, LedgerFacts, MemberFacts, MemberRecord, NewEvent, Notice,
+    PolicyActivation, Record, Residence, SnapshotFolder, SnapshotRow, Stats, StoredEvent,
 };
 use crate::tokens::TokenRecord;
 use cg_proof::Hash;
@@ -102,6 +102,19 @@ CREATE TABLE api_tokens (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE policy_activations (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    activated_at INTEGER NOT NULL,
+    actor        TEXT,
+    name         TEXT NOT NULL,
+    hash         TEXT NOT NULL,
+    recipe       TEXT NOT NULL                     -- JSON: how to make the policy again
+);
+"#,
+    ),
 ];
 
 /// The SQLite store.
@@ -163,6 +176,48 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(LedgerError::sqlite)
+    }
+
+    /// Appends events in one write transaction; with `stamped`, each event's time is raised to
+    /// just after the member's latest recorded event when the clock is behind it.
+    fn append_with(
+        &mut self,
+        events: &[NewEvent],
+        stamped: bool,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let recorded_at = now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::sqlite)?;
+        let mut salts = Salts::new()?;
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let stamped_event;
+            let e = if stamped {
+                let latest: Option<i64> = tx
+                    .prepare_cached("SELECT MAX(ts) FROM consent_events WHERE member_id = ?1")
+                    .and_then(|mut st| st.query_row([e.event.member_id.0], |r| r.get(0)))
+                    .map_err(LedgerError::sqlite)?;
+                stamped_event = crate::model::stamp_after(e, latest.map(Timestamp::from_micros));
+                &stamped_event
+            } else {
+                e
+            };
+            match insert_event(&tx, e, recorded_at, &mut salts)? {
+                Some(seq) => out.push(StoredEvent {
+                    seq,
+                    new: e.clone(),
+                    recorded_at,
+                }),
+                None => {
+                    let id = e.event.event_id.map_or(0, |i| i.0);
+                    out.extend(select_events(&tx, "WHERE event_id = ?1", params![id])?);
+                }
+            }
+        }
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(out)
     }
 
     /// `PRAGMA integrity_check` (for crash tests).
@@ -261,8 +316,22 @@ fn insert_event(
 
 const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
 
-fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, bool)> {
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     row_to_event_at(r, 0)
+}
+
+/// A members row (`member_id, country, birth_date, created_at, closed_at, display_name,
+/// handle`).
+fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
+    Ok(MemberRecord {
+        member_id: MemberId(r.get(0)?),
+        country: r.get(1)?,
+        birth_date: r.get::<_, Option<i32>>(2)?.and_then(days_to_date),
+        created_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+        closed_at: r.get::<_, Option<i64>>(4)?.map(Timestamp::from_micros),
+        display_name: r.get(5)?,
+        handle: r.get(6)?,
+    })
 }
 
 const TOKEN_COLUMNS: &str = "id, hash, role, member_id, label, created_at, expires_at, revoked_at";
@@ -285,32 +354,36 @@ fn to_hash(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0u8; 32])
 }
 
-/// [`EVENT_COLUMNS`] starting at column `o`.
-fn row_to_event_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<(StoredEvent, bool)> {
+/// [`EVENT_COLUMNS`] starting at column `o`. A stored purpose that is not a valid name is an
+/// error (never read as some default purpose).
+fn row_to_event_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<StoredEvent> {
     let purpose: String = r.get(o + 3)?;
+    let seq: i64 = r.get(o)?;
+    let purpose = Purpose::new(&purpose).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            o + 3,
+            rusqlite::types::Type::Text,
+            format!("event {seq}: {e}").into(),
+        )
+    })?;
     let metadata: Option<String> = r.get(o + 9)?;
-    let valid_purpose = Purpose::new(&purpose);
-    let ok = valid_purpose.is_ok();
-    Ok((
-        StoredEvent {
-            seq: r.get(o)?,
-            new: NewEvent {
-                event: ConsentEvent {
-                    event_id: r.get::<_, Option<i64>>(o + 1)?.map(EventId),
-                    member_id: MemberId(r.get(o + 2)?),
-                    purpose: valid_purpose.unwrap_or_else(|_| Purpose::genai_training()),
-                    granted: r.get(o + 4)?,
-                    ts: Timestamp::from_micros(r.get(o + 5)?),
-                    source: ConsentSource::from(r.get::<_, String>(o + 6)?),
-                    notice_version: r.get(o + 7)?,
-                },
-                actor: r.get(o + 8)?,
-                metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+    Ok(StoredEvent {
+        seq,
+        new: NewEvent {
+            event: ConsentEvent {
+                event_id: r.get::<_, Option<i64>>(o + 1)?.map(EventId),
+                member_id: MemberId(r.get(o + 2)?),
+                purpose,
+                granted: r.get(o + 4)?,
+                ts: Timestamp::from_micros(r.get(o + 5)?),
+                source: ConsentSource::from(r.get::<_, String>(o + 6)?),
+                notice_version: r.get(o + 7)?,
             },
-            recorded_at: Timestamp::from_micros(r.get(o + 10)?),
+            actor: r.get(o + 8)?,
+            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
         },
-        ok,
-    ))
+        recorded_at: Timestamp::from_micros(r.get(o + 10)?),
+    })
 }
 
 fn select_events(
@@ -323,18 +396,7 @@ fn select_events(
     let rows = stmt
         .query_map(params, row_to_event)
         .map_err(LedgerError::sqlite)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (e, valid) = row.map_err(LedgerError::sqlite)?;
-        if !valid {
-            return Err(LedgerError::Database {
-                backend: "sqlite",
-                message: format!("event {} has an invalid purpose", e.seq),
-            });
-        }
-        out.push(e);
-    }
-    Ok(out)
+    rows.collect::<Result<_, _>>().map_err(LedgerError::sqlite)
 }
 
 fn insert_record(
@@ -353,9 +415,15 @@ fn insert_record(
             tx.prepare_cached(
                 "INSERT INTO members (member_id, country, birth_date, created_at, closed_at, display_name, handle)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (member_id) DO UPDATE SET country = excluded.country, birth_date = excluded.birth_date,
-                   created_at = excluded.created_at, closed_at = excluded.closed_at,
-                   display_name = excluded.display_name, handle = excluded.handle",
+                 ON CONFLICT (member_id) DO UPDATE SET
+                   country = COALESCE(excluded.country, members.country),
+                   birth_date = COALESCE(excluded.birth_date, members.birth_date),
+                   created_at = COALESCE(excluded.created_at, members.created_at),
+                   closed_at = CASE WHEN members.closed_at IS NULL THEN excluded.closed_at
+                                    WHEN excluded.closed_at IS NULL THEN members.closed_at
+                                    ELSE MIN(members.closed_at, excluded.closed_at) END,
+                   display_name = COALESCE(excluded.display_name, members.display_name),
+                   handle = COALESCE(excluded.handle, members.handle)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -413,28 +481,11 @@ impl Store for SqliteStore {
     }
 
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
-        let recorded_at = now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(LedgerError::sqlite)?;
-        let mut salts = Salts::new()?;
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            match insert_event(&tx, e, recorded_at, &mut salts)? {
-                Some(seq) => out.push(StoredEvent {
-                    seq,
-                    new: e.clone(),
-                    recorded_at,
-                }),
-                None => {
-                    let id = e.event.event_id.map_or(0, |i| i.0);
-                    out.extend(select_events(&tx, "WHERE event_id = ?1", params![id])?);
-                }
-            }
-        }
-        tx.commit().map_err(LedgerError::sqlite)?;
-        Ok(out)
+        self.append_with(events, false)
+    }
+
+    fn append_stamped(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
+        self.append_with(events, true)
     }
 
     fn import(
@@ -473,17 +524,7 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = ?1",
                 [member.0],
-                |r| {
-                    Ok(MemberRecord {
-                        member_id: MemberId(r.get(0)?),
-                        country: r.get(1)?,
-                        birth_date: r.get::<_, Option<i32>>(2)?.and_then(days_to_date),
-                        created_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
-                        closed_at: r.get::<_, Option<i64>>(4)?.map(Timestamp::from_micros),
-                        display_name: r.get(5)?,
-                        handle: r.get(6)?,
-                    })
-                },
+                row_to_member,
             )
             .optional()
             .map_err(LedgerError::sqlite)?;
@@ -540,10 +581,117 @@ impl Store for SqliteStore {
         let mut rows = stmt.query([as_of.micros()]).map_err(LedgerError::sqlite)?;
         let mut folder = SnapshotFolder::new(purpose);
         while let Some(row) = rows.next().map_err(LedgerError::sqlite)? {
-            let (e, _) = row_to_event(row).map_err(LedgerError::sqlite)?;
+            let e = row_to_event(row).map_err(LedgerError::sqlite)?;
             folder.push(e, f)?;
         }
         folder.finish(f)
+    }
+
+    fn facts_as_of(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<LedgerFacts, LedgerError> {
+        // One read transaction: in WAL mode every statement below sees the same snapshot.
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let mut b = FactsBuilder::new(purpose, as_of);
+        {
+            let mut stmt = tx
+                .prepare("SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members")
+                .map_err(LedgerError::sqlite)?;
+            let rows = stmt
+                .query_map([], row_to_member)
+                .map_err(LedgerError::sqlite)?;
+            for r in rows {
+                b.member(r.map_err(LedgerError::sqlite)?);
+            }
+            let mut stmt = tx
+                .prepare("SELECT member_id, country, valid_from FROM residences")
+                .map_err(LedgerError::sqlite)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Residence {
+                        member_id: MemberId(r.get(0)?),
+                        country: r.get(1)?,
+                        valid_from: Timestamp::from_micros(r.get(2)?),
+                    })
+                })
+                .map_err(LedgerError::sqlite)?;
+            for r in rows {
+                b.residence(r.map_err(LedgerError::sqlite)?);
+            }
+            let mut stmt = tx
+                .prepare("SELECT member_id, notice_version, delivered_at FROM notices")
+                .map_err(LedgerError::sqlite)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Notice {
+                        member_id: MemberId(r.get(0)?),
+                        notice_version: r.get(1)?,
+                        delivered_at: Timestamp::from_micros(r.get(2)?),
+                    })
+                })
+                .map_err(LedgerError::sqlite)?;
+            for r in rows {
+                b.notice(r.map_err(LedgerError::sqlite)?);
+            }
+            let mut stmt = tx
+                .prepare("SELECT member_id, ts FROM erasures")
+                .map_err(LedgerError::sqlite)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Erasure {
+                        member_id: MemberId(r.get(0)?),
+                        ts: Timestamp::from_micros(r.get(1)?),
+                    })
+                })
+                .map_err(LedgerError::sqlite)?;
+            for r in rows {
+                b.erasure(r.map_err(LedgerError::sqlite)?);
+            }
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= ?1 ORDER BY seq"
+                ))
+                .map_err(LedgerError::sqlite)?;
+            let rows = stmt
+                .query_map([as_of.micros()], row_to_event)
+                .map_err(LedgerError::sqlite)?;
+            for r in rows {
+                b.event(r.map_err(LedgerError::sqlite)?);
+            }
+        }
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(b.finish())
+    }
+
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.activated_at.micros(), a.actor, a.name, a.hash, a.recipe],
+            )
+            .map(|_| ())
+            .map_err(LedgerError::sqlite)
+    }
+
+    fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError> {
+        self.conn
+            .query_row(
+                "SELECT activated_at, actor, name, hash, recipe FROM policy_activations ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(PolicyActivation {
+                        activated_at: Timestamp::from_micros(r.get(0)?),
+                        actor: r.get(1)?,
+                        name: r.get(2)?,
+                        hash: r.get(3)?,
+                        recipe: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(LedgerError::sqlite)
     }
 
     fn stats(&mut self) -> Result<Stats, LedgerError> {
@@ -612,7 +760,7 @@ impl Store for SqliteStore {
             let seq: Option<i64> = r.get(5).map_err(LedgerError::sqlite)?;
             let event = match seq {
                 Some(_) => {
-                    let (e, _) = row_to_event_at(r, 5).map_err(LedgerError::sqlite)?;
+                    let e = row_to_event_at(r, 5).map_err(LedgerError::sqlite)?;
                     Some((
                         e,
                         r.get::<_, Option<Vec<u8>>>(4)
@@ -691,8 +839,7 @@ impl Store for SqliteStore {
         let sql = format!("SELECT {EVENT_COLUMNS}, salt FROM consent_events WHERE seq = ?1");
         self.conn
             .query_row(&sql, [seq], |r| {
-                let (e, _) = row_to_event(r)?;
-                Ok((e, r.get::<_, Option<Vec<u8>>>(11)?))
+                Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(11)?))
             })
             .optional()
             .map_err(LedgerError::sqlite)

@@ -89,6 +89,11 @@ impl Store for ThreadedStore {
         self.call(move |s| s.append(&events))
     }
 
+    fn append_stamped(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
+        let events = events.to_vec();
+        self.call(move |s| s.append_stamped(&events))
+    }
+
     fn import(
         &mut self,
         records: &mut dyn Iterator<Item = Result<Record, LedgerError>>,
@@ -133,6 +138,34 @@ impl Store for ThreadedStore {
 
     fn stats(&mut self) -> Result<Stats, LedgerError> {
         self.call(|s| s.stats())
+    }
+
+    fn policy_activation_record(&mut self, a: &crate::PolicyActivation) -> Result<(), LedgerError> {
+        let a = a.clone();
+        self.call(move |s| s.policy_activation_record(&a))
+    }
+
+    fn policy_activation_latest(&mut self) -> Result<Option<crate::PolicyActivation>, LedgerError> {
+        self.call(|s| s.policy_activation_latest())
+    }
+
+    fn facts_as_of(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<crate::LedgerFacts, LedgerError> {
+        let purpose = purpose.clone();
+        self.call(move |s| s.facts_as_of(&purpose, as_of))
+    }
+
+    fn member_facts(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Option<cg_model::MemberFacts>, LedgerError> {
+        let purpose = purpose.clone();
+        self.call(move |s| s.member_facts(member, &purpose, as_of))
     }
 
     fn log_append_manifest(&mut self, dataset_id: &str, sha256: &Hash) -> Result<u64, LedgerError> {

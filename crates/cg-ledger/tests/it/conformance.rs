@@ -193,3 +193,117 @@ fn a_bad_row_rejects_the_whole_file() {
     });
     let _ = Timestamp::MIN;
 }
+
+#[test]
+fn facts_as_of_equal_member_facts_for_every_member() {
+    let (dir, summary) = cg_test_support::small_corpus(600, 100, cg_io::Format::Parquet);
+    each_backend(|s| {
+        for t in &summary.tables[..5] {
+            import_file(s, &t.path, &NoProgress).unwrap();
+        }
+        let purpose = Purpose::genai_training();
+        let as_of = instant("2025-12-01");
+        let all = s.facts_as_of(&purpose, as_of).unwrap();
+        assert_eq!(all.members.values().filter(|m| m.recorded).count(), 600);
+        assert!(all.members.values().any(|m| m.facts.erased_at().is_some()));
+        assert!(all.members.values().any(|m| !m.facts.residences.is_empty()));
+        assert!(all.members.values().any(|m| m.facts.notice_at.is_some()));
+        for (id, m) in &all.members {
+            let one = s.member_facts(MemberId(*id), &purpose, as_of).unwrap();
+            if m.recorded {
+                assert_eq!(one.as_ref(), Some(&m.facts), "member {id}");
+            } else {
+                assert_eq!(one, None, "member {id} has no row");
+            }
+        }
+        // Events after the cut-off are not in the snapshot.
+        let early = s.facts_as_of(&purpose, instant("2000-01-01")).unwrap();
+        assert_eq!(early.events, 0);
+        assert!(
+            early
+                .members
+                .values()
+                .all(|m| m.facts.consent.explicit.is_none())
+        );
+    });
+    drop(dir);
+}
+
+#[test]
+fn a_member_upsert_keeps_omitted_facts_and_the_earliest_closure() {
+    each_backend(|s| {
+        let row = |country: Option<&str>, closed: Option<&str>| {
+            Ok(cg_ledger::Record::Member(cg_ledger::MemberRecord {
+                member_id: MemberId(7),
+                country: country.map(str::to_owned),
+                birth_date: None,
+                created_at: None,
+                closed_at: closed.map(instant),
+                display_name: None,
+                handle: None,
+            }))
+        };
+        s.import(
+            &mut [row(Some("FR"), Some("2025-01-01"))].into_iter(),
+            &NoProgress,
+        )
+        .unwrap();
+        s.import(
+            &mut [row(None, None), row(Some("DE"), Some("2026-01-01"))].into_iter(),
+            &NoProgress,
+        )
+        .unwrap();
+        let r = s.member(MemberId(7)).unwrap().unwrap().record.unwrap();
+        assert_eq!(r.country.as_deref(), Some("DE"));
+        assert_eq!(
+            r.closed_at,
+            Some(instant("2025-01-01")),
+            "a closure is never undone"
+        );
+    });
+}
+
+#[test]
+fn stamped_appends_never_go_back_in_time() {
+    each_backend(|s| {
+        s.append(&[ev(9, true, "2030-01-01")]).unwrap();
+        let stored = s.append_stamped(&[ev(9, false, "2025-01-01")]).unwrap();
+        assert_eq!(
+            stored[0].event.ts.micros(),
+            instant("2030-01-01").micros() + 1
+        );
+        // Another member is not affected; imports and plain appends keep their times.
+        let other = s.append_stamped(&[ev(10, false, "2025-01-01")]).unwrap();
+        assert_eq!(other[0].event.ts, instant("2025-01-01"));
+        let (state, _) = s
+            .state_at(
+                MemberId(9),
+                &Purpose::genai_training(),
+                instant("2031-01-01"),
+            )
+            .unwrap();
+        assert_eq!(state.granted(true), Some(false));
+    });
+}
+
+#[test]
+fn policy_activations_are_recorded_in_order() {
+    each_backend(|s| {
+        assert!(s.policy_activation_latest().unwrap().is_none());
+        for name in ["timeline", "li-2024-09"] {
+            s.policy_activation_record(&cg_ledger::PolicyActivation {
+                activated_at: instant("2026-01-01"),
+                actor: Some("admin-token".into()),
+                name: name.into(),
+                hash: format!("hash-of-{name}"),
+                recipe: "{}".into(),
+            })
+            .unwrap();
+        }
+        let latest = s.policy_activation_latest().unwrap().unwrap();
+        assert_eq!(
+            (latest.name.as_str(), latest.actor.as_deref()),
+            ("li-2024-09", Some("admin-token"))
+        );
+    });
+}

@@ -68,3 +68,28 @@ fn concurrent_writers_keep_the_log_gap_free() {
         (220, 200, 20)
     );
 }
+
+#[test]
+fn a_stored_purpose_that_does_not_parse_is_an_error_never_a_default() {
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("l.sqlite");
+    drop(cg_ledger::open(path.to_str().unwrap()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO consent_events (member_id, purpose, granted, ts, source, recorded_at) VALUES (1, 'Not A Purpose', 0, 0, 'settings', 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let mut s = cg_ledger::open(path.to_str().unwrap()).unwrap();
+    let purpose = cg_model::Purpose::genai_training();
+    let as_of = cg_test_support::instant("2025-01-01");
+    let err = s.facts_as_of(&purpose, as_of).unwrap_err().to_string();
+    assert!(err.contains("Not A Purpose"), "{err}");
+    let err = s
+        .snapshot(&purpose, as_of, &mut |_| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Not A Purpose"), "{err}");
+    assert!(s.history(cg_model::MemberId(1)).is_err());
+}
