@@ -303,11 +303,12 @@ mod tests {
         let policy =
             cg_policy::Policy::bundled("li-2025-11", cg_policy::PolicyConfig::default()).unwrap();
         let facts = crate::run::FactInputs {
-            members: "/shared/members.parquet".into(),
+            members: Some("/shared/members.parquet".into()),
             consent: crate::run::ConsentSourceArg::File("/shared/consent.parquet".into()),
             residences: None,
             notices: None,
             erasures: None,
+            purposes: Vec::new(),
         };
         GateSpec::new(
             &facts,

@@ -1,58 +1,22 @@
-//! Member-side facts, loaded once per build: members, residence history, notices, erasures,
-//! closures and the as-of consent state, from input files or the ledger's snapshot.
+//! Member-side facts, loaded once per build into the one model every path decides on
+//! ([`cg_model::MemberFacts`]): from input files (members, residence history, notices,
+//! erasures, consent events), from the ledger as of the cut-off, or from both, merged with the
+//! most protective reading ([`cg_model::MemberFacts::merge`]).
 
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type, TimestampMicrosecondType};
-use cg_model::consent::{ConsentChoice, ConsentEvent, ConsentSource};
+use cg_model::consent::{ConsentEvent, ConsentSource};
 use cg_model::instant::days_to_date;
-use cg_model::{ConsentState, EventId, MemberId, Purpose, Timestamp};
+use cg_model::member::{ConsentFold, IgnoredPurposes, looks_like};
+use cg_model::{EventId, MemberFacts, MemberId, Purpose, Timestamp};
 use rustc_hash::FxHashMap;
-use time::Date;
 
 use crate::BuildError;
 
-/// What the gate knows about one member.
-#[derive(Clone, Debug, Default)]
-pub struct Member {
-    /// Current country, raw.
-    pub country: Option<String>,
-    /// Residence history `(valid_from, raw country)`, sorted.
-    pub residences: Vec<(Timestamp, Option<String>)>,
-    /// Birth date.
-    pub birth_date: Option<Date>,
-    /// Earliest erasure request or closure.
-    pub erased_at: Option<Timestamp>,
-    /// Earliest erasure request (GDPR Art 17): from then on the member's rows are not even
-    /// recorded by id in a build's decisions.
-    pub erasure_requested_at: Option<Timestamp>,
-    /// Earliest notice delivery.
-    pub notice_at: Option<Timestamp>,
-    /// As-of consent state for the build's purpose.
-    pub consent: ConsentState,
-    /// A grant for another purpose only.
-    pub other_purpose_grant: bool,
-    /// Display name (for scrubbing mentions).
-    pub display_name: Option<String>,
-    /// Handle (for scrubbing mentions).
-    pub handle: Option<String>,
-}
-
-impl Member {
-    /// The raw country at `at`: the latest history entry at or before `at`, else the current.
-    pub fn country_at(&self, at: Timestamp) -> Option<&str> {
-        self.residences
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= at)
-            .map(|(_, c)| c.as_deref())
-            .unwrap_or(self.country.as_deref())
-    }
-}
-
 /// All members, by id.
-pub type Members = FxHashMap<i64, Member>;
+pub type Members = FxHashMap<i64, MemberFacts>;
 
 fn read(
     path: &Path,
@@ -90,18 +54,18 @@ pub fn load_members(path: &Path) -> Result<Members, BuildError> {
         let name = b.column(5).as_string::<i32>();
         let handle = b.column(6).as_string::<i32>();
         for r in 0..b.num_rows() {
-            let m = Member {
+            let m = MemberFacts {
                 country: country.is_valid(r).then(|| country.value(r).to_owned()),
                 birth_date: birth
                     .is_valid(r)
                     .then(|| days_to_date(birth.value(r)))
                     .flatten(),
-                erased_at: closed
+                closed_at: closed
                     .is_valid(r)
                     .then(|| Timestamp::from_micros(closed.value(r))),
                 display_name: name.is_valid(r).then(|| name.value(r).to_owned()),
                 handle: handle.is_valid(r).then(|| handle.value(r).to_owned()),
-                ..Member::default()
+                ..MemberFacts::default()
             };
             if out.insert(id.value(r), m).is_some() {
                 return Err(BuildError::BadRow {
@@ -134,7 +98,7 @@ pub fn load_residences(path: &Path, members: &mut Members) -> Result<(), BuildEr
         Ok(())
     })?;
     for m in members.values_mut() {
-        m.residences.sort_by_key(|(t, _)| *t);
+        m.sort_residences();
     }
     Ok(())
 }
@@ -162,7 +126,6 @@ pub fn load_erasures(path: &Path, members: &mut Members) -> Result<(), BuildErro
         for r in 0..b.num_rows() {
             if let Some(m) = members.get_mut(&id.value(r)) {
                 let t = Timestamp::from_micros(at.value(r));
-                m.erased_at = Some(m.erased_at.map_or(t, |x| x.min(t)));
                 m.erasure_requested_at = Some(m.erasure_requested_at.map_or(t, |x| x.min(t)));
             }
         }
@@ -170,14 +133,21 @@ pub fn load_erasures(path: &Path, members: &mut Members) -> Result<(), BuildErro
     })
 }
 
-/// Folds a consent-events file as of `as_of` for `purpose` (unknown purposes fail the build).
+/// Folds a consent-events file as of `as_of` for `purpose`. Events of other purposes never
+/// affect a decision: they are counted by name (the manifest's `ignored_purposes`); a purpose
+/// that looks like a misspelling of the build's (edit distance 2 after normalisation) fails
+/// the build naming both, so an objection cannot vanish under a typo. Catalogue purposes
+/// (`catalogue`) other than the build's only tell "granted another purpose" apart from "no
+/// event" in the reason code.
 pub fn load_consent_events(
     path: &Path,
     purpose: &Purpose,
     as_of: Timestamp,
+    catalogue: &[&str],
     members: &mut Members,
-) -> Result<(), BuildError> {
-    let mut events: FxHashMap<i64, Vec<ConsentEvent>> = FxHashMap::default();
+) -> Result<IgnoredPurposes, BuildError> {
+    let mut folds: FxHashMap<i64, ConsentFold<'_>> = FxHashMap::default();
+    let mut ignored = IgnoredPurposes::new();
     read(path, "consent", |b, first| {
         let eid = b.column(0).as_primitive::<Int64Type>();
         let id = b.column(1).as_primitive::<Int64Type>();
@@ -187,71 +157,103 @@ pub fn load_consent_events(
         let source = b.column(5).as_string::<i32>();
         let notice = b.column(6).as_string::<i32>();
         for r in 0..b.num_rows() {
-            // The catalogue, not just the spelling: an objection under a misspelt purpose must
-            // fail the build, not count as "another purpose" and vanish.
-            let purpose_r = Purpose::known(p.value(r)).map_err(|e| BuildError::BadRow {
-                file: path.display().to_string(),
-                row: first + r as u64,
-                column: "purpose".into(),
-                message: e.to_string(),
-            })?;
+            let name = p.value(r);
             let t = Timestamp::from_micros(ts.value(r));
+            let this = name == purpose.as_str();
+            if !this && looks_like(name, purpose) {
+                return Err(BuildError::BadRow {
+                    file: path.display().to_string(),
+                    row: first + r as u64,
+                    column: "purpose".into(),
+                    message: format!(
+                        "purpose `{name}` looks like a misspelling of the build's purpose `{purpose}`; fix the export (an objection under a misspelt purpose would be lost)"
+                    ),
+                });
+            }
             if t > as_of {
                 continue;
             }
-            events.entry(id.value(r)).or_default().push(ConsentEvent {
-                event_id: eid.is_valid(r).then(|| EventId(eid.value(r))),
-                member_id: MemberId(id.value(r)),
-                purpose: purpose_r,
-                granted: granted.value(r),
-                ts: t,
-                source: if source.is_valid(r) {
-                    ConsentSource::from(source.value(r))
-                } else {
-                    ConsentSource::Import
-                },
-                notice_version: notice.is_valid(r).then(|| notice.value(r).to_owned()),
-            });
+            if !this {
+                *ignored.entry(name.to_owned()).or_default() += 1;
+            }
+            let event_purpose = if this {
+                purpose.clone()
+            } else {
+                match Purpose::in_catalogue(name, catalogue) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                }
+            };
+            if !members.contains_key(&id.value(r)) {
+                continue;
+            }
+            folds
+                .entry(id.value(r))
+                .or_insert_with(|| ConsentFold::new(purpose, as_of))
+                .push(ConsentEvent {
+                    event_id: eid.is_valid(r).then(|| EventId(eid.value(r))),
+                    member_id: MemberId(id.value(r)),
+                    purpose: event_purpose,
+                    granted: granted.value(r),
+                    ts: t,
+                    source: if source.is_valid(r) {
+                        ConsentSource::from(source.value(r))
+                    } else {
+                        ConsentSource::Import
+                    },
+                    notice_version: notice.is_valid(r).then(|| notice.value(r).to_owned()),
+                });
         }
         Ok(())
     })?;
-    for (id, evs) in events {
+    for (id, fold) in folds {
         if let Some(m) = members.get_mut(&id) {
-            let (this, other): (Vec<&ConsentEvent>, Vec<&ConsentEvent>) =
-                evs.iter().partition(|e| &e.purpose == purpose);
-            m.consent = ConsentState::fold(this, as_of);
-            m.other_purpose_grant = m.consent.explicit.is_none()
-                && other
-                    .iter()
-                    .any(|e| e.granted && e.source != ConsentSource::Gpc);
+            fold.finish_into(m);
         }
     }
-    Ok(())
+    Ok(ignored)
 }
 
-/// Takes consent state from the ledger's as-of snapshot.
-pub fn load_consent_store(
+/// Takes every member fact the ledger holds as of `as_of` (members, residences, notices,
+/// erasures, consent; one snapshot) and merges it into `members` with the most protective
+/// reading. Members the ledger has a row for join the build; facts of members it has no row
+/// for count only for members the files name. Returns the ledger's counts of other purposes.
+pub fn load_ledger(
     store: &mut dyn cg_ledger::Store,
     purpose: &Purpose,
     as_of: Timestamp,
     members: &mut Members,
-) -> Result<u64, BuildError> {
-    store
-        .snapshot(purpose, as_of, &mut |row| {
-            if let Some(m) = members.get_mut(&row.member_id.0) {
-                m.consent = ConsentState {
-                    explicit: row.explicit,
-                    gpc_signal: row.gpc_at.map(|at| ConsentChoice {
-                        granted: false,
-                        at,
-                        source: ConsentSource::Gpc,
-                        notice_version: None,
-                        event_id: None,
-                    }),
-                };
-                m.other_purpose_grant = row.other_purpose_grant;
+) -> Result<(IgnoredPurposes, LedgerCounts), BuildError> {
+    let facts = store
+        .facts_as_of(purpose, as_of)
+        .map_err(|e| BuildError::Input(format!("ledger: {e}")))?;
+    let mut counts = LedgerCounts {
+        events: facts.events,
+        ..LedgerCounts::default()
+    };
+    for (id, m) in facts.members {
+        match members.get_mut(&id) {
+            Some(existing) => {
+                existing.merge(m.facts);
+                counts.merged += 1;
             }
-            Ok(())
-        })
-        .map_err(|e| BuildError::Input(e.to_string()))
+            None if m.recorded => {
+                members.insert(id, m.facts);
+                counts.from_ledger += 1;
+            }
+            None => {}
+        }
+    }
+    Ok((facts.ignored_purposes, counts))
+}
+
+/// What a build took from the ledger.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerCounts {
+    /// Consent events up to the cut-off.
+    pub events: u64,
+    /// Members only the ledger knows.
+    pub from_ledger: u64,
+    /// Members both the files and the ledger know (merged).
+    pub merged: u64,
 }

@@ -1,34 +1,40 @@
-//! [`Gate`]: the per-row decision, shared by the UDFs of one build. Cedar runs once per
-//! distinct attribute tuple; every further row is a hash lookup. A row carries its verdict
-//! through the plan as a self-describing `u32` ([`Verdict::code`]), the same in every process, so
-//! a distributed build's executors and its client agree on it.
+//! [`Gate`]: the per-row decision, shared by the UDFs of one build, through the compiled
+//! decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate is made
+//! (jurisdiction classes, age instants, consent class, and whether the member is excluded as
+//! of the cut-off, for mentions); a batch of rows is then decided by a [`cg_policy::Decider`]
+//! of its own, with no lock shared between partitions once a tuple has been seen. A row
+//! carries its verdict through the plan as a self-describing `u32` ([`Verdict::code`]), the
+//! same in every process, so a distributed build's executors and its client agree on it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use cg_model::{Decision, Jurisdiction, ReasonCode, Timestamp, Verdict};
-use cg_policy::{Decided, EvalContext, ItemFacts, MemberFacts, Policy, most_protective};
+use cg_model::{Jurisdiction, MemberFacts, ReasonCode, Timestamp, Verdict};
+use cg_policy::{CompiledMember, Engine, EvalContext, Policy, with_mention_redacted};
 use rustc_hash::FxHashMap;
 use sha2::Digest;
 
-use crate::facts::{Member, Members};
+use crate::facts::Members;
 
-#[derive(Debug, Default)]
-struct Memo {
-    tuples: FxHashMap<u64, Decided>,
-    member_excluded: FxHashMap<i64, bool>,
+/// One member as the gate keeps them.
+#[derive(Debug)]
+struct GateMember {
+    facts: MemberFacts,
+    compiled: CompiledMember,
+    /// Excluded as of the cut-off (a post made now would be): their mentions are scrubbed.
+    excluded_now: bool,
+    /// Report region at the cut-off.
+    region: &'static str,
+    /// Country at the cut-off (the phone-number hint for redaction).
+    hint: Option<cg_model::CountryCode>,
 }
 
 /// Everything the UDFs need to decide and redact a row.
 #[derive(Debug)]
 pub struct Gate {
-    policy: Arc<Policy>,
-    ctx: EvalContext,
-    members: Members,
-    memo: Mutex<Memo>,
+    engine: Engine,
+    members: FxHashMap<i64, GateMember>,
     redactor: cg_redact::Redactor,
     quarantine: bool,
-    /// Report region of each member at the cut-off, computed once.
-    regions: FxHashMap<i64, &'static str>,
 }
 
 /// One content row as the UDFs see it.
@@ -45,118 +51,85 @@ pub struct Row<'a> {
 }
 
 impl Gate {
-    /// A gate for one build.
+    /// A gate for one build: compiles every member once.
     pub fn new(
         policy: Arc<Policy>,
         ctx: EvalContext,
         members: Members,
         quarantine: bool,
     ) -> Result<Gate, cg_redact::RedactError> {
-        let flags = policy.config().region_flags();
-        let regions = members
-            .iter()
-            .map(|(id, m)| {
-                let label = Jurisdiction::normalize(m.country_at(ctx.as_of))
-                    .map_or("UNKNOWN", |j| j.regions(flags).report_label());
-                (*id, label)
+        let engine = Engine::new(policy, ctx.purpose, ctx.as_of);
+        let flags = engine.policy().config().region_flags();
+        let mut decider = engine.decider();
+        let members = members
+            .into_iter()
+            .map(|(id, facts)| {
+                let compiled = engine.compile(&facts);
+                let excluded_now = decider.member_excluded(Some(&compiled));
+                let j = Jurisdiction::normalize(facts.country_at(ctx.as_of)).ok();
+                let member = GateMember {
+                    region: j
+                        .as_ref()
+                        .map_or("UNKNOWN", |j| j.regions(flags).report_label()),
+                    hint: j.map(|j| j.country()),
+                    facts,
+                    compiled,
+                    excluded_now,
+                };
+                (id, member)
             })
             .collect();
+        drop(decider);
         Ok(Gate {
-            policy,
-            ctx,
+            engine,
             members,
-            memo: Mutex::new(Memo::default()),
             redactor: cg_redact::Redactor::new()?,
             quarantine,
-            regions,
         })
     }
 
-    fn facts<'m>(&self, m: &'m Member, created_at: Timestamp) -> MemberFacts<'m> {
-        MemberFacts {
-            country_at_creation: m.country_at(created_at),
-            country_at_cutoff: m.country_at(self.ctx.as_of),
-            birth_date: m.birth_date,
-            consent: m.consent.clone(),
-            other_purpose_grant: m.other_purpose_grant,
-            erased_at: m.erased_at,
-            notice_delivered_at: m.notice_at,
-        }
+    /// The engine the gate decides with.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    fn decide_item(&self, memo: &mut Memo, item: &ItemFacts<'_>) -> Verdict {
-        match self.policy.tuples(item, &self.ctx) {
-            Err(v) => v,
-            Ok(tuples) => {
-                let decided: Vec<Decided> = tuples
-                    .iter()
-                    .map(|t| {
-                        memo.tuples
-                            .entry(t.key())
-                            .or_insert_with(|| self.policy.evaluate_tuple(t, &self.ctx.purpose))
-                            .clone()
-                    })
-                    .collect();
-                most_protective(decided).verdict
-            }
-        }
-    }
-
-    /// Whether a member is excluded for the purpose at the cut-off (their own post, made now,
-    /// would be excluded). Unknown members count as excluded: their consent cannot be shown.
-    fn member_excluded(&self, memo: &mut Memo, id: i64) -> bool {
-        if let Some(x) = memo.member_excluded.get(&id) {
-            return *x;
-        }
-        let excluded = match self.members.get(&id) {
-            None => true,
-            Some(m) => {
-                let item = ItemFacts {
-                    kind: "post",
-                    created_at: self.ctx.as_of,
-                    member: Some(self.facts(m, self.ctx.as_of)),
-                };
-                self.decide_item(memo, &item).decision() == Decision::Exclude
-            }
-        };
-        memo.member_excluded.insert(id, excluded);
-        excluded
+    /// Whether a member is excluded as of the cut-off. Unknown members count as excluded: their
+    /// consent cannot be shown.
+    fn member_excluded(&self, id: i64) -> bool {
+        self.members.get(&id).is_none_or(|m| m.excluded_now)
     }
 
     /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns verdict
     /// codes. A malformed row fails the build, or with quarantine is `invalid_record`.
     pub fn decide(&self, rows: &[Row<'_>], mentions: &[Vec<i64>]) -> Result<Vec<u32>, String> {
-        let mut memo = self
-            .memo
-            .lock()
-            .map_err(|_| "decision memo poisoned".to_owned())?;
+        let mut decider = self.engine.decider();
+        let mut kinds: Vec<(&str, u8)> = Vec::new();
         let mut out = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            let verdict = match (r.member_id, r.kind, r.created_at) {
+            let code = match (r.member_id, r.kind, r.created_at) {
                 (Some(member_id), Some(kind), Some(created_at)) => {
-                    let member = self
-                        .members
-                        .get(&member_id)
-                        .map(|m| self.facts(m, created_at));
-                    let item = ItemFacts {
-                        kind,
-                        created_at,
-                        member,
+                    let kind = match kinds.iter().find(|(k, _)| *k == kind) {
+                        Some((_, index)) => *index,
+                        None => {
+                            let index = self.engine.kind(kind);
+                            kinds.push((kind, index));
+                            index
+                        }
                     };
-                    let v = self.decide_item(&mut memo, &item);
-                    let named_excluded = v.decision().is_kept()
-                        && mentions[i]
-                            .iter()
-                            .any(|m| *m != member_id && self.member_excluded(&mut memo, *m));
-                    if named_excluded {
-                        let mut reasons = v.reasons().to_vec();
-                        reasons.push(ReasonCode::MentionRedacted);
-                        Verdict::from_reasons(reasons)
+                    let author = self.members.get(&member_id).map(|m| &m.compiled);
+                    let code = decider.decide(author, kind, created_at);
+                    let names_excluded = cg_policy::decision_of(code).is_kept()
+                        && mentions.get(i).is_some_and(|ms| {
+                            ms.iter()
+                                .any(|m| *m != member_id && self.member_excluded(*m))
+                        });
+                    if names_excluded {
+                        with_mention_redacted(code)
                     } else {
-                        v
+                        code
                     }
                 }
-                _ if self.quarantine => Verdict::exclude(ReasonCode::InvalidRecord),
+                _ if self.quarantine => Verdict::exclude(ReasonCode::InvalidRecord).code(),
                 (m, k, _) => {
                     let column = if m.is_none() {
                         "member_id"
@@ -171,7 +144,7 @@ impl Gate {
                     ));
                 }
             };
-            out.push(verdict.code());
+            out.push(code);
         }
         Ok(out)
     }
@@ -179,6 +152,18 @@ impl Gate {
     /// The verdict of a code from [`Gate::decide`] (`None` for a value no verdict has).
     pub fn outcome(&self, code: u32) -> Option<Verdict> {
         Verdict::from_code(code)
+    }
+
+    /// The excluded members a kept row names (not its author), in order.
+    fn excluded_mentions<'a>(
+        &'a self,
+        member_id: i64,
+        mentions: &'a [i64],
+    ) -> impl Iterator<Item = Option<&'a MemberFacts>> + 'a {
+        mentions
+            .iter()
+            .filter(move |m| **m != member_id && self.member_excluded(**m))
+            .map(|m| self.members.get(m).map(|x| &x.facts))
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,
@@ -193,27 +178,17 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return None;
         }
-        let hint = self
-            .members
-            .get(&member_id)
-            .and_then(|m| Jurisdiction::normalize(m.country_at(self.ctx.as_of)).ok())
-            .map(|j| j.country().as_str().to_owned());
+        let hint = self.members.get(&member_id).and_then(|m| m.hint);
         let mut out = self
             .redactor
-            .redact(text, hint.as_deref(), cg_redact::Replacement::Placeholder)
+            .redact(
+                text,
+                hint.as_ref().map(|c| c.as_str()),
+                cg_redact::Replacement::Placeholder,
+            )
             .into_owned();
         if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
-            let excluded: Vec<&Member> = {
-                let Ok(mut memo) = self.memo.lock() else {
-                    return None;
-                };
-                mentions
-                    .iter()
-                    .filter(|m| **m != member_id && self.member_excluded(&mut memo, **m))
-                    .filter_map(|m| self.members.get(m))
-                    .collect()
-            };
-            for m in excluded {
+            for m in self.excluded_mentions(member_id, mentions).flatten() {
                 if let Some(h) = &m.handle {
                     out = scrub(&out, h, "<MENTION>");
                 }
@@ -227,8 +202,9 @@ impl Gate {
 
     /// What a kept row's redacted text depends on besides the row itself: the author's
     /// phone-hint country at the cut-off, and the handles and names scrubbed for the excluded
-    /// members it mentions (in order; only when the verdict has `mention_redacted`). 0 for a row that is not kept. Stored in
-    /// `decisions.parquet`, so an incremental rebuild can tell which shards must be rewritten.
+    /// members it mentions (in order; only when the verdict has `mention_redacted`). 0 for a
+    /// row that is not kept. Stored in `decisions.parquet`, so an incremental rebuild can tell
+    /// which shards must be rewritten.
     pub fn redaction_fingerprint(
         &self,
         member_id: i64,
@@ -240,26 +216,14 @@ impl Gate {
         }
         let mut h = sha2::Sha256::new();
         h.update([1]);
-        let hint = self
-            .members
-            .get(&member_id)
-            .and_then(|m| Jurisdiction::normalize(m.country_at(self.ctx.as_of)).ok())
-            .map(|j| j.country().as_str().to_owned());
-        h.update(hint.as_deref().unwrap_or("-"));
+        let hint = self.members.get(&member_id).and_then(|m| m.hint);
+        h.update(hint.as_ref().map_or("-", |c| c.as_str()));
         if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
-            // A poisoned memo cannot say who is excluded: a value no parent has makes a rebuild
-            // rewrite the row's shard (the safe direction).
-            let Ok(mut memo) = self.memo.lock() else {
-                return i64::MIN;
-            };
-            for m in mentions {
-                if *m != member_id && self.member_excluded(&mut memo, *m) {
-                    let member = self.members.get(m);
-                    h.update([2]);
-                    h.update(member.and_then(|x| x.handle.as_deref()).unwrap_or(""));
-                    h.update([3]);
-                    h.update(member.and_then(|x| x.display_name.as_deref()).unwrap_or(""));
-                }
+            for member in self.excluded_mentions(member_id, mentions) {
+                h.update([2]);
+                h.update(member.and_then(|x| x.handle.as_deref()).unwrap_or(""));
+                h.update([3]);
+                h.update(member.and_then(|x| x.display_name.as_deref()).unwrap_or(""));
             }
         }
         let d = h.finalize();
@@ -272,15 +236,14 @@ impl Gate {
     pub fn erasure_requested(&self, member_id: Option<i64>) -> bool {
         member_id
             .and_then(|m| self.members.get(&m))
-            .and_then(|m| m.erasure_requested_at)
-            .is_some_and(|t| t <= self.ctx.as_of)
+            .is_some_and(|m| m.compiled.erasure_requested())
     }
 
     /// The report region of a member at the cut-off (`EU`, `UK`, ..., `ROW`, or `UNKNOWN`).
     pub fn region(&self, member_id: Option<i64>) -> &'static str {
         member_id
-            .and_then(|id| self.regions.get(&id).copied())
-            .unwrap_or("UNKNOWN")
+            .and_then(|id| self.members.get(&id))
+            .map_or("UNKNOWN", |m| m.region)
     }
 }
 

@@ -82,7 +82,7 @@ pub struct ImpactReport {
 
 /// Runs the comparison.
 pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport, BuildError> {
-    let (members, _) = load_facts(&cfg.facts, &cfg.purpose, cfg.as_of, progress)?;
+    let members = load_facts(&cfg.facts, &cfg.purpose, cfg.as_of, progress)?.members;
     let ctx = EvalContext {
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,

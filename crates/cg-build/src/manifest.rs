@@ -23,6 +23,13 @@ pub struct Manifest {
     pub policy: PolicyRef,
     /// Input files and their SHA-256.
     pub inputs: Vec<InputRef>,
+    /// Consent events of purposes other than the build's, by name: they never affect a
+    /// decision (a platform's export holds many purposes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ignored_purposes: BTreeMap<String, u64>,
+    /// For builds with a ledger: which source gave which members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_sources: Option<MemberSources>,
     /// Shard count.
     pub shard_count: u32,
     /// First 16 hex digits of SHA-256 of the shard key (the key itself is not published).
@@ -65,10 +72,32 @@ pub struct PolicyRef {
     pub hash: String,
 }
 
+/// Which source gave a build's member facts (builds with a ledger).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSources {
+    /// Members named only by input files.
+    pub files_only: u64,
+    /// Members only the ledger has a row for.
+    pub ledger_only: u64,
+    /// Members both name: their facts merged with the most protective reading.
+    pub merged: u64,
+    /// Consent events the ledger held up to the cut-off.
+    pub ledger_events: u64,
+}
+
+/// The member-side summary a build records in its manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FactsSummary {
+    /// Events of other purposes, by name.
+    pub ignored_purposes: BTreeMap<String, u64>,
+    /// Which source gave which members (builds with a ledger).
+    pub member_sources: Option<MemberSources>,
+}
+
 /// An input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRef {
-    /// Table (`members`, `content`, `consent`, `consent_snapshot`, ...).
+    /// Table (`members`, `content`, `consent`, `ledger_snapshot`, ...).
     pub table: String,
     /// File name (or the ledger's backend for a snapshot).
     pub source: String,

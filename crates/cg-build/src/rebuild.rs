@@ -30,8 +30,8 @@ use crate::BuildError;
 use crate::manifest::{FileRef, InputRef, Lineage, Manifest};
 use crate::pass::{PassSpec, run_pass};
 use crate::run::{
-    BuildConfig, DecisionsOut, FactInputs, ShardOut, file_name, finish_dataset, finish_shards, hex,
-    load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
+    BuildConfig, DecisionsOut, FactInputs, LoadedFacts, ShardOut, file_name, finish_dataset,
+    finish_shards, hex, load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
 };
 
 /// What a rebuild produced.
@@ -169,8 +169,11 @@ pub fn rebuild(
         ));
     }
 
-    let (members, mut inputs) =
-        load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
+    let LoadedFacts {
+        members,
+        mut inputs,
+        summary,
+    } = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
     inputs.push(InputRef {
         table: "content".into(),
         source: file_name(&cfg.content),
@@ -327,6 +330,7 @@ pub fn rebuild(
             tmp,
             &dataset_id,
             inputs,
+            summary,
             &shard_key,
             decisions,
             shard_refs,

@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 use crate::BuildError;
 use crate::facts;
 use crate::gate::Gate;
-use crate::manifest::{CommitmentRef, Count, FileRef, InputRef, Manifest, PolicyRef};
+use crate::manifest::{
+    CommitmentRef, Count, FactsSummary, FileRef, InputRef, Manifest, MemberSources, PolicyRef,
+};
 use crate::spec::{GateRef, GateSpec};
 use cg_proof::commitment::{Commitment, MemberKey};
 use cg_proof::member_key::MemberKeySecret;
@@ -75,8 +77,8 @@ impl Engine {
 /// Everything a build needs.
 #[derive(Debug)]
 pub struct BuildConfig {
-    /// Members file.
-    pub members: PathBuf,
+    /// Members file (optional with `consent: Store`: the ledger holds members too).
+    pub members: Option<PathBuf>,
     /// Content file.
     pub content: PathBuf,
     /// Consent.
@@ -151,9 +153,8 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     if cfg.shards == 0 {
         return Err(BuildError::Input("--shards must be at least 1".into()));
     }
-    let (members, inputs) = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
-    let mut inputs = inputs;
-    inputs.push(InputRef {
+    let mut facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
+    facts.inputs.push(InputRef {
         table: "content".into(),
         source: file_name(&cfg.content),
         sha256: sha256_file(&cfg.content)?,
@@ -171,21 +172,13 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
         cfg.quarantine
     ));
     id.update(&shard_key);
-    for i in &inputs {
+    for i in &facts.inputs {
         id.update(format!("{}\0{}\0", i.table, i.sha256));
     }
     let dataset_id = format!("ds-{}", &hex(&id.finalize())[..16]);
 
     publish(&cfg.out, &dataset_id, |tmp| {
-        write_dataset(
-            &cfg,
-            members,
-            tmp,
-            &dataset_id,
-            inputs,
-            &shard_key,
-            progress,
-        )
+        write_dataset(&cfg, facts, tmp, &dataset_id, &shard_key, progress)
     })
 }
 
@@ -235,8 +228,8 @@ pub(crate) fn shard_key_of(cfg: &BuildConfig) -> Vec<u8> {
 /// The member-side inputs of a build or an impact report.
 #[derive(Clone, Debug)]
 pub struct FactInputs {
-    /// Members file.
-    pub members: PathBuf,
+    /// Members file (optional with a ledger, which holds members too).
+    pub members: Option<PathBuf>,
     /// Consent source.
     pub consent: ConsentSourceArg,
     /// Residence history.
@@ -245,6 +238,9 @@ pub struct FactInputs {
     pub notices: Option<PathBuf>,
     /// Erasures.
     pub erasures: Option<PathBuf>,
+    /// The purpose catalogue (other purposes' grants tell `consent_scope_mismatch` apart);
+    /// empty: the default catalogue.
+    pub purposes: Vec<String>,
 }
 
 impl FactInputs {
@@ -255,24 +251,62 @@ impl FactInputs {
             residences: cfg.residences.clone(),
             notices: cfg.notices.clone(),
             erasures: cfg.erasures.clone(),
+            purposes: cfg
+                .policy
+                .config()
+                .catalogue()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
+    }
+
+    fn catalogue(&self) -> Vec<&str> {
+        if self.purposes.is_empty() {
+            return Purpose::DEFAULT_CATALOGUE.to_vec();
+        }
+        self.purposes.iter().map(String::as_str).collect()
     }
 }
 
-/// Loads member facts and returns them with the input digests.
+/// Member facts as a build loaded them.
+#[derive(Debug)]
+pub(crate) struct LoadedFacts {
+    /// The members, by id.
+    pub members: facts::Members,
+    /// Where each fact came from, with digests (the manifest's member-side `inputs`).
+    pub inputs: Vec<InputRef>,
+    /// Other purposes and member sources (recorded in the manifest).
+    pub summary: FactsSummary,
+}
+
+/// Loads member facts: the files given, and with a ledger every fact it holds as of the
+/// cut-off, merged with the most protective reading. Returns them with the input digests.
 pub(crate) fn load_facts(
     f: &FactInputs,
     purpose: &Purpose,
     as_of: Timestamp,
     progress: &dyn Progress,
-) -> Result<(facts::Members, Vec<InputRef>), BuildError> {
+) -> Result<LoadedFacts, BuildError> {
     progress.stage("member facts", None);
-    let mut inputs = vec![InputRef {
-        table: "members".into(),
-        source: file_name(&f.members),
-        sha256: sha256_file(&f.members)?,
-    }];
-    let mut members = facts::load_members(&f.members)?;
+    let mut inputs = Vec::new();
+    let mut members = match &f.members {
+        Some(path) => {
+            inputs.push(InputRef {
+                table: "members".into(),
+                source: file_name(path),
+                sha256: sha256_file(path)?,
+            });
+            facts::load_members(path)?
+        }
+        None if matches!(f.consent, ConsentSourceArg::Store(_)) => facts::Members::default(),
+        None => {
+            return Err(BuildError::Input(
+                "no members: pass --members FILE, or --store to take members from the ledger"
+                    .into(),
+            ));
+        }
+    };
     for (table, path, load) in [
         (
             "residences",
@@ -291,39 +325,67 @@ pub(crate) fn load_facts(
             });
         }
     }
-    match &f.consent {
+    let file_members = members.len() as u64;
+    let mut member_sources = None;
+    let ignored_purposes = match &f.consent {
         ConsentSourceArg::File(p) => {
-            facts::load_consent_events(p, purpose, as_of, &mut members)?;
+            let ignored =
+                facts::load_consent_events(p, purpose, as_of, &f.catalogue(), &mut members)?;
             inputs.push(InputRef {
                 table: "consent".into(),
                 source: file_name(p),
                 sha256: sha256_file(p)?,
             });
+            ignored
         }
         ConsentSourceArg::Store(url) => {
             let mut store =
                 cg_ledger::open_existing(url).map_err(|e| BuildError::Input(e.to_string()))?;
-            let events = store
-                .stats()
-                .map_err(|e| BuildError::Input(e.to_string()))?
-                .events;
-            if events == 0 {
+            let (ignored, counts) =
+                facts::load_ledger(store.as_mut(), purpose, as_of, &mut members)?;
+            if counts.events == 0 && counts.from_ledger == 0 && counts.merged == 0 {
                 // Fail closed: an empty ledger would read as "nobody ever objected".
                 return Err(BuildError::Input(format!(
-                    "the ledger `{url}` holds no consent events; pass --consent FILE, or import events first"
+                    "the ledger `{}` holds no member facts or consent events as of {as_of}; pass --consent FILE, or import into the ledger first",
+                    redact_url(url)
                 )));
             }
-            facts::load_consent_store(store.as_mut(), purpose, as_of, &mut members)?;
             let digest = snapshot_digest(&members);
             inputs.push(InputRef {
-                table: "consent_snapshot".into(),
+                table: "ledger_snapshot".into(),
                 source: store.backend().into(),
                 sha256: digest,
             });
+            member_sources = Some(MemberSources {
+                files_only: file_members - counts.merged,
+                ledger_only: counts.from_ledger,
+                merged: counts.merged,
+                ledger_events: counts.events,
+            });
+            ignored
         }
-    }
+    };
     progress.finish_stage();
-    Ok((members, inputs))
+    Ok(LoadedFacts {
+        members,
+        inputs,
+        summary: FactsSummary {
+            ignored_purposes,
+            member_sources,
+        },
+    })
+}
+
+/// A ledger URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), BuildError> {
@@ -332,18 +394,17 @@ fn sync_dir(dir: &Path) -> Result<(), BuildError> {
         .map_err(|e| BuildError::io(dir, e))
 }
 
-/// Digest of the consent state the build used, from explicit fields (not `Debug` output, whose
-/// format is not a stable contract): the dataset id must not change with the toolchain.
+/// Digest of every member fact the build used from a ledger (after merging with files), from
+/// explicit fields (not `Debug` output, whose format is not a stable contract): the dataset id
+/// must not change with the toolchain, and must change with any fact that can change a
+/// decision.
 fn snapshot_digest(members: &facts::Members) -> String {
     let mut ids: Vec<&i64> = members.keys().collect();
     ids.sort_unstable();
     let mut h = Sha256::new();
+    let t = |t: Option<Timestamp>| t.map_or(String::from("-"), |t| t.micros().to_string());
     for id in ids {
         let m = &members[id];
-        if m.consent.explicit.is_none() && m.consent.gpc_signal.is_none() && !m.other_purpose_grant
-        {
-            continue;
-        }
         let explicit = m.consent.explicit.as_ref().map_or(String::from("-"), |c| {
             format!(
                 "{}/{}/{}/{}",
@@ -353,14 +414,24 @@ fn snapshot_digest(members: &facts::Members) -> String {
                 c.notice_version.as_deref().unwrap_or("")
             )
         });
-        let gpc = m
-            .consent
-            .gpc_signal
-            .as_ref()
-            .map_or(String::from("-"), |g| g.at.micros().to_string());
+        let gpc = t(m.consent.gpc_signal.as_ref().map(|g| g.at));
+        let residences: Vec<String> = m
+            .residences
+            .iter()
+            .map(|(at, c)| format!("{}@{}", c.as_deref().unwrap_or("-"), at.micros()))
+            .collect();
         h.update(format!(
-            "{id}\0{explicit}\0{gpc}\0{}\n",
-            m.other_purpose_grant
+            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0{}\n",
+            m.country.as_deref().unwrap_or("-"),
+            residences.join(","),
+            m.birth_date.map_or(String::from("-"), |d| d.to_string()),
+            t(m.closed_at),
+            t(m.erasure_requested_at),
+            t(m.notice_at),
+            m.other_purpose_grant,
+            m.display_name.as_deref().unwrap_or("-"),
+            m.handle.as_deref().unwrap_or("-"),
+            "v2",
         ));
     }
     hex(&h.finalize())
@@ -543,15 +614,20 @@ pub(crate) fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
     (u64::from_le_bytes(x) % u64::from(shards)) as u32
 }
 
+/// Writes a dataset from loaded facts (`facts.inputs` include the content's digest).
 fn write_dataset(
     cfg: &BuildConfig,
-    members: facts::Members,
+    facts: LoadedFacts,
     dir: &Path,
     dataset_id: &str,
-    inputs: Vec<InputRef>,
     shard_key: &[u8],
     progress: &dyn Progress,
 ) -> Result<Manifest, BuildError> {
+    let LoadedFacts {
+        members,
+        inputs,
+        summary,
+    } = facts;
     let gate = new_gate(cfg, members, &inputs)?;
     let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
         .map(|i| ShardOut::create(dir, i).map(Some))
@@ -586,6 +662,7 @@ fn write_dataset(
         dir,
         dataset_id,
         inputs,
+        summary,
         shard_key,
         decisions,
         shard_refs,
@@ -658,6 +735,7 @@ pub(crate) fn finish_dataset(
     dir: &Path,
     dataset_id: &str,
     inputs: Vec<InputRef>,
+    summary: FactsSummary,
     shard_key: &[u8],
     mut decisions: DecisionsOut,
     shard_refs: Vec<FileRef>,
@@ -686,6 +764,8 @@ pub(crate) fn finish_dataset(
             hash: cfg.policy.hash().to_owned(),
         },
         inputs,
+        ignored_purposes: summary.ignored_purposes,
+        member_sources: summary.member_sources,
         shard_count: cfg.shards,
         shard_key_fingerprint: hex(&Sha256::digest(shard_key))[..16].to_owned(),
         ledger_checkpoint: cfg.ledger_checkpoint.clone(),
@@ -750,7 +830,7 @@ fn write_input_paths(cfg: &BuildConfig, dir: &Path) -> Result<(), BuildError> {
         }),
     };
     let v = serde_json::json!({
-        "members": abs(&cfg.members),
+        "members": opt(&cfg.members),
         "content": abs(&cfg.content),
         "residences": opt(&cfg.residences),
         "notices": opt(&cfg.notices),

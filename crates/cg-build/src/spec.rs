@@ -35,8 +35,8 @@ pub enum ConsentSpec {
 pub struct GateSpec {
     /// The consentgate version that planned the build; any other version refuses the spec.
     pub tool_version: String,
-    /// Members file.
-    pub members: PathBuf,
+    /// Members file (none: members come from the ledger).
+    pub members: Option<PathBuf>,
     /// Consent source.
     pub consent: ConsentSpec,
     /// Residence history.
@@ -77,7 +77,7 @@ impl GateSpec {
             |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         GateSpec {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            members: abs(&facts.members),
+            members: facts.members.as_deref().map(abs),
             consent: match &facts.consent {
                 ConsentSourceArg::File(p) => ConsentSpec::File(abs(p)),
                 ConsentSourceArg::Store(url) => ConsentSpec::Store(url.clone()),
@@ -99,6 +99,12 @@ impl GateSpec {
             quarantine,
             policy: policy.recipe().clone(),
             policy_hash: policy.hash().to_owned(),
+        }
+    }
+
+    fn policy_config(&self) -> &cg_policy::PolicyConfig {
+        match &self.policy {
+            PolicyRecipe::Bundled { config, .. } | PolicyRecipe::Files { config, .. } => config,
         }
     }
 
@@ -148,6 +154,12 @@ impl GateSpec {
             residences: self.residences.clone(),
             notices: self.notices.clone(),
             erasures: self.erasures.clone(),
+            purposes: self
+                .policy_config()
+                .catalogue()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         };
         // On its own thread: a PostgreSQL ledger's client runs its own runtime, which may not
         // start inside the engine's.
@@ -156,7 +168,9 @@ impl GateSpec {
                 .join()
                 .map_err(|_| "loading member facts panicked".to_owned())
         })?;
-        let (members, inputs) = loaded.map_err(|e| format!("member facts: {e}"))?;
+        let crate::run::LoadedFacts {
+            members, inputs, ..
+        } = loaded.map_err(|e| format!("member facts: {e}"))?;
         let here: Vec<(String, String)> = inputs
             .iter()
             .map(|i| (i.table.clone(), i.sha256.clone()))
@@ -256,17 +270,22 @@ mod tests {
 
     fn facts_of(dir: &std::path::Path) -> FactInputs {
         FactInputs {
-            members: dir.join("members.parquet"),
+            members: Some(dir.join("members.parquet")),
             consent: ConsentSourceArg::File(dir.join("consent.parquet")),
             residences: Some(dir.join("residences.parquet")),
             notices: None,
             erasures: Some(dir.join("erasures.parquet")),
+            purposes: Vec::new(),
         }
     }
 
     fn spec_of(facts: &FactInputs, digests: &[InputRef]) -> GateSpec {
         let policy = Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap();
-        let content = facts.members.with_file_name("content.parquet");
+        let content = facts
+            .members
+            .as_ref()
+            .unwrap()
+            .with_file_name("content.parquet");
         let mut digests = digests.to_vec();
         digests.push(InputRef {
             table: "content".into(),
@@ -289,8 +308,11 @@ mod tests {
         let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
         let facts = facts_of(corpus.path());
         let as_of = Timestamp::parse("2025-12-01").unwrap();
-        let (members, digests) =
-            load_facts(&facts, &Purpose::genai_training(), as_of, &NoProgress).unwrap();
+        let crate::run::LoadedFacts {
+            members,
+            inputs: digests,
+            ..
+        } = load_facts(&facts, &Purpose::genai_training(), as_of, &NoProgress).unwrap();
         let spec = spec_of(&facts, &digests);
         assert_eq!(GateSpec::decode(&spec.encode()).unwrap(), spec);
         assert!(GateSpec::decode(b"{}").is_err());
@@ -328,7 +350,7 @@ mod tests {
         assert!(other.make_gate().unwrap_err().contains("policy hash"));
         let (changed, _) = cg_test_support::small_corpus(301, 10, cg_io::Format::Parquet);
         let mut other = spec.clone();
-        other.members = changed.path().join("members.parquet");
+        other.members = Some(changed.path().join("members.parquet"));
         let err = other.make_gate().unwrap_err();
         assert!(err.contains("differ") && err.contains("members"), "{err}");
         let mut other = spec.clone();
@@ -342,7 +364,7 @@ mod tests {
             "{err}"
         );
         let mut other = spec;
-        other.members = corpus.path().join("missing.parquet");
+        other.members = Some(corpus.path().join("missing.parquet"));
         assert!(other.make_gate().is_err());
     }
 

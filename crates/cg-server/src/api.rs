@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::{AdminAuth, MemberAuth, MemberCap, ReaderAuth, ServiceAuth};
-use crate::check::{CheckRequest, CheckResult, decide, time_field};
+use crate::check::{
+    AuditDecisionRequest, CheckRequest, CheckResult, decide, decide_as_of, time_field,
+};
 use crate::error::ApiError;
 
 type S = State<Arc<AppState>>;
@@ -32,6 +34,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/me/erasure", post(me_erasure))
         .route("/v1/check", post(check_one))
         .route("/v1/check/batch", post(check_batch))
+        .route("/v1/audit/decision", post(audit_decision))
         .route("/v1/admin/members", post(admin_members))
         .route("/v1/admin/policies", get(policies))
         .route("/v1/admin/policies/validate", post(policy_validate))
@@ -146,7 +149,7 @@ pub fn record_gpc(
             "channel": channel,
             "spec": "https://privacycg.github.io/gpc-spec/",
         }));
-        store.append(&[e])?;
+        store.append_stamped(&[e])?;
     }
     Ok(true)
 }
@@ -157,8 +160,11 @@ pub fn my_consents(state: &AppState, cap: MemberCap) -> Result<MyConsents, ApiEr
     let mut store = state.store()?;
     let history = store.history(MemberId(cap.member()))?;
     let t = now();
-    let purposes = Purpose::DEFAULT_CATALOGUE
-        .iter()
+    let purposes = active
+        .policy
+        .config()
+        .catalogue()
+        .into_iter()
         .filter_map(|p| Purpose::new(p).ok())
         .map(|p| {
             let events: Vec<StoredEvent> = history
@@ -257,7 +263,12 @@ pub fn set_consent(
     body: &SetConsent,
     channel: &str,
 ) -> Result<EventView, ApiError> {
-    let purpose = Purpose::known(purpose).map_err(|e| ApiError::bad("purpose", e.to_string()))?;
+    let purpose = state
+        .policy()?
+        .policy
+        .config()
+        .purpose(purpose)
+        .map_err(|e| ApiError::bad("purpose", e.to_string()))?;
     let mut e = NewEvent::new(MemberId(cap.member()), purpose, body.granted, now());
     e.event.source = ConsentSource::Settings;
     e.event.notice_version = body.notice_version.clone();
@@ -267,7 +278,8 @@ pub fn set_consent(
         "setting_name": "Use my data for training content-generating AI models",
     }));
     let mut store = state.store()?;
-    let stored = store.append(&[e])?;
+    // Stamped: never before the member's latest recorded choice, whatever the clock says.
+    let stored = store.append_stamped(&[e])?;
     let first = stored
         .first()
         .ok_or_else(|| ApiError::internal("append returned nothing"))?;
@@ -393,6 +405,17 @@ async fn check_one(
     Ok(Json(decide(store.as_mut(), &active, &req)?))
 }
 
+async fn audit_decision(
+    ReaderAuth(_): ReaderAuth,
+    State(s): S,
+    body: Result<Json<AuditDecisionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<CheckResult>, ApiError> {
+    let req = json_body(body)?;
+    let active = s.policy()?;
+    let mut store = s.store()?;
+    Ok(Json(decide_as_of(store.as_mut(), &active, &req)?))
+}
+
 /// `POST /v1/check/batch` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -502,6 +525,9 @@ pub struct PolicyView {
     pub hash: String,
     /// In force since.
     pub activated_at: String,
+    /// Who put it in force (an admin token's id; absent: the server's start-up policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activated_by: Option<String>,
     /// Regimes with their dates.
     pub regimes: Vec<cg_policy::RegimeSpec>,
 }
@@ -516,6 +542,7 @@ pub fn policy_view(s: &AppState) -> Result<PolicyView, ApiError> {
         name: p.policy.name().to_owned(),
         hash: p.policy.hash().to_owned(),
         activated_at: p.activated_at.to_string(),
+        activated_by: p.activated_by.clone(),
         regimes: p.policy.regimes().to_vec(),
     })
 }
@@ -552,6 +579,16 @@ fn build_policy(p: &PolicyIn) -> Result<cg_policy::Policy, ApiError> {
     let config = cg_policy::PolicyConfig::default();
     let result = match &p.cedar {
         None => cg_policy::Policy::bundled(name, config),
+        // Extra Cedar runs on the timeline of regimes; silently dropping a pinned regime would
+        // change what runs (a suspended region could become included), so refuse.
+        Some(_) if name != "timeline" => {
+            return Err(ApiError::bad(
+                "cedar",
+                format!(
+                    "extra Cedar policies run on the `timeline` of regimes and cannot be combined with the pinned regime `{name}`: activate `{name}` alone, or send the Cedar with \"policy\": \"timeline\""
+                ),
+            ));
+        }
         Some(text) => cg_policy::Policy::with_files(
             vec![cg_policy::SourceFile {
                 name: "submitted.cedar".into(),
@@ -580,18 +617,13 @@ async fn policy_validate(
 }
 
 async fn policy_activate(
-    AdminAuth(_): AdminAuth,
+    AdminAuth(cap): AdminAuth,
     State(s): S,
     body: Result<Json<PolicyIn>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let p = json_body(body)?;
     let policy = build_policy(&p)?;
-    tracing::info!(
-        policy = policy.name(),
-        hash = policy.hash(),
-        "policy activated"
-    );
-    s.activate(policy)?;
+    s.activate(policy, Some(cap.token_id().to_owned()))?;
     Ok(Json(policy_view(&s)?))
 }
 

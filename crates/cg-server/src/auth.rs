@@ -110,9 +110,16 @@ pub struct ServiceCap {
 }
 
 /// The administration handle.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AdminCap {
-    _private: (),
+    token_id: String,
+}
+
+impl AdminCap {
+    /// The id of the admin's token (who did it, in records such as policy activations).
+    pub fn token_id(&self) -> &str {
+        &self.token_id
+    }
 }
 
 /// The read-only handle of auditors (and admins).
@@ -137,7 +144,9 @@ fn service_cap(r: &TokenRecord) -> Result<ServiceCap, ApiError> {
 
 fn admin_cap(r: &TokenRecord) -> Result<AdminCap, ApiError> {
     match r.role.as_str() {
-        "admin" => Ok(AdminCap { _private: () }),
+        "admin" => Ok(AdminCap {
+            token_id: r.id.clone(),
+        }),
         _ => Err(ApiError::forbidden("this endpoint is for administrators")),
     }
 }
@@ -154,7 +163,7 @@ fn reader_cap(r: &TokenRecord) -> Result<ReaderCap, ApiError> {
 macro_rules! extractor {
     ($(#[$doc:meta])* $name:ident, $cap:ty, $make:ident, $source:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug)]
+        #[derive(Clone, Debug)]
         pub struct $name(pub $cap);
 
         impl FromRequestParts<Arc<AppState>> for $name {

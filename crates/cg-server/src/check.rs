@@ -1,29 +1,36 @@
-//! "May I use this?": one member's content of a kind, at an instant, for a purpose — decided
-//! from the ledger's facts and consent state with the policy in force. The same facts the build
-//! uses (residence at creation and at the instant, birth date, consent, GPC, erasure and closure,
-//! notice), the same Cedar policies; decisions per attribute tuple are memoised, so a check
-//! costs two ledger reads and a hash lookup once warm. Fail closed: an unknown member is
-//! `member_unknown`, a member without a known country `jurisdiction_unknown`, a Cedar error
-//! `policy_error`.
+//! "May I use this?": one member's content of a kind, for a purpose, decided for training *now*
+//! — from the member's facts as the ledger holds them ([`cg_ledger::Store::member_facts`], the
+//! same model and fold a build uses) and the compiled decision engine ([`cg_policy::Engine`])
+//! with the policy in force. The cut-off is always the request time: a caller cannot ask a
+//! service check about a past instant (a member who has since erased or withdrawn would read
+//! as allowed). `created_at` says when the content was made (default: now). The historical
+//! question "what was decided as of T?" is the auditors' ([`decide_as_of`],
+//! `POST /v1/audit/decision`).
+//!
+//! Fail closed: an unknown member is `member_unknown`, a member without a known country
+//! `jurisdiction_unknown`, a Cedar error `policy_error`; a purpose outside the catalogue is
+//! refused.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use cg_ledger::{MemberFacts as LedgerFacts, Store, fold_stored};
-use cg_model::consent::ConsentSource;
-use cg_model::{Decision, Jurisdiction, MemberId, Purpose, Timestamp, Verdict};
-use cg_policy::{Decided, EvalContext, ItemFacts, MemberFacts, Policy, most_protective};
+use cg_ledger::Store;
+use cg_model::{Decision, Jurisdiction, MemberId, Purpose, Timestamp};
+use cg_policy::{DecisionMemo, Engine, Policy};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// The policy in force and its decision memo.
+/// The policy in force, who put it there, and its decision memos (one per purpose, shared by
+/// every check whatever its instant).
 pub struct ActivePolicy {
     /// The policy.
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     /// When it was put in force.
     pub activated_at: Timestamp,
-    memo: Mutex<FxHashMap<(u64, Purpose), Decided>>,
+    /// Who put it in force (a token's label or id; `None`: the server's start-up policy).
+    pub activated_by: Option<String>,
+    memos: Mutex<FxHashMap<Purpose, Arc<DecisionMemo>>>,
 }
 
 impl std::fmt::Debug for ActivePolicy {
@@ -37,34 +44,34 @@ impl std::fmt::Debug for ActivePolicy {
 impl ActivePolicy {
     /// Puts a policy in force now.
     pub fn new(policy: Policy) -> ActivePolicy {
+        ActivePolicy::restored(policy, now(), None)
+    }
+
+    /// A policy put in force at `activated_at` by `activated_by`.
+    pub fn restored(
+        policy: Policy,
+        activated_at: Timestamp,
+        activated_by: Option<String>,
+    ) -> ActivePolicy {
         ActivePolicy {
-            policy,
-            activated_at: Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()),
-            memo: Mutex::new(FxHashMap::default()),
+            policy: Arc::new(policy),
+            activated_at,
+            activated_by,
+            memos: Mutex::new(FxHashMap::default()),
         }
     }
 
-    fn decide(&self, item: &ItemFacts<'_>, ctx: &EvalContext) -> Verdict {
-        match self.policy.tuples(item, ctx) {
-            Err(v) => v,
-            Ok(tuples) => {
-                let results: Vec<Decided> = tuples
-                    .iter()
-                    .map(|t| {
-                        let key = (t.key(), ctx.purpose.clone());
-                        if let Some(d) = self.memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
-                            return d;
-                        }
-                        let d = self.policy.evaluate_tuple(t, &ctx.purpose);
-                        if let Ok(mut m) = self.memo.lock() {
-                            m.insert(key, d.clone());
-                        }
-                        d
-                    })
-                    .collect();
-                most_protective(results).verdict
-            }
-        }
+    /// The engine for `purpose` at `as_of`, sharing the purpose's memo.
+    fn engine(&self, purpose: &Purpose, as_of: Timestamp) -> Engine {
+        let memo = match self.memos.lock() {
+            Ok(mut memos) => memos
+                .entry(purpose.clone())
+                .or_insert_with(|| DecisionMemo::new(self.policy.clone(), purpose.clone()))
+                .clone(),
+            // A poisoned lock only loses the memo: decide with a fresh one.
+            Err(_) => DecisionMemo::new(self.policy.clone(), purpose.clone()),
+        };
+        memo.at(as_of)
     }
 }
 
@@ -76,13 +83,32 @@ pub struct CheckRequest {
     pub member_id: i64,
     /// The purpose (`genai_training`, ...).
     pub purpose: String,
-    /// The instant (RFC 3339 or a date; default: now).
-    #[serde(default)]
+    /// Not accepted: a check decides for now. Kept so that a caller sending it is told why,
+    /// and where to ask about the past.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// The content kind (default `post`).
     #[serde(default)]
     pub kind: Option<String>,
-    /// When the content was created (default: `at`).
+    /// When the content was created (default: now).
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// An auditor's question: what would have been decided as of a past instant.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDecisionRequest {
+    /// The member.
+    pub member_id: i64,
+    /// The purpose.
+    pub purpose: String,
+    /// The cut-off to decide as of (RFC 3339 or a date).
+    pub as_of: String,
+    /// The content kind (default `post`).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// When the content was created (default: `as_of`).
     #[serde(default)]
     pub created_at: Option<String>,
 }
@@ -94,7 +120,7 @@ pub struct CheckResult {
     pub member_id: i64,
     /// The purpose.
     pub purpose: String,
-    /// The instant decided for.
+    /// The instant decided for (the cut-off).
     pub at: String,
     /// `include`, `include_redacted` or `exclude`.
     pub decision: String,
@@ -122,76 +148,82 @@ pub fn time_field(field: &str, v: Option<&str>) -> Result<Option<Timestamp>, Api
         .transpose()
 }
 
-/// The raw country of a member at `t`: the latest residence at or before `t`, else the
-/// members row's country.
-fn country_at(f: &LedgerFacts, t: Timestamp) -> Option<&str> {
-    f.residences
-        .iter()
-        .filter(|r| r.valid_from <= t)
-        .max_by_key(|r| r.valid_from)
-        .map(|r| r.country.as_deref())
-        .unwrap_or_else(|| f.record.as_ref().and_then(|r| r.country.as_deref()))
-}
-
-/// Decides one request against the ledger.
+/// Decides one service check, for training now.
 pub fn decide(
     store: &mut dyn Store,
     active: &ActivePolicy,
     req: &CheckRequest,
 ) -> Result<CheckResult, ApiError> {
+    if req.at.is_some() {
+        return Err(ApiError::bad(
+            "at",
+            "a check decides for training now and takes no instant; give `created_at` for when the content was made (auditors ask about the past with POST /v1/audit/decision)",
+        ));
+    }
+    let created_at = time_field("created_at", req.created_at.as_deref())?;
+    decide_for(
+        store,
+        active,
+        req.member_id,
+        &req.purpose,
+        req.kind.as_deref(),
+        created_at,
+        now(),
+    )
+}
+
+/// Decides as of a past (or any) instant: the auditors' question.
+pub fn decide_as_of(
+    store: &mut dyn Store,
+    active: &ActivePolicy,
+    req: &AuditDecisionRequest,
+) -> Result<CheckResult, ApiError> {
+    let as_of = Timestamp::parse(&req.as_of).map_err(|e| ApiError::bad("as_of", e.to_string()))?;
+    let created_at = time_field("created_at", req.created_at.as_deref())?;
+    decide_for(
+        store,
+        active,
+        req.member_id,
+        &req.purpose,
+        req.kind.as_deref(),
+        created_at,
+        as_of,
+    )
+}
+
+/// The one decision path of the service: the ledger's facts as of `as_of`, the engine.
+fn decide_for(
+    store: &mut dyn Store,
+    active: &ActivePolicy,
+    member_id: i64,
+    purpose: &str,
+    kind: Option<&str>,
+    created_at: Option<Timestamp>,
+    as_of: Timestamp,
+) -> Result<CheckResult, ApiError> {
     // Only catalogue purposes: a misspelt purpose must not be decided (it would fall to a
     // regime's default, e.g. legitimate interest, and answer "allowed").
-    let purpose =
-        Purpose::known(&req.purpose).map_err(|e| ApiError::bad("purpose", e.to_string()))?;
-    let at = time_field("at", req.at.as_deref())?.unwrap_or_else(now);
-    let created_at = time_field("created_at", req.created_at.as_deref())?.unwrap_or(at);
-    let kind = req.kind.as_deref().unwrap_or("post");
-    let facts = store.member(MemberId(req.member_id))?;
-    let history = store.history(MemberId(req.member_id))?;
-    let (this, other): (Vec<_>, Vec<_>) = history
-        .into_iter()
-        .partition(|e| e.event.purpose == purpose);
-    let (consent, _) = fold_stored(&this, at);
-    let other_purpose_grant = consent.explicit.is_none()
-        && other
-            .iter()
-            .any(|e| e.event.ts <= at && e.event.granted && e.event.source != ConsentSource::Gpc);
-    let member = facts
+    let purpose = active
+        .policy
+        .config()
+        .purpose(purpose)
+        .map_err(|e| ApiError::bad("purpose", e.to_string()))?;
+    let created_at = created_at.unwrap_or(as_of);
+    let kind = kind.unwrap_or("post");
+    let facts = store.member_facts(MemberId(member_id), &purpose, as_of)?;
+    let engine = active.engine(&purpose, as_of);
+    let compiled = facts.as_ref().map(|f| engine.compile(f));
+    let verdict = engine
+        .decider()
+        .verdict(compiled.as_ref(), engine.kind(kind), created_at);
+    let jurisdiction = facts
         .as_ref()
-        .filter(|f| f.record.is_some())
-        .map(|f| MemberFacts {
-            country_at_creation: country_at(f, created_at),
-            country_at_cutoff: country_at(f, at),
-            birth_date: f.record.as_ref().and_then(|r| r.birth_date),
-            consent: consent.clone(),
-            other_purpose_grant,
-            erased_at: f
-                .record
-                .as_ref()
-                .and_then(|r| r.closed_at)
-                .into_iter()
-                .chain(f.erasures.iter().map(|e| e.ts))
-                .min(),
-            notice_delivered_at: f.notices.iter().map(|n| n.delivered_at).min(),
-        });
-    let jurisdiction = member
-        .as_ref()
-        .and_then(|m| Jurisdiction::normalize(m.country_at_cutoff).ok())
+        .and_then(|f| Jurisdiction::normalize(f.country_at(as_of)).ok())
         .map(|j| j.to_string());
-    let item = ItemFacts {
-        kind,
-        created_at,
-        member,
-    };
-    let ctx = EvalContext {
-        purpose: purpose.clone(),
-        as_of: at,
-    };
-    let verdict = active.decide(&item, &ctx);
     Ok(CheckResult {
-        member_id: req.member_id,
+        member_id,
         purpose: purpose.to_string(),
-        at: at.to_string(),
+        at: as_of.to_string(),
         decision: verdict.decision().as_str().to_owned(),
         allowed: verdict.decision() != Decision::Exclude,
         reasons: verdict
@@ -199,7 +231,7 @@ pub fn decide(
             .iter()
             .map(|r| r.as_str().to_owned())
             .collect(),
-        regime: active.policy.regime_id_at(at).map(str::to_owned),
+        regime: active.policy.regime_id_at(as_of).map(str::to_owned),
         jurisdiction,
         policy: active.policy.name().to_owned(),
         policy_hash: active.policy.hash().to_owned(),

@@ -40,12 +40,63 @@ use cg_proof::note::NoteSigner;
 
 use crate::error::ApiError;
 
+fn now() -> cg_model::Timestamp {
+    cg_model::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
+}
+
+/// Records a policy activation in the ledger (who, when, name, hash and recipe).
+fn record_activation(
+    store: &mut dyn Store,
+    policy: &Policy,
+    actor: Option<&str>,
+) -> Result<(), ApiError> {
+    let recipe = serde_json::to_string(policy.recipe())
+        .map_err(|e| ApiError::internal(format!("policy recipe: {e}")))?;
+    store.policy_activation_record(&cg_ledger::PolicyActivation {
+        activated_at: now(),
+        actor: actor.map(str::to_owned),
+        name: policy.name().to_owned(),
+        hash: policy.hash().to_owned(),
+        recipe,
+    })?;
+    Ok(())
+}
+
+/// The policy of a recorded activation, made again from its recipe. Its hash must be the one
+/// recorded: a policy that changed since (another version's bundled policies) is refused, not
+/// silently put in force.
+fn restore(a: &cg_ledger::PolicyActivation) -> Result<check::ActivePolicy, ApiError> {
+    let recipe: cg_policy::PolicyRecipe = serde_json::from_str(&a.recipe).map_err(|e| {
+        ApiError::internal(format!("the recorded policy activation is unreadable: {e}"))
+    })?;
+    let policy = Policy::from_recipe(&recipe).map_err(|e| {
+        ApiError::internal(format!(
+            "the recorded policy `{}` cannot be made: {e}",
+            a.name
+        ))
+    })?;
+    if policy.hash() != a.hash {
+        return Err(ApiError::internal(format!(
+            "the recorded policy `{}` now has hash {} (recorded {}): start with --policy to put a policy in force explicitly",
+            a.name,
+            policy.hash(),
+            a.hash
+        )));
+    }
+    Ok(check::ActivePolicy::restored(
+        policy,
+        a.activated_at,
+        a.actor.clone(),
+    ))
+}
+
 /// What the service runs with.
 pub struct ServerConfig {
     /// The ledger.
     pub store: Box<dyn Store>,
-    /// The policy in force at start.
-    pub policy: Policy,
+    /// The policy to put in force at start (recorded as an activation); `None`: the latest
+    /// activation the ledger records (the `timeline` when there is none).
+    pub policy: Option<Policy>,
     /// Where published datasets live (for builds, manifests and receipts).
     pub datasets: Option<PathBuf>,
     /// The log key (checkpoints, receipts), if this service holds it.
@@ -91,9 +142,26 @@ impl AppState {
             ),
             None => None,
         };
+        let mut store = cfg.store;
+        let active = match cfg.policy {
+            Some(policy) => {
+                let latest = store.policy_activation_latest()?;
+                if latest.is_none_or(|a| a.hash != policy.hash()) {
+                    record_activation(store.as_mut(), &policy, Some("serve --policy"))?;
+                }
+                check::ActivePolicy::restored(policy, now(), Some("serve --policy".into()))
+            }
+            None => match store.policy_activation_latest()? {
+                Some(a) => restore(&a)?,
+                None => check::ActivePolicy::new(
+                    Policy::bundled("timeline", cg_policy::PolicyConfig::default())
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                ),
+            },
+        };
         Ok(Arc::new(AppState {
-            store: Mutex::new(cfg.store),
-            policy: RwLock::new(Arc::new(check::ActivePolicy::new(cfg.policy))),
+            store: Mutex::new(store),
+            policy: RwLock::new(Arc::new(active)),
             datasets: cfg.datasets,
             signer: cfg.signer,
             member_keys,
@@ -118,9 +186,21 @@ impl AppState {
             .map_err(|_| ApiError::internal("the policy lock is poisoned"))
     }
 
-    /// Puts another policy in force.
-    pub fn activate(&self, policy: Policy) -> Result<Arc<check::ActivePolicy>, ApiError> {
-        let active = Arc::new(check::ActivePolicy::new(policy));
+    /// Puts another policy in force, recorded in the ledger with who and when (it survives a
+    /// restart).
+    pub fn activate(
+        &self,
+        policy: Policy,
+        actor: Option<String>,
+    ) -> Result<Arc<check::ActivePolicy>, ApiError> {
+        // Recorded first: a policy is never in force without its record.
+        record_activation(self.store()?.as_mut(), &policy, actor.as_deref())?;
+        tracing::info!(
+            policy = policy.name(),
+            hash = policy.hash(),
+            "policy activated"
+        );
+        let active = Arc::new(check::ActivePolicy::restored(policy, now(), actor));
         let mut slot = self
             .policy
             .write()

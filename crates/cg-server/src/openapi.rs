@@ -66,7 +66,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: "POST",
         path: "/v1/check",
         roles: SERVICE,
-        summary: "May this member's content be used for this purpose?",
+        summary: "May this member's content be used for this purpose, for training now? (`created_at`: when the content was made)",
         example: Some(r#"{"member_id": 1, "purpose": "genai_training"}"#),
     },
     Endpoint {
@@ -75,6 +75,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         roles: SERVICE,
         summary: "Up to 10 000 checks",
         example: Some(r#"{"items": [{"member_id": 1, "purpose": "genai_training"}]}"#),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/audit/decision",
+        roles: READER,
+        summary: "What was decided for a member's content as of a past instant (audit only)",
+        example: Some(r#"{"member_id": 1, "purpose": "genai_training", "as_of": "2025-06-01"}"#),
     },
     Endpoint {
         method: "POST",

@@ -16,6 +16,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+mod seams;
+
 struct Fixture {
     _dir: cg_test_support::TempDir,
     state: Arc<AppState>,
@@ -76,7 +78,9 @@ fn fixture_on(pg: Option<String>) -> Fixture {
     std::fs::create_dir_all(&datasets).unwrap();
     let state = AppState::new(ServerConfig {
         store,
-        policy: cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap(),
+        policy: Some(
+            cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap(),
+        ),
         datasets: Some(datasets),
         signer: Some(signer),
     })

@@ -20,16 +20,19 @@ use crate::progress::Bars;
 /// The input files of a build or an impact report.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Members file (.parquet, .csv, .jsonl).
+    /// Members file (.parquet, .csv, .jsonl); optional with a ledger (`--store`, or no
+    /// `--consent`), which holds members too: facts from both are merged, most protective wins.
     #[arg(long)]
-    pub members: PathBuf,
+    pub members: Option<PathBuf>,
     /// Content file.
     #[arg(long)]
     pub content: PathBuf,
-    /// Consent-events file (or use --store for the ledger's as-of snapshot).
+    /// Consent-events file (or use --store for every member fact the ledger holds as of the
+    /// cut-off).
     #[arg(long, conflicts_with = "store")]
     pub consent: Option<PathBuf>,
-    /// The ledger to take consent from (`sqlite:…`, `postgres://…`; default: the embedded one).
+    /// The ledger to take member facts and consent from (`sqlite:…`, `postgres://…`; default:
+    /// the embedded one).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Residence history file.
@@ -63,6 +66,7 @@ impl InputArgs {
             residences: self.residences.clone(),
             notices: self.notices.clone(),
             erasures: self.erasures.clone(),
+            purposes: Vec::new(),
         }
     }
 }
@@ -362,7 +366,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
         ("after the 2025-11 resumption", "2025-12-01"),
     ] {
         let cfg = BuildConfig {
-            members: path("members"),
+            members: Some(path("members")),
             content: path("content"),
             consent: ConsentSourceArg::Store(store_url.clone()),
             residences: Some(path("residences")),

@@ -159,6 +159,10 @@ pub struct ImportArgs {
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// A TOML policy config whose `[[purpose]]` tables extend the purpose catalogue the
+    /// import accepts (default: the built-in catalogue).
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -309,12 +313,22 @@ pub fn run(cmd: ConsentCommand, printer: Printer) -> anyhow::Result<()> {
                 json: a.json,
                 ..printer
             };
+            let config = match &a.config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("cannot read policy config `{}`", path.display())
+                    })?;
+                    cg_policy::PolicyConfig::from_toml(&path.display().to_string(), &text)?
+                }
+                None => cg_policy::PolicyConfig::default(),
+            };
+            let catalogue = config.catalogue();
             let mut store = a.store.open()?;
             let bars = Bars::new(printer.quiet);
             let mut reports = Vec::new();
             for f in &a.files {
                 let started = Instant::now();
-                let r = cg_ledger::import_file(store.as_mut(), f, &bars)?;
+                let r = cg_ledger::import_file_with(store.as_mut(), f, &catalogue, &bars)?;
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 let rows =
                     r.events + r.duplicates + r.members + r.residences + r.notices + r.erasures;

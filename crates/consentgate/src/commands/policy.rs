@@ -82,6 +82,12 @@ impl PolicyArgs {
         Ok(config)
     }
 
+    /// Whether anything other than the default policy was asked for (`--policy` other than
+    /// `timeline`, `--config` or `--set`).
+    pub fn is_explicit(&self) -> bool {
+        self.policy != "timeline" || self.config.is_some() || !self.sets.is_empty()
+    }
+
     /// Loads the policy, rendering validation problems on stderr.
     pub fn load(&self) -> anyhow::Result<Policy> {
         let config = self.config()?;

@@ -51,7 +51,13 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
     };
     let cfg = cg_server::ServerConfig {
         store,
-        policy: a.policy.load()?,
+        // A policy named on the command line is put in force (and recorded); otherwise the
+        // service restores the latest activation the ledger records.
+        policy: if a.policy.is_explicit() {
+            Some(a.policy.load()?)
+        } else {
+            None
+        },
         datasets: a.datasets,
         signer,
     };

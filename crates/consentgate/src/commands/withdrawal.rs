@@ -453,7 +453,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
     )
     .with_context(|| format!("`{}` has no valid manifest", a.dataset.display()))?;
     let cfg = BuildConfig {
-        members: required(&a.members, "members")?,
+        members: a.members.clone().or_else(|| from_parent("members")),
         content: required(&a.content, "content")?,
         consent,
         residences: a.residences.clone().or_else(|| from_parent("residences")),

@@ -610,7 +610,7 @@ fn a_missing_or_empty_ledger_never_reads_as_nobody_objected() {
     let o = build(&empty);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("holds no consent events"),
+        stderr(&o).contains("holds no member facts or consent events"),
         "{}",
         stderr(&o)
     );
@@ -697,7 +697,7 @@ fn builds_from_the_same_ledger_are_identical() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|i| i["table"] == "consent_snapshot")
+            .find(|i| i["table"] == "ledger_snapshot")
             .unwrap()["source"],
         "sqlite"
     );

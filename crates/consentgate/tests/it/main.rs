@@ -11,6 +11,7 @@ mod consent;
 #[cfg(feature = "ballista")]
 mod distributed;
 mod generate;
+mod paths;
 mod policy;
 mod redact;
 mod reference;

@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use cg_model::consent::{ConsentEvent, ConsentSource};
 use cg_model::{ConsentState, MemberId, Purpose, ReasonCode, Timestamp, Verdict};
-use cg_policy::{EvalContext, ItemFacts, MemberFacts, Policy, PolicyConfig};
+use cg_policy::{EvalContext, ItemFacts, MemberView, Policy, PolicyConfig};
 use proptest::prelude::*;
 
 use crate::util::{consentgate, read_parquet, stderr, stdout};
@@ -122,7 +122,7 @@ fn country_at(m: &M, t: Timestamp) -> Option<&str> {
     }
 }
 
-fn facts(m: &M, created: Timestamp, as_of: Timestamp) -> MemberFacts<'_> {
+fn facts(m: &M, created: Timestamp, as_of: Timestamp) -> MemberView<'_> {
     let g = Purpose::genai_training();
     let (this, other): (Vec<&ConsentEvent>, Vec<&ConsentEvent>) = m
         .events
@@ -134,7 +134,7 @@ fn facts(m: &M, created: Timestamp, as_of: Timestamp) -> MemberFacts<'_> {
         && other
             .iter()
             .any(|e| e.granted && e.source != ConsentSource::Gpc);
-    MemberFacts {
+    MemberView {
         country_at_creation: country_at(m, created),
         country_at_cutoff: country_at(m, as_of),
         birth_date: m.birth,
