@@ -5,6 +5,8 @@
 //! - `compile`: member facts → compiled member (countries normalised, classes, age instants);
 //! - `decide/1 thread`: items of compiled members (residence lookup, age, bits, one cached
 //!   lookup; both residences when they differ);
+//! - `decide/1 thread, items by member`: the same items grouped by member (the member's compiled
+//!   facts in cache: the engine's own cost; in random order a member's cache line is the cost);
 //! - `decide/2 threads`: the same items split over two threads, each with its own decider;
 //! - `reference (Cedar per item)`: what deciding costs without the engine, for scale;
 //! - `fill`: Cedar once per distinct tuple of the population (a fresh memo).
@@ -121,6 +123,13 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(items.len() as u64));
     g.bench_function("decide/1 thread", |b| {
         b.iter(|| black_box(decide_all(&items)))
+    });
+    // The same items grouped by member: the member's compiled facts stay in cache, so this is
+    // the engine's own cost (random order above is bound by the member's cache line).
+    let mut grouped = items.clone();
+    grouped.sort_by_key(|(m, _, _)| *m);
+    g.bench_function("decide/1 thread, items by member", |b| {
+        b.iter(|| black_box(decide_all(&grouped)))
     });
     g.bench_function("decide/2 threads", |b| {
         b.iter(|| {

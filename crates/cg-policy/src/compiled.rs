@@ -122,8 +122,8 @@ pub struct CompiledMember {
     changes: Box<[(i64, u64)]>,
     /// Jurisdiction bits at the cut-off.
     cutoff: u64,
-    /// Birth date, if known.
-    birth: Option<Date>,
+    /// Birth date, if known, as the age arithmetic needs it.
+    birth: Option<Birth>,
     /// From this instant (µs) on the member's age is at least the cap.
     capped_from: i64,
     /// An erasure request (not a closure) on or before the cut-off.
@@ -216,7 +216,7 @@ impl Engine {
             base: jbits(m.country.as_deref()),
             cutoff: jbits(m.country_at(self.as_of)),
             changes,
-            birth: m.birth_date,
+            birth: m.birth_date.map(Birth::of),
             capped_from,
             erasure_requested: m.erasure_requested_at.is_some_and(|t| t <= self.as_of),
         }
@@ -251,6 +251,62 @@ impl Engine {
             member: member.map(|m| MemberView::of(m, created_at, self.as_of)),
         }
     }
+}
+
+/// A birth date as whole-year age arithmetic needs it: the year, and the birthday's month and
+/// day (29 February counts as 1 March in common years, as [`cg_model::age::age_at`] says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Birth {
+    year: i32,
+    month: u8,
+    day: u8,
+}
+
+impl Birth {
+    fn of(d: Date) -> Birth {
+        Birth {
+            year: d.year(),
+            month: d.month() as u8,
+            day: d.day(),
+        }
+    }
+
+    /// Whole years of age at `at` (µs since the epoch, UTC): the calendar date from the day
+    /// count (Hinnant's `civil_from_days`), then one comparison with the birthday that year.
+    #[inline]
+    fn age_at(self, at: i64) -> i32 {
+        let (year, month, day) = civil_from_days(at.div_euclid(86_400_000_000));
+        let (bm, bd) = if self.month == 2 && self.day == 29 && !is_leap(year) {
+            (3, 1)
+        } else {
+            (self.month, self.day)
+        };
+        let years = year - self.year;
+        if (month, day) < (bm, bd) {
+            years - 1
+        } else {
+            years
+        }
+    }
+}
+
+fn is_leap(y: i32) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+/// The proleptic Gregorian `(year, month, day)` of a day count since 1970-01-01.
+#[inline]
+fn civil_from_days(z: i64) -> (i32, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
 }
 
 /// The day a person born on `birth` turns `age` (29 February counts as 1 March), at 00:00 UTC.
@@ -293,7 +349,7 @@ impl Decider<'_> {
         let age = match m.birth {
             None => 0,
             Some(_) if at >= m.capped_from => e.cap as i8,
-            Some(b) => capped_age(b, created_at, e.cap),
+            Some(b) => b.age_at(at).clamp(-1, i32::from(e.cap)) as i8,
         };
         let key = m.member | item_bits(age, kind);
         let j = m.jurisdiction_at(at);
@@ -379,6 +435,24 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn fast_age_agrees_with_age_at(days in -30_000i32..20_000, at in -2_000_000_000i64..4_000_000_000) {
+            let birth = cg_model::instant::days_to_date(days).unwrap();
+            let at = Timestamp::from_micros(at * 1_000_000);
+            prop_assert_eq!(Birth::of(birth).age_at(at.micros()), age_at(birth, at));
+        }
+
+        #[test]
+        fn leap_day_birthdays(year in 1904i32..2096, offset in -2i64..3) {
+            let leap = (year / 4) * 4;
+            let birth = Date::from_calendar_date(leap, Month::February, 29).unwrap();
+            for y in [leap + 1, leap + 4, leap + 17] {
+                let at = Timestamp::at_midnight(Date::from_calendar_date(y, Month::March, 1).unwrap());
+                let at = Timestamp::from_micros(at.micros() + offset * 86_400_000_000 - 1);
+                prop_assert_eq!(Birth::of(birth).age_at(at.micros()), age_at(birth, at));
+            }
+        }
+
         #[test]
         fn turns_agrees_with_age_at(days in -30_000i32..20_000, age in 0u8..30) {
             let birth = cg_model::instant::days_to_date(days).unwrap();

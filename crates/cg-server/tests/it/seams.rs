@@ -7,6 +7,37 @@ fn now() -> Timestamp {
     Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
 }
 
+impl Fixture {
+    /// `POST /v1/admin/policies/activate` with `body`, as the admin.
+    async fn activate(&self, body: &str) -> (StatusCode, Value) {
+        let admin = self.token("admin");
+        self.call(
+            "POST",
+            "/v1/admin/policies/activate",
+            Some(admin),
+            Some(body),
+            &[],
+        )
+        .await
+    }
+
+    /// `POST /v1/check` for a member's post, as a service.
+    async fn check_member(&self, member: i64) -> Value {
+        let body = format!(r#"{{"member_id": {member}, "purpose": "genai_training"}}"#);
+        let (status, v) = self
+            .call(
+                "POST",
+                "/v1/check",
+                Some(self.token("service")),
+                Some(&body),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+}
+
 #[tokio::test]
 async fn a_check_decides_now_and_refuses_a_past_instant() {
     let f = fixture();
@@ -75,27 +106,11 @@ async fn a_check_decides_now_and_refuses_a_past_instant() {
 async fn a_pinned_regime_with_extra_cedar_is_refused_not_unpinned() {
     let f = fixture();
     let admin = f.token("admin");
-    let (status, _) = f
-        .call(
-            "POST",
-            "/v1/admin/policies/activate",
-            Some(admin),
-            Some(r#"{"policy": "li-2024-09"}"#),
-            &[],
-        )
-        .await;
+    let (status, _) = f.activate(r#"{"policy": "li-2024-09"}"#).await;
     assert_eq!(status, StatusCode::OK);
     let cedar = r#"@id(\"extra\") @reason(\"content_kind_excluded\") forbid(principal, action, resource) when { resource.kind == \"poll\" };"#;
     let body = format!(r#"{{"policy": "li-2024-09", "cedar": "{cedar}"}}"#);
-    let (status, err) = f
-        .call(
-            "POST",
-            "/v1/admin/policies/activate",
-            Some(admin),
-            Some(&body),
-            &[],
-        )
-        .await;
+    let (status, err) = f.activate(&body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["error"]["field"], "cedar");
     // Still the pinned regime: a French member stays suspended.
@@ -103,27 +118,11 @@ async fn a_pinned_regime_with_extra_cedar_is_refused_not_unpinned() {
         .call("GET", "/v1/admin/policies", Some(admin), None, &[])
         .await;
     assert_eq!(view["active"]["name"], "li-2024-09");
-    let (_, check) = f
-        .call(
-            "POST",
-            "/v1/check",
-            Some(f.token("service")),
-            Some(r#"{"member_id": 3, "purpose": "genai_training"}"#),
-            &[],
-        )
-        .await;
+    let check = f.check_member(3).await;
     assert_eq!(check["reasons"][0], "region_suspended", "{check}");
     // The same Cedar on the timeline is accepted, and says so.
     let body = format!(r#"{{"policy": "timeline", "cedar": "{cedar}"}}"#);
-    let (status, view) = f
-        .call(
-            "POST",
-            "/v1/admin/policies/activate",
-            Some(admin),
-            Some(&body),
-            &[],
-        )
-        .await;
+    let (status, view) = f.activate(&body).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["name"], "submitted");
 }
@@ -132,15 +131,7 @@ async fn a_pinned_regime_with_extra_cedar_is_refused_not_unpinned() {
 async fn an_activation_is_recorded_and_survives_a_restart() {
     let f = fixture();
     let admin = f.token("admin");
-    let (status, view) = f
-        .call(
-            "POST",
-            "/v1/admin/policies/activate",
-            Some(admin),
-            Some(r#"{"policy": "li-2024-09"}"#),
-            &[],
-        )
-        .await;
+    let (status, view) = f.activate(r#"{"policy": "li-2024-09"}"#).await;
     assert_eq!(status, StatusCode::OK);
     let token_id = admin.split('_').nth(1).unwrap();
     assert_eq!(view["activated_by"], token_id, "{view}");
@@ -194,15 +185,7 @@ async fn a_member_upsert_keeps_what_it_omits_and_never_reopens_an_account() {
     );
     assert_eq!(facts.country.as_deref(), Some("DE"));
     assert!(facts.birth_date.is_some(), "an omitted birth date is kept");
-    let (_, check) = f
-        .call(
-            "POST",
-            "/v1/check",
-            Some(f.token("service")),
-            Some(r#"{"member_id": 3, "purpose": "genai_training"}"#),
-            &[],
-        )
-        .await;
+    let check = f.check_member(3).await;
     assert_eq!(check["reasons"][0], "erased", "{check}");
 }
 
