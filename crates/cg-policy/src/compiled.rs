@@ -111,39 +111,66 @@ pub struct Engine {
     post_kind: u8,
 }
 
-/// What the engine precomputed about one member.
+/// What the engine precomputed about one member: 32 bytes, so a build's members stay dense in
+/// cache (deciding in random member order is bound by loading this line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledMember {
-    /// The member's part of every tuple key (regime, consent, GPC, erasure, notice, age now).
+    /// The member's part of every tuple key (regime, consent, GPC, erasure, notice, age now);
+    /// bit 63 (never part of a key) says an erasure request is on record.
     member: u64,
-    /// Jurisdiction bits of the members row's country (before the first residence entry).
-    base: u64,
-    /// Residence changes `(valid_from µs, jurisdiction bits)`, sorted.
-    changes: Box<[(i64, u64)]>,
-    /// Jurisdiction bits at the cut-off.
-    cutoff: u64,
-    /// Birth date, if known, as the age arithmetic needs it.
-    birth: Option<Birth>,
-    /// From this instant (µs) on the member's age is at least the cap.
-    capped_from: i64,
-    /// An erasure request (not a closure) on or before the cut-off.
-    erasure_requested: bool,
+    /// Jurisdiction bits of the members row's country (before the first residence entry),
+    /// packed ([`pack_jurisdiction`]).
+    base: u32,
+    /// Packed jurisdiction bits at the cut-off.
+    cutoff: u32,
+    /// Residence changes `(valid_from µs, packed jurisdiction bits)`, sorted; `None` for the
+    /// many members who never moved.
+    changes: Option<Box<Changes>>,
+    /// Birth date, packed ([`Birth::pack`]); [`NO_BIRTH`] when unknown.
+    birth: i32,
+    /// From this day (since the epoch) on the member's age is at least the cap.
+    capped_from_day: i32,
+}
+
+/// A member's residence changes `(valid_from µs, packed jurisdiction bits)`, behind one thin
+/// pointer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Changes(Vec<(i64, u32)>);
+
+/// Bit 63 of [`CompiledMember::member`]: an erasure request on or before the cut-off.
+const ERASURE_REQUESTED: u64 = 1 << 63;
+/// [`CompiledMember::birth`] when the birth date is unknown.
+const NO_BIRTH: i32 = i32::MIN;
+
+/// Jurisdiction bits (regions 7–13, country 14–22, consent age 49–53 of a key) in 32 bits.
+fn pack_jurisdiction(bits: u64) -> u32 {
+    (((bits >> 7) & 0xFFFF) | ((bits >> 49) & 0x1F) << 16) as u32
+}
+
+/// The key bits of [`pack_jurisdiction`].
+#[inline]
+fn unpack_jurisdiction(packed: u32) -> u64 {
+    let p = u64::from(packed);
+    (p & 0xFFFF) << 7 | (p >> 16) << 49
 }
 
 impl CompiledMember {
-    /// Jurisdiction bits at an instant.
+    /// Packed jurisdiction bits at an instant.
     #[inline]
-    fn jurisdiction_at(&self, at: i64) -> u64 {
-        match self.changes.partition_point(|(from, _)| *from <= at) {
+    fn jurisdiction_at(&self, at: i64) -> u32 {
+        let Some(changes) = &self.changes else {
+            return self.base;
+        };
+        match changes.0.partition_point(|(from, _)| *from <= at) {
             0 => self.base,
-            i => self.changes[i - 1].1,
+            i => changes.0[i - 1].1,
         }
     }
 
     /// Whether the member asked for erasure on or before the cut-off (their rows are then not
     /// even recorded by id).
     pub fn erasure_requested(&self) -> bool {
-        self.erasure_requested
+        self.member & ERASURE_REQUESTED != 0
     }
 }
 
@@ -184,19 +211,19 @@ impl Engine {
         let config = policy.config();
         let jbits = |raw: Option<&str>| {
             let (j, _) = classify(raw, config);
-            jurisdiction_bits(j.country, j.regions, j.consent_age)
+            pack_jurisdiction(jurisdiction_bits(j.country, j.regions, j.consent_age))
         };
-        let (age_known, age_now, capped_from) = match m.birth_date {
+        let (age_known, age_now, capped_from_day) = match m.birth_date {
             Some(b) => (
                 true,
                 capped_age(b, self.as_of, self.cap),
-                turns(b, self.cap).micros(),
+                cg_model::instant::date_to_days(turns(b, self.cap).date()),
             ),
-            None => (false, 0, i64::MIN),
+            None => (false, 0, i32::MIN),
         };
         let (regime, nye) = self.regime.unwrap_or((0, false));
         let erased_at = m.erased_at();
-        let member = member_bits(
+        let mut member = member_bits(
             regime,
             nye,
             age_known,
@@ -206,19 +233,24 @@ impl Engine {
             erased_at.is_some_and(|t| t <= self.as_of),
             NoticeState::of(m.notice_at, self.as_of, config.notice_window_days),
         );
-        let changes: Box<[(i64, u64)]> = m
-            .residences
-            .iter()
-            .map(|(from, c)| (from.micros(), jbits(c.as_deref())))
-            .collect();
+        if m.erasure_requested_at.is_some_and(|t| t <= self.as_of) {
+            member |= ERASURE_REQUESTED;
+        }
+        let changes = (!m.residences.is_empty()).then(|| {
+            Box::new(Changes(
+                m.residences
+                    .iter()
+                    .map(|(from, c)| (from.micros(), jbits(c.as_deref())))
+                    .collect(),
+            ))
+        });
         CompiledMember {
             member,
             base: jbits(m.country.as_deref()),
             cutoff: jbits(m.country_at(self.as_of)),
             changes,
-            birth: m.birth_date.map(Birth::of),
-            capped_from,
-            erasure_requested: m.erasure_requested_at.is_some_and(|t| t <= self.as_of),
+            birth: m.birth_date.map_or(NO_BIRTH, |d| Birth::of(d).pack()),
+            capped_from_day,
         }
     }
 
@@ -271,11 +303,24 @@ impl Birth {
         }
     }
 
-    /// Whole years of age at `at` (µs since the epoch, UTC): the calendar date from the day
+    /// `year << 9 | month << 5 | day`.
+    fn pack(self) -> i32 {
+        self.year << 9 | i32::from(self.month) << 5 | i32::from(self.day)
+    }
+
+    fn unpack(p: i32) -> Birth {
+        Birth {
+            year: p >> 9,
+            month: ((p >> 5) & 0xF) as u8,
+            day: (p & 0x1F) as u8,
+        }
+    }
+
+    /// Whole years of age on day `day` (since the epoch, UTC): the calendar date from the day
     /// count (Hinnant's `civil_from_days`), then one comparison with the birthday that year.
     #[inline]
-    fn age_at(self, at: i64) -> i32 {
-        let (year, month, day) = civil_from_days(at.div_euclid(86_400_000_000));
+    fn age_at_day(self, day: i64) -> i32 {
+        let (year, month, day) = civil_from_days(day);
         let (bm, bd) = if self.month == 2 && self.day == 29 && !is_leap(year) {
             (3, 1)
         } else {
@@ -346,18 +391,25 @@ impl Decider<'_> {
             return code_of(ReasonCode::PolicyError);
         }
         let at = created_at.micros();
-        let age = match m.birth {
-            None => 0,
-            Some(_) if at >= m.capped_from => e.cap as i8,
-            Some(b) => b.age_at(at).clamp(-1, i32::from(e.cap)) as i8,
+        let age = if m.birth == NO_BIRTH {
+            0
+        } else {
+            let day = at.div_euclid(86_400_000_000);
+            if day >= i64::from(m.capped_from_day) {
+                e.cap as i8
+            } else {
+                Birth::unpack(m.birth)
+                    .age_at_day(day)
+                    .clamp(-1, i32::from(e.cap)) as i8
+            }
         };
-        let key = m.member | item_bits(age, kind);
+        let key = (m.member & !ERASURE_REQUESTED) | item_bits(age, kind);
         let j = m.jurisdiction_at(at);
-        let first = self.lookup(key | j);
+        let first = self.lookup(key | unpack_jurisdiction(j));
         if j == m.cutoff {
             return first;
         }
-        most_protective_code(first, self.lookup(key | m.cutoff))
+        most_protective_code(first, self.lookup(key | unpack_jurisdiction(m.cutoff)))
     }
 
     /// [`Decider::decide`] as a [`Verdict`].
@@ -439,7 +491,9 @@ mod tests {
         fn fast_age_agrees_with_age_at(days in -30_000i32..20_000, at in -2_000_000_000i64..4_000_000_000) {
             let birth = cg_model::instant::days_to_date(days).unwrap();
             let at = Timestamp::from_micros(at * 1_000_000);
-            prop_assert_eq!(Birth::of(birth).age_at(at.micros()), age_at(birth, at));
+            let day = at.micros().div_euclid(86_400_000_000);
+            prop_assert_eq!(Birth::unpack(Birth::of(birth).pack()), Birth::of(birth));
+            prop_assert_eq!(Birth::of(birth).age_at_day(day), age_at(birth, at));
         }
 
         #[test]
@@ -449,7 +503,8 @@ mod tests {
             for y in [leap + 1, leap + 4, leap + 17] {
                 let at = Timestamp::at_midnight(Date::from_calendar_date(y, Month::March, 1).unwrap());
                 let at = Timestamp::from_micros(at.micros() + offset * 86_400_000_000 - 1);
-                prop_assert_eq!(Birth::of(birth).age_at(at.micros()), age_at(birth, at));
+                let day = at.micros().div_euclid(86_400_000_000);
+                prop_assert_eq!(Birth::of(birth).age_at_day(day), age_at(birth, at));
             }
         }
 
@@ -460,6 +515,19 @@ mod tests {
             prop_assert_eq!(age_at(birth, t), i32::from(age));
             prop_assert_eq!(age_at(birth, Timestamp::from_micros(t.micros() - 1)), i32::from(age) - 1);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn jurisdiction_bits_pack_losslessly(bits in any::<u64>()) {
+            let j = bits & (0xFFFF << 7 | 0x1F << 49);
+            prop_assert_eq!(unpack_jurisdiction(pack_jurisdiction(j)), j);
+        }
+    }
+
+    #[test]
+    fn a_compiled_member_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<CompiledMember>(), 32);
     }
 
     #[test]
