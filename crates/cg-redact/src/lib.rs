@@ -6,9 +6,8 @@
 //! names from a caller-supplied gazetteer (excluded members' names and handles) and common
 //! first/last name pairs, plus custom patterns.
 //!
-//! One pass: a byte scan decides whether structured patterns can match at all, one
-//! multi-pattern automaton finds candidates, cheap validators confirm them; names come from
-//! Aho-Corasick automata. Output is placeholder text (`<EMAIL>`), keyed pseudonyms
+//! One pass: a hand-written byte scanner finds candidates and validates them on the spot (no
+//! regex at run time, no numbering-plan library); names come from Aho-Corasick automata. Output is placeholder text (`<EMAIL>`), keyed pseudonyms
 //! (`<EMAIL_1a2b3c4d>`) or spans.
 //!
 //! ```
@@ -23,6 +22,7 @@
 mod engine;
 mod entity;
 mod names;
+mod scan;
 pub mod validate;
 
 pub use engine::{CharSpan, RedactError, Redactor, RedactorBuilder, Replacement, Span, char_spans};

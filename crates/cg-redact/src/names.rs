@@ -1,5 +1,21 @@
-//! Common given names and surnames, for finding "First Last" pairs that no gazetteer lists.
-//! International on purpose; a pair needs both parts, capitalised, side by side.
+//! Person names without a model: capitalised words checked against given-name and surname
+//! lists (the U.S. Census 1990 lists in `data/`, public domain, plus the hand-written
+//! international lists below) and context.
+//!
+//! A span is a PERSON when
+//!
+//! 1. a given name is followed by a surname (`Maria Garcia`, `Wei Zhang`, a third surname word
+//!    joins: `Ana García López`);
+//! 2. a given name is followed by name particles and a capitalised word (`Rafael de Vries`,
+//!    `Camila van Dijk`);
+//! 3. a title precedes one or two capitalised words (`Dr. Okafor`, `Frau Schmidt`);
+//! 4. a given name and a capitalised word follow a cue word (`with`, `by`, `thanks`, `dear`,
+//!    `hi`, `—`, ...): `working with Eoin Okafor`.
+//!
+//! Words that are common capitalised non-names (months, days, places of the calendar and the
+//! office) never count as the surname of a pair.
+
+use rustc_hash::FxHashSet;
 
 /// Common given names.
 pub static FIRST: &[&str] = &[
@@ -290,3 +306,512 @@ pub static LAST: &[&str] = &[
     "Young",
     "Zhang",
 ];
+
+/// The census lists (see `data/README.md`).
+const CENSUS_GIVEN: &str = include_str!("../data/census-1990-given.txt");
+const CENSUS_SURNAMES: &str = include_str!("../data/census-1990-surnames.txt");
+
+/// Titles before a name (folded).
+const TITLES: &[&str] = &[
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "lady", "lord", "herr", "frau",
+    "mme", "mlle", "monsieur", "madame", "sr", "sra", "srta", "senor", "senora", "sig", "sigra",
+    "dott", "dottssa", "pan", "pani", "dhr", "mevr",
+];
+
+/// Words before a name that make a given name and a capitalised word a name (folded).
+const CUES: &[&str] = &[
+    "with",
+    "by",
+    "thanks",
+    "thank",
+    "dear",
+    "hi",
+    "hello",
+    "hey",
+    "congrats",
+    "congratulations",
+    "welcome",
+    "ask",
+    "meet",
+    "met",
+    "cc",
+    "from",
+    "and",
+    "to",
+    "via",
+    "feat",
+    "ft",
+    "directed",
+    "written",
+    "married",
+    "mit",
+    "von",
+    "und",
+    "avec",
+    "par",
+    "et",
+    "con",
+    "por",
+    "y",
+    "di",
+    "e",
+    "met",
+    "door",
+    "en",
+    "z",
+    "przez",
+    "i",
+];
+
+/// Particles inside a name (folded).
+const PARTICLES: &[&str] = &[
+    "de", "da", "di", "del", "della", "dos", "das", "do", "du", "van", "von", "der", "den", "ter",
+    "le", "la", "bin", "ibn", "al", "el", "ben", "mac", "af", "zu",
+];
+
+/// Capitalised words that are not surnames after a given name (folded).
+const NOT_SURNAMES: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "day",
+    "week",
+    "month",
+    "year",
+    "today",
+    "tomorrow",
+    "street",
+    "road",
+    "avenue",
+    "lane",
+    "square",
+    "park",
+    "city",
+    "town",
+    "hill",
+    "center",
+    "centre",
+    "hall",
+    "house",
+    "office",
+    "team",
+    "group",
+    "company",
+    "inc",
+    "ltd",
+    "llc",
+    "corp",
+    "bank",
+    "church",
+    "school",
+    "college",
+    "university",
+    "institute",
+    "hospital",
+    "club",
+    "award",
+    "awards",
+    "prize",
+    "foundation",
+    "project",
+    "program",
+    "programme",
+    "conference",
+    "summit",
+    "report",
+    "news",
+    "post",
+    "times",
+    "journal",
+    "press",
+    "media",
+    "studio",
+    "studios",
+    "music",
+    "film",
+    "show",
+    "series",
+    "festival",
+    "cup",
+    "league",
+    "games",
+    "north",
+    "south",
+    "east",
+    "west",
+    "island",
+    "islands",
+    "river",
+    "lake",
+    "mountain",
+    "valley",
+    "beach",
+    "bay",
+    "airport",
+    "station",
+    "market",
+    "store",
+    "shop",
+    "cafe",
+    "restaurant",
+    "hotel",
+    "tower",
+    "bridge",
+    "platform",
+    "cloud",
+    "data",
+    "ai",
+    "api",
+    "app",
+    "web",
+    "online",
+    "digital",
+    "global",
+    "international",
+    "national",
+    "new",
+    "old",
+    "great",
+    "good",
+    "best",
+    "first",
+    "last",
+    "next",
+    "and",
+    "or",
+    "the",
+    "of",
+    "for",
+    "is",
+    "was",
+    "will",
+    "can",
+    "love",
+    "hope",
+    "power",
+    "energy",
+    "health",
+    "care",
+    "life",
+    "world",
+    "time",
+    "white",
+    "black",
+    "green",
+    "gray",
+    "grey",
+    "brown",
+    "red",
+    "blue",
+    "gold",
+    "silver",
+    "long",
+    "short",
+    "young",
+    "little",
+    "christmas",
+    "easter",
+    "english",
+    "french",
+    "german",
+    "spanish",
+    "italian",
+    "dutch",
+    "polish",
+    "chinese",
+    "indian",
+    "american",
+    "european",
+    "british",
+];
+
+/// Given names that are everyday words too: followed by a surname they make a name only after
+/// a cue or with particles (`Will Young` at a sentence start is too weak).
+const AMBIGUOUS_GIVEN: &[&str] = &[
+    "may",
+    "will",
+    "grace",
+    "hope",
+    "faith",
+    "joy",
+    "june",
+    "april",
+    "rose",
+    "mark",
+    "bill",
+    "frank",
+    "art",
+    "guy",
+    "bob",
+    "pat",
+    "sue",
+    "rob",
+    "sunny",
+    "summer",
+    "dawn",
+    "eve",
+    "ivy",
+    "iris",
+    "lily",
+    "daisy",
+    "ruby",
+    "amber",
+    "crystal",
+    "hunter",
+    "mason",
+    "carter",
+    "page",
+    "chase",
+    "hazel",
+    "jean",
+    "sky",
+    "rich",
+    "drew",
+    "wade",
+    "gene",
+    "don",
+    "ray",
+    "max",
+    "victor",
+    "major",
+    "king",
+    "earl",
+    "rusty",
+    "buck",
+    "destiny",
+    "harmony",
+    "melody",
+    "autumn",
+    "storm",
+    "river",
+    "rain",
+    "royal",
+    "angel",
+    "star",
+    "august",
+    "march",
+    "new",
+    "young",
+    "long",
+    "white",
+    "black",
+    "green",
+    "brown",
+    "gray",
+    "little",
+    "christian",
+    "paris",
+    "london",
+    "dallas",
+    "austin",
+    "houston",
+    "jordan",
+    "lincoln",
+    "washington",
+];
+
+/// The name lists, folded (lower case, Latin-1 accents removed).
+#[derive(Debug)]
+pub(crate) struct Names {
+    given: FxHashSet<String>,
+    surnames: FxHashSet<String>,
+}
+
+impl Names {
+    pub(crate) fn new() -> Names {
+        let fold = |w: &str| {
+            let mut buf = [0u8; 24];
+            let n = fold(w.as_bytes(), &mut buf);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let given = CENSUS_GIVEN
+            .lines()
+            .chain(FIRST.iter().copied())
+            .map(fold)
+            .filter(|w| w.len() >= 2)
+            .collect();
+        let surnames = CENSUS_SURNAMES
+            .lines()
+            .chain(LAST.iter().copied())
+            .map(fold)
+            .filter(|w| w.len() >= 2)
+            .collect();
+        Names { given, surnames }
+    }
+
+    fn is(&self, set: &FxHashSet<String>, word: &[u8]) -> bool {
+        let mut buf = [0u8; 24];
+        let n = fold(word, &mut buf);
+        std::str::from_utf8(&buf[..n]).is_ok_and(|w| set.contains(w))
+    }
+
+    /// A PERSON span starting at the capitalised word at `i` (a word start), if any.
+    pub(crate) fn find_at(&self, text: &str, i: usize) -> Option<(usize, usize)> {
+        let bytes = text.as_bytes();
+        let w1 = capitalised_word(text, i)?;
+        let first = &bytes[i..w1];
+        let given = self.is(&self.given, first);
+        if !given && in_list(first, TITLES) {
+            // `Dr. Okafor`, `Frau Schmidt`: one or two capitalised words after the title.
+            let mut j = w1;
+            if bytes.get(j) == Some(&b'.') {
+                j += 1;
+            }
+            if bytes.get(j) != Some(&b' ') {
+                return None;
+            }
+            let s = j + 1;
+            let mut e = capitalised_word(text, s)?;
+            if bytes.get(e) == Some(&b' ')
+                && let Some(e2) = capitalised_word(text, e + 1)
+                && !in_list(&bytes[e + 1..e2], NOT_SURNAMES)
+            {
+                e = e2;
+            }
+            return Some((s, e));
+        }
+        if !given {
+            return None;
+        }
+        // Particles, then the surname.
+        let mut j = w1;
+        let mut particles = 0;
+        loop {
+            if bytes.get(j) != Some(&b' ') {
+                return None;
+            }
+            let s = j + 1;
+            let e = word_end(bytes, s);
+            if e > s && in_list(&bytes[s..e], PARTICLES) && particles < 2 {
+                particles += 1;
+                j = e;
+                continue;
+            }
+            break;
+        }
+        let s2 = j + 1;
+        let w2 = capitalised_word(text, s2)?;
+        let second = &bytes[s2..w2];
+        if in_list(second, NOT_SURNAMES) {
+            return None;
+        }
+        let surname = self.is(&self.surnames, second) && !in_list(first, AMBIGUOUS_GIVEN);
+        if particles > 0 || surname || cue_before(bytes, i) {
+            // A further surname word joins (`Ana García López`).
+            let mut end = w2;
+            if bytes.get(end) == Some(&b' ')
+                && let Some(w3) = capitalised_word(text, end + 1)
+                && self.is(&self.surnames, &bytes[end + 1..w3])
+                && !in_list(&bytes[end + 1..w3], NOT_SURNAMES)
+            {
+                end = w3;
+            }
+            return Some((i, end));
+        }
+        None
+    }
+}
+
+/// Lower-cases ASCII letters and folds the Latin-1 letters with diacritics to their base
+/// letter (`é` → `e`, `ü` → `u`); other bytes are kept as they are (so non-Latin names still
+/// compare exactly). At most `buf.len()` bytes.
+pub(crate) fn fold(word: &[u8], buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    let mut k = 0;
+    while k < word.len() && n < buf.len() {
+        let b = word[k];
+        if b == 0xC3 && k + 1 < word.len() {
+            let c = word[k + 1] & 0x1F | 0x40;
+            buf[n] = match c {
+                0x40..=0x45 => b'a',
+                0x47 => b'c',
+                0x48..=0x4B => b'e',
+                0x4C..=0x4F => b'i',
+                0x51 => b'n',
+                0x52..=0x56 | 0x58 => b'o',
+                0x59..=0x5C => b'u',
+                0x5D => b'y',
+                _ => b's',
+            };
+            n += 1;
+            k += 2;
+        } else {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+            k += 1;
+        }
+    }
+    n
+}
+
+fn in_list(word: &[u8], list: &[&str]) -> bool {
+    let mut buf = [0u8; 24];
+    let n = fold(word, &mut buf);
+    let w = &buf[..n];
+    // Length and first byte first: most entries differ there.
+    n > 0
+        && list.iter().any(|x| {
+            let x = x.as_bytes();
+            x.len() == n && x[0] == w[0] && x == w
+        })
+}
+
+/// The end of the letters (and inner `'`/`-`) of a word starting at `s`.
+fn word_end(bytes: &[u8], s: usize) -> usize {
+    let mut e = s;
+    while e < bytes.len()
+        && (bytes[e].is_ascii_alphabetic()
+            || bytes[e] >= 0x80
+            || ((bytes[e] == b'\'' || bytes[e] == b'-')
+                && bytes.get(e + 1).is_some_and(|b| b.is_ascii_alphabetic())))
+    {
+        e += 1;
+    }
+    e
+}
+
+/// The end of a capitalised word at `s` (an upper-case letter, then at least one lower-case
+/// one), or `None`.
+fn capitalised_word(text: &str, s: usize) -> Option<usize> {
+    let mut chars = text.get(s..)?.chars();
+    let c0 = chars.next()?;
+    let c1 = chars.next()?;
+    if !(c0.is_uppercase() && c1.is_lowercase()) {
+        return None;
+    }
+    let e = word_end(text.as_bytes(), s);
+    // Words end on a char boundary: `word_end` only stops at ASCII bytes.
+    (e > s + 1 && text.is_char_boundary(e)).then_some(e)
+}
+
+/// Whether a cue word (or an em dash) stands right before the word at `i`.
+fn cue_before(bytes: &[u8], i: usize) -> bool {
+    let mut j = i;
+    while j > 0 && bytes[j - 1] == b' ' {
+        j -= 1;
+    }
+    if j >= 3 && &bytes[j - 3..j] == "—".as_bytes() {
+        return true;
+    }
+    let e = j;
+    while j > 0 && (bytes[j - 1].is_ascii_alphabetic() || bytes[j - 1] >= 0x80) {
+        j -= 1;
+    }
+    e > j && in_list(&bytes[j..e], CUES)
+}

@@ -1,5 +1,7 @@
-//! Cheap validators run on candidates only: Luhn, IBAN (checksum and per-country length, via
-//! `iban_validate`), NINO and SSN rules, IP parsing, and phone numbering plans (`phonenumber`).
+//! Cheap validators run on candidates only: Luhn and card issuer ranges, IBAN (checksum and
+//! per-country length, via `iban_validate`), NINO and SSN rules, IP parsing. Phone numbers are
+//! judged by their shape and context in the scanner ([`crate::scan`]), not by numbering plans:
+//! for minimisation a number a plan does not allocate is still somebody's number.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -22,29 +24,82 @@ pub fn luhn(s: &str) -> bool {
     n > 0 && sum.is_multiple_of(10)
 }
 
-/// A payment card: 13–19 digits, a known issuer prefix, and Luhn.
+/// Issuer identification ranges: `(first prefix, last prefix, prefix digits, lengths)`.
+/// Sources: ISO/IEC 7812 issuer ranges as published by the schemes (Visa, Mastercard incl. the
+/// 2-series, American Express, Discover incl. 644–649 and the UnionPay co-brand range, Diners
+/// Club International, JCB, UnionPay, Maestro, RuPay, Mir, UATP, Troy, Verve, Dankort,
+/// InterPayment, InstaPayment).
+const ISSUERS: &[(u32, u32, u32, &[usize])] = &[
+    (4, 4, 1, &[13, 16, 19]),           // Visa (and Visa Electron, Elo 4xxx)
+    (51, 55, 2, &[16]),                 // Mastercard
+    (2221, 2720, 4, &[16]),             // Mastercard 2-series
+    (34, 34, 2, &[15]),                 // American Express
+    (37, 37, 2, &[15]),                 // American Express
+    (6011, 6011, 4, &[16, 17, 18, 19]), // Discover
+    (644, 649, 3, &[16, 17, 18, 19]),   // Discover
+    (65, 65, 2, &[16, 17, 18, 19]),     // Discover, RuPay
+    (622_126, 622_925, 6, &[16, 17, 18, 19]), // Discover / UnionPay
+    (300, 305, 3, &[14, 15, 16, 17, 18, 19]), // Diners Club International
+    (3095, 3095, 4, &[14, 15, 16, 17, 18, 19]), // Diners Club International
+    (36, 36, 2, &[14, 15, 16, 17, 18, 19]), // Diners Club International
+    (38, 39, 2, &[14, 15, 16, 17, 18, 19]), // Diners Club
+    (3528, 3589, 4, &[16, 17, 18, 19]), // JCB
+    (62, 62, 2, &[16, 17, 18, 19]),     // UnionPay
+    (81, 81, 2, &[16, 17, 18, 19]),     // UnionPay, RuPay
+    (82, 82, 2, &[16]),                 // RuPay
+    (60, 60, 2, &[16]),                 // RuPay
+    (508, 508, 3, &[16]),               // RuPay
+    (353, 353, 3, &[16]),               // RuPay / JCB co-brand
+    (356, 356, 3, &[16]),               // RuPay / JCB co-brand
+    (50, 50, 2, &[12, 13, 14, 15, 16, 17, 18, 19]), // Maestro, Verve, Dankort
+    (56, 69, 2, &[12, 13, 14, 15, 16, 17, 18, 19]), // Maestro (and other 6-series)
+    (2200, 2204, 4, &[16, 17, 18, 19]), // Mir
+    (1, 1, 1, &[15]),                   // UATP
+    (9792, 9792, 4, &[16]),             // Troy
+];
+
+/// A payment card: 12–19 digits (separators ignored), a known issuer range for its length, and
+/// Luhn.
 pub fn credit_card(s: &str) -> bool {
-    let digits: String = s
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(char::from)
-        .collect();
-    if !(13..=19).contains(&digits.len()) {
+    let mut digits = [0u8; 19];
+    let mut n = 0;
+    for b in s.bytes().filter(u8::is_ascii_digit) {
+        if n == digits.len() {
+            return false;
+        }
+        digits[n] = b - b'0';
+        n += 1;
+    }
+    if !(12..=19).contains(&n) {
         return false;
     }
-    let p2: u32 = digits[..2].parse().unwrap_or(0);
-    let p4: u32 = digits[..4].parse().unwrap_or(0);
-    let issuer = digits.starts_with('4')
-        || (51..=55).contains(&p2)
-        || (2221..=2720).contains(&p4)
-        || p2 == 34
-        || p2 == 37
-        || digits.starts_with("6011")
-        || p2 == 65
-        || (3528..=3589).contains(&p4)
-        || p2 == 36
-        || p2 == 62;
-    issuer && luhn(&digits)
+    let prefix = |k: u32| {
+        digits[..k as usize]
+            .iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(*d))
+    };
+    let issuer = ISSUERS
+        .iter()
+        .any(|(lo, hi, k, lengths)| lengths.contains(&n) && (*lo..=*hi).contains(&prefix(*k)));
+    issuer && luhn_digits(&digits[..n])
+}
+
+fn luhn_digits(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(*d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 /// An IBAN (spaces allowed): checksum and country format.
@@ -103,97 +158,6 @@ pub fn ipv6(s: &str) -> bool {
         && Ipv6Addr::from_str(s).is_ok()
 }
 
-/// A phone number: 7–15 digits, not a date or a decimal, plausible by its shape, and valid in
-/// its numbering plan (`phonenumber`, called only on plausible candidates): international
-/// format by its country code; a national format in the hinted region, else in the regions
-/// its shape suggests (US, GB, DE, FR, IN, BR).
-pub fn phone(s: &str, hint: Option<&str>) -> bool {
-    let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
-    let decimal = s.bytes().filter(|b| *b == b'.').count() == 1
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if !(7..=15).contains(&digits.len()) || decimal || looks_like_date(s) {
-        return false;
-    }
-    let valid_in = |region: Option<phonenumber::country::Id>| {
-        phonenumber::parse(region, s).is_ok_and(|n| phonenumber::is_valid(&n))
-    };
-    if s.starts_with('+') {
-        return digits[0] != b'0' && valid_in(None);
-    }
-    let hinted = hint.and_then(|h| phonenumber::country::Id::from_str(h).ok());
-    let candidates = plausible_regions(&digits, s);
-    // `phonenumber` keeps one 100-entry LRU of compiled patterns for all regions; consulting it
-    // for every author's country thrashes that cache (the profile showed regex compilation
-    // dominating builds). Only the regions the number's shape suggests are consulted, the
-    // hinted one first.
-    if let Some(h) = hinted
-        && candidates.contains(&h)
-        && valid_in(Some(h))
-    {
-        return true;
-    }
-    candidates
-        .into_iter()
-        .filter(|r| Some(*r) != hinted)
-        .any(|r| valid_in(Some(r)))
-}
-
-/// National formats each common region could be written in, judged by digit count and the
-/// trunk prefix: NANP has no trunk `0` and 10 digits; the others start with `0` (BR also
-/// `(AA)`-style area codes without it).
-fn plausible_regions(digits: &[u8], s: &str) -> Vec<phonenumber::country::Id> {
-    use phonenumber::country::Id;
-    let n = digits.len();
-    let mut out = Vec::with_capacity(3);
-    if digits[0] == b'0' {
-        if (10..=11).contains(&n) {
-            out.push(Id::GB);
-        }
-        if (6..=12).contains(&n) {
-            out.push(Id::DE);
-        }
-        if n == 10 {
-            out.push(Id::FR);
-        }
-        if n == 11 {
-            out.push(Id::IN);
-        }
-    } else {
-        if n == 10 && digits[0] >= b'2' && digits[3] >= b'2' {
-            out.push(Id::US);
-        }
-        if n == 10 && digits[0] >= b'6' {
-            out.push(Id::IN);
-        }
-        if (10..=11).contains(&n) && s.trim_start().starts_with('(') {
-            out.push(Id::BR);
-        }
-    }
-    out
-}
-
-/// `2025-03-01`, `01.03.2025`, `1/3/2025`: three numeric groups with one separator kind, one of
-/// them a plausible year.
-fn looks_like_date(s: &str) -> bool {
-    for sep in ['-', '.', '/'] {
-        let parts: Vec<&str> = s.split(sep).collect();
-        if parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        {
-            let year = |p: &str| p.len() == 4 && p.starts_with(['1', '2']);
-            let small = |p: &str| p.len() <= 2;
-            if (year(parts[0]) && small(parts[1]) && small(parts[2]))
-                || (small(parts[0]) && small(parts[1]) && (year(parts[2]) || parts[2].len() == 2))
-            {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +169,13 @@ mod tests {
         assert!(credit_card("378282246310005"));
         assert!(!credit_card("4111 1111 1111 1112"));
         assert!(!credit_card("1234567890123452")); // Luhn-valid but no issuer
+        // Issuers beyond the big four, compact: Maestro (12), Diners (14), UATP (15),
+        // UnionPay and JCB (16).
+        assert!(credit_card("501800000009"));
+        assert!(credit_card("30569309025904"));
+        assert!(credit_card("6200000000000005"));
+        assert!(credit_card("3530111333300000"));
+        assert!(!credit_card("30569309025905"));
     }
 
     #[test]
@@ -238,38 +209,5 @@ mod tests {
         assert!(ipv6("fe80::1ff:fe23:4567:890a"));
         assert!(!ipv6("12:30:45"));
         assert!(!ipv6("::"));
-    }
-
-    #[test]
-    fn phones_in_national_and_international_formats() {
-        for (p, hint) in [
-            ("+44 20 7946 0958", None),
-            ("020 7946 0958", Some("GB")),
-            ("07700 900123", Some("GB")),
-            ("(212) 555-0123", Some("US")),
-            ("+1 415 555 0142", None),
-            ("030 23125678", Some("DE")),
-            ("+49 151 23456789", None),
-            ("06 12 34 56 78", Some("FR")),
-            ("+33 6 12 34 56 78", None),
-            ("+91 98765 43210", None),
-            ("098765 43210", Some("IN")),
-            ("(11) 91234-5678", Some("BR")),
-            ("+55 11 91234-5678", None),
-            ("020 7946 0958", None), // fallback regions
-        ] {
-            assert!(phone(p, hint), "{p} {hint:?}");
-        }
-        for not in [
-            "2025-03-01",
-            "01.03.2025",
-            "1/3/2025",
-            "12345",
-            "1234567",
-            "+99 123",
-            "3.14159265",
-        ] {
-            assert!(!phone(not, Some("US")), "{not}");
-        }
     }
 }

@@ -32,11 +32,18 @@ pub struct RedactArgs {
     /// Names to remove as PERSON (repeatable), e.g. excluded members' display names.
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
+    /// Do not look for person names with the built-in name lists (names given with `--name`
+    /// are still removed).
+    #[arg(long)]
+    pub no_names: bool,
+    /// Worker threads (default: every core). Output stays in input order.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Runs `redact`.
 pub fn run(args: RedactArgs, _printer: Printer) -> anyhow::Result<()> {
-    let mut builder = Redactor::builder().common_names(true);
+    let mut builder = Redactor::builder().common_names(!args.no_names);
     for p in &args.patterns {
         let (name, regex) = p
             .split_once('=')
@@ -74,46 +81,106 @@ pub fn run(args: RedactArgs, _printer: Printer) -> anyhow::Result<()> {
             Box::new(BufReader::new(std::io::stdin().lock())),
         ),
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let hint = args.country.as_deref();
-    for (n, line) in input.lines().enumerate() {
-        let line = line.with_context(|| format!("{name}: line {}: not UTF-8 text", n + 1))?;
-        let json: Option<serde_json::Map<String, serde_json::Value>> =
-            if line.trim_start().starts_with('{') {
-                serde_json::from_str(&line).ok()
-            } else {
-                None
-            };
-        let text = match &json {
-            Some(obj) => obj
-                .get("text")
-                .and_then(|t| t.as_str())
-                .with_context(|| {
-                    format!(
-                        "{name}: line {}: a JSON line needs a string field `text`",
-                        n + 1
-                    )
-                })?
-                .to_owned(),
-            None => line.clone(),
-        };
-        let spans = redactor.find(&text, hint);
-        if args.spans {
-            let v = serde_json::json!({ "text": text, "spans": char_spans(&text, &spans) });
-            serde_json::to_writer(&mut out, &v)?;
-            writeln!(out)?;
-        } else {
-            let redacted = redactor.apply(&text, &spans, how);
-            match json {
-                Some(mut obj) => {
-                    obj.insert("text".into(), serde_json::Value::String(redacted));
-                    serde_json::to_writer(&mut out, &obj)?;
-                    writeln!(out)?;
-                }
-                None => writeln!(out, "{redacted}")?,
-            }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    let job = Job {
+        redactor: &redactor,
+        hint: args.country.as_deref(),
+        spans: args.spans,
+        how,
+        name: &name,
+    };
+    // Lines are read in chunks, each chunk split over the threads, and the outputs written in
+    // input order.
+    let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK_LINES);
+    let mut lines = input.lines().enumerate();
+    loop {
+        chunk.clear();
+        for (n, line) in lines.by_ref().take(CHUNK_LINES) {
+            let line = line.with_context(|| format!("{name}: line {}: not UTF-8 text", n + 1))?;
+            chunk.push((n + 1, line));
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let per = chunk.len().div_ceil(threads);
+        let outputs: Vec<anyhow::Result<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .chunks(per)
+                .map(|part| s.spawn(|| job.run(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a redaction worker panicked")))
+                })
+                .collect()
+        });
+        for o in outputs {
+            out.write_all(&o?)?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Lines per chunk handed to the workers.
+const CHUNK_LINES: usize = 8192;
+
+/// What every worker needs.
+struct Job<'a> {
+    redactor: &'a Redactor,
+    hint: Option<&'a str>,
+    spans: bool,
+    how: Replacement,
+    name: &'a str,
+}
+
+impl Job<'_> {
+    /// Redacts numbered lines into one output buffer.
+    fn run(&self, lines: &[(usize, String)]) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 16).sum());
+        let mut spans = Vec::new();
+        for (n, line) in lines {
+            let json: Option<serde_json::Map<String, serde_json::Value>> =
+                if line.trim_start().starts_with('{') {
+                    serde_json::from_str(line).ok()
+                } else {
+                    None
+                };
+            let text: &str = match &json {
+                Some(obj) => obj.get("text").and_then(|t| t.as_str()).with_context(|| {
+                    format!(
+                        "{}: line {n}: a JSON line needs a string field `text`",
+                        self.name
+                    )
+                })?,
+                None => line,
+            };
+            self.redactor.find_into(text, self.hint, &mut spans);
+            if self.spans {
+                let v = serde_json::json!({ "text": text, "spans": char_spans(text, &spans) });
+                serde_json::to_writer(&mut out, &v)?;
+                out.push(b'\n');
+            } else {
+                let redacted = self.redactor.apply(text, &spans, self.how);
+                match json {
+                    Some(mut obj) => {
+                        obj.insert("text".into(), serde_json::Value::String(redacted));
+                        serde_json::to_writer(&mut out, &obj)?;
+                        out.push(b'\n');
+                    }
+                    None => {
+                        out.extend_from_slice(redacted.as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 }
