@@ -15,7 +15,7 @@
 //! Words that are common capitalised non-names (months, days, places of the calendar and the
 //! office) never count as the surname of a pair.
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Common given names.
 pub static FIRST: &[&str] = &[
@@ -666,8 +666,12 @@ impl Names {
         let bytes = text.as_bytes();
         let w1 = capitalised_word(text, i)?;
         let first = &bytes[i..w1];
-        let given = self.is(&self.given, first);
-        if !given && in_list(first, TITLES) {
+        let mut folded = [0u8; 24];
+        let n = fold(first, &mut folded);
+        let folded = &folded[..n];
+        let given = std::str::from_utf8(folded).is_ok_and(|w| self.given.contains(w));
+        let first_flags = flags(folded);
+        if !given && first_flags & TITLE != 0 {
             // `Dr. Okafor`, `Frau Schmidt`: one or two capitalised words after the title.
             let mut j = w1;
             if bytes.get(j) == Some(&b'.') {
@@ -680,7 +684,7 @@ impl Names {
             let mut e = capitalised_word(text, s)?;
             if bytes.get(e) == Some(&b' ')
                 && let Some(e2) = capitalised_word(text, e + 1)
-                && !in_list(&bytes[e + 1..e2], NOT_SURNAMES)
+                && !in_list(&bytes[e + 1..e2], NOT_SURNAME)
             {
                 e = e2;
             }
@@ -698,7 +702,7 @@ impl Names {
             }
             let s = j + 1;
             let e = word_end(bytes, s);
-            if e > s && in_list(&bytes[s..e], PARTICLES) && particles < 2 {
+            if e > s && in_list(&bytes[s..e], PARTICLE) && particles < 2 {
                 particles += 1;
                 j = e;
                 continue;
@@ -708,17 +712,17 @@ impl Names {
         let s2 = j + 1;
         let w2 = capitalised_word(text, s2)?;
         let second = &bytes[s2..w2];
-        if in_list(second, NOT_SURNAMES) {
+        if in_list(second, NOT_SURNAME) {
             return None;
         }
-        let surname = self.is(&self.surnames, second) && !in_list(first, AMBIGUOUS_GIVEN);
+        let surname = self.is(&self.surnames, second) && first_flags & AMBIGUOUS == 0;
         if particles > 0 || surname || cue_before(bytes, i) {
             // A further surname word joins (`Ana García López`).
             let mut end = w2;
             if bytes.get(end) == Some(&b' ')
                 && let Some(w3) = capitalised_word(text, end + 1)
                 && self.is(&self.surnames, &bytes[end + 1..w3])
-                && !in_list(&bytes[end + 1..w3], NOT_SURNAMES)
+                && !in_list(&bytes[end + 1..w3], NOT_SURNAME)
             {
                 end = w3;
             }
@@ -760,16 +764,44 @@ pub(crate) fn fold(word: &[u8], buf: &mut [u8]) -> usize {
     n
 }
 
-fn in_list(word: &[u8], list: &[&str]) -> bool {
+/// Every word of the small lists, with the lists it is in (a bit per list).
+fn small_lists() -> &'static FxHashMap<&'static [u8], u8> {
+    static TABLE: std::sync::LazyLock<FxHashMap<&'static [u8], u8>> =
+        std::sync::LazyLock::new(|| {
+            let mut t: FxHashMap<&'static [u8], u8> = FxHashMap::default();
+            for (bit, list) in [TITLES, CUES, PARTICLES, NOT_SURNAMES, AMBIGUOUS_GIVEN]
+                .into_iter()
+                .enumerate()
+            {
+                for w in list {
+                    *t.entry(w.as_bytes()).or_default() |= 1 << bit;
+                }
+            }
+            t
+        });
+    &TABLE
+}
+
+/// Bits of [`small_lists`].
+const TITLE: u8 = 1;
+const CUE: u8 = 2;
+const PARTICLE: u8 = 4;
+const NOT_SURNAME: u8 = 8;
+const AMBIGUOUS: u8 = 16;
+
+/// The small-list bits of a folded word.
+fn flags(folded: &[u8]) -> u8 {
+    if folded.is_empty() || folded.len() > 16 {
+        return 0;
+    }
+    small_lists().get(folded).copied().unwrap_or(0)
+}
+
+/// Whether `word` is in the small list `bit`.
+fn in_list(word: &[u8], bit: u8) -> bool {
     let mut buf = [0u8; 24];
     let n = fold(word, &mut buf);
-    let w = &buf[..n];
-    // Length and first byte first: most entries differ there.
-    n > 0
-        && list.iter().any(|x| {
-            let x = x.as_bytes();
-            x.len() == n && x[0] == w[0] && x == w
-        })
+    flags(&buf[..n]) & bit != 0
 }
 
 /// The end of the letters (and inner `'`/`-`) of a word starting at `s`.
@@ -789,6 +821,17 @@ fn word_end(bytes: &[u8], s: usize) -> usize {
 /// The end of a capitalised word at `s` (an upper-case letter, then at least one lower-case
 /// one), or `None`.
 fn capitalised_word(text: &str, s: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if let (Some(b0), Some(b1)) = (bytes.get(s), bytes.get(s + 1))
+        && b0.is_ascii()
+        && b1.is_ascii()
+    {
+        if !(b0.is_ascii_uppercase() && b1.is_ascii_lowercase()) {
+            return None;
+        }
+        let e = word_end(bytes, s);
+        return text.is_char_boundary(e).then_some(e);
+    }
     let mut chars = text.get(s..)?.chars();
     let c0 = chars.next()?;
     let c1 = chars.next()?;
@@ -813,5 +856,5 @@ fn cue_before(bytes: &[u8], i: usize) -> bool {
     while j > 0 && (bytes[j - 1].is_ascii_alphabetic() || bytes[j - 1] >= 0x80) {
         j -= 1;
     }
-    e > j && in_list(&bytes[j..e], CUES)
+    e > j && in_list(&bytes[j..e], CUE)
 }

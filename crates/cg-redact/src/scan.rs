@@ -18,6 +18,8 @@
 //! - `[at]`, `(at)`, `{at}` or the word `at` between an address-like local part and a domain
 //!   written with `[dot]`, `(dot)`, ` dot ` or `.`: an obfuscated e-mail address.
 
+use rustc_hash::FxHashMap;
+
 use crate::engine::Span;
 use crate::entity::EntityType;
 use crate::names::Names;
@@ -510,6 +512,22 @@ fn fold_word(word: &[u8], buf: &mut [u8; 16]) -> usize {
     n
 }
 
+/// Every cue stem: `(is a phone cue, is a reference cue)`.
+fn cue_table() -> &'static FxHashMap<&'static [u8], (bool, bool)> {
+    static TABLE: std::sync::LazyLock<FxHashMap<&'static [u8], (bool, bool)>> =
+        std::sync::LazyLock::new(|| {
+            let mut t: FxHashMap<&'static [u8], (bool, bool)> = FxHashMap::default();
+            for c in PHONE_CUES {
+                t.entry(c.as_bytes()).or_default().0 = true;
+            }
+            for c in REFERENCE_CUES {
+                t.entry(c.as_bytes()).or_default().1 = true;
+            }
+            t
+        });
+    &TABLE
+}
+
 /// Which cue list the nearest of the last three words before `s` matches: `Some(true)` a phone
 /// cue, `Some(false)` a reference cue, `None` neither.
 fn nearest_cue(bytes: &[u8], s: usize) -> Option<bool> {
@@ -530,21 +548,22 @@ fn nearest_cue(bytes: &[u8], s: usize) -> Option<bool> {
         let mut buf = [0u8; 16];
         let n = fold_word(&bytes[j..end], &mut buf);
         let word = &buf[..n];
-        let &w0 = word.first()?;
-        let stem = |cues: &[&str]| {
-            cues.iter().any(|c| {
-                let c = c.as_bytes();
-                // The first byte first: most cues differ there (no call into memcmp).
-                c[0] == w0
-                    && (c.len() >= 4 || word.len() == c.len())
-                    && word.len() >= c.len()
-                    && word[..c.len()] == *c
+        if word.is_empty() {
+            return None;
+        }
+        let cues = cue_table();
+        // A stem matches as a prefix of four letters or more, or as the whole word.
+        let matches = |phone: bool| {
+            (1..=word.len()).any(|len| {
+                cues.get(&word[..len]).is_some_and(
+                    |(p, r)| if phone { *p } else { *r } && (len >= 4 || len == word.len()),
+                )
             })
         };
-        if stem(PHONE_CUES) {
+        if matches(true) {
             return Some(true);
         }
-        if stem(REFERENCE_CUES) {
+        if matches(false) {
             return Some(false);
         }
     }
