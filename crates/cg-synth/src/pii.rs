@@ -79,11 +79,14 @@ pub fn ascii_fold(s: &str) -> String {
 pub fn email(rng: &mut Rng, first: &str, last: &str) -> String {
     let (f, l) = (ascii_fold(first), ascii_fold(last));
     let domain = rng.pick(crate::vocab::EMAIL_DOMAINS);
-    match rng.below(4) {
+    match rng.below(6) {
         0 => format!("{f}.{l}@{domain}"),
         1 => format!("{f}{}@{domain}", rng.below(100)),
         2 => format!("{}{l}@{domain}", f.chars().next().unwrap_or('x')),
-        _ => format!("{f}_{l}+jobs@{domain}"),
+        3 => format!("{f}_{l}+jobs@{domain}"),
+        // Obfuscated against scrapers, as people write them in posts.
+        4 => format!("{f}.{l} [at] {}", domain.replace('.', " [dot] ")),
+        _ => format!("{f}(at){}", domain.replace('.', "(dot)")),
     }
 }
 
@@ -172,10 +175,14 @@ pub fn phone(rng: &mut Rng, country: &str) -> String {
             // NANP: NXX-555-01XX, the fictional exchange block.
             let area = *rng.pick(&["212", "415", "312", "617", "206", "512"]);
             let tail = digits(rng, 2);
-            match rng.below(3) {
+            match rng.below(6) {
                 0 => format!("({area}) 555-01{tail}"),
                 1 => format!("+1 {area} 555 01{tail}"),
-                _ => format!("{area}-555-01{tail}"),
+                2 => format!("{area}-555-01{tail}"),
+                // Dotted, with an extension, and an area code no plan allocates (1xx).
+                3 => format!("{area}.555.01{tail}"),
+                4 => format!("{area}-555-01{tail}x{}", digits(rng, 3)),
+                _ => format!("1{}-555-01{tail}", digits(rng, 2)),
             }
         }
     }
@@ -235,15 +242,26 @@ pub fn luhn_check_digit(payload: &str) -> char {
     char::from(b'0' + ((10 - sum % 10) % 10) as u8)
 }
 
-/// A 16-digit Visa or Mastercard number that passes Luhn, grouped by 4 or compact.
+/// A card number that passes Luhn, grouped by 4 or compact: Visa or Mastercard (16 digits),
+/// or one of the other issuers (Diners 14, UATP 15, UnionPay, JCB 16, Maestro 12).
 pub fn credit_card(rng: &mut Rng) -> String {
-    let prefix = if rng.chance(0.5) {
-        "4".to_owned()
-    } else {
-        format!("5{}", rng.below(5) + 1)
+    let (prefix, len) = match rng.below(8) {
+        0..=2 => ("4".to_owned(), 16),
+        3..=4 => (format!("5{}", rng.below(5) + 1), 16),
+        5 => (
+            (*rng.pick(&["36", "305", "62", "3530", "1"])).to_owned(),
+            16,
+        ),
+        6 => ("36".to_owned(), 14),
+        _ => ("5018".to_owned(), 12),
+    };
+    let len = match prefix.as_str() {
+        "305" => 14,
+        "1" => 15,
+        _ => len,
     };
     let mut number = prefix.clone();
-    number.push_str(&digits(rng, 15 - prefix.len()));
+    number.push_str(&digits(rng, len - 1 - prefix.len()));
     number.push(luhn_check_digit(&number));
     match rng.below(3) {
         0 => number,
