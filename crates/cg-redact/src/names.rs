@@ -15,7 +15,7 @@
 //! Words that are common capitalised non-names (months, days, places of the calendar and the
 //! office) never count as the surname of a pair.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// Common given names.
 pub static FIRST: &[&str] = &[
@@ -626,39 +626,82 @@ const AMBIGUOUS_GIVEN: &[&str] = &[
     "washington",
 ];
 
-/// The name lists, folded (lower case, Latin-1 accents removed).
+/// Bits of [`Names`]' word table: which lists a folded word is in.
+const TITLE: u8 = 1;
+const CUE: u8 = 2;
+const PARTICLE: u8 = 4;
+const NOT_SURNAME: u8 = 8;
+const AMBIGUOUS: u8 = 16;
+const GIVEN: u8 = 32;
+const SURNAME: u8 = 64;
+
+/// Every list word, folded (lower case, Latin-1 accents removed), with the lists it is in: one
+/// hash lookup answers every question about a word.
 #[derive(Debug)]
 pub(crate) struct Names {
-    given: FxHashSet<String>,
-    surnames: FxHashSet<String>,
+    words: FxHashMap<Box<[u8]>, u8>,
 }
 
 impl Names {
     pub(crate) fn new() -> Names {
-        let fold = |w: &str| {
+        let mut words: FxHashMap<Box<[u8]>, u8> = FxHashMap::default();
+        let mut add = |w: &str, bit: u8| {
             let mut buf = [0u8; 24];
             let n = fold(w.as_bytes(), &mut buf);
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            if n >= 2 {
+                *words.entry(buf[..n].into()).or_default() |= bit;
+            }
         };
-        let given = CENSUS_GIVEN
-            .lines()
-            .chain(FIRST.iter().copied())
-            .map(fold)
-            .filter(|w| w.len() >= 2)
-            .collect();
-        let surnames = CENSUS_SURNAMES
-            .lines()
-            .chain(LAST.iter().copied())
-            .map(fold)
-            .filter(|w| w.len() >= 2)
-            .collect();
-        Names { given, surnames }
+        for (bit, list) in [
+            (TITLE, TITLES),
+            (CUE, CUES),
+            (PARTICLE, PARTICLES),
+            (NOT_SURNAME, NOT_SURNAMES),
+            (AMBIGUOUS, AMBIGUOUS_GIVEN),
+        ] {
+            for w in list {
+                add(w, bit);
+            }
+        }
+        for w in CENSUS_GIVEN.lines().chain(FIRST.iter().copied()) {
+            add(w, GIVEN);
+        }
+        for w in CENSUS_SURNAMES.lines().chain(LAST.iter().copied()) {
+            add(w, SURNAME);
+        }
+        // One- and two-letter words of the small lists (`y`, `e`, `i`, `z`, `de`) too.
+        for (bit, list) in [(CUE, CUES), (PARTICLE, PARTICLES)] {
+            for w in list.iter().filter(|w| w.len() < 2) {
+                *words.entry(w.as_bytes().into()).or_default() |= bit;
+            }
+        }
+        Names { words }
     }
 
-    fn is(&self, set: &FxHashSet<String>, word: &[u8]) -> bool {
+    /// The list bits of a word.
+    fn flags(&self, word: &[u8]) -> u8 {
         let mut buf = [0u8; 24];
         let n = fold(word, &mut buf);
-        std::str::from_utf8(&buf[..n]).is_ok_and(|w| set.contains(w))
+        if n == 0 || n >= buf.len() {
+            return 0;
+        }
+        self.words.get(&buf[..n]).copied().unwrap_or(0)
+    }
+
+    /// Whether a cue word (or an em dash) stands right before the word at `i`.
+    fn cue_before(&self, bytes: &[u8], i: usize) -> bool {
+        let mut j = i;
+        while j > 0 && bytes[j - 1] == b' ' {
+            j -= 1;
+        }
+        if j >= 3 && &bytes[j - 3..j] == "—".as_bytes() {
+            return true;
+        }
+        let e = j;
+        while j > 0 && (bytes[j - 1].is_ascii_alphabetic() || bytes[j - 1] >= 0x80) {
+            j -= 1;
+        }
+        e > j && self.flags(&bytes[j..e]) & CUE != 0
     }
 
     /// A PERSON span starting at the capitalised word at `i` (a word start), if any.
@@ -666,11 +709,8 @@ impl Names {
         let bytes = text.as_bytes();
         let w1 = capitalised_word(text, i)?;
         let first = &bytes[i..w1];
-        let mut folded = [0u8; 24];
-        let n = fold(first, &mut folded);
-        let folded = &folded[..n];
-        let given = std::str::from_utf8(folded).is_ok_and(|w| self.given.contains(w));
-        let first_flags = flags(folded);
+        let first_flags = self.flags(first);
+        let given = first_flags & GIVEN != 0;
         if !given && first_flags & TITLE != 0 {
             // `Dr. Okafor`, `Frau Schmidt`: one or two capitalised words after the title.
             let mut j = w1;
@@ -684,7 +724,7 @@ impl Names {
             let mut e = capitalised_word(text, s)?;
             if bytes.get(e) == Some(&b' ')
                 && let Some(e2) = capitalised_word(text, e + 1)
-                && !in_list(&bytes[e + 1..e2], NOT_SURNAME)
+                && !self.flags(&bytes[e + 1..e2]) & NOT_SURNAME != 0
             {
                 e = e2;
             }
@@ -702,7 +742,7 @@ impl Names {
             }
             let s = j + 1;
             let e = word_end(bytes, s);
-            if e > s && in_list(&bytes[s..e], PARTICLE) && particles < 2 {
+            if e > s && self.flags(&bytes[s..e]) & PARTICLE != 0 && particles < 2 {
                 particles += 1;
                 j = e;
                 continue;
@@ -712,17 +752,17 @@ impl Names {
         let s2 = j + 1;
         let w2 = capitalised_word(text, s2)?;
         let second = &bytes[s2..w2];
-        if in_list(second, NOT_SURNAME) {
+        let second_flags = self.flags(second);
+        if second_flags & NOT_SURNAME != 0 {
             return None;
         }
-        let surname = self.is(&self.surnames, second) && first_flags & AMBIGUOUS == 0;
-        if particles > 0 || surname || cue_before(bytes, i) {
+        let surname = second_flags & SURNAME != 0 && first_flags & AMBIGUOUS == 0;
+        if particles > 0 || surname || self.cue_before(bytes, i) {
             // A further surname word joins (`Ana García López`).
             let mut end = w2;
             if bytes.get(end) == Some(&b' ')
                 && let Some(w3) = capitalised_word(text, end + 1)
-                && self.is(&self.surnames, &bytes[end + 1..w3])
-                && !in_list(&bytes[end + 1..w3], NOT_SURNAME)
+                && self.flags(&bytes[end + 1..w3]) & (SURNAME | NOT_SURNAME) == SURNAME
             {
                 end = w3;
             }
@@ -764,46 +804,6 @@ pub(crate) fn fold(word: &[u8], buf: &mut [u8]) -> usize {
     n
 }
 
-/// Every word of the small lists, with the lists it is in (a bit per list).
-fn small_lists() -> &'static FxHashMap<&'static [u8], u8> {
-    static TABLE: std::sync::LazyLock<FxHashMap<&'static [u8], u8>> =
-        std::sync::LazyLock::new(|| {
-            let mut t: FxHashMap<&'static [u8], u8> = FxHashMap::default();
-            for (bit, list) in [TITLES, CUES, PARTICLES, NOT_SURNAMES, AMBIGUOUS_GIVEN]
-                .into_iter()
-                .enumerate()
-            {
-                for w in list {
-                    *t.entry(w.as_bytes()).or_default() |= 1 << bit;
-                }
-            }
-            t
-        });
-    &TABLE
-}
-
-/// Bits of [`small_lists`].
-const TITLE: u8 = 1;
-const CUE: u8 = 2;
-const PARTICLE: u8 = 4;
-const NOT_SURNAME: u8 = 8;
-const AMBIGUOUS: u8 = 16;
-
-/// The small-list bits of a folded word.
-fn flags(folded: &[u8]) -> u8 {
-    if folded.is_empty() || folded.len() > 16 {
-        return 0;
-    }
-    small_lists().get(folded).copied().unwrap_or(0)
-}
-
-/// Whether `word` is in the small list `bit`.
-fn in_list(word: &[u8], bit: u8) -> bool {
-    let mut buf = [0u8; 24];
-    let n = fold(word, &mut buf);
-    flags(&buf[..n]) & bit != 0
-}
-
 /// The end of the letters (and inner `'`/`-`) of a word starting at `s`.
 fn word_end(bytes: &[u8], s: usize) -> usize {
     let mut e = s;
@@ -841,20 +841,4 @@ fn capitalised_word(text: &str, s: usize) -> Option<usize> {
     let e = word_end(text.as_bytes(), s);
     // Words end on a char boundary: `word_end` only stops at ASCII bytes.
     (e > s + 1 && text.is_char_boundary(e)).then_some(e)
-}
-
-/// Whether a cue word (or an em dash) stands right before the word at `i`.
-fn cue_before(bytes: &[u8], i: usize) -> bool {
-    let mut j = i;
-    while j > 0 && bytes[j - 1] == b' ' {
-        j -= 1;
-    }
-    if j >= 3 && &bytes[j - 3..j] == "—".as_bytes() {
-        return true;
-    }
-    let e = j;
-    while j > 0 && (bytes[j - 1].is_ascii_alphabetic() || bytes[j - 1] >= 0x80) {
-        j -= 1;
-    }
-    e > j && in_list(&bytes[j..e], CUE)
 }
