@@ -91,7 +91,7 @@ pub(crate) fn scan(text: &str, names: Option<&Names>, out: &mut Vec<Span>) {
             continue;
         }
         let next = match class {
-            DIGIT if boundary => number(text, i, i, out),
+            DIGIT if boundary => number(text, i, out),
             UPPER if boundary => upper(text, i, out).or_else(|| name(text, i, names, out)),
             LEAD if boundary => name(text, i, names, out),
             TRIGGER | LOWER_TRIGGER => trigger(text, i, boundary, out),
@@ -129,7 +129,7 @@ fn trigger(text: &str, i: usize, boundary: bool, out: &mut Vec<Span>) -> Option<
             if i > 0 && is_word(bytes[i - 1]) {
                 return None;
             }
-            number(text, i, i, out)
+            number(text, i, out)
         }
         b'[' | b'{' => obfuscated_at(text, i, out),
         b':' => ipv6(text, i, out),
@@ -274,9 +274,9 @@ fn parse_group(bytes: &[u8], s: usize) -> Group {
     g
 }
 
-/// A number candidate starting at `s` (first byte of the group); `scan_from` is where the
-/// scanner stood. Returns where scanning resumes.
-fn number(text: &str, s: usize, _scan_from: usize, out: &mut Vec<Span>) -> Option<usize> {
+/// A number candidate starting at `s` (first byte of the group). Returns where scanning
+/// resumes.
+fn number(text: &str, s: usize, out: &mut Vec<Span>) -> Option<usize> {
     let bytes = text.as_bytes();
     // Numbers start at a token boundary: never inside `2025-03-01`, `3.14159`, a word, or
     // right after a currency sign or `#`.
@@ -986,9 +986,9 @@ fn iban(text: &str, i: usize) -> Option<usize> {
 /// A UK NI number at `i`: `AB 12 34 56 C` or `AB123456C`.
 fn nino(bytes: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 2;
-    let mut compact = Vec::with_capacity(9);
-    compact.extend_from_slice(&bytes[i..i + 2]);
-    for _ in 0..3 {
+    let mut compact = [0u8; 9];
+    compact[..2].copy_from_slice(&bytes[i..i + 2]);
+    for k in 0..3 {
         if bytes.get(j) == Some(&b' ') {
             j += 1;
         }
@@ -996,13 +996,13 @@ fn nino(bytes: &[u8], i: usize) -> Option<usize> {
         if !pair.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        compact.extend_from_slice(pair);
+        compact[2 + 2 * k..4 + 2 * k].copy_from_slice(pair);
         j += 2;
     }
     if bytes.get(j) == Some(&b' ') {
         j += 1;
     }
-    compact.push(*bytes.get(j)?);
+    compact[8] = *bytes.get(j)?;
     j += 1;
     let text = std::str::from_utf8(&compact).ok()?;
     (bytes.get(j).is_none_or(|b| !is_word(*b)) && validate::uk_nino(text)).then_some(j)
