@@ -160,7 +160,8 @@ pub fn load_consent_events(
             let name = p.value(r);
             let t = Timestamp::from_micros(ts.value(r));
             let this = name == purpose.as_str();
-            if !this && looks_like(name, purpose) {
+            // A purpose of the catalogue is a purpose of its own, however close its name.
+            if !this && !catalogue.contains(&name) && looks_like(name, purpose) {
                 return Err(BuildError::BadRow {
                     file: path.display().to_string(),
                     row: first + r as u64,
