@@ -479,39 +479,6 @@ const CURRENCY: &[&str] = &[
     "zł",
 ];
 
-/// Up to 16 bytes of a word, ASCII lower-cased, accents folded to their base letter where a
-/// Latin-1 lead byte says so (`é` → `e`), other bytes dropped.
-fn fold_word(word: &[u8], buf: &mut [u8; 16]) -> usize {
-    let mut n = 0;
-    let mut k = 0;
-    while k < word.len() && n < buf.len() {
-        let b = word[k];
-        if b.is_ascii_alphabetic() {
-            buf[n] = b.to_ascii_lowercase();
-            n += 1;
-            k += 1;
-        } else if b == 0xC3 && k + 1 < word.len() {
-            // U+00C0–U+00FF: map the common Latin letters with diacritics.
-            let c = word[k + 1] & 0x1F | 0x40;
-            buf[n] = match c {
-                0x40..=0x45 => b'a',
-                0x47 => b'c',
-                0x48..=0x4B => b'e',
-                0x4C..=0x4F => b'i',
-                0x51 => b'n',
-                0x52..=0x56 | 0x58 => b'o',
-                0x59..=0x5C => b'u',
-                _ => b'_',
-            };
-            n += 1;
-            k += 2;
-        } else {
-            k += 1;
-        }
-    }
-    n
-}
-
 /// Every cue stem: `(is a phone cue, is a reference cue)`.
 fn cue_table() -> &'static FxHashMap<&'static [u8], (bool, bool)> {
     static TABLE: std::sync::LazyLock<FxHashMap<&'static [u8], (bool, bool)>> =
@@ -546,7 +513,7 @@ fn nearest_cue(bytes: &[u8], s: usize) -> Option<bool> {
             return None;
         }
         let mut buf = [0u8; 16];
-        let n = fold_word(&bytes[j..end], &mut buf);
+        let n = crate::names::fold(&bytes[j..end], &mut buf);
         let word = &buf[..n];
         if word.is_empty() {
             return None;
