@@ -118,11 +118,18 @@ impl Gate {
                     };
                     let author = self.members.get(&member_id).map(|m| &m.compiled);
                     let code = decider.decide(author, kind, created_at);
+                    // A row whose mentions are missing cannot be checked for excluded members:
+                    // fail, never keep it unscrubbed.
+                    let named = mentions.get(i).ok_or_else(|| {
+                        format!(
+                            "content_id {}: its mentions did not reach the gate",
+                            r.content_id
+                        )
+                    })?;
                     let names_excluded = cg_policy::decision_of(code).is_kept()
-                        && mentions.get(i).is_some_and(|ms| {
-                            ms.iter()
-                                .any(|m| *m != member_id && self.member_excluded(*m))
-                        });
+                        && named
+                            .iter()
+                            .any(|m| *m != member_id && self.member_excluded(*m));
                     if names_excluded {
                         with_mention_redacted(code)
                     } else {

@@ -421,7 +421,7 @@ fn snapshot_digest(members: &facts::Members) -> String {
             .map(|(at, c)| format!("{}@{}", c.as_deref().unwrap_or("-"), at.micros()))
             .collect();
         h.update(format!(
-            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0{}\n",
+            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0v2\n",
             m.country.as_deref().unwrap_or("-"),
             residences.join(","),
             m.birth_date.map_or(String::from("-"), |d| d.to_string()),
@@ -431,7 +431,6 @@ fn snapshot_digest(members: &facts::Members) -> String {
             m.other_purpose_grant,
             m.display_name.as_deref().unwrap_or("-"),
             m.handle.as_deref().unwrap_or("-"),
-            "v2",
         ));
     }
     hex(&h.finalize())

@@ -337,6 +337,8 @@ mod tests {
             })
             .collect();
         let mentions = vec![Vec::new(); rows.len()];
+        // Rows whose mentions are missing fail; they are never kept unscrubbed.
+        assert!(direct.decide(&rows, &[]).is_err());
         let a = direct.decide(&rows, &mentions).unwrap();
         assert_eq!(a, remade.decide(&rows, &mentions).unwrap());
         assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));

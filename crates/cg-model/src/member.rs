@@ -163,11 +163,6 @@ impl<'p> ConsentFold<'p> {
         }
     }
 
-    /// Whether no event was pushed for the purpose and no other grant was seen.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && !self.other_grant
-    }
-
     /// The state for the purpose and the other-purpose flag, folded by time (ties: push order).
     pub fn finish(mut self) -> (ConsentState, bool) {
         self.events.sort_by_key(|(ts, n, _)| (*ts, *n));

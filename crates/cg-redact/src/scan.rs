@@ -880,8 +880,6 @@ fn ipv6(text: &str, i: usize, out: &mut Vec<Span>) -> Option<usize> {
         cand.trim_end_matches(':')
     };
     if validate::ipv6(t) && bytes.get(s + t.len()).is_none_or(|b| !is_word(*b)) {
-        // Drop an overlapping number span the scanner made from the first group.
-        out.retain(|sp| sp.end <= s || sp.start >= s + t.len());
         push(out, s, s + t.len(), EntityType::IpAddress);
     }
     Some(e)

@@ -8,20 +8,12 @@ use std::str::FromStr;
 
 /// Luhn check over the digits of `s` (separators ignored).
 pub fn luhn(s: &str) -> bool {
-    let mut sum = 0u32;
-    let mut n = 0;
-    for (i, b) in s.bytes().rev().filter(u8::is_ascii_digit).enumerate() {
-        let mut d = u32::from(b - b'0');
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-        n += 1;
-    }
-    n > 0 && sum.is_multiple_of(10)
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    !digits.is_empty() && luhn_digits(&digits)
 }
 
 /// Issuer identification ranges: `(first prefix, last prefix, prefix digits, lengths)`.
