@@ -1,8 +1,10 @@
 //! [`read_table`]: reads an input-contract table in any of the three formats and conforms it to
-//! the contract's schema: required columns present, types cast where lossless (`Int32`→`Int64`,
-//! `Utf8View`/`LargeUtf8`→`Utf8`, any timestamp unit or zone →µs UTC, `;`-joined text →
-//! `list<int64>` for CSV), nulls refused in non-nullable columns. Errors name the file, the
-//! row (1-based, data rows) and the column.
+//! the contract's schema: required columns present, types converted only where lossless
+//! (`Int32`→`Int64`, `Utf8View`/`LargeUtf8`/dictionary→`Utf8`, any timestamp unit or zone →µs
+//! UTC, text parsed strictly, `;`-joined text → `list<int64>` for CSV), nulls refused in
+//! non-nullable columns. A column of the wrong type (an integer `ts`, a float `member_id`, an
+//! integer `granted`) is an error, never a cast. JSONL columns come from the contract, not from
+//! the first lines. Errors name the file, the row (1-based, data rows) and the column.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -117,6 +119,7 @@ pub fn read_table(
                     ),
                     _ => Box::new(
                         arrow::json::ReaderBuilder::new(schema)
+                            .with_coerce_primitive(true)
                             .with_batch_size(64 * 1024)
                             .build(BufReader::new(file))
                             .map_err(|e| file_err(e.to_string()))?,
@@ -150,20 +153,15 @@ fn source_schema(path: &Path, contract: &Contract, format: Format) -> Result<Sch
                     })?;
             schema.fields().iter().map(|f| f.name().clone()).collect()
         }
-        _ => {
-            let file = File::open(path).map_err(|e| ReadError::File {
-                path: path.into(),
-                message: e.to_string(),
-            })?;
-            let (schema, _) =
-                arrow::json::reader::infer_json_schema(BufReader::new(file), Some(1000)).map_err(
-                    |e| ReadError::File {
-                        path: path.into(),
-                        message: e.to_string(),
-                    },
-                )?;
-            schema.fields().iter().map(|f| f.name().clone()).collect()
-        }
+        // JSONL: every contract column, whatever the first lines hold (a key that appears only
+        // late in the file, such as `event_id`, must not be dropped); absent keys read as null
+        // and required ones are then refused row by row.
+        _ => contract
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
     };
     let fields: Vec<Field> = contract
         .schema
@@ -171,11 +169,11 @@ fn source_schema(path: &Path, contract: &Contract, format: Format) -> Result<Sch
         .iter()
         .filter(|f| present.iter().any(|p| p == f.name()))
         .map(|f| match (format, f.data_type()) {
-            (Format::Csv, _) => Field::new(f.name(), DataType::Utf8, true),
-            (_, DataType::Timestamp(_, _) | DataType::Date32) => {
-                Field::new(f.name(), DataType::Utf8, true)
-            }
-            (_, t) => Field::new(f.name(), t.clone(), true),
+            // JSONL lists stay typed; every scalar is read as its text (numbers and booleans
+            // coerced) so that conforming is as strict as for CSV: `1.9` is not an integer,
+            // `1700000000` is not a time, `2` is not a boolean.
+            (Format::Jsonl, t @ DataType::List(_)) => Field::new(f.name(), t.clone(), true),
+            _ => Field::new(f.name(), DataType::Utf8, true),
         })
         .collect();
     Ok(Arc::new(Schema::new(fields)))
@@ -228,13 +226,53 @@ fn conform(
     })
 }
 
+/// Whether a column of type `source` may be read as `target` without losing or inventing
+/// information. Deliberately narrow: an integer is not a time (epoch seconds read as
+/// microseconds would silently backdate an event), a float is not an integer, an integer is not
+/// a boolean (`granted = 2`), a number is not text.
+fn compatible(source: &DataType, target: &DataType) -> bool {
+    use DataType as T;
+    let text = |t: &DataType| matches!(t, T::Utf8 | T::LargeUtf8 | T::Utf8View);
+    match (source, target) {
+        (s, t) if s == t => true,
+        (T::Null, _) => true,
+        (T::Dictionary(_, v), t) => compatible(v, t),
+        (s, _) if text(s) => true,
+        (
+            T::Int8 | T::Int16 | T::Int32 | T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64,
+            T::Int64,
+        ) => true,
+        (T::Timestamp(_, _) | T::Date32 | T::Date64, T::Timestamp(_, _)) => true,
+        (T::Date64, T::Date32) => true,
+        (T::List(f) | T::LargeList(f), T::List(t)) => compatible(f.data_type(), t.data_type()),
+        _ => false,
+    }
+}
+
 /// Casts `source` to `target`; on failure, finds the first row that does not convert.
 fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, String)> {
     if source.data_type() == target {
         return Ok(source.clone());
     }
+    if !compatible(source.data_type(), target) {
+        let first = (0..source.len()).find(|i| source.is_valid(*i)).unwrap_or(0);
+        return Err((
+            first,
+            format!(
+                "the column holds {} values; the contract wants a {} (no lossy conversion)",
+                source.data_type(),
+                describe(target)
+            ),
+        ));
+    }
+    let source = match source.data_type() {
+        DataType::Dictionary(_, v) => {
+            arrow::compute::cast(source, v).map_err(|e| (0usize, e.to_string()))?
+        }
+        _ => source.clone(),
+    };
     if let DataType::List(_) = target
-        && let Some(text) = as_text(source)
+        && let Some(text) = as_text(&source)
     {
         return parse_id_lists(&text);
     }
@@ -242,11 +280,14 @@ fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, Str
         source.data_type(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
     );
+    if text_source && *target == DataType::Boolean {
+        return parse_booleans(&source);
+    }
     let source = if text_source && matches!(target, DataType::Timestamp(_, _)) {
         // Accept RFC 3339 with any offset and bare dates.
-        normalise_times(source)?
+        normalise_times(&source)?
     } else {
-        source.clone()
+        source
     };
     let strict = CastOptions {
         safe: false,
@@ -266,12 +307,35 @@ fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, Str
     }
 }
 
+/// Text to booleans: `true`/`false` in any case, or `1`/`0`; anything else (`yes`, `2`,
+/// `maybe`) is an error rather than a guess.
+fn parse_booleans(a: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let text = as_text(a).unwrap_or_default();
+    let mut b = arrow::array::BooleanBuilder::with_capacity(text.len());
+    for (i, v) in text.iter().enumerate() {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => b.append_null(),
+            Some(s) if s.eq_ignore_ascii_case("true") || s == "1" => b.append_value(true),
+            Some(s) if s.eq_ignore_ascii_case("false") || s == "0" => b.append_value(false),
+            Some(s) => {
+                return Err((
+                    i,
+                    format!("`{s}` is not a valid {}", describe(&DataType::Boolean)),
+                ));
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 fn describe(t: &DataType) -> &'static str {
     match t {
         DataType::Int64 => "integer",
         DataType::Boolean => "boolean (true/false)",
         DataType::Date32 => "date (YYYY-MM-DD)",
-        DataType::Timestamp(_, _) => "time (RFC 3339 or YYYY-MM-DD)",
+        DataType::Timestamp(_, _) => "time (RFC 3339 or YYYY-MM-DD text, or a timestamp column)",
+        DataType::Utf8 => "text",
+        DataType::List(_) => "list of member ids",
         _ => "value",
     }
 }
@@ -432,5 +496,160 @@ mod tests {
         w.write(b).unwrap();
         w.finish().unwrap();
         assert_eq!(read_all(&pq, "content").unwrap()[0].num_rows(), 2);
+    }
+
+    fn parquet_with(dir: &Path, name: &str, columns: Vec<(&str, ArrayRef)>) -> PathBuf {
+        let p = dir.join(name);
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut w = crate::TableWriter::create(&p, batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        p
+    }
+
+    #[test]
+    fn wrong_column_types_are_errors_not_casts() {
+        use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let purposes: ArrayRef = Arc::new(StringArray::from(vec!["genai_training"; 2]));
+        let granted: ArrayRef = Arc::new(BooleanArray::from(vec![false, true]));
+        // `ts` as epoch seconds: read as microseconds it would backdate a withdrawal to 1970.
+        let epoch: ArrayRef = Arc::new(Int64Array::from(vec![1_700_000_000, 1_700_000_100]));
+        let p = parquet_with(
+            dir.path(),
+            "epoch.parquet",
+            vec![
+                ("member_id", ids.clone()),
+                ("purpose", purposes.clone()),
+                ("granted", granted.clone()),
+                ("ts", epoch),
+            ],
+        );
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(
+            e.contains("epoch.parquet")
+                && e.contains("`ts`")
+                && e.contains("Int64")
+                && e.contains("time"),
+            "{e}"
+        );
+        let ts: ArrayRef = Arc::new(StringArray::from(vec!["2025-01-01", "2025-01-02"]));
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 1.9]));
+        let p = parquet_with(
+            dir.path(),
+            "float.parquet",
+            vec![
+                ("member_id", floats),
+                ("purpose", purposes.clone()),
+                ("granted", granted.clone()),
+                ("ts", ts.clone()),
+            ],
+        );
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(e.contains("`member_id`") && e.contains("integer"), "{e}");
+        let two: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let p = parquet_with(
+            dir.path(),
+            "int-granted.parquet",
+            vec![
+                ("member_id", ids.clone()),
+                ("purpose", purposes.clone()),
+                ("granted", two),
+                ("ts", ts.clone()),
+            ],
+        );
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(e.contains("`granted`") && e.contains("boolean"), "{e}");
+        // Dictionary-encoded text (what many writers produce) is text.
+        let dict: ArrayRef = Arc::new(
+            vec!["genai_training", "genai_training"]
+                .into_iter()
+                .collect::<arrow::array::DictionaryArray<arrow::datatypes::Int32Type>>(),
+        );
+        let p = parquet_with(
+            dir.path(),
+            "dict.parquet",
+            vec![
+                ("member_id", ids),
+                ("purpose", dict),
+                ("granted", granted),
+                ("ts", ts),
+            ],
+        );
+        assert_eq!(read_all(&p, "consent").unwrap()[0].num_rows(), 2);
+    }
+
+    #[test]
+    fn text_values_are_parsed_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body, column) in [
+            (
+                "granted.csv",
+                "member_id,purpose,granted,ts\n1,genai_training,2,2025-01-01\n",
+                "`granted`",
+            ),
+            (
+                "member.csv",
+                "member_id,purpose,granted,ts\n1.9,genai_training,true,2025-01-01\n",
+                "`member_id`",
+            ),
+            (
+                "member.jsonl",
+                "{\"member_id\":1.9,\"purpose\":\"genai_training\",\"granted\":true,\"ts\":\"2025-01-01\"}\n",
+                "`member_id`",
+            ),
+            (
+                "epoch.jsonl",
+                "{\"member_id\":1,\"purpose\":\"genai_training\",\"granted\":true,\"ts\":1700000000}\n",
+                "`ts`",
+            ),
+            (
+                "granted.jsonl",
+                "{\"member_id\":1,\"purpose\":\"genai_training\",\"granted\":2,\"ts\":\"2025-01-01\"}\n",
+                "`granted`",
+            ),
+            (
+                "missing.jsonl",
+                "{\"member_id\":1,\"purpose\":\"genai_training\",\"ts\":\"2025-01-01\"}\n",
+                "`granted`",
+            ),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            let e = read_all(&p, "consent").unwrap_err().to_string();
+            assert!(
+                e.contains(name) && e.contains("row 1") && e.contains(column),
+                "{name}: {e}"
+            );
+        }
+        let p = dir.path().join("ok.csv");
+        std::fs::write(&p, "member_id,purpose,granted,ts\n1,genai_training,TRUE,2025-01-01\n2,genai_training,0,2025-01-01\n").unwrap();
+        let b = &read_all(&p, "consent").unwrap()[0];
+        let g = b.column_by_name("granted").unwrap().as_boolean();
+        assert!(g.value(0) && !g.value(1));
+    }
+
+    #[test]
+    fn jsonl_columns_come_from_the_contract_not_the_first_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("consent.jsonl");
+        let mut body = String::new();
+        for i in 0..1500 {
+            body.push_str(&format!(
+                "{{\"member_id\":{i},\"purpose\":\"genai_training\",\"granted\":true,\"ts\":\"2025-01-01\"}}\n"
+            ));
+        }
+        body.push_str("{\"member_id\":9,\"purpose\":\"genai_training\",\"granted\":false,\"ts\":\"2025-02-01\",\"event_id\":777,\"source\":\"app\"}\n");
+        std::fs::write(&p, body).unwrap();
+        let batches = read_all(&p, "consent").unwrap();
+        let last = batches.last().unwrap();
+        let ids = last
+            .column_by_name("event_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(ids.value(last.num_rows() - 1), 777);
+        let sources = last.column_by_name("source").unwrap().as_string::<i32>();
+        assert_eq!(sources.value(last.num_rows() - 1), "app");
     }
 }
