@@ -74,8 +74,20 @@ pub fn import_file_with(
     // Read and validate everything first: nothing is written unless the whole file is good.
     let mut records = Vec::new();
     let file = path.display().to_string();
+    // A members file names each member once (as `build` requires): a second row for the same
+    // id is an error, not a silent "last row wins".
+    let mut seen_members = std::collections::HashMap::new();
     cg_io::read_table(path, &contract, |batch, first_row| {
-        to_records(table, &batch, first_row, &file, catalogue, &mut records).map_err(|e| match e {
+        to_records(
+            table,
+            &batch,
+            first_row,
+            &file,
+            catalogue,
+            &mut seen_members,
+            &mut records,
+        )
+        .map_err(|e| match e {
             LedgerError::Input(inner) => inner,
             other => cg_io::ReadError::File {
                 path: path.to_owned(),
@@ -96,6 +108,7 @@ fn to_records(
     first_row: u64,
     file: &str,
     catalogue: &[&str],
+    seen_members: &mut std::collections::HashMap<i64, u64>,
     out: &mut Vec<Record>,
 ) -> Result<(), LedgerError> {
     let int = |i: usize| b.column(i).as_primitive::<Int64Type>();
@@ -138,6 +151,18 @@ fn to_records(
                 })
             }
             "members" => {
+                let row = first_row + r as u64;
+                if let Some(earlier) = seen_members.insert(member.0, row) {
+                    return Err(LedgerError::BadRow {
+                        file: file.to_owned(),
+                        row,
+                        column: "member_id".into(),
+                        message: format!(
+                            "duplicate member id {} (first on row {earlier})",
+                            member.0
+                        ),
+                    });
+                }
                 let birth = b.column(2).as_primitive::<Date32Type>();
                 Record::Member(MemberRecord {
                     member_id: member,

@@ -52,6 +52,13 @@ pub trait Store: Send {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// Whether the connection is known to be gone (a PostgreSQL session that was terminated or
+    /// lost): a long-lived holder opens a new one instead of failing every call. An embedded
+    /// store is never broken this way.
+    fn is_broken(&mut self) -> bool {
+        false
+    }
+
     /// Appends events atomically. An event whose `event_id` is already stored with the same
     /// content is not stored again (idempotent retry); with different content it is a conflict
     /// and nothing is written.
@@ -114,10 +121,30 @@ pub trait Store: Send {
         raw.residences.into_iter().for_each(|r| b.residence(r));
         raw.notices.into_iter().for_each(|n| b.notice(n));
         raw.erasures.into_iter().for_each(|e| b.erasure(e));
-        for e in self.history(member)? {
+        for e in self.deciding_events(member, purpose, as_of)? {
             b.event(e);
         }
         Ok(b.finish().members.remove(&member.0).map(|m| m.facts))
+    }
+
+    /// The events of `member` that decide its consent fold for `purpose` as of `as_of`, in
+    /// `seq` order: folding them gives exactly what folding the whole history gives. At most
+    /// three: the latest explicit choice for the purpose, the latest GPC opt-out signal for it
+    /// (both by `(ts, seq)`), and one grant for another purpose (the other-purpose flag). A
+    /// check then reads a few rows, not a member's whole history. The default reads the
+    /// history.
+    fn deciding_events(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let _ = purpose;
+        Ok(self
+            .history(member)?
+            .into_iter()
+            .filter(|e| e.event.ts <= as_of)
+            .collect())
     }
 
     /// Records that a policy was put in force.

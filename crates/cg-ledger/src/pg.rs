@@ -187,8 +187,14 @@ impl PgStore {
     }
 
     /// Connects to `url` and migrates.
+    /// Without `connect_timeout` in the URL a connection attempt gives up after 5 s: every
+    /// wait is bounded.
     pub fn connect(url: &str) -> Result<PgStore, LedgerError> {
-        let client = Client::connect(url, NoTls).map_err(LedgerError::pg)?;
+        let mut config: postgres::Config = url.parse().map_err(LedgerError::pg)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let client = config.connect(NoTls).map_err(LedgerError::pg)?;
         let mut store = PgStore { client };
         store.migrate()?;
         Ok(store)
@@ -442,6 +448,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn is_broken(&mut self) -> bool {
+        self.client.is_closed()
+    }
+
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
         self.append_with(events, false)
     }
@@ -472,6 +482,29 @@ impl Store for PgStore {
         progress.advance(pending);
         tx.commit().map_err(LedgerError::pg)?;
         Ok(report)
+    }
+
+    fn deciding_events(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        self.client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM consent_events WHERE seq IN (\
+                     (SELECT seq FROM consent_events WHERE member_id = $1 AND purpose = $2 AND ts <= $3 AND source <> 'gpc' ORDER BY ts DESC, seq DESC LIMIT 1), \
+                     (SELECT seq FROM consent_events WHERE member_id = $1 AND purpose = $2 AND ts <= $3 AND source = 'gpc' AND NOT granted ORDER BY ts DESC, seq DESC LIMIT 1), \
+                     (SELECT seq FROM consent_events WHERE member_id = $1 AND purpose <> $2 AND ts <= $3 AND source <> 'gpc' AND granted LIMIT 1)) \
+                     ORDER BY seq"
+                ),
+                &[&member.0, &purpose.as_str(), &as_of.micros()],
+            )
+            .map_err(LedgerError::pg)?
+            .iter()
+            .map(row_to_event)
+            .collect()
     }
 
     fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {

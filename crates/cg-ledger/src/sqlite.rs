@@ -127,14 +127,40 @@ fn now() -> Timestamp {
     Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only (0700 on Unix); an existing
+/// directory is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates an empty file readable and writable by its owner only (0600 on Unix), unless it
+/// exists already.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).map(drop)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, creating its directory, and migrates.
     pub fn open(path: &Path) -> Result<SqliteStore, LedgerError> {
+        let cannot = |what: &Path, e: std::io::Error| LedgerError::Database {
+            backend: "sqlite",
+            message: format!("cannot create `{}`: {e}", what.display()),
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Database {
-                backend: "sqlite",
-                message: format!("cannot create `{}`: {e}", dir.display()),
-            })?;
+            private_dir(dir).map_err(|e| cannot(dir, e))?;
+        }
+        // The ledger holds personal data: a new file is readable by its owner only (SQLite
+        // gives the -wal and -shm files the database file's mode).
+        if !path.exists() {
+            private_file(path).map_err(|e| cannot(path, e))?;
         }
         let conn = Connection::open(path).map_err(|e| LedgerError::Database {
             backend: "sqlite",
@@ -516,6 +542,22 @@ impl Store for SqliteStore {
 
     fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {
         select_events(&self.conn, "WHERE member_id = ?1", params![member.0])
+    }
+
+    fn deciding_events(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        select_events(
+            &self.conn,
+            "WHERE seq IN (\
+             (SELECT seq FROM consent_events WHERE member_id = ?1 AND purpose = ?2 AND ts <= ?3 AND source <> 'gpc' ORDER BY ts DESC, seq DESC LIMIT 1), \
+             (SELECT seq FROM consent_events WHERE member_id = ?1 AND purpose = ?2 AND ts <= ?3 AND source = 'gpc' AND granted = 0 ORDER BY ts DESC, seq DESC LIMIT 1), \
+             (SELECT seq FROM consent_events WHERE member_id = ?1 AND purpose <> ?2 AND ts <= ?3 AND source <> 'gpc' AND granted = 1 LIMIT 1))",
+            params![member.0, purpose.as_str(), as_of.micros()],
+        )
     }
 
     fn member(&mut self, member: MemberId) -> Result<Option<MemberFacts>, LedgerError> {

@@ -84,6 +84,10 @@ impl Store for ThreadedStore {
         self.backend
     }
 
+    fn is_broken(&mut self) -> bool {
+        self.call(|s| Ok(s.is_broken())).unwrap_or(true)
+    }
+
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, LedgerError> {
         let events = events.to_vec();
         self.call(move |s| s.append(&events))
@@ -108,6 +112,16 @@ impl Store for ThreadedStore {
 
     fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {
         self.call(move |s| s.history(member))
+    }
+
+    fn deciding_events(
+        &mut self,
+        member: MemberId,
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let purpose = purpose.clone();
+        self.call(move |s| s.deciding_events(member, &purpose, as_of))
     }
 
     fn member(&mut self, member: MemberId) -> Result<Option<MemberFacts>, LedgerError> {

@@ -195,6 +195,48 @@ fn a_bad_row_rejects_the_whole_file() {
 }
 
 #[test]
+fn a_members_file_naming_a_member_twice_is_refused_like_a_build_refuses_it() {
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("members.csv");
+    std::fs::write(
+        &path,
+        "member_id,country,birth_date\n1,DE,1990-01-01\n2,US,\n1,US,\n",
+    )
+    .unwrap();
+    each_backend(|s| {
+        let err = import_file(s, &path, &NoProgress).unwrap_err().to_string();
+        assert!(
+            err.contains("members.csv")
+                && err.contains("row 3")
+                && err.contains("member_id")
+                && err.contains("duplicate member id 1"),
+            "{err}"
+        );
+        // Nothing written: the first row's country is not in the ledger either.
+        assert!(s.member(cg_model::MemberId(1)).unwrap().is_none());
+    });
+}
+
+#[test]
+fn an_epoch_number_is_not_a_time() {
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("consent.jsonl");
+    std::fs::write(
+        &path,
+        "{\"member_id\":1,\"purpose\":\"genai_training\",\"granted\":false,\"ts\":1796}\n",
+    )
+    .unwrap();
+    each_backend(|s| {
+        let err = import_file(s, &path, &NoProgress).unwrap_err().to_string();
+        assert!(
+            err.contains("consent.jsonl") && err.contains("`ts`"),
+            "{err}"
+        );
+        assert_eq!(s.stats().unwrap().events, 0);
+    });
+}
+
+#[test]
 fn facts_as_of_equal_member_facts_for_every_member() {
     let (dir, summary) = cg_test_support::small_corpus(600, 100, cg_io::Format::Parquet);
     each_backend(|s| {
@@ -227,6 +269,82 @@ fn facts_as_of_equal_member_facts_for_every_member() {
         );
     });
     drop(dir);
+}
+
+/// A check reads only the events that decide (`Store::deciding_events`); folding them must
+/// give what folding the whole history gives, whatever the order of explicit choices, GPC
+/// signals ("granted" GPC events included), other purposes and equal timestamps.
+#[test]
+fn the_deciding_events_fold_like_the_whole_history() {
+    let purpose = Purpose::genai_training();
+    let other = Purpose::new("marketing_email").unwrap();
+    each_backend(|s| {
+        let mut members = Vec::new();
+        for m in 0..40i64 {
+            members.push(Ok(cg_ledger::Record::Member(cg_ledger::MemberRecord {
+                member_id: MemberId(m),
+                country: Some("DE".into()),
+                birth_date: None,
+                created_at: None,
+                closed_at: None,
+                display_name: None,
+                handle: None,
+            })));
+        }
+        s.import(&mut members.into_iter(), &NoProgress).unwrap();
+        // A small deterministic generator: events on few distinct days, so times tie.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut events = Vec::new();
+        for _ in 0..600 {
+            let m = next(40) as i64;
+            let day = format!("2025-01-{:02}", 1 + next(6));
+            let mut e = NewEvent::new(
+                MemberId(m),
+                if next(4) == 0 {
+                    other.clone()
+                } else {
+                    purpose.clone()
+                },
+                next(2) == 0,
+                instant(&day),
+            );
+            if next(3) == 0 {
+                e.event.source = cg_model::consent::ConsentSource::Gpc;
+            }
+            events.push(e);
+        }
+        for chunk in events.chunks(7) {
+            s.append(chunk).unwrap();
+        }
+        for as_of in [
+            "2024-12-31",
+            "2025-01-02",
+            "2025-01-03T12:00:00Z",
+            "2025-01-04",
+            "2025-02-01",
+        ] {
+            let as_of = instant(as_of);
+            for p in [&purpose, &other] {
+                let all = s.facts_as_of(p, as_of).unwrap();
+                for m in 0..40i64 {
+                    let one = s.member_facts(MemberId(m), p, as_of).unwrap().unwrap();
+                    assert_eq!(
+                        Some(&one),
+                        all.members.get(&m).map(|x| &x.facts),
+                        "member {m} as of {as_of} for {p} on {}",
+                        s.backend()
+                    );
+                    assert!(s.deciding_events(MemberId(m), p, as_of).unwrap().len() <= 3);
+                }
+            }
+        }
+    });
 }
 
 #[test]

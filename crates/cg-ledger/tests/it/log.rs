@@ -276,8 +276,44 @@ fn tokens_are_stored_hashed_and_checked() {
         assert!(s.token_revoke(&rec.id, instant("2025-01-01")).unwrap());
         assert!(!s.token_revoke(&rec.id, instant("2025-01-01")).unwrap());
         assert_eq!(authenticate(s, &secret), Err(TokenError::Invalid));
-        let (expired, _) = issue(s, "service", None, Some(-1), None).unwrap();
+        // An expired token (issued with a lifetime that has run out).
+        let secret_bytes = [7u8; 32];
+        let old = cg_ledger::tokens::TokenRecord {
+            id: "00000000000000aa".into(),
+            hash: <sha2::Sha256 as sha2::Digest>::digest(secret_bytes).into(),
+            role: "service".into(),
+            member_id: None,
+            label: None,
+            created_at: instant("2025-01-01"),
+            expires_at: Some(instant("2025-01-02")),
+            revoked_at: None,
+        };
+        s.token_insert(&old).unwrap();
+        let expired = format!(
+            "cgt_{}_{}",
+            old.id,
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                secret_bytes
+            )
+        );
         assert_eq!(authenticate(s, &expired), Err(TokenError::Invalid));
+        assert_eq!(
+            cg_ledger::tokens::valid_record(s, &old.id),
+            Err(TokenError::Invalid)
+        );
+        // Lifetimes out of bounds are refused, not stored.
+        assert!(issue(s, "service", None, Some(-1), None).is_err());
+        assert!(
+            issue(
+                s,
+                "service",
+                None,
+                Some(cg_ledger::tokens::MAX_TTL_SECONDS + 1),
+                None
+            )
+            .is_err()
+        );
         let (ok, _) = issue(s, "auditor", None, parse_ttl("1d"), None).unwrap();
         assert_eq!(authenticate(s, &ok).unwrap().role, "auditor");
         // Roles and member binding are checked.
@@ -295,4 +331,43 @@ fn tokens_are_stored_hashed_and_checked() {
             (Some(7_776_000), Some(43_200), None, None)
         );
     });
+}
+
+/// `verify` while another connection appends and checkpoints: never a false tamper alarm (a
+/// checkpoint signed between reading the entries and reading the checkpoints used to look like
+/// "a checkpoint beyond the log").
+#[test]
+fn verification_during_concurrent_writes_never_reports_a_false_problem() {
+    let dir = cg_test_support::tempdir();
+    let mut urls = vec![format!("sqlite:{}", dir.path().join("l.sqlite").display())];
+    let pg = cg_test_support::PgDatabase::create();
+    if let Some(db) = &pg {
+        urls.push(db.url().to_owned());
+    }
+    for url in urls {
+        let mut reader = cg_ledger::open(&url).unwrap();
+        let vkey = signer().verifier_key();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (url, done) = (url.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut w = cg_ledger::open(&url).unwrap();
+                for i in 0..150 {
+                    w.append(&[ev(i, i % 2 == 0, "2025-01-01")]).unwrap();
+                    checkpoint(w.as_mut(), &signer()).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let mut runs = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || runs == 0 {
+            if let Err(e) = verify(reader.as_mut(), &vkey) {
+                panic!("run {runs} on {}: {}", reader.backend(), problems(e));
+            }
+            runs += 1;
+        }
+        writer.join().unwrap();
+        let report = verify(reader.as_mut(), &vkey).unwrap();
+        assert_eq!((report.size, report.checkpoints), (150, 150));
+    }
 }

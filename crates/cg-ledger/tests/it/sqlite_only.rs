@@ -93,3 +93,34 @@ fn a_stored_purpose_that_does_not_parse_is_an_error_never_a_default() {
     assert!(err.contains("Not A Purpose"), "{err}");
     assert!(s.history(cg_model::MemberId(1)).is_err());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_new_ledger_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cg_test_support::tempdir();
+    let path = dir.path().join("data/ledger/l.sqlite");
+    let mut s = cg_ledger::open(path.to_str().unwrap()).unwrap();
+    s.append(&[cg_ledger::NewEvent::new(
+        cg_model::MemberId(1),
+        cg_model::Purpose::genai_training(),
+        true,
+        cg_test_support::instant("2025-01-01"),
+    )])
+    .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "the ledger file");
+    assert_eq!(
+        mode(path.parent().unwrap()),
+        0o700,
+        "the directory made for it"
+    );
+    assert_eq!(
+        mode(&dir.path().join("data")),
+        0o700,
+        "its parent made for it"
+    );
+    let wal = path.with_extension("sqlite-wal");
+    assert!(wal.exists());
+    assert_eq!(mode(&wal), 0o600, "the write-ahead log");
+}
