@@ -1,8 +1,9 @@
 //! Authentication and authorisation, in one place.
 //!
-//! A caller presents a token (`Authorization: Bearer cgt_…` for the API; the `cg_session`
-//! cookie, set by `/login`, for the pages). The token's role decides which **capability
-//! handle** the caller can obtain, and handlers take handles, not tokens:
+//! A caller presents a token (`Authorization: Bearer cgt_…` for the API, the scheme in any
+//! case; for the pages, the `cg_session` cookie set by `/login`, which holds a server-side
+//! session id, never the token). The token's role decides which **capability handle** the
+//! caller can obtain, and handlers take handles, not tokens:
 //!
 //! | handle | roles | can |
 //! |---|---|---|
@@ -11,7 +12,9 @@
 //! | [`AdminCap`] | admin | manage policies, builds, member facts and tokens |
 //! | [`ReaderCap`] | admin, auditor | read the log, proofs, datasets and the policy in force |
 //!
-//! A missing or invalid token is 401; a valid token of the wrong role is 403. A member handle
+//! A missing or invalid token is 401; a valid token of the wrong role is 403; a ledger that
+//! cannot be asked is 503 (never 401: a storage fault must not look like a bad token, or
+//! clients would discard good tokens). A member handle
 //! carries its member id and offers no way to name another member, so "member A changes B" is not
 //! a check that can be forgotten: there is no endpoint that takes a member id from a member.
 
@@ -23,6 +26,7 @@ use cg_ledger::tokens::TokenRecord;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::storage::Lane;
 
 /// Where a token may come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,31 +51,78 @@ fn role_name(role: &str) -> &'static str {
     }
 }
 
-fn presented(parts: &Parts, source: Source) -> Option<String> {
-    match source {
-        Source::Bearer => parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned()),
-        Source::Cookie => parts
-            .headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix("cg_session=").map(str::to_owned)),
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+}
+
+/// The bearer token of a request (`Authorization: Bearer …`, the scheme case-insensitive).
+fn bearer(parts: &Parts) -> Option<String> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn token_error(e: cg_ledger::tokens::TokenError) -> ApiError {
+    match e {
+        cg_ledger::tokens::TokenError::Invalid => ApiError::unauthorized(),
+        cg_ledger::tokens::TokenError::Unavailable(detail) => {
+            ApiError::from(cg_ledger::LedgerError::Database {
+                backend: "tokens",
+                message: detail,
+            })
+        }
     }
 }
 
-/// Authenticates a request: the token's record, or 401.
-fn authenticate(parts: &Parts, state: &AppState, source: Source) -> Result<TokenRecord, ApiError> {
-    let token = presented(parts, source).ok_or_else(ApiError::unauthorized)?;
-    let record = {
-        let mut store = state.store()?;
-        cg_ledger::tokens::authenticate(store.as_mut(), &token)
-            .map_err(|_| ApiError::unauthorized())?
+/// Authenticates a request: the token's record, or 401 (503 when the ledger cannot be asked).
+async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    source: Source,
+) -> Result<TokenRecord, ApiError> {
+    let record = match source {
+        Source::Bearer => {
+            let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+            state
+                .ledger(Lane::Interactive, move |store| {
+                    cg_ledger::tokens::authenticate(store, &token).map_err(token_error)
+                })
+                .await?
+        }
+        Source::Cookie => {
+            let session =
+                cookie(&parts.headers, SESSION_COOKIE).ok_or_else(ApiError::unauthorized)?;
+            let token_id = state
+                .sessions()
+                .token_of(&session)
+                .ok_or_else(ApiError::unauthorized)?;
+            // The token must still be valid: revoking it (or its expiry) ends its sessions.
+            let record = state
+                .ledger(Lane::Interactive, move |store| {
+                    cg_ledger::tokens::valid_record(store, &token_id).map_err(token_error)
+                })
+                .await;
+            if matches!(&record, Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED) {
+                state.sessions().end(&session);
+            }
+            record?
+        }
     };
     if let Some(slot) = parts.extensions.get::<RoleSlot>()
         && let Ok(mut s) = slot.0.lock()
@@ -80,6 +131,9 @@ fn authenticate(parts: &Parts, state: &AppState, source: Source) -> Result<Token
     }
     Ok(record)
 }
+
+/// The page session cookie's name.
+pub const SESSION_COOKIE: &str = "cg_session";
 
 /// The caller behind a page request (any role), with the token's CSRF secret.
 #[derive(Clone, Debug)]
@@ -103,10 +157,18 @@ impl MemberCap {
     }
 }
 
-/// The "may I use this?" handle.
+/// The "may I use this?" handle. Services learn the decision and a coarse reason; the
+/// detail (reason codes, jurisdiction, regime) is for administrators.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceCap {
-    _private: (),
+    detail: bool,
+}
+
+impl ServiceCap {
+    /// Whether the caller may see a decision's detail (an admin token).
+    pub fn detail(&self) -> bool {
+        self.detail
+    }
 }
 
 /// The administration handle.
@@ -114,6 +176,10 @@ pub struct ServiceCap {
 pub struct AdminCap {
     token_id: String,
 }
+
+/// The id of the token behind a request (for per-token rate limits).
+#[derive(Clone, Debug)]
+pub struct TokenId(pub String);
 
 impl AdminCap {
     /// The id of the admin's token (who did it, in records such as policy activations).
@@ -137,7 +203,8 @@ fn member_cap(r: &TokenRecord) -> Result<MemberCap, ApiError> {
 
 fn service_cap(r: &TokenRecord) -> Result<ServiceCap, ApiError> {
     match r.role.as_str() {
-        "service" | "admin" => Ok(ServiceCap { _private: () }),
+        "service" => Ok(ServiceCap { detail: false }),
+        "admin" => Ok(ServiceCap { detail: true }),
         _ => Err(ApiError::forbidden("this endpoint is for services")),
     }
 }
@@ -170,8 +237,10 @@ macro_rules! extractor {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
-                let record = authenticate(parts, state, $source)?;
-                $make(&record).map($name)
+                let record = authenticate(parts, state, $source).await?;
+                let cap = $make(&record)?;
+                parts.extensions.insert(TokenId(record.id));
+                Ok($name(cap))
             }
         }
     };
@@ -202,21 +271,16 @@ extractor!(
     ReaderPage, ReaderCap, reader_cap, Source::Cookie
 );
 
-/// The CSRF token of a session: derived from the session token, so a page can embed it and a
+/// The CSRF token of a session: derived from the session id, so a page can embed it and a
 /// cross-site form cannot know it.
 pub fn csrf_of(session: &str) -> String {
     use sha2::{Digest, Sha256};
     cg_proof::hex(&Sha256::digest(format!("consentgate/csrf/v1\0{session}").as_bytes())[..16])
 }
 
-/// The session token of a page request, if any (for the CSRF check).
-pub fn session_token(parts_headers: &axum::http::HeaderMap) -> Option<String> {
-    parts_headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("cg_session=").map(str::to_owned))
+/// The session id of a page request, if any (for the CSRF check).
+pub fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// Any authenticated page caller (for `/` to route to the right page).
@@ -230,10 +294,39 @@ impl FromRequestParts<Arc<AppState>> for AnyPage {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let record = authenticate(parts, state, Source::Cookie)?;
-        let csrf = presented(parts, Source::Cookie)
+        let record = authenticate(parts, state, Source::Cookie).await?;
+        let csrf = session_token(&parts.headers)
             .map(|t| csrf_of(&t))
             .unwrap_or_default();
         Ok(AnyPage(PageCaller { record, csrf }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(authorization: &str) -> Parts {
+        axum::http::Request::builder()
+            .header("authorization", authorization)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        for ok in [
+            "Bearer cgt_x",
+            "bearer cgt_x",
+            "BEARER  cgt_x ",
+            "bEaReR cgt_x",
+        ] {
+            assert_eq!(bearer(&parts(ok)).as_deref(), Some("cgt_x"), "{ok:?}");
+        }
+        for bad in ["Basic cgt_x", "Bearer", "Bearer ", "cgt_x", "Bearercgt_x"] {
+            assert_eq!(bearer(&parts(bad)), None, "{bad:?}");
+        }
     }
 }

@@ -116,6 +116,10 @@ pub struct AuditDecisionRequest {
 /// A check's answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckResult {
+    /// The coarse reason: `permitted`, `permitted_with_redaction` or `not_permitted` — all a
+    /// service needs, and nothing about the member (not their region, age, erasure, or whether
+    /// the id exists).
+    pub reason: String,
     /// The member.
     pub member_id: i64,
     /// The purpose.
@@ -126,16 +130,39 @@ pub struct CheckResult {
     pub decision: String,
     /// `true` for include and include_redacted.
     pub allowed: bool,
-    /// Reason codes, headline first.
+    /// Reason codes, headline first (for services: the coarse reason only).
     pub reasons: Vec<String>,
-    /// The regime in force at the instant.
+    /// The regime in force at the instant (null for services).
     pub regime: Option<String>,
-    /// The member's normalised jurisdiction at the instant.
+    /// The member's normalised jurisdiction at the instant (null for services).
     pub jurisdiction: Option<String>,
     /// The policy's name.
     pub policy: String,
     /// The policy's content hash.
     pub policy_hash: String,
+}
+
+impl CheckResult {
+    /// What a service is told: the decision and the coarse reason. Reason codes such as
+    /// `minor`, `erased` or `member_unknown`, the jurisdiction and the regime stay with admins
+    /// and auditors.
+    pub fn for_service(self) -> CheckResult {
+        CheckResult {
+            reasons: vec![self.reason.clone()],
+            regime: None,
+            jurisdiction: None,
+            ..self
+        }
+    }
+}
+
+/// The coarse reason of a decision.
+fn coarse(d: Decision) -> &'static str {
+    match d {
+        Decision::Include => "permitted",
+        Decision::IncludeRedacted => "permitted_with_redaction",
+        Decision::Exclude => "not_permitted",
+    }
 }
 
 fn now() -> Timestamp {
@@ -221,6 +248,7 @@ fn decide_for(
         .and_then(|f| Jurisdiction::normalize(f.country_at(as_of)).ok())
         .map(|j| j.to_string());
     Ok(CheckResult {
+        reason: coarse(verdict.decision()).to_owned(),
         member_id,
         purpose: purpose.to_string(),
         at: as_of.to_string(),

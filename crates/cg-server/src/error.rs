@@ -1,6 +1,7 @@
 //! One JSON error shape for every failure: `{"error": {"status", "code", "message", "field"?}}`.
-//! 400 names the bad field; 401/403/404 as usual; internal errors say only that they happened
-//! (the log has the request id), never a stack trace or a database message.
+//! 400 names the bad field; 401/403/404 as usual; 429 and 503 carry `Retry-After`; internal
+//! errors say only that they happened (the log has the request id), never a stack trace or a
+//! database message. A ledger that cannot be reached is 503 `unavailable`, never 401.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// The offending field, for 400s.
     pub field: Option<String>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +46,7 @@ impl ApiError {
             code: "bad_request",
             message: message.into(),
             field: Some(field.to_owned()),
+            retry_after: None,
         }
     }
 
@@ -53,6 +57,7 @@ impl ApiError {
             code: "unauthorized",
             message: "a valid bearer token is required".into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -63,6 +68,7 @@ impl ApiError {
             code: "forbidden",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -73,6 +79,7 @@ impl ApiError {
             code: "not_found",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -83,6 +90,7 @@ impl ApiError {
             code: "conflict",
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -93,6 +101,40 @@ impl ApiError {
             code: "unavailable",
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503 `overloaded`: a queue is full or a call took too long; retry in a second.
+    pub fn overloaded(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "overloaded",
+            message: message.into(),
+            field: None,
+            retry_after: Some(1),
+        }
+    }
+
+    /// 429: this token sent more than its share; retry after `seconds`.
+    pub fn rate_limited(seconds: u32) -> ApiError {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!("too many requests for this token; retry in {seconds} s"),
+            field: None,
+            retry_after: Some(seconds),
+        }
+    }
+
+    /// 413 for a body over the limit.
+    pub fn too_large(limit: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: format!("the body is larger than {limit}"),
+            field: Some("body".into()),
+            retry_after: None,
         }
     }
 
@@ -105,6 +147,7 @@ impl ApiError {
             code: "internal",
             message: "internal error (see the service log)".into(),
             field: None,
+            retry_after: None,
         }
     }
 }
@@ -115,6 +158,17 @@ impl From<cg_ledger::LedgerError> for ApiError {
             cg_ledger::LedgerError::Conflict { event_id } => ApiError::conflict(format!(
                 "event id {event_id} is already recorded with different content"
             )),
+            cg_ledger::LedgerError::Database { backend, message } => {
+                // The detail is for the operator's log; the caller learns to retry.
+                tracing::error!(backend, detail = %message, "ledger unavailable");
+                ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "unavailable",
+                    message: "the ledger is unavailable; try again shortly".into(),
+                    field: None,
+                    retry_after: Some(2),
+                }
+            }
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -130,6 +184,13 @@ impl IntoResponse for ApiError {
                 field: self.field.as_deref(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
     }
 }

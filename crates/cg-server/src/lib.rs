@@ -4,12 +4,18 @@
 //! the privacy team manages policies, builds and tokens, auditors read the log and the
 //! datasets. One axum [`Router`]:
 //!
-//! - `/v1/...`: the JSON API ([`api`]), every call authenticated by a bearer token and
-//!   authorised by role in one place ([`auth`]: capability handles per role);
+//! - `/v1/...`: the JSON API ([`api`], one module per resource), every call authenticated by a
+//!   bearer token and authorised by role in one place ([`auth`]: capability handles per role);
 //! - `/privacy`, `/dashboard`, `/login`: server-rendered pages ([`pages`]) with embedded
-//!   assets (no CDN), usable without JavaScript, SVG charts rendered on the server;
+//!   assets (no CDN), usable without JavaScript, SVG charts rendered on the server, signed in
+//!   by a server-side session ([`sessions`]);
 //! - `/openapi.json`: the API description, generated from the route table ([`openapi`]) the
 //!   authorisation matrix test also walks.
+//!
+//! The ledger is reached through a [`storage::StorePool`]: connections on their own threads,
+//! an interactive lane and a bulk lane, bounded queues and waits — a handler never blocks a
+//! Tokio worker and never holds a lock across a request. [`serve`] bounds connections and their
+//! header-read, request and idle times ([`ServeLimits`]).
 //!
 //! Requests carry an `x-request-id`; logs (tracing) name the route, status, latency and role,
 //! never a token or a member id. Bodies are limited to 2 MiB. [`serve`] shuts down gracefully.
@@ -20,12 +26,17 @@ pub mod api;
 pub mod auth;
 pub mod check;
 pub mod error;
+pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod pages;
+mod server;
+pub mod sessions;
+pub mod storage;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -38,28 +49,29 @@ use cg_policy::Policy;
 use cg_proof::member_key::MemberKeySecret;
 use cg_proof::note::NoteSigner;
 
+pub use server::{ServeLimits, serve, serve_with};
+pub use storage::{Lane, PoolConfig, StorePool};
+
 use crate::error::ApiError;
 
 fn now() -> cg_model::Timestamp {
     cg_model::Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
 }
 
-/// Records a policy activation in the ledger (who, when, name, hash and recipe).
-fn record_activation(
-    store: &mut dyn Store,
+/// The ledger record of putting `policy` in force now (who, when, name, hash and recipe).
+fn activation_record(
     policy: &Policy,
     actor: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<cg_ledger::PolicyActivation, ApiError> {
     let recipe = serde_json::to_string(policy.recipe())
         .map_err(|e| ApiError::internal(format!("policy recipe: {e}")))?;
-    store.policy_activation_record(&cg_ledger::PolicyActivation {
+    Ok(cg_ledger::PolicyActivation {
         activated_at: now(),
         actor: actor.map(str::to_owned),
         name: policy.name().to_owned(),
         hash: policy.hash().to_owned(),
         recipe,
-    })?;
-    Ok(())
+    })
 }
 
 /// The policy of a recorded activation, made again from its recipe. Its hash must be the one
@@ -92,8 +104,11 @@ fn restore(a: &cg_ledger::PolicyActivation) -> Result<check::ActivePolicy, ApiEr
 
 /// What the service runs with.
 pub struct ServerConfig {
-    /// The ledger.
-    pub store: Box<dyn Store>,
+    /// The ledger's URL (what [`cg_ledger::open`] takes); the service opens a pool of
+    /// connections to it.
+    pub store_url: String,
+    /// The pool's sizes and waits.
+    pub pool: PoolConfig,
     /// The policy to put in force at start (recorded as an activation); `None`: the latest
     /// activation the ledger records (the `timeline` when there is none).
     pub policy: Option<Policy>,
@@ -101,12 +116,31 @@ pub struct ServerConfig {
     pub datasets: Option<PathBuf>,
     /// The log key (checkpoints, receipts), if this service holds it.
     pub signer: Option<NoteSigner>,
+    /// Mark session cookies `Secure` on every response (the service is reached over TLS
+    /// terminated elsewhere). Without it they are `Secure` when a request says it came over
+    /// HTTPS (`X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+}
+
+impl ServerConfig {
+    /// A configuration with defaults for everything but the ledger.
+    pub fn new(store_url: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            store_url: store_url.into(),
+            pool: PoolConfig::default(),
+            policy: None,
+            datasets: None,
+            signer: None,
+            secure_cookies: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("datasets", &self.datasets)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -116,14 +150,20 @@ pub type Verification = (Instant, Result<cg_ledger::log::LogReport, String>);
 
 /// The shared state of all handlers.
 pub struct AppState {
-    store: Mutex<Box<dyn Store>>,
+    ledger: StorePool,
     policy: RwLock<Arc<check::ActivePolicy>>,
     datasets: Option<PathBuf>,
     signer: Option<NoteSigner>,
     member_keys: Option<MemberKeySecret>,
     next_request: AtomicU64,
+    sessions: sessions::Sessions,
+    limits: limits::RateLimits,
+    secure_cookies: bool,
     /// The dashboard's last full log verification: (latest checkpoint size, when, outcome).
+    /// The lock is held only to read or replace the value, never while verifying.
     last_verify: Mutex<Option<(u64, Verification)>>,
+    /// A background verification is running.
+    verifying: AtomicBool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -133,7 +173,7 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State from a config.
+    /// State from a config: opens the ledger pool and puts the policy in force.
     pub fn new(cfg: ServerConfig) -> Result<Arc<AppState>, ApiError> {
         let member_keys = match &cfg.signer {
             Some(s) => Some(
@@ -142,16 +182,21 @@ impl AppState {
             ),
             None => None,
         };
-        let mut store = cfg.store;
+        let ledger = StorePool::open(&cfg.store_url, &cfg.pool)
+            .map_err(|e| ApiError::unavailable(format!("cannot open the ledger: {e}")))?;
+        let latest =
+            ledger.run_blocking(Lane::Interactive, |s| Ok(s.policy_activation_latest()?))?;
         let active = match cfg.policy {
             Some(policy) => {
-                let latest = store.policy_activation_latest()?;
                 if latest.is_none_or(|a| a.hash != policy.hash()) {
-                    record_activation(store.as_mut(), &policy, Some("serve --policy"))?;
+                    let record = activation_record(&policy, Some("serve --policy"))?;
+                    ledger.run_blocking(Lane::Interactive, move |s| {
+                        Ok(s.policy_activation_record(&record)?)
+                    })?;
                 }
                 check::ActivePolicy::restored(policy, now(), Some("serve --policy".into()))
             }
-            None => match store.policy_activation_latest()? {
+            None => match latest {
                 Some(a) => restore(&a)?,
                 None => check::ActivePolicy::new(
                     Policy::bundled("timeline", cg_policy::PolicyConfig::default())
@@ -160,22 +205,27 @@ impl AppState {
             },
         };
         Ok(Arc::new(AppState {
-            store: Mutex::new(store),
+            ledger,
             policy: RwLock::new(Arc::new(active)),
             datasets: cfg.datasets,
             signer: cfg.signer,
             member_keys,
             next_request: AtomicU64::new(1),
+            sessions: sessions::Sessions::default(),
+            limits: limits::RateLimits::default(),
+            secure_cookies: cfg.secure_cookies,
             last_verify: Mutex::new(None),
+            verifying: AtomicBool::new(false),
         }))
     }
 
-    /// The ledger. A poisoned lock (a handler panicked mid-call) is an internal error: the
-    /// store's transactions make a half-done write impossible, but we do not guess.
-    pub fn store(&self) -> Result<MutexGuard<'_, Box<dyn Store>>, ApiError> {
-        self.store
-            .lock()
-            .map_err(|_| ApiError::internal("the ledger lock is poisoned"))
+    /// Runs `f` with a ledger connection of `lane`, off the async workers, bounded in time.
+    pub async fn ledger<R: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce(&mut dyn Store) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.ledger.run(lane, f).await
     }
 
     /// The policy in force.
@@ -188,13 +238,17 @@ impl AppState {
 
     /// Puts another policy in force, recorded in the ledger with who and when (it survives a
     /// restart).
-    pub fn activate(
+    pub async fn activate(
         &self,
         policy: Policy,
         actor: Option<String>,
     ) -> Result<Arc<check::ActivePolicy>, ApiError> {
         // Recorded first: a policy is never in force without its record.
-        record_activation(self.store()?.as_mut(), &policy, actor.as_deref())?;
+        let record = activation_record(&policy, actor.as_deref())?;
+        self.ledger(Lane::Interactive, move |s| {
+            Ok(s.policy_activation_record(&record)?)
+        })
+        .await?;
         tracing::info!(
             policy = policy.name(),
             hash = policy.hash(),
@@ -219,29 +273,72 @@ impl AppState {
         self.signer.as_ref().zip(self.member_keys.as_ref())
     }
 
-    /// The outcome of a full log verification, at most one per new checkpoint or five minutes
-    /// (a verification reads every entry and event; pages must not hold the ledger that long on
-    /// every load). `None` when the service does not hold the log key.
-    pub fn log_verification(&self) -> Result<Option<Verification>, ApiError> {
+    /// The page sessions.
+    pub fn sessions(&self) -> &sessions::Sessions {
+        &self.sessions
+    }
+
+    /// The per-token rate limits.
+    pub fn limits(&self) -> &limits::RateLimits {
+        &self.limits
+    }
+
+    /// Whether session cookies are `Secure` on every response.
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+    }
+
+    /// The latest full log verification for the dashboard, at most one per new checkpoint or
+    /// five minutes. A stale or missing result starts one in the background (bulk lane) and
+    /// waits a moment for it; a verification that takes longer shows up on a later load. `None`
+    /// when the service does not hold the log key or no verification has finished yet.
+    pub async fn log_verification(self: &Arc<Self>) -> Result<Option<Verification>, ApiError> {
         let Some(vkey) = self.verifier_key() else {
             return Ok(None);
         };
-        let mut store = self.store()?;
-        let size = store.log_checkpoints()?.last().map_or(0, |c| c.size);
-        let mut cache = self
-            .last_verify
-            .lock()
-            .map_err(|_| ApiError::internal("the verification cache lock is poisoned"))?;
-        if let Some((s, v)) = cache.as_ref()
-            && *s == size
-            && v.0.elapsed() < std::time::Duration::from_secs(300)
-        {
-            return Ok(Some(v.clone()));
+        let size = self
+            .ledger(Lane::Interactive, |s| {
+                Ok(s.log_checkpoints()?.last().map_or(0, |c| c.size))
+            })
+            .await?;
+        let cached = || -> Option<(u64, Verification)> {
+            self.last_verify.lock().ok().and_then(|c| c.clone())
+        };
+        let fresh = |c: &Option<(u64, Verification)>| {
+            c.as_ref().is_some_and(|(s, v)| {
+                *s == size && v.0.elapsed() < std::time::Duration::from_secs(300)
+            })
+        };
+        let current = cached();
+        if fresh(&current) {
+            return Ok(current.map(|(_, v)| v));
         }
-        let outcome = cg_ledger::log::verify(store.as_mut(), &vkey).map_err(|e| e.to_string());
-        let v = (Instant::now(), outcome);
-        *cache = Some((size, v.clone()));
-        Ok(Some(v))
+        if !self.verifying.swap(true, Ordering::SeqCst) {
+            let state = self.clone();
+            tokio::spawn(async move {
+                let outcome = state
+                    .ledger(Lane::Bulk, move |s| {
+                        Ok(cg_ledger::log::verify(s, &vkey).map_err(|e| e.to_string()))
+                    })
+                    .await;
+                if let Ok(outcome) = outcome
+                    && let Ok(mut slot) = state.last_verify.lock()
+                {
+                    *slot = Some((size, (Instant::now(), outcome)));
+                }
+                state.verifying.store(false, Ordering::SeqCst);
+            });
+        }
+        // Wait a moment for it; otherwise show the last outcome known.
+        let deadline = Instant::now() + std::time::Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let c = cached();
+            if fresh(&c) {
+                return Ok(c.map(|(_, v)| v));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(cached().map(|(_, v)| v))
     }
 
     /// The log's verifier key, if the service holds the log key.
@@ -290,21 +387,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages::routes())
         .route("/openapi.json", axum::routing::get(openapi::document))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .fallback(extract::not_found)
+        .method_not_allowed_fallback(extract::method_not_allowed)
+        .layer(axum::middleware::from_fn(pages::security_headers))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_log,
         ))
         .layer(DefaultBodyLimit::max(2 << 20))
         .with_state(state)
-}
-
-/// Serves until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -1,24 +1,79 @@
 //! Server-rendered pages: `/login`, `/privacy` (a member's setting, its explanation, history,
 //! receipts) and `/dashboard` (builds with SVG charts, the policy in force, the log). HTML is
 //! built here with every value escaped; the stylesheet is embedded; forms work without
-//! JavaScript. Pages authenticate by the `cg_session` cookie (HttpOnly, SameSite=Strict) that
-//! `/login` sets, and every form carries a CSRF token derived from it.
+//! JavaScript. Pages authenticate by the `cg_session` cookie (HttpOnly, SameSite=Strict,
+//! `Secure` over HTTPS) that `/login` sets: a server-side session id ([`crate::sessions`]),
+//! never the token. Every form carries a CSRF token: derived from the session for signed-in
+//! forms, a double-submit value for the sign-in form. Every response carries a strict
+//! Content-Security-Policy, `frame-ancestors 'none'`, `nosniff`, `no-referrer` and
+//! `Cache-Control: no-store` ([`security_headers`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::Form;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::AppState;
 use crate::api::{self, SetConsent};
-use crate::auth::{AnyPage, MemberCap, MemberPage, ReaderPage, csrf_of, session_token};
+use crate::auth::{
+    AnyPage, MemberCap, MemberPage, ReaderPage, SESSION_COOKIE, cookie, csrf_of, session_token,
+};
 use crate::error::ApiError;
+use crate::extract::ApiForm;
+use crate::storage::Lane;
+
+/// The cookie holding the sign-in form's CSRF value (double submit: the form echoes it).
+const LOGIN_COOKIE: &str = "cg_login";
+
+/// Headers every response carries: pages load nothing from elsewhere, cannot be framed, are
+/// not cached and do not leak their address.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    // The stylesheet is the same for everyone; everything else is personal or live.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Whether cookies must be `Secure`: the service says so, or the request came over HTTPS
+/// through a proxy that says so.
+fn secure(s: &AppState, headers: &HeaderMap) -> bool {
+    s.secure_cookies()
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+fn cookie_header(name: &str, value: &str, secure: bool, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        let _ = write!(c, "; Max-Age={age}");
+    }
+    c
+}
 
 const STYLE: &str = include_str!("../assets/style.css");
 
@@ -33,7 +88,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard", get(dashboard))
         .route(
             "/assets/style.css",
-            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    STYLE,
+                )
+            }),
         )
 }
 
@@ -53,11 +116,14 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str, signed_in: bool) -> Html<String> {
-    let logout = if signed_in {
-        r#"<form method="post" action="/logout" style="margin-left:auto"><button class="secondary" type="submit">Sign out</button></form>"#
-    } else {
-        ""
+/// A page: `csrf` is the session's form token when signed in (for the sign-out form).
+fn page(title: &str, body: &str, csrf: Option<&str>) -> Html<String> {
+    let logout = match csrf {
+        Some(csrf) => format!(
+            r#"<form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="{}"><button class="secondary" type="submit">Sign out</button></form>"#,
+            esc(csrf)
+        ),
+        None => String::new(),
     };
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{} · consentgate</title><link rel="stylesheet" href="/assets/style.css"></head><body><header><strong>consentgate</strong>{logout}</header><main id="main">{body}</main></body></html>"#,
@@ -65,19 +131,35 @@ fn page(title: &str, body: &str, signed_in: bool) -> Html<String> {
     ))
 }
 
-/// A page error: 401/403 go to the login page; others show a message.
-fn page_error(e: ApiError) -> Response {
+/// The form token of a signed-in page request.
+fn csrf_for(headers: &HeaderMap) -> String {
+    session_token(headers)
+        .map(|t| csrf_of(&t))
+        .unwrap_or_default()
+}
+
+/// A page error: 401 goes to the login page; others show a message.
+fn page_error(e: ApiError, headers: &HeaderMap) -> Response {
     match e.status {
         StatusCode::UNAUTHORIZED => Redirect::to("/login").into_response(),
-        status => (
-            status,
-            page(
-                "Error",
-                &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&e.message)),
-                true,
-            ),
-        )
-            .into_response(),
+        status => {
+            let csrf = csrf_for(headers);
+            let mut response = (
+                status,
+                page(
+                    "Error",
+                    &format!("<h1>{}</h1><p>{}</p>", status.as_u16(), esc(&e.message)),
+                    (!csrf.is_empty()).then_some(csrf.as_str()),
+                ),
+            )
+                .into_response();
+            if let Some(seconds) = e.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
     }
 }
 
@@ -89,47 +171,124 @@ async fn home(caller: Result<AnyPage, ApiError>) -> Response {
     }
 }
 
-async fn login_form() -> Html<String> {
-    page(
-        "Sign in",
-        r#"<h1>Sign in</h1><form method="post" action="/login"><label class="field" for="token">Access token</label><input id="token" name="token" type="password" autocomplete="off" required><p class="muted">Your platform gives you this token; it is kept in a session cookie for this site only.</p><button type="submit">Sign in</button></form>"#,
-        false,
+fn login_page(status: StatusCode, s: &AppState, headers: &HeaderMap, alert: &str) -> Response {
+    // A fresh double-submit value per form: a cross-site page can neither read it nor set the
+    // cookie (SameSite=Strict), so it cannot post a sign-in (login CSRF).
+    let Ok(value) = crate::sessions::random_id() else {
+        return page_error(
+            ApiError::internal("no randomness for the sign-in form"),
+            headers,
+        );
+    };
+    let body = format!(
+        r#"<h1>Sign in</h1>{alert}<form method="post" action="/login"><input type="hidden" name="csrf" value="{value}"><label class="field" for="token">Access token</label><input id="token" name="token" type="password" autocomplete="off" required><p class="muted">Your platform gives you this token. Signing in starts a session for this site; the token itself is not stored in your browser.</p><button type="submit">Sign in</button></form>"#
+    );
+    (
+        status,
+        [(
+            header::SET_COOKIE,
+            cookie_header(LOGIN_COOKIE, &value, secure(s, headers), Some(600)),
+        )],
+        page("Sign in", &body, None),
     )
+        .into_response()
+}
+
+async fn login_form(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    login_page(StatusCode::OK, &s, &headers, "")
 }
 
 async fn login(
     State(s): State<Arc<AppState>>,
-    Form(f): Form<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    form: Result<ApiForm<BTreeMap<String, String>>, ApiError>,
 ) -> Response {
+    let f = match form {
+        Ok(ApiForm(f)) => f,
+        Err(e) => return page_error(e, &headers),
+    };
+    let expected = cookie(&headers, LOGIN_COOKIE);
+    if expected.is_none() || f.get("csrf") != expected.as_ref() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            &s,
+            &headers,
+            r#"<p class="bad" role="alert">The sign-in form expired; please try again.</p>"#,
+        );
+    }
     let token = f
         .get("token")
         .map(|t| t.trim().to_owned())
         .unwrap_or_default();
-    let role = {
-        let Ok(mut store) = s.store() else {
-            return page_error(ApiError::internal("ledger"));
-        };
-        cg_ledger::tokens::authenticate(store.as_mut(), &token).map(|r| r.role)
-    };
-    match role {
-        Err(_) => (
+    let record = s
+        .ledger(Lane::Interactive, move |store| {
+            Ok(cg_ledger::tokens::authenticate(store, &token))
+        })
+        .await;
+    match record {
+        Err(e) => page_error(e, &headers),
+        Ok(Err(cg_ledger::tokens::TokenError::Unavailable(detail))) => page_error(
+            ApiError::from(cg_ledger::LedgerError::Database {
+                backend: "tokens",
+                message: detail,
+            }),
+            &headers,
+        ),
+        Ok(Err(cg_ledger::tokens::TokenError::Invalid)) => login_page(
             StatusCode::UNAUTHORIZED,
-            page("Sign in", r#"<h1>Sign in</h1><p class="bad" role="alert">That token is not valid.</p><p><a href="/login">Try again</a></p>"#, false),
-        )
-            .into_response(),
-        Ok(role) => {
-            let target = if role == "member" { "/privacy" } else { "/dashboard" };
-            let cookie = format!("cg_session={token}; Path=/; HttpOnly; SameSite=Strict");
-            ([(header::SET_COOKIE, cookie)], Redirect::to(target)).into_response()
+            &s,
+            &headers,
+            r#"<p class="bad" role="alert">That token is not valid.</p>"#,
+        ),
+        Ok(Ok(record)) => {
+            let session = match s.sessions().create(&record.id) {
+                Ok(id) => id,
+                Err(e) => return page_error(e, &headers),
+            };
+            let target = if record.role == "member" {
+                "/privacy"
+            } else {
+                "/dashboard"
+            };
+            let secure = secure(&s, &headers);
+            let mut response = Redirect::to(target).into_response();
+            let h = response.headers_mut();
+            for c in [
+                cookie_header(SESSION_COOKIE, &session, secure, None),
+                cookie_header(LOGIN_COOKIE, "", secure, Some(0)),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&c) {
+                    h.append(header::SET_COOKIE, v);
+                }
+            }
+            response
         }
     }
 }
 
-async fn logout() -> Response {
+async fn logout(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<ApiForm<Vec<(String, String)>>, ApiError>,
+) -> Response {
+    let form = match form {
+        Ok(ApiForm(f)) => f,
+        Err(e) => return page_error(e, &headers),
+    };
+    // A sign-out needs the session's form token: a cross-site form cannot sign a member out.
+    if !csrf_ok(&headers, &form) {
+        return page_error(
+            ApiError::forbidden("the form expired; reload the page"),
+            &headers,
+        );
+    }
+    if let Some(session) = session_token(&headers) {
+        s.sessions().end(&session);
+    }
     (
         [(
             header::SET_COOKIE,
-            "cg_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+            cookie_header(SESSION_COOKIE, "", secure(&s, &headers), Some(0)),
         )],
         Redirect::to("/login"),
     )
@@ -157,18 +316,16 @@ fn csrf_ok(headers: &HeaderMap, form: &[(String, String)]) -> bool {
         .any(|(k, v)| k == "csrf" && *v == csrf_of(&session))
 }
 
-fn privacy_body(
-    s: &AppState,
+async fn privacy_body(
+    s: &Arc<AppState>,
     cap: MemberCap,
     headers: &HeaderMap,
     flash: &str,
 ) -> Result<String, ApiError> {
-    let gpc = api::record_gpc(s, cap, headers, "web")?;
-    let mine = api::my_consents(s, cap)?;
-    let history = api::history(s, cap)?;
-    let csrf = session_token(headers)
-        .map(|t| csrf_of(&t))
-        .unwrap_or_default();
+    let gpc = api::record_gpc(s, cap, headers, "web").await?;
+    let mine = api::my_consents(s, cap).await?;
+    let history = api::history(s, cap).await?;
+    let csrf = csrf_for(headers);
     let genai = mine.purposes.iter().find(|p| p.purpose == "genai_training");
     // The setting shows the member's own choice; with none recorded, what the rules in their
     // region do by default.
@@ -236,11 +393,11 @@ async fn privacy(
 ) -> Response {
     let cap = match caller {
         Ok(MemberPage(c)) => c,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(e, &headers),
     };
-    match privacy_body(&s, cap, &headers, "") {
-        Ok(b) => page("Privacy settings", &b, true).into_response(),
-        Err(e) => page_error(e),
+    match privacy_body(&s, cap, &headers, "").await {
+        Ok(b) => page("Privacy settings", &b, Some(&csrf_for(&headers))).into_response(),
+        Err(e) => page_error(e, &headers),
     }
 }
 
@@ -248,12 +405,14 @@ async fn privacy_save(
     State(s): State<Arc<AppState>>,
     caller: Result<MemberPage, ApiError>,
     headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    form: Result<ApiForm<Vec<(String, String)>>, ApiError>,
 ) -> Response {
-    let cap = match member_post(caller, &headers, &form) {
+    let cap = match form.and_then(|ApiForm(form)| Ok((member_post(caller, &headers, &form)?, form)))
+    {
         Ok(cap) => cap,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(e, &headers),
     };
+    let (cap, form) = cap;
     let granted = form.iter().any(|(k, v)| k == "granted" && v == "on");
     if let Err(e) = api::set_consent(
         &s,
@@ -264,8 +423,11 @@ async fn privacy_save(
             notice_version: None,
         },
         "web",
-    ) {
-        return page_error(e);
+        crate::api::me::gpc_signal(&headers),
+    )
+    .await
+    {
+        return page_error(e, &headers);
     }
     // Post/redirect/get: a reload does not submit again.
     Redirect::to("/privacy").into_response()
@@ -275,23 +437,28 @@ async fn privacy_receipt(
     State(s): State<Arc<AppState>>,
     caller: Result<MemberPage, ApiError>,
     headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+    form: Result<ApiForm<Vec<(String, String)>>, ApiError>,
 ) -> Response {
-    let cap = match member_post(caller, &headers, &form) {
+    let cap = match form.and_then(|ApiForm(form)| Ok((member_post(caller, &headers, &form)?, form)))
+    {
         Ok(cap) => cap,
-        Err(e) => return page_error(e),
+        Err(e) => return page_error(e, &headers),
     };
+    let (cap, form) = cap;
     let dataset = form
         .iter()
         .find(|(k, _)| k == "dataset")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let result = api::receipt(&s, cap, &dataset).and_then(|r| {
+    let result = api::receipt(&s, cap, &dataset).await.and_then(|r| {
         let vkey = s
             .verifier_key()
             .ok_or_else(|| ApiError::unavailable("no log key"))?;
-        let verified = cg_proof::receipt::verify(&r, &vkey, Some(cap.member()))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let verified = cg_proof::receipt::verify(&r, &vkey, Some(cap.member())).map_err(|e| {
+            ApiError::internal(format!(
+                "a receipt this service issued does not verify: {e}"
+            ))
+        })?;
         Ok((r, verified, vkey))
     });
     let flash = match result {
@@ -306,9 +473,9 @@ async fn privacy_receipt(
             esc(&e.message)
         ),
     };
-    match privacy_body(&s, cap, &headers, &flash) {
-        Ok(b) => page("Privacy settings", &b, true).into_response(),
-        Err(e) => page_error(e),
+    match privacy_body(&s, cap, &headers, &flash).await {
+        Ok(b) => page("Privacy settings", &b, Some(&csrf_for(&headers))).into_response(),
+        Err(e) => page_error(e, &headers),
     }
 }
 
@@ -396,17 +563,18 @@ pub fn chart(id: &str, counts: &serde_json::Value) -> String {
 async fn dashboard(
     State(s): State<Arc<AppState>>,
     caller: Result<ReaderPage, ApiError>,
+    headers: HeaderMap,
 ) -> Response {
     if let Err(e) = caller {
-        return page_error(e);
+        return page_error(e, &headers);
     }
-    match dashboard_body(&s) {
-        Ok(b) => page("Dashboard", &b, true).into_response(),
-        Err(e) => page_error(e),
+    match dashboard_body(&s).await {
+        Ok(b) => page("Dashboard", &b, Some(&csrf_for(&headers))).into_response(),
+        Err(e) => page_error(e, &headers),
     }
 }
 
-fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
+async fn dashboard_body(s: &Arc<AppState>) -> Result<String, ApiError> {
     let p = api::policy_view(s)?;
     let mut b = String::from("<h1>Dashboard</h1>");
     let _ = write!(
@@ -431,8 +599,12 @@ fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
         );
     }
     b.push_str("</tbody></table><h2>Transparency log</h2>");
-    let checkpoint = s.store()?.log_checkpoints()?.pop();
-    let verified = s.log_verification()?;
+    let checkpoint = s
+        .ledger(Lane::Interactive, |store| {
+            Ok(store.log_checkpoints()?.pop())
+        })
+        .await?;
+    let verified = s.log_verification().await?;
     match &checkpoint {
         Some(cp) => {
             let _ = write!(
@@ -453,13 +625,14 @@ fn dashboard_body(s: &AppState) -> Result<String, ApiError> {
         Some((_, Err(e))) => {
             let _ = write!(b, r#"<p id="log-status" class="bad" role="alert">✗ The log does not verify: {}</p>"#, esc(&e));
         }
+        None if s.verifier_key().is_some() => b.push_str(r#"<p id="log-status" class="muted">The log is being verified; reload in a moment.</p>"#),
         None => b.push_str(r#"<p id="log-status" class="muted">This service does not hold the log key: verify with <code>consentgate log verify --vkey KEY</code>.</p>"#),
     }
     b.push_str(r#"<h2>Builds</h2><p class="legend">"#);
     for (d, c) in COLOURS {
         let _ = write!(
             b,
-            r#"<span><span class="swatch" style="background:{c}"></span>{d}</span>"#
+            r#"<span><svg class="swatch" viewBox="0 0 12 12" aria-hidden="true"><rect width="12" height="12" fill="{c}"/></svg>{d}</span>"#
         );
     }
     b.push_str("</p>");

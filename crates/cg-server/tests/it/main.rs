@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+mod hardening;
 mod seams;
 
 struct Fixture {
@@ -76,13 +77,15 @@ fn fixture_on(pg: Option<String>) -> Fixture {
     cg_ledger::log::checkpoint(store.as_mut(), &signer).unwrap();
     let datasets = dir.path().join("datasets");
     std::fs::create_dir_all(&datasets).unwrap();
+    drop(store);
+    let url = pg.unwrap_or_else(|| dir.path().join("l.sqlite").display().to_string());
     let state = AppState::new(ServerConfig {
-        store,
         policy: Some(
             cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap(),
         ),
         datasets: Some(datasets),
         signer: Some(signer),
+        ..ServerConfig::new(url)
     })
     .unwrap();
     Fixture {
@@ -96,6 +99,22 @@ fn fixture_on(pg: Option<String>) -> Fixture {
 impl Fixture {
     fn token(&self, role: &str) -> &str {
         &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
+    }
+
+    /// Runs `f` on one of the service's own ledger connections.
+    async fn ledger<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn cg_ledger::Store) -> R + Send + 'static,
+    ) -> R {
+        self.state
+            .ledger(cg_server::Lane::Interactive, move |s| Ok(f(s)))
+            .await
+            .unwrap()
+    }
+
+    async fn history(&self, member: i64) -> Vec<cg_ledger::StoredEvent> {
+        self.ledger(move |s| s.history(MemberId(member)).unwrap())
+            .await
     }
 
     async fn call(
@@ -274,7 +293,22 @@ async fn member_isolation_and_check(f: Fixture) {
         .await;
     assert_eq!(
         (after["decision"].as_str(), after["reasons"][0].as_str()),
-        (Some("exclude"), Some("opted_out"))
+        (Some("exclude"), Some("not_permitted")),
+        "a service learns the decision and a coarse reason: {after}"
+    );
+    let (_, detail) = f
+        .call(
+            "POST",
+            "/v1/check",
+            Some(f.token("admin")),
+            Some(check),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (detail["decision"].as_str(), detail["reasons"][0].as_str()),
+        (Some("exclude"), Some("opted_out")),
+        "an admin sees the reason codes: {detail}"
     );
 
     // Member 2 is untouched; a member token cannot reach another member at all.
@@ -304,12 +338,12 @@ async fn member_isolation_and_check(f: Fixture) {
     assert_eq!(b_check["decision"], "include");
 
     // The change is in the log: checkpoint it (the service holds the key) and prove it.
-    {
+    f.ledger(|store| {
         let signer =
             cg_proof::note::NoteSigner::from_seed("consentgate.test/log", &[4u8; 32]).unwrap();
-        let mut store = f.state.store().unwrap();
-        cg_ledger::log::checkpoint(store.as_mut(), &signer).unwrap();
-    }
+        cg_ledger::log::checkpoint(store, &signer).unwrap();
+    })
+    .await;
     let (s, proof) = f
         .call(
             "GET",
@@ -367,7 +401,7 @@ async fn gpc_is_recorded_once_with_its_provenance() {
         .collect();
     assert_eq!(gpc.len(), 1, "{history}");
     assert_eq!(gpc[0]["granted"], false);
-    let events = f.state.store().unwrap().history(MemberId(1)).unwrap();
+    let events = f.history(1).await;
     let meta = events
         .iter()
         .find(|e| e.event.source.as_str() == "gpc")
@@ -381,7 +415,7 @@ async fn gpc_is_recorded_once_with_its_provenance() {
         .call(
             "POST",
             "/v1/check",
-            Some(f.token("service")),
+            Some(f.token("admin")),
             Some(r#"{"member_id": 1, "purpose": "genai_training"}"#),
             &[],
         )
@@ -467,6 +501,9 @@ async fn errors_have_one_shape_and_name_the_field() {
     // Batches answer in order.
     let (s, b) = f.call("POST", "/v1/check/batch", Some(svc), Some(r#"{"items": [{"member_id":1,"purpose":"genai_training"},{"member_id":404,"purpose":"genai_training"}]}"#), &[]).await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["results"][0]["member_id"], 1);
+    assert_eq!(b["results"][1]["reasons"][0], "not_permitted");
+    let (_, b) = f.call("POST", "/v1/check/batch", Some(f.token("admin")), Some(r#"{"items": [{"member_id":1,"purpose":"genai_training"},{"member_id":404,"purpose":"genai_training"}]}"#), &[]).await;
     assert_eq!(b["results"][1]["reasons"][0], "member_unknown");
 }
 
@@ -555,7 +592,8 @@ async fn revoked_and_issued_tokens_through_the_admin_api() {
 #[tokio::test]
 async fn a_form_post_without_the_csrf_token_changes_nothing() {
     let f = fixture();
-    let member = f.token("member").to_owned();
+    let member_token_id = f.token("member").split('_').nth(1).unwrap().to_owned();
+    let member = f.state.sessions().create(&member_token_id).unwrap();
     let post = |body: String| {
         Request::builder()
             .method("POST")
@@ -565,7 +603,7 @@ async fn a_form_post_without_the_csrf_token_changes_nothing() {
             .body(Body::from(body))
             .unwrap()
     };
-    let before = f.state.store().unwrap().history(MemberId(1)).unwrap().len();
+    let before = f.history(1).await.len();
     for body in [
         "granted=off".to_owned(),
         "granted=off&csrf=0123456789abcdef0123456789abcdef".to_owned(),
@@ -576,11 +614,7 @@ async fn a_form_post_without_the_csrf_token_changes_nothing() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
-    assert_eq!(
-        f.state.store().unwrap().history(MemberId(1)).unwrap().len(),
-        before,
-        "nothing recorded"
-    );
+    assert_eq!(f.history(1).await.len(), before, "nothing recorded");
     // With the session's CSRF token, the same post records the choice.
     let csrf = cg_server::auth::csrf_of(&member);
     let resp = cg_server::router(f.state.clone())
@@ -588,10 +622,7 @@ async fn a_form_post_without_the_csrf_token_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        f.state.store().unwrap().history(MemberId(1)).unwrap().len(),
-        before + 1
-    );
+    assert_eq!(f.history(1).await.len(), before + 1);
     // Pages without a session go to the login page.
     let resp = cg_server::router(f.state.clone())
         .oneshot(

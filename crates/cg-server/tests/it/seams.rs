@@ -21,14 +21,14 @@ impl Fixture {
         .await
     }
 
-    /// `POST /v1/check` for a member's post, as a service.
+    /// `POST /v1/check` for a member's post, as an admin (who sees the reason codes).
     async fn check_member(&self, member: i64) -> Value {
         let body = format!(r#"{{"member_id": {member}, "purpose": "genai_training"}}"#);
         let (status, v) = self
             .call(
                 "POST",
                 "/v1/check",
-                Some(self.token("service")),
+                Some(self.token("admin")),
                 Some(&body),
                 &[],
             )
@@ -56,7 +56,13 @@ async fn a_check_decides_now_and_refuses_a_past_instant() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, body) = f
-        .call("POST", "/v1/check", Some(service), Some(check), &[])
+        .call(
+            "POST",
+            "/v1/check",
+            Some(f.token("admin")),
+            Some(check),
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -136,13 +142,9 @@ async fn an_activation_is_recorded_and_survives_a_restart() {
     let token_id = admin.split('_').nth(1).unwrap();
     assert_eq!(view["activated_by"], token_id, "{view}");
     // A restart without an explicit policy restores the recorded one.
-    let store = cg_ledger::open(f._dir.path().join("l.sqlite").to_str().unwrap()).unwrap();
-    let restarted = AppState::new(ServerConfig {
-        store,
-        policy: None,
-        datasets: None,
-        signer: None,
-    })
+    let restarted = AppState::new(ServerConfig::new(
+        f._dir.path().join("l.sqlite").display().to_string(),
+    ))
     .unwrap();
     let view = cg_server::api::policy_view(&restarted).unwrap();
     assert_eq!(
@@ -171,11 +173,8 @@ async fn a_member_upsert_keeps_what_it_omits_and_never_reopens_an_account() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let facts = f
-        .state
-        .store()
-        .unwrap()
-        .member(MemberId(3))
-        .unwrap()
+        .ledger(|s| s.member(MemberId(3)).unwrap())
+        .await
         .unwrap()
         .record
         .unwrap();
@@ -194,16 +193,16 @@ async fn service_stamps_are_monotonic_so_a_clock_step_back_cannot_revive_a_grant
     let f = fixture();
     // A grant recorded while the server clock ran a day ahead.
     let ahead = now().plus_days(1);
-    f.state
-        .store()
-        .unwrap()
-        .append(&[NewEvent::new(
+    f.ledger(move |s| {
+        s.append(&[NewEvent::new(
             MemberId(1),
             Purpose::genai_training(),
             true,
             ahead,
         )])
-        .unwrap();
+        .unwrap()
+    })
+    .await;
     // The clock is back: the member withdraws now.
     let (status, event) = f
         .call(

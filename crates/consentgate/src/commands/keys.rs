@@ -111,10 +111,11 @@ impl LogKey {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
         let signer = NoteSigner::from_seed(origin, &seed)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create `{}`", dir.display()))?;
-        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        private_dir(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
         // Write a private temporary file, then link it into place: the key appears whole or not
         // at all, and an existing key is never replaced.
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -127,11 +128,26 @@ impl LogKey {
         let linked = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => LogKey::from_signer(signer),
+            Ok(()) => {
+                // The new directory entry is durable too, not only the file's bytes.
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .with_context(|| format!("cannot sync `{}`", dir.display()))?;
+                LogKey::from_signer(signer)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => LogKey::read(path),
             Err(e) => Err(e).with_context(|| format!("cannot create `{}`", path.display())),
         }
     }
+}
+
+/// Creates `dir` and missing parents readable by the owner only (0700 on Unix).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
 }
 
 #[cfg(unix)]

@@ -27,6 +27,18 @@ pub struct ServeArgs {
     pub key: KeyArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Mark session cookies `Secure` (the service is reached over HTTPS terminated in front
+    /// of it). Without it, cookies are `Secure` when a request carries
+    /// `X-Forwarded-Proto: https`.
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Connections served at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+    /// Ledger connections for interactive calls (checks, pages); batches, log verification
+    /// and tiles use one more of their own.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub ledger_connections: usize,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM, then finishes the requests in flight.
@@ -35,22 +47,20 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    // Handlers run inside the async runtime, where the postgres client (which runs its own)
-    // cannot: a PostgreSQL store gets a dedicated thread.
+    // The ledger is reached through a pool of connections on their own threads (the service's
+    // handlers never block on a database call).
     let url = a.store.store.clone().unwrap_or_else(cg_ledger::default_url);
-    let store: Box<dyn cg_ledger::Store> =
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Box::new(cg_ledger::open_threaded(&url).context("cannot open the ledger")?)
-        } else {
-            a.store.open()?
-        };
     let signer = if a.key.path().exists() {
         Some(a.key.load()?.signer)
     } else {
         None
     };
     let cfg = cg_server::ServerConfig {
-        store,
+        store_url: url,
+        pool: cg_server::PoolConfig {
+            interactive_connections: a.ledger_connections.max(1),
+            ..cg_server::PoolConfig::default()
+        },
         // A policy named on the command line is put in force (and recorded); otherwise the
         // service restores the latest activation the ledger records.
         policy: if a.policy.is_explicit() {
@@ -60,6 +70,7 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
         },
         datasets: a.datasets,
         signer,
+        secure_cookies: a.secure_cookies,
     };
     let state = cg_server::AppState::new(cfg).map_err(|e| anyhow::anyhow!(e.message))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,7 +103,11 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
                 let _ = ctrl_c.await;
             }
         };
-        cg_server::serve(listener, state, shutdown).await?;
+        let limits = cg_server::ServeLimits {
+            max_connections: a.max_connections.max(1),
+            ..cg_server::ServeLimits::default()
+        };
+        cg_server::serve_with(listener, state, limits, shutdown).await?;
         printer.status("Stopped", "all requests answered");
         Ok::<(), anyhow::Error>(())
     })
@@ -176,7 +191,9 @@ pub fn token(cmd: TokenCommand, printer: Printer) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|t| {
                     cg_ledger::tokens::parse_ttl(t).ok_or_else(|| {
-                        UsageError(format!("--ttl `{t}`: use a duration like 90d, 12h, 30m"))
+                        UsageError(format!(
+                            "--ttl `{t}`: use a duration like 90d, 12h, 30m (at most 3650d)"
+                        ))
                     })
                 })
                 .transpose()?;

@@ -433,6 +433,15 @@ fn keys_init_is_private_and_never_overwrites() {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        // The data directory it made for the key is private too.
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
     }
     let before = std::fs::read(&path).unwrap();
     let o = consentgate(&["keys", "init"]);

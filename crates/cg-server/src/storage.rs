@@ -1,0 +1,400 @@
+//! The ledger, off the async workers.
+//!
+//! Handlers never touch a database connection on a Tokio worker and never hold a lock across a
+//! request. A [`StorePool`] owns a few connections, each on its own OS thread (the `postgres`
+//! client runs its own runtime and cannot be driven from inside another one), in two lanes:
+//!
+//! - **interactive** (`/v1/check`, sign-in, a member's page and setting, token checks): several
+//!   connections, a queue of bounded length, a short wait;
+//! - **bulk** (10 000-item batches, full log verification, tiles, imports): one connection of
+//!   its own, so a batch never stands in front of a check.
+//!
+//! A full queue answers 503 `overloaded` with `Retry-After` at once; a call that does not get
+//! an answer within the lane's wait answers 503 too — never a stall. A connection found broken
+//! (a terminated PostgreSQL session) is replaced on the next call, with backoff between
+//! attempts while the database is away; meanwhile calls answer 503 `unavailable` and the log
+//! says why. SQLite connections share the file in WAL mode (readers never wait for the writer).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cg_ledger::{LedgerError, Store};
+
+use crate::error::ApiError;
+
+/// Makes a new connection to the ledger.
+pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Store>, LedgerError> + Send + Sync>;
+
+/// Which queue a call waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Short calls a person or a service is waiting for.
+    Interactive,
+    /// Long calls (batches, full verification, tiles, imports).
+    Bulk,
+}
+
+/// Sizes and waits of a [`StorePool`].
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Connections serving the interactive lane.
+    pub interactive_connections: usize,
+    /// Calls that may wait in the interactive lane before new ones are refused.
+    pub interactive_queue: usize,
+    /// How long an interactive call may take, waiting included.
+    pub interactive_wait: Duration,
+    /// Calls that may wait in the bulk lane.
+    pub bulk_queue: usize,
+    /// How long a bulk call may take, waiting included.
+    pub bulk_wait: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            interactive_connections: 4,
+            interactive_queue: 2_048,
+            interactive_wait: Duration::from_secs(10),
+            bulk_queue: 32,
+            bulk_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(Result<&mut dyn Store, LedgerError>) + Send>;
+
+struct LaneQueue {
+    jobs: SyncSender<Job>,
+    wait: Duration,
+    name: &'static str,
+}
+
+/// Connections to the ledger on their own threads, in two lanes.
+pub struct StorePool {
+    interactive: LaneQueue,
+    bulk: LaneQueue,
+    backend: &'static str,
+}
+
+impl std::fmt::Debug for StorePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorePool")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(message: &str) -> LedgerError {
+    LedgerError::Database {
+        backend: "pool",
+        message: message.to_owned(),
+    }
+}
+
+impl StorePool {
+    /// A pool of connections to `url` (what [`cg_ledger::open`] takes). The first connection
+    /// opens (and migrates) before this returns: a bad URL or an unreachable database fails the
+    /// start, not the first request.
+    pub fn open(url: &str, cfg: &PoolConfig) -> Result<StorePool, LedgerError> {
+        let url = url.to_owned();
+        StorePool::with_opener(Arc::new(move || cg_ledger::open(&url)), cfg)
+    }
+
+    /// A pool whose connections `opener` makes.
+    pub fn with_opener(opener: Opener, cfg: &PoolConfig) -> Result<StorePool, LedgerError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (interactive, irx) = std::sync::mpsc::sync_channel::<Job>(cfg.interactive_queue.max(1));
+        let (bulk, brx) = std::sync::mpsc::sync_channel::<Job>(cfg.bulk_queue.max(1));
+        let irx = Arc::new(Mutex::new(irx));
+        let brx = Arc::new(Mutex::new(brx));
+        let n = cfg.interactive_connections.max(1);
+        // The first connection migrates alone; the others start once it is ready.
+        spawn_worker("cg-ledger-0", opener.clone(), irx.clone(), Some(ready_tx))?;
+        let backend = ready_rx
+            .recv()
+            .map_err(|_| unavailable("the ledger thread stopped while opening"))??;
+        for i in 1..n {
+            spawn_worker(&format!("cg-ledger-{i}"), opener.clone(), irx.clone(), None)?;
+        }
+        spawn_worker("cg-ledger-bulk", opener, brx, None)?;
+        Ok(StorePool {
+            interactive: LaneQueue {
+                jobs: interactive,
+                wait: cfg.interactive_wait,
+                name: "interactive",
+            },
+            bulk: LaneQueue {
+                jobs: bulk,
+                wait: cfg.bulk_wait,
+                name: "bulk",
+            },
+            backend,
+        })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    fn lane(&self, lane: Lane) -> &LaneQueue {
+        match lane {
+            Lane::Interactive => &self.interactive,
+            Lane::Bulk => &self.bulk,
+        }
+    }
+
+    fn submit(&self, lane: Lane, job: Job) -> Result<Duration, ApiError> {
+        let q = self.lane(lane);
+        match q.jobs.try_send(job) {
+            Ok(()) => Ok(q.wait),
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(lane = q.name, "ledger queue full: refusing a call");
+                Err(ApiError::overloaded(
+                    "the service is busy; try again shortly",
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Err(ApiError::from(unavailable("the ledger threads stopped")))
+            }
+        }
+    }
+
+    /// Runs `f` with a connection of `lane` and waits (asynchronously, bounded) for its result.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce(&mut dyn Store) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wait = self.submit(
+            lane,
+            Box::new(move |store| {
+                let _ = tx.send(store.map_err(ApiError::from).and_then(f));
+            }),
+        )?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ApiError::internal(
+                "a ledger call stopped without an answer",
+            )),
+            Err(_) => Err(ApiError::overloaded(
+                "the ledger did not answer in time; try again shortly",
+            )),
+        }
+    }
+
+    /// [`StorePool::run`] for callers outside the async runtime (start-up).
+    pub fn run_blocking<R: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnOnce(&mut dyn Store) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let wait = self.submit(
+            lane,
+            Box::new(move |store| {
+                let _ = tx.send(store.map_err(ApiError::from).and_then(f));
+            }),
+        )?;
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ApiError::overloaded(
+                "the ledger did not answer in time; try again shortly",
+            )),
+            Err(_) => Err(ApiError::internal(
+                "a ledger call stopped without an answer",
+            )),
+        }
+    }
+}
+
+fn spawn_worker(
+    name: &str,
+    opener: Opener,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    ready: Option<std::sync::mpsc::Sender<Result<&'static str, LedgerError>>>,
+) -> Result<(), LedgerError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || worker(opener, jobs, ready))
+        .map(drop)
+        .map_err(|e| unavailable(&format!("cannot start a ledger thread: {e}")))
+}
+
+/// Backoff between reconnection attempts while the database is away.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+fn worker(
+    opener: Opener,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    ready: Option<std::sync::mpsc::Sender<Result<&'static str, LedgerError>>>,
+) {
+    let mut store = match opener() {
+        Ok(s) => {
+            if let Some(r) = ready {
+                let _ = r.send(Ok(s.backend()));
+            }
+            Some(s)
+        }
+        Err(e) => {
+            if let Some(r) = ready {
+                let _ = r.send(Err(e));
+                return;
+            }
+            tracing::error!(error = %e, "cannot open a ledger connection");
+            None
+        }
+    };
+    let mut next_attempt = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        // The receiver's lock is held only while waiting for the next job, never while one runs.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return; // the pool is gone
+        };
+        if store.as_mut().is_some_and(|s| s.is_broken()) {
+            tracing::error!("the ledger connection was lost: reconnecting");
+            store = None;
+        }
+        if store.is_none() && Instant::now() >= next_attempt {
+            match opener() {
+                Ok(s) => {
+                    tracing::info!("reconnected to the ledger");
+                    store = Some(s);
+                    backoff = FIRST_BACKOFF;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the ledger");
+                    next_attempt = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match store.as_mut() {
+            Some(s) => job(Ok(s.as_mut())),
+            None => job(Err(unavailable("the ledger is unreachable; retrying"))),
+        }));
+        if outcome.is_err() {
+            // A call panicked: its transaction rolled back, but do not reuse the connection.
+            tracing::error!("a ledger call panicked: reopening the connection");
+            store = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_pool(cfg: &PoolConfig) -> (tempfile::TempDir, StorePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("l.sqlite").display().to_string();
+        let pool = StorePool::open(&url, cfg).unwrap();
+        (dir, pool)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interactive_calls_do_not_wait_behind_a_bulk_call() {
+        let (_dir, pool) = sqlite_pool(&PoolConfig::default());
+        let pool = Arc::new(pool);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let bulk = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(Lane::Bulk, move |s| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv_timeout(Duration::from_secs(30));
+                    Ok(s.stats()?.events)
+                })
+                .await
+            })
+        };
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        // The bulk lane is busy; interactive calls still answer.
+        for _ in 0..20 {
+            let n = pool
+                .run(Lane::Interactive, |s| Ok(s.stats()?.events))
+                .await
+                .unwrap();
+            assert_eq!(n, 0);
+        }
+        release_tx.send(()).unwrap();
+        assert_eq!(bulk.await.unwrap().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_503_at_once_and_a_slow_call_times_out() {
+        let cfg = PoolConfig {
+            interactive_connections: 1,
+            interactive_queue: 1,
+            interactive_wait: Duration::from_millis(300),
+            ..PoolConfig::default()
+        };
+        let (_dir, pool) = sqlite_pool(&cfg);
+        let pool = Arc::new(pool);
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        // One call runs (blocked), one waits in the queue: the next is refused.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let pool = pool.clone();
+            let release_rx = release_rx.clone();
+            held.push(tokio::spawn(async move {
+                pool.run(Lane::Interactive, move |_| {
+                    let _ = release_rx
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(30));
+                    Ok(())
+                })
+                .await
+            }));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let e = pool.run(Lane::Interactive, |_| Ok(())).await.unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
+        assert!(e.retry_after.is_some());
+        // The ones admitted give up after the lane's wait, with 503 too.
+        for h in held {
+            let e = h.await.unwrap().unwrap_err();
+            assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
+        }
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_leaves_the_pool_working() {
+        let cfg = PoolConfig {
+            interactive_connections: 1,
+            ..PoolConfig::default()
+        };
+        let (_dir, pool) = sqlite_pool(&cfg);
+        let e = pool
+            .run::<()>(Lane::Interactive, |_| panic!("boom"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status.as_u16(), 500);
+        assert_eq!(
+            pool.run(Lane::Interactive, |s| Ok(s.stats()?.events))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_bad_url_fails_the_start() {
+        let e = StorePool::open("/nonexistent-dir/\0/l.sqlite", &PoolConfig::default());
+        assert!(e.is_err());
+    }
+}
