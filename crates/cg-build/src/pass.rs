@@ -97,7 +97,12 @@ pub(crate) fn run_pass(
         let ext_dot = format!(".{ext}");
         let df = match cg_io::Format::from_path(&cfg.content).map_err(|e| BuildError::Input(e.to_string()))? {
             cg_io::Format::Parquet => session.read_parquet(path, ParquetReadOptions::default().file_extension(&ext_dot)).await,
-            cg_io::Format::Csv => session.read_csv(path, CsvReadOptions::new().has_header(true).file_extension(&ext_dot)).await,
+            cg_io::Format::Csv => {
+                // Arrow's CSV reader trusts fields cut from bytes it validated together: make
+                // sure the file is UTF-8 first (see `cg_io::check_utf8`).
+                cg_io::check_utf8(&cfg.content).map_err(|e| BuildError::Source { file: cfg.content.display().to_string(), message: e.to_string() })?;
+                session.read_csv(path, CsvReadOptions::new().has_header(true).file_extension(&ext_dot)).await
+            }
             cg_io::Format::Jsonl => session.read_json(path, JsonReadOptions::default().file_extension(&ext_dot)).await,
         }
         .map_err(|e| BuildError::Source { file: cfg.content.display().to_string(), message: e.to_string() })?;

@@ -28,7 +28,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{Contract, ReadError, read_table};
+pub use reader::{Contract, ReadError, check_utf8, read_table};
 pub use writer::TableWriter;
 
 /// A table file format.

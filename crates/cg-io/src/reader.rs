@@ -57,6 +57,53 @@ pub enum ReadError {
     },
 }
 
+/// Checks that a CSV file is valid UTF-8, streaming (1 MiB at a time). Arrow's CSV reader
+/// validates the bytes of a batch's fields concatenated, not each field: a multi-byte sequence
+/// split by a delimiter (`\xd8,\x9c`) passes, and the two fields become `&str`s that are not
+/// UTF-8 (undefined behaviour; found by the `table_csv` fuzz target). In a file that is valid
+/// UTF-8 as a whole no field can be invalid (delimiters, quotes and newlines are ASCII), so
+/// every CSV input is checked first. The error names the line.
+pub fn check_utf8(path: &Path) -> Result<(), ReadError> {
+    use std::io::Read;
+    let err = |message: String| ReadError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let mut file = File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut carried, mut line) = (0usize, 1u64);
+    loop {
+        let n = file
+            .read(&mut buf[carried..])
+            .map_err(|e| err(e.to_string()))?;
+        let end = carried + n;
+        let chunk = &buf[..end];
+        match std::str::from_utf8(chunk) {
+            Ok(_) => {
+                if n == 0 {
+                    return Ok(());
+                }
+                line += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                carried = 0;
+            }
+            // An incomplete sequence at the end of the chunk: carry it into the next read.
+            Err(e) if e.error_len().is_none() && n > 0 => {
+                let valid = e.valid_up_to();
+                line += chunk[..valid].iter().filter(|b| **b == b'\n').count() as u64;
+                buf.copy_within(valid..end, 0);
+                carried = end - valid;
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                line += chunk[..valid].iter().filter(|b| **b == b'\n').count() as u64;
+                return Err(err(format!(
+                    "line {line} is not valid UTF-8 (CSV input must be UTF-8)"
+                )));
+            }
+        }
+    }
+}
+
 /// Which columns of a contract schema are required (the rest are optional: absent → null).
 #[derive(Debug)]
 pub struct Contract {
@@ -105,6 +152,9 @@ pub fn read_table(
             }
         }
         Format::Csv | Format::Jsonl => {
+            if format == Format::Csv {
+                check_utf8(path)?;
+            }
             // Read with the file's own columns as text/JSON types, then conform: the header
             // decides which contract columns are present.
             let schema = source_schema(path, contract, format)?;
@@ -242,6 +292,9 @@ fn compatible(source: &DataType, target: &DataType) -> bool {
             T::Int8 | T::Int16 | T::Int32 | T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64,
             T::Int64,
         ) => true,
+        // Floats only when every value is a whole number (checked value by value): `7.0` from
+        // a writer that turned a nullable integer column into floats is 7; `1.9` is an error.
+        (T::Float32 | T::Float64, T::Int64) => true,
         (T::Timestamp(_, _) | T::Date32 | T::Date64, T::Timestamp(_, _)) => true,
         (T::Date64, T::Date32) => true,
         (T::List(f) | T::LargeList(f), T::List(t)) => compatible(f.data_type(), t.data_type()),
@@ -283,6 +336,14 @@ fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, Str
     if text_source && *target == DataType::Boolean {
         return parse_booleans(&source);
     }
+    if *target == DataType::Int64 {
+        if text_source {
+            return parse_integers(&source);
+        }
+        if matches!(source.data_type(), DataType::Float32 | DataType::Float64) {
+            return whole_floats(&source);
+        }
+    }
     let source = if text_source && matches!(target, DataType::Timestamp(_, _)) {
         // Accept RFC 3339 with any offset and bare dates.
         normalise_times(&source)?
@@ -307,20 +368,85 @@ fn convert(source: &ArrayRef, target: &DataType) -> Result<ArrayRef, (usize, Str
     }
 }
 
-/// Text to booleans: `true`/`false` in any case, or `1`/`0`; anything else (`yes`, `2`,
-/// `maybe`) is an error rather than a guess.
+/// Text to booleans: `true`/`t`/`yes`/`y`/`on`/`1` and `false`/`f`/`no`/`n`/`off`/`0`, in any
+/// case; anything else (`2`, `maybe`) is an error rather than a guess.
 fn parse_booleans(a: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    const TRUE: [&str; 6] = ["true", "t", "yes", "y", "on", "1"];
+    const FALSE: [&str; 6] = ["false", "f", "no", "n", "off", "0"];
     let text = as_text(a).unwrap_or_default();
     let mut b = arrow::array::BooleanBuilder::with_capacity(text.len());
     for (i, v) in text.iter().enumerate() {
         match v.as_deref().map(str::trim) {
             None | Some("") => b.append_null(),
-            Some(s) if s.eq_ignore_ascii_case("true") || s == "1" => b.append_value(true),
-            Some(s) if s.eq_ignore_ascii_case("false") || s == "0" => b.append_value(false),
+            Some(s) if TRUE.iter().any(|t| s.eq_ignore_ascii_case(t)) => b.append_value(true),
+            Some(s) if FALSE.iter().any(|f| s.eq_ignore_ascii_case(f)) => b.append_value(false),
             Some(s) => {
                 return Err((
                     i,
                     format!("`{s}` is not a valid {}", describe(&DataType::Boolean)),
+                ));
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// The magnitude below which every whole `f64` is exact (2^53).
+const EXACT_F64: f64 = 9_007_199_254_740_992.0;
+
+/// One integer written as text: decimal digits with an optional sign, or a whole number
+/// written as a decimal (`7.0`, what some writers make of a nullable integer column).
+fn parse_integer(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    let (int, frac) = s.split_once('.')?;
+    if !frac.bytes().all(|c| c == b'0') {
+        return None;
+    }
+    int.parse::<i64>().ok()
+}
+
+/// Text to integers ([`parse_integer`]); `1.9`, `1e3`, `abc` are errors.
+fn parse_integers(a: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let text = as_text(a).unwrap_or_default();
+    let mut b = Int64Builder::with_capacity(text.len());
+    for (i, v) in text.iter().enumerate() {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => b.append_null(),
+            Some(s) => match parse_integer(s) {
+                Some(n) => b.append_value(n),
+                None => {
+                    return Err((
+                        i,
+                        format!("`{s}` is not a valid {}", describe(&DataType::Int64)),
+                    ));
+                }
+            },
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Floats to integers when every value is a whole number that a float holds exactly.
+fn whole_floats(a: &ArrayRef) -> Result<ArrayRef, (usize, String)> {
+    let floats =
+        arrow::compute::cast(a, &DataType::Float64).map_err(|e| (0usize, e.to_string()))?;
+    let floats = floats.as_primitive::<arrow::datatypes::Float64Type>();
+    let mut b = Int64Builder::with_capacity(floats.len());
+    for (i, v) in floats.iter().enumerate() {
+        match v {
+            None => b.append_null(),
+            Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < EXACT_F64 => {
+                b.append_value(f as i64)
+            }
+            Some(f) => {
+                return Err((
+                    i,
+                    format!(
+                        "`{f}` is not a valid {} (not a whole number)",
+                        describe(&DataType::Int64)
+                    ),
                 ));
             }
         }
@@ -535,6 +661,8 @@ mod tests {
             "{e}"
         );
         let ts: ArrayRef = Arc::new(StringArray::from(vec!["2025-01-01", "2025-01-02"]));
+        // Whole floats (a nullable integer column some writers turn into floats) are
+        // integers; 1.9 is not.
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 1.9]));
         let p = parquet_with(
             dir.path(),
@@ -547,7 +675,22 @@ mod tests {
             ],
         );
         let e = read_all(&p, "consent").unwrap_err().to_string();
-        assert!(e.contains("`member_id`") && e.contains("integer"), "{e}");
+        assert!(
+            e.contains("`member_id`") && e.contains("row 2") && e.contains("1.9"),
+            "{e}"
+        );
+        let whole: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
+        let p = parquet_with(
+            dir.path(),
+            "whole.parquet",
+            vec![
+                ("member_id", whole),
+                ("purpose", purposes.clone()),
+                ("granted", granted.clone()),
+                ("ts", ts.clone()),
+            ],
+        );
+        assert_eq!(read_all(&p, "consent").unwrap()[0].num_rows(), 2);
         let two: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let p = parquet_with(
             dir.path(),
@@ -624,10 +767,18 @@ mod tests {
             );
         }
         let p = dir.path().join("ok.csv");
-        std::fs::write(&p, "member_id,purpose,granted,ts\n1,genai_training,TRUE,2025-01-01\n2,genai_training,0,2025-01-01\n").unwrap();
+        std::fs::write(&p, "member_id,purpose,granted,ts\n1,genai_training,TRUE,2025-01-01\n2,genai_training,0,2025-01-01\n7.0,genai_training,yes,2025-01-01\n-4,genai_training,F,2025-01-01\n").unwrap();
         let b = &read_all(&p, "consent").unwrap()[0];
         let g = b.column_by_name("granted").unwrap().as_boolean();
-        assert!(g.value(0) && !g.value(1));
+        assert_eq!(
+            (0..4).map(|i| g.value(i)).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
+        let ids = b
+            .column_by_name("member_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(ids.values().to_vec(), [1, 2, 7, -4]);
     }
 
     #[test]
@@ -651,5 +802,31 @@ mod tests {
         assert_eq!(ids.value(last.num_rows() - 1), 777);
         let sources = last.column_by_name("source").unwrap().as_string::<i32>();
         assert_eq!(sources.value(last.num_rows() - 1), "app");
+    }
+
+    #[test]
+    fn a_csv_that_is_not_utf8_is_refused_before_arrow_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("consent.csv");
+        // `\xd8,\x9c` is valid UTF-8 once the comma is taken out (what Arrow validated), and
+        // two invalid fields with it in.
+        let mut body = b"member_id,purpose,granted,ts\n".to_vec();
+        body.extend_from_slice(b"\xd8,\x9cenai_training,false,2025-01-10\n");
+        std::fs::write(&p, &body).unwrap();
+        let e = read_all(&p, "consent").unwrap_err().to_string();
+        assert!(
+            e.contains("consent.csv") && e.contains("line 2") && e.contains("UTF-8"),
+            "{e}"
+        );
+        // Valid multi-byte text across the 1 MiB read boundary is fine.
+        let mut big = String::from("member_id,purpose,granted,ts\n");
+        while big.len() < (1 << 20) + 10 {
+            big.push_str("1,genai_training,true,2025-01-01\n");
+            big.push('#');
+            big.push_str("é€😀\n");
+        }
+        let q = dir.path().join("text.csv");
+        std::fs::write(&q, &big).unwrap();
+        check_utf8(&q).unwrap();
     }
 }
