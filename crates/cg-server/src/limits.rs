@@ -25,7 +25,7 @@ impl Kind {
     /// (sustained requests per second, burst).
     fn rate(self) -> (f64, f64) {
         match self {
-            Kind::MemberWrite => (2.0, 20.0),
+            Kind::MemberWrite => (10.0, 30.0),
             Kind::Batch => (5.0, 10.0),
             Kind::AdminWrite => (20.0, 100.0),
         }

@@ -542,3 +542,42 @@ fn a_killed_postgresql_session_is_503_then_recovers() {
     drop(runtime);
     drop(db);
 }
+
+/// A member asking for a receipt of a dataset whose files are broken learns that, not the
+/// server's paths, a parser's message or an operator's command.
+#[tokio::test]
+async fn receipt_errors_tell_a_member_nothing_about_the_server() {
+    let f = fixture();
+    let datasets = f._dir.path().join("datasets");
+    for (id, manifest) in [
+        ("ds-0123456789abcdef", "{not json"),
+        (
+            "ds-0123456789abcde0",
+            r#"{"dataset_id": "ds-0123456789abcde0"}"#,
+        ),
+    ] {
+        std::fs::create_dir_all(datasets.join(id)).unwrap();
+        std::fs::write(datasets.join(id).join("manifest.json"), manifest).unwrap();
+        let (s, b) = f
+            .call(
+                "GET",
+                &format!("/v1/me/receipts?dataset={id}"),
+                Some(f.token("member")),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(message.contains(id), "{message}");
+        for leak in [
+            datasets.to_str().unwrap(),
+            "/tmp",
+            "consentgate ",
+            "expected",
+            "line 1",
+        ] {
+            assert!(!message.contains(leak), "{leak:?} in {message}");
+        }
+    }
+}
