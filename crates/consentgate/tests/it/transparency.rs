@@ -451,3 +451,40 @@ fn keys_init_is_private_and_never_overwrites() {
     let o = consentgate(&["keys", "show"]);
     assert_eq!(stdout(&o).trim(), info["verifier_key"].as_str().unwrap());
 }
+
+/// A receipt signs a checkpoint only when the latest one does not cover its manifest: new
+/// consent events after the build do not make every receipt request sign another.
+#[test]
+fn receipts_after_new_events_reuse_the_checkpoint_that_covers_the_manifest() {
+    let b = built();
+    let checkpoints = || -> i64 {
+        let path = b.store.strip_prefix("sqlite:").unwrap();
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM log_checkpoints", [], |r| r.get(0))
+            .unwrap()
+    };
+    let first = issue(&b, 1);
+    let after_first = checkpoints();
+    assert!(after_first >= 1);
+    for (member, granted) in [(1, "false"), (2, "true"), (3, "false")] {
+        let o = consentgate(&[
+            "consent",
+            "set",
+            "--member",
+            &member.to_string(),
+            "--purpose",
+            "genai_training",
+            "--granted",
+            granted,
+            "--store",
+            &b.store,
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let receipt = issue(&b, member + 10);
+        assert!(verify(&b, &receipt, Some(member + 10)).status.success());
+    }
+    assert_eq!(checkpoints(), after_first, "no checkpoint per receipt");
+    assert!(verify(&b, &first, Some(1)).status.success());
+}
