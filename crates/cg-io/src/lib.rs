@@ -31,6 +31,17 @@ use std::path::{Path, PathBuf};
 pub use reader::{Contract, ReadError, check_utf8, read_table};
 pub use writer::TableWriter;
 
+/// Creates `dir` and missing parents readable by the owner only (0700 on Unix); an existing
+/// directory is left as it is. For directories that hold personal data or keys (the ledger,
+/// the log key).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
 /// A table file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {

@@ -127,16 +127,6 @@ fn now() -> Timestamp {
     Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc())
 }
 
-/// Creates `dir` (and missing parents) readable by its owner only (0700 on Unix); an existing
-/// directory is left as it is.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-}
-
 /// Creates an empty file readable and writable by its owner only (0600 on Unix), unless it
 /// exists already.
 fn private_file(path: &Path) -> std::io::Result<()> {
@@ -155,7 +145,7 @@ impl SqliteStore {
             message: format!("cannot create `{}`: {e}", what.display()),
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            private_dir(dir).map_err(|e| cannot(dir, e))?;
+            cg_io::private_dir(dir).map_err(|e| cannot(dir, e))?;
         }
         // The ledger holds personal data: a new file is readable by its owner only (SQLite
         // gives the -wal and -shm files the database file's mode).

@@ -166,14 +166,17 @@ fn view(store: &mut dyn cg_ledger::Store, e: &StoredEvent) -> Result<EventView, 
 
 /// A member's consents and the current decision.
 pub async fn my_consents(state: &AppState, cap: MemberCap) -> Result<MyConsents, ApiError> {
+    // One read of the policy in force: the purposes listed and the decision shown come from
+    // the same policy even if an admin activates another meanwhile.
     let active = state.policy()?;
+    let policy = active.clone();
     let member = cap.member();
     let (history, genai) = state
         .ledger(Lane::Interactive, move |store| {
             let history = store.history(MemberId(member))?;
             let genai = decide(
                 store,
-                &active,
+                &policy,
                 &CheckRequest {
                     member_id: member,
                     purpose: Purpose::GENAI_TRAINING.into(),
@@ -185,7 +188,6 @@ pub async fn my_consents(state: &AppState, cap: MemberCap) -> Result<MyConsents,
             Ok((history, genai))
         })
         .await?;
-    let active = state.policy()?;
     let t = now();
     let purposes = active
         .policy

@@ -115,7 +115,7 @@ impl LogKey {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        private_dir(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        cg_io::private_dir(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
         // Write a private temporary file, then link it into place: the key appears whole or not
         // at all, and an existing key is never replaced.
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -139,15 +139,6 @@ impl LogKey {
             Err(e) => Err(e).with_context(|| format!("cannot create `{}`", path.display())),
         }
     }
-}
-
-/// Creates `dir` and missing parents readable by the owner only (0700 on Unix).
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
 }
 
 #[cfg(unix)]
