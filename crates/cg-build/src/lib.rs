@@ -22,11 +22,13 @@
 #![deny(missing_docs)]
 
 #[cfg(feature = "ballista")]
+pub mod card;
 pub mod distributed;
 mod facts;
 mod gate;
 mod impact;
-pub mod manifest;
+/// The manifest's types (defined in `cg-model`, where every crate that reads datasets finds them).
+pub use cg_model::manifest;
 mod pass;
 mod rebuild;
 mod run;

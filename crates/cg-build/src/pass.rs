@@ -40,6 +40,9 @@ pub(crate) struct PassOut {
     pub counts: BTreeMap<(String, String, String), u64>,
     /// Rows by decision.
     pub totals: BTreeMap<String, u64>,
+    /// Rows by region, per decision in [`cg_model::Decision::ALL`] order: each row once
+    /// (unlike `counts`, where a row with several reasons counts under each).
+    pub regions: BTreeMap<String, [u64; 3]>,
     /// The shard of every member with a kept row.
     pub shard_of: FxHashMap<i64, u32>,
     /// content id → (shard, redaction fingerprint), when collected.
@@ -223,6 +226,15 @@ pub(crate) fn run_pass(
                 }
                 let region = gate.region(member);
                 *out.totals.entry(decision.to_owned()).or_default() += 1;
+                let slot = verdict.decision().index();
+                match out.regions.get_mut(region) {
+                    Some(n) => n[slot] += 1,
+                    None => {
+                        let mut n = [0; 3];
+                        n[slot] = 1;
+                        out.regions.insert(region.to_owned(), n);
+                    }
+                }
                 for r in verdict.reasons() {
                     *out.counts.entry((decision.to_owned(), r.as_str().to_owned(), region.to_owned())).or_default() += 1;
                 }

@@ -187,6 +187,9 @@ pub fn rebuild(
         cfg.as_of,
         cfg.policy.hash()
     ));
+    if let Some(l) = &cfg.license {
+        id.update(format!("license\0{l}\0"));
+    }
     for i in &inputs {
         id.update(format!("{}\0{}\0", i.table, i.sha256));
     }

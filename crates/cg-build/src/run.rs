@@ -20,7 +20,8 @@ use crate::BuildError;
 use crate::facts;
 use crate::gate::Gate;
 use crate::manifest::{
-    CommitmentRef, Count, FactsSummary, FileRef, InputRef, Manifest, MemberSources, PolicyRef,
+    CommitmentRef, Count, DocRef, FactsSummary, FileRef, InputRef, Manifest, MemberSources,
+    PolicyRef, RegionRows,
 };
 use crate::spec::{GateRef, GateSpec};
 use cg_proof::commitment::{Commitment, MemberKey};
@@ -109,6 +110,8 @@ pub struct BuildConfig {
     pub ledger_checkpoint: Option<crate::manifest::LedgerCheckpoint>,
     /// Where the plan runs.
     pub engine: Engine,
+    /// The licence the dataset card declares (`None`: `other`).
+    pub license: Option<String>,
 }
 
 /// What a build produced.
@@ -172,6 +175,11 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
         cfg.quarantine
     ));
     id.update(&shard_key);
+    // A licence is part of the card and so of the output (absent: the ids of builds without
+    // one are unchanged).
+    if let Some(l) = &cfg.license {
+        id.update(format!("license\0{l}\0"));
+    }
     for i in &facts.inputs {
         id.update(format!("{}\0{}\0", i.table, i.sha256));
     }
@@ -785,6 +793,18 @@ pub(crate) fn finish_dataset(
             })
             .collect(),
         totals: pass.totals,
+        rows_by_region: pass
+            .regions
+            .into_iter()
+            .map(
+                |(region, [include, include_redacted, exclude])| RegionRows {
+                    region,
+                    include,
+                    include_redacted,
+                    exclude,
+                },
+            )
+            .collect(),
         quarantine: cfg.quarantine,
         member_commitment_root: Some(root_hex.clone()),
         member_commitment: Some(CommitmentRef {
@@ -798,8 +818,19 @@ pub(crate) fn finish_dataset(
         }),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         engine: cfg.engine.name().into(),
+        license: cfg.license.clone(),
+        card: None,
         lineage,
         created_at: Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc()).to_string(),
+    };
+    let card = crate::card::render(&manifest);
+    write_synced(&dir.join(crate::card::CARD_FILE), card.as_bytes())?;
+    let manifest = Manifest {
+        card: Some(DocRef {
+            file: crate::card::CARD_FILE.into(),
+            sha256: hex(&Sha256::digest(card.as_bytes())),
+        }),
+        ..manifest
     };
     // The manifest is written last: a dataset without one is not a dataset.
     let json =

@@ -38,6 +38,11 @@ impl Decision {
         }
     }
 
+    /// The position in [`Decision::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether the item's text may appear in a dataset.
     pub fn is_kept(self) -> bool {
         self != Decision::Exclude

@@ -30,6 +30,7 @@ pub mod decision;
 pub mod ids;
 pub mod instant;
 pub mod jurisdiction;
+pub mod manifest;
 pub mod member;
 pub mod progress;
 pub mod purpose;

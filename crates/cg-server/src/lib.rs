@@ -116,6 +116,9 @@ pub struct ServerConfig {
     pub datasets: Option<PathBuf>,
     /// The log key (checkpoints, receipts), if this service holds it.
     pub signer: Option<NoteSigner>,
+    /// The model registry (which models were trained on which datasets), for members'
+    /// data-use records.
+    pub models: Option<PathBuf>,
     /// Mark session cookies `Secure` on every response (the service is reached over TLS
     /// terminated elsewhere). Without it they are `Secure` when a request says it came over
     /// HTTPS (`X-Forwarded-Proto: https`).
@@ -131,6 +134,7 @@ impl ServerConfig {
             policy: None,
             datasets: None,
             signer: None,
+            models: None,
             secure_cookies: false,
         }
     }
@@ -153,6 +157,7 @@ pub struct AppState {
     ledger: StorePool,
     policy: RwLock<Arc<check::ActivePolicy>>,
     datasets: Option<PathBuf>,
+    models: Option<PathBuf>,
     signer: Option<NoteSigner>,
     member_keys: Option<MemberKeySecret>,
     next_request: AtomicU64,
@@ -208,6 +213,7 @@ impl AppState {
             ledger,
             policy: RwLock::new(Arc::new(active)),
             datasets: cfg.datasets,
+            models: cfg.models,
             signer: cfg.signer,
             member_keys,
             next_request: AtomicU64::new(1),
@@ -266,6 +272,11 @@ impl AppState {
     /// Where datasets live.
     pub fn datasets(&self) -> Option<&PathBuf> {
         self.datasets.as_ref()
+    }
+
+    /// The model registry, if configured.
+    pub fn models(&self) -> Option<&PathBuf> {
+        self.models.as_ref()
     }
 
     /// The log key and the member-key secret, if the service holds them.

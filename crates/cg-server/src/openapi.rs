@@ -56,6 +56,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         example: None,
     },
     Endpoint {
+        method: "GET",
+        path: "/v1/me/export",
+        roles: MEMBER,
+        summary: "The member's data-use record (Art 15/20): consent history with log indices, a receipt per dataset, models trained on their content",
+        example: None,
+    },
+    Endpoint {
         method: "POST",
         path: "/v1/me/erasure",
         roles: MEMBER,

@@ -36,11 +36,16 @@ const LOGIN_COOKIE: &str = "cg_login";
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
-    for (name, value) in [
-        (
+    // A generated document (build report, data-use record) brings its own, stricter policy.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
+    for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -85,7 +90,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/logout", axum::routing::post(logout))
         .route("/privacy", get(privacy).post(privacy_save))
         .route("/privacy/receipt", axum::routing::post(privacy_receipt))
+        .route("/privacy/export", get(privacy_export))
+        .route("/privacy/export.json", get(privacy_export_json))
         .route("/dashboard", get(dashboard))
+        .route("/dashboard/builds/{id}/report", get(build_report))
         .route(
             "/assets/style.css",
             get(|| async {
@@ -369,6 +377,7 @@ async fn privacy_body(
         );
     }
     b.push_str("</tbody></table>");
+    b.push_str(r#"<h2>Your data use record</h2><p>Everything this service holds about how your data is used for AI training: your choices, every dataset with a receipt that your content is or is not in it, and the models trained on it.</p><p><a id="export" class="button" href="/privacy/export">Download my data use record</a></p>"#);
     let builds = api::list_builds(s)?;
     if !builds.is_empty() && s.keys().is_some() {
         b.push_str(r#"<h2>Your receipts</h2><p>A receipt proves, with the platform's public key and without trusting this page, whether your content is in a training dataset.</p><table><thead><tr><th>Dataset</th><th>As of</th><th></th></tr></thead><tbody>"#);
@@ -475,6 +484,92 @@ async fn privacy_receipt(
     };
     match privacy_body(&s, cap, &headers, &flash).await {
         Ok(b) => page("Privacy settings", &b, Some(&csrf_for(&headers))).into_response(),
+        Err(e) => page_error(e, &headers),
+    }
+}
+
+/// A generated document, served with its own Content-Security-Policy.
+fn document(html: String) -> Response {
+    let csp = HeaderValue::from_str(&cg_report::html::content_security_policy())
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, csp),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+async fn privacy_export(
+    State(s): State<Arc<AppState>>,
+    caller: Result<MemberPage, ApiError>,
+    headers: HeaderMap,
+) -> Response {
+    let cap = match caller {
+        Ok(MemberPage(c)) => c,
+        Err(e) => return page_error(e, &headers),
+    };
+    match crate::api::me::export(&s, cap).await {
+        Ok(e) => document(cg_report::export::html(&e, Some("/privacy/export.json"))),
+        Err(e) => page_error(e, &headers),
+    }
+}
+
+async fn privacy_export_json(
+    State(s): State<Arc<AppState>>,
+    caller: Result<MemberPage, ApiError>,
+    headers: HeaderMap,
+) -> Response {
+    let cap = match caller {
+        Ok(MemberPage(c)) => c,
+        Err(e) => return page_error(e, &headers),
+    };
+    match crate::api::me::export(&s, cap).await {
+        Ok(e) => (
+            [(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"my-data-use-record.json\""),
+            )],
+            axum::Json(e),
+        )
+            .into_response(),
+        Err(e) => page_error(e, &headers),
+    }
+}
+
+async fn build_report(
+    State(s): State<Arc<AppState>>,
+    caller: Result<ReaderPage, ApiError>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(e) = caller {
+        return page_error(e, &headers);
+    }
+    let dir = match api::dataset_dir(&s, &id, "id") {
+        Ok(d) => d,
+        Err(e) => return page_error(e, &headers),
+    };
+    let id2 = id.clone();
+    let made = s
+        .ledger(Lane::Bulk, move |store| {
+            let facts = cg_report::DatasetFacts::read(&dir).map_err(|e| {
+                tracing::error!(dataset = %id2, error = %e, "build report failed");
+                ApiError::conflict(format!(
+                    "the dataset {id2} cannot be reported on (its files are incomplete)"
+                ))
+            })?;
+            let log = cg_report::build_report::log_position(store, &facts)?;
+            Ok(cg_report::build_report::render(&facts, None, Some(&log)))
+        })
+        .await;
+    match made {
+        Ok(html) => document(html),
         Err(e) => page_error(e, &headers),
     }
 }
@@ -650,7 +745,7 @@ async fn dashboard_body(s: &Arc<AppState>) -> Result<String, ApiError> {
             .collect();
         let _ = write!(
             b,
-            r#"<section aria-labelledby="b{i}"><h3 id="b{i}"><code>{}</code> as of {}</h3><p>{} · policy <code>{}</code>{}</p>{}</section>"#,
+            r#"<section aria-labelledby="b{i}"><h3 id="b{i}"><code>{}</code> as of {}</h3><p>{} · policy <code>{}</code>{} · <a class="report" href="/dashboard/builds/{id}/report">build report</a></p>{}</section>"#,
             esc(&d.dataset_id),
             esc(&d.as_of),
             esc(&totals.join(" · ")),
@@ -659,7 +754,8 @@ async fn dashboard_body(s: &Arc<AppState>) -> Result<String, ApiError> {
                 .as_deref()
                 .map(|p| format!(" · rebuilt from <code>{}</code>", esc(p)))
                 .unwrap_or_default(),
-            chart(&format!("chart-{i}"), &d.counts)
+            chart(&format!("chart-{i}"), &d.counts),
+            id = esc(&d.dataset_id),
         );
     }
     Ok(b)

@@ -58,6 +58,10 @@ enum Command {
     /// Published datasets: verify.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
+    /// Evidence documents: a dataset's build report (HTML), the AI Act training-content
+    /// summary, a GDPR Art 30 record of processing.
+    #[command(subcommand)]
+    Report(commands::report::ReportCommand),
     /// Which datasets, shards and models hold the content of members who withdrew or asked
     /// for erasure.
     Impact(Box<commands::withdrawal::ImpactArgs>),
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(cmd, printer),
         Command::Receipt(cmd) => commands::receipt::run(cmd, printer),
         Command::Dataset(cmd) => commands::dataset::run(cmd, printer),
+        Command::Report(cmd) => commands::report::run(cmd, printer),
         Command::Impact(args) => commands::withdrawal::impact(*args, printer),
         Command::Rebuild(args) => commands::withdrawal::rebuild(*args, printer),
         Command::Watch(args) => commands::withdrawal::watch(args, printer),

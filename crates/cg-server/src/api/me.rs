@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/me/history", get(me_history))
         .route("/v1/me/receipts", get(me_receipt))
         .route("/v1/me/erasure", post(me_erasure))
+        .route("/v1/me/export", get(me_export))
 }
 
 /// A member's state for one purpose.
@@ -407,4 +408,64 @@ async fn me_erasure(
         Json(serde_json::json!({"erasure_requested_at": at.to_string()})),
     )
         .into_response())
+}
+
+/// The published dataset directories (those with a manifest), by name.
+pub fn dataset_dirs(state: &AppState) -> Result<Vec<std::path::PathBuf>, ApiError> {
+    let Some(root) = state.datasets() else {
+        return Ok(Vec::new());
+    };
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| ApiError::internal(format!("datasets directory: {e}")))?;
+    let mut dirs: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The member's data-use record (GDPR Art 15/20): consent history with log indices, a receipt
+/// per dataset, the models trained on datasets holding their content. Receipts are issued on
+/// the bulk lane (one per dataset).
+pub async fn export(
+    state: &Arc<AppState>,
+    cap: MemberCap,
+) -> Result<cg_report::export::MemberExport, ApiError> {
+    let dirs = dataset_dirs(state)?;
+    let models = match state.models() {
+        Some(path) => cg_report::registry::read(path).map_err(|e| {
+            tracing::error!(error = %e, "the model registry cannot be read");
+            ApiError::unavailable("the data-use record is not available right now")
+        })?,
+        None => Vec::new(),
+    };
+    let member = cap.member();
+    let st = state.clone();
+    state
+        .ledger(Lane::Bulk, move |store| {
+            let keys = st
+                .keys()
+                .map(|(signer, keys)| cg_report::export::ReceiptKeys { signer, keys });
+            cg_report::export::export(store, member, &dirs, keys, &models, now()).map_err(|e| {
+                match e {
+                    cg_report::ReportError::Ledger(l) => ApiError::from(l),
+                    other => {
+                        tracing::error!(error = %other, "member export failed");
+                        ApiError::internal("the data-use record could not be made")
+                    }
+                }
+            })
+        })
+        .await
+}
+
+async fn me_export(
+    MemberAuth(cap): MemberAuth,
+    axum::Extension(TokenId(token)): axum::Extension<TokenId>,
+    State(s): S,
+) -> Result<Json<cg_report::export::MemberExport>, ApiError> {
+    s.limits().take(&token, Kind::Batch)?;
+    Ok(Json(export(&s, cap).await?))
 }

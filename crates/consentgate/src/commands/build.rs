@@ -87,6 +87,10 @@ pub struct BuildArgs {
     /// Exclude malformed rows as `invalid_record` (and count them) instead of failing.
     #[arg(long)]
     pub quarantine: bool,
+    /// The licence the dataset card declares (an SPDX id or Hugging Face licence name in lower
+    /// case, e.g. `cc-by-4.0`; default `other`).
+    #[arg(long, value_name = "ID", value_parser = license)]
+    pub license: Option<String>,
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +105,15 @@ pub struct BuildArgs {
     /// storage the executors share). The dataset is the same either way.
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
     pub engine: cg_build::Engine,
+}
+
+/// Parses `--license`.
+pub fn license(s: &str) -> Result<String, String> {
+    if cg_build::card::valid_license(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("expected a licence id in lower case (letters, digits, `.`, `-`, `+`), e.g. `cc-by-4.0` or `other`".into())
+    }
 }
 
 fn engine(s: &str) -> Result<cg_build::Engine, String> {
@@ -138,6 +151,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
         ledger_checkpoint: ledger_head(&facts_consent, &key)?,
         engine: a.engine,
+        license: a.license,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
@@ -385,6 +399,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             member_keys: std::sync::Arc::new(key.member_keys.clone()),
             ledger_checkpoint: ledger_head(&ConsentSourceArg::Store(store_url.clone()), &key)?,
             engine: cg_build::Engine::Embedded,
+            license: None,
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

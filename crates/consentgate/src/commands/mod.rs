@@ -12,5 +12,6 @@ pub mod log;
 pub mod policy;
 pub mod receipt;
 pub mod redact;
+pub mod report;
 pub mod serve;
 pub mod withdrawal;

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Where published datasets live (builds, manifests, receipts).
     #[arg(long, value_name = "DIR")]
     pub datasets: Option<PathBuf>,
+    /// The model registry (TOML or JSON: `[[model]] name, datasets, trained_at`): members'
+    /// data-use records name the models trained on their content.
+    #[arg(long, value_name = "FILE")]
+    pub models: Option<PathBuf>,
     #[command(flatten)]
     pub key: KeyArgs,
     #[command(flatten)]
@@ -69,6 +73,7 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
             None
         },
         datasets: a.datasets,
+        models: a.models,
         signer,
         secure_cookies: a.secure_cookies,
     };

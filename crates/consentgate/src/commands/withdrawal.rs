@@ -11,7 +11,7 @@ use anyhow::Context;
 use cg_build::{BuildConfig, ConsentSourceArg, DatasetHolding};
 use cg_model::{MemberId, Timestamp};
 use clap::Args;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::commands::build::{log_dataset, summary};
 use crate::commands::consent::StoreArgs;
@@ -45,23 +45,6 @@ pub struct ImpactArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One model in the registry.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct ModelEntry {
-    /// Model name.
-    pub name: String,
-    /// Dataset ids it was trained on.
-    pub datasets: Vec<String>,
-    /// When training started (RFC 3339 or a date).
-    pub trained_at: String,
-}
-
-#[derive(Deserialize)]
-struct Registry {
-    #[serde(alias = "models")]
-    model: Vec<ModelEntry>,
 }
 
 /// A model trained on an affected dataset.
@@ -127,7 +110,7 @@ fn read_members(a: &ImpactArgs) -> anyhow::Result<BTreeSet<i64>> {
 }
 
 /// Dataset directories: each argument is a dataset (has a manifest.json) or holds datasets.
-fn dataset_dirs(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn dataset_dirs(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for a in args {
         if a.join("manifest.json").is_file() {
@@ -152,24 +135,6 @@ fn dataset_dirs(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         out.extend(found);
     }
     Ok(out)
-}
-
-fn read_registry(path: &Path) -> anyhow::Result<Vec<ModelEntry>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
-    let registry: Registry = if path.extension().and_then(|e| e.to_str()) == Some("json") {
-        serde_json::from_str(&text)
-            .with_context(|| format!("`{}` is not a models registry", path.display()))?
-    } else {
-        toml::from_str(&text)
-            .with_context(|| format!("`{}` is not a models registry", path.display()))?
-    };
-    for m in &registry.model {
-        Timestamp::parse(&m.trained_at).map_err(|e| {
-            anyhow::anyhow!("`{}`: model `{}`: trained_at: {e}", path.display(), m.name)
-        })?;
-    }
-    Ok(registry.model)
 }
 
 /// Runs `impact`.
@@ -222,7 +187,7 @@ pub fn impact(a: ImpactArgs, printer: Printer) -> anyhow::Result<()> {
     }
     let mut models = Vec::new();
     if let Some(path) = &a.models {
-        for model in read_registry(path)? {
+        for model in cg_report::registry::read(path)? {
             let trained = Timestamp::parse(&model.trained_at)?;
             let hit: Vec<&DatasetHolding> = datasets
                 .iter()
@@ -404,6 +369,9 @@ pub struct RebuildArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The licence the new dataset's card declares (default: the parent's).
+    #[arg(long, value_name = "ID", value_parser = crate::commands::build::license)]
+    pub license: Option<String>,
     /// Where the plan runs: `datafusion` (embedded) or `ballista://HOST:PORT` (see `build`).
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = cg_build::Engine::parse)]
     pub engine: cg_build::Engine,
@@ -470,6 +438,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
         ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
         engine: a.engine.clone(),
+        license: a.license.clone().or_else(|| manifest.license.clone()),
     };
     printer.status(
         "Rebuilding",

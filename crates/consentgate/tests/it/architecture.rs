@@ -120,6 +120,17 @@ const INTERNAL: &[(&str, &[&str])] = &[
             "cg-proof",
             "cg-io",
             "cg-ledger",
+            "cg-report",
+        ],
+    ),
+    (
+        "cg-report",
+        &[
+            "cg-model",
+            "cg-ledger",
+            "cg-policy",
+            "cg-proof",
+            "cg-redact",
         ],
     ),
     (
@@ -130,6 +141,7 @@ const INTERNAL: &[(&str, &[&str])] = &[
             "cg-policy",
             "cg-proof",
             "cg-redact",
+            "cg-report",
         ],
     ),
     (

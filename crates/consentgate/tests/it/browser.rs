@@ -303,6 +303,97 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
         client.screenshot().await.unwrap(),
     )
     .unwrap();
+    // The data-use record: the button opens it; its JSON's receipts verify offline.
+    client
+        .find(Locator::Css("#export"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let table = client
+        .wait()
+        .for_element(Locator::Css("#datasets"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(table.contains(" in it"), "{table}");
+    let history = client
+        .find(Locator::Css("#history"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("not allowed"), "{history}");
+    std::fs::write(
+        artifacts().join("export.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    let href = client
+        .find(Locator::Css("#export-json"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let session = client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {href} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {session}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-disposition: attachment"),
+        "{head}"
+    );
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let export: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(export["member_id"], 7);
+    let o = consentgate(&["keys", "show"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vkey = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    let datasets = export["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 1);
+    for d in datasets {
+        let receipt: cg_proof::receipt::Receipt =
+            serde_json::from_value(d["receipt"].clone()).unwrap();
+        let verified = cg_proof::receipt::verify(&receipt, &vkey, Some(7)).unwrap();
+        assert_eq!(Some(receipt.included), d["included"].as_bool());
+        assert!(verified.statement().contains("member 7"));
+    }
+    assert!(
+        export["consent_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["log_index"].is_u64())
+    );
+    client.goto(&format!("{base}/privacy")).await.unwrap();
     client
         .find(Locator::Css("header form button"))
         .await
@@ -347,6 +438,47 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(hash.len(), 64);
+    // Each build links to its report: a standalone page with SVG charts and the log entry.
+    let report = client
+        .find(Locator::Css("a.report"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    client.goto(&format!("{base}{report}")).await.unwrap();
+    let verified = client
+        .wait()
+        .for_element(Locator::Css("#verify"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(verified.contains("Every file matches"), "{verified}");
+    let entry = client
+        .find(Locator::Css("#log-entry"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(entry.contains("records this manifest"), "{entry}");
+    assert!(
+        client
+            .find_all(Locator::Css("svg.chart rect"))
+            .await
+            .unwrap()
+            .len()
+            >= 3
+    );
+    std::fs::write(
+        artifacts().join("build-report.png"),
+        client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    client.goto(&format!("{base}/dashboard")).await.unwrap();
     std::fs::write(
         artifacts().join("dashboard.png"),
         client.screenshot().await.unwrap(),
@@ -355,6 +487,20 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
     // Keyboard: the setting is reachable with Tab from the top of the privacy page for members
     // (checked on the markup: a real <input type=checkbox> with a <label>).
     client.close().await.unwrap();
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
 }
 
 #[test]

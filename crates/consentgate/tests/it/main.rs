@@ -15,6 +15,7 @@ mod paths;
 mod policy;
 mod redact;
 mod reference;
+mod reports;
 mod transparency;
 mod util;
 mod withdrawal;

@@ -42,6 +42,9 @@ pub struct Manifest {
     pub counts: Vec<Count>,
     /// Rows by decision.
     pub totals: BTreeMap<String, u64>,
+    /// Rows by region and decision, each row once (absent in manifests before it was added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows_by_region: Vec<RegionRows>,
     /// Whether malformed rows were quarantined instead of failing the build.
     pub quarantine: bool,
     /// For builds from the ledger: the signed tree head of its transparency log when the build
@@ -56,6 +59,14 @@ pub struct Manifest {
     pub tool_version: String,
     /// Execution engine.
     pub engine: String,
+    /// The licence the dataset card declares (an SPDX id or a Hugging Face licence name);
+    /// absent: `other` (terms set by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The dataset card (`README.md`, Hugging Face dataset-card format), covered by this
+    /// manifest's digest like every other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<DocRef>,
     /// For an incremental rebuild: the dataset it was rebuilt from and what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lineage: Option<Lineage>,
@@ -114,6 +125,40 @@ pub struct FileRef {
     pub rows: u64,
     /// SHA-256 of the bytes.
     pub sha256: String,
+}
+
+/// A document of the dataset (no rows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRef {
+    /// Path relative to the dataset directory.
+    pub file: String,
+    /// SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// The rows of one region by decision (each row once).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionRows {
+    /// Region label (`EU`, `UK`, ..., `ROW`, `UNKNOWN`).
+    pub region: String,
+    /// Rows included.
+    pub include: u64,
+    /// Rows included after redacting a third party's data.
+    pub include_redacted: u64,
+    /// Rows excluded.
+    pub exclude: u64,
+}
+
+impl RegionRows {
+    /// Every row of the region.
+    pub fn total(&self) -> u64 {
+        self.include + self.include_redacted + self.exclude
+    }
+
+    /// Rows kept (in the shards).
+    pub fn kept(&self) -> u64 {
+        self.include + self.include_redacted
+    }
 }
 
 /// One cell of the decision × reason × region table.
