@@ -108,21 +108,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML content and attribute values (one escaper for pages and documents).
+pub use cg_report::html::esc;
 
 /// A page: `csrf` is the session's form token when signed in (for the sign-out form).
 fn page(title: &str, body: &str, csrf: Option<&str>) -> Html<String> {

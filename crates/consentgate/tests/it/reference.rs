@@ -408,31 +408,6 @@ proptest! {
     }
 }
 
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        expected == actual,
-        "golden {name} differs (review, then UPDATE_GOLDEN=1 to rewrite):\n{}",
-        similar_diff(&expected, actual)
-    );
-}
-
-fn similar_diff(a: &str, b: &str) -> String {
-    a.lines()
-        .zip(b.lines())
-        .filter(|(x, y)| x != y)
-        .take(10)
-        .map(|(x, y)| format!("- {x}\n+ {y}\n"))
-        .collect()
-}
-
 #[test]
 fn golden_manifest_and_summary() {
     // A fixed log key: the member commitment's root depends on it.
@@ -462,7 +437,7 @@ fn golden_manifest_and_summary() {
         true,
     );
     m.as_object_mut().unwrap().remove("created_at");
-    golden(
+    crate::util::golden(
         "manifest.json",
         &(serde_json::to_string_pretty(&m).unwrap() + "\n"),
     );
@@ -487,5 +462,5 @@ fn golden_manifest_and_summary() {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    golden("summary.txt", &filtered);
+    crate::util::golden("summary.txt", &filtered);
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 
-use crate::util::{consentgate, read_parquet, stderr, stdout};
+use crate::util::{consentgate, golden, read_parquet, stderr, stdout};
 
 struct World {
     _corpus: cg_test_support::TempDir,
@@ -187,26 +187,6 @@ fn normalise(s: &str) -> String {
         i += 1;
     }
     out
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .find(|(a, b)| a != b)
-            .map(|(a, b)| format!("- {a}\n+ {b}"))
-            .unwrap_or_else(|| "(lengths differ)".into());
-        panic!("golden {name} differs (review, then UPDATE_GOLDEN=1 to rewrite):\n{first}");
-    }
 }
 
 #[test]

@@ -95,3 +95,27 @@ pub fn decision_rows(dataset: &Path) -> Vec<DecisionRow> {
     }
     out
 }
+
+/// Compares `actual` with the golden file `tests/golden/NAME` (`UPDATE_GOLDEN=1` rewrites it
+/// after review), showing the first differing lines.
+pub fn golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    let diff: String = expected
+        .lines()
+        .zip(actual.lines())
+        .filter(|(x, y)| x != y)
+        .take(10)
+        .map(|(x, y)| format!("- {x}\n+ {y}\n"))
+        .collect();
+    assert!(
+        expected == actual,
+        "golden {name} differs (review, then UPDATE_GOLDEN=1 to rewrite):\n{diff}"
+    );
+}
