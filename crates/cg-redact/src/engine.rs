@@ -233,20 +233,33 @@ impl Redactor {
     /// Replaces `spans` (sorted, non-overlapping) in `text`.
     pub fn apply(&self, text: &str, spans: &[Span], how: Replacement) -> String {
         let mut out = String::with_capacity(text.len());
+        self.apply_with(text, spans, how, |piece| out.push_str(piece));
+        out
+    }
+
+    /// [`Redactor::apply`] appended to a byte buffer (UTF-8), without a `String` per text.
+    pub fn apply_into(&self, text: &str, spans: &[Span], how: Replacement, out: &mut Vec<u8>) {
+        out.reserve(text.len());
+        self.apply_with(text, spans, how, |piece| {
+            out.extend_from_slice(piece.as_bytes())
+        });
+    }
+
+    /// The pieces of the redacted text, in order.
+    fn apply_with(&self, text: &str, spans: &[Span], how: Replacement, mut put: impl FnMut(&str)) {
         let mut last = 0;
         for s in spans {
-            out.push_str(&text[last..s.start]);
-            out.push('<');
-            out.push_str(s.kind.as_str());
+            put(&text[last..s.start]);
+            put("<");
+            put(s.kind.as_str());
             if how == Replacement::Pseudonym {
-                out.push('_');
-                out.push_str(&self.pseudonym(&s.kind, &text[s.start..s.end]));
+                put("_");
+                put(&self.pseudonym(&s.kind, &text[s.start..s.end]));
             }
-            out.push('>');
+            put(">");
             last = s.end;
         }
-        out.push_str(&text[last..]);
-        out
+        put(&text[last..]);
     }
 
     /// HMAC-SHA256(key, type ‖ 0 ‖ lower-cased value), first 4 bytes in hex.

@@ -8,7 +8,7 @@
 //!
 //! One pass: a hand-written byte scanner finds candidates and validates them on the spot (no
 //! regex at run time, no numbering-plan library); names come from Aho-Corasick automata. Output is placeholder text (`<EMAIL>`), keyed pseudonyms
-//! (`<EMAIL_1a2b3c4d>`) or spans.
+//! (`<EMAIL_1a2b3c4d>`) or spans. [`stream`] runs it over a stream of lines on every core.
 //!
 //! ```
 //! use cg_redact::{Redactor, Replacement};
@@ -23,6 +23,7 @@ mod engine;
 mod entity;
 mod names;
 mod scan;
+pub mod stream;
 pub mod validate;
 
 pub use engine::{CharSpan, RedactError, Redactor, RedactorBuilder, Replacement, Span, char_spans};

@@ -635,21 +635,33 @@ const AMBIGUOUS: u8 = 16;
 const GIVEN: u8 = 32;
 const SURNAME: u8 = 64;
 
+/// A folded word of at most [`KEY_BYTES`]` - 1` bytes, zero-padded: keys compare as three
+/// machine words, with no pointer to follow (words hold no NUL byte, so padding is unambiguous).
+type Key = [u8; KEY_BYTES];
+const KEY_BYTES: usize = 24;
+
+/// The key of `word` (folded), or `None` when it is empty or too long to be in a list.
+fn key(word: &[u8]) -> Option<Key> {
+    let mut buf = [0u8; KEY_BYTES];
+    let n = fold(word, &mut buf);
+    (n > 0 && n < KEY_BYTES).then_some(buf)
+}
+
 /// Every list word, folded (lower case, Latin-1 accents removed), with the lists it is in: one
 /// hash lookup answers every question about a word.
 #[derive(Debug)]
 pub(crate) struct Names {
-    words: FxHashMap<Box<[u8]>, u8>,
+    words: FxHashMap<Key, u8>,
 }
 
 impl Names {
     pub(crate) fn new() -> Names {
-        let mut words: FxHashMap<Box<[u8]>, u8> = FxHashMap::default();
-        let mut add = |w: &str, bit: u8| {
-            let mut buf = [0u8; 24];
-            let n = fold(w.as_bytes(), &mut buf);
-            if n >= 2 {
-                *words.entry(buf[..n].into()).or_default() |= bit;
+        let mut words: FxHashMap<Key, u8> = FxHashMap::default();
+        let mut add = |w: &str, bit: u8, min_len: usize| {
+            if w.len() >= min_len
+                && let Some(k) = key(w.as_bytes())
+            {
+                *words.entry(k).or_default() |= bit;
             }
         };
         for (bit, list) in [
@@ -660,19 +672,19 @@ impl Names {
             (AMBIGUOUS, AMBIGUOUS_GIVEN),
         ] {
             for w in list {
-                add(w, bit);
+                add(w, bit, 2);
             }
         }
         for w in CENSUS_GIVEN.lines().chain(FIRST.iter().copied()) {
-            add(w, GIVEN);
+            add(w, GIVEN, 2);
         }
         for w in CENSUS_SURNAMES.lines().chain(LAST.iter().copied()) {
-            add(w, SURNAME);
+            add(w, SURNAME, 2);
         }
-        // One- and two-letter words of the small lists (`y`, `e`, `i`, `z`, `de`) too.
+        // One-letter words of the small lists (`y`, `e`, `i`, `z`) too.
         for (bit, list) in [(CUE, CUES), (PARTICLE, PARTICLES)] {
-            for w in list.iter().filter(|w| w.len() < 2) {
-                *words.entry(w.as_bytes().into()).or_default() |= bit;
+            for w in list {
+                add(w, bit, 1);
             }
         }
         Names { words }
@@ -680,12 +692,7 @@ impl Names {
 
     /// The list bits of a word.
     fn flags(&self, word: &[u8]) -> u8 {
-        let mut buf = [0u8; 24];
-        let n = fold(word, &mut buf);
-        if n == 0 || n >= buf.len() {
-            return 0;
-        }
-        self.words.get(&buf[..n]).copied().unwrap_or(0)
+        key(word).map_or(0, |k| self.words.get(&k).copied().unwrap_or(0))
     }
 
     /// Whether a cue word (or an em dash) stands right before the word at `i`.

@@ -480,8 +480,9 @@ const CURRENCY: &[&str] = &[
 ];
 
 /// Every cue stem: `(is a phone cue, is a reference cue)`.
-fn cue_table() -> &'static FxHashMap<&'static [u8], (bool, bool)> {
-    static TABLE: std::sync::LazyLock<FxHashMap<&'static [u8], (bool, bool)>> =
+/// The cue stems (phone?, reference?) and the longest stem's length.
+fn cue_table() -> &'static (FxHashMap<&'static [u8], (bool, bool)>, usize) {
+    static TABLE: std::sync::LazyLock<(FxHashMap<&'static [u8], (bool, bool)>, usize)> =
         std::sync::LazyLock::new(|| {
             let mut t: FxHashMap<&'static [u8], (bool, bool)> = FxHashMap::default();
             for c in PHONE_CUES {
@@ -490,7 +491,8 @@ fn cue_table() -> &'static FxHashMap<&'static [u8], (bool, bool)> {
             for c in REFERENCE_CUES {
                 t.entry(c.as_bytes()).or_default().1 = true;
             }
-            t
+            let longest = t.keys().map(|k| k.len()).max().unwrap_or(0);
+            (t, longest)
         });
     &TABLE
 }
@@ -518,19 +520,20 @@ fn nearest_cue(bytes: &[u8], s: usize) -> Option<bool> {
         if word.is_empty() {
             return None;
         }
-        let cues = cue_table();
-        // A stem matches as a prefix of four letters or more, or as the whole word.
-        let matches = |phone: bool| {
-            (1..=word.len()).any(|len| {
-                cues.get(&word[..len]).is_some_and(
-                    |(p, r)| if phone { *p } else { *r } && (len >= 4 || len == word.len()),
-                )
-            })
-        };
-        if matches(true) {
+        let (cues, longest) = cue_table();
+        // A stem matches as a prefix of four letters or more, or as the whole word: one lookup
+        // per such prefix, both lists at once.
+        let (mut phone, mut reference) = (false, false);
+        for len in (1..=word.len().min(*longest)).filter(|&len| len >= 4 || len == word.len()) {
+            if let Some((p, r)) = cues.get(&word[..len]) {
+                phone |= *p;
+                reference |= *r;
+            }
+        }
+        if phone {
             return Some(true);
         }
-        if matches(false) {
+        if reference {
             return Some(false);
         }
     }
