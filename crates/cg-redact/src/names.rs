@@ -652,6 +652,20 @@ fn key(word: &[u8]) -> Option<Key> {
 #[derive(Debug)]
 pub(crate) struct Names {
     words: FxHashMap<Key, u8>,
+    /// A Bloom filter (8 KiB, two probes) of the words that can start a name (given names and
+    /// titles): most capitalised words are answered here, in the first-level cache, without
+    /// touching the 2 MiB table.
+    starters: Box<[u64; STARTER_WORDS]>,
+}
+
+const STARTER_WORDS: usize = 1024;
+
+/// The two filter bits of a key (from the high bits of one Fx hash).
+fn starter_bits(key: &Key) -> [usize; 2] {
+    use std::hash::BuildHasher;
+    let h = rustc_hash::FxBuildHasher.hash_one(key);
+    let mask = STARTER_WORDS * 64 - 1;
+    [(h >> 48) as usize & mask, (h >> 32) as usize & mask]
 }
 
 impl Names {
@@ -687,7 +701,22 @@ impl Names {
                 add(w, bit, 1);
             }
         }
-        Names { words }
+        let mut starters = Box::new([0u64; STARTER_WORDS]);
+        for (k, bits) in &words {
+            if bits & (GIVEN | TITLE) != 0 {
+                for b in starter_bits(k) {
+                    starters[b / 64] |= 1 << (b % 64);
+                }
+            }
+        }
+        Names { words, starters }
+    }
+
+    /// Whether `key` may be a given name or a title (false: certainly neither).
+    fn may_start(&self, key: &Key) -> bool {
+        starter_bits(key)
+            .iter()
+            .all(|b| self.starters[b / 64] & (1 << (b % 64)) != 0)
     }
 
     /// The list bits of a word.
@@ -715,8 +744,11 @@ impl Names {
     pub(crate) fn find_at(&self, text: &str, i: usize) -> Option<(usize, usize)> {
         let bytes = text.as_bytes();
         let w1 = capitalised_word(text, i)?;
-        let first = &bytes[i..w1];
-        let first_flags = self.flags(first);
+        let first = key(&bytes[i..w1])?;
+        if !self.may_start(&first) {
+            return None;
+        }
+        let first_flags = self.words.get(&first).copied().unwrap_or(0);
         let given = first_flags & GIVEN != 0;
         if !given && first_flags & TITLE != 0 {
             // `Dr. Okafor`, `Frau Schmidt`: one or two capitalised words after the title.
@@ -848,4 +880,39 @@ fn capitalised_word(text: &str, s: usize) -> Option<usize> {
     let e = word_end(text.as_bytes(), s);
     // Words end on a char boundary: `word_end` only stops at ASCII bytes.
     (e > s + 1 && text.is_char_boundary(e)).then_some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_starter_filter_has_no_false_negatives() {
+        let names = Names::new();
+        let mut starters = 0;
+        for (k, bits) in &names.words {
+            if bits & (GIVEN | TITLE) != 0 {
+                starters += 1;
+                assert!(names.may_start(k), "{:?}", String::from_utf8_lossy(k));
+            }
+        }
+        assert!(starters > 5_000);
+        // And it does filter: most surnames that are not given names are answered by it.
+        let others: Vec<&Key> = names
+            .words
+            .iter()
+            .filter(|(_, b)| **b & (GIVEN | TITLE) == 0)
+            .map(|(k, _)| k)
+            .collect();
+        let passed = others.iter().filter(|k| names.may_start(k)).count();
+        assert!(passed * 10 < others.len(), "{passed} of {}", others.len());
+    }
+
+    #[test]
+    fn keys_fold_case_and_latin_accents() {
+        assert_eq!(key("José".as_bytes()), key(b"jose"));
+        assert_eq!(key(b"MARIA"), key(b"maria"));
+        assert_eq!(key(b""), None);
+        assert_eq!(key(&[b'a'; KEY_BYTES]), None);
+    }
 }

@@ -480,20 +480,22 @@ const CURRENCY: &[&str] = &[
 ];
 
 /// Every cue stem: `(is a phone cue, is a reference cue)`.
-/// The cue stems (phone?, reference?) and the longest stem's length.
-fn cue_table() -> &'static (FxHashMap<&'static [u8], (bool, bool)>, usize) {
-    static TABLE: std::sync::LazyLock<(FxHashMap<&'static [u8], (bool, bool)>, usize)> =
-        std::sync::LazyLock::new(|| {
-            let mut t: FxHashMap<&'static [u8], (bool, bool)> = FxHashMap::default();
-            for c in PHONE_CUES {
-                t.entry(c.as_bytes()).or_default().0 = true;
-            }
-            for c in REFERENCE_CUES {
-                t.entry(c.as_bytes()).or_default().1 = true;
-            }
-            let longest = t.keys().map(|k| k.len()).max().unwrap_or(0);
-            (t, longest)
-        });
+/// Cue stems with whether each is a phone cue and a reference cue, and the longest stem's length.
+type CueTable = (FxHashMap<&'static [u8], (bool, bool)>, usize);
+
+/// The cue table, built once.
+fn cue_table() -> &'static CueTable {
+    static TABLE: std::sync::LazyLock<CueTable> = std::sync::LazyLock::new(|| {
+        let mut t: FxHashMap<&'static [u8], (bool, bool)> = FxHashMap::default();
+        for c in PHONE_CUES {
+            t.entry(c.as_bytes()).or_default().0 = true;
+        }
+        for c in REFERENCE_CUES {
+            t.entry(c.as_bytes()).or_default().1 = true;
+        }
+        let longest = t.keys().map(|k| k.len()).max().unwrap_or(0);
+        (t, longest)
+    });
     &TABLE
 }
 

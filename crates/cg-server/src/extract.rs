@@ -63,6 +63,61 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body read but not parsed yet, for bodies parsed off the async workers
+/// (`/v1/check/batch`) or after the token is checked on a ledger thread (`/v1/check`):
+/// [`JsonBytes::parse`] gives the same errors as [`ApiJson`] (415 without the JSON content type,
+/// 400 naming `body`); only a body over the limit (413) is refused while reading.
+#[derive(Debug, Clone)]
+pub struct JsonBytes {
+    bytes: axum::body::Bytes,
+    json_type: bool,
+}
+
+impl JsonBytes {
+    /// Parses the body.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if !self.json_type {
+            return Err(body_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
+        }
+        let axum::Json(t) = axum::Json::<T>::from_bytes(&self.bytes)?;
+        Ok(t)
+    }
+}
+
+/// Whether a request says its body is JSON (`application/json`, or `application/*+json`), as
+/// axum's `Json` requires.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = json_content_type(req.headers());
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e.status(), e.body_text()))?;
+        Ok(JsonBytes { bytes, json_type })
+    }
+}
+
 /// A URL-encoded form body (the pages).
 #[derive(Debug, Clone)]
 pub struct ApiForm<T>(pub T);

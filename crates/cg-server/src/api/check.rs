@@ -8,15 +8,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
 use super::S;
 use crate::AppState;
-use crate::auth::{ServiceAuth, TokenId};
+use crate::auth::{BearerToken, ServiceAuth, TokenId};
 use crate::check::{CheckRequest, CheckResult, decide};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::JsonBytes;
 use crate::limits::Kind;
 use crate::storage::Lane;
 
@@ -27,20 +29,27 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/check/batch", post(check_batch))
 }
 
+/// The token is checked, the body parsed and the member decided in one ledger call: a check
+/// costs one hop to a ledger thread and back, and nothing is read or parsed for a caller that
+/// is not a service (401/403 come before any 400, as with the other endpoints).
 async fn check_one(
-    ServiceAuth(cap): ServiceAuth,
+    token: BearerToken,
     State(s): S,
-    ApiJson(req): ApiJson<CheckRequest>,
+    body: JsonBytes,
 ) -> Result<Json<CheckResult>, ApiError> {
     let active = s.policy()?;
-    let result = s
-        .ledger(Lane::Interactive, move |store| decide(store, &active, &req))
-        .await?;
-    Ok(Json(if cap.detail() {
-        result
-    } else {
-        result.for_service()
-    }))
+    s.ledger(Lane::Interactive, move |store| {
+        let cap = token.service_cap(store)?;
+        let req: CheckRequest = body.parse()?;
+        let result = decide(store, &active, &req)?;
+        Ok(if cap.detail() {
+            result
+        } else {
+            result.for_service()
+        })
+    })
+    .await
+    .map(Json)
 }
 
 /// `POST /v1/check/batch` body.
@@ -58,12 +67,22 @@ pub const MAX_BATCH: usize = 10_000;
 /// connection interactive checks need, and the answer keeps the items' order.
 const SLICE: usize = 500;
 
+/// `POST /v1/check/batch` answer.
+#[derive(Debug, serde::Serialize)]
+struct BatchResponse {
+    results: Vec<CheckResult>,
+}
+
+/// A batch's CPU work (parsing up to 10 000 items, deciding them, writing the answer) runs on
+/// the bulk lane's low-priority thread, never on the async workers that answer single checks:
+/// a worker busy with a 1 MB body for milliseconds would delay every check queued behind it.
 async fn check_batch(
     ServiceAuth(cap): ServiceAuth,
     axum::Extension(TokenId(token)): axum::Extension<TokenId>,
     State(s): S,
-    ApiJson(req): ApiJson<BatchRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    body: JsonBytes,
+) -> Result<Response, ApiError> {
+    let req: BatchRequest = s.ledger(Lane::Bulk, move |_| body.parse()).await?;
     if req.items.len() > MAX_BATCH {
         return Err(ApiError::bad(
             "items",
@@ -79,26 +98,31 @@ async fn check_batch(
         let rest = items.split_off(SLICE.min(items.len()));
         let slice = std::mem::replace(&mut items, rest);
         let active = active.clone();
+        let detail = cap.detail();
         let decided = s
             .ledger(Lane::Bulk, move |store| {
                 slice
                     .iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        decide(store, &active, item).map_err(|mut e| {
-                            e.field = e.field.map(|f| format!("items[{}].{f}", offset + i));
-                            e
-                        })
+                        decide(store, &active, item)
+                            .map(|r| if detail { r } else { r.for_service() })
+                            .map_err(|mut e| {
+                                e.field = e.field.map(|f| format!("items[{}].{f}", offset + i));
+                                e
+                            })
                     })
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         offset += decided.len();
-        results.extend(
-            decided
-                .into_iter()
-                .map(|r| if cap.detail() { r } else { r.for_service() }),
-        );
+        results.extend(decided);
     }
-    Ok(Json(serde_json::json!({ "results": results })))
+    let body = s
+        .ledger(Lane::Bulk, move |_| {
+            serde_json::to_vec(&BatchResponse { results })
+                .map_err(|e| ApiError::internal(format!("cannot write the batch answer: {e}")))
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
