@@ -40,6 +40,10 @@ export CG_DATA_DIR="$WORK/data"
 SERVICE=$("$BIN" token issue --role service --store "$STORE" -q)
 AUDITOR=$("$BIN" token issue --role auditor --store "$STORE" -q)
 MEMBER=$("$BIN" token issue --role member --member 1 --store "$STORE" -q)
+if curl -s -o /dev/null -m 2 "http://127.0.0.1:$PORT/healthz"; then
+  echo "error: something already answers on port $PORT (an earlier serve still draining?); PORT=... picks another" >&2
+  exit 1
+fi
 "$BIN" serve --store "$STORE" --listen "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 PIDS=()
@@ -47,6 +51,12 @@ cleanup() { kill "${PIDS[@]}" "$SERVER" 2>/dev/null || true; }
 trap cleanup EXIT
 URL="http://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -sf "$URL/healthz" >/dev/null && break; sleep 0.2; done
+# A server left over on the port (or one that failed to start) would make every figure wrong.
+if ! kill -0 "$SERVER" 2>/dev/null || ! curl -sf "$URL/healthz" >/dev/null; then
+  echo "error: consentgate serve is not running on port $PORT (see below; PORT=... picks another)" >&2
+  cat "$WORK/serve.log" >&2
+  exit 1
+fi
 
 # The batch body: 10 000 random members.
 python3 - "$MEMBERS" > "$WORK/batch.json" <<'PY'
@@ -113,7 +123,8 @@ LUA
 echo "== soak ${SECS}s on $STORE: wrk -t2 -c$C POST /v1/check offered at ${RATE}/s, with 10 000-item batches, a member writing 10/s and full log verifications"
 wrk -t2 -c"$C" -d"${SECS}s" --latency -s "$WORK/check.lua" "$URL" \
   | grep -E "Requests/sec|^ +50%|^ +90%|^ +99%|Non-2xx|Socket errors" || true
-wait "${PIDS[@]}" 2>/dev/null || true
+# (Only the load loops: a bare `wait` would wait for the server too.)
+if [ "${#PIDS[@]}" -gt 0 ]; then wait "${PIDS[@]}" 2>/dev/null || true; fi
 cat "$WORK/batch.out" "$WORK/writer.out" "$WORK/verify.out" 2>/dev/null || true
 # Nothing acknowledged is lost: the member's history holds every acknowledged write, and the
 # log verifies.
