@@ -4,7 +4,8 @@
 #   - wrk on POST /v1/check at a fixed offered rate (RATE, default 5000 requests/s: each of the
 #     C=10 connections waits C/RATE between requests), random members; p50/p90/p99 and the
 #     achieved requests/s from wrk's histogram;
-#   - a loop of 10 000-item POST /v1/check/batch;
+#   - a loop of 10 000-item POST /v1/check/batch (the background loops run in one Python process
+#     on kept connections);
 #   - one member writing 10 setting changes per second (PUT /v1/me/consents/genai_training);
 #   - a loop of full log verifications (GET /v1/log/verify) and tile reads;
 # then checks that every acknowledged write is in the ledger and the log verifies.
@@ -65,42 +66,76 @@ random.seed(11)
 n = int(sys.argv[1])
 print(json.dumps({"items": [{"member_id": random.randint(1, n), "purpose": "genai_training"} for _ in range(10000)]}))
 PY
-END=$(( $(date +%s) + SECS ))
-batch_loop() {
-  local n=0 slow=0
-  while [ "$(date +%s)" -lt "$END" ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -m 130 -H "Authorization: Bearer $SERVICE" \
-      -H 'content-type: application/json' --data-binary "@$WORK/batch.json" "$URL/v1/check/batch")
-    n=$((n + 1)); [ "$code" = 200 ] || slow=$((slow + 1))
-  done
-  echo "batches: $n sent, $slow not 200 (429 = the token's batch rate limit)" > "$WORK/batch.out"
-}
-writer_loop() {
-  local ok=0 other=0 granted=false
-  while [ "$(date +%s)" -lt "$END" ]; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -m 10 -X PUT -H "Authorization: Bearer $MEMBER" \
-      -H 'content-type: application/json' -d "{\"granted\": $granted}" "$URL/v1/me/consents/genai_training")
-    if [ "$code" = 200 ]; then ok=$((ok + 1)); else other=$((other + 1)); fi
-    if [ "$granted" = false ]; then granted=true; else granted=false; fi
-    sleep 0.1
-  done
-  echo "$ok" > "$WORK/writes.acked"
-  echo "member writes: $ok acknowledged, $other refused (429/503)" > "$WORK/writer.out"
-}
-verify_loop() {
-  local n=0 bad=0
-  while [ "$(date +%s)" -lt "$END" ]; do
-    v=$(curl -s -m 130 -H "Authorization: Bearer $AUDITOR" "$URL/v1/log/verify" | jq -r '.verified // .error.code')
-    curl -s -o /dev/null -m 30 -H "Authorization: Bearer $AUDITOR" "$URL/v1/log/tile/0/000.p/1" || true
-    n=$((n + 1)); [ "$v" = true ] || bad=$((bad + 1))
-  done
-  echo "log verifications: $n, $bad not verified" > "$WORK/verify.out"
-}
+# The background load: one Python process, three threads on keep-alive connections (a process
+# per request, as `curl` in a shell loop would be, costs the shared cores more than the requests
+# do and would measure the load generator, not the service).
+cat > "$WORK/load.py" <<'PY'
+import http.client, json, sys, threading, time
+port, secs, service, member, auditor, work = sys.argv[1:7]
+end = time.time() + float(secs)
+body = open(f"{work}/batch.json", "rb").read()
+
+def call(c, method, path, token, data=None):
+    """One request on a kept connection; reconnects after a failure. Returns (status, body)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        c[0].request(method, path, data, headers)
+        r = c[0].getresponse()
+        return r.status, r.read()
+    except Exception:
+        c[0].close()
+        c[0] = http.client.HTTPConnection("127.0.0.1", int(port), timeout=130)
+        time.sleep(0.1)
+        return 0, b""
+
+def connection():
+    return [http.client.HTTPConnection("127.0.0.1", int(port), timeout=130)]
+
+def batches():
+    c, n, other = connection(), 0, 0
+    while time.time() < end:
+        status, _ = call(c, "POST", "/v1/check/batch", service, body)
+        n += 1
+        other += status != 200
+    open(f"{work}/batch.out", "w").write(
+        f"batches: {n} sent, {other} not 200 (429 = the token's batch rate limit)\n")
+
+def writes():
+    c, ok, other, granted = connection(), 0, 0, False
+    while time.time() < end:
+        status, _ = call(c, "PUT", "/v1/me/consents/genai_training", member,
+                         json.dumps({"granted": granted}).encode())
+        ok += status == 200
+        other += status != 200
+        granted = not granted
+        time.sleep(0.1)
+    open(f"{work}/writes.acked", "w").write(f"{ok}\n")
+    open(f"{work}/writer.out", "w").write(
+        f"member writes: {ok} acknowledged, {other} refused (429/503)\n")
+
+def verifications():
+    c, n, bad = connection(), 0, 0
+    while time.time() < end:
+        status, out = call(c, "GET", "/v1/log/verify", auditor)
+        call(c, "GET", "/v1/log/tile/0/000.p/1", auditor)
+        n += 1
+        try:
+            bad += not (status == 200 and json.loads(out).get("verified") is True)
+        except ValueError:
+            bad += 1
+    open(f"{work}/verify.out", "w").write(f"log verifications: {n}, {bad} not verified\n")
+
+threads = [threading.Thread(target=f) for f in (batches, writes, verifications)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+PY
 # BACKGROUND=0 runs the checks alone (the floor to compare with).
 if [ "${BACKGROUND:-1}" = 1 ]; then
-  batch_loop & PIDS+=($!)
-  writer_loop & PIDS+=($!)
-  verify_loop & PIDS+=($!)
+  python3 "$WORK/load.py" "$PORT" "$SECS" "$SERVICE" "$MEMBER" "$AUDITOR" "$WORK" & PIDS+=($!)
 fi
 if [ "${PG_RESTART:-0}" = 1 ] && [[ "$STORE" == postgres* ]]; then
   ( sleep $((SECS / 2)); echo "restarting PostgreSQL"; $SUDO pg_ctlcluster "$(ls /etc/postgresql | head -n 1)" main restart ) &
