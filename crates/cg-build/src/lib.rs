@@ -43,8 +43,8 @@ pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use manifest::Manifest;
 pub use rebuild::{RebuildOutput, rebuild};
 pub use run::{
-    BuildConfig, BuildOutput, ConsentSourceArg, Engine, FactInputs, INPUTS_FILE, build,
-    decisions_schema, member_commitment, sha256_file,
+    BuildConfig, BuildOutput, ConsentSourceArg, DEFAULT_MEMORY_MB, Engine, FactInputs, INPUTS_FILE,
+    build, decisions_schema, member_commitment, sha256_file,
 };
 pub use verify::{DatasetReport, included_members, verify_dataset};
 pub use withdrawal::{DatasetHolding, MemberHolding, dataset_holding};

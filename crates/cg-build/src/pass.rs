@@ -77,10 +77,9 @@ pub(crate) fn run_pass(
     let mut out = PassOut::default();
     let mut last_id: Option<i64> = None;
     runtime.block_on(async {
-        // A bounded memory pool: the sort spills to disk instead of holding every row (set
-        // CG_BUILD_MEMORY_MB to change the default of 2048), shared fairly between the partitions.
-        let memory_mb: usize = std::env::var("CG_BUILD_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
-        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(memory_mb << 20));
+        // A bounded memory pool: the sort spills to disk instead of holding every row
+        // (`BuildConfig::memory_mb`), shared fairly between the partitions.
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(cfg.memory_mb.max(1) << 20));
         let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_pool(pool)
             .build_arc()

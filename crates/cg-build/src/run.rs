@@ -112,7 +112,13 @@ pub struct BuildConfig {
     pub engine: Engine,
     /// The licence the dataset card declares (`None`: `other`).
     pub license: Option<String>,
+    /// Memory the pass may hold (its sort above all) before it spills to disk, in MiB
+    /// ([`DEFAULT_MEMORY_MB`]; `build --memory-mb`), shared fairly between the partitions.
+    pub memory_mb: usize,
 }
+
+/// The pass's memory budget when none is given: 2 GiB.
+pub const DEFAULT_MEMORY_MB: usize = 2048;
 
 /// What a build produced.
 #[derive(Debug)]

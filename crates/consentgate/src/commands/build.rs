@@ -91,6 +91,10 @@ pub struct BuildArgs {
     /// case, e.g. `cc-by-4.0`; default `other`).
     #[arg(long, value_name = "ID", value_parser = license)]
     pub license: Option<String>,
+    /// Memory the build's pass may hold before it spills to disk, in MiB (its sort above all).
+    #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
+          value_parser = memory_mb)]
+    pub memory_mb: usize,
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +109,18 @@ pub struct BuildArgs {
     /// storage the executors share). The dataset is the same either way.
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
     pub engine: cg_build::Engine,
+}
+
+/// Parses `--memory-mb`: 64 MiB to 1 TiB.
+pub fn memory_mb(s: &str) -> Result<usize, String> {
+    let mb: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of MiB"))?;
+    if (64..=1 << 20).contains(&mb) {
+        Ok(mb)
+    } else {
+        Err(format!("{mb} MiB is outside 64..=1048576"))
+    }
 }
 
 /// Parses `--license`.
@@ -152,6 +168,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         ledger_checkpoint: ledger_head(&facts_consent, &key)?,
         engine: a.engine,
         license: a.license,
+        memory_mb: a.memory_mb,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
@@ -400,6 +417,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             ledger_checkpoint: ledger_head(&ConsentSourceArg::Store(store_url.clone()), &key)?,
             engine: cg_build::Engine::Embedded,
             license: None,
+            memory_mb: cg_build::DEFAULT_MEMORY_MB,
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

@@ -375,6 +375,10 @@ pub struct RebuildArgs {
     /// Where the plan runs: `datafusion` (embedded) or `ballista://HOST:PORT` (see `build`).
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = cg_build::Engine::parse)]
     pub engine: cg_build::Engine,
+    /// Memory the pass may hold before it spills to disk, in MiB (see `build`).
+    #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
+          value_parser = crate::commands::build::memory_mb)]
+    pub memory_mb: usize,
 }
 
 /// The parent's recorded input paths.
@@ -439,6 +443,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
         engine: a.engine.clone(),
         license: a.license.clone().or_else(|| manifest.license.clone()),
+        memory_mb: a.memory_mb,
     };
     printer.status(
         "Rebuilding",

@@ -68,7 +68,13 @@ fn same_inputs_give_identical_shards_decisions_and_manifest() {
     let (_c, files) = corpus();
     let out = cg_test_support::tempdir();
     let a = build(&files, "2025-03-01", &out.path().join("a"), &[]);
-    let b = build(&files, "2025-03-01", &out.path().join("b"), &[]);
+    // A small memory budget changes where the pass spills, never what it writes.
+    let b = build(
+        &files,
+        "2025-03-01",
+        &out.path().join("b"),
+        &["--memory-mb", "64"],
+    );
     let strip = |mut v: serde_json::Value| {
         v.as_object_mut().unwrap().remove("created_at");
         v
@@ -466,6 +472,16 @@ fn missing_columns_and_bad_flags_fail_clearly() {
         "x",
     ]);
     assert_eq!(o.status.code(), Some(2));
+    let mut args = build_args(&files, "2025-03-01", &dir.path().join("o"), &[]);
+    args.extend(["--memory-mb".to_owned(), "10".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = consentgate(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("10 MiB is outside 64..=1048576"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
