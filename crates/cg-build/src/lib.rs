@@ -23,6 +23,7 @@
 
 #[cfg(feature = "ballista")]
 pub mod card;
+pub mod decisions;
 pub mod distributed;
 mod facts;
 mod gate;

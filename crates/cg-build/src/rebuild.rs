@@ -18,11 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
 use cg_model::progress::Progress;
 use cg_proof::commitment::{Commitment, MemberKey};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rustc_hash::{FxHashMap, FxHashSet};
 use sha2::{Digest, Sha256};
 
@@ -47,48 +44,18 @@ pub struct RebuildOutput {
 type ParentRow = (Option<i64>, Option<u32>, i64);
 
 fn read_parent_decisions(dir: &Path) -> Result<FxHashMap<i64, ParentRow>, BuildError> {
-    let path = dir.join("decisions.parquet");
-    let bad = |m: String| BuildError::Source {
-        file: path.display().to_string(),
-        message: m,
-    };
-    let f = std::fs::File::open(&path).map_err(|e| BuildError::io(&path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| bad(e.to_string()))?;
     let mut rows = FxHashMap::default();
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(e.to_string()))?;
-        let col = |n: &str| {
-            batch.column_by_name(n).cloned().ok_or_else(|| {
-                bad(format!(
-                    "no column `{n}` (built before incremental rebuilds existed?)"
-                ))
-            })
-        };
-        let (ids, members, shards, fps) = (
-            col("content_id")?,
-            col("member_id")?,
-            col("shard")?,
-            col("fingerprint")?,
-        );
-        let ids = ids.as_primitive::<Int64Type>();
-        let members = members.as_primitive::<Int64Type>();
-        let shards = shards.as_primitive::<Int32Type>();
-        let fps = fps.as_primitive::<Int64Type>();
-        for i in 0..batch.num_rows() {
-            if ids.is_valid(i) {
-                rows.insert(
-                    ids.value(i),
-                    (
-                        members.is_valid(i).then(|| members.value(i)),
-                        shards.is_valid(i).then(|| shards.value(i) as u32),
-                        fps.value(i),
-                    ),
-                );
-            }
-        }
-    }
+    crate::decisions::for_each_decision(dir, |row| {
+        let fingerprint = row.fingerprint.ok_or_else(|| BuildError::Source {
+            file: dir
+                .join(crate::decisions::DECISIONS_FILE)
+                .display()
+                .to_string(),
+            message: "no column `fingerprint` (built before incremental rebuilds existed?)".into(),
+        })?;
+        rows.insert(row.content_id, (row.member_id, row.shard, fingerprint));
+        Ok(())
+    })?;
     Ok(rows)
 }
 

@@ -557,8 +557,11 @@ impl DecisionsOut {
     /// `dir/decisions.parquet`.
     pub(crate) fn create(dir: &Path) -> Result<DecisionsOut, BuildError> {
         Ok(DecisionsOut {
-            writer: cg_io::TableWriter::create(&dir.join("decisions.parquet"), decisions_schema())
-                .map_err(|e| BuildError::Input(e.to_string()))?,
+            writer: cg_io::TableWriter::create(
+                &dir.join(crate::decisions::DECISIONS_FILE),
+                decisions_schema(),
+            )
+            .map_err(|e| BuildError::Input(e.to_string()))?,
             id: Int64Builder::new(),
             member: Int64Builder::new(),
             decision: StringBuilder::new(),
@@ -784,7 +787,7 @@ pub(crate) fn finish_dataset(
         ledger_checkpoint: cfg.ledger_checkpoint.clone(),
         shards: shard_refs,
         decisions: FileRef {
-            file: "decisions.parquet".into(),
+            file: crate::decisions::DECISIONS_FILE.into(),
             rows: decisions_rows,
             sha256: sha256_file(&decisions_path)?,
         },

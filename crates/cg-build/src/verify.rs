@@ -3,13 +3,9 @@
 //! the member commitment holds exactly the members with rows in the shards.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
 use cg_proof::member_key::MemberKeySecret;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::BuildError;
@@ -33,31 +29,13 @@ pub struct DatasetReport {
 
 /// The members with at least one row in a shard, from a dataset's `decisions.parquet`.
 pub fn included_members(dir: &Path) -> Result<Vec<i64>, BuildError> {
-    let path = dir.join("decisions.parquet");
-    let f = File::open(&path).map_err(|e| BuildError::io(&path, e))?;
-    let bad = |e: String| BuildError::Source {
-        file: path.display().to_string(),
-        message: e,
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| bad(e.to_string()))?;
     let mut members = BTreeSet::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(e.to_string()))?;
-        let (Some(m), Some(s)) = (
-            batch.column_by_name("member_id"),
-            batch.column_by_name("shard"),
-        ) else {
-            return Err(bad("missing member_id or shard".into()));
-        };
-        let (m, s) = (m.as_primitive::<Int64Type>(), s.as_primitive::<Int32Type>());
-        for i in 0..batch.num_rows() {
-            if s.is_valid(i) && m.is_valid(i) {
-                members.insert(m.value(i));
-            }
+    crate::decisions::for_each_decision(dir, |row| {
+        if let (Some(member), Some(_)) = (row.member_id, row.shard) {
+            members.insert(member);
         }
-    }
+        Ok(())
+    })?;
     Ok(members.into_iter().collect())
 }
 

@@ -3,15 +3,10 @@
 //! with the log key, cross-checked against its member commitment.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int32Type, Int64Type};
 use cg_proof::commitment::{Commitment, Membership, verify_interval};
 use cg_proof::member_key::MemberKeySecret;
-use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::BuildError;
@@ -68,53 +63,21 @@ pub fn dataset_holding(
             manifest_path.display()
         ))
     })?;
-    let path = dir.join("decisions.parquet");
-    let bad = |e: String| BuildError::Source {
-        file: path.display().to_string(),
-        message: e,
-    };
-    let f = File::open(&path).map_err(|e| BuildError::io(&path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(e.to_string()))?;
-    let schema = builder.parquet_schema();
-    let wanted: Vec<usize> = ["member_id", "shard"]
-        .iter()
-        .map(|c| {
-            schema
-                .columns()
-                .iter()
-                .position(|x| x.name() == *c)
-                .ok_or_else(|| bad(format!("no column `{c}`")))
-        })
-        .collect::<Result<_, _>>()?;
-    let mask = ProjectionMask::leaves(schema, wanted);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
     let mut by_member: BTreeMap<i64, (u64, BTreeSet<u32>, u64)> = BTreeMap::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(e.to_string()))?;
-        let (Some(ids), Some(shards)) = (
-            batch.column_by_name("member_id"),
-            batch.column_by_name("shard"),
-        ) else {
-            return Err(bad("missing member_id or shard".into()));
+    crate::decisions::for_each_decision(dir, |row| {
+        let Some(member) = row.member_id.filter(|m| members.contains(m)) else {
+            return Ok(());
         };
-        let ids = ids.as_primitive::<Int64Type>();
-        let shards = shards.as_primitive::<Int32Type>();
-        for i in 0..batch.num_rows() {
-            if !ids.is_valid(i) || !members.contains(&ids.value(i)) {
-                continue;
-            }
-            let e = by_member.entry(ids.value(i)).or_default();
-            if shards.is_valid(i) {
+        let e = by_member.entry(member).or_default();
+        match row.shard {
+            Some(shard) => {
                 e.0 += 1;
-                e.1.insert(shards.value(i) as u32);
-            } else {
-                e.2 += 1;
+                e.1.insert(shard);
             }
+            None => e.2 += 1,
         }
-    }
+        Ok(())
+    })?;
     let tree = match (keys, &m.member_commitment) {
         (Some(_), Some(c)) => {
             let p = dir.join(&c.file);

@@ -485,24 +485,16 @@ fn demo_receipts(
 
 /// The first member (by id) with content in the decision record and none of it in the shards.
 fn first_excluded_member(dataset: &Path, included: &[i64]) -> anyhow::Result<Option<i64>> {
-    let path = dataset.join("decisions.parquet");
-    let file =
-        std::fs::File::open(&path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
     let mut best: Option<i64> = None;
-    for batch in reader {
-        let batch = batch?;
-        let members = batch
-            .column_by_name("member_id")
-            .context("decisions.parquet has no member_id")?
-            .as_primitive::<arrow::datatypes::Int64Type>();
-        for m in members.iter().flatten() {
-            if included.binary_search(&m).is_err() && best.is_none_or(|b| m < b) {
-                best = Some(m);
-            }
+    cg_build::decisions::for_each_decision(dataset, |row| {
+        if let Some(m) = row.member_id
+            && included.binary_search(&m).is_err()
+            && best.is_none_or(|b| m < b)
+        {
+            best = Some(m);
         }
-    }
+        Ok(())
+    })?;
     Ok(best)
 }
 
