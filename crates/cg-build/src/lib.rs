@@ -21,9 +21,9 @@
 
 #![deny(missing_docs)]
 
-#[cfg(feature = "ballista")]
 pub mod card;
 pub mod decisions;
+#[cfg(feature = "ballista")]
 pub mod distributed;
 mod facts;
 mod gate;
