@@ -21,12 +21,12 @@ echo "== generating $MEMBERS members, $ROWS content rows"
 "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$WORK/corpus" -q
 
 echo "== consentgate build"
-/usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$BIN" build -q --json \
+/usr/bin/time -f "%e %M %U %S" -o "$WORK/time.txt" "$BIN" build -q --json \
   --members "$WORK/corpus/members.parquet" --content "$WORK/corpus/content.parquet" \
   --consent "$WORK/corpus/consent.parquet" --residences "$WORK/corpus/residences.parquet" \
   --notices "$WORK/corpus/notices.parquet" --erasures "$WORK/corpus/erasures.parquet" \
   --as-of "$AS_OF" --out "$WORK/out" --shards 16 > "$WORK/manifest.json"
-read -r SECS RSS_KB < "$WORK/time.txt"
+read -r SECS RSS_KB USER_S SYS_S < "$WORK/time.txt"
 
 if [ ! -x benchmarks/.venv/bin/python ]; then
   python3 -m venv benchmarks/.venv
@@ -36,13 +36,14 @@ echo "== duckdb (2 threads), equivalent SQL"
 PEER=$(benchmarks/.venv/bin/python benchmarks/duckdb_peer.py "$WORK/corpus" "$AS_OF" "$WORK/duckdb.parquet")
 read -r PEER_SECS TEXT_MB PEER_ROWS <<< "$PEER"
 
-python3 - "$ROWS" "$SECS" "$RSS_KB" "$PEER_SECS" "$TEXT_MB" "$PEER_ROWS" "$WORK/manifest.json" <<'PY'
+python3 - "$ROWS" "$SECS" "$RSS_KB" "$PEER_SECS" "$TEXT_MB" "$PEER_ROWS" "$WORK/manifest.json" "$USER_S" "$SYS_S" <<'PY'
 import json, sys
-rows, secs, rss_kb, peer, text_mb, peer_rows, manifest = sys.argv[1:]
+rows, secs, rss_kb, peer, text_mb, peer_rows, manifest, user_s, sys_s = sys.argv[1:]
 rows, secs, rss_kb, peer, text_mb = int(rows), float(secs), int(rss_kb), float(peer), float(text_mb)
 m = json.load(open(manifest))
 kept = m["totals"].get("include", 0) + m["totals"].get("include_redacted", 0)
-print(f"consentgate: {rows} rows in {secs:.1f}s = {rows/secs:,.0f} rows/s, {text_mb/secs:.1f} MB/s of text, peak RSS {rss_kb/1024:.0f} MiB, kept {kept}")
+cores = (float(user_s) + float(sys_s)) / secs if secs > 0 else 0.0
+print(f"consentgate: {rows} rows in {secs:.1f}s = {rows/secs:,.0f} rows/s, {text_mb/secs:.1f} MB/s of text, peak RSS {rss_kb/1024:.0f} MiB, cores used {cores:.2f} (CPU/wall), kept {kept}")
 print(f"duckdb:      {rows} rows in {peer:.1f}s = {rows/peer:,.0f} rows/s, kept {peer_rows} (simpler rules, regex redaction)")
 print(f"ratio consentgate/duckdb time: {secs/peer:.2f} (goal <= 0.33)")
 PY

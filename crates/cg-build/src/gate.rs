@@ -22,8 +22,8 @@ struct GateMember {
     compiled: CompiledMember,
     /// Excluded as of the cut-off (a post made now would be): their mentions are scrubbed.
     excluded_now: bool,
-    /// Report region at the cut-off.
-    region: &'static str,
+    /// Report region at the cut-off, as an index into [`Gate::regions`].
+    region: u8,
     /// Country at the cut-off (the phone-number hint for redaction).
     hint: Option<cg_model::CountryCode>,
 }
@@ -35,6 +35,8 @@ pub struct Gate {
     members: FxHashMap<i64, GateMember>,
     redactor: cg_redact::Redactor,
     quarantine: bool,
+    /// Report region labels; index 0 is `UNKNOWN`.
+    regions: Vec<&'static str>,
 }
 
 /// One content row as the UDFs see it.
@@ -61,16 +63,25 @@ impl Gate {
         let engine = Engine::new(policy, ctx.purpose, ctx.as_of);
         let flags = engine.policy().config().region_flags();
         let mut decider = engine.decider();
+        let mut regions: Vec<&'static str> = vec!["UNKNOWN"];
         let members = members
             .into_iter()
             .map(|(id, facts)| {
                 let compiled = engine.compile(&facts);
                 let excluded_now = decider.member_excluded(Some(&compiled));
                 let j = Jurisdiction::normalize(facts.country_at(ctx.as_of)).ok();
+                let label = j
+                    .as_ref()
+                    .map_or("UNKNOWN", |j| j.regions(flags).report_label());
+                let region = match regions.iter().position(|r| *r == label) {
+                    Some(i) => i,
+                    None => {
+                        regions.push(label);
+                        regions.len() - 1
+                    }
+                };
                 let member = GateMember {
-                    region: j
-                        .as_ref()
-                        .map_or("UNKNOWN", |j| j.regions(flags).report_label()),
+                    region: u8::try_from(region).unwrap_or(0),
                     hint: j.map(|j| j.country()),
                     facts,
                     compiled,
@@ -85,6 +96,7 @@ impl Gate {
             members,
             redactor: cg_redact::Redactor::new()?,
             quarantine,
+            regions,
         })
     }
 
@@ -239,18 +251,21 @@ impl Gate {
         i64::from_le_bytes(x)
     }
 
-    /// Whether the member asked for erasure on or before the cut-off.
-    pub fn erasure_requested(&self, member_id: Option<i64>) -> bool {
-        member_id
-            .and_then(|m| self.members.get(&m))
-            .is_some_and(|m| m.compiled.erasure_requested())
-    }
-
-    /// The report region of a member at the cut-off (`EU`, `UK`, ..., `ROW`, or `UNKNOWN`).
-    pub fn region(&self, member_id: Option<i64>) -> &'static str {
+    /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
+    /// on or before the cut-off, and their report region at the cut-off as an index for
+    /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author).
+    pub fn author(&self, member_id: Option<i64>) -> (bool, u8) {
         member_id
             .and_then(|id| self.members.get(&id))
-            .map_or("UNKNOWN", |m| m.region)
+            .map_or((false, 0), |m| (m.compiled.erasure_requested(), m.region))
+    }
+
+    /// The label of a region index from [`Gate::author`] (`EU`, `UK`, ..., `ROW`, `UNKNOWN`).
+    pub fn region_label(&self, index: u8) -> &'static str {
+        self.regions
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or("UNKNOWN")
     }
 }
 

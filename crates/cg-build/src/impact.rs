@@ -141,7 +141,7 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
             let headline =
                 |v: &cg_model::Verdict| v.reasons().first().map_or("", |r| r.as_str()).to_owned();
             let key = (
-                from.region(r.member_id).to_owned(),
+                from.region_label(from.author(r.member_id).1).to_owned(),
                 va.decision().to_string(),
                 headline(&va),
                 vz.decision().to_string(),

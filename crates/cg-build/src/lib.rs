@@ -7,10 +7,12 @@
 //!    ledger's as-of snapshot) are loaded once;
 //! 2. content streams through a DataFusion plan whose UDFs decide each row (`cg_gate`: Cedar once
 //!    per distinct attribute tuple, then lookups; mentions of excluded members make a row
-//!    `include_redacted`) and redact kept text (`cg_redact`), ordered by `content_id`;
+//!    `include_redacted`) and redact kept text (`cg_redact`), one stream per core, no global sort
+//!    (the pass: `pass.rs`);
 //! 3. kept rows go to `shards/part-NNNNN.parquet` by a keyed hash of the member (one member, one
-//!    shard); every row goes to `decisions.parquet`; the manifest is written last and the dataset
-//!    directory is renamed into place (atomic publish).
+//!    shard), through per-shard spools that sort by `content_id` and spill past a budget
+//!    (`spool.rs`); every row goes to `decisions.parquet` in `content_id` order; the manifest is
+//!    written last and the dataset directory is renamed into place (atomic publish).
 //!
 //! 4. the member commitment (`members.commitment`, a sorted-interval Merkle tree over VRF member
 //!    keys) is written before the manifest, which names its root; [`verify_dataset`] re-checks
@@ -34,6 +36,7 @@ mod pass;
 mod rebuild;
 mod run;
 pub mod spec;
+mod spool;
 mod udf;
 mod verify;
 mod withdrawal;
@@ -108,6 +111,15 @@ pub enum BuildError {
     /// The engine failed.
     #[error("engine: {0}")]
     Engine(String),
+    /// A spill run of the pass could not be written or read back.
+    #[error("spill run `{}`: {source}", path.display())]
+    Spill {
+        /// The run file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
     /// `dataset verify` found problems; each names the file and what is wrong.
     #[error("the dataset `{}` does not verify:\n  - {}", dir.display(), problems.join("\n  - "))]
     Invalid {

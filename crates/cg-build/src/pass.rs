@@ -1,23 +1,55 @@
-//! One pass of content through the gate: the DataFusion plan (decide, optionally redact,
-//! fingerprint, sort by content id) and the loop that writes `decisions.parquet` rows and shard
-//! rows. A full build is one pass with text; an incremental rebuild is a decisions-only pass
-//! over every row, then a pass with text over the rows of the shards it rewrites.
+//! One pass of content through the gate, with every core busy and no global sort.
+//!
+//! ```text
+//!            DataFusion plan, one stream per partition (scan → cg_gate → cg_fingerprint → cg_redact)
+//!                 │ partition 0                │ partition 1             ...
+//!                 ▼                            ▼
+//!   per row: final verdict (quarantine, erasure, fail-closed checks), shard = keyed hash(member)
+//!        │ narrow record (ids, verdict code,      │ kept rows, taken per shard as Arrow batches
+//!        │ shard, fingerprint, region): 40 bytes  ▼
+//!        │                               ShardSpools (one per shard, shared budget, sorted runs
+//!        ▼                                 spilled to disk when over it)
+//!   sorted per partition                          │
+//!        │                                        │
+//!        ├─► k-way merge: duplicate content ids ──┤ (skipped in shards; quarantined or an error
+//!        │                                        │  naming the file and rows)
+//!        ▼                                        ▼
+//!   decisions.parquet + counts (one thread)   shards/part-NNNNN.parquet, merged by content id,
+//!                                              each written whole by one of N threads, with the
+//!                                              member keys of its members
+//! ```
+//!
+//! The bytes of a shard depend only on its rows (sorted by `content_id`, written in fixed
+//! batches), and `decisions.parquet` is in `content_id` order, so the dataset is the same
+//! however the engine split the input. A full build is one pass with text; an incremental
+//! rebuild is a decisions-only pass over every row, then a pass with text over the rows of the
+//! shards it rewrites.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, UInt32Array};
 use arrow::datatypes::{DataType, Int64Type, UInt32Type};
+use cg_model::{Decision, ReasonCode, Verdict};
+use cg_proof::commitment::MemberKey;
+use cg_proof::member_key::MemberKeySecret;
 use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{
-    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext, col, lit,
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+    col, lit,
 };
 use futures_lite::StreamExt;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::BuildError;
+use crate::gate::Gate;
+use crate::manifest::FileRef;
 use crate::run::{BuildConfig, DecisionsOut, Engine, ShardOut, engine_error, keyed_shard};
 use crate::spec::GateRef;
+use crate::spool::{ShardSpools, spill_dir_for, spool_schema};
 
 /// What a pass reads and writes.
 pub(crate) struct PassSpec<'a> {
@@ -25,10 +57,14 @@ pub(crate) struct PassSpec<'a> {
     pub text: bool,
     /// Only rows of these shards are read (None: every row).
     pub only_shards: Option<Arc<FxHashSet<u32>>>,
-    /// Where decision rows go (None: not written).
-    pub decisions: Option<&'a mut DecisionsOut>,
-    /// Shard writers (None at an index: that shard is not written by this pass).
-    pub shards: &'a mut [Option<ShardOut>],
+    /// The dataset's temporary directory, where `decisions.parquet` and shards are written.
+    pub dir: &'a Path,
+    /// Write `decisions.parquet`.
+    pub decisions: bool,
+    /// The shards written (a text pass; empty: none).
+    pub shards: Vec<u32>,
+    /// Derive the member keys of the written shards' members in this key domain.
+    pub member_keys: Option<(&'a MemberKeySecret, &'a str)>,
     /// Keep each row's (shard, fingerprint) by content id.
     pub collect: bool,
 }
@@ -43,17 +79,146 @@ pub(crate) struct PassOut {
     /// Rows by region, per decision in [`cg_model::Decision::ALL`] order: each row once
     /// (unlike `counts`, where a row with several reasons counts under each).
     pub regions: BTreeMap<String, [u64; 3]>,
-    /// The shard of every member with a kept row.
-    pub shard_of: FxHashMap<i64, u32>,
+    /// Every member with a kept row, ascending.
+    pub kept_members: Vec<i64>,
     /// content id → (shard, redaction fingerprint), when collected.
     pub rows: FxHashMap<i64, (Option<u32>, i64)>,
+    /// `decisions.parquet`, when written.
+    pub decisions: Option<FileRef>,
+    /// The shards written, by index.
+    pub shards: Vec<(u32, FileRef)>,
+    /// The member keys of the written shards' members, when asked for.
+    pub member_keys: Vec<MemberKey>,
+}
+
+/// A shard index meaning "not kept".
+const NO_SHARD: u32 = u32::MAX;
+const HAS_ID: u8 = 1;
+const HAS_MEMBER: u8 = 2;
+const ERASED: u8 = 4;
+
+/// One row's decision as the pass keeps it until the record is written (no text).
+#[derive(Clone, Copy, Debug)]
+struct Decided {
+    content_id: i64,
+    member_id: i64,
+    fingerprint: i64,
+    code: u32,
+    shard: u32,
+    region: u8,
+    flags: u8,
+}
+
+impl Decided {
+    /// Record order: missing content ids first, then by content id; the other fields only
+    /// order duplicates deterministically.
+    fn key(&self) -> (bool, i64, i64, u32, u32, i64, u8) {
+        (
+            self.flags & HAS_ID != 0,
+            self.content_id,
+            self.member_id,
+            self.code,
+            self.shard,
+            self.fingerprint,
+            self.flags,
+        )
+    }
+
+    fn id(&self) -> Option<i64> {
+        (self.flags & HAS_ID != 0).then_some(self.content_id)
+    }
+
+    fn member(&self) -> Option<i64> {
+        (self.flags & HAS_MEMBER != 0).then_some(self.member_id)
+    }
+}
+
+/// The records of all partitions, each sorted, read as one sequence in record order.
+struct Merged<'a> {
+    runs: &'a [Vec<Decided>],
+    at: Vec<usize>,
+}
+
+impl<'a> Merged<'a> {
+    fn new(runs: &'a [Vec<Decided>]) -> Merged<'a> {
+        Merged {
+            runs,
+            at: vec![0; runs.len()],
+        }
+    }
+}
+
+impl<'a> Iterator for Merged<'a> {
+    type Item = &'a Decided;
+
+    fn next(&mut self) -> Option<&'a Decided> {
+        let mut best: Option<(usize, &'a Decided)> = None;
+        for (r, run) in self.runs.iter().enumerate() {
+            if let Some(d) = run.get(self.at[r])
+                && best.is_none_or(|(_, b)| d.key() < b.key())
+            {
+                best = Some((r, d));
+            }
+        }
+        let (r, d) = best?;
+        self.at[r] += 1;
+        Some(d)
+    }
+}
+
+/// Why a partition stopped early.
+enum Halt {
+    Failed(BuildError),
+    /// A row without a content id, outside quarantine (its row number is found afterwards).
+    MissingId,
+    /// Another partition failed.
+    Cancelled,
+}
+
+impl From<BuildError> for Halt {
+    fn from(e: BuildError) -> Halt {
+        Halt::Failed(e)
+    }
+}
+
+/// What every partition shares.
+struct Shared<'a> {
+    cfg: &'a BuildConfig,
+    gate: &'a Gate,
+    shard_key: &'a [u8],
+    text: bool,
+    spools: Option<&'a ShardSpools>,
+    /// Whether shard `i` is spooled (a text pass writes these).
+    spooled: Vec<bool>,
+    stop: AtomicBool,
+    progress: &'a dyn cg_model::progress::Progress,
+}
+
+/// One partition's state.
+struct Partition {
+    decided: Vec<Decided>,
+    shard_of: FxHashMap<i64, u32>,
+    by_shard: Vec<Vec<u32>>,
+    /// Whether a verdict code keeps its row (`None`: a code no verdict has).
+    kept: FxHashMap<u32, Option<bool>>,
+}
+
+/// Codes the pass itself assigns.
+struct Codes {
+    invalid: u32,
+    erased: u32,
+    policy_error: u32,
+}
+
+fn codes() -> Codes {
+    Codes {
+        invalid: Verdict::exclude(ReasonCode::InvalidRecord).code(),
+        erased: Verdict::exclude(ReasonCode::Erased).code(),
+        policy_error: Verdict::exclude(ReasonCode::PolicyError).code(),
+    }
 }
 
 /// Runs one pass.
-#[expect(
-    clippy::needless_range_loop,
-    reason = "one row index walks several parallel Arrow columns"
-)]
 pub(crate) fn run_pass(
     cfg: &BuildConfig,
     gate_ref: &Arc<GateRef>,
@@ -61,193 +226,671 @@ pub(crate) fn run_pass(
     spec: PassSpec<'_>,
     progress: &dyn cg_model::progress::Progress,
 ) -> Result<PassOut, BuildError> {
-    let PassSpec {
-        text,
-        only_shards,
-        mut decisions,
-        shards,
-        collect,
-    } = spec;
     let gate = gate_ref.gate().map_err(BuildError::Engine)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .map_err(|e| BuildError::Engine(e.to_string()))?;
-    let mut out = PassOut::default();
-    let mut last_id: Option<i64> = None;
-    runtime.block_on(async {
-        // A bounded memory pool: the sort spills to disk instead of holding every row
-        // (`BuildConfig::memory_mb`), shared fairly between the partitions.
-        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(cfg.memory_mb.max(1) << 20));
-        let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_pool(pool)
-            .build_arc()
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let session = match &cfg.engine {
-            Engine::Embedded => SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime_env),
-            Engine::Ballista(url) => remote_session(url).await?,
-        };
-        let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
-        session.register_udf(gate_udf.clone());
-        session.register_udf(redact_udf.clone());
-        session.register_udf(fingerprint_udf.clone());
-        // Absolute: a distributed build's executors resolve the path themselves.
-        let scan = std::fs::canonicalize(&cfg.content).unwrap_or_else(|_| cfg.content.clone());
-        let path = scan.to_str().ok_or_else(|| BuildError::Input("content path is not UTF-8".into()))?;
-        let ext = cfg.content.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let ext_dot = format!(".{ext}");
-        let df = match cg_io::Format::from_path(&cfg.content).map_err(|e| BuildError::Input(e.to_string()))? {
-            cg_io::Format::Parquet => session.read_parquet(path, ParquetReadOptions::default().file_extension(&ext_dot)).await,
-            cg_io::Format::Csv => {
-                // Arrow's CSV reader trusts fields cut from bytes it validated together: make
-                // sure the file is UTF-8 first (see `cg_io::check_utf8`).
-                cg_io::check_utf8(&cfg.content).map_err(|e| BuildError::Source { file: cfg.content.display().to_string(), message: e.to_string() })?;
-                session.read_csv(path, CsvReadOptions::new().has_header(true).file_extension(&ext_dot)).await
+    let streams = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
+
+    // Shard rows: half the memory budget; the rest is the engine's batches in flight.
+    let budget = (cfg.memory_mb.max(1) << 20) / 2;
+    let spools = (spec.text && !spec.shards.is_empty())
+        .then(|| ShardSpools::new(cfg.shards, budget, spill_dir_for(spec.dir)));
+    let mut spooled = vec![false; cfg.shards as usize];
+    for s in &spec.shards {
+        if let Some(x) = spooled.get_mut(*s as usize) {
+            *x = true;
+        }
+    }
+    let shared = Shared {
+        cfg,
+        gate: &gate,
+        shard_key,
+        text: spec.text,
+        spools: spools.as_ref(),
+        spooled,
+        stop: AtomicBool::new(false),
+        progress,
+    };
+
+    // 1. Every partition on its own thread: decide, route, spool.
+    let results: Vec<Result<Vec<Decided>, Halt>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = streams
+            .into_iter()
+            .map(|stream| {
+                let shared = &shared;
+                let runtime = &runtime;
+                scope.spawn(move || {
+                    let out = runtime.block_on(consume(shared, stream));
+                    if out.is_err() {
+                        shared.stop.store(true, Ordering::Release);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Halt::Failed(BuildError::Engine(
+                        "a pass thread panicked".into(),
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut runs = Vec::with_capacity(results.len());
+    let mut missing_id = false;
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok(run) => runs.push(run),
+            Err(Halt::Failed(e)) => failure = failure.or(Some(e)),
+            Err(Halt::MissingId) => missing_id = true,
+            Err(Halt::Cancelled) => {}
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if missing_id {
+        let rows = runtime.block_on(locate(cfg, None))?;
+        return Err(bad_content_id(cfg, &rows, "missing content id".into()));
+    }
+
+    // 2. Duplicate content ids: adjacent in record order.
+    let mut duplicates: FxHashSet<i64> = FxHashSet::default();
+    let mut previous: Option<i64> = None;
+    for d in Merged::new(&runs) {
+        if let Some(id) = d.id() {
+            if previous == Some(id) {
+                duplicates.insert(id);
             }
-            cg_io::Format::Jsonl => session.read_json(path, JsonReadOptions::default().file_extension(&ext_dot)).await,
+            previous = Some(id);
         }
-        .map_err(|e| BuildError::Source { file: cfg.content.display().to_string(), message: e.to_string() })?;
-        for required in ["content_id", "member_id", "kind", "created_at", "text"] {
-            if df.schema().field_with_unqualified_name(required).is_err() {
-                return Err(BuildError::MissingColumn { file: cfg.content.display().to_string(), column: required.into() });
-            }
-        }
-        let mentions = if df.schema().field_with_unqualified_name("mentions").is_ok() {
-            col("mentions")
-        } else {
-            lit(ScalarValue::Null)
-        };
-        let mut columns = vec![
-            datafusion::prelude::cast(col("content_id"), DataType::Int64).alias("content_id"),
-            col("member_id"),
-            col("kind"),
-            col("created_at"),
-            mentions.alias("mentions"),
-        ];
-        if text {
-            columns.push(col("text"));
-        }
-        let mut df = df.select(columns).map_err(|e| BuildError::Engine(e.to_string()))?;
-        if let Some(keep) = &only_shards {
-            let filter = crate::udf::shard_filter(shard_key, cfg.shards, keep.clone());
-            df = df.filter(filter.call(vec![col("member_id")])).map_err(|e| BuildError::Engine(e.to_string()))?;
-        }
-        let mut df = df
-            .with_column(
-                "outcome",
-                gate_udf.call(vec![col("content_id"), col("member_id"), col("kind"), col("created_at"), col("mentions")]),
+    }
+    if !cfg.quarantine
+        && let Some(id) = duplicates.iter().min().copied()
+    {
+        let rows = runtime.block_on(locate(cfg, Some(id)))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            format!("duplicate content id {id}"),
+        ));
+    }
+    drop(runtime);
+
+    // 3. The record and the shards, at once.
+    let next_shard = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let (record, written) = std::thread::scope(|scope| {
+        let record = scope.spawn(|| {
+            write_record(
+                &runs,
+                &duplicates,
+                spec.decisions.then_some(spec.dir),
+                spec.collect,
             )
-            .and_then(|df| df.with_column("fingerprint", fingerprint_udf.call(vec![col("member_id"), col("mentions"), col("outcome")])))
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let mut keep = vec![col("content_id"), col("member_id"), col("kind"), col("created_at"), col("outcome"), col("fingerprint")];
-        if text {
-            df = df
-                .with_column("redacted", redact_udf.call(vec![col("text"), col("member_id"), col("mentions"), col("outcome")]))
-                .map_err(|e| BuildError::Engine(e.to_string()))?;
-            keep.push(col("redacted"));
+        });
+        let writers: Vec<_> = match &spools {
+            None => Vec::new(),
+            Some(spools) => (0..threads)
+                .map(|_| {
+                    let (next_shard, failed, duplicates, spec) =
+                        (&next_shard, &failed, &duplicates, &spec);
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        while !failed.load(Ordering::Acquire) {
+                            let Some(&shard) =
+                                spec.shards.get(next_shard.fetch_add(1, Ordering::AcqRel))
+                            else {
+                                break;
+                            };
+                            match write_shard(spools, spec, shard, duplicates) {
+                                Ok(w) => done.push(w),
+                                Err(e) => {
+                                    failed.store(true, Ordering::Release);
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect(),
+        };
+        let join_err = || BuildError::Engine("a writer thread panicked".into());
+        let record = record.join().unwrap_or_else(|_| Err(join_err()));
+        let written: Result<Vec<_>, BuildError> = writers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(join_err())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|parts| parts.into_iter().flatten().collect());
+        (record, written)
+    });
+    let record = record?;
+    let mut written = written?;
+    written.sort_by_key(|w: &ShardWritten| w.shard);
+    let mut out = PassOut {
+        kept_members: record.kept_members,
+        rows: record.rows,
+        decisions: record.decisions,
+        ..PassOut::default()
+    };
+    if spools.is_some() {
+        // Every member with a kept row in a written shard is in exactly that shard.
+        let in_shards: usize = written.iter().map(|w| w.members).sum();
+        let expected = out
+            .kept_members
+            .iter()
+            .filter(|m| shared.spooled[keyed_shard(shard_key, **m, cfg.shards) as usize])
+            .count();
+        if in_shards != expected {
+            return Err(BuildError::Engine(format!(
+                "the shards hold {in_shards} members, the decision record {expected}"
+            )));
         }
-        // Only what the writer needs goes through the sort: not the original text. Content ids
-        // are unique (a duplicate fails the build, or is quarantined), so the order of the kept
-        // rows is the content-id order whatever the later keys.
-        let sort: Vec<_> = keep.iter().map(|c| c.clone().sort(true, true)).collect();
-        let df = df.select(keep).and_then(|df| df.sort(sort)).map_err(|e| BuildError::Engine(e.to_string()))?;
-        let mut stream = df.execute_stream().await.map_err(|e| engine_error(&cfg.content, e))?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| engine_error(&cfg.content, e))?;
-            let n = batch.num_rows();
-            let get = |name: &str| batch.column_by_name(name).cloned().ok_or_else(|| BuildError::Engine(format!("no column {name}")));
-            let ids = get("content_id")?;
-            let ids = ids.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("content_id"))?;
-            let member_col = arrow::compute::cast(&get("member_id")?, &DataType::Int64).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let member_col = member_col.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("member_id"))?;
-            let kinds = arrow::compute::cast(&get("kind")?, &DataType::Utf8).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let kinds = kinds.as_string_opt::<i32>().ok_or_else(|| mistyped("kind"))?;
-            let created = crate::udf_times(&get("created_at")?).map_err(|e| BuildError::Engine(e.to_string()))?;
-            let outcomes = get("outcome")?;
-            let outcomes = outcomes.as_primitive_opt::<UInt32Type>().ok_or_else(|| mistyped("outcome"))?;
-            let fingerprints = get("fingerprint")?;
-            let fingerprints = fingerprints.as_primitive_opt::<Int64Type>().ok_or_else(|| mistyped("fingerprint"))?;
-            let redacted = if text { Some(get("redacted")?) } else { None };
-            let redacted = redacted.as_ref().map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted"))).transpose()?;
-            for i in 0..n {
-                let content_id = ids.is_valid(i).then(|| ids.value(i));
-                let member = member_col.is_valid(i).then(|| member_col.value(i));
-                let mut verdict = gate.outcome(outcomes.value(i)).ok_or_else(|| BuildError::Engine("unknown outcome".into()))?;
-                // The writer relies on content-id order (duplicates are adjacent, shards are
-                // deterministic): a stream out of order is an engine failure, never written.
-                if last_id.is_some() && content_id.is_none_or(|c| Some(c) < last_id) {
-                    return Err(BuildError::Engine(format!("the engine returned content {content_id:?} after {last_id:?}: rows out of order")));
-                }
-                let duplicate = content_id.is_some() && content_id == last_id;
-                if duplicate || content_id.is_none() {
-                    if !cfg.quarantine {
-                        return Err(match content_id {
-                            Some(id) => BuildError::BadRow { file: cfg.content.display().to_string(), row: 0, column: "content_id".into(), message: format!("duplicate content id {id} (use --quarantine to exclude such rows)") },
-                            None => BuildError::BadRow { file: cfg.content.display().to_string(), row: 0, column: "content_id".into(), message: "missing content id (use --quarantine to exclude such rows)".into() },
-                        });
-                    }
-                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::InvalidRecord);
-                }
-                last_id = content_id.or(last_id);
-                // An erasure request excludes, whatever a custom policy says (and the row is
-                // recorded without ids below).
-                let erased = gate.erasure_requested(member);
-                if erased && verdict.decision().is_kept() {
-                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::Erased);
-                }
-                // A kept row must have an author and (when text is read) redacted text: anything
-                // else is a gate failure.
-                let no_text = redacted.is_some_and(|r| !r.is_valid(i));
-                if verdict.decision().is_kept() && (no_text || member.is_none()) {
-                    verdict = cg_model::Verdict::exclude(cg_model::ReasonCode::PolicyError);
-                }
-                let kept = verdict.decision().is_kept();
-                let shard = match (kept, member) {
-                    (true, Some(m)) => Some(*out.shard_of.entry(m).or_insert_with(|| keyed_shard(shard_key, m, cfg.shards))),
-                    _ => None,
-                };
-                let fingerprint = if kept { fingerprints.value(i) } else { 0 };
-                if collect
-                    && !erased
-                    && let Some(cid) = content_id
-                {
-                    out.rows.insert(cid, (shard, fingerprint));
-                }
-                let decision = verdict.decision().as_str();
-                if let Some(d) = decisions.as_deref_mut() {
-                    if erased {
-                        // Erased: the row is counted, but not recorded by content or member id.
-                        d.push(None, None, decision, verdict.reasons(), None, 0)?;
-                    } else {
-                        d.push(content_id, member, decision, verdict.reasons(), shard, fingerprint)?;
-                    }
-                }
-                let region = gate.region(member);
-                *out.totals.entry(decision.to_owned()).or_default() += 1;
-                let slot = verdict.decision().index();
-                match out.regions.get_mut(region) {
-                    Some(n) => n[slot] += 1,
-                    None => {
-                        let mut n = [0; 3];
-                        n[slot] = 1;
-                        out.regions.insert(region.to_owned(), n);
-                    }
-                }
-                for r in verdict.reasons() {
-                    *out.counts.entry((decision.to_owned(), r.as_str().to_owned(), region.to_owned())).or_default() += 1;
-                }
-                if let (Some(s), Some(cid), Some(at), Some(texts)) = (shard, content_id, created[i], redacted)
-                    && let Some(Some(w)) = shards.get_mut(s as usize)
-                {
-                    w.push(cid, kinds.value(i), at.micros(), texts.value(i))?;
-                }
-            }
-            progress.advance(n as u64);
+    }
+    for w in written {
+        out.shards.push((w.shard, w.file));
+        out.member_keys.extend(w.keys);
+    }
+    for ((code, region), n) in record.counts {
+        let verdict = cg_policy::verdict_of(code);
+        let decision = verdict.decision();
+        let region = gate.region_label(region);
+        *out.totals.entry(decision.as_str().to_owned()).or_default() += n;
+        out.regions.entry(region.to_owned()).or_default()[decision.index()] += n;
+        for r in verdict.reasons() {
+            *out.counts
+                .entry((
+                    decision.as_str().to_owned(),
+                    r.as_str().to_owned(),
+                    region.to_owned(),
+                ))
+                .or_default() += n;
         }
-        Ok::<(), BuildError>(())
-    })?;
+    }
     Ok(out)
+}
+
+/// The plan's output streams: one per partition embedded, one from a Ballista scheduler.
+async fn plan(
+    cfg: &BuildConfig,
+    gate_ref: &Arc<GateRef>,
+    shard_key: &[u8],
+    spec: &PassSpec<'_>,
+    threads: usize,
+) -> Result<Vec<SendableRecordBatchStream>, BuildError> {
+    // A bounded memory pool for the engine's own operators (`BuildConfig::memory_mb`).
+    let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
+        cfg.memory_mb.max(1) << 20,
+    ));
+    let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_pool(pool)
+        .build_arc()
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    let session = match &cfg.engine {
+        Engine::Embedded => SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(threads),
+            runtime_env,
+        ),
+        Engine::Ballista(url) => remote_session(url).await?,
+    };
+    let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
+    session.register_udf(gate_udf.clone());
+    session.register_udf(redact_udf.clone());
+    session.register_udf(fingerprint_udf.clone());
+    let df = scan(&session, cfg).await?;
+    let mentions = if df.schema().field_with_unqualified_name("mentions").is_ok() {
+        col("mentions")
+    } else {
+        lit(ScalarValue::Null)
+    };
+    let mut columns = vec![
+        datafusion::prelude::cast(col("content_id"), DataType::Int64).alias("content_id"),
+        datafusion::prelude::cast(col("member_id"), DataType::Int64).alias("member_id"),
+        col("kind"),
+        col("created_at"),
+        mentions.alias("mentions"),
+    ];
+    if spec.text {
+        columns.push(col("text"));
+    }
+    let engine = |e: datafusion::error::DataFusionError| BuildError::Engine(e.to_string());
+    let mut df = df.select(columns).map_err(engine)?;
+    if let Some(keep) = &spec.only_shards {
+        let filter = crate::udf::shard_filter(shard_key, cfg.shards, keep.clone());
+        df = df
+            .filter(filter.call(vec![col("member_id")]))
+            .map_err(engine)?;
+    }
+    let mut df = df
+        .with_column(
+            "outcome",
+            gate_udf.call(vec![
+                col("content_id"),
+                col("member_id"),
+                col("kind"),
+                col("created_at"),
+                col("mentions"),
+            ]),
+        )
+        .and_then(|df| {
+            df.with_column(
+                "fingerprint",
+                fingerprint_udf.call(vec![col("member_id"), col("mentions"), col("outcome")]),
+            )
+        })
+        .map_err(engine)?;
+    let mut keep = vec![
+        col("content_id"),
+        col("member_id"),
+        col("kind"),
+        col("created_at"),
+        col("outcome"),
+        col("fingerprint"),
+    ];
+    if spec.text {
+        df = df
+            .with_column(
+                "redacted",
+                redact_udf.call(vec![
+                    col("text"),
+                    col("member_id"),
+                    col("mentions"),
+                    col("outcome"),
+                ]),
+            )
+            .map_err(engine)?;
+        keep.push(col("redacted"));
+    }
+    let df = df.select(keep).map_err(engine)?;
+    match cfg.engine {
+        Engine::Embedded => df.execute_stream_partitioned().await,
+        Engine::Ballista(_) => df.execute_stream().await.map(|s| vec![s]),
+    }
+    .map_err(|e| engine_error(&cfg.content, e))
+}
+
+/// The content file as a DataFrame, with its required columns checked.
+async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, BuildError> {
+    // Absolute: a distributed build's executors resolve the path themselves.
+    let scan = std::fs::canonicalize(&cfg.content).unwrap_or_else(|_| cfg.content.clone());
+    let path = scan
+        .to_str()
+        .ok_or_else(|| BuildError::Input("content path is not UTF-8".into()))?;
+    let ext = cfg
+        .content
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    let ext_dot = format!(".{ext}");
+    let source = |message: String| BuildError::Source {
+        file: cfg.content.display().to_string(),
+        message,
+    };
+    let df = match cg_io::Format::from_path(&cfg.content)
+        .map_err(|e| BuildError::Input(e.to_string()))?
+    {
+        cg_io::Format::Parquet => {
+            session
+                .read_parquet(path, ParquetReadOptions::default().file_extension(&ext_dot))
+                .await
+        }
+        cg_io::Format::Csv => {
+            // Arrow's CSV reader trusts fields cut from bytes it validated together: make sure
+            // the file is UTF-8 first (see `cg_io::check_utf8`).
+            cg_io::check_utf8(&cfg.content).map_err(|e| source(e.to_string()))?;
+            session
+                .read_csv(
+                    path,
+                    CsvReadOptions::new()
+                        .has_header(true)
+                        .file_extension(&ext_dot),
+                )
+                .await
+        }
+        cg_io::Format::Jsonl => {
+            session
+                .read_json(path, JsonReadOptions::default().file_extension(&ext_dot))
+                .await
+        }
+    }
+    .map_err(|e| source(e.to_string()))?;
+    for required in ["content_id", "member_id", "kind", "created_at", "text"] {
+        if df.schema().field_with_unqualified_name(required).is_err() {
+            return Err(BuildError::MissingColumn {
+                file: cfg.content.display().to_string(),
+                column: required.into(),
+            });
+        }
+    }
+    Ok(df)
+}
+
+/// The 1-based rows (in file order, a CSV header not counted) whose content id is `id`, or is
+/// missing for `None`: a second, narrow scan made only to name the rows of a bad input.
+async fn locate(cfg: &BuildConfig, id: Option<i64>) -> Result<Vec<u64>, BuildError> {
+    let session = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let df = scan(&session, cfg)
+        .await?
+        .select(vec![
+            datafusion::prelude::cast(col("content_id"), DataType::Int64).alias("content_id"),
+        ])
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| engine_error(&cfg.content, e))?;
+    let mut row = 0u64;
+    let mut found = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| engine_error(&cfg.content, e))?;
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        for i in 0..ids.len() {
+            row += 1;
+            if ids.is_valid(i).then(|| ids.value(i)) == id && found.len() < 10 {
+                found.push(row);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A bad or repeated content id, naming the rows it is on.
+fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
+    let list: Vec<String> = rows.iter().map(u64::to_string).collect();
+    let at = match list.len() {
+        0 => String::new(),
+        1 => format!(" (row {})", list[0]),
+        _ => format!(" (rows {})", list.join(", ")),
+    };
+    BuildError::BadRow {
+        file: cfg.content.display().to_string(),
+        row: rows.get(1).or(rows.first()).copied().unwrap_or(0),
+        column: "content_id".into(),
+        message: format!("{what}{at}; use --quarantine to exclude such rows"),
+    }
+}
+
+/// Drains one partition's stream; returns its records sorted.
+async fn consume(
+    shared: &Shared<'_>,
+    mut stream: SendableRecordBatchStream,
+) -> Result<Vec<Decided>, Halt> {
+    let mut part = Partition {
+        decided: Vec::new(),
+        shard_of: FxHashMap::default(),
+        by_shard: vec![Vec::new(); shared.cfg.shards as usize],
+        kept: FxHashMap::default(),
+    };
+    let codes = codes();
+    while let Some(batch) = stream.next().await {
+        if shared.stop.load(Ordering::Acquire) {
+            return Err(Halt::Cancelled);
+        }
+        let batch = batch.map_err(|e| engine_error(&shared.cfg.content, e))?;
+        take_batch(shared, &mut part, &codes, &batch)?;
+        shared.progress.advance(batch.num_rows() as u64);
+    }
+    part.decided.sort_unstable_by_key(Decided::key);
+    Ok(part.decided)
+}
+
+/// Decides the rows of one batch for good and routes its kept rows to their shards' spools.
+fn take_batch(
+    shared: &Shared<'_>,
+    part: &mut Partition,
+    codes: &Codes,
+    batch: &RecordBatch,
+) -> Result<(), Halt> {
+    let get = |name: &str| {
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| BuildError::Engine(format!("no column {name}")))
+    };
+    let ids = get("content_id")?;
+    let ids = ids
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| mistyped("content_id"))?;
+    let members = get("member_id")?;
+    let members = members
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| mistyped("member_id"))?;
+    let outcomes = get("outcome")?;
+    let outcomes = outcomes
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or_else(|| mistyped("outcome"))?;
+    let fingerprints = get("fingerprint")?;
+    let fingerprints = fingerprints
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| mistyped("fingerprint"))?;
+    let redacted = if shared.text {
+        Some(get("redacted")?)
+    } else {
+        None
+    };
+    let texts = redacted
+        .as_ref()
+        .map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted")))
+        .transpose()?;
+    let gate = shared.gate;
+    part.decided.reserve(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let content_id = ids.is_valid(i).then(|| ids.value(i));
+        let member = members.is_valid(i).then(|| members.value(i));
+        let mut code = outcomes.value(i);
+        let known = *part
+            .kept
+            .entry(code)
+            .or_insert_with(|| Verdict::from_code(code).map(|v| v.decision().is_kept()));
+        let Some(mut is_kept) = known else {
+            return Err(BuildError::Engine(format!("unknown outcome {code}")).into());
+        };
+        let (erased, region) = gate.author(member);
+        if content_id.is_none() {
+            if !shared.cfg.quarantine {
+                return Err(Halt::MissingId);
+            }
+            code = codes.invalid;
+            is_kept = false;
+        }
+        // An erasure request excludes, whatever a custom policy says (and the row is recorded
+        // without ids).
+        if erased && is_kept {
+            code = codes.erased;
+            is_kept = false;
+        }
+        // A kept row must have an author and (when text is read) redacted text: anything else
+        // is a gate failure.
+        if is_kept && (member.is_none() || texts.is_some_and(|t| t.is_null(i))) {
+            code = codes.policy_error;
+            is_kept = false;
+        }
+        let shard = match (is_kept, member) {
+            (true, Some(m)) => *part
+                .shard_of
+                .entry(m)
+                .or_insert_with(|| keyed_shard(shared.shard_key, m, shared.cfg.shards)),
+            _ => NO_SHARD,
+        };
+        let flags = u8::from(content_id.is_some()) * HAS_ID
+            | u8::from(member.is_some()) * HAS_MEMBER
+            | u8::from(erased) * ERASED;
+        part.decided.push(Decided {
+            content_id: content_id.unwrap_or(0),
+            member_id: member.unwrap_or(0),
+            fingerprint: if is_kept { fingerprints.value(i) } else { 0 },
+            code,
+            shard,
+            region,
+            flags,
+        });
+        if shard != NO_SHARD
+            && shared.spools.is_some()
+            && shared.spooled.get(shard as usize) == Some(&true)
+        {
+            part.by_shard[shard as usize].push(i as u32);
+        }
+    }
+    let Some(spools) = shared.spools else {
+        return Ok(());
+    };
+    let kinds = get("kind")?;
+    let created = get("created_at")?;
+    for (shard, rows) in part.by_shard.iter_mut().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let take = UInt32Array::from(std::mem::take(rows));
+        let pick = |a: &ArrayRef| {
+            arrow::compute::take(a, &take, None).map_err(|e| BuildError::Engine(e.to_string()))
+        };
+        let kind = arrow::compute::cast(&pick(&kinds)?, &DataType::Utf8)
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        let at =
+            crate::udf_times(&pick(&created)?).map_err(|e| BuildError::Engine(e.to_string()))?;
+        let at = TimestampMicrosecondArray::from(
+            at.iter().map(|t| t.map(|t| t.micros())).collect::<Vec<_>>(),
+        )
+        .with_timezone("+00:00");
+        let text = arrow::compute::cast(
+            &pick(redacted.as_ref().ok_or_else(|| mistyped("redacted"))?)?,
+            &DataType::Utf8,
+        )
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        let rows = RecordBatch::try_new(
+            spool_schema(),
+            vec![
+                pick(&get("content_id")?)?,
+                kind,
+                Arc::new(at),
+                text,
+                pick(&get("member_id")?)?,
+            ],
+        )
+        // A kept row without a creation time (the gate never keeps one) fails here.
+        .map_err(|e| BuildError::Engine(format!("kept rows of shard {shard}: {e}")))?;
+        spools.push(shard as u32, rows)?;
+    }
+    Ok(())
+}
+
+/// The decision record and what is counted from it.
+struct Record {
+    counts: FxHashMap<(u32, u8), u64>,
+    kept_members: Vec<i64>,
+    rows: FxHashMap<i64, (Option<u32>, i64)>,
+    decisions: Option<FileRef>,
+}
+
+/// Writes `decisions.parquet` (when `dir` is given) in record order; quarantined duplicates
+/// become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
+fn write_record(
+    runs: &[Vec<Decided>],
+    duplicates: &FxHashSet<i64>,
+    dir: Option<&Path>,
+    collect: bool,
+) -> Result<Record, BuildError> {
+    let invalid = codes().invalid;
+    let mut writer = dir.map(DecisionsOut::create).transpose()?;
+    let mut counts: FxHashMap<(u32, u8), u64> = FxHashMap::default();
+    let mut verdicts: FxHashMap<u32, Verdict> = FxHashMap::default();
+    let mut kept_members = Vec::new();
+    let mut rows = FxHashMap::default();
+    for d in Merged::new(runs) {
+        let mut d = *d;
+        if !duplicates.is_empty() && d.id().is_some_and(|id| duplicates.contains(&id)) {
+            d.code = invalid;
+            d.shard = NO_SHARD;
+            d.fingerprint = 0;
+        }
+        *counts.entry((d.code, d.region)).or_default() += 1;
+        let shard = (d.shard != NO_SHARD).then_some(d.shard);
+        if shard.is_some() {
+            kept_members.push(d.member_id);
+        }
+        let erased = d.flags & ERASED != 0;
+        if collect
+            && !erased
+            && let Some(id) = d.id()
+        {
+            rows.insert(id, (shard, d.fingerprint));
+        }
+        if let Some(w) = writer.as_mut() {
+            let v = verdicts
+                .entry(d.code)
+                .or_insert_with(|| cg_policy::verdict_of(d.code));
+            let decision: Decision = v.decision();
+            if erased {
+                // Erased: the row is counted, but not recorded by content or member id.
+                w.push(None, None, decision.as_str(), v.reasons(), None, 0)?;
+            } else {
+                w.push(
+                    d.id(),
+                    d.member(),
+                    decision.as_str(),
+                    v.reasons(),
+                    shard,
+                    d.fingerprint,
+                )?;
+            }
+        }
+    }
+    kept_members.sort_unstable();
+    kept_members.dedup();
+    let decisions = writer.map(DecisionsOut::finish).transpose()?;
+    Ok(Record {
+        counts,
+        kept_members,
+        rows,
+        decisions,
+    })
+}
+
+/// One shard, written.
+struct ShardWritten {
+    shard: u32,
+    file: FileRef,
+    members: usize,
+    keys: Vec<MemberKey>,
+}
+
+fn write_shard(
+    spools: &ShardSpools,
+    spec: &PassSpec<'_>,
+    shard: u32,
+    duplicates: &FxHashSet<i64>,
+) -> Result<ShardWritten, BuildError> {
+    let out = ShardOut::create(spec.dir, shard)?;
+    let written = spools.write_shard(shard, out, duplicates)?;
+    let keys = match spec.member_keys {
+        Some((secret, domain)) => written
+            .members
+            .iter()
+            .map(|m| secret.member_key(domain, *m))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(ShardWritten {
+        shard,
+        file: FileRef {
+            file: format!("shards/part-{shard:05}.parquet"),
+            rows: written.rows,
+            sha256: crate::run::sha256_file(&written.path)?,
+        },
+        members: written.members.len(),
+        keys,
+    })
 }
 
 /// An engine output column of an unexpected type: the build fails (a panic would leave the

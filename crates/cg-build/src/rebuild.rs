@@ -27,8 +27,8 @@ use crate::BuildError;
 use crate::manifest::{FileRef, InputRef, Lineage, Manifest};
 use crate::pass::{PassSpec, run_pass};
 use crate::run::{
-    BuildConfig, DecisionsOut, FactInputs, LoadedFacts, ShardOut, file_name, finish_dataset,
-    finish_shards, hex, load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
+    BuildConfig, FactInputs, LoadedFacts, file_name, finish_dataset, finish_shards, hex,
+    load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
 };
 
 /// What a rebuild produced.
@@ -167,17 +167,17 @@ pub fn rebuild(
         let gate = new_gate(&cfg, members, &inputs)?;
         // 1. Decide every row, without text.
         progress.stage("decide", None);
-        let mut decisions = DecisionsOut::create(tmp)?;
-        let mut none: Vec<Option<ShardOut>> = (0..cfg.shards).map(|_| None).collect();
-        let pass = run_pass(
+        let mut pass = run_pass(
             &cfg,
             &gate,
             &shard_key,
             PassSpec {
                 text: false,
                 only_shards: None,
-                decisions: Some(&mut decisions),
-                shards: &mut none,
+                dir: tmp,
+                decisions: true,
+                shards: Vec::new(),
+                member_keys: None,
                 collect: true,
             },
             progress,
@@ -202,30 +202,27 @@ pub fn rebuild(
             }
         }
         // 3. Rewrite the changed shards; carry the others.
-        let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
-            .map(|i| {
-                if changed.contains(&i) {
-                    ShardOut::create(tmp, i).map(Some)
-                } else {
-                    Ok(None)
-                }
-            })
-            .collect::<Result<_, BuildError>>()?;
+        let mut written = Vec::new();
         if !changed.is_empty() {
             progress.stage("rewrite changed shards", None);
-            run_pass(
+            let mut rewrite: Vec<u32> = changed.iter().copied().collect();
+            rewrite.sort_unstable();
+            written = run_pass(
                 &cfg,
                 &gate,
                 &shard_key,
                 PassSpec {
                     text: true,
                     only_shards: Some(Arc::new(changed.clone())),
-                    decisions: None,
-                    shards: &mut shards,
+                    dir: tmp,
+                    decisions: false,
+                    shards: rewrite,
+                    member_keys: None,
                     collect: false,
                 },
                 progress,
-            )?;
+            )?
+            .shards;
             progress.finish_stage();
         }
         let mut carried: Vec<Option<FileRef>> = vec![None; cfg.shards as usize];
@@ -244,7 +241,7 @@ pub fn rebuild(
             }
             carried[i] = Some(s.clone());
         }
-        let shard_refs = finish_shards(shards, |i| carried.get(i).cloned().flatten())?;
+        let shard_refs = finish_shards(cfg.shards, written, |i| carried.get(i).cloned().flatten())?;
         // A rewritten shard can come out byte-identical (a changed fingerprint that did not change
         // the text): it is then not reported as changed.
         let rewritten = changed.len() as u64;
@@ -258,7 +255,7 @@ pub fn rebuild(
             .filter(|(_, s, _)| s.is_some())
             .filter_map(|(m, _, _)| *m)
             .collect();
-        let new: FxHashSet<i64> = pass.shard_of.keys().copied().collect();
+        let new: FxHashSet<i64> = std::mem::take(&mut pass.kept_members).into_iter().collect();
         let mut added: Vec<i64> = new.difference(&old).copied().collect();
         let mut removed: Vec<i64> = old.difference(&new).copied().collect();
         added.sort_unstable();
@@ -302,7 +299,6 @@ pub fn rebuild(
             inputs,
             summary,
             &shard_key,
-            decisions,
             shard_refs,
             pass,
             &commitment,

@@ -6,10 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cg_model::progress::Progress;
 use cg_model::{Purpose, Timestamp};
@@ -112,8 +109,9 @@ pub struct BuildConfig {
     pub engine: Engine,
     /// The licence the dataset card declares (`None`: `other`).
     pub license: Option<String>,
-    /// Memory the pass may hold (its sort above all) before it spills to disk, in MiB
-    /// ([`DEFAULT_MEMORY_MB`]; `build --memory-mb`), shared fairly between the partitions.
+    /// Memory the pass may hold before it spills to disk, in MiB ([`DEFAULT_MEMORY_MB`];
+    /// `build --memory-mb`): half for the shard spools (kept rows waiting to be sorted into
+    /// their shard), the whole as the engine's own pool.
     pub memory_mb: usize,
 }
 
@@ -476,14 +474,10 @@ pub fn decisions_schema() -> SchemaRef {
     ]))
 }
 
-/// One shard's writer, in fixed batches of [`CHUNK`] rows (identical inputs ⇒ identical bytes).
+/// One shard's writer. Its caller hands it rows in `content_id` order, in batches of exactly
+/// [`CHUNK`] rows but the last (identical rows ⇒ identical bytes, however the engine split them).
 pub(crate) struct ShardOut {
     writer: cg_io::TableWriter,
-    id: Int64Builder,
-    kind: StringBuilder,
-    created: TimestampMicrosecondBuilder,
-    text: StringBuilder,
-    len: usize,
 }
 
 impl ShardOut {
@@ -493,50 +487,27 @@ impl ShardOut {
         Ok(ShardOut {
             writer: cg_io::TableWriter::create(&path, shard_schema())
                 .map_err(|e| BuildError::Input(e.to_string()))?,
-            id: Int64Builder::new(),
-            kind: StringBuilder::new(),
-            created: TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
-            text: StringBuilder::new(),
-            len: 0,
         })
     }
 
-    /// Appends a row.
-    pub(crate) fn push(
-        &mut self,
-        id: i64,
-        kind: &str,
-        created: i64,
-        text: &str,
-    ) -> Result<(), BuildError> {
-        self.id.append_value(id);
-        self.kind.append_value(kind);
-        self.created.append_value(created);
-        self.text.append_value(text);
-        self.len += 1;
-        if self.len == CHUNK {
-            self.flush()?;
-        }
-        Ok(())
+    /// Appends rows in the shard's schema.
+    pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), BuildError> {
+        let rows = RecordBatch::try_new(shard_schema(), rows.columns().to_vec())
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        self.writer
+            .write(&rows)
+            .map_err(|e| BuildError::Input(e.to_string()))
     }
 
-    fn flush(&mut self) -> Result<(), BuildError> {
-        if self.len == 0 {
-            return Ok(());
-        }
-        self.len = 0;
-        let b = RecordBatch::try_new(
-            shard_schema(),
-            vec![
-                Arc::new(self.id.finish()),
-                Arc::new(self.kind.finish()),
-                Arc::new(self.created.finish()),
-                Arc::new(self.text.finish()),
-            ],
-        )
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    /// Rows written so far.
+    pub(crate) fn rows_written(&self) -> u64 {
+        self.writer.rows()
+    }
+
+    /// Closes the file (fsynced, renamed into place) and returns its path.
+    pub(crate) fn finish(self) -> Result<PathBuf, BuildError> {
         self.writer
-            .write(&b)
+            .finish()
             .map_err(|e| BuildError::Input(e.to_string()))
     }
 }
@@ -598,6 +569,21 @@ impl DecisionsOut {
         Ok(())
     }
 
+    /// Writes the last rows and closes the file; returns its manifest entry.
+    pub(crate) fn finish(mut self) -> Result<FileRef, BuildError> {
+        self.flush()?;
+        let rows = self.writer.rows();
+        let path = self
+            .writer
+            .finish()
+            .map_err(|e| BuildError::Input(e.to_string()))?;
+        Ok(FileRef {
+            file: crate::decisions::DECISIONS_FILE.into(),
+            rows,
+            sha256: sha256_file(&path)?,
+        })
+    }
+
     fn flush(&mut self) -> Result<(), BuildError> {
         if self.len == 0 {
             return Ok(());
@@ -645,34 +631,26 @@ fn write_dataset(
         summary,
     } = facts;
     let gate = new_gate(cfg, members, &inputs)?;
-    let mut shards: Vec<Option<ShardOut>> = (0..cfg.shards)
-        .map(|i| ShardOut::create(dir, i).map(Some))
-        .collect::<Result<_, BuildError>>()?;
-    let mut decisions = DecisionsOut::create(dir)?;
     progress.stage("gate", None);
-    let pass = crate::pass::run_pass(
+    let mut pass = crate::pass::run_pass(
         cfg,
         &gate,
         shard_key,
         crate::pass::PassSpec {
             text: true,
             only_shards: None,
-            decisions: Some(&mut decisions),
-            shards: &mut shards,
+            dir,
+            decisions: true,
+            shards: (0..cfg.shards).collect(),
+            member_keys: Some((&cfg.member_keys, dataset_id)),
             collect: false,
         },
         progress,
     )?;
     progress.finish_stage();
-    let shard_refs = finish_shards(shards, |_| None)?;
-    let members: Vec<i64> = pass.shard_of.keys().copied().collect();
-    let commitment = {
-        progress.stage("commit members", Some(members.len() as u64));
-        let c = member_commitment(&cfg.member_keys, dataset_id, &members)?;
-        progress.advance(members.len() as u64);
-        progress.finish_stage();
-        c
-    };
+    let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
+    let commitment = Commitment::from_keys(std::mem::take(&mut pass.member_keys))
+        .map_err(|e| BuildError::Engine(e.to_string()))?;
     finish_dataset(
         cfg,
         dir,
@@ -680,7 +658,6 @@ fn write_dataset(
         inputs,
         summary,
         shard_key,
-        decisions,
         shard_refs,
         pass,
         &commitment,
@@ -714,34 +691,26 @@ pub(crate) fn new_gate(
     Ok(Arc::new(GateRef::ready(Arc::new(spec), Arc::new(gate))))
 }
 
-/// Closes the shard writers (`Some`) or takes a carried-over file (`carried(i)`), returning
-/// the manifest entries in shard order.
+/// The manifest entries of a dataset's shards in shard order: the ones a pass wrote, or a
+/// carried-over file (`carried(i)`).
 pub(crate) fn finish_shards(
-    shards: Vec<Option<ShardOut>>,
+    shards: u32,
+    written: Vec<(u32, FileRef)>,
     carried: impl Fn(usize) -> Option<FileRef>,
 ) -> Result<Vec<FileRef>, BuildError> {
-    let mut refs = Vec::with_capacity(shards.len());
-    for (i, s) in shards.into_iter().enumerate() {
-        match s {
-            Some(mut s) => {
-                s.flush()?;
-                let rows = s.writer.rows();
-                let path = s
-                    .writer
-                    .finish()
-                    .map_err(|e| BuildError::Input(e.to_string()))?;
-                refs.push(FileRef {
-                    file: format!("shards/part-{i:05}.parquet"),
-                    rows,
-                    sha256: sha256_file(&path)?,
-                });
-            }
-            None => refs.push(
-                carried(i).ok_or_else(|| BuildError::Engine(format!("shard {i} has no source")))?,
-            ),
+    let mut refs: Vec<Option<FileRef>> = vec![None; shards as usize];
+    for (i, r) in written {
+        if let Some(slot) = refs.get_mut(i as usize) {
+            *slot = Some(r);
         }
     }
-    Ok(refs)
+    refs.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.or_else(|| carried(i))
+                .ok_or_else(|| BuildError::Engine(format!("shard {i} has no source")))
+        })
+        .collect()
 }
 
 /// Writes the commitment and the manifest (last) of a dataset whose shards are written.
@@ -753,19 +722,15 @@ pub(crate) fn finish_dataset(
     inputs: Vec<InputRef>,
     summary: FactsSummary,
     shard_key: &[u8],
-    mut decisions: DecisionsOut,
     shard_refs: Vec<FileRef>,
     pass: crate::pass::PassOut,
     commitment: &Commitment,
     key_domain: &str,
     lineage: Option<crate::manifest::Lineage>,
 ) -> Result<Manifest, BuildError> {
-    decisions.flush()?;
-    let decisions_rows = decisions.writer.rows();
-    let decisions_path = decisions
-        .writer
-        .finish()
-        .map_err(|e| BuildError::Input(e.to_string()))?;
+    let decisions = pass
+        .decisions
+        .ok_or_else(|| BuildError::Engine("the pass wrote no decision record".into()))?;
     write_input_paths(cfg, dir)?;
     let commitment_path = dir.join("members.commitment");
     write_synced(&commitment_path, &commitment.encode())?;
@@ -786,11 +751,7 @@ pub(crate) fn finish_dataset(
         shard_key_fingerprint: hex(&Sha256::digest(shard_key))[..16].to_owned(),
         ledger_checkpoint: cfg.ledger_checkpoint.clone(),
         shards: shard_refs,
-        decisions: FileRef {
-            file: crate::decisions::DECISIONS_FILE.into(),
-            rows: decisions_rows,
-            sha256: sha256_file(&decisions_path)?,
-        },
+        decisions,
         counts: pass
             .counts
             .into_iter()

@@ -91,7 +91,8 @@ pub struct BuildArgs {
     /// case, e.g. `cc-by-4.0`; default `other`).
     #[arg(long, value_name = "ID", value_parser = license)]
     pub license: Option<String>,
-    /// Memory the build's pass may hold before it spills to disk, in MiB (its sort above all).
+    /// Memory the build's pass may hold before it spills to disk, in MiB (half of it for kept rows
+    /// waiting to be sorted into their shard).
     #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
           value_parser = memory_mb)]
     pub memory_mb: usize,

@@ -1,0 +1,473 @@
+//! Shard spools: the external sort that replaces the plan's global sort.
+//!
+//! The engine's partitions hand each kept row to the spool of its shard in whatever order they
+//! produce them, as small Arrow batches (`content_id`, `kind`, `created_at`, redacted `text`,
+//! `member_id`). When the spools together hold more than their budget, the largest one is sorted
+//! by `content_id` and written out as a *run* (an Arrow IPC stream in a spill directory next to
+//! the dataset's temporary directory). Finishing a shard merges its runs with what is still in
+//! memory, in `content_id` order, into `shards/part-NNNNN.parquet` in fixed batches of
+//! [`CHUNK`] rows: a shard's bytes depend only on its rows, whatever the partitioning, the
+//! budget or the order rows arrived in. Shards are finished independently, so several threads
+//! (or, later, executors) can write them at once.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use rustc_hash::FxHashSet;
+
+use crate::BuildError;
+use crate::run::{CHUNK, ShardOut};
+
+/// The columns a spool holds: the shard's columns, then the author (for the member keys).
+pub(crate) fn spool_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("content_id", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("created_at", cg_io::schema::timestamp_type(), false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("member_id", DataType::Int64, false),
+    ]))
+}
+
+/// The spools of one pass, one per shard, sharing one memory budget.
+pub(crate) struct ShardSpools {
+    spools: Vec<Mutex<Spool>>,
+    /// Bytes held in memory by all spools.
+    buffered: AtomicUsize,
+    /// Above this many buffered bytes the largest spool is spilled.
+    budget: usize,
+    /// Where runs go (created on first spill, removed when the spools are dropped).
+    spill_dir: PathBuf,
+    runs_written: AtomicU64,
+}
+
+#[derive(Default)]
+struct Spool {
+    batches: Vec<RecordBatch>,
+    bytes: usize,
+    runs: Vec<PathBuf>,
+}
+
+/// What finishing a shard produced.
+pub(crate) struct WrittenShard {
+    /// Rows written.
+    pub rows: u64,
+    /// The finished file.
+    pub path: PathBuf,
+    /// The distinct authors of its rows, ascending.
+    pub members: Vec<i64>,
+}
+
+impl ShardSpools {
+    /// `shards` empty spools holding at most about `budget` bytes in memory together; runs are
+    /// written under `spill_dir`.
+    pub(crate) fn new(shards: u32, budget: usize, spill_dir: PathBuf) -> ShardSpools {
+        ShardSpools {
+            spools: (0..shards).map(|_| Mutex::new(Spool::default())).collect(),
+            buffered: AtomicUsize::new(0),
+            budget: budget.max(1),
+            spill_dir,
+            runs_written: AtomicU64::new(0),
+        }
+    }
+
+    fn spool(&self, shard: u32) -> Result<MutexGuard<'_, Spool>, BuildError> {
+        self.spools
+            .get(shard as usize)
+            .ok_or_else(|| BuildError::Engine(format!("no spool for shard {shard}")))?
+            .lock()
+            .map_err(|_| BuildError::Engine("a shard spool was poisoned by a failed thread".into()))
+    }
+
+    /// Adds rows (in [`spool_schema`]) to a shard; spills the largest spool when the budget is
+    /// exceeded.
+    pub(crate) fn push(&self, shard: u32, batch: RecordBatch) -> Result<(), BuildError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let bytes = batch.get_array_memory_size();
+        {
+            let mut spool = self.spool(shard)?;
+            spool.batches.push(batch);
+            spool.bytes += bytes;
+        }
+        if self.buffered.fetch_add(bytes, Ordering::AcqRel) + bytes > self.budget {
+            self.spill_largest()?;
+        }
+        Ok(())
+    }
+
+    /// Sorts the largest spool and writes it out as a run.
+    fn spill_largest(&self) -> Result<(), BuildError> {
+        let mut largest = (0, 0);
+        for i in 0..self.spools.len() {
+            let bytes = self.spool(i as u32)?.bytes;
+            if bytes > largest.1 {
+                largest = (i, bytes);
+            }
+        }
+        let mut spool = self.spool(largest.0 as u32)?;
+        if spool.bytes == 0 {
+            // Another thread spilled it first.
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut spool.batches);
+        let bytes = std::mem::take(&mut spool.bytes);
+        let sorted = sort_by_content_id(&batches)?;
+        drop(batches);
+        let run = self.write_run(&sorted)?;
+        spool.runs.push(run);
+        self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn write_run(&self, sorted: &RecordBatch) -> Result<PathBuf, BuildError> {
+        std::fs::create_dir_all(&self.spill_dir).map_err(|e| BuildError::io(&self.spill_dir, e))?;
+        let n = self.runs_written.fetch_add(1, Ordering::AcqRel);
+        let path = self.spill_dir.join(format!("run-{n:06}.arrows"));
+        let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+        let spill = |e: arrow::error::ArrowError| BuildError::Spill {
+            path: path.clone(),
+            source: e,
+        };
+        let mut w = StreamWriter::try_new(BufWriter::new(file), &spool_schema()).map_err(spill)?;
+        for start in (0..sorted.num_rows()).step_by(CHUNK) {
+            let len = CHUNK.min(sorted.num_rows() - start);
+            w.write(&sorted.slice(start, len)).map_err(spill)?;
+        }
+        w.finish().map_err(spill)?;
+        Ok(path)
+    }
+
+    /// Writes one shard: its runs and what is still in memory, merged in `content_id` order,
+    /// without the rows whose content id is in `skip` (quarantined duplicates).
+    pub(crate) fn write_shard(
+        &self,
+        shard: u32,
+        mut out: ShardOut,
+        skip: &FxHashSet<i64>,
+    ) -> Result<WrittenShard, BuildError> {
+        let (batches, runs) = {
+            let mut spool = self.spool(shard)?;
+            let bytes = std::mem::take(&mut spool.bytes);
+            self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+            (
+                std::mem::take(&mut spool.batches),
+                std::mem::take(&mut spool.runs),
+            )
+        };
+        let mut members: Vec<i64> = Vec::new();
+        let mut emit = |chunk: RecordBatch| -> Result<(), BuildError> {
+            let chunk = without(chunk, skip)?;
+            if chunk.num_rows() == 0 {
+                return Ok(());
+            }
+            let authors = chunk.column(4).as_primitive::<Int64Type>();
+            members.extend(authors.values().iter().copied());
+            out.write(&chunk.project(&[0, 1, 2, 3]).map_err(arrow_err)?)
+        };
+        let memory = if batches.is_empty() {
+            None
+        } else {
+            Some(sort_by_content_id(&batches)?)
+        };
+        drop(batches);
+        if runs.is_empty() {
+            // Everything is in memory: slices of the sorted rows.
+            if let Some(sorted) = &memory {
+                for start in (0..sorted.num_rows()).step_by(CHUNK) {
+                    emit(sorted.slice(start, CHUNK.min(sorted.num_rows() - start)))?;
+                }
+            }
+        } else {
+            let mut sources: Vec<Source> = Vec::with_capacity(runs.len() + 1);
+            for run in &runs {
+                let file = File::open(run).map_err(|e| BuildError::io(run, e))?;
+                let reader = StreamReader::try_new(BufReader::new(file), None).map_err(|e| {
+                    BuildError::Spill {
+                        path: run.clone(),
+                        source: e,
+                    }
+                })?;
+                sources.push(Source::Run(run.clone(), reader));
+            }
+            if let Some(sorted) = memory {
+                let chunks: Vec<RecordBatch> = (0..sorted.num_rows())
+                    .step_by(CHUNK)
+                    .map(|s| sorted.slice(s, CHUNK.min(sorted.num_rows() - s)))
+                    .collect();
+                sources.push(Source::Memory(chunks.into_iter()));
+            }
+            merge(sources, &mut emit)?;
+            for run in &runs {
+                let _ = std::fs::remove_file(run);
+            }
+        }
+        members.sort_unstable();
+        members.dedup();
+        let rows = out.rows_written();
+        let path = out.finish()?;
+        Ok(WrittenShard {
+            rows,
+            path,
+            members,
+        })
+    }
+}
+
+impl Drop for ShardSpools {
+    fn drop(&mut self) {
+        // Runs are scratch: never left behind, whether the pass succeeded or not.
+        let _ = std::fs::remove_dir_all(&self.spill_dir);
+    }
+}
+
+fn arrow_err(e: arrow::error::ArrowError) -> BuildError {
+    BuildError::Engine(e.to_string())
+}
+
+/// The rows of `batches` in one batch, ordered by `content_id`.
+fn sort_by_content_id(batches: &[RecordBatch]) -> Result<RecordBatch, BuildError> {
+    let all = arrow::compute::concat_batches(&spool_schema(), batches).map_err(arrow_err)?;
+    let order = arrow::compute::sort_to_indices(all.column(0), None, None).map_err(arrow_err)?;
+    arrow::compute::take_record_batch(&all, &order).map_err(arrow_err)
+}
+
+/// `batch` without the rows whose content id is in `skip`.
+fn without(batch: RecordBatch, skip: &FxHashSet<i64>) -> Result<RecordBatch, BuildError> {
+    if skip.is_empty() {
+        return Ok(batch);
+    }
+    let ids = batch.column(0).as_primitive::<Int64Type>();
+    let keep: arrow::array::BooleanArray = ids
+        .values()
+        .iter()
+        .map(|id| Some(!skip.contains(id)))
+        .collect();
+    arrow::compute::filter_record_batch(&batch, &keep).map_err(arrow_err)
+}
+
+/// One sorted input of a merge.
+enum Source {
+    Run(PathBuf, StreamReader<BufReader<File>>),
+    Memory(std::vec::IntoIter<RecordBatch>),
+}
+
+impl Source {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, BuildError> {
+        loop {
+            let next = match self {
+                Source::Run(path, reader) => {
+                    reader.next().transpose().map_err(|e| BuildError::Spill {
+                        path: path.clone(),
+                        source: e,
+                    })?
+                }
+                Source::Memory(chunks) => chunks.next(),
+            };
+            match next {
+                Some(b) if b.num_rows() == 0 => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+/// Where a merge stands in one source.
+struct Cursor {
+    source: Source,
+    batch: RecordBatch,
+    /// Index of `batch` in the merge's list of batches in use.
+    slot: usize,
+    row: usize,
+}
+
+impl Cursor {
+    fn id(&self) -> i64 {
+        self.batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(self.row)
+    }
+}
+
+/// Merges sorted sources by `content_id` into chunks of exactly [`CHUNK`] rows (the last one
+/// shorter).
+fn merge(
+    sources: Vec<Source>,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
+    let mut in_use: Vec<RecordBatch> = Vec::new();
+    let mut cursors: Vec<Option<Cursor>> = Vec::new();
+    let mut heap = BinaryHeap::new();
+    for mut source in sources {
+        if let Some(batch) = source.next_batch()? {
+            in_use.push(batch.clone());
+            let cursor = Cursor {
+                source,
+                batch,
+                slot: in_use.len() - 1,
+                row: 0,
+            };
+            heap.push(Reverse((cursor.id(), cursors.len())));
+            cursors.push(Some(cursor));
+        }
+    }
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(CHUNK);
+    let flush = |in_use: &mut Vec<RecordBatch>,
+                 cursors: &mut [Option<Cursor>],
+                 picks: &mut Vec<(usize, usize)>,
+                 emit: &mut dyn FnMut(RecordBatch) -> Result<(), BuildError>|
+     -> Result<(), BuildError> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&RecordBatch> = in_use.iter().collect();
+        let chunk = arrow::compute::interleave_record_batch(&refs, picks).map_err(arrow_err)?;
+        picks.clear();
+        // Keep only the batches the cursors still stand in.
+        in_use.clear();
+        for c in cursors.iter_mut().flatten() {
+            in_use.push(c.batch.clone());
+            c.slot = in_use.len() - 1;
+        }
+        emit(chunk)
+    };
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let Some(cursor) = cursors[i].as_mut() else {
+            continue;
+        };
+        picks.push((cursor.slot, cursor.row));
+        cursor.row += 1;
+        if cursor.row == cursor.batch.num_rows() {
+            match cursor.source.next_batch()? {
+                Some(batch) => {
+                    in_use.push(batch.clone());
+                    cursor.batch = batch;
+                    cursor.slot = in_use.len() - 1;
+                    cursor.row = 0;
+                }
+                None => cursors[i] = None,
+            }
+        }
+        if let Some(cursor) = &cursors[i] {
+            heap.push(Reverse((cursor.id(), i)));
+        }
+        if picks.len() == CHUNK {
+            flush(&mut in_use, &mut cursors, &mut picks, emit)?;
+        }
+    }
+    flush(&mut in_use, &mut cursors, &mut picks, emit)
+}
+
+/// The spill directory of a pass writing into `dir`: a sibling, so it is never published.
+pub(crate) fn spill_dir_for(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".spill");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+
+    fn rows(ids: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            spool_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(vec!["post"; ids.len()])),
+                Arc::new(TimestampMicrosecondArray::from(ids.to_vec()).with_timezone("+00:00")),
+                Arc::new(StringArray::from(
+                    ids.iter().map(|i| format!("text {i}")).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    ids.iter().map(|i| i % 7).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Writes one shard of `ids` pushed in `pieces` with `budget` bytes; returns the file's
+    /// bytes, its ids in order and the members.
+    fn shard_of(pieces: &[Vec<i64>], budget: usize, skip: &[i64]) -> (Vec<u8>, Vec<i64>, Vec<i64>) {
+        let dir = cg_test_support::tempdir();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        let spill = dir.path().join("spill");
+        let spools = ShardSpools::new(2, budget, spill.clone());
+        for p in pieces {
+            spools.push(1, rows(p)).unwrap();
+        }
+        let out = ShardOut::create(dir.path(), 1).unwrap();
+        let skip: FxHashSet<i64> = skip.iter().copied().collect();
+        let written = spools.write_shard(1, out, &skip).unwrap();
+        drop(spools);
+        assert!(!spill.exists(), "runs are removed");
+        let bytes = std::fs::read(&written.path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            File::open(&written.path).unwrap(),
+            1024,
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for b in reader {
+            ids.extend(
+                b.unwrap()
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(written.rows, ids.len() as u64);
+        (bytes, ids, written.members)
+    }
+
+    #[test]
+    fn a_shard_is_the_same_bytes_whatever_the_arrival_order_and_budget() {
+        let all: Vec<i64> = (0..30_000).map(|i| (i * 7919) % 30_011).collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        let one = vec![sorted.clone()];
+        let scattered: Vec<Vec<i64>> = all.chunks(997).map(<[i64]>::to_vec).collect();
+        let (reference, ids, members) = shard_of(&one, usize::MAX, &[]);
+        assert_eq!(ids, sorted);
+        assert_eq!(members, (0..7).collect::<Vec<_>>());
+        // In memory, out of order.
+        let (bytes, _, _) = shard_of(&scattered, usize::MAX, &[]);
+        assert_eq!(bytes, reference);
+        // Spilled after every batch: many runs merged.
+        let (bytes, _, _) = shard_of(&scattered, 1, &[]);
+        assert_eq!(bytes, reference);
+        // Some runs and some rows still in memory.
+        let (bytes, _, _) = shard_of(&scattered, 200_000, &[]);
+        assert_eq!(bytes, reference);
+    }
+
+    #[test]
+    fn skipped_ids_are_not_written_in_memory_or_merged() {
+        let pieces = vec![vec![5, 1, 9], vec![3, 7], vec![2]];
+        for budget in [usize::MAX, 1] {
+            let (_, ids, _) = shard_of(&pieces, budget, &[7, 1]);
+            assert_eq!(ids, vec![2, 3, 5, 9]);
+        }
+    }
+
+    #[test]
+    fn an_empty_shard_is_a_valid_file() {
+        let (_, ids, members) = shard_of(&[], usize::MAX, &[]);
+        assert!(ids.is_empty() && members.is_empty());
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of `cg-build` on generated corpora, through its public API.
+
+mod pass;

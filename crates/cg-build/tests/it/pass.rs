@@ -1,0 +1,232 @@
+//! The pass: the same dataset whatever the memory budget (spilled or not), shards and the
+//! decision record in content-id order, and duplicate or missing content ids named by row.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int64Type;
+use cg_build::{BuildConfig, BuildError, ConsentSourceArg, Engine, build};
+use cg_model::progress::NoProgress;
+use cg_model::{Purpose, Timestamp};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
+
+fn config(
+    corpus: &Path,
+    content: PathBuf,
+    out: PathBuf,
+    memory_mb: usize,
+    quarantine: bool,
+) -> BuildConfig {
+    let ext = content.extension().unwrap().to_str().unwrap().to_owned();
+    let input = |name: &str| corpus.join(format!("{name}.{ext}"));
+    BuildConfig {
+        members: Some(input("members")),
+        content,
+        consent: ConsentSourceArg::File(input("consent")),
+        residences: Some(input("residences")),
+        notices: Some(input("notices")),
+        erasures: Some(input("erasures")),
+        as_of: Timestamp::parse("2025-12-01").unwrap(),
+        purpose: Purpose::genai_training(),
+        policy: Arc::new(cg_policy::Policy::bundled("timeline", Default::default()).unwrap()),
+        out,
+        shards: 4,
+        quarantine,
+        shard_key: None,
+        member_keys: Arc::new(cg_proof::member_key::MemberKeySecret::from_seed(&[7; 32]).unwrap()),
+        ledger_checkpoint: None,
+        engine: Engine::Embedded,
+        license: None,
+        memory_mb,
+    }
+}
+
+/// The `content_id` column of a Parquet file, nulls as `None`.
+fn ids(path: &Path) -> Vec<Option<i64>> {
+    let reader =
+        ParquetRecordBatchReader::try_new(std::fs::File::open(path).unwrap(), 4096).unwrap();
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let c = b
+            .column_by_name("content_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    out
+}
+
+#[test]
+fn a_spilling_build_is_byte_identical_and_every_file_is_in_content_id_order() {
+    let (corpus, _) = cg_test_support::small_corpus(400, 6_000, cg_io::Format::Parquet);
+    let content = corpus.path().join("content.parquet");
+    let roomy = build(
+        config(
+            corpus.path(),
+            content.clone(),
+            corpus.path().join("a"),
+            2048,
+            false,
+        ),
+        &NoProgress,
+    )
+    .unwrap();
+    // 1 MiB: the spools (half of it) spill runs many times and merge them.
+    let tight = build(
+        config(corpus.path(), content, corpus.path().join("b"), 1, false),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(roomy.manifest.dataset_id, tight.manifest.dataset_id);
+    assert_eq!(roomy.manifest.shards, tight.manifest.shards);
+    assert_eq!(roomy.manifest.decisions, tight.manifest.decisions);
+    assert_eq!(roomy.manifest.counts, tight.manifest.counts);
+    assert_eq!(
+        roomy.manifest.member_commitment_root,
+        tight.manifest.member_commitment_root
+    );
+    let spill = |dir: &Path| {
+        std::fs::read_dir(dir.parent().unwrap())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().contains(".spill"))
+    };
+    assert!(!spill(&tight.dir), "no spill directory is left behind");
+
+    let mut kept = 0;
+    for s in &roomy.manifest.shards {
+        let ids = ids(&roomy.dir.join(&s.file));
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{} is sorted by content id",
+            s.file
+        );
+        kept += ids.len() as u64;
+    }
+    assert!(kept > 0);
+    let record = ids(&roomy.dir.join("decisions.parquet"));
+    assert_eq!(record.len(), 6_000);
+    let with_ids: Vec<i64> = record.iter().flatten().copied().collect();
+    assert!(
+        with_ids.windows(2).all(|w| w[0] < w[1]),
+        "the record is in content-id order"
+    );
+    let totals = &roomy.manifest.totals;
+    assert_eq!(
+        totals.get("include").copied().unwrap_or(0)
+            + totals.get("include_redacted").copied().unwrap_or(0),
+        kept
+    );
+}
+
+/// A CSV copy of the corpus's content with `edit` applied to its data lines.
+fn edited_content(corpus: &Path, edit: impl FnOnce(&mut Vec<String>)) -> PathBuf {
+    let text = std::fs::read_to_string(corpus.join("content.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let header = lines.remove(0);
+    edit(&mut lines);
+    let path = corpus.join("edited.csv");
+    std::fs::write(&path, format!("{header}\n{}\n", lines.join("\n"))).unwrap();
+    path
+}
+
+fn first_field(line: &str) -> i64 {
+    line.split(',').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn duplicate_content_ids_are_named_by_row_or_quarantined_everywhere() {
+    let (corpus, _) = cg_test_support::small_corpus(200, 1_000, cg_io::Format::Csv);
+    let mut duplicated = 0;
+    let content = edited_content(corpus.path(), |lines| {
+        // Row 5's content id again, on a new last row (another text, the same id).
+        duplicated = first_field(&lines[4]);
+        let again = lines[4].clone();
+        lines.push(again);
+    });
+    let err = build(
+        config(
+            corpus.path(),
+            content.clone(),
+            corpus.path().join("a"),
+            2048,
+            false,
+        ),
+        &NoProgress,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, BuildError::BadRow { row: 1001, .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("duplicate content id {duplicated}")),
+        "{message}"
+    );
+    assert!(message.contains("rows 5, 1001"), "{message}");
+    assert!(message.contains("edited.csv"), "{message}");
+    assert!(
+        !corpus.path().join("a").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ds-"))
+    );
+
+    // Quarantined: both rows are excluded as invalid records, neither reaches a shard.
+    let out = build(
+        config(corpus.path(), content, corpus.path().join("b"), 2048, true),
+        &NoProgress,
+    )
+    .unwrap();
+    let record = ids(&out.dir.join("decisions.parquet"));
+    assert_eq!(record.len(), 1_001);
+    assert_eq!(record.iter().filter(|i| **i == Some(duplicated)).count(), 2);
+    let invalid: u64 = out
+        .manifest
+        .counts
+        .iter()
+        .filter(|c| c.reason == "invalid_record")
+        .map(|c| c.rows)
+        .sum();
+    assert_eq!(invalid, 2);
+    for s in &out.manifest.shards {
+        assert!(!ids(&out.dir.join(&s.file)).contains(&Some(duplicated)));
+    }
+}
+
+#[test]
+fn a_missing_content_id_is_named_by_row() {
+    let (corpus, _) = cg_test_support::small_corpus(200, 500, cg_io::Format::Csv);
+    let content = edited_content(corpus.path(), |lines| {
+        let rest = lines[9].split_once(',').unwrap().1.to_owned();
+        lines[9] = format!(",{rest}");
+    });
+    let err = build(
+        config(
+            corpus.path(),
+            content.clone(),
+            corpus.path().join("a"),
+            2048,
+            false,
+        ),
+        &NoProgress,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("missing content id (row 10)"), "{message}");
+    let out = build(
+        config(corpus.path(), content, corpus.path().join("b"), 2048, true),
+        &NoProgress,
+    )
+    .unwrap();
+    let record = ids(&out.dir.join("decisions.parquet"));
+    assert_eq!(
+        record[0], None,
+        "a row without an id comes first in the record"
+    );
+    assert_eq!(record.len(), 500);
+}
