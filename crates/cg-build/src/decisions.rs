@@ -1,7 +1,7 @@
 //! The one reader of a dataset's `decisions.parquet` (the record of processing: one row per
 //! content row, with its member, the shard it went to if kept, and the fingerprint of what its
 //! redacted text depends on). Rebuilds, withdrawal impact, receipts' membership and the demo read
-//! it through here; the build's writer is [`crate::run`]'s `DecisionWriter`.
+//! it through here; the build's writer is [`crate::layout`]'s `DecisionsOut`.
 //!
 //! Only the narrow integer columns are read (a projection), never the reasons.
 

@@ -68,7 +68,7 @@ fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
         })
     } else {
         payload
-            .and_then(GateSpec::decode)
+            .and_then(|p| GateSpec::decode(p).map_err(|e| e.to_string()))
             .and_then(|spec| udf_from_spec(name, spec).ok_or_else(|| format!("no UDF `{name}`")))
     };
     Some(
@@ -302,9 +302,9 @@ mod tests {
     fn spec() -> GateSpec {
         let policy =
             cg_policy::Policy::bundled("li-2025-11", cg_policy::PolicyConfig::default()).unwrap();
-        let facts = crate::run::FactInputs {
+        let facts = crate::config::FactInputs {
             members: Some("/shared/members.parquet".into()),
-            consent: crate::run::ConsentSourceArg::File("/shared/consent.parquet".into()),
+            consent: crate::config::ConsentSourceArg::File("/shared/consent.parquet".into()),
             residences: None,
             notices: None,
             erasures: None,
@@ -388,7 +388,7 @@ mod tests {
 
     #[test]
     fn engine_urls_parse() {
-        use crate::run::Engine;
+        use crate::config::Engine;
         assert_eq!(Engine::parse("datafusion"), Ok(Engine::Embedded));
         assert_eq!(
             Engine::parse("ballista://10.0.0.1:50050"),

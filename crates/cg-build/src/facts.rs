@@ -13,7 +13,13 @@ use cg_model::member::{ConsentFold, IgnoredPurposes, looks_like};
 use cg_model::{EventId, MemberFacts, MemberId, Purpose, Timestamp};
 use rustc_hash::FxHashMap;
 
+use cg_model::progress::Progress;
+use sha2::{Digest, Sha256};
+
 use crate::BuildError;
+use crate::config::{ConsentSourceArg, FactInputs};
+use crate::layout::{file_name, hex, sha256_file};
+use crate::manifest::{FactsSummary, InputRef, MemberSources};
 
 /// All members, by id.
 pub type Members = FxHashMap<i64, MemberFacts>;
@@ -257,4 +263,163 @@ pub struct LedgerCounts {
     pub from_ledger: u64,
     /// Members both the files and the ledger know (merged).
     pub merged: u64,
+}
+
+/// Member facts as a build loaded them.
+#[derive(Debug)]
+pub(crate) struct LoadedFacts {
+    /// The members, by id.
+    pub members: Members,
+    /// Where each fact came from, with digests (the manifest's member-side `inputs`).
+    pub inputs: Vec<InputRef>,
+    /// Other purposes and member sources (recorded in the manifest).
+    pub summary: FactsSummary,
+}
+
+/// Loads member facts: the files given, and with a ledger every fact it holds as of the
+/// cut-off, merged with the most protective reading. Returns them with the input digests.
+pub(crate) fn load_facts(
+    f: &FactInputs,
+    purpose: &Purpose,
+    as_of: Timestamp,
+    progress: &dyn Progress,
+) -> Result<LoadedFacts, BuildError> {
+    progress.stage("member facts", None);
+    let mut inputs = Vec::new();
+    let mut members = match &f.members {
+        Some(path) => {
+            inputs.push(InputRef {
+                table: "members".into(),
+                source: file_name(path),
+                sha256: sha256_file(path)?,
+            });
+            load_members(path)?
+        }
+        None if matches!(f.consent, ConsentSourceArg::Store(_)) => Members::default(),
+        None => {
+            return Err(BuildError::Input(
+                "no members: pass --members FILE, or --store to take members from the ledger"
+                    .into(),
+            ));
+        }
+    };
+    for (table, path, load) in [
+        (
+            "residences",
+            &f.residences,
+            load_residences as fn(&Path, &mut Members) -> Result<(), BuildError>,
+        ),
+        ("notices", &f.notices, load_notices),
+        ("erasures", &f.erasures, load_erasures),
+    ] {
+        if let Some(p) = path {
+            load(p, &mut members)?;
+            inputs.push(InputRef {
+                table: table.into(),
+                source: file_name(p),
+                sha256: sha256_file(p)?,
+            });
+        }
+    }
+    let file_members = members.len() as u64;
+    let mut member_sources = None;
+    let ignored_purposes = match &f.consent {
+        ConsentSourceArg::File(p) => {
+            let ignored = load_consent_events(p, purpose, as_of, &f.catalogue(), &mut members)?;
+            inputs.push(InputRef {
+                table: "consent".into(),
+                source: file_name(p),
+                sha256: sha256_file(p)?,
+            });
+            ignored
+        }
+        ConsentSourceArg::Store(url) => {
+            let mut store =
+                cg_ledger::open_existing(url).map_err(|e| BuildError::Input(e.to_string()))?;
+            let (ignored, counts) = load_ledger(store.as_mut(), purpose, as_of, &mut members)?;
+            if counts.events == 0 && counts.from_ledger == 0 && counts.merged == 0 {
+                // Fail closed: an empty ledger would read as "nobody ever objected".
+                return Err(BuildError::Input(format!(
+                    "the ledger `{}` holds no member facts or consent events as of {as_of}; pass --consent FILE, or import into the ledger first",
+                    redact_url(url)
+                )));
+            }
+            let digest = snapshot_digest(&members);
+            inputs.push(InputRef {
+                table: "ledger_snapshot".into(),
+                source: store.backend().into(),
+                sha256: digest,
+            });
+            member_sources = Some(MemberSources {
+                files_only: file_members - counts.merged,
+                ledger_only: counts.from_ledger,
+                merged: counts.merged,
+                ledger_events: counts.events,
+            });
+            ignored
+        }
+    };
+    progress.finish_stage();
+    Ok(LoadedFacts {
+        members,
+        inputs,
+        summary: FactsSummary {
+            ignored_purposes,
+            member_sources,
+        },
+    })
+}
+
+/// A ledger URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Digest of every member fact the build used from a ledger (after merging with files), from
+/// explicit fields (not `Debug` output, whose format is not a stable contract): the dataset id
+/// must not change with the toolchain, and must change with any fact that can change a
+/// decision.
+fn snapshot_digest(members: &Members) -> String {
+    let mut ids: Vec<&i64> = members.keys().collect();
+    ids.sort_unstable();
+    let mut h = Sha256::new();
+    let t = |t: Option<Timestamp>| t.map_or(String::from("-"), |t| t.micros().to_string());
+    for id in ids {
+        let m = &members[id];
+        let explicit = m.consent.explicit.as_ref().map_or(String::from("-"), |c| {
+            format!(
+                "{}/{}/{}/{}",
+                c.granted,
+                c.at.micros(),
+                c.source.as_str(),
+                c.notice_version.as_deref().unwrap_or("")
+            )
+        });
+        let gpc = t(m.consent.gpc_signal.as_ref().map(|g| g.at));
+        let residences: Vec<String> = m
+            .residences
+            .iter()
+            .map(|(at, c)| format!("{}@{}", c.as_deref().unwrap_or("-"), at.micros()))
+            .collect();
+        h.update(format!(
+            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0v2\n",
+            m.country.as_deref().unwrap_or("-"),
+            residences.join(","),
+            m.birth_date.map_or(String::from("-"), |d| d.to_string()),
+            t(m.closed_at),
+            t(m.erasure_requested_at),
+            t(m.notice_at),
+            m.other_purpose_grant,
+            m.display_name.as_deref().unwrap_or("-"),
+            m.handle.as_deref().unwrap_or("-"),
+        ));
+    }
+    hex(&h.finalize())
 }

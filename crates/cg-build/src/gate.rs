@@ -39,6 +39,68 @@ pub struct Gate {
     regions: Vec<&'static str>,
 }
 
+/// A content row the gate cannot decide (outside quarantine): the build fails naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// The row's mentions did not reach the gate (an engine fault: never kept unscrubbed).
+    #[error("content_id {content_id}: its mentions did not reach the gate")]
+    MentionsMissing {
+        /// The row.
+        content_id: i64,
+    },
+    /// A required value is missing.
+    #[error(
+        "content_id {content_id}: column `{column}` is missing a value (use --quarantine to exclude such rows)"
+    )]
+    MissingValue {
+        /// The row.
+        content_id: i64,
+        /// The column.
+        column: &'static str,
+    },
+}
+
+/// The members each row of a batch names, flattened: one allocation per batch, none per row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mentions {
+    /// `ends[i]`: where row `i`'s ids end in `ids`.
+    ends: Vec<usize>,
+    ids: Vec<i64>,
+}
+
+impl Mentions {
+    /// `rows` rows naming nobody.
+    pub fn none(rows: usize) -> Mentions {
+        Mentions {
+            ends: vec![0; rows],
+            ids: Vec::new(),
+        }
+    }
+
+    /// Appends a row naming `ids`.
+    pub fn push_row(&mut self, ids: impl IntoIterator<Item = i64>) {
+        self.ids.extend(ids);
+        self.ends.push(self.ids.len());
+    }
+
+    /// Row `i`'s ids (`None` past the last row).
+    pub fn get(&self, i: usize) -> Option<&[i64]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.ids.get(start..end)
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// One content row as the UDFs see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
@@ -113,7 +175,7 @@ impl Gate {
 
     /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns verdict
     /// codes. A malformed row fails the build, or with quarantine is `invalid_record`.
-    pub fn decide(&self, rows: &[Row<'_>], mentions: &[Vec<i64>]) -> Result<Vec<u32>, String> {
+    pub fn decide(&self, rows: &[Row<'_>], mentions: &Mentions) -> Result<Vec<u32>, RowError> {
         let mut decider = self.engine.decider();
         let mut kinds: Vec<(&str, u8)> = Vec::new();
         let mut out = Vec::with_capacity(rows.len());
@@ -132,11 +194,8 @@ impl Gate {
                     let code = decider.decide(author, kind, created_at);
                     // A row whose mentions are missing cannot be checked for excluded members:
                     // fail, never keep it unscrubbed.
-                    let named = mentions.get(i).ok_or_else(|| {
-                        format!(
-                            "content_id {}: its mentions did not reach the gate",
-                            r.content_id
-                        )
+                    let named = mentions.get(i).ok_or(RowError::MentionsMissing {
+                        content_id: r.content_id,
                     })?;
                     let names_excluded = cg_policy::decision_of(code).is_kept()
                         && named
@@ -157,10 +216,10 @@ impl Gate {
                     } else {
                         "created_at"
                     };
-                    return Err(format!(
-                        "content_id {}: column `{column}` is missing a value (use --quarantine to exclude such rows)",
-                        r.content_id
-                    ));
+                    return Err(RowError::MissingValue {
+                        content_id: r.content_id,
+                        column,
+                    });
                 }
             };
             out.push(code);
@@ -186,33 +245,31 @@ impl Gate {
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,
-    /// then the names and handles of excluded members the row mentions.
-    pub fn redact(
+    /// then the names and handles of excluded members the row mentions. Borrows `text` when
+    /// nothing in it is personal data (no allocation for clean text).
+    pub fn redact<'t>(
         &self,
-        text: &str,
+        text: &'t str,
         member_id: i64,
         mentions: &[i64],
         outcome: &Verdict,
-    ) -> Option<String> {
+    ) -> Option<std::borrow::Cow<'t, str>> {
         if !outcome.decision().is_kept() {
             return None;
         }
         let hint = self.members.get(&member_id).and_then(|m| m.hint);
-        let mut out = self
-            .redactor
-            .redact(
-                text,
-                hint.as_ref().map(|c| c.as_str()),
-                cg_redact::Replacement::Placeholder,
-            )
-            .into_owned();
+        let mut out = self.redactor.redact(
+            text,
+            hint.as_ref().map(|c| c.as_str()),
+            cg_redact::Replacement::Placeholder,
+        );
         if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
             for m in self.excluded_mentions(member_id, mentions).flatten() {
                 if let Some(h) = &m.handle {
-                    out = scrub(&out, h, "<MENTION>");
+                    out = std::borrow::Cow::Owned(scrub(&out, h, "<MENTION>"));
                 }
                 if let Some(n) = &m.display_name {
-                    out = scrub(&out, n, "<PERSON>");
+                    out = std::borrow::Cow::Owned(scrub(&out, n, "<PERSON>"));
                 }
             }
         }

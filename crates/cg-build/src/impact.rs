@@ -13,9 +13,10 @@ use cg_policy::{EvalContext, Policy};
 use serde::Serialize;
 
 use crate::BuildError;
+use crate::config::FactInputs;
+use crate::facts::load_facts;
 use crate::gate::{Gate, Row};
 use crate::manifest::PolicyRef;
-use crate::run::{FactInputs, load_facts};
 
 /// An impact question.
 #[derive(Debug)]
@@ -105,7 +106,7 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
         let kinds = b.column(2).as_string::<i32>();
         let created = b.column(3).as_primitive::<TimestampMicrosecondType>();
         let mentions = crate::udf::mention_lists(b.column(5))
-            .unwrap_or_else(|_| vec![Vec::new(); b.num_rows()]);
+            .unwrap_or_else(|_| crate::gate::Mentions::none(b.num_rows()));
         let batch: Vec<Row<'_>> = (0..b.num_rows())
             .map(|i| Row {
                 content_id: ids.value(i),
@@ -119,7 +120,7 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
         let (a, z) = match (from.decide(&batch, &mentions), to.decide(&batch, &mentions)) {
             (Ok(a), Ok(z)) => (a, z),
             (Err(e), _) | (_, Err(e)) => {
-                failure = Some(BuildError::Engine(e));
+                failure = Some(BuildError::Row(e));
                 return Err(cg_io::ReadError::File {
                     path: cfg.content.clone(),
                     message: "impact failed".into(),

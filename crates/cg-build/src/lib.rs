@@ -24,15 +24,19 @@
 #![deny(missing_docs)]
 
 pub mod card;
+mod commitment;
+mod config;
 pub mod decisions;
 #[cfg(feature = "ballista")]
 pub mod distributed;
 mod facts;
 mod gate;
 mod impact;
+mod layout;
 /// The manifest's types (defined in `cg-model`, where every crate that reads datasets finds them).
 pub use cg_model::manifest;
 mod pass;
+mod publish;
 mod rebuild;
 mod run;
 pub mod spec;
@@ -43,13 +47,15 @@ mod withdrawal;
 
 use std::path::{Path, PathBuf};
 
+pub use commitment::member_commitment;
+pub use config::{BuildConfig, ConsentSourceArg, DEFAULT_MEMORY_MB, Engine, FactInputs};
+pub use gate::RowError;
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};
+pub use layout::{decisions_schema, sha256_file};
 pub use manifest::Manifest;
+pub use publish::{BuildOutput, INPUTS_FILE};
 pub use rebuild::{RebuildOutput, rebuild};
-pub use run::{
-    BuildConfig, BuildOutput, ConsentSourceArg, DEFAULT_MEMORY_MB, Engine, FactInputs, INPUTS_FILE,
-    build, decisions_schema, member_commitment, sha256_file,
-};
+pub use run::build;
 pub use verify::{DatasetReport, included_members, verify_dataset};
 pub use withdrawal::{DatasetHolding, MemberHolding, dataset_holding};
 
@@ -111,6 +117,12 @@ pub enum BuildError {
     /// The engine failed.
     #[error("engine: {0}")]
     Engine(String),
+    /// The gate could not be made (a distributed build's executor, or a damaged spec).
+    #[error(transparent)]
+    Gate(#[from] Box<spec::SpecError>),
+    /// A content row the gate cannot decide.
+    #[error(transparent)]
+    Row(#[from] gate::RowError),
     /// A spill run of the pass could not be written or read back.
     #[error("spill run `{}`: {source}", path.display())]
     Spill {
@@ -136,5 +148,12 @@ impl BuildError {
             path: path.to_owned(),
             source,
         }
+    }
+}
+
+pub(crate) fn engine_error(file: &Path, e: datafusion::error::DataFusionError) -> BuildError {
+    BuildError::Source {
+        file: file.display().to_string(),
+        message: e.to_string(),
     }
 }

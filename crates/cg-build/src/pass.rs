@@ -45,9 +45,11 @@ use futures_lite::StreamExt;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::BuildError;
+use crate::config::{BuildConfig, Engine};
+use crate::engine_error;
 use crate::gate::Gate;
+use crate::layout::{DecisionsOut, ShardOut, keyed_shard};
 use crate::manifest::FileRef;
-use crate::run::{BuildConfig, DecisionsOut, Engine, ShardOut, engine_error, keyed_shard};
 use crate::spec::GateRef;
 use crate::spool::{ShardSpools, spill_dir_for, spool_schema};
 
@@ -226,7 +228,7 @@ pub(crate) fn run_pass(
     spec: PassSpec<'_>,
     progress: &dyn cg_model::progress::Progress,
 ) -> Result<PassOut, BuildError> {
-    let gate = gate_ref.gate().map_err(BuildError::Engine)?;
+    let gate = gate_ref.gate().map_err(|e| BuildError::Gate(Box::new(e)))?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(1);
@@ -237,7 +239,8 @@ pub(crate) fn run_pass(
         .map_err(|e| BuildError::Engine(e.to_string()))?;
     let streams = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
 
-    // Shard rows: half the memory budget; the rest is the engine's batches in flight.
+    // Narrow records and shard rows: half the memory budget together; the rest is the engine's
+    // batches in flight and the writers' buffers.
     let budget = (cfg.memory_mb.max(1) << 20) / 2;
     let spools = (spec.text && !spec.shards.is_empty())
         .then(|| ShardSpools::new(cfg.shards, budget, spill_dir_for(spec.dir)));
@@ -684,7 +687,14 @@ fn take_batch(
         .map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted")))
         .transpose()?;
     let gate = shared.gate;
+    let capacity = part.decided.capacity();
     part.decided.reserve(batch.num_rows());
+    if let Some(spools) = shared.spools {
+        let grown = part.decided.capacity() - capacity;
+        if grown > 0 {
+            spools.reserve(grown * std::mem::size_of::<Decided>())?;
+        }
+    }
     for i in 0..batch.num_rows() {
         let content_id = ids.is_valid(i).then(|| ids.value(i));
         let member = members.is_valid(i).then(|| members.value(i));
@@ -886,7 +896,7 @@ fn write_shard(
         file: FileRef {
             file: format!("shards/part-{shard:05}.parquet"),
             rows: written.rows,
-            sha256: crate::run::sha256_file(&written.path)?,
+            sha256: crate::layout::sha256_file(&written.path)?,
         },
         members: written.members.len(),
         keys,

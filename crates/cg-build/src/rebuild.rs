@@ -24,12 +24,14 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
+use crate::commitment::member_keys;
+use crate::config::{BuildConfig, FactInputs, shard_key_of};
+use crate::facts::{LoadedFacts, load_facts};
+use crate::layout::{file_name, hex, sha256_file};
 use crate::manifest::{FileRef, InputRef, Lineage, Manifest};
 use crate::pass::{PassSpec, run_pass};
-use crate::run::{
-    BuildConfig, FactInputs, LoadedFacts, file_name, finish_dataset, finish_shards, hex,
-    load_facts, member_keys, new_gate, publish, sha256_file, shard_key_of,
-};
+use crate::publish::{finish_dataset, finish_shards, publish};
+use crate::run::new_gate;
 
 /// What a rebuild produced.
 #[derive(Debug)]

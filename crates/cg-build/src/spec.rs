@@ -17,8 +17,10 @@ use cg_policy::{EvalContext, Policy, PolicyRecipe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::BuildError;
+use crate::config::{ConsentSourceArg, FactInputs};
+use crate::facts::load_facts;
 use crate::gate::Gate;
-use crate::run::{ConsentSourceArg, FactInputs, load_facts};
 
 /// Where a build's consent state comes from, as a remote process sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,62 @@ pub enum ConsentSpec {
     File(PathBuf),
     /// A ledger URL (every executor must reach the same ledger).
     Store(String),
+}
+
+/// Why a process could not make a build's gate from a [`GateSpec`]. Each message says what
+/// differs or failed, followed by its cause, which is also kept as the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The bytes are not a spec.
+    #[error("unreadable build spec: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// Another consentgate version planned the build.
+    #[error(
+        "the build was planned by consentgate {planned} and this process is {here}: run the same version everywhere"
+    )]
+    Version {
+        /// The client's version.
+        planned: String,
+        /// This process's version.
+        here: String,
+    },
+    /// The policy could not be made from its recipe.
+    #[error("policy: {0}")]
+    Policy(#[source] cg_policy::PolicyError),
+    /// The policy made here is not the client's.
+    #[error("policy hash {here} here, {client} on the client")]
+    PolicyHash {
+        /// The hash here.
+        here: String,
+        /// The client's hash.
+        client: String,
+    },
+    /// The purpose is not a purpose name.
+    #[error("purpose: {0}")]
+    Purpose(#[source] cg_model::purpose::NameError),
+    /// The member facts could not be loaded.
+    #[error("member facts: {0}")]
+    Facts(#[source] Box<BuildError>),
+    /// The member-side inputs read here differ from the client's (the tables named).
+    #[error(
+        "the member facts read here differ from the client's ({0}): executors must read the same files"
+    )]
+    FactsDiffer(String),
+    /// The content file could not be read.
+    #[error("content: {0}")]
+    Content(#[source] Box<BuildError>),
+    /// The content file read here is not the client's.
+    #[error(
+        "the content file `{}` read here differs from the client's: executors must read the same files",
+        .0.display()
+    )]
+    ContentDiffers(PathBuf),
+    /// The redaction engine could not be built.
+    #[error("redaction engine: {0}")]
+    Redactor(#[source] cg_redact::RedactError),
+    /// Loading panicked, or the gate cache was poisoned by a panic.
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 /// Everything needed to make a build's gate in another process.
@@ -115,35 +173,33 @@ impl GateSpec {
     }
 
     /// A spec from [`GateSpec::encode`] bytes.
-    pub fn decode(bytes: &[u8]) -> Result<GateSpec, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("unreadable build spec: {e}"))
+    pub fn decode(bytes: &[u8]) -> Result<GateSpec, SpecError> {
+        serde_json::from_slice(bytes).map_err(SpecError::Decode)
     }
 
     /// SHA-256 of the encoded spec: one gate per distinct spec and process.
     fn digest(&self) -> String {
-        crate::run::hex(&Sha256::digest(self.encode()))
+        crate::layout::hex(&Sha256::digest(self.encode()))
     }
 
     /// Makes the gate: the policy from its recipe, the facts from the same inputs, each checked
     /// against what the client used.
-    fn make_gate(&self) -> Result<Gate, String> {
+    fn make_gate(&self) -> Result<Gate, SpecError> {
         let here = env!("CARGO_PKG_VERSION");
         if self.tool_version != here {
-            return Err(format!(
-                "the build was planned by consentgate {} and this process is {here}: run the same version everywhere",
-                self.tool_version
-            ));
+            return Err(SpecError::Version {
+                planned: self.tool_version.clone(),
+                here: here.to_owned(),
+            });
         }
-        let policy = Policy::from_recipe(&self.policy).map_err(|e| format!("policy: {e}"))?;
+        let policy = Policy::from_recipe(&self.policy).map_err(SpecError::Policy)?;
         if policy.hash() != self.policy_hash {
-            return Err(format!(
-                "policy hash {} here, {} on the client",
-                policy.hash(),
-                self.policy_hash
-            ));
+            return Err(SpecError::PolicyHash {
+                here: policy.hash().to_owned(),
+                client: self.policy_hash.clone(),
+            });
         }
-        let purpose =
-            Purpose::try_from(self.purpose.clone()).map_err(|e| format!("purpose: {e}"))?;
+        let purpose = Purpose::try_from(self.purpose.clone()).map_err(SpecError::Purpose)?;
         let as_of = Timestamp::from_micros(self.as_of_micros);
         let facts = FactInputs {
             members: self.members.clone(),
@@ -166,11 +222,11 @@ impl GateSpec {
         let loaded = std::thread::scope(|s| {
             s.spawn(|| load_facts(&facts, &purpose, as_of, &NoProgress))
                 .join()
-                .map_err(|_| "loading member facts panicked".to_owned())
+                .map_err(|_| SpecError::Internal("loading member facts panicked"))
         })?;
-        let crate::run::LoadedFacts {
+        let crate::facts::LoadedFacts {
             members, inputs, ..
-        } = loaded.map_err(|e| format!("member facts: {e}"))?;
+        } = loaded.map_err(|e| SpecError::Facts(Box::new(e)))?;
         let here: Vec<(String, String)> = inputs
             .iter()
             .map(|i| (i.table.clone(), i.sha256.clone()))
@@ -182,22 +238,17 @@ impl GateSpec {
                 .filter(|d| !here.contains(d))
                 .map(|(t, _)| t.clone())
                 .collect();
-            return Err(format!(
-                "the member facts read here differ from the client's ({}): executors must read the same files",
-                differ.join(", ")
-            ));
+            return Err(SpecError::FactsDiffer(differ.join(", ")));
         }
         if let Some((path, sha256)) = &self.content {
-            let here = crate::run::sha256_file(path).map_err(|e| format!("content: {e}"))?;
+            let here =
+                crate::layout::sha256_file(path).map_err(|e| SpecError::Content(Box::new(e)))?;
             if &here != sha256 {
-                return Err(format!(
-                    "the content file `{}` read here differs from the client's: executors must read the same files",
-                    path.display()
-                ));
+                return Err(SpecError::ContentDiffers(path.clone()));
             }
         }
         let ctx = EvalContext { purpose, as_of };
-        Gate::new(Arc::new(policy), ctx, members, self.quarantine).map_err(|e| e.to_string())
+        Gate::new(Arc::new(policy), ctx, members, self.quarantine).map_err(SpecError::Redactor)
     }
 }
 
@@ -208,11 +259,11 @@ const KEEP_GATES: usize = 2;
 
 /// The gate of `spec`, made once per process. The lock is held while a gate is made, so the
 /// tasks of one build that start together wait for one load instead of each doing it.
-fn gate_of(spec: &GateSpec) -> Result<Arc<Gate>, String> {
+fn gate_of(spec: &GateSpec) -> Result<Arc<Gate>, SpecError> {
     let key = spec.digest();
     let mut made = MADE
         .lock()
-        .map_err(|_| "the gate cache is poisoned".to_owned())?;
+        .map_err(|_| SpecError::Internal("the gate cache is poisoned"))?;
     if let Some((_, g)) = made.iter().find(|(k, _)| *k == key) {
         return Ok(g.clone());
     }
@@ -253,7 +304,7 @@ impl GateRef {
     }
 
     /// The gate, made now if this is its first use.
-    pub fn gate(&self) -> Result<&Arc<Gate>, String> {
+    pub fn gate(&self) -> Result<&Arc<Gate>, SpecError> {
         if let Some(g) = self.gate.get() {
             return Ok(g);
         }
@@ -290,7 +341,7 @@ mod tests {
         digests.push(InputRef {
             table: "content".into(),
             source: "content.parquet".into(),
-            sha256: crate::run::sha256_file(&content).unwrap(),
+            sha256: crate::layout::sha256_file(&content).unwrap(),
         });
         GateSpec::new(
             facts,
@@ -308,7 +359,7 @@ mod tests {
         let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
         let facts = facts_of(corpus.path());
         let as_of = Timestamp::parse("2025-12-01").unwrap();
-        let crate::run::LoadedFacts {
+        let crate::facts::LoadedFacts {
             members,
             inputs: digests,
             ..
@@ -336,9 +387,9 @@ mod tests {
                 )),
             })
             .collect();
-        let mentions = vec![Vec::new(); rows.len()];
+        let mentions = crate::gate::Mentions::none(rows.len());
         // Rows whose mentions are missing fail; they are never kept unscrubbed.
-        assert!(direct.decide(&rows, &[]).is_err());
+        assert!(direct.decide(&rows, &Default::default()).is_err());
         let a = direct.decide(&rows, &mentions).unwrap();
         assert_eq!(a, remade.decide(&rows, &mentions).unwrap());
         assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));
@@ -346,21 +397,33 @@ mod tests {
         // Another version, another policy, or other member facts: no gate.
         let mut other = spec.clone();
         other.tool_version = "0.0.0-other".into();
-        assert!(other.make_gate().unwrap_err().contains("same version"));
+        assert!(
+            other
+                .make_gate()
+                .unwrap_err()
+                .to_string()
+                .contains("same version")
+        );
         let mut other = spec.clone();
         other.policy_hash = "0".repeat(64);
-        assert!(other.make_gate().unwrap_err().contains("policy hash"));
+        assert!(
+            other
+                .make_gate()
+                .unwrap_err()
+                .to_string()
+                .contains("policy hash")
+        );
         let (changed, _) = cg_test_support::small_corpus(301, 10, cg_io::Format::Parquet);
         let mut other = spec.clone();
         other.members = Some(changed.path().join("members.parquet"));
-        let err = other.make_gate().unwrap_err();
+        let err = other.make_gate().unwrap_err().to_string();
         assert!(err.contains("differ") && err.contains("members"), "{err}");
         let mut other = spec.clone();
         other.content = Some((
             changed.path().join("content.parquet"),
             spec.content.clone().unwrap().1,
         ));
-        let err = other.make_gate().unwrap_err();
+        let err = other.make_gate().unwrap_err().to_string();
         assert!(
             err.contains("content file") && err.contains("differs"),
             "{err}"

@@ -25,7 +25,7 @@ use arrow_ipc::writer::StreamWriter;
 use rustc_hash::FxHashSet;
 
 use crate::BuildError;
-use crate::run::{CHUNK, ShardOut};
+use crate::layout::{CHUNK, ShardOut};
 
 /// The columns a spool holds: the shard's columns, then the author (for the member keys).
 pub(crate) fn spool_schema() -> SchemaRef {
@@ -38,13 +38,22 @@ pub(crate) fn spool_schema() -> SchemaRef {
     ]))
 }
 
+/// A spool smaller than this (or than 1/64 of the budget, if less) is not spilled: runs of a
+/// few rows would make the merge slow.
+const MIN_RUN_BYTES: usize = 1 << 20;
+
 /// The spools of one pass, one per shard, sharing one memory budget.
 pub(crate) struct ShardSpools {
     spools: Vec<Mutex<Spool>>,
     /// Bytes held in memory by all spools.
     buffered: AtomicUsize,
-    /// Above this many buffered bytes the largest spool is spilled.
+    /// Bytes the pass holds elsewhere that count against the same budget (its narrow decision
+    /// records), so the spools spill earlier as those grow.
+    reserved: AtomicUsize,
+    /// Above this many buffered (plus reserved) bytes the largest spool is spilled.
     budget: usize,
+    /// The smallest spool worth a run.
+    min_run: usize,
     /// Where runs go (created on first spill, removed when the spools are dropped).
     spill_dir: PathBuf,
     runs_written: AtomicU64,
@@ -74,7 +83,9 @@ impl ShardSpools {
         ShardSpools {
             spools: (0..shards).map(|_| Mutex::new(Spool::default())).collect(),
             buffered: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             budget: budget.max(1),
+            min_run: MIN_RUN_BYTES.min(budget / 64).max(1),
             spill_dir,
             runs_written: AtomicU64::new(0),
         }
@@ -100,7 +111,17 @@ impl ShardSpools {
             spool.batches.push(batch);
             spool.bytes += bytes;
         }
-        if self.buffered.fetch_add(bytes, Ordering::AcqRel) + bytes > self.budget {
+        let buffered = self.buffered.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if buffered + self.reserved.load(Ordering::Acquire) > self.budget {
+            self.spill_largest()?;
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` held elsewhere by the pass against the budget; spills when over it.
+    pub(crate) fn reserve(&self, bytes: usize) -> Result<(), BuildError> {
+        let reserved = self.reserved.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if reserved + self.buffered.load(Ordering::Acquire) > self.budget {
             self.spill_largest()?;
         }
         Ok(())
@@ -116,8 +137,10 @@ impl ShardSpools {
             }
         }
         let mut spool = self.spool(largest.0 as u32)?;
-        if spool.bytes == 0 {
-            // Another thread spilled it first.
+        if spool.bytes < self.min_run {
+            // Another thread spilled it first, or what is buffered is too little to be worth a
+            // run (the budget is then taken by the reserved bytes; memory stays bounded by
+            // shards × min_run above it).
             return Ok(());
         }
         let batches = std::mem::take(&mut spool.batches);

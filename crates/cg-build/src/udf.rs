@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::gate::Row;
+use crate::gate::{Mentions, Row};
 use crate::spec::GateRef;
 #[cfg(feature = "ballista")]
 use crate::spec::GateSpec;
@@ -38,6 +38,39 @@ fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
 
 fn strings(a: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(a, &DataType::Utf8)?)
+}
+
+/// A string column read in place when it is `Utf8`, `LargeUtf8` or `Utf8View` (Parquet scans
+/// give views: no copy of the text), cast to `Utf8` once for any other type.
+struct StrColumn(ArrayRef);
+
+impl StrColumn {
+    fn new(a: &ArrayRef) -> Result<StrColumn> {
+        match a.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Ok(StrColumn(a.clone())),
+            _ => Ok(StrColumn(strings(a)?)),
+        }
+    }
+
+    /// Bytes of text in all rows (the output's capacity).
+    fn bytes(&self) -> usize {
+        (0..self.0.len())
+            .filter_map(|i| self.get(i))
+            .map(str::len)
+            .sum()
+    }
+
+    /// Row `i`, `None` when null.
+    fn get(&self, i: usize) -> Option<&str> {
+        if self.0.is_null(i) {
+            return None;
+        }
+        match self.0.data_type() {
+            DataType::LargeUtf8 => Some(self.0.as_string::<i64>().value(i)),
+            DataType::Utf8View => Some(self.0.as_string_view().value(i)),
+            _ => Some(self.0.as_string::<i32>().value(i)),
+        }
+    }
 }
 
 fn ints(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
@@ -73,9 +106,9 @@ fn times(a: &ArrayRef) -> Result<Vec<Option<Timestamp>>> {
 }
 
 /// Mentions per row, from `list<int64>`, `;`-joined text, or null.
-pub fn mention_lists(a: &ArrayRef) -> Result<Vec<Vec<i64>>> {
+pub fn mention_lists(a: &ArrayRef) -> Result<Mentions> {
     match a.data_type() {
-        DataType::Null => Ok(vec![Vec::new(); a.len()]),
+        DataType::Null => Ok(Mentions::none(a.len())),
         DataType::List(_) | DataType::LargeList(_) => {
             let l = cast(
                 a,
@@ -85,38 +118,63 @@ pub fn mention_lists(a: &ArrayRef) -> Result<Vec<Vec<i64>>> {
                 ))),
             )?;
             let l = l.as_list::<i32>();
-            Ok((0..l.len())
-                .map(|i| {
-                    if l.is_null(i) {
-                        Vec::new()
-                    } else {
-                        l.value(i)
-                            .as_primitive::<Int64Type>()
-                            .iter()
-                            .flatten()
-                            .collect()
-                    }
-                })
-                .collect())
+            let values = l.values().as_primitive::<Int64Type>();
+            let offsets = l.value_offsets();
+            let mut out = Mentions::default();
+            for i in 0..l.len() {
+                if l.is_null(i) {
+                    out.push_row(std::iter::empty());
+                } else {
+                    let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+                    out.push_row(
+                        (start..end).filter_map(|j| values.is_valid(j).then(|| values.value(j))),
+                    );
+                }
+            }
+            Ok(out)
         }
         _ => {
             let s = strings(a)?;
             let s = s.as_string::<i32>();
-            s.iter()
-                .map(|v| {
-                    v.map_or(Ok(Vec::new()), |v| {
-                        v.split([';', ','])
-                            .map(str::trim)
-                            .filter(|p| !p.is_empty())
-                            .map(|p| {
-                                p.trim_matches(['[', ']']).parse::<i64>().map_err(|_| {
-                                    exec_err(format!("`{v}` is not a list of member ids"))
-                                })
-                            })
-                            .collect()
-                    })
-                })
-                .collect()
+            let mut out = Mentions::default();
+            let mut row = Vec::new();
+            for v in s.iter() {
+                row.clear();
+                if let Some(v) = v {
+                    for p in v.split([';', ',']).map(str::trim).filter(|p| !p.is_empty()) {
+                        row.push(
+                            p.trim_matches(['[', ']']).parse::<i64>().map_err(|_| {
+                                exec_err(format!("`{v}` is not a list of member ids"))
+                            })?,
+                        );
+                    }
+                }
+                out.push_row(row.iter().copied());
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Row `i`'s mentions; a missing row is an engine fault (never read as "names nobody").
+fn mentions_of(m: &Mentions, i: usize) -> Result<&[i64]> {
+    m.get(i)
+        .ok_or_else(|| exec_err("the mentions column is shorter than the batch"))
+}
+
+/// Verdicts by code, decoded once per batch (a batch holds a handful of distinct codes; decoding
+/// allocates).
+#[derive(Default)]
+struct Verdicts(rustc_hash::FxHashMap<u32, cg_model::Verdict>);
+
+impl Verdicts {
+    fn of(&mut self, gate: &crate::gate::Gate, code: u32) -> Result<&cg_model::Verdict> {
+        match self.0.entry(code) {
+            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(
+                gate.outcome(code)
+                    .ok_or_else(|| exec_err("unknown outcome id"))?,
+            )),
         }
     }
 }
@@ -170,20 +228,24 @@ impl ScalarUDFImpl for GateUdf {
         let a = arrays(&args)?;
         let ids = ints(&a[0])?;
         let members = ints(&a[1])?;
-        let kinds = strings(&a[2])?;
-        let kinds = kinds.as_string::<i32>();
+        let kinds = StrColumn::new(&a[2])?;
         let created = times(&a[3])?;
         let mentions = mention_lists(&a[4])?;
         let rows: Vec<Row<'_>> = (0..args.number_rows)
             .map(|i| Row {
                 content_id: ids[i].unwrap_or(0),
                 member_id: members[i],
-                kind: kinds.is_valid(i).then(|| kinds.value(i)),
+                kind: kinds.get(i),
                 created_at: created[i],
             })
             .collect();
-        let gate = self.gate.gate().map_err(exec_err)?;
-        let out = gate.decide(&rows, &mentions).map_err(exec_err)?;
+        let gate = self
+            .gate
+            .gate()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let out = gate
+            .decide(&rows, &mentions)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(Arc::new(UInt32Array::from(out))))
     }
 }
@@ -203,20 +265,26 @@ impl ScalarUDFImpl for RedactUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let text = strings(&a[0])?;
-        let text = text.as_string::<i32>();
+        let text = StrColumn::new(&a[0])?;
         let members = ints(&a[1])?;
         let mentions = mention_lists(&a[2])?;
         let outcomes = cast(&a[3], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
-        let gate = self.gate.gate().map_err(exec_err)?;
-        let mut b = StringBuilder::with_capacity(args.number_rows, text.value_data().len());
+        let gate = self
+            .gate
+            .gate()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut b = StringBuilder::with_capacity(args.number_rows, text.bytes());
+        let mut verdicts = Verdicts::default();
         for i in 0..args.number_rows {
-            let verdict = gate
-                .outcome(outcomes.value(i))
-                .ok_or_else(|| exec_err("unknown outcome id"))?;
-            let t = if text.is_valid(i) { text.value(i) } else { "" };
-            b.append_option(gate.redact(t, members[i].unwrap_or(0), &mentions[i], &verdict));
+            let verdict = verdicts.of(gate, outcomes.value(i))?;
+            let t = text.get(i).unwrap_or("");
+            b.append_option(gate.redact(
+                t,
+                members[i].unwrap_or(0),
+                mentions_of(&mentions, i)?,
+                verdict,
+            ));
         }
         Ok(ColumnarValue::Array(Arc::new(b.finish())))
     }
@@ -251,21 +319,24 @@ impl ScalarUDFImpl for FingerprintUdf {
         let outcomes = cast(&a[2], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
         // Rows without mentions differ only by (outcome, author): memoised per batch.
-        let gate = self.gate.gate().map_err(exec_err)?;
+        let gate = self
+            .gate
+            .gate()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut memo: rustc_hash::FxHashMap<(u32, i64), i64> = rustc_hash::FxHashMap::default();
         let mut out = Vec::with_capacity(args.number_rows);
+        let mut verdicts = Verdicts::default();
         for i in 0..args.number_rows {
             let member = members[i].unwrap_or(0);
             let id = outcomes.value(i);
-            let verdict = gate
-                .outcome(id)
-                .ok_or_else(|| exec_err("unknown outcome id"))?;
-            let fp = if mentions[i].is_empty() {
+            let verdict = verdicts.of(gate, id)?;
+            let named = mentions_of(&mentions, i)?;
+            let fp = if named.is_empty() {
                 *memo
                     .entry((id, member))
-                    .or_insert_with(|| gate.redaction_fingerprint(member, &[], &verdict))
+                    .or_insert_with(|| gate.redaction_fingerprint(member, &[], verdict))
             } else {
-                gate.redaction_fingerprint(member, &mentions[i], &verdict)
+                gate.redaction_fingerprint(member, named, verdict)
             };
             out.push(fp);
         }
@@ -320,7 +391,7 @@ impl ScalarUDFImpl for ShardFilterUdf {
                 Some(m.is_some_and(|m| {
                     *memo.entry(m).or_insert_with(|| {
                         self.keep
-                            .contains(&crate::run::keyed_shard(&self.key, m, self.shards))
+                            .contains(&crate::layout::keyed_shard(&self.key, m, self.shards))
                     })
                 }))
             })
@@ -349,7 +420,7 @@ pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
         let mut keep: Vec<u32> = u.keep.iter().copied().collect();
         keep.sort_unstable();
         ShardFilterSpec {
-            key: crate::run::hex(&u.key),
+            key: crate::layout::hex(&u.key),
             shards: u.shards,
             keep,
         }

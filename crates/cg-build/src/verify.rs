@@ -9,8 +9,8 @@ use cg_proof::member_key::MemberKeySecret;
 use serde::Serialize;
 
 use crate::BuildError;
+use crate::commitment::member_commitment;
 use crate::manifest::Manifest;
-use crate::run::member_commitment;
 
 /// What a sound dataset holds.
 #[derive(Clone, Debug, Serialize)]

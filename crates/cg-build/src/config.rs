@@ -1,0 +1,156 @@
+//! What a build is asked to do: [`BuildConfig`] (inputs, cut-off, purpose, policy, output,
+//! shards, engine, memory), where consent comes from ([`ConsentSourceArg`]), where the plan runs
+//! ([`Engine`]) and the member-side inputs shared with `impact` ([`FactInputs`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cg_model::{Purpose, Timestamp};
+use cg_policy::Policy;
+use cg_proof::member_key::MemberKeySecret;
+use sha2::{Digest, Sha256};
+
+/// Where consent state comes from.
+#[derive(Clone, Debug)]
+pub enum ConsentSourceArg {
+    /// A consent-events file in the input contract.
+    File(PathBuf),
+    /// The ledger's as-of snapshot (`postgres://…`, `sqlite:…`).
+    Store(String),
+}
+
+/// Where a build's plan runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    #[default]
+    Embedded,
+    /// The Apache Ballista scheduler at this URL (`ballista://HOST:PORT`).
+    Ballista(String),
+}
+
+impl Engine {
+    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT`.
+    pub fn parse(s: &str) -> Result<Engine, String> {
+        match s {
+            "datafusion" | "embedded" => Ok(Engine::Embedded),
+            _ => match s.strip_prefix("ballista://") {
+                Some(rest)
+                    if rest
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+                {
+                    Ok(Engine::Ballista(s.to_owned()))
+                }
+                _ => Err(format!(
+                    "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT`"
+                )),
+            },
+        }
+    }
+
+    /// The name in the manifest: `datafusion` or `ballista`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Embedded => "datafusion",
+            Engine::Ballista(_) => "ballista",
+        }
+    }
+}
+
+/// Everything a build needs.
+#[derive(Debug)]
+pub struct BuildConfig {
+    /// Members file (optional with `consent: Store`: the ledger holds members too).
+    pub members: Option<PathBuf>,
+    /// Content file.
+    pub content: PathBuf,
+    /// Consent.
+    pub consent: ConsentSourceArg,
+    /// Residence history.
+    pub residences: Option<PathBuf>,
+    /// Notices.
+    pub notices: Option<PathBuf>,
+    /// Erasures.
+    pub erasures: Option<PathBuf>,
+    /// Cut-off.
+    pub as_of: Timestamp,
+    /// Purpose.
+    pub purpose: Purpose,
+    /// The policy (shared with the gate's UDFs).
+    pub policy: Arc<Policy>,
+    /// Output directory (the dataset lands in `out/<dataset_id>/`).
+    pub out: PathBuf,
+    /// Shard count.
+    pub shards: u32,
+    /// Exclude malformed rows as `invalid_record` instead of failing.
+    pub quarantine: bool,
+    /// Secret for the keyed shard hash (default: derived from purpose and shard count).
+    pub shard_key: Option<Vec<u8>>,
+    /// The VRF secret for the member commitment's keys.
+    pub member_keys: Arc<MemberKeySecret>,
+    /// The ledger log's signed head when the build started (builds from the ledger).
+    pub ledger_checkpoint: Option<crate::manifest::LedgerCheckpoint>,
+    /// Where the plan runs.
+    pub engine: Engine,
+    /// The licence the dataset card declares (`None`: `other`).
+    pub license: Option<String>,
+    /// Memory the pass may hold before it spills to disk, in MiB ([`DEFAULT_MEMORY_MB`];
+    /// `build --memory-mb`): half for the shard spools (kept rows waiting to be sorted into
+    /// their shard), the whole as the engine's own pool.
+    pub memory_mb: usize,
+}
+
+/// The pass's memory budget when none is given: 2 GiB.
+pub const DEFAULT_MEMORY_MB: usize = 2048;
+
+/// The default shard key: derived from purpose and shard count (set `shard_key` for a secret).
+pub(crate) fn shard_key_of(cfg: &BuildConfig) -> Vec<u8> {
+    cfg.shard_key.clone().unwrap_or_else(|| {
+        Sha256::digest(format!("cg-shard-key\0{}\0{}", cfg.purpose, cfg.shards)).to_vec()
+    })
+}
+
+/// The member-side inputs of a build or an impact report.
+#[derive(Clone, Debug)]
+pub struct FactInputs {
+    /// Members file (optional with a ledger, which holds members too).
+    pub members: Option<PathBuf>,
+    /// Consent source.
+    pub consent: ConsentSourceArg,
+    /// Residence history.
+    pub residences: Option<PathBuf>,
+    /// Notices.
+    pub notices: Option<PathBuf>,
+    /// Erasures.
+    pub erasures: Option<PathBuf>,
+    /// The purpose catalogue (other purposes' grants tell `consent_scope_mismatch` apart);
+    /// empty: the default catalogue.
+    pub purposes: Vec<String>,
+}
+
+impl FactInputs {
+    pub(crate) fn of(cfg: &BuildConfig) -> FactInputs {
+        FactInputs {
+            members: cfg.members.clone(),
+            consent: cfg.consent.clone(),
+            residences: cfg.residences.clone(),
+            notices: cfg.notices.clone(),
+            erasures: cfg.erasures.clone(),
+            purposes: cfg
+                .policy
+                .config()
+                .catalogue()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+
+    pub(crate) fn catalogue(&self) -> Vec<&str> {
+        if self.purposes.is_empty() {
+            return Purpose::DEFAULT_CATALOGUE.to_vec();
+        }
+        self.purposes.iter().map(String::as_str).collect()
+    }
+}

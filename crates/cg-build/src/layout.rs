@@ -1,0 +1,211 @@
+//! The dataset's files and how they are written: schemas of the shards and of
+//! `decisions.parquet`, their writers (fixed batches of [`CHUNK`] rows, so bytes do not depend
+//! on how the engine split the stream), the keyed shard of a member, and file digests.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use sha2::{Digest, Sha256};
+
+use crate::BuildError;
+use crate::manifest::FileRef;
+
+pub(crate) const CHUNK: usize = 8192;
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    let mut f = File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| BuildError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn shard_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("content_id", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("created_at", cg_io::schema::timestamp_type(), false),
+        Field::new("text", DataType::Utf8, false),
+    ]))
+}
+
+/// The schema of `decisions.parquet`. `fingerprint` is what a kept row's redacted text depends
+/// on besides the row (0 when not kept): an incremental rebuild compares it.
+pub fn decisions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("content_id", DataType::Int64, true),
+        Field::new("member_id", DataType::Int64, true),
+        Field::new("decision", DataType::Utf8, false),
+        Field::new(
+            "reasons",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            false,
+        ),
+        Field::new("shard", DataType::Int32, true),
+        Field::new("fingerprint", DataType::Int64, false),
+    ]))
+}
+
+/// One shard's writer. Its caller hands it rows in `content_id` order, in batches of exactly
+/// [`CHUNK`] rows but the last (identical rows ⇒ identical bytes, however the engine split them).
+pub(crate) struct ShardOut {
+    writer: cg_io::TableWriter,
+}
+
+impl ShardOut {
+    /// `dir/shards/part-NNNNN.parquet`.
+    pub(crate) fn create(dir: &Path, i: u32) -> Result<ShardOut, BuildError> {
+        let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
+        Ok(ShardOut {
+            writer: cg_io::TableWriter::create(&path, shard_schema())
+                .map_err(|e| BuildError::Input(e.to_string()))?,
+        })
+    }
+
+    /// Appends rows in the shard's schema.
+    pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), BuildError> {
+        let rows = RecordBatch::try_new(shard_schema(), rows.columns().to_vec())
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        self.writer
+            .write(&rows)
+            .map_err(|e| BuildError::Input(e.to_string()))
+    }
+
+    /// Rows written so far.
+    pub(crate) fn rows_written(&self) -> u64 {
+        self.writer.rows()
+    }
+
+    /// Closes the file (fsynced, renamed into place) and returns its path.
+    pub(crate) fn finish(self) -> Result<PathBuf, BuildError> {
+        self.writer
+            .finish()
+            .map_err(|e| BuildError::Input(e.to_string()))
+    }
+}
+
+/// The `decisions.parquet` writer.
+pub(crate) struct DecisionsOut {
+    writer: cg_io::TableWriter,
+    id: Int64Builder,
+    member: Int64Builder,
+    decision: StringBuilder,
+    reasons: ListBuilder<StringBuilder>,
+    shard: Int32Builder,
+    fingerprint: Int64Builder,
+    len: usize,
+}
+
+impl DecisionsOut {
+    /// `dir/decisions.parquet`.
+    pub(crate) fn create(dir: &Path) -> Result<DecisionsOut, BuildError> {
+        Ok(DecisionsOut {
+            writer: cg_io::TableWriter::create(
+                &dir.join(crate::decisions::DECISIONS_FILE),
+                decisions_schema(),
+            )
+            .map_err(|e| BuildError::Input(e.to_string()))?,
+            id: Int64Builder::new(),
+            member: Int64Builder::new(),
+            decision: StringBuilder::new(),
+            reasons: ListBuilder::new(StringBuilder::new()),
+            shard: Int32Builder::new(),
+            fingerprint: Int64Builder::new(),
+            len: 0,
+        })
+    }
+
+    /// Appends a row.
+    pub(crate) fn push(
+        &mut self,
+        id: Option<i64>,
+        member: Option<i64>,
+        decision: &str,
+        reasons: &[cg_model::ReasonCode],
+        shard: Option<u32>,
+        fingerprint: i64,
+    ) -> Result<(), BuildError> {
+        self.id.append_option(id);
+        self.member.append_option(member);
+        self.decision.append_value(decision);
+        for r in reasons {
+            self.reasons.values().append_value(r.as_str());
+        }
+        self.reasons.append(true);
+        self.shard.append_option(shard.map(|s| s as i32));
+        self.fingerprint.append_value(fingerprint);
+        self.len += 1;
+        if self.len == CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last rows and closes the file; returns its manifest entry.
+    pub(crate) fn finish(mut self) -> Result<FileRef, BuildError> {
+        self.flush()?;
+        let rows = self.writer.rows();
+        let path = self
+            .writer
+            .finish()
+            .map_err(|e| BuildError::Input(e.to_string()))?;
+        Ok(FileRef {
+            file: crate::decisions::DECISIONS_FILE.into(),
+            rows,
+            sha256: sha256_file(&path)?,
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), BuildError> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.len = 0;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.member.finish()),
+            Arc::new(self.decision.finish()),
+            Arc::new(self.reasons.finish()),
+            Arc::new(self.shard.finish()),
+            Arc::new(self.fingerprint.finish()),
+        ];
+        let b = RecordBatch::try_new(decisions_schema(), cols)
+            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        self.writer
+            .write(&b)
+            .map_err(|e| BuildError::Input(e.to_string()))
+    }
+}
+
+/// The shard of a member: a keyed SHA-256 of the member id, modulo the shard count.
+pub(crate) fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update(member.to_le_bytes());
+    let d = h.finalize();
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&d[..8]);
+    (u64::from_le_bytes(x) % u64::from(shards)) as u32
+}
