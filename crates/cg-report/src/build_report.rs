@@ -47,12 +47,17 @@ pub fn log_position(
 /// Rows by region and decision: the manifest's exact table, or for manifests written before
 /// it existed, the headline reading of `counts` (each row under its first reason).
 pub fn regions(d: &DatasetFacts) -> (Vec<RegionRows>, bool) {
-    if !d.manifest.rows_by_region.is_empty() || d.manifest.counts.is_empty() {
-        return (d.manifest.rows_by_region.clone(), true);
+    regions_of(&d.manifest)
+}
+
+/// [`regions`] of a manifest; the flag says whether the table is exact.
+pub fn regions_of(m: &cg_model::manifest::Manifest) -> (Vec<RegionRows>, bool) {
+    if !m.rows_by_region.is_empty() || m.counts.is_empty() {
+        return (m.rows_by_region.clone(), true);
     }
     let mut by: BTreeMap<String, RegionRows> = BTreeMap::new();
     let mut first: BTreeMap<(String, String), String> = BTreeMap::new();
-    for c in &d.manifest.counts {
+    for c in &m.counts {
         let headline = first
             .entry((c.region.clone(), c.decision.clone()))
             .or_insert_with(|| c.reason.clone());
@@ -81,6 +86,17 @@ pub fn reasons(d: &DatasetFacts) -> BTreeMap<(String, String), u64> {
             .or_default() += c.rows;
     }
     out
+}
+
+/// The stacked bar chart of rows by region × decision (SVG), as the build report and the
+/// dashboard draw it.
+pub fn region_chart(id: &str, rows: &[RegionRows]) -> String {
+    bar_chart(
+        id,
+        "Rows by region and decision",
+        "Stacked bars per region: included, included after redaction, excluded rows.",
+        &region_bars(rows),
+    )
 }
 
 fn region_bars(rows: &[RegionRows]) -> Vec<Bar<'static>> {
@@ -160,12 +176,7 @@ pub fn render(
         b.push_str(r#"<p class="muted">This manifest predates the exact table: each row is counted under its first reason.</p>"#);
     }
     b.push_str(&decision_legend());
-    b.push_str(&bar_chart(
-        "chart-regions",
-        "Rows by region and decision",
-        "Stacked bars per region: included, included after redaction, excluded rows.",
-        &region_bars(&rows),
-    ));
+    b.push_str(&region_chart("chart-regions", &rows));
     b.push_str(r#"<table id="regions"><thead><tr><th>region</th><th class="n">include</th><th class="n">include_redacted</th><th class="n">exclude</th><th class="n">all</th></tr></thead><tbody>"#);
     for r in &rows {
         let _ = write!(

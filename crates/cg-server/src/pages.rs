@@ -568,80 +568,6 @@ const COLOURS: [(&str, &str); 3] = [
     ("exclude", "#6e7781"),
 ];
 
-/// A stacked horizontal bar chart of rows by region × decision, as SVG.
-pub fn chart(id: &str, counts: &serde_json::Value) -> String {
-    // Rows per (region, decision): a row with several reasons counts once per reason in the
-    // manifest, so take the headline: the maximum over reasons of one decision is a lower
-    // bound; the manifest's per-decision totals are exact overall. Here: sum per region of the
-    // first reason listed for each decision.
-    let mut by: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut first_reason: BTreeMap<(String, String), String> = BTreeMap::new();
-    for c in counts.as_array().into_iter().flatten() {
-        let (Some(d), Some(r), Some(region), Some(n)) = (
-            c["decision"].as_str(),
-            c["reason"].as_str(),
-            c["region"].as_str(),
-            c["rows"].as_u64(),
-        ) else {
-            continue;
-        };
-        let key = (region.to_owned(), d.to_owned());
-        let headline = first_reason.entry(key).or_insert_with(|| r.to_owned());
-        if headline == r {
-            *by.entry(region.to_owned())
-                .or_default()
-                .entry(d.to_owned())
-                .or_default() += n;
-        }
-    }
-    let max = by
-        .values()
-        .map(|m| m.values().sum::<u64>())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let (label_w, bar_w, row_h) = (90.0, 520.0, 26.0);
-    let height = row_h * by.len() as f64 + 10.0;
-    let mut svg = format!(
-        r#"<svg class="chart" id="{id}" role="img" aria-labelledby="{id}-title {id}-desc" viewBox="0 0 {w} {height}" width="{w}" height="{height}" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">Rows by region and decision</title><desc id="{id}-desc">Stacked bars: included, included after redaction, excluded rows per region.</desc>"#,
-        id = esc(id),
-        w = label_w + bar_w + 80.0
-    );
-    for (i, (region, m)) in by.iter().enumerate() {
-        let y = 5.0 + row_h * i as f64;
-        let _ = write!(
-            svg,
-            r#"<text x="0" y="{}" font-size="13" dominant-baseline="middle">{}</text>"#,
-            y + row_h / 2.0 - 2.0,
-            esc(region)
-        );
-        let mut x = label_w;
-        for (decision, colour) in COLOURS {
-            let n = m.get(decision).copied().unwrap_or(0);
-            let w = bar_w * n as f64 / max as f64;
-            if w > 0.0 {
-                let _ = write!(
-                    svg,
-                    r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{colour}"><title>{}: {} {n}</title></rect>"#,
-                    row_h - 6.0,
-                    esc(region),
-                    decision
-                );
-            }
-            x += w;
-        }
-        let total: u64 = m.values().sum();
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{}" font-size="12" dominant-baseline="middle">{total}</text>"#,
-            x + 4.0,
-            y + row_h / 2.0 - 2.0
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
 async fn dashboard(
     State(s): State<Arc<AppState>>,
     caller: Result<ReaderPage, ApiError>,
@@ -741,7 +667,7 @@ async fn dashboard_body(s: &Arc<AppState>) -> Result<String, ApiError> {
                 .as_deref()
                 .map(|p| format!(" · rebuilt from <code>{}</code>", esc(p)))
                 .unwrap_or_default(),
-            chart(&format!("chart-{i}"), &d.counts),
+            cg_report::build_report::region_chart(&format!("chart-{i}"), &d.rows_by_region),
             id = esc(&d.dataset_id),
         );
     }

@@ -226,6 +226,9 @@ pub struct BuildView {
     pub totals: serde_json::Value,
     /// Rows by decision × reason × region.
     pub counts: serde_json::Value,
+    /// Rows by region × decision, each row once (for manifests written before the manifest
+    /// recorded it, read from `counts` under each row's headline reason).
+    pub rows_by_region: Vec<cg_model::manifest::RegionRows>,
     /// When it was built.
     pub created_at: String,
     /// The parent of a rebuild.
@@ -247,7 +250,11 @@ pub fn list_builds(s: &AppState) -> Result<Vec<BuildView>, ApiError> {
         let Ok(m) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
             continue;
         };
+        let rows_by_region = serde_json::from_slice::<cg_model::manifest::Manifest>(&bytes)
+            .map(|typed| cg_report::build_report::regions_of(&typed).0)
+            .unwrap_or_default();
         out.push(BuildView {
+            rows_by_region,
             dataset_id: m["dataset_id"].as_str().unwrap_or_default().to_owned(),
             as_of: m["as_of"].as_str().unwrap_or_default().to_owned(),
             purpose: m["purpose"].as_str().unwrap_or_default().to_owned(),

@@ -422,6 +422,35 @@ async fn the_privacy_page_and_the_dashboard_in_headless_chromium() {
         .await
         .unwrap();
     assert!(bars.len() >= 3, "a chart with bars, got {}", bars.len());
+    // The dashboard's bars are the manifest's rows by region × decision (each row once), not a
+    // reading of the per-reason counts.
+    let manifest_path = std::fs::read_dir(work.path().join("datasets"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("manifest.json"))
+        .find(|p| p.exists())
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let mut expected: Vec<String> = Vec::new();
+    for r in manifest["rows_by_region"].as_array().unwrap() {
+        for d in ["include", "include_redacted", "exclude"] {
+            let n = r[d].as_u64().unwrap();
+            if n > 0 {
+                expected.push(format!("{}: {d} {n}", r["region"].as_str().unwrap()));
+            }
+        }
+    }
+    let mut shown = Vec::new();
+    for t in client
+        .find_all(Locator::Css("svg#chart-0 rect title"))
+        .await
+        .unwrap()
+    {
+        shown.push(t.html(true).await.unwrap());
+    }
+    expected.sort();
+    shown.sort();
+    assert_eq!(shown, expected);
     let status = client
         .find(Locator::Css("#log-status"))
         .await
