@@ -252,7 +252,7 @@ pub(crate) fn run_pass(
     }
     let shared = Shared {
         cfg,
-        gate: &gate,
+        gate,
         shard_key,
         text: spec.text,
         spools: spools.as_ref(),
@@ -733,9 +733,9 @@ fn take_batch(
                 .or_insert_with(|| keyed_shard(shared.shard_key, m, shared.cfg.shards)),
             _ => NO_SHARD,
         };
-        let flags = u8::from(content_id.is_some()) * HAS_ID
-            | u8::from(member.is_some()) * HAS_MEMBER
-            | u8::from(erased) * ERASED;
+        let flags = (u8::from(content_id.is_some()) * HAS_ID)
+            | (u8::from(member.is_some()) * HAS_MEMBER)
+            | (u8::from(erased) * ERASED);
         part.decided.push(Decided {
             content_id: content_id.unwrap_or(0),
             member_id: member.unwrap_or(0),

@@ -221,7 +221,7 @@ impl ShardSpools {
                         source: e,
                     }
                 })?;
-                sources.push(Source::Run(run.clone(), reader));
+                sources.push(Source::Run(run.clone(), Box::new(reader)));
             }
             if let Some(sorted) = memory {
                 let chunks: Vec<RecordBatch> = (0..sorted.num_rows())
@@ -281,7 +281,7 @@ fn without(batch: RecordBatch, skip: &FxHashSet<i64>) -> Result<RecordBatch, Bui
 
 /// One sorted input of a merge.
 enum Source {
-    Run(PathBuf, StreamReader<BufReader<File>>),
+    Run(PathBuf, Box<StreamReader<BufReader<File>>>),
     Memory(std::vec::IntoIter<RecordBatch>),
 }
 

@@ -127,7 +127,9 @@ pub fn mention_lists(a: &ArrayRef) -> Result<Mentions> {
                 } else {
                     let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
                     out.push_row(
-                        (start..end).filter_map(|j| values.is_valid(j).then(|| values.value(j))),
+                        (start..end)
+                            .filter(|&j| values.is_valid(j))
+                            .map(|j| values.value(j)),
                     );
                 }
             }
@@ -276,12 +278,12 @@ impl ScalarUDFImpl for RedactUdf {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut b = StringBuilder::with_capacity(args.number_rows, text.bytes());
         let mut verdicts = Verdicts::default();
-        for i in 0..args.number_rows {
+        for (i, member) in members.iter().enumerate() {
             let verdict = verdicts.of(gate, outcomes.value(i))?;
             let t = text.get(i).unwrap_or("");
             b.append_option(gate.redact(
                 t,
-                members[i].unwrap_or(0),
+                member.unwrap_or(0),
                 mentions_of(&mentions, i)?,
                 verdict,
             ));
@@ -326,8 +328,8 @@ impl ScalarUDFImpl for FingerprintUdf {
         let mut memo: rustc_hash::FxHashMap<(u32, i64), i64> = rustc_hash::FxHashMap::default();
         let mut out = Vec::with_capacity(args.number_rows);
         let mut verdicts = Verdicts::default();
-        for i in 0..args.number_rows {
-            let member = members[i].unwrap_or(0);
+        for (i, member) in members.iter().enumerate() {
+            let member = member.unwrap_or(0);
             let id = outcomes.value(i);
             let verdict = verdicts.of(gate, id)?;
             let named = mentions_of(&mentions, i)?;
