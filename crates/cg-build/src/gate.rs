@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use cg_model::{Jurisdiction, MemberFacts, ReasonCode, Timestamp, Verdict};
+use cg_model::{Jurisdiction, ReasonCode, Timestamp, Verdict};
 use cg_policy::{CompiledMember, Engine, EvalContext, Policy, with_mention_redacted};
 use rustc_hash::FxHashMap;
 use sha2::Digest;
@@ -18,7 +18,10 @@ use crate::facts::Members;
 /// One member as the gate keeps them.
 #[derive(Debug)]
 struct GateMember {
-    facts: MemberFacts,
+    /// Handle and display name, kept only for members excluded as of the cut-off (the only
+    /// ones whose mentions are scrubbed): the full facts are dropped once compiled, which is
+    /// most of a member's memory.
+    names: Option<Box<Names>>,
     compiled: CompiledMember,
     /// Excluded as of the cut-off (a post made now would be): their mentions are scrubbed.
     excluded_now: bool,
@@ -26,6 +29,13 @@ struct GateMember {
     region: u8,
     /// Country at the cut-off (the phone-number hint for redaction).
     hint: Option<cg_model::CountryCode>,
+}
+
+/// What is scrubbed when a kept row mentions an excluded member.
+#[derive(Debug, Default)]
+struct Names {
+    handle: Option<String>,
+    display_name: Option<String>,
 }
 
 /// Everything the UDFs need to decide and redact a row.
@@ -145,7 +155,12 @@ impl Gate {
                 let member = GateMember {
                     region: u8::try_from(region).unwrap_or(0),
                     hint: j.map(|j| j.country()),
-                    facts,
+                    names: excluded_now.then(|| {
+                        Box::new(Names {
+                            handle: facts.handle,
+                            display_name: facts.display_name,
+                        })
+                    }),
                     compiled,
                     excluded_now,
                 };
@@ -237,11 +252,11 @@ impl Gate {
         &'a self,
         member_id: i64,
         mentions: &'a [i64],
-    ) -> impl Iterator<Item = Option<&'a MemberFacts>> + 'a {
+    ) -> impl Iterator<Item = Option<&'a Names>> + 'a {
         mentions
             .iter()
             .filter(move |m| **m != member_id && self.member_excluded(**m))
-            .map(|m| self.members.get(m).map(|x| &x.facts))
+            .map(|m| self.members.get(m).and_then(|x| x.names.as_deref()))
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,
