@@ -30,13 +30,7 @@ pub(crate) fn member_keys(
     let derived: Vec<MemberKey> = std::thread::scope(|scope| {
         let handles: Vec<_> = members
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|m| keys.member_key(dataset_id, *m))
-                        .collect::<Vec<MemberKey>>()
-                })
-            })
+            .map(|part| scope.spawn(move || keys.member_keys(dataset_id, part)))
             .collect();
         handles
             .into_iter()

@@ -884,11 +884,7 @@ fn write_shard(
     let out = ShardOut::create(spec.dir, shard)?;
     let written = spools.write_shard(shard, out, duplicates)?;
     let keys = match spec.member_keys {
-        Some((secret, domain)) => written
-            .members
-            .iter()
-            .map(|m| secret.member_key(domain, *m))
-            .collect(),
+        Some((secret, domain)) => secret.member_keys(domain, &written.members),
         None => Vec::new(),
     };
     Ok(ShardWritten {

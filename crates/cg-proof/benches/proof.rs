@@ -53,6 +53,11 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    let members: Vec<i64> = (0..1_000).collect();
+    g.bench_function(
+        "member keys: 1000 VRF outputs, batched encodings (one core)",
+        |b| b.iter(|| black_box(secret.member_keys("ds-0123456789abcdef", &members))),
+    );
 
     // A receipt against a log of 1M entries and a commitment of 1M members.
     let c1 = Commitment::from_keys(keys(1_000_000)).unwrap();
