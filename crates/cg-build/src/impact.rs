@@ -105,8 +105,21 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
         let mem = b.column(1).as_primitive::<Int64Type>();
         let kinds = b.column(2).as_string::<i32>();
         let created = b.column(3).as_primitive::<TimestampMicrosecondType>();
-        let mentions = crate::udf::mention_lists(b.column(5))
-            .unwrap_or_else(|_| crate::gate::Mentions::none(b.num_rows()));
+        // Unreadable mentions fail the report: read as "names nobody" they would hide the
+        // rows that must be redacted.
+        let mentions = match crate::udf::mention_lists(b.column(5)) {
+            Ok(m) => m,
+            Err(e) => {
+                failure = Some(BuildError::Source {
+                    file: cfg.content.display().to_string(),
+                    message: format!("column `mentions`: {e}"),
+                });
+                return Err(cg_io::ReadError::File {
+                    path: cfg.content.clone(),
+                    message: "impact failed".into(),
+                });
+            }
+        };
         let batch: Vec<Row<'_>> = (0..b.num_rows())
             .map(|i| Row {
                 content_id: ids.value(i),
