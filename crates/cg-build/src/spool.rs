@@ -488,6 +488,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Whatever the ids, the order and size of the pieces they arrive in, the budget and
+        /// the ids skipped: the shard holds exactly the other ids, ascending, and its bytes
+        /// are those of the same rows pushed sorted in one piece with no budget.
+        #[test]
+        fn a_shard_is_its_rows_sorted_whatever_the_arrival(
+            ids in proptest::collection::hash_set(-1_000_000i64..1_000_000, 0..3_000),
+            piece in 1usize..700,
+            budget in proptest::sample::select(vec![1usize, 20_000, 200_000, usize::MAX]),
+            skip_every in 0usize..5,
+        ) {
+            let ids: Vec<i64> = ids.into_iter().collect();
+            let pieces: Vec<Vec<i64>> = ids.chunks(piece).map(<[i64]>::to_vec).collect();
+            let skip: Vec<i64> = if skip_every == 0 {
+                Vec::new()
+            } else {
+                ids.iter().copied().step_by(skip_every).collect()
+            };
+            let mut kept: Vec<i64> = ids.iter().copied().filter(|i| !skip.contains(i)).collect();
+            kept.sort_unstable();
+            let (bytes, written, _) = shard_of(&pieces, budget, &skip);
+            proptest::prop_assert_eq!(&written, &kept);
+            let (reference, _, _) = shard_of(&[kept.clone()], usize::MAX, &[]);
+            proptest::prop_assert_eq!(bytes, reference);
+        }
+    }
+
     #[test]
     fn an_empty_shard_is_a_valid_file() {
         let (_, ids, members) = shard_of(&[], usize::MAX, &[]);
