@@ -25,8 +25,11 @@
 //! rebuild is a decisions-only pass over every row, then a pass with text over the rows of the
 //! shards it rewrites.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -114,7 +117,7 @@ struct Decided {
 impl Decided {
     /// Record order: missing content ids first, then by content id; the other fields only
     /// order duplicates deterministically.
-    fn key(&self) -> (bool, i64, i64, u32, u32, i64, u8) {
+    fn key(&self) -> RecordKey {
         (
             self.flags & HAS_ID != 0,
             self.content_id,
@@ -135,36 +138,135 @@ impl Decided {
     }
 }
 
-/// The records of all partitions, each sorted, read as one sequence in record order.
-struct Merged<'a> {
-    runs: &'a [Vec<Decided>],
-    at: Vec<usize>,
+/// Bytes of a record in a spilled run.
+const RECORD_BYTES: usize = 40;
+/// A partition spills its records only once they fill an eighth of the budget (runs of a few
+/// records would make the merge slow).
+fn min_spilled_records(spools: &ShardSpools) -> usize {
+    (spools.budget() / 8 / RECORD_BYTES).max(1)
 }
 
-impl<'a> Merged<'a> {
-    fn new(runs: &'a [Vec<Decided>]) -> Merged<'a> {
-        Merged {
-            runs,
-            at: vec![0; runs.len()],
+impl Decided {
+    fn encode(&self) -> [u8; RECORD_BYTES] {
+        let mut b = [0u8; RECORD_BYTES];
+        b[0..8].copy_from_slice(&self.content_id.to_le_bytes());
+        b[8..16].copy_from_slice(&self.member_id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.fingerprint.to_le_bytes());
+        b[24..28].copy_from_slice(&self.code.to_le_bytes());
+        b[28..32].copy_from_slice(&self.shard.to_le_bytes());
+        b[32] = self.region;
+        b[33] = self.flags;
+        b
+    }
+
+    fn decode(b: &[u8; RECORD_BYTES]) -> Decided {
+        let i64_at = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i..i + 8]);
+            i64::from_le_bytes(x)
+        };
+        let u32_at = |i: usize| {
+            let mut x = [0u8; 4];
+            x.copy_from_slice(&b[i..i + 4]);
+            u32::from_le_bytes(x)
+        };
+        Decided {
+            content_id: i64_at(0),
+            member_id: i64_at(8),
+            fingerprint: i64_at(16),
+            code: u32_at(24),
+            shard: u32_at(28),
+            region: b[32],
+            flags: b[33],
         }
     }
 }
 
-impl<'a> Iterator for Merged<'a> {
-    type Item = &'a Decided;
+/// One partition's records: sorted runs spilled to disk, and the sorted rest in memory.
+#[derive(Default)]
+struct Records {
+    spilled: Vec<PathBuf>,
+    memory: Vec<Decided>,
+}
 
-    fn next(&mut self) -> Option<&'a Decided> {
-        let mut best: Option<(usize, &'a Decided)> = None;
-        for (r, run) in self.runs.iter().enumerate() {
-            if let Some(d) = run.get(self.at[r])
-                && best.is_none_or(|(_, b)| d.key() < b.key())
-            {
-                best = Some((r, d));
+/// One sorted input of [`Merged`].
+enum RecordSource<'a> {
+    Memory(std::slice::Iter<'a, Decided>),
+    Run(PathBuf, BufReader<File>),
+}
+
+impl RecordSource<'_> {
+    fn next_record(&mut self) -> Result<Option<Decided>, BuildError> {
+        match self {
+            RecordSource::Memory(it) => Ok(it.next().copied()),
+            RecordSource::Run(path, r) => {
+                let mut b = [0u8; RECORD_BYTES];
+                match r.read_exact(&mut b) {
+                    Ok(()) => Ok(Some(Decided::decode(&b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                    Err(e) => Err(BuildError::io(path, e)),
+                }
             }
         }
-        let (r, d) = best?;
-        self.at[r] += 1;
-        Some(d)
+    }
+}
+
+/// The records of all partitions (memory and spilled runs, each sorted), read as one sequence
+/// in record order.
+struct Merged<'a> {
+    sources: Vec<RecordSource<'a>>,
+    heads: Vec<Option<Decided>>,
+    order: BinaryHeap<Reverse<(RecordKey, usize)>>,
+}
+
+type RecordKey = (bool, i64, i64, u32, u32, i64, u8);
+
+impl<'a> Merged<'a> {
+    fn new(records: &'a [Records]) -> Result<Merged<'a>, BuildError> {
+        let mut sources = Vec::new();
+        for r in records {
+            sources.push(RecordSource::Memory(r.memory.iter()));
+            for path in &r.spilled {
+                let f = File::open(path).map_err(|e| BuildError::io(path, e))?;
+                sources.push(RecordSource::Run(
+                    path.clone(),
+                    BufReader::with_capacity(1 << 16, f),
+                ));
+            }
+        }
+        let heads = sources
+            .iter_mut()
+            .map(RecordSource::next_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let order = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.map(|d| Reverse((d.key(), i))))
+            .collect();
+        Ok(Merged {
+            sources,
+            heads,
+            order,
+        })
+    }
+}
+
+impl Iterator for Merged<'_> {
+    type Item = Result<Decided, BuildError>;
+
+    fn next(&mut self) -> Option<Result<Decided, BuildError>> {
+        let Reverse((_, i)) = self.order.pop()?;
+        let d = self.heads[i]?;
+        match self.sources[i].next_record() {
+            Ok(next) => {
+                self.heads[i] = next;
+                if let Some(n) = next {
+                    self.order.push(Reverse((n.key(), i)));
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+        Some(Ok(d))
     }
 }
 
@@ -199,6 +301,8 @@ struct Shared<'a> {
 /// One partition's state.
 struct Partition {
     decided: Vec<Decided>,
+    /// Sorted runs of `decided` written out when the pass was over its budget.
+    spilled: Vec<PathBuf>,
     shard_of: FxHashMap<i64, u32>,
     by_shard: Vec<Vec<u32>>,
     /// Whether a verdict code keeps its row (`None`: a code no verdict has).
@@ -262,7 +366,7 @@ pub(crate) fn run_pass(
     };
 
     // 1. Every partition on its own thread: decide, route, spool.
-    let results: Vec<Result<Vec<Decided>, Halt>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Records, Halt>> = std::thread::scope(|scope| {
         let handles: Vec<_> = streams
             .into_iter()
             .map(|stream| {
@@ -310,8 +414,8 @@ pub(crate) fn run_pass(
     // 2. Duplicate content ids: adjacent in record order.
     let mut duplicates: FxHashSet<i64> = FxHashSet::default();
     let mut previous: Option<i64> = None;
-    for d in Merged::new(&runs) {
-        if let Some(id) = d.id() {
+    for d in Merged::new(&runs)? {
+        if let Some(id) = d?.id() {
             if previous == Some(id) {
                 duplicates.insert(id);
             }
@@ -628,9 +732,10 @@ fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
 async fn consume(
     shared: &Shared<'_>,
     mut stream: SendableRecordBatchStream,
-) -> Result<Vec<Decided>, Halt> {
+) -> Result<Records, Halt> {
     let mut part = Partition {
         decided: Vec::new(),
+        spilled: Vec::new(),
         shard_of: FxHashMap::default(),
         by_shard: vec![Vec::new(); shared.cfg.shards as usize],
         kept: FxHashMap::default(),
@@ -645,7 +750,27 @@ async fn consume(
         shared.progress.advance(batch.num_rows() as u64);
     }
     part.decided.sort_unstable_by_key(Decided::key);
-    Ok(part.decided)
+    Ok(Records {
+        spilled: part.spilled,
+        memory: part.decided,
+    })
+}
+
+/// Sorts a partition's records and writes them out as a run (the pass is over its budget).
+fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), BuildError> {
+    part.decided.sort_unstable_by_key(Decided::key);
+    let path = spools.run_path("records")?;
+    let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    for d in &part.decided {
+        w.write_all(&d.encode())
+            .map_err(|e| BuildError::io(&path, e))?;
+    }
+    w.flush().map_err(|e| BuildError::io(&path, e))?;
+    spools.release(part.decided.capacity() * std::mem::size_of::<Decided>());
+    part.decided = Vec::new();
+    part.spilled.push(path);
+    Ok(())
 }
 
 /// Decides the rows of one batch for good and routes its kept rows to their shards' spools.
@@ -693,6 +818,9 @@ fn take_batch(
         let grown = part.decided.capacity() - capacity;
         if grown > 0 {
             spools.reserve(grown * std::mem::size_of::<Decided>())?;
+        }
+        if spools.over_budget() && part.decided.len() >= min_spilled_records(spools) {
+            spill_records(spools, part)?;
         }
     }
     for i in 0..batch.num_rows() {
@@ -806,7 +934,7 @@ struct Record {
 /// Writes `decisions.parquet` (when `dir` is given) in record order; quarantined duplicates
 /// become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
 fn write_record(
-    runs: &[Vec<Decided>],
+    runs: &[Records],
     duplicates: &FxHashSet<i64>,
     dir: Option<&Path>,
     collect: bool,
@@ -817,8 +945,8 @@ fn write_record(
     let mut verdicts: FxHashMap<u32, Verdict> = FxHashMap::default();
     let mut kept_members = Vec::new();
     let mut rows = FxHashMap::default();
-    for d in Merged::new(runs) {
-        let mut d = *d;
+    for d in Merged::new(runs)? {
+        let mut d = d?;
         if !duplicates.is_empty() && d.id().is_some_and(|id| duplicates.contains(&id)) {
             d.code = invalid;
             d.shard = NO_SHARD;
@@ -919,4 +1047,36 @@ async fn remote_session(url: &str) -> Result<SessionContext, BuildError> {
     Err(BuildError::Input(format!(
         "cannot run on {url}: this consentgate was built without the `ballista` feature"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spilled_record_reads_back_as_written() {
+        for d in [
+            Decided {
+                content_id: i64::MIN,
+                member_id: -1,
+                fingerprint: i64::MAX,
+                code: u32::MAX,
+                shard: NO_SHARD,
+                region: 255,
+                flags: HAS_ID | ERASED,
+            },
+            Decided {
+                content_id: 42,
+                member_id: 7,
+                fingerprint: 0,
+                code: 1,
+                shard: 3,
+                region: 0,
+                flags: 0,
+            },
+        ] {
+            let back = Decided::decode(&d.encode());
+            assert_eq!(back.key(), d.key());
+        }
+    }
 }

@@ -153,10 +153,34 @@ impl ShardSpools {
         Ok(())
     }
 
-    fn write_run(&self, sorted: &RecordBatch) -> Result<PathBuf, BuildError> {
+    /// A new file name in the spill directory (created on first use), removed with it.
+    pub(crate) fn run_path(&self, kind: &str) -> Result<PathBuf, BuildError> {
         std::fs::create_dir_all(&self.spill_dir).map_err(|e| BuildError::io(&self.spill_dir, e))?;
         let n = self.runs_written.fetch_add(1, Ordering::AcqRel);
-        let path = self.spill_dir.join(format!("run-{n:06}.arrows"));
+        Ok(self.spill_dir.join(format!("{kind}-{n:06}")))
+    }
+
+    /// The budget, in bytes.
+    pub(crate) fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Whether the spools and the reserved bytes are over the budget together.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.buffered.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire) > self.budget
+    }
+
+    /// Gives back reserved bytes (records spilled by the pass).
+    pub(crate) fn release(&self, bytes: usize) {
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(bytes))
+            });
+    }
+
+    fn write_run(&self, sorted: &RecordBatch) -> Result<PathBuf, BuildError> {
+        let path = self.run_path("shard-rows")?;
         let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
         let spill = |e: arrow::error::ArrowError| BuildError::Spill {
             path: path.clone(),
