@@ -812,15 +812,20 @@ fn take_batch(
         .map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted")))
         .transpose()?;
     let gate = shared.gate;
+    // Records count against the budget as their vector grows; over it, they are spilled
+    // first (before this batch's rows, so every byte of capacity is counted).
+    if let Some(spools) = shared.spools
+        && spools.over_budget()
+        && part.decided.len() >= min_spilled_records(spools)
+    {
+        spill_records(spools, part)?;
+    }
     let capacity = part.decided.capacity();
     part.decided.reserve(batch.num_rows());
     if let Some(spools) = shared.spools {
         let grown = part.decided.capacity() - capacity;
         if grown > 0 {
             spools.reserve(grown * std::mem::size_of::<Decided>())?;
-        }
-        if spools.over_budget() && part.decided.len() >= min_spilled_records(spools) {
-            spill_records(spools, part)?;
         }
     }
     for i in 0..batch.num_rows() {
