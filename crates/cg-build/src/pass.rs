@@ -6,7 +6,7 @@
 //!                 ▼                            ▼
 //!   per row: final verdict (quarantine, erasure, fail-closed checks), shard = keyed hash(member)
 //!        │ narrow record (ids, verdict code,      │ kept rows, taken per shard as Arrow batches
-//!        │ shard, fingerprint, region): 40 bytes  ▼
+//!        │ shard, fingerprint, region, position) ▼
 //!        │                               ShardSpools (one per shard, shared budget, sorted runs
 //!        ▼                                 spilled to disk when over it)
 //!   sorted per partition                          │
@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Int64Type, UInt32Type};
 use cg_model::{Decision, ReasonCode, Verdict};
 use cg_proof::commitment::MemberKey;
@@ -112,21 +114,22 @@ struct Decided {
     shard: u32,
     region: u8,
     flags: u8,
+    /// Where the row is in the input: the stream's index in the top bits, the row's number in
+    /// its stream below ([`position`]). Streams read consecutive ranges of the file, so this
+    /// orders rows as the file does.
+    pos: u64,
+}
+
+/// A row's [`Decided::pos`].
+fn position(stream: u64, row: u64) -> u64 {
+    (stream << 40) | row
 }
 
 impl Decided {
-    /// Record order: missing content ids first, then by content id; the other fields only
-    /// order duplicates deterministically.
+    /// Record order: missing content ids first (in input order), then by content id, copies of
+    /// one id in input order.
     fn key(&self) -> RecordKey {
-        (
-            self.flags & HAS_ID != 0,
-            self.content_id,
-            self.member_id,
-            self.code,
-            self.shard,
-            self.fingerprint,
-            self.flags,
-        )
+        (self.flags & HAS_ID != 0, self.content_id, self.pos)
     }
 
     fn id(&self) -> Option<i64> {
@@ -139,7 +142,7 @@ impl Decided {
 }
 
 /// Bytes of a record in a spilled run.
-const RECORD_BYTES: usize = 40;
+const RECORD_BYTES: usize = 48;
 /// A partition spills its records only once they fill an eighth of the budget (runs of a few
 /// records would make the merge slow).
 fn min_spilled_records(spools: &ShardSpools) -> usize {
@@ -156,6 +159,7 @@ impl Decided {
         b[28..32].copy_from_slice(&self.shard.to_le_bytes());
         b[32] = self.region;
         b[33] = self.flags;
+        b[40..48].copy_from_slice(&self.pos.to_le_bytes());
         b
     }
 
@@ -178,6 +182,11 @@ impl Decided {
             shard: u32_at(28),
             region: b[32],
             flags: b[33],
+            pos: {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(&b[40..48]);
+                u64::from_le_bytes(x)
+            },
         }
     }
 }
@@ -219,7 +228,7 @@ struct Merged<'a> {
     order: BinaryHeap<Reverse<(RecordKey, usize)>>,
 }
 
-type RecordKey = (bool, i64, i64, u32, u32, i64, u8);
+type RecordKey = (bool, i64, u64);
 
 impl<'a> Merged<'a> {
     fn new(records: &'a [Records]) -> Result<Merged<'a>, BuildError> {
@@ -300,6 +309,10 @@ struct Shared<'a> {
 
 /// One partition's state.
 struct Partition {
+    /// The stream's index (the top bits of [`Decided::pos`]).
+    index: u64,
+    /// Rows seen so far.
+    rows: u64,
     decided: Vec<Decided>,
     /// Sorted runs of `decided` written out when the pass was over its budget.
     spilled: Vec<PathBuf>,
@@ -369,11 +382,12 @@ pub(crate) fn run_pass(
     let results: Vec<Result<Records, Halt>> = std::thread::scope(|scope| {
         let handles: Vec<_> = streams
             .into_iter()
-            .map(|stream| {
+            .enumerate()
+            .map(|(index, stream)| {
                 let shared = &shared;
                 let runtime = &runtime;
                 scope.spawn(move || {
-                    let out = runtime.block_on(consume(shared, stream));
+                    let out = runtime.block_on(consume(shared, stream, index as u64));
                     if out.is_err() {
                         shared.stop.store(true, Ordering::Release);
                     }
@@ -411,13 +425,17 @@ pub(crate) fn run_pass(
         return Err(bad_content_id(cfg, &rows, "missing content id".into()));
     }
 
-    // 2. Duplicate content ids: adjacent in record order.
+    // 2. Duplicate content ids: adjacent in record order, copies in input order. The first
+    //    copy is the row; every later copy is the violation (quarantined, or an error).
     let mut duplicates: FxHashSet<i64> = FxHashSet::default();
+    let mut later_copies: FxHashSet<u64> = FxHashSet::default();
     let mut previous: Option<i64> = None;
     for d in Merged::new(&runs)? {
-        if let Some(id) = d?.id() {
+        let d = d?;
+        if let Some(id) = d.id() {
             if previous == Some(id) {
                 duplicates.insert(id);
+                later_copies.insert(d.pos);
             }
             previous = Some(id);
         }
@@ -441,7 +459,7 @@ pub(crate) fn run_pass(
         let record = scope.spawn(|| {
             write_record(
                 &runs,
-                &duplicates,
+                &later_copies,
                 spec.decisions.then_some(spec.dir),
                 spec.collect,
             )
@@ -451,7 +469,7 @@ pub(crate) fn run_pass(
             Some(spools) => (0..threads)
                 .map(|_| {
                     let (next_shard, failed, duplicates, spec) =
-                        (&next_shard, &failed, &duplicates, &spec);
+                        (&next_shard, &failed, &later_copies, &spec);
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         while !failed.load(Ordering::Acquire) {
@@ -732,8 +750,11 @@ fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
 async fn consume(
     shared: &Shared<'_>,
     mut stream: SendableRecordBatchStream,
+    index: u64,
 ) -> Result<Records, Halt> {
     let mut part = Partition {
+        index,
+        rows: 0,
         decided: Vec::new(),
         spilled: Vec::new(),
         shard_of: FxHashMap::default(),
@@ -828,6 +849,8 @@ fn take_batch(
             spools.reserve(grown * std::mem::size_of::<Decided>())?;
         }
     }
+    let first = position(part.index, part.rows);
+    part.rows += batch.num_rows() as u64;
     for i in 0..batch.num_rows() {
         let content_id = ids.is_valid(i).then(|| ids.value(i));
         let member = members.is_valid(i).then(|| members.value(i));
@@ -877,6 +900,7 @@ fn take_batch(
             shard,
             region,
             flags,
+            pos: first + i as u64,
         });
         if shard != NO_SHARD
             && shared.spools.is_some()
@@ -894,6 +918,9 @@ fn take_batch(
         if rows.is_empty() {
             continue;
         }
+        let positions: ArrayRef = Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|i| first + u64::from(*i)),
+        ));
         let take = UInt32Array::from(std::mem::take(rows));
         let pick = |a: &ArrayRef| {
             arrow::compute::take(a, &take, None).map_err(|e| BuildError::Engine(e.to_string()))
@@ -919,6 +946,7 @@ fn take_batch(
                 Arc::new(at),
                 text,
                 pick(&get("member_id")?)?,
+                positions,
             ],
         )
         // A kept row without a creation time (the gate never keeps one) fails here.
@@ -936,11 +964,11 @@ struct Record {
     decisions: Option<FileRef>,
 }
 
-/// Writes `decisions.parquet` (when `dir` is given) in record order; quarantined duplicates
-/// become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
+/// Writes `decisions.parquet` (when `dir` is given) in record order; later copies of a content
+/// id (quarantined) become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
 fn write_record(
     runs: &[Records],
-    duplicates: &FxHashSet<i64>,
+    later_copies: &FxHashSet<u64>,
     dir: Option<&Path>,
     collect: bool,
 ) -> Result<Record, BuildError> {
@@ -952,7 +980,7 @@ fn write_record(
     let mut rows = FxHashMap::default();
     for d in Merged::new(runs)? {
         let mut d = d?;
-        if !duplicates.is_empty() && d.id().is_some_and(|id| duplicates.contains(&id)) {
+        if !later_copies.is_empty() && later_copies.contains(&d.pos) {
             d.code = invalid;
             d.shard = NO_SHARD;
             d.fingerprint = 0;
@@ -1012,10 +1040,10 @@ fn write_shard(
     spools: &ShardSpools,
     spec: &PassSpec<'_>,
     shard: u32,
-    duplicates: &FxHashSet<i64>,
+    later_copies: &FxHashSet<u64>,
 ) -> Result<ShardWritten, BuildError> {
     let out = ShardOut::create(spec.dir, shard)?;
-    let written = spools.write_shard(shard, out, duplicates)?;
+    let written = spools.write_shard(shard, out, later_copies)?;
     let keys = match spec.member_keys {
         Some((secret, domain)) => secret.member_keys(domain, &written.members),
         None => Vec::new(),
@@ -1069,6 +1097,7 @@ mod tests {
                 shard: NO_SHARD,
                 region: 255,
                 flags: HAS_ID | ERASED,
+                pos: position(255, (1 << 40) - 1),
             },
             Decided {
                 content_id: 42,
@@ -1078,10 +1107,29 @@ mod tests {
                 shard: 3,
                 region: 0,
                 flags: 0,
+                pos: 0,
             },
         ] {
             let back = Decided::decode(&d.encode());
             assert_eq!(back.key(), d.key());
+            assert_eq!(
+                (
+                    back.member_id,
+                    back.fingerprint,
+                    back.code,
+                    back.shard,
+                    back.region,
+                    back.flags
+                ),
+                (
+                    d.member_id,
+                    d.fingerprint,
+                    d.code,
+                    d.shard,
+                    d.region,
+                    d.flags
+                )
+            );
         }
     }
 }

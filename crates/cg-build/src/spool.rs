@@ -27,7 +27,8 @@ use rustc_hash::FxHashSet;
 use crate::BuildError;
 use crate::layout::{CHUNK, ShardOut};
 
-/// The columns a spool holds: the shard's columns, then the author (for the member keys).
+/// The columns a spool holds: the shard's columns, then the author (for the member keys) and
+/// the row's position in the input (to skip quarantined later copies of a content id).
 pub(crate) fn spool_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("content_id", DataType::Int64, false),
@@ -35,6 +36,7 @@ pub(crate) fn spool_schema() -> SchemaRef {
         Field::new("created_at", cg_io::schema::timestamp_type(), false),
         Field::new("text", DataType::Utf8, false),
         Field::new("member_id", DataType::Int64, false),
+        Field::new("pos", DataType::UInt64, false),
     ]))
 }
 
@@ -196,12 +198,12 @@ impl ShardSpools {
     }
 
     /// Writes one shard: its runs and what is still in memory, merged in `content_id` order,
-    /// without the rows whose content id is in `skip` (quarantined duplicates).
+    /// without the rows whose input position is in `skip` (quarantined later copies).
     pub(crate) fn write_shard(
         &self,
         shard: u32,
         mut out: ShardOut,
-        skip: &FxHashSet<i64>,
+        skip: &FxHashSet<u64>,
     ) -> Result<WrittenShard, BuildError> {
         let (batches, runs) = {
             let mut spool = self.spool(shard)?;
@@ -289,16 +291,18 @@ fn sort_by_content_id(batches: &[RecordBatch]) -> Result<RecordBatch, BuildError
     arrow::compute::take_record_batch(&all, &order).map_err(arrow_err)
 }
 
-/// `batch` without the rows whose content id is in `skip`.
-fn without(batch: RecordBatch, skip: &FxHashSet<i64>) -> Result<RecordBatch, BuildError> {
+/// `batch` without the rows whose input position is in `skip`.
+fn without(batch: RecordBatch, skip: &FxHashSet<u64>) -> Result<RecordBatch, BuildError> {
     if skip.is_empty() {
         return Ok(batch);
     }
-    let ids = batch.column(0).as_primitive::<Int64Type>();
-    let keep: arrow::array::BooleanArray = ids
+    let positions = batch
+        .column(5)
+        .as_primitive::<arrow::datatypes::UInt64Type>();
+    let keep: arrow::array::BooleanArray = positions
         .values()
         .iter()
-        .map(|id| Some(!skip.contains(id)))
+        .map(|p| Some(!skip.contains(p)))
         .collect();
     arrow::compute::filter_record_batch(&batch, &keep).map_err(arrow_err)
 }
@@ -441,9 +445,17 @@ mod tests {
                 Arc::new(Int64Array::from(
                     ids.iter().map(|i| i % 7).collect::<Vec<_>>(),
                 )),
+                Arc::new(arrow::array::UInt64Array::from_iter_values(
+                    ids.iter().map(|i| pos_of(*i)),
+                )),
             ],
         )
         .unwrap()
+    }
+
+    /// The test rows' input positions: one per id.
+    fn pos_of(id: i64) -> u64 {
+        (id + (1 << 40)) as u64
     }
 
     /// Writes one shard of `ids` pushed in `pieces` with `budget` bytes; returns the file's
@@ -457,7 +469,7 @@ mod tests {
             spools.push(1, rows(p)).unwrap();
         }
         let out = ShardOut::create(dir.path(), 1).unwrap();
-        let skip: FxHashSet<i64> = skip.iter().copied().collect();
+        let skip: FxHashSet<u64> = skip.iter().map(|i| pos_of(*i)).collect();
         let written = spools.write_shard(1, out, &skip).unwrap();
         drop(spools);
         assert!(!spill.exists(), "runs are removed");
