@@ -139,14 +139,65 @@ fn first_field(line: &str) -> i64 {
     line.split(',').next().unwrap().parse().unwrap()
 }
 
+/// How many rows of the dataset's shards have content id `id`, and their texts.
+fn shard_texts(out: &cg_build::BuildOutput, id: i64) -> Vec<String> {
+    let mut texts = Vec::new();
+    for s in &out.manifest.shards {
+        let reader = ParquetRecordBatchReader::try_new(
+            std::fs::File::open(out.dir.join(&s.file)).unwrap(),
+            4096,
+        )
+        .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let ids = b
+                .column_by_name("content_id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let text = b.column_by_name("text").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if ids.value(i) == id {
+                    texts.push(text.value(i).to_owned());
+                }
+            }
+        }
+    }
+    texts
+}
+
 #[test]
-fn duplicate_content_ids_are_named_by_row_or_quarantined_everywhere() {
+fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
     let (corpus, _) = cg_test_support::small_corpus(200, 1_000, cg_io::Format::Csv);
+    let reference = build(
+        config(
+            corpus.path(),
+            edited_content(corpus.path(), |_| {}),
+            corpus.path().join("r"),
+            2048,
+            true,
+        ),
+        &NoProgress,
+    )
+    .unwrap();
+    // A row that is kept, copied to a new last row with another text: the later copy is the
+    // violation, whatever it says.
+    let mut row = 0;
     let mut duplicated = 0;
     let content = edited_content(corpus.path(), |lines| {
-        // Row 5's content id again, on a new last row (another text, the same id).
-        duplicated = first_field(&lines[4]);
-        let again = lines[4].clone();
+        row = lines
+            .iter()
+            .position(|l| !shard_texts(&reference, first_field(l)).is_empty())
+            .unwrap();
+        duplicated = first_field(&lines[row]);
+        let fields: Vec<&str> = lines[row].splitn(5, ',').collect();
+        let text = match fields[4].strip_prefix('"') {
+            Some(quoted) => format!("\"LATER COPY {quoted}"),
+            None => format!("LATER COPY {}", fields[4]),
+        };
+        let again = format!(
+            "{},{},{},{},{text}",
+            fields[0], fields[1], fields[2], fields[3]
+        );
         lines.push(again);
     });
     let err = build(
@@ -169,7 +220,10 @@ fn duplicate_content_ids_are_named_by_row_or_quarantined_everywhere() {
         message.contains(&format!("duplicate content id {duplicated}")),
         "{message}"
     );
-    assert!(message.contains("rows 5, 1001"), "{message}");
+    assert!(
+        message.contains(&format!("rows {}, 1001", row + 1)),
+        "{message}"
+    );
     assert!(message.contains("edited.csv"), "{message}");
     assert!(
         !corpus.path().join("a").read_dir().unwrap().any(|e| e
@@ -179,8 +233,8 @@ fn duplicate_content_ids_are_named_by_row_or_quarantined_everywhere() {
             .starts_with("ds-"))
     );
 
-    // Quarantined: the later copy (row 1001) is the invalid record; the first copy (row 5)
-    // is decided as any row, and at most one copy reaches a shard.
+    // Quarantined: the later copy is the one invalid record; the first copy is kept as it was,
+    // so the shards are byte for byte those of the input without the later copy.
     let out = build(
         config(corpus.path(), content, corpus.path().join("b"), 2048, true),
         &NoProgress,
@@ -197,41 +251,13 @@ fn duplicate_content_ids_are_named_by_row_or_quarantined_everywhere() {
         .map(|c| c.rows)
         .sum();
     assert_eq!(invalid, 1);
-    let in_shards: usize = out
-        .manifest
-        .shards
-        .iter()
-        .map(|s| {
-            ids(&out.dir.join(&s.file))
-                .iter()
-                .filter(|i| **i == Some(duplicated))
-                .count()
-        })
-        .sum();
-    assert!(in_shards <= 1, "{in_shards} copies in the shards");
-    // Without the duplicate line the same build keeps exactly what the first copy got.
-    let clean = edited_content(corpus.path(), |_| {});
-    let reference = build(
-        config(corpus.path(), clean, corpus.path().join("c"), 2048, true),
-        &NoProgress,
-    )
-    .unwrap();
-    let kept_before: usize = reference
-        .manifest
-        .shards
-        .iter()
-        .map(|s| {
-            ids(&reference.dir.join(&s.file))
-                .iter()
-                .filter(|i| **i == Some(duplicated))
-                .count()
-        })
-        .sum();
-    assert_eq!(in_shards, kept_before);
-    assert_eq!(
-        reference.manifest.shards, out.manifest.shards,
-        "the later copy changes no shard"
+    let texts = shard_texts(&out, duplicated);
+    assert_eq!(texts, shard_texts(&reference, duplicated));
+    assert!(
+        texts.len() == 1 && !texts[0].contains("LATER COPY"),
+        "{texts:?}"
     );
+    assert_eq!(reference.manifest.shards, out.manifest.shards);
 }
 
 #[test]
