@@ -807,22 +807,10 @@ fn take_batch(
             .cloned()
             .ok_or_else(|| BuildError::Engine(format!("no column {name}")))
     };
-    let ids = get("content_id")?;
-    let ids = ids
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| mistyped("content_id"))?;
-    let members = get("member_id")?;
-    let members = members
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| mistyped("member_id"))?;
-    let outcomes = get("outcome")?;
-    let outcomes = outcomes
-        .as_primitive_opt::<UInt32Type>()
-        .ok_or_else(|| mistyped("outcome"))?;
-    let fingerprints = get("fingerprint")?;
-    let fingerprints = fingerprints
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| mistyped("fingerprint"))?;
+    let ids = primitive::<Int64Type>(batch, "content_id")?;
+    let members = primitive::<Int64Type>(batch, "member_id")?;
+    let outcomes = primitive::<UInt32Type>(batch, "outcome")?;
+    let fingerprints = primitive::<Int64Type>(batch, "fingerprint")?;
     let redacted = if shared.text {
         Some(get("redacted")?)
     } else {
@@ -1058,6 +1046,18 @@ fn write_shard(
         members: written.members.len(),
         keys,
     })
+}
+
+/// An engine output column of a primitive type; missing or of another type, the build fails.
+fn primitive<'b, T: arrow::datatypes::ArrowPrimitiveType>(
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b arrow::array::PrimitiveArray<T>, BuildError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| BuildError::Engine(format!("no column {name}")))?
+        .as_primitive_opt::<T>()
+        .ok_or_else(|| mistyped(name))
 }
 
 /// An engine output column of an unexpected type: the build fails (a panic would leave the
