@@ -174,7 +174,9 @@ impl Policy {
     }
 
     /// The bundled policies plus user-written `.cedar` files, on the default timeline (plus the
-    /// config's custom regimes). The policy's name is the first file's stem.
+    /// config's custom regimes). A user file whose file name is a bundled one's (`common.cedar`,
+    /// `li-2025-11.cedar`, ...) replaces that bundled file, so an edited copy of the bundle can
+    /// be loaded (and compared). The policy's name is the first file's stem.
     pub fn with_files(user: Vec<SourceFile>, config: PolicyConfig) -> Result<Policy, PolicyError> {
         let name = user
             .first()
@@ -188,8 +190,7 @@ impl Policy {
             files: user.clone(),
             config: config.clone(),
         };
-        let mut files = bundled_sources();
-        files.extend(user);
+        let files = with_overrides(bundled_sources(), user);
         let regimes = regimes_of(&config);
         Policy::load(recipe, &name, files, config, regimes, Selection::Timeline)
     }
@@ -209,7 +210,8 @@ impl Policy {
         &self.recipe
     }
 
-    /// Resolves `--policy NAME|FILE`: a bundled name, or a path to a `.cedar` file.
+    /// Resolves `--policy NAME|FILE|DIR`: a bundled name, a path to a `.cedar` file, or a
+    /// directory whose `.cedar` files (in name order) are loaded as by [`Policy::with_files`].
     pub fn resolve(name_or_path: &str, config: PolicyConfig) -> Result<Policy, PolicyError> {
         let is_bundled = BUNDLED_NAMES.contains(&name_or_path)
             || config.regimes.iter().any(|r| r.id == name_or_path);
@@ -217,6 +219,24 @@ impl Policy {
             return Policy::bundled(name_or_path, config);
         }
         let path = std::path::Path::new(name_or_path);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            for path in cedar_files_in(path)? {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                    path: name.clone(),
+                    source,
+                })?;
+                files.push(SourceFile { name, text });
+            }
+            if files.is_empty() {
+                return Err(PolicyError::config(
+                    name_or_path,
+                    "the directory holds no `.cedar` file",
+                ));
+            }
+            return Policy::with_files(files, config);
+        }
         if path.extension().is_some_and(|e| e == "cedar") || path.exists() {
             let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
                 path: name_or_path.to_owned(),
@@ -433,6 +453,13 @@ impl Policy {
     /// The regimes the policy knows.
     pub fn regimes(&self) -> &[RegimeSpec] {
         &self.regimes
+    }
+
+    /// The Cedar policy set every decision evaluates (bundled and user policies, ids from
+    /// `@id`). Policy proofs (`cg-prove`) read it; deciding goes through [`Policy::explain`]
+    /// and the compiled [`crate::Engine`].
+    pub fn cedar_policies(&self) -> &PolicySet {
+        &self.set
     }
 
     /// Number of policies in the set.
@@ -903,6 +930,38 @@ fn direct_attrs<'a>(
             .as_str(),
         kind: item.kind,
     }
+}
+
+/// The `.cedar` files directly inside `dir`, sorted by path.
+fn cedar_files_in(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, PolicyError> {
+    let read = |source| PolicyError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "cedar") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `bundled` with each user file either replacing the bundled file of the same file name or
+/// appended.
+fn with_overrides(mut bundled: Vec<SourceFile>, user: Vec<SourceFile>) -> Vec<SourceFile> {
+    for file in user {
+        let base = std::path::Path::new(&file.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        match bundled.iter_mut().find(|b| Some(&b.name) == base.as_ref()) {
+            Some(replaced) => *replaced = file,
+            None => bundled.push(file),
+        }
+    }
+    bundled
 }
 
 fn bundled_sources() -> Vec<SourceFile> {

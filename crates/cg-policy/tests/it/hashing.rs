@@ -49,3 +49,50 @@ fn a_recipe_remakes_the_same_policy_after_a_json_round_trip() {
         assert_eq!(again.name(), policy.name());
     }
 }
+
+#[test]
+fn a_user_file_named_like_a_bundled_one_replaces_it() {
+    let common = cg_policy::BUNDLED_FILES
+        .iter()
+        .find(|(n, _)| *n == "common.cedar")
+        .unwrap()
+        .1;
+    let gpc = "@id(\"common/opted_out\")";
+    assert!(common.contains(gpc));
+    // Without the replacement, the same ids twice would be refused as duplicates.
+    let edited = SourceFile {
+        name: "team/policies/common.cedar".into(),
+        text: common.replace(
+            "principal.consent == \"denied\" ||\n  (principal.gpc_signal && context.gpc_as_objection)",
+            "principal.consent == \"denied\"",
+        ),
+    };
+    let replaced = Policy::with_files(vec![edited], PolicyConfig::default()).unwrap();
+    let bundled = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
+    assert_eq!(replaced.len(), bundled.len());
+    assert_ne!(replaced.hash(), bundled.hash());
+    let text = replaced.cedar_policies().to_cedar().unwrap_or_default();
+    assert!(!text.contains("gpc_signal"), "the bundled rule is gone");
+}
+
+#[test]
+fn a_directory_is_its_cedar_files_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str| {
+        format!(
+            "@id(\"{id}\")\n@reason(\"content_kind_excluded\")\nforbid (principal, action == Action::\"train\", resource) when {{ resource.kind == \"{id}\" }};\n"
+        )
+    };
+    std::fs::write(dir.path().join("b.cedar"), rule("poll")).unwrap();
+    std::fs::write(dir.path().join("a.cedar"), rule("quiz")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a policy").unwrap();
+    let p = Policy::resolve(dir.path().to_str().unwrap(), PolicyConfig::default()).unwrap();
+    assert_eq!(p.name(), "a");
+    let bundled = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
+    assert_eq!(p.len(), bundled.len() + 2);
+    let empty = tempfile::tempdir().unwrap();
+    let err = Policy::resolve(empty.path().to_str().unwrap(), PolicyConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no `.cedar` file"), "{err}");
+}
