@@ -147,8 +147,9 @@ pub trait Store: Send {
             .collect())
     }
 
-    /// Records that a policy was put in force.
-    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError>;
+    /// Records that a policy was put in force and appends its entry to the transparency log,
+    /// in one transaction; returns the entry's log index.
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<u64, LedgerError>;
 
     /// The latest policy activation, if any.
     fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError>;

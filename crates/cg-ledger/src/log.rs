@@ -170,6 +170,8 @@ pub struct LogReport {
     pub events: u64,
     /// Manifest entries.
     pub manifests: u64,
+    /// Policy activation entries.
+    pub policy_activations: u64,
     /// Checkpoints, all verified.
     pub checkpoints: u64,
     /// The latest checkpoint's size, if any.
@@ -185,7 +187,7 @@ pub fn verify(store: &mut dyn Store, vkey: &str) -> Result<LogReport, LedgerErro
     let verifier = NoteVerifier::parse(vkey).map_err(|e| LedgerError::Log(e.to_string()))?;
     let mut problems: Vec<String> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
-    let (mut events, mut manifests) = (0u64, 0u64);
+    let (mut events, mut manifests, mut policy_activations) = (0u64, 0u64, 0u64);
     // Checkpoints first: the log only grows, so every checkpoint read now is covered by the
     // entries scanned next, even while events are being appended (read the other way round, a
     // checkpoint signed between the two reads looks like a checkpoint beyond the log).
@@ -214,6 +216,7 @@ pub fn verify(store: &mut dyn Store, vkey: &str) -> Result<LogReport, LedgerErro
                 }
             }
             Some(Entry::Manifest { .. }) => manifests += 1,
+            Some(Entry::PolicyActivation { .. }) => policy_activations += 1,
             None => problems.push(format!("entry {i}: not a valid consentgate log entry")),
         }
         hashes.push(computed);
@@ -309,6 +312,7 @@ pub fn verify(store: &mut dyn Store, vkey: &str) -> Result<LogReport, LedgerErro
         size: hashes.len() as u64,
         events,
         manifests,
+        policy_activations,
         checkpoints: checkpoints.len() as u64,
         latest_checkpoint_size: checkpoints.last().map(|c| c.size),
         root: hex(&range.root()),

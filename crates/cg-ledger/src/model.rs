@@ -460,6 +460,8 @@ impl<'p> FactsBuilder<'p> {
 
 /// A policy put in force by the service: who, when, which (name and hash) and how to make it
 /// again (the recipe, JSON), so the service restarts with the policy an admin activated.
+/// Recording one also appends a `policy-activation` entry to the transparency log (with the
+/// reason a widening change was accepted, if it was one), in the same transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicyActivation {
     /// When.
@@ -472,4 +474,24 @@ pub struct PolicyActivation {
     pub hash: String,
     /// How to make it again (`cg_policy::PolicyRecipe` as JSON).
     pub recipe: String,
+    /// Why a change that admits something the previous policy denied was put in force anyway
+    /// (logged in the transparency log next to the activation); `None` otherwise. Kept in the
+    /// log entry only: [`crate::Store::policy_activation_latest`] reads it back as `None`.
+    pub accepted_widening: Option<String>,
+}
+
+impl PolicyActivation {
+    /// The activation's log entry; the hash must be one line without spaces.
+    pub(crate) fn log_entry(&self) -> Result<cg_proof::leaves::Entry, LedgerError> {
+        if self.hash.is_empty() || self.hash.chars().any(char::is_whitespace) {
+            return Err(LedgerError::Log(format!(
+                "policy hash `{}` cannot be logged: it must be one word",
+                self.hash
+            )));
+        }
+        Ok(cg_proof::leaves::Entry::PolicyActivation {
+            policy_hash: self.hash.clone(),
+            accepted_widening: self.accepted_widening.clone(),
+        })
+    }
 }

@@ -658,14 +658,18 @@ impl Store for PgStore {
         Ok(b.finish())
     }
 
-    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError> {
-        self.client
-            .execute(
-                "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES ($1, $2, $3, $4, $5)",
-                &[&a.activated_at.micros(), &a.actor, &a.name, &a.hash, &a.recipe],
-            )
-            .map(|_| ())
-            .map_err(LedgerError::pg)
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<u64, LedgerError> {
+        let entry = a.log_entry()?;
+        let mut tx = self.client.transaction().map_err(LedgerError::pg)?;
+        tx.batch_execute(LOG_LOCK).map_err(LedgerError::pg)?;
+        tx.execute(
+            "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES ($1, $2, $3, $4, $5)",
+            &[&a.activated_at.micros(), &a.actor, &a.name, &a.hash, &a.recipe],
+        )
+        .map_err(LedgerError::pg)?;
+        let index = append_entry(&mut tx, &entry, None, None)?;
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(index)
     }
 
     fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError> {
@@ -682,6 +686,7 @@ impl Store for PgStore {
                 name: r.get(2),
                 hash: r.get(3),
                 recipe: r.get(4),
+                accepted_widening: None,
             }))
     }
 

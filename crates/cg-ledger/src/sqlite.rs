@@ -697,14 +697,20 @@ impl Store for SqliteStore {
         Ok(b.finish())
     }
 
-    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<(), LedgerError> {
-        self.conn
-            .execute(
-                "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.activated_at.micros(), a.actor, a.name, a.hash, a.recipe],
-            )
-            .map(|_| ())
-            .map_err(LedgerError::sqlite)
+    fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<u64, LedgerError> {
+        let entry = a.log_entry()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(LedgerError::sqlite)?;
+        tx.execute(
+            "INSERT INTO policy_activations (activated_at, actor, name, hash, recipe) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![a.activated_at.micros(), a.actor, a.name, a.hash, a.recipe],
+        )
+        .map_err(LedgerError::sqlite)?;
+        let index = append_entry(&tx, &entry, None, None)?;
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(index)
     }
 
     fn policy_activation_latest(&mut self) -> Result<Option<PolicyActivation>, LedgerError> {
@@ -719,6 +725,7 @@ impl Store for SqliteStore {
                         name: r.get(2)?,
                         hash: r.get(3)?,
                         recipe: r.get(4)?,
+                        accepted_widening: None,
                     })
                 },
             )

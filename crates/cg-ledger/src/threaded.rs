@@ -154,7 +154,10 @@ impl Store for ThreadedStore {
         self.call(|s| s.stats())
     }
 
-    fn policy_activation_record(&mut self, a: &crate::PolicyActivation) -> Result<(), LedgerError> {
+    fn policy_activation_record(
+        &mut self,
+        a: &crate::PolicyActivation,
+    ) -> Result<u64, LedgerError> {
         let a = a.clone();
         self.call(move |s| s.policy_activation_record(&a))
     }

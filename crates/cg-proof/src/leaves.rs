@@ -1,4 +1,4 @@
-//! The entries of consentgate's transparency log, as bytes. Two kinds, both short UTF-8 text
+//! The entries of consentgate's transparency log, as bytes. Three kinds, all short UTF-8 text
 //! so an auditor can read a tile's entry bundle with `cat`:
 //!
 //! ```text
@@ -13,6 +13,12 @@
 //! sha256 9f86…(64 hex digits)
 //! ```
 //!
+//! ```text
+//! consentgate/policy-activation/v1
+//! policy 3f1a…(the policy's content hash)
+//! accepted-widening "the DPO's reason, as a JSON string" (or null)
+//! ```
+//!
 //! A consent event's entry holds a salted commitment to the event, not the event: the log can
 //! be published as tiles without publishing who objected to what. The ledger keeps the event
 //! and its salt; `consentgate log prove --event` hands both out with the proof.
@@ -23,6 +29,9 @@ use crate::{Hash, hex, unhex};
 pub const EVENT_HEADER: &str = "consentgate/consent-event/v1";
 /// The first line of a dataset manifest entry.
 pub const MANIFEST_HEADER: &str = "consentgate/dataset-manifest/v1";
+
+/// The first line of a policy activation entry.
+pub const POLICY_HEADER: &str = "consentgate/policy-activation/v1";
 
 /// A parsed log entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +50,14 @@ pub enum Entry {
         /// SHA-256 of `manifest.json`'s bytes.
         sha256: Hash,
     },
+    /// A policy put in force (the service's `POST /v1/admin/policies/activate`).
+    PolicyActivation {
+        /// The policy's content hash (no whitespace).
+        policy_hash: String,
+        /// Why a change that admits something the previous policy denied was accepted
+        /// anyway; `None` when it was not a widening (or not checked).
+        accepted_widening: Option<String>,
+    },
 }
 
 impl Entry {
@@ -55,6 +72,14 @@ impl Entry {
             Entry::Manifest { dataset_id, sha256 } => format!(
                 "{MANIFEST_HEADER}\ndataset {dataset_id}\nsha256 {}\n",
                 hex(sha256)
+            )
+            .into_bytes(),
+            Entry::PolicyActivation {
+                policy_hash,
+                accepted_widening,
+            } => format!(
+                "{POLICY_HEADER}\npolicy {policy_hash}\naccepted-widening {}\n",
+                serde_json::to_string(accepted_widening).unwrap_or_else(|_| "null".to_owned())
             )
             .into_bytes(),
         }
@@ -78,6 +103,11 @@ impl Entry {
             MANIFEST_HEADER => Entry::Manifest {
                 dataset_id: first.strip_prefix("dataset ")?.to_owned(),
                 sha256: unhex(second.strip_prefix("sha256 ")?)?,
+            },
+            POLICY_HEADER => Entry::PolicyActivation {
+                policy_hash: first.strip_prefix("policy ")?.to_owned(),
+                accepted_widening: serde_json::from_str(second.strip_prefix("accepted-widening ")?)
+                    .ok()?,
             },
             _ => return None,
         };
@@ -105,7 +135,16 @@ mod tests {
             dataset_id: "ds-0011".into(),
             sha256: [9u8; 32],
         };
-        for x in [&e, &m] {
+        let p = Entry::PolicyActivation {
+            policy_hash: "ab12".into(),
+            accepted_widening: Some("resume \"EU\"\nafter notice".into()),
+        };
+        let q = Entry::PolicyActivation {
+            policy_hash: "ab12".into(),
+            accepted_widening: None,
+        };
+        assert!(String::from_utf8(p.encode()).unwrap().lines().count() == 3);
+        for x in [&e, &m, &p, &q] {
             assert_eq!(Entry::decode(&x.encode()).as_ref(), Some(x));
         }
         assert!(

@@ -293,7 +293,7 @@ pub fn record(
                     }
                 }
             }
-            None => {}
+            Some(Entry::PolicyActivation { .. }) | None => {}
         }
         Ok(())
     })?;

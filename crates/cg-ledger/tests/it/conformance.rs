@@ -408,16 +408,49 @@ fn stamped_appends_never_go_back_in_time() {
 fn policy_activations_are_recorded_in_order() {
     each_backend(|s| {
         assert!(s.policy_activation_latest().unwrap().is_none());
-        for name in ["timeline", "li-2024-09"] {
-            s.policy_activation_record(&cg_ledger::PolicyActivation {
-                activated_at: instant("2026-01-01"),
-                actor: Some("admin-token".into()),
-                name: name.into(),
-                hash: format!("hash-of-{name}"),
-                recipe: "{}".into(),
-            })
-            .unwrap();
+        let before = s.log_leaf_hashes().unwrap().len() as u64;
+        for (i, name) in ["timeline", "li-2024-09"].into_iter().enumerate() {
+            let index = s
+                .policy_activation_record(&cg_ledger::PolicyActivation {
+                    activated_at: instant("2026-01-01"),
+                    actor: Some("admin-token".into()),
+                    name: name.into(),
+                    hash: format!("hash-of-{name}"),
+                    recipe: "{}".into(),
+                    accepted_widening: (i == 1).then(|| "resuming after notice".to_owned()),
+                })
+                .unwrap();
+            // Each activation is a log entry, appended in the same transaction.
+            assert_eq!(index, before + i as u64);
         }
+        let mut logged = Vec::new();
+        s.log_scan(before, &mut |e| {
+            logged.push(cg_proof::leaves::Entry::decode(&e.data).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            logged,
+            [
+                cg_proof::leaves::Entry::PolicyActivation {
+                    policy_hash: "hash-of-timeline".into(),
+                    accepted_widening: None,
+                },
+                cg_proof::leaves::Entry::PolicyActivation {
+                    policy_hash: "hash-of-li-2024-09".into(),
+                    accepted_widening: Some("resuming after notice".into()),
+                },
+            ]
+        );
+        let bad = s.policy_activation_record(&cg_ledger::PolicyActivation {
+            activated_at: instant("2026-01-01"),
+            actor: None,
+            name: "x".into(),
+            hash: "two words".into(),
+            recipe: "{}".into(),
+            accepted_widening: None,
+        });
+        assert!(bad.is_err(), "a hash that cannot be logged is refused");
         let latest = s.policy_activation_latest().unwrap().unwrap();
         assert_eq!(
             (latest.name.as_str(), latest.actor.as_deref()),
