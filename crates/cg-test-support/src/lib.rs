@@ -4,6 +4,7 @@
 //! - [`small_corpus`]: a generated corpus in a temporary directory;
 //! - [`tempdir`]: a temporary directory removed on drop.
 //!
+//! - [`install_solver`]: makes sure cvc5 runs (policy proofs), installing it if needed;
 //! - [`PgDatabase`]: a uniquely named PostgreSQL database for one test, dropped afterwards
 //!   (from `CG_TEST_DATABASE_URL`).
 
@@ -19,6 +20,24 @@ pub use tempfile::TempDir;
 /// A [`Timestamp`] from RFC 3339 or a date; panics on a typo (tests only).
 pub fn instant(s: &str) -> Timestamp {
     Timestamp::parse(s).expect("test timestamp")
+}
+
+/// Runs `scripts/install-solver.sh` once per test process, which installs Debian's cvc5 when it
+/// is missing and checks it runs; panics (the test fails, never skips) when it cannot.
+pub fn install_solver() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/install-solver.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .status()
+            .expect("run scripts/install-solver.sh");
+        assert!(
+            status.success(),
+            "scripts/install-solver.sh failed: policy proofs need cvc5"
+        );
+    });
 }
 
 /// A fresh temporary directory.
