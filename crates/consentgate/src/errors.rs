@@ -1,5 +1,5 @@
 //! Errors at the edge: `error:` then `Caused by:` then `hint:`, and the exit code
-//! (1 for failures, 2 for usage errors).
+//! (1 for failures, 2 for usage errors, 3 for a question left unanswered).
 
 use std::fmt;
 
@@ -32,8 +32,50 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A command that printed its result and ends with this exit code, printing nothing more
+/// (`policy prove`'s counterexample: 1).
+#[derive(Debug)]
+pub struct Finished(pub u8);
+
+impl fmt::Display for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for Finished {}
+
+/// A question the tool could not answer (`policy prove` without the solver's answer): exit
+/// code 3, never a result.
+#[derive(Debug)]
+pub struct NoAnswer {
+    /// Why.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NoAnswer {}
+
 /// Prints `err` cargo-style on stderr and returns the exit code.
 pub fn report(err: &anyhow::Error) -> u8 {
+    if let Some(Finished(code)) = err.downcast_ref::<Finished>() {
+        return *code;
+    }
+    if let Some(no) = err.downcast_ref::<NoAnswer>() {
+        eprintln!("error: {}", no.message);
+        if let Some(h) = &no.hint {
+            eprintln!();
+            eprintln!("hint: {h}");
+        }
+        return 3;
+    }
     eprintln!("error: {err}");
     let mut causes = err.chain().skip(1).peekable();
     if causes.peek().is_some() {

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod keys;
 pub mod log;
 pub mod policy;
+pub mod prove;
 pub mod receipt;
 pub mod redact;
 pub mod report;

@@ -1,4 +1,4 @@
-//! `consentgate policy check|explain`.
+//! `consentgate policy check|explain|impact` (`prove` lives in [`crate::commands::prove`]).
 
 use std::path::PathBuf;
 
@@ -23,6 +23,10 @@ pub enum PolicyCommand {
     Explain(Box<ExplainArgs>),
     /// What-if: evaluate two policies over the same inputs and report what changes.
     Impact(Box<ImpactArgs>),
+    /// Prove, for every member, item, purpose and time, that a policy change admits nothing
+    /// the old policy denied — or show the case where it does (cvc5 via Cedar's symbolic
+    /// compiler). Exit 0 proved, 1 counterexample, 2 usage, 3 no answer.
+    Prove(Box<crate::commands::prove::ProveArgs>),
 }
 
 /// Arguments of `policy impact`.
@@ -210,6 +214,7 @@ pub fn run(cmd: PolicyCommand, printer: Printer) -> anyhow::Result<()> {
         PolicyCommand::Check(a) => check(a, printer),
         PolicyCommand::Explain(a) => explain(*a, printer),
         PolicyCommand::Impact(a) => impact(*a, printer),
+        PolicyCommand::Prove(a) => crate::commands::prove::run(*a, printer),
     }
 }
 

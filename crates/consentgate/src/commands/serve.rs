@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// and tiles use one more of their own.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub ledger_connections: usize,
+    /// The cvc5 binary for policy proofs (`/v1/admin/policies/prove` and the check before an
+    /// activation); default `$CVC5`, else `cvc5` on `PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub solver: Option<PathBuf>,
+    /// Time limit per solver query, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub solver_timeout_ms: u64,
 }
 
 /// Runs `serve` until SIGINT or SIGTERM, then finishes the requests in flight.
@@ -76,6 +83,10 @@ pub fn serve(a: ServeArgs, printer: Printer) -> anyhow::Result<()> {
         models: a.models,
         signer,
         secure_cookies: a.secure_cookies,
+        solver: cg_prove::SolverConfig {
+            path: a.solver,
+            timeout: std::time::Duration::from_millis(a.solver_timeout_ms.max(1)),
+        },
     };
     let state = cg_server::AppState::new(cfg).map_err(|e| anyhow::anyhow!(e.message))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -550,6 +550,19 @@ pub fn watch(a: WatchArgs, _printer: Printer) -> anyhow::Result<()> {
                         "manifest_sha256": cg_proof::hex(&sha256),
                     }),
                 ),
+                (
+                    Some(cg_proof::leaves::Entry::PolicyActivation {
+                        policy_hash,
+                        accepted_widening,
+                    }),
+                    _,
+                ) => (
+                    "policy",
+                    serde_json::json!({
+                        "policy_hash": policy_hash,
+                        "accepted_widening": accepted_widening,
+                    }),
+                ),
                 _ => ("unknown", serde_json::json!({})),
             };
             lines.push(Change {

@@ -13,6 +13,7 @@ mod distributed;
 mod generate;
 mod paths;
 mod policy;
+mod prove;
 mod redact;
 mod reference;
 mod reports;
