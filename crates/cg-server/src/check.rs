@@ -53,8 +53,17 @@ impl ActivePolicy {
         activated_at: Timestamp,
         activated_by: Option<String>,
     ) -> ActivePolicy {
+        ActivePolicy::shared(Arc::new(policy), activated_at, activated_by)
+    }
+
+    /// [`ActivePolicy::restored`] for a policy already shared (one a proof compared).
+    pub fn shared(
+        policy: Arc<Policy>,
+        activated_at: Timestamp,
+        activated_by: Option<String>,
+    ) -> ActivePolicy {
         ActivePolicy {
-            policy: Arc::new(policy),
+            policy,
             activated_at,
             activated_by,
             memos: Mutex::new(FxHashMap::default()),

@@ -71,6 +71,7 @@ fn activation_record(
         name: policy.name().to_owned(),
         hash: policy.hash().to_owned(),
         recipe,
+        accepted_widening: None,
     })
 }
 
@@ -123,6 +124,9 @@ pub struct ServerConfig {
     /// terminated elsewhere). Without it they are `Secure` when a request says it came over
     /// HTTPS (`X-Forwarded-Proto: https`).
     pub secure_cookies: bool,
+    /// The SMT solver for policy proofs (`/v1/admin/policies/prove`, and the check before an
+    /// activation).
+    pub solver: cg_prove::SolverConfig,
 }
 
 impl ServerConfig {
@@ -136,6 +140,7 @@ impl ServerConfig {
             signer: None,
             models: None,
             secure_cookies: false,
+            solver: cg_prove::SolverConfig::default(),
         }
     }
 }
@@ -164,6 +169,9 @@ pub struct AppState {
     sessions: sessions::Sessions,
     limits: limits::RateLimits,
     secure_cookies: bool,
+    solver: cg_prove::SolverConfig,
+    /// One policy proof at a time (a proof holds a solver process and a blocking thread).
+    proving: tokio::sync::Semaphore,
     /// The dashboard's last full log verification: (latest checkpoint size, when, outcome).
     /// The lock is held only to read or replace the value, never while verifying.
     last_verify: Mutex<Option<(u64, Verification)>>,
@@ -220,6 +228,8 @@ impl AppState {
             sessions: sessions::Sessions::default(),
             limits: limits::RateLimits::default(),
             secure_cookies: cfg.secure_cookies,
+            solver: cfg.solver,
+            proving: tokio::sync::Semaphore::new(1),
             last_verify: Mutex::new(None),
             verifying: AtomicBool::new(false),
         }))
@@ -243,14 +253,17 @@ impl AppState {
     }
 
     /// Puts another policy in force, recorded in the ledger with who and when (it survives a
-    /// restart).
+    /// restart) and logged in the transparency log, with the reason a widening change was
+    /// accepted if it was one.
     pub async fn activate(
         &self,
-        policy: Policy,
+        policy: Arc<Policy>,
         actor: Option<String>,
+        accepted_widening: Option<String>,
     ) -> Result<Arc<check::ActivePolicy>, ApiError> {
         // Recorded first: a policy is never in force without its record.
-        let record = activation_record(&policy, actor.as_deref())?;
+        let mut record = activation_record(&policy, actor.as_deref())?;
+        record.accepted_widening = accepted_widening;
         self.ledger(Lane::Interactive, move |s| {
             Ok(s.policy_activation_record(&record)?)
         })
@@ -260,13 +273,54 @@ impl AppState {
             hash = policy.hash(),
             "policy activated"
         );
-        let active = Arc::new(check::ActivePolicy::restored(policy, now(), actor));
+        let active = Arc::new(check::ActivePolicy::shared(policy, now(), actor));
         let mut slot = self
             .policy
             .write()
             .map_err(|_| ApiError::internal("the policy lock is poisoned"))?;
         *slot = active.clone();
         Ok(active)
+    }
+
+    /// Compares two policies with the solver, off the async workers and one at a time (a
+    /// second proof while one runs is 503 with `Retry-After`). Every failure to get an answer
+    /// is an error: nothing is ever reported as proved without the solver's answer.
+    pub async fn prove(
+        &self,
+        old: Arc<Policy>,
+        new: Arc<Policy>,
+        purpose: Option<cg_model::Purpose>,
+        checks: Vec<cg_prove::Check>,
+    ) -> Result<cg_prove::Report, ApiError> {
+        let _permit = self
+            .proving
+            .try_acquire()
+            .map_err(|_| ApiError::overloaded("another policy proof is running"))?;
+        let solver = self.solver.clone();
+        let wall = solver.timeout * 4 + std::time::Duration::from_secs(10);
+        let task = tokio::task::spawn_blocking(move || {
+            cg_prove::Comparison {
+                old: &old,
+                new: &new,
+                purpose: purpose.as_ref(),
+                checks: &checks,
+            }
+            .run(&solver)
+        });
+        match tokio::time::timeout(wall, task).await {
+            Err(_) => Err(ApiError::unavailable(
+                "the policy proof did not finish in time",
+            )),
+            Ok(Err(e)) => Err(ApiError::internal(format!("the policy proof failed: {e}"))),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %e, "policy proof without an answer");
+                Err(ApiError::unavailable(format!(
+                    "no proof: {e}{}",
+                    e.hint().map(|h| format!(" ({h})")).unwrap_or_default()
+                )))
+            }
+            Ok(Ok(Ok(report))) => Ok(report),
+        }
     }
 
     /// Where datasets live.

@@ -115,8 +115,15 @@ pub const ENDPOINTS: &[Endpoint] = &[
         method: "POST",
         path: "/v1/admin/policies/activate",
         roles: ADMIN,
-        summary: "Put a policy in force",
+        summary: "Put a policy in force (refused if it admits something the policy in force excludes, unless accept_widening with a reason, which is logged)",
         example: Some(r#"{"policy": "timeline"}"#),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/admin/policies/prove",
+        roles: ADMIN,
+        summary: "Prove that a policy admits nothing another (default: the one in force) excludes, or get a counterexample",
+        example: Some(r#"{"new": {"policy": "li-2025-11"}, "old": {"policy": "li-2024-09"}}"#),
     },
     Endpoint {
         method: "GET",

@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/admin/policies", get(policies))
         .route("/v1/admin/policies/validate", post(policy_validate))
         .route("/v1/admin/policies/activate", post(policy_activate))
+        .route("/v1/admin/policies/prove", post(policy_prove))
         .route("/v1/admin/builds", get(builds))
         .route("/v1/admin/builds/{id}/manifest", get(build_manifest))
         .route("/v1/admin/tokens", get(tokens_list).post(token_issue))
@@ -200,15 +201,214 @@ async fn policy_validate(
     ))
 }
 
+/// `POST /v1/admin/policies/activate`: a policy, and what to do if it admits something the
+/// policy in force denies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateIn {
+    /// A bundled policy name (default `timeline`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Extra Cedar policies.
+    #[serde(default)]
+    pub cedar: Option<String>,
+    /// Put the policy in force even if it admits something the policy in force denies (or no
+    /// proof could be had); needs a `reason`, which is logged with the activation.
+    #[serde(default)]
+    pub accept_widening: bool,
+    /// Why the widening is accepted (1 to 1 000 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Longest accepted `reason`.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// What an activation did, beside the policy now in force.
+#[derive(Debug, Serialize)]
+pub struct Activated {
+    /// The policy in force.
+    #[serde(flatten)]
+    pub view: PolicyView,
+    /// `proved` (admits nothing new), `unchanged` (same policy), `widening_accepted` (a
+    /// counterexample, accepted with a reason) or `unproven_accepted` (no proof could be had,
+    /// accepted with a reason).
+    pub proof: &'static str,
+    /// The accepted reason, as logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_widening: Option<String>,
+    /// The counterexample that was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Box<cg_prove::Counterexample>>,
+}
+
 async fn policy_activate(
     AdminAuth(cap): AdminAuth,
     State(s): S,
-    ApiJson(p): ApiJson<PolicyIn>,
-) -> Result<Json<PolicyView>, ApiError> {
+    ApiJson(a): ApiJson<ActivateIn>,
+) -> Result<Json<Activated>, ApiError> {
     s.limits().take(cap.token_id(), Kind::AdminWrite)?;
-    let policy = build_policy(&p)?;
-    s.activate(policy, Some(cap.token_id().to_owned())).await?;
-    Ok(Json(policy_view(&s)?))
+    let policy = build_policy(&PolicyIn {
+        policy: a.policy.clone(),
+        cedar: a.cedar.clone(),
+    })?;
+    let reason = match (a.accept_widening, a.reason.as_deref().map(str::trim)) {
+        (false, _) => None,
+        (true, Some(r)) if !r.is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
+            Some(r.to_owned())
+        }
+        (true, _) => {
+            return Err(ApiError::bad(
+                "reason",
+                format!(
+                    "`accept_widening` needs a `reason` of 1 to {MAX_REASON_CHARS} characters; it is logged with the activation"
+                ),
+            ));
+        }
+    };
+    let current = s.policy()?.policy.clone();
+    let new = std::sync::Arc::new(policy);
+    let (proof, counterexample) = if current.hash() == new.hash() {
+        ("unchanged", None)
+    } else {
+        let checks = vec![cg_prove::Check::NothingNewAdmitted];
+        match s.prove(current.clone(), new.clone(), None, checks).await {
+            Ok(report) => match report
+                .checks
+                .into_iter()
+                .next()
+                .and_then(|c| c.counterexample)
+            {
+                None => ("proved", None),
+                Some(cx) if reason.is_some() => ("widening_accepted", Some(cx)),
+                Some(cx) => {
+                    return Err(ApiError::conflict(format!(
+                        "policy `{}` admits what `{}` excludes, e.g. {}; send \"accept_widening\": true with a \"reason\" to put it in force anyway (the reason is logged), or prove it with POST /v1/admin/policies/prove",
+                        new.name(),
+                        current.name(),
+                        describe(&cx)
+                    )));
+                }
+            },
+            Err(e)
+                if reason.is_some()
+                    && e.status == StatusCode::SERVICE_UNAVAILABLE
+                    && e.code != "overloaded" =>
+            {
+                ("unproven_accepted", None)
+            }
+            Err(mut e) => {
+                if e.code != "overloaded" {
+                    e.message.push_str(
+                        "; without a proof the policy is put in force only with \"accept_widening\": true and a \"reason\"",
+                    );
+                }
+                return Err(e);
+            }
+        }
+    };
+    let accepted_widening = match proof {
+        "widening_accepted" | "unproven_accepted" => reason,
+        _ => None,
+    };
+    s.activate(
+        new,
+        Some(cap.token_id().to_owned()),
+        accepted_widening.clone(),
+    )
+    .await?;
+    Ok(Json(Activated {
+        view: policy_view(&s)?,
+        proof,
+        accepted_widening,
+        counterexample,
+    }))
+}
+
+/// One line naming a counterexample's member and decisions.
+fn describe(cx: &cg_prove::Counterexample) -> String {
+    let reasons = |e: &cg_policy::Explanation| {
+        e.reasons
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "a member in {} as of {}: excluded now ({}), included by the new policy ({})",
+        cx.member.country.as_deref().unwrap_or("an unknown country"),
+        cx.as_of.date(),
+        reasons(&cx.replay.old),
+        reasons(&cx.replay.new)
+    )
+}
+
+/// `POST /v1/admin/policies/prove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProveIn {
+    /// The policy compared against (default: the policy in force).
+    #[serde(default)]
+    pub old: Option<PolicyIn>,
+    /// The proposed policy.
+    pub new: PolicyIn,
+    /// Only this purpose (default: every purpose).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// `widening` (default: does the new policy admit anything the old one excludes?),
+    /// `narrowing` (the reverse) or `both`.
+    #[serde(default)]
+    pub direction: Option<String>,
+}
+
+async fn policy_prove(
+    AdminAuth(cap): AdminAuth,
+    State(s): S,
+    ApiJson(p): ApiJson<ProveIn>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    s.limits().take(cap.token_id(), Kind::AdminWrite)?;
+    let old = match &p.old {
+        Some(old) => std::sync::Arc::new(build_policy(old).map_err(|mut e| {
+            e.field = e.field.map(|f| format!("old.{f}"));
+            e
+        })?),
+        None => s.policy()?.policy.clone(),
+    };
+    let new = std::sync::Arc::new(build_policy(&p.new).map_err(|mut e| {
+        e.field = e.field.map(|f| format!("new.{f}"));
+        e
+    })?);
+    let checks = match p.direction.as_deref().unwrap_or("widening") {
+        "widening" => vec![cg_prove::Check::NothingNewAdmitted],
+        "narrowing" => vec![cg_prove::Check::NothingNewExcluded],
+        "both" => vec![
+            cg_prove::Check::NothingNewAdmitted,
+            cg_prove::Check::NothingNewExcluded,
+        ],
+        other => {
+            return Err(ApiError::bad(
+                "direction",
+                format!("`{other}` is not a direction (widening, narrowing, both)"),
+            ));
+        }
+    };
+    let purpose = match &p.purpose {
+        None => None,
+        Some(name) => Some(
+            old.config()
+                .purpose(name)
+                .map_err(|e| ApiError::bad("purpose", e.to_string()))?,
+        ),
+    };
+    let report = s.prove(old, new, purpose, checks).await?;
+    let admits_new = report
+        .result(cg_prove::Check::NothingNewAdmitted)
+        .map(|c| c.result == cg_prove::Outcome::Counterexample);
+    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("admits_new".into(), serde_json::json!(admits_new));
+    }
+    Ok(Json(body))
 }
 
 /// One published dataset, as lists show it.

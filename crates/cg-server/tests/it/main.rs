@@ -17,6 +17,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 mod hardening;
+mod proofs;
 mod seams;
 
 struct Fixture {
@@ -32,6 +33,11 @@ fn fixture() -> Fixture {
 
 /// The fixture on SQLite, or on the PostgreSQL database at `pg`.
 fn fixture_on(pg: Option<String>) -> Fixture {
+    fixture_with(pg, cg_prove::SolverConfig::default())
+}
+
+/// The fixture with this solver for policy proofs.
+fn fixture_with(pg: Option<String>, solver: cg_prove::SolverConfig) -> Fixture {
     let dir = cg_test_support::tempdir();
     let mut store: Box<dyn cg_ledger::Store> = match &pg {
         // The postgres client cannot run inside the async runtime: the store gets its own thread.
@@ -79,12 +85,15 @@ fn fixture_on(pg: Option<String>) -> Fixture {
     std::fs::create_dir_all(&datasets).unwrap();
     drop(store);
     let url = pg.unwrap_or_else(|| dir.path().join("l.sqlite").display().to_string());
+    // Activations are checked with the solver.
+    cg_test_support::install_solver();
     let state = AppState::new(ServerConfig {
         policy: Some(
             cg_policy::Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap(),
         ),
         datasets: Some(datasets),
         signer: Some(signer),
+        solver,
         ..ServerConfig::new(url)
     })
     .unwrap();
@@ -554,7 +563,9 @@ async fn revoked_and_issued_tokens_through_the_admin_api() {
             "POST",
             "/v1/admin/policies/activate",
             Some(admin),
-            Some(r#"{"policy": "strict-optin"}"#),
+            Some(
+                r#"{"policy": "strict-optin", "accept_widening": true, "reason": "opt-in pilot"}"#,
+            ),
             &[],
         )
         .await;

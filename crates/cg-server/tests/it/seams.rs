@@ -126,11 +126,15 @@ async fn a_pinned_regime_with_extra_cedar_is_refused_not_unpinned() {
     assert_eq!(view["active"]["name"], "li-2024-09");
     let check = f.check_member(3).await;
     assert_eq!(check["reasons"][0], "region_suspended", "{check}");
-    // The same Cedar on the timeline is accepted, and says so.
-    let body = format!(r#"{{"policy": "timeline", "cedar": "{cedar}"}}"#);
+    // The same Cedar on the timeline is accepted, and says so; the timeline admits members
+    // the suspension excludes, so it takes an accepted widening.
+    let body = format!(
+        r#"{{"policy": "timeline", "cedar": "{cedar}", "accept_widening": true, "reason": "resumption"}}"#
+    );
     let (status, view) = f.activate(&body).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["name"], "submitted");
+    assert_eq!(view["proof"], "widening_accepted");
 }
 
 #[tokio::test]
