@@ -170,152 +170,19 @@ impl Comparison<'_> {
         let mut assumptions = model::shared_assumptions(&purpose_names, &window);
         assumptions.extend(model::side_assumptions(self.old, Side::Old));
         assumptions.extend(model::side_assumptions(self.new, Side::New));
-
-        let schema_text = model::proof_schema();
-        let schema = Schema::from_cedarschema_str(&schema_text)
-            .map(|(s, _)| s)
-            .map_err(|e| ProveError::encoding(format!("proof schema: {e}")))?;
-        let env = schema
-            .request_envs()
-            .next()
-            .ok_or_else(|| ProveError::encoding("the proof schema has no request environment"))?;
-        let old_set = side_set(self.old, Side::Old, &assumptions)?;
-        let new_set = side_set(self.new, Side::New, &assumptions)?;
-        let compile = |set: &PolicySet| {
-            CompiledPolicySet::compile(set, &env, &schema)
-                .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))
+        let encoding = Encoding::new(self, &assumptions)?;
+        let mut session = Session {
+            comparison: self,
+            solver,
+            compiler: CedarSymCompiler::new(solver.spawn()?).map_err(ProveError::solver)?,
+            encoding,
+            window,
+            purposes: &purposes,
         };
-        let old_compiled = compile(&old_set)?;
-        let new_compiled = compile(&new_set)?;
-        // `set` plus extra conditions (a period, preferences), compiled.
-        let restricted = |set: &PolicySet, extra: &[Assumption]| {
-            let mut set = set.clone();
-            let text: String = extra.iter().map(Assumption::as_forbid).collect();
-            for p in named_policies(&text)? {
-                set.add(p)
-                    .map_err(|e| ProveError::encoding(format!("restriction: {e}")))?;
-            }
-            compile(&set)
-        };
-
-        let mut compiler = CedarSymCompiler::new(solver.spawn()?).map_err(ProveError::solver)?;
-
-        // The assumptions must hold for some request, or every implication would hold vacuously.
-        let mut only_assumptions = String::from("permit (principal, action, resource);\n");
-        for a in &assumptions {
-            only_assumptions.push_str(&a.as_forbid());
-        }
-        let only_assumptions = PolicySet::from_policies(named_policies(&only_assumptions)?)
-            .map_err(|e| ProveError::encoding(format!("assumptions: {e}")))?;
-        let only_assumptions = compile(&only_assumptions)?;
-        if bounded(solver, compiler.check_always_denies_opt(&only_assumptions)).await? {
-            return Err(ProveError::encoding(
-                "the assumptions contradict each other: no request satisfies them",
-            ));
-        }
-
+        session.assumptions_hold_together(&assumptions).await?;
         let mut checks = Vec::new();
         for &check in self.checks {
-            let check_started = Instant::now();
-            // `a ⇒ b`: every request `a` allows, `b` allows. The side whose exclusions must be
-            // sound (`b`) must never error: Cedar skips an erroring policy, the gate excludes.
-            let (a, b, b_policy, b_side) = match check {
-                Check::NothingNewAdmitted => (&new_compiled, &old_compiled, self.old, Side::Old),
-                Check::NothingNewExcluded => (&old_compiled, &new_compiled, self.new, Side::New),
-            };
-            for policy in rewrite_for_side(b_policy.cedar_policies(), b_side)? {
-                let compiled = CompiledPolicy::compile(&policy, &env, &schema)
-                    .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))?;
-                if !bounded(solver, compiler.check_never_errors_opt(&compiled)).await? {
-                    return Err(ProveError::Unsupported {
-                        policy: policy.id().to_string(),
-                        message: "it can raise an evaluation error (Cedar skips an erroring policy, the gate excludes), so no proof about it would be sound".to_owned(),
-                    });
-                }
-            }
-            let found =
-                bounded(solver, compiler.check_implies_with_counterexample_opt(a, b)).await?;
-            let elapsed_ms = millis(check_started);
-            let (counterexample, periods) = match found {
-                None => (None, Vec::new()),
-                Some(first_found) => {
-                    // The decision is made; now say *when*: the cut-offs fall into periods
-                    // where both sides' regimes are constant (nothing else depends on the
-                    // day), so ask each period whether it holds a case.
-                    let mut periods = Vec::new();
-                    let mut cases: Vec<(i64, i64, cedar_policy_symcc::Env)> = Vec::new();
-                    for (from, until, old_regime, new_regime) in
-                        model::joint_periods(self.old, self.new, &window)
-                    {
-                        let only = [model::period(from, until)];
-                        let (pa, pb) = ordered(
-                            check,
-                            restricted(&old_set, &only)?,
-                            restricted(&new_set, &only)?,
-                        );
-                        let case = bounded(
-                            solver,
-                            compiler.check_implies_with_counterexample_opt(&pa, &pb),
-                        )
-                        .await?;
-                        periods.push(Period {
-                            from: model::day_date(from),
-                            until: model::day_date(until - 1),
-                            old_regime,
-                            new_regime,
-                            differs: case.is_some(),
-                        });
-                        if let Some(env) = case {
-                            cases.push((from, until, env));
-                        }
-                    }
-                    // The example shown comes from the period that matters now: the one holding
-                    // today, else the next one, else the latest; preferably a plausible member
-                    // (an age up to 80, recent content and notice, the main purpose, a listed
-                    // kind) as of today (or the period's nearest day); any case if none is
-                    // plausible.
-                    let today = model::today();
-                    let chosen = cases
-                        .iter()
-                        .position(|(from, until, _)| (*from..*until).contains(&today))
-                        .or_else(|| cases.iter().position(|(from, _, _)| *from > today))
-                        .or(cases.len().checked_sub(1));
-                    let env = match chosen.map(|i| cases.swap_remove(i)) {
-                        None => first_found,
-                        Some((from, until, env)) => {
-                            let start = today.clamp(from, until - 1);
-                            let mut extra =
-                                model::preferences(&purpose_names, &[self.old, self.new]);
-                            extra.push(model::period(start, start + 1));
-                            let (pa, pb) = ordered(
-                                check,
-                                restricted(&old_set, &extra)?,
-                                restricted(&new_set, &extra)?,
-                            );
-                            bounded(
-                                solver,
-                                compiler.check_implies_with_counterexample_opt(&pa, &pb),
-                            )
-                            .await?
-                            .unwrap_or(env)
-                        }
-                    };
-                    let raw = RawFacts::read(&env)?;
-                    let cx = Counterexample::replay(&raw, check, self.old, self.new, &purposes)?;
-                    (Some(Box::new(cx)), periods)
-                }
-            };
-            checks.push(CheckResult {
-                check,
-                result: if counterexample.is_some() {
-                    Outcome::Counterexample
-                } else {
-                    Outcome::Proved
-                },
-                elapsed_ms,
-                counterexample,
-                periods,
-            });
+            checks.push(session.check(check).await?);
         }
         Ok(Report {
             old: PolicyRef::of(self.old),
@@ -341,6 +208,232 @@ impl Comparison<'_> {
             .into_iter()
             .filter_map(|n| Purpose::new(n).ok())
             .collect()
+    }
+}
+
+/// The proof schema and both sides' policy sets over it.
+struct Encoding {
+    schema: Schema,
+    env: cedar_policy::RequestEnv,
+    old_set: PolicySet,
+    new_set: PolicySet,
+    old_compiled: CompiledPolicySet,
+    new_compiled: CompiledPolicySet,
+}
+
+impl Encoding {
+    fn new(c: &Comparison<'_>, assumptions: &[Assumption]) -> Result<Encoding, ProveError> {
+        let schema = Schema::from_cedarschema_str(&model::proof_schema())
+            .map(|(s, _)| s)
+            .map_err(|e| ProveError::encoding(format!("proof schema: {e}")))?;
+        let env = schema
+            .request_envs()
+            .next()
+            .ok_or_else(|| ProveError::encoding("the proof schema has no request environment"))?;
+        let old_set = side_set(c.old, Side::Old, assumptions)?;
+        let new_set = side_set(c.new, Side::New, assumptions)?;
+        let compile = |set: &PolicySet| {
+            CompiledPolicySet::compile(set, &env, &schema)
+                .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))
+        };
+        let old_compiled = compile(&old_set)?;
+        let new_compiled = compile(&new_set)?;
+        Ok(Encoding {
+            schema,
+            env,
+            old_set,
+            new_set,
+            old_compiled,
+            new_compiled,
+        })
+    }
+
+    fn compile(&self, set: &PolicySet) -> Result<CompiledPolicySet, ProveError> {
+        CompiledPolicySet::compile(set, &self.env, &self.schema)
+            .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))
+    }
+
+    /// Both sides' sets with extra conditions (a period, preferences), in the order of the
+    /// implication `check` asks.
+    fn restricted(
+        &self,
+        check: Check,
+        extra: &[Assumption],
+    ) -> Result<(CompiledPolicySet, CompiledPolicySet), ProveError> {
+        let text: String = extra.iter().map(Assumption::as_forbid).collect();
+        let add = |set: &PolicySet| {
+            let mut set = set.clone();
+            for p in named_policies(&text)? {
+                set.add(p)
+                    .map_err(|e| ProveError::encoding(format!("restriction: {e}")))?;
+            }
+            self.compile(&set)
+        };
+        Ok(ordered(check, add(&self.old_set)?, add(&self.new_set)?))
+    }
+}
+
+/// One comparison's solver process and encoding.
+struct Session<'a> {
+    comparison: &'a Comparison<'a>,
+    solver: &'a SolverConfig,
+    compiler: CedarSymCompiler<cedar_policy_symcc::solver::LocalSolver>,
+    encoding: Encoding,
+    window: model::Window,
+    purposes: &'a [Purpose],
+}
+
+impl Session<'_> {
+    /// The assumptions must hold for some request, or every implication would hold vacuously.
+    async fn assumptions_hold_together(
+        &mut self,
+        assumptions: &[Assumption],
+    ) -> Result<(), ProveError> {
+        let mut text = String::from("permit (principal, action, resource);\n");
+        for a in assumptions {
+            text.push_str(&a.as_forbid());
+        }
+        let set = PolicySet::from_policies(named_policies(&text)?)
+            .map_err(|e| ProveError::encoding(format!("assumptions: {e}")))?;
+        let set = self.encoding.compile(&set)?;
+        if bounded(self.solver, self.compiler.check_always_denies_opt(&set)).await? {
+            return Err(ProveError::encoding(
+                "the assumptions contradict each other: no request satisfies them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `a ⇒ b` as `check` asks, restricted by `extra`; a counterexample if there is one.
+    async fn counterexample(
+        &mut self,
+        check: Check,
+        extra: &[Assumption],
+    ) -> Result<Option<cedar_policy_symcc::Env>, ProveError> {
+        let (a, b) = self.encoding.restricted(check, extra)?;
+        bounded(
+            self.solver,
+            self.compiler.check_implies_with_counterexample_opt(&a, &b),
+        )
+        .await
+    }
+
+    /// The side whose exclusions a check relies on must never raise an error: Cedar skips an
+    /// erroring policy where the gate excludes.
+    async fn never_errors(&mut self, policy: &Policy, side: Side) -> Result<(), ProveError> {
+        for p in rewrite_for_side(policy.cedar_policies(), side)? {
+            let compiled = CompiledPolicy::compile(&p, &self.encoding.env, &self.encoding.schema)
+                .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))?;
+            if !bounded(self.solver, self.compiler.check_never_errors_opt(&compiled)).await? {
+                return Err(ProveError::Unsupported {
+                    policy: p.id().to_string(),
+                    message: "it can raise an evaluation error (Cedar skips an erroring policy, the gate excludes), so no proof about it would be sound".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(&mut self, check: Check) -> Result<CheckResult, ProveError> {
+        let started = Instant::now();
+        let c = self.comparison;
+        let (a, b) = ordered(
+            check,
+            &self.encoding.old_compiled,
+            &self.encoding.new_compiled,
+        );
+        let (b_policy, b_side) = match check {
+            Check::NothingNewAdmitted => (c.old, Side::Old),
+            Check::NothingNewExcluded => (c.new, Side::New),
+        };
+        let found = bounded(
+            self.solver,
+            self.compiler.check_implies_with_counterexample_opt(a, b),
+        )
+        .await?;
+        let Some(first_found) = found else {
+            // A proof also needs `b` error-free; a counterexample stands on its own (the
+            // replay shows what the engine decides).
+            self.never_errors(b_policy, b_side).await?;
+            let elapsed_ms = millis(started);
+            return Ok(CheckResult {
+                check,
+                result: Outcome::Proved,
+                elapsed_ms,
+                counterexample: None,
+                periods: Vec::new(),
+            });
+        };
+        let elapsed_ms = millis(started);
+        let (periods, cases) = self.periods(check).await?;
+        let env = self.example(check, cases).await?.unwrap_or(first_found);
+        let raw = RawFacts::read(&env)?;
+        let cx = Counterexample::replay(&raw, check, c.old, c.new, self.purposes)?;
+        Ok(CheckResult {
+            check,
+            result: Outcome::Counterexample,
+            elapsed_ms,
+            counterexample: Some(Box::new(cx)),
+            periods,
+        })
+    }
+
+    /// *When* a check fails: cut-offs fall into periods in which both sides' regimes are
+    /// constant (nothing else depends on the day), so each period is asked whether it holds a
+    /// case. Returns the periods and, per period with a case, `(from, until, case)`.
+    async fn periods(
+        &mut self,
+        check: Check,
+    ) -> Result<(Vec<Period>, Vec<(i64, i64, cedar_policy_symcc::Env)>), ProveError> {
+        let c = self.comparison;
+        let mut periods = Vec::new();
+        let mut cases = Vec::new();
+        for (from, until, old_regime, new_regime) in
+            model::joint_periods(c.old, c.new, &self.window)
+        {
+            let case = self
+                .counterexample(check, &[model::period(from, until)])
+                .await?;
+            periods.push(Period {
+                from: model::day_date(from),
+                until: model::day_date(until - 1),
+                old_regime,
+                new_regime,
+                differs: case.is_some(),
+            });
+            if let Some(env) = case {
+                cases.push((from, until, env));
+            }
+        }
+        Ok((periods, cases))
+    }
+
+    /// The example shown comes from the period that matters now: the one holding today, else
+    /// the next one, else the latest; preferably a plausible member (an age up to 80, recent
+    /// content and notice, the main purpose, a listed kind) as of today or the period's nearest
+    /// day; that period's first case if none is plausible.
+    async fn example(
+        &mut self,
+        check: Check,
+        mut cases: Vec<(i64, i64, cedar_policy_symcc::Env)>,
+    ) -> Result<Option<cedar_policy_symcc::Env>, ProveError> {
+        let today = model::today();
+        let chosen = cases
+            .iter()
+            .position(|(from, until, _)| (*from..*until).contains(&today))
+            .or_else(|| cases.iter().position(|(from, _, _)| *from > today))
+            .or(cases.len().checked_sub(1));
+        let Some((from, until, case)) = chosen.map(|i| cases.swap_remove(i)) else {
+            return Ok(None);
+        };
+        let day = today.clamp(from, until - 1);
+        let names: Vec<&str> = self.purposes.iter().map(Purpose::as_str).collect();
+        let c = self.comparison;
+        let mut extra = model::preferences(&names, &[c.old, c.new]);
+        extra.push(model::period(day, day + 1));
+        Ok(Some(
+            self.counterexample(check, &extra).await?.unwrap_or(case),
+        ))
     }
 }
 

@@ -311,6 +311,13 @@ async fn policy_activate(
         "widening_accepted" | "unproven_accepted" => reason,
         _ => None,
     };
+    // The proof compared with the policy in force when it started; if another activation
+    // happened meanwhile, its answer is about the wrong policy.
+    if s.policy()?.policy.hash() != current.hash() {
+        return Err(ApiError::conflict(
+            "the policy in force changed while the proof ran; send the activation again",
+        ));
+    }
     s.activate(
         new,
         Some(cap.token_id().to_owned()),
