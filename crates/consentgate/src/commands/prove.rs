@@ -123,7 +123,6 @@ pub fn run(a: ProveArgs, printer: Printer) -> anyhow::Result<()> {
         message: e.to_string(),
         hint: e.hint().map(str::to_owned),
     })?;
-    printer.data(&report, || render(&report))?;
     // The exit code answers the question asked: "nothing new admitted" unless only the reverse
     // or equivalence was asked.
     let decisive: Vec<&CheckResult> = if a.equivalent || a.direction == Direction::Narrowing {
@@ -134,7 +133,16 @@ pub fn run(a: ProveArgs, printer: Printer) -> anyhow::Result<()> {
             .into_iter()
             .collect()
     };
-    if decisive.iter().all(|c| c.result == Outcome::Proved) {
+    let proved = decisive.iter().all(|c| c.result == Outcome::Proved);
+    // JSON: the report, with the answer to the question asked on top (`proved` or
+    // `counterexample`, as the exit code says).
+    let mut json = serde_json::to_value(&report)?;
+    if let Some(map) = json.as_object_mut() {
+        let answer = if proved { "proved" } else { "counterexample" };
+        map.insert("result".into(), serde_json::Value::from(answer));
+    }
+    printer.data(&json, || render(&report))?;
+    if proved {
         Ok(())
     } else {
         Err(Finished(1).into())

@@ -24,6 +24,7 @@ fn resuspending_is_proved_and_resuming_is_a_replayed_counterexample() {
     let o = prove(&["--old", "li-2024-09", "--new", "li-2025-11", "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["result"], "counterexample");
     let check = &report["checks"][0];
     assert_eq!(check["check"], "nothing_new_admitted");
     assert_eq!(check["result"], "counterexample");
@@ -74,6 +75,7 @@ fn equivalence_and_both_directions() {
     ]);
     assert_eq!(o.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["result"], "proved", "the exit code's question");
     assert_eq!(report["checks"][1]["check"], "nothing_new_excluded");
     assert_eq!(report["checks"][1]["result"], "counterexample");
     // Equivalence fails on the same pair.
