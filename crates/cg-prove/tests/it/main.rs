@@ -367,3 +367,27 @@ fn a_solver_that_is_not_cvc5_is_refused() {
     .unwrap_err();
     assert!(matches!(err, ProveError::SolverUnavailable { .. }), "{err}");
 }
+
+#[test]
+fn a_solver_out_of_time_is_an_error_not_a_proof() {
+    // 1 ms per query: cvc5 answers `unknown` (or nothing in time); never a proof.
+    let err = Comparison {
+        old: &bundled("li-2025-11"),
+        new: &bundled("li-2024-09"),
+        purpose: None,
+        checks: &[Check::NothingNewAdmitted],
+    }
+    .run(&SolverConfig {
+        timeout: std::time::Duration::from_millis(1),
+        ..solver()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProveError::SolverUnknown { .. } | ProveError::SolverTimeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.hint().unwrap().contains("--timeout-ms"));
+}

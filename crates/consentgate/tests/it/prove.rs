@@ -157,6 +157,21 @@ fn no_solver_is_exit_3_and_never_proved() {
 }
 
 #[test]
+fn a_solver_out_of_time_is_exit_3() {
+    let o = prove(&[
+        "--old",
+        "li-2025-11",
+        "--new",
+        "li-2024-09",
+        "--timeout-ms",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("PROVED"));
+    assert!(stderr(&o).contains("--timeout-ms"), "{}", stderr(&o));
+}
+
+#[test]
 fn usage_errors_are_exit_2() {
     for args in [
         vec!["--old", "no-such-policy", "--new", "timeline"],
@@ -177,6 +192,14 @@ fn usage_errors_are_exit_2() {
             "minimum_agee=3",
         ],
         vec!["--old", "timeline"],
+        vec![
+            "--old",
+            "timeline",
+            "--new",
+            "timeline",
+            "--timeout-ms",
+            "0",
+        ],
     ] {
         let o = prove(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
