@@ -434,7 +434,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
         out.push_str(&demo_receipts(&dir, &a.dir, &store_url, &key, printer)?);
     }
     out.push_str(&format!(
-        "\nCorpus: {}\nLedger: {store_url}\nDatasets: {}\nDone in {:.1}s. Try: consentgate policy explain --country FR --birth-date 1990-01-01 --as-of 2025-03-01\n",
+        "\nCorpus: {}\nLedger: {store_url}\nDatasets: {}\nDone in {:.1}s. Try: consentgate policy explain --country FR --birth-date 1990-01-01 --as-of 2025-03-01\n     and: consentgate policy prove --old li-2024-09 --new li-2025-11   (what the 2025 resumption admits; needs cvc5: scripts/install-solver.sh)\n",
         corpus.display(),
         a.dir.join("datasets").display(),
         started.elapsed().as_secs_f64()
