@@ -567,7 +567,10 @@ async fn plan(
             SessionConfig::new().with_target_partitions(threads),
             runtime_env,
         ),
-        Engine::Ballista(url) => remote_session(url).await?,
+        Engine::Ballista(url) => {
+            cfg.no_secret_in_plan()?;
+            remote_session(url).await?
+        }
     };
     let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
     session.register_udf(gate_udf.clone());

@@ -23,6 +23,8 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     if cfg.shards == 0 {
         return Err(BuildError::Input("--shards must be at least 1".into()));
     }
+    // Before anything is read: the plan would carry the ledger URL to every executor.
+    cfg.no_secret_in_plan()?;
     let mut facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
     facts.inputs.push(InputRef {
         table: "content".into(),

@@ -292,3 +292,21 @@ fn a_missing_content_id_is_named_by_row() {
     );
     assert_eq!(record.len(), 500);
 }
+
+#[test]
+fn a_distributed_build_refuses_a_ledger_url_with_a_password() {
+    let dir = cg_test_support::tempdir();
+    let mut cfg = config(
+        dir.path(),
+        dir.path().join("content.parquet"),
+        dir.path().join("out"),
+        64,
+        false,
+    );
+    cfg.consent = ConsentSourceArg::Store("postgres://app:s3cret@127.0.0.1:1/ledger".into());
+    // Refused before anything is read or any scheduler is contacted.
+    cfg.engine = Engine::Ballista("ballista://127.0.0.1:1".into());
+    let err = build(cfg, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("password") && !err.contains("s3cret"), "{err}");
+    assert!(!dir.path().join("out").exists());
+}
