@@ -171,7 +171,7 @@ pub struct AppState {
     secure_cookies: bool,
     solver: cg_prove::SolverConfig,
     /// One policy proof at a time (a proof holds a solver process and a blocking thread).
-    proving: tokio::sync::Semaphore,
+    proving: Arc<tokio::sync::Semaphore>,
     /// The dashboard's last full log verification: (latest checkpoint size, when, outcome).
     /// The lock is held only to read or replace the value, never while verifying.
     last_verify: Mutex<Option<(u64, Verification)>>,
@@ -229,7 +229,7 @@ impl AppState {
             limits: limits::RateLimits::default(),
             secure_cookies: cfg.secure_cookies,
             solver: cfg.solver,
-            proving: tokio::sync::Semaphore::new(1),
+            proving: Arc::new(tokio::sync::Semaphore::new(1)),
             last_verify: Mutex::new(None),
             verifying: AtomicBool::new(false),
         }))
@@ -292,13 +292,17 @@ impl AppState {
         purpose: Option<cg_model::Purpose>,
         checks: Vec<cg_prove::Check>,
     ) -> Result<cg_prove::Report, ApiError> {
-        let _permit = self
+        // The permit moves into the proof's thread: it is released when the proof ends, not
+        // when this request gives up waiting, so at most one solver runs at a time.
+        let permit = self
             .proving
-            .try_acquire()
+            .clone()
+            .try_acquire_owned()
             .map_err(|_| ApiError::overloaded("another policy proof is running"))?;
         let solver = self.solver.clone();
         let wall = solver.timeout * 4 + std::time::Duration::from_secs(10);
         let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             cg_prove::Comparison {
                 old: &old,
                 new: &new,
