@@ -317,17 +317,47 @@ pub(crate) fn day_timestamp(day: i64) -> Option<Timestamp> {
     cg_model::instant::days_to_date(day).map(Timestamp::at_midnight)
 }
 
-/// Everything one side derives from the raw facts.
+/// Everything one side derives from the raw facts, one assumption per derived attribute.
 pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
-    let s = side.suffix();
-    let config = policy.config();
-    let label = match side {
-        Side::Old => "old",
-        Side::New => "new",
-    };
-    let mut out = Vec::new();
+    let on = SideOf::new(policy, side);
+    vec![
+        regions(&on),
+        ages(&on),
+        consent(&on),
+        notice(&on),
+        kind(&on),
+        parameters(&on),
+        regimes(&on),
+    ]
+}
 
-    // Regions, from the country table and this side's territory flags.
+/// One side: its policy, config, attribute suffix and label.
+struct SideOf<'a> {
+    policy: &'a Policy,
+    config: &'a cg_policy::PolicyConfig,
+    /// `__old` or `__new`.
+    s: &'static str,
+    /// `old` or `new`.
+    label: &'static str,
+}
+
+impl<'a> SideOf<'a> {
+    fn new(policy: &'a Policy, side: Side) -> SideOf<'a> {
+        SideOf {
+            policy,
+            config: policy.config(),
+            s: side.suffix(),
+            label: match side {
+                Side::Old => "old",
+                Side::New => "new",
+            },
+        }
+    }
+}
+
+/// Regions, from the country table and this side's territory flags.
+fn regions(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
     let flags = config.region_flags();
     let regions_of = region_table(flags);
     let us_ca = Jurisdiction::normalize(Some("US-CA"))
@@ -361,28 +391,34 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
             cedar_string(region.as_str())
         ));
     }
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("regions_{label}"),
         format!(
             "the {label} policy's regions follow the country table (Gibraltar as UK: {}, Crown Dependencies as UK: {})",
             flags.gibraltar_as_uk, flags.crown_dependencies_as_uk
         ),
         clauses.join(" && "),
-    ));
+    )
+}
 
-    // Ages, capped the way the gate caps them.
+/// Ages, capped the way the gate caps them.
+fn ages(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
     let cap = i64::from(config.age_cap());
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("ages_{label}"),
         format!("the {label} policy sees ages capped at {cap}"),
         format!(
             "principal.age_at_creation{s} == (if principal.age_at_creation > {cap} then {cap} else principal.age_at_creation) && \
              principal.age_now{s} == (if principal.age_now > {cap} then {cap} else principal.age_now)"
         ),
-    ));
+    )
+}
 
-    // Consent class: a grant under a notice version the side does not accept is
-    // `granted_other_notice`.
+/// The consent class: a grant under a notice version the side does not accept is
+/// `granted_other_notice`.
+fn consent(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
     let accepts = if config.accepted_notice_versions.is_empty() {
         "true".to_owned()
     } else {
@@ -391,7 +427,7 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
             cedar_set(config.accepted_notice_versions.iter().map(String::as_str))
         )
     };
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("consent_{label}"),
         if config.accepted_notice_versions.is_empty() {
             format!("the {label} policy accepts a grant under any notice version")
@@ -404,19 +440,25 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
         format!(
             "principal.consent{s} == (if principal.consent == \"granted\" && !({accepts}) then \"granted_other_notice\" else principal.consent)"
         ),
-    ));
+    )
+}
 
-    // Notice state, from the days since delivery and this side's window.
+/// The notice state, from the days since delivery and this side's window.
+fn notice(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
     let window = i64::from(config.notice_window_days);
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("notice_{label}"),
         format!("the {label} policy's notice window is {window} day(s)"),
         format!(
             "principal.notice{s} == (if !principal.notice_delivered then \"none\" else if principal.notice_age_days >= {window} then \"elapsed\" else \"in_window\")"
         ),
-    ));
+    )
+}
 
-    // Kinds: the gate passes a kind the config does not list as "".
+/// The kind: the gate passes a kind the config does not list as `""`.
+fn kind(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
     let mut kinds: Vec<&str> = config
         .included_kinds
         .iter()
@@ -433,13 +475,18 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
             cedar_set(kinds.iter().copied())
         )
     };
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("kind_{label}"),
         format!("the {label} policy sees a kind its config does not list as \"\""),
         kind,
-    ));
+    )
+}
 
-    // Config parameters.
+/// The config's parameters, as the context carries them.
+fn parameters(on: &SideOf<'_>) -> Assumption {
+    let (s, config, label) = (on.s, on.config, on.label);
+    let cap = i64::from(config.age_cap());
+    let window = i64::from(config.notice_window_days);
     let set_eq = |name: &str, values: &[String]| {
         if values.is_empty() {
             format!("context.{name}{s}.isEmpty()")
@@ -450,7 +497,7 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
             )
         }
     };
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("config_{label}"),
         format!(
             "the {label} policy's parameters: minimum_age {}, gpc_as_objection {}, included_kinds [{}], excluded_kinds [{}]",
@@ -466,9 +513,12 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
             set_eq("included_kinds", &config.included_kinds),
             set_eq("excluded_kinds", &config.excluded_kinds)
         ),
-    ));
+    )
+}
 
-    // Regimes over time.
+/// The regime, its applicable set and `not_yet_effective`, day by day.
+fn regimes(on: &SideOf<'_>) -> Assumption {
+    let (s, policy, label) = (on.s, on.policy, on.label);
     let regimes = policy.regimes();
     let mut clauses = Vec::new();
     let mut said = Vec::new();
@@ -497,12 +547,11 @@ pub(crate) fn side_assumptions(policy: &Policy, side: Side) -> Vec<Assumption> {
     if clauses.is_empty() {
         clauses.push("true".to_owned());
     }
-    out.push(Assumption::new(
+    Assumption::new(
         &format!("regimes_{label}"),
         format!("the {label} policy applies {}", said.join(", ")),
         clauses.join(" && "),
-    ));
-    out
+    )
 }
 
 /// The side's pre-Cedar exclusion: days without a regime in force exclude (`policy_error`).
