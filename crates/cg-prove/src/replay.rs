@@ -287,15 +287,13 @@ pub(crate) fn explain_request(
         "other_purpose" => {
             let other = purposes
                 .iter()
+                .cloned()
                 .chain(
                     Purpose::DEFAULT_CATALOGUE
                         .iter()
-                        .filter_map(|n| Purpose::new(n).ok())
-                        .collect::<Vec<_>>()
-                        .iter(),
+                        .filter_map(|n| Purpose::new(n).ok()),
                 )
-                .find(|p| **p != purpose)
-                .cloned()
+                .find(|p| *p != purpose)
                 .ok_or_else(|| bad("no other purpose to grant"))?;
             let mut e = EventInput::new(ConsentInput::Granted);
             e.at = Some(explicit_at);
