@@ -876,7 +876,7 @@ mod tests {
         let timeline = Policy::bundled("timeline", PolicyConfig::default()).unwrap();
         let sept = Policy::bundled("li-2024-09", PolicyConfig::default()).unwrap();
         let nov = Policy::bundled("li-2025-11", PolicyConfig::default()).unwrap();
-        let first = |w: Window| days_to_label(w.first);
+        let first = |w: Window| day_label(w.first);
         assert_eq!(first(Window::of(&[&timeline, &timeline])), "1970-01-01");
         assert_eq!(first(Window::of(&[&timeline, &sept])), "2024-09-18");
         assert_eq!(first(Window::of(&[&nov, &sept])), "2025-11-03");
@@ -884,10 +884,6 @@ mod tests {
             Window::of(&[&sept, &nov]).pinned.as_deref(),
             Some("li-2025-11")
         );
-    }
-
-    fn days_to_label(day: i64) -> String {
-        day_label(day)
     }
 
     #[test]

@@ -215,6 +215,9 @@ impl Comparison<'_> {
 struct Encoding {
     schema: Schema,
     env: cedar_policy::RequestEnv,
+    /// Each side's own policies, rewritten for it (checked for errors before a proof).
+    old_policies: Vec<cedar_policy::Policy>,
+    new_policies: Vec<cedar_policy::Policy>,
     old_set: PolicySet,
     new_set: PolicySet,
     old_compiled: CompiledPolicySet,
@@ -230,17 +233,19 @@ impl Encoding {
             .request_envs()
             .next()
             .ok_or_else(|| ProveError::encoding("the proof schema has no request environment"))?;
-        let old_set = side_set(c.old, Side::Old, assumptions)?;
-        let new_set = side_set(c.new, Side::New, assumptions)?;
-        let compile = |set: &PolicySet| {
-            CompiledPolicySet::compile(set, &env, &schema)
-                .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))
-        };
+        let old_policies = rewrite_for_side(c.old.cedar_policies(), Side::Old)?;
+        let new_policies = rewrite_for_side(c.new.cedar_policies(), Side::New)?;
+        let old_set = side_set(&old_policies, c.old, Side::Old, assumptions)?;
+        let new_set = side_set(&new_policies, c.new, Side::New, assumptions)?;
+        let compile =
+            |set: &PolicySet| CompiledPolicySet::compile(set, &env, &schema).map_err(not_encoded);
         let old_compiled = compile(&old_set)?;
         let new_compiled = compile(&new_set)?;
         Ok(Encoding {
             schema,
             env,
+            old_policies,
+            new_policies,
             old_set,
             new_set,
             old_compiled,
@@ -249,8 +254,7 @@ impl Encoding {
     }
 
     fn compile(&self, set: &PolicySet) -> Result<CompiledPolicySet, ProveError> {
-        CompiledPolicySet::compile(set, &self.env, &self.schema)
-            .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))
+        CompiledPolicySet::compile(set, &self.env, &self.schema).map_err(not_encoded)
     }
 
     /// Both sides' sets with extra conditions (a period, preferences), in the order of the
@@ -320,10 +324,14 @@ impl Session<'_> {
 
     /// The side whose exclusions a check relies on must never raise an error: Cedar skips an
     /// erroring policy where the gate excludes.
-    async fn never_errors(&mut self, policy: &Policy, side: Side) -> Result<(), ProveError> {
-        for p in rewrite_for_side(policy.cedar_policies(), side)? {
-            let compiled = CompiledPolicy::compile(&p, &self.encoding.env, &self.encoding.schema)
-                .map_err(|e| ProveError::encoding(format!("{e}: {}", related(&e))))?;
+    async fn never_errors(&mut self, side: Side) -> Result<(), ProveError> {
+        let policies = match side {
+            Side::Old => &self.encoding.old_policies,
+            Side::New => &self.encoding.new_policies,
+        };
+        for p in policies {
+            let compiled = CompiledPolicy::compile(p, &self.encoding.env, &self.encoding.schema)
+                .map_err(not_encoded)?;
             if !bounded(self.solver, self.compiler.check_never_errors_opt(&compiled)).await? {
                 return Err(ProveError::Unsupported {
                     policy: p.id().to_string(),
@@ -342,10 +350,8 @@ impl Session<'_> {
             &self.encoding.old_compiled,
             &self.encoding.new_compiled,
         );
-        let (b_policy, b_side) = match check {
-            Check::NothingNewAdmitted => (c.old, Side::Old),
-            Check::NothingNewExcluded => (c.new, Side::New),
-        };
+        // `b` of `a ⇒ b`: the side whose exclusions a proof relies on.
+        let (_, b_side) = ordered(check, Side::Old, Side::New);
         let found = bounded(
             self.solver,
             self.compiler.check_implies_with_counterexample_opt(a, b),
@@ -354,7 +360,7 @@ impl Session<'_> {
         let Some(first_found) = found else {
             // A proof also needs `b` error-free; a counterexample stands on its own (the
             // replay shows what the engine decides).
-            self.never_errors(b_policy, b_side).await?;
+            self.never_errors(b_side).await?;
             let elapsed_ms = millis(started);
             return Ok(CheckResult {
                 check,
@@ -439,12 +445,13 @@ impl Session<'_> {
 
 /// One side's policy set: its rewritten policies, its no-regime exclusion and every assumption.
 fn side_set(
+    rewritten: &[cedar_policy::Policy],
     policy: &Policy,
     side: Side,
     assumptions: &[Assumption],
 ) -> Result<PolicySet, ProveError> {
     let mut set = PolicySet::new();
-    for p in rewrite_for_side(policy.cedar_policies(), side)? {
+    for p in rewritten.iter().cloned() {
         let id = p.id().to_string();
         set.add(p).map_err(|e| ProveError::Unsupported {
             policy: id,
@@ -498,6 +505,11 @@ async fn bounded<T>(
         Ok(Err(e)) => Err(ProveError::solver(e)),
         Ok(Ok(v)) => Ok(v),
     }
+}
+
+/// The symbolic compiler refused a policy set (with the validator's findings).
+fn not_encoded(e: cedar_policy_symcc::err::Error) -> ProveError {
+    ProveError::encoding(format!("{e}: {}", related(&e)))
 }
 
 fn related(e: &cedar_policy_symcc::err::Error) -> String {

@@ -335,15 +335,20 @@ fn one_purpose_only() {
 
 // --- no answer: never PROVED ---
 
-#[test]
-fn a_missing_solver_is_an_error_not_a_proof() {
-    let err = Comparison {
+/// Re-suspension (which is PROVED with a working solver) under `solver`.
+fn resuspension_with(solver: SolverConfig) -> Result<Report, ProveError> {
+    Comparison {
         old: &bundled("li-2025-11"),
         new: &bundled("li-2024-09"),
         purpose: None,
         checks: &[Check::NothingNewAdmitted],
     }
-    .run(&SolverConfig {
+    .run(&solver)
+}
+
+#[test]
+fn a_missing_solver_is_an_error_not_a_proof() {
+    let err = resuspension_with(SolverConfig {
         path: Some("/nonexistent/cvc5".into()),
         ..SolverConfig::default()
     })
@@ -354,13 +359,7 @@ fn a_missing_solver_is_an_error_not_a_proof() {
 
 #[test]
 fn a_solver_that_is_not_cvc5_is_refused() {
-    let err = Comparison {
-        old: &bundled("li-2025-11"),
-        new: &bundled("li-2024-09"),
-        purpose: None,
-        checks: &[Check::NothingNewAdmitted],
-    }
-    .run(&SolverConfig {
+    let err = resuspension_with(SolverConfig {
         path: Some("/bin/true".into()),
         ..SolverConfig::default()
     })
@@ -371,13 +370,7 @@ fn a_solver_that_is_not_cvc5_is_refused() {
 #[test]
 fn a_solver_out_of_time_is_an_error_not_a_proof() {
     // 1 ms per query: cvc5 answers `unknown` (or nothing in time); never a proof.
-    let err = Comparison {
-        old: &bundled("li-2025-11"),
-        new: &bundled("li-2024-09"),
-        purpose: None,
-        checks: &[Check::NothingNewAdmitted],
-    }
-    .run(&SolverConfig {
+    let err = resuspension_with(SolverConfig {
         timeout: std::time::Duration::from_millis(1),
         ..solver()
     })

@@ -374,17 +374,18 @@ async fn policy_prove(
     ApiJson(p): ApiJson<ProveIn>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.limits().take(cap.token_id(), Kind::AdminWrite)?;
-    let old = match &p.old {
-        Some(old) => std::sync::Arc::new(build_policy(old).map_err(|mut e| {
-            e.field = e.field.map(|f| format!("old.{f}"));
+    // A bad policy's 400 names the field under its side (`new.cedar`).
+    let side = |p: &PolicyIn, name: &str| {
+        build_policy(p).map(std::sync::Arc::new).map_err(|mut e| {
+            e.field = e.field.map(|f| format!("{name}.{f}"));
             e
-        })?),
+        })
+    };
+    let old = match &p.old {
+        Some(old) => side(old, "old")?,
         None => s.policy()?.policy.clone(),
     };
-    let new = std::sync::Arc::new(build_policy(&p.new).map_err(|mut e| {
-        e.field = e.field.map(|f| format!("new.{f}"));
-        e
-    })?);
+    let new = side(&p.new, "new")?;
     let checks = match p.direction.as_deref().unwrap_or("widening") {
         "widening" => vec![cg_prove::Check::NothingNewAdmitted],
         "narrowing" => vec![cg_prove::Check::NothingNewExcluded],
