@@ -246,6 +246,27 @@ pub fn open_existing(url: &str) -> Result<Box<dyn Store>, LedgerError> {
     open(url)
 }
 
+/// A connection for point reads on the caller's own thread, where the backend allows it
+/// cheaply: an existing embedded (SQLite) ledger opened read-only with a busy wait of `busy` at
+/// most ([`SqliteStore::open_reader`]). `None` for PostgreSQL, whose calls are network round
+/// trips that belong on a pool thread.
+pub fn open_reader(
+    url: &str,
+    busy: std::time::Duration,
+) -> Option<Result<Box<dyn Store>, LedgerError>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(
+        SqliteStore::open_reader(std::path::Path::new(path), busy)
+            .map(|s| Box::new(s) as Box<dyn Store>),
+    )
+}
+
 /// Opens a store by URL: `postgres://…` / `postgresql://…`, `sqlite:PATH`, or a plain path
 /// (SQLite), creating an embedded ledger if missing. Migrations are applied on open.
 pub fn open(url: &str) -> Result<Box<dyn Store>, LedgerError> {

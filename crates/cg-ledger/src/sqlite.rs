@@ -166,6 +166,32 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens an existing database for point reads on the caller's thread: no migration, no
+    /// write (`query_only`: a write through it is an error, not a change), and a busy wait of
+    /// `busy` at most. In WAL mode a reader never waits for the writer, so the wait only
+    /// matters in the rare moments SQLite rebuilds its shared index; the caller is expected to
+    /// fall back to a pooled connection when it elapses.
+    pub fn open_reader(path: &Path, busy: std::time::Duration) -> Result<SqliteStore, LedgerError> {
+        if !path.exists() {
+            return Err(LedgerError::Database {
+                backend: "sqlite",
+                message: format!("no ledger at `{}`", path.display()),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| LedgerError::Database {
+            backend: "sqlite",
+            message: format!("cannot open `{}`: {e}", path.display()),
+        })?;
+        conn.busy_timeout(busy).map_err(LedgerError::sqlite)?;
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(LedgerError::sqlite)?;
+        Ok(SqliteStore { conn })
+    }
+
     fn migrate(&mut self) -> Result<(), LedgerError> {
         let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
         tx.execute_batch("CREATE TABLE IF NOT EXISTS cg_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")

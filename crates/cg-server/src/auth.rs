@@ -26,7 +26,6 @@ use cg_ledger::tokens::TokenRecord;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::storage::Lane;
 
 /// Where a token may come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +99,7 @@ async fn authenticate(
         Source::Bearer => {
             let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
             state
-                .ledger(Lane::Interactive, move |store| {
+                .ledger_read(move |store| {
                     cg_ledger::tokens::authenticate(store, &token).map_err(token_error)
                 })
                 .await?
@@ -114,7 +113,7 @@ async fn authenticate(
                 .ok_or_else(ApiError::unauthorized)?;
             // The token must still be valid: revoking it (or its expiry) ends its sessions.
             let record = state
-                .ledger(Lane::Interactive, move |store| {
+                .ledger_read(move |store| {
                     cg_ledger::tokens::valid_record(store, &token_id).map_err(token_error)
                 })
                 .await;

@@ -244,6 +244,15 @@ impl AppState {
         self.ledger.run(lane, f).await
     }
 
+    /// Runs a read-only `f` against the ledger, on this worker's own connection where the
+    /// backend allows it ([`StorePool::read`]), else on the interactive lane.
+    pub async fn ledger_read<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut dyn Store) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.ledger.read(f).await
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> Result<Arc<check::ActivePolicy>, ApiError> {
         self.policy

@@ -16,10 +16,21 @@
 //! says why. SQLite connections share the file in WAL mode (readers never wait for the writer).
 //! The bulk lane's thread runs in Linux's `SCHED_IDLE` class (nice 10 where that is refused),
 //! so a batch or a full log verification yields a busy core to checks at once.
+//!
+//! One exception to "never on a Tokio worker": on the embedded (SQLite) ledger,
+//! [`StorePool::read`] serves a short point read (`/v1/check`: the token and the ≤ 3 events
+//! that decide) on the calling worker with a read-only connection of that thread's own. Such a
+//! read costs tens of microseconds of CPU and never waits for the writer (WAL); handing it to a
+//! pool thread and back cost two thread wake-ups, most of a check's time under load. Its wait
+//! is bounded too (a busy wait of [`LOCAL_BUSY_WAIT`] at most), and a read that cannot be
+//! served there (busy, or no connection could be opened) goes to the interactive lane as
+//! before. PostgreSQL reads are network round trips and always go to a lane.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cg_ledger::{LedgerError, Store};
@@ -78,6 +89,104 @@ pub struct StorePool {
     interactive: LaneQueue,
     bulk: LaneQueue,
     backend: &'static str,
+    local: Option<LocalReaders>,
+}
+
+/// The longest a read on a worker's own SQLite connection waits for a lock before it is handed
+/// to the interactive lane instead.
+pub const LOCAL_BUSY_WAIT: Duration = Duration::from_millis(20);
+
+/// Opens a read-only connection for a thread's own point reads.
+pub type ReaderOpener = Arc<dyn Fn() -> Result<Box<dyn Store>, LedgerError> + Send + Sync>;
+
+/// Per-thread read-only connections of one pool (see the module docs). Each thread that calls
+/// [`StorePool::read`] opens its own on first use and keeps it while the pool lives: there are
+/// as many as the runtime has threads that answer checks.
+struct LocalReaders {
+    id: u64,
+    open: ReaderOpener,
+    alive: Arc<()>,
+}
+
+/// A thread's reader of one pool: the pool's id, whether the pool still exists, the connection
+/// (none after a failed open, until `retry_at`).
+struct ThreadReader {
+    pool: u64,
+    alive: Weak<()>,
+    store: Option<Box<dyn Store>>,
+    retry_at: Instant,
+}
+
+/// How long a thread whose reader could not be opened leaves its reads to the lanes before it
+/// tries again.
+const READER_RETRY: Duration = Duration::from_secs(5);
+
+thread_local! {
+    static THREAD_READERS: RefCell<Vec<ThreadReader>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+impl LocalReaders {
+    fn new(open: ReaderOpener) -> LocalReaders {
+        LocalReaders {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            open,
+            alive: Arc::new(()),
+        }
+    }
+
+    /// Runs `f` with this thread's reader, opening it first if needed. `None`: no reader could
+    /// be had here (the caller asks a lane instead).
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> Result<R, ApiError>,
+    ) -> Option<Result<R, ApiError>> {
+        THREAD_READERS.with(|readers| {
+            // A reader in use further up this thread's stack is not shared: that call asks a
+            // lane.
+            let mut readers = readers.try_borrow_mut().ok()?;
+            let at = match readers.iter().position(|r| r.pool == self.id) {
+                Some(at) => at,
+                None => {
+                    // Connections of pools that are gone are closed here.
+                    readers.retain(|r| r.alive.strong_count() > 0);
+                    readers.push(ThreadReader {
+                        pool: self.id,
+                        alive: Arc::downgrade(&self.alive),
+                        store: None,
+                        retry_at: Instant::now(),
+                    });
+                    readers.len() - 1
+                }
+            };
+            let reader = &mut readers[at];
+            if reader.store.is_none() {
+                if Instant::now() < reader.retry_at {
+                    return None;
+                }
+                match (self.open)() {
+                    Ok(store) => reader.store = Some(store),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open a reader on this thread; reads go to the pool");
+                        reader.retry_at = Instant::now() + READER_RETRY;
+                        return None;
+                    }
+                }
+            }
+            let store = reader.store.as_mut()?.as_mut();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| f(store))) {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    tracing::error!("a ledger read panicked: closing this thread's reader");
+                    reader.store = None;
+                    Some(Err(ApiError::internal(
+                        "a ledger call stopped without an answer",
+                    )))
+                }
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for StorePool {
@@ -100,8 +209,24 @@ impl StorePool {
     /// opens (and migrates) before this returns: a bad URL or an unreachable database fails the
     /// start, not the first request.
     pub fn open(url: &str, cfg: &PoolConfig) -> Result<StorePool, LedgerError> {
-        let url = url.to_owned();
-        StorePool::with_opener(Arc::new(move || cg_ledger::open(&url)), cfg)
+        let owned = url.to_owned();
+        let pool = StorePool::with_opener(Arc::new(move || cg_ledger::open(&owned)), cfg)?;
+        // Opened after the pool: the first connection has created and migrated the ledger.
+        if cg_ledger::open_reader(url, LOCAL_BUSY_WAIT).is_some() {
+            let owned = url.to_owned();
+            return Ok(pool.with_thread_readers(Arc::new(move || {
+                cg_ledger::open_reader(&owned, LOCAL_BUSY_WAIT)
+                    .unwrap_or_else(|| Err(unavailable("this ledger has no thread-local readers")))
+            })));
+        }
+        Ok(pool)
+    }
+
+    /// Serves [`StorePool::read`] on the calling thread with connections `open` makes (one per
+    /// thread, read-only).
+    pub fn with_thread_readers(mut self, open: ReaderOpener) -> StorePool {
+        self.local = Some(LocalReaders::new(open));
+        self
     }
 
     /// A pool whose connections `opener` makes.
@@ -134,6 +259,7 @@ impl StorePool {
                 name: "bulk",
             },
             backend,
+            local: None,
         })
     }
 
@@ -187,6 +313,25 @@ impl StorePool {
                 "the ledger did not answer in time; try again shortly",
             )),
         }
+    }
+
+    /// A short read (no write: the thread's connection refuses them) on the calling thread's
+    /// own connection where the backend allows it (see the module docs), else — and when that
+    /// connection is busy or cannot be opened — on the interactive lane like [`StorePool::run`].
+    /// `f` may run twice (once here, then on the lane), so it must only read.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut dyn Store) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        if let Some(local) = &self.local {
+            match local.with(&f) {
+                // A storage error (busy, or a write refused): the lane answers instead.
+                Some(Err(e)) if e.code == "unavailable" => {}
+                Some(answer) => return answer,
+                None => {}
+            }
+        }
+        self.run(Lane::Interactive, f).await
     }
 
     /// [`StorePool::run`] for callers outside the async runtime (start-up).
@@ -451,6 +596,89 @@ mod tests {
             .run_blocking(Lane::Interactive, |_| Ok(my_policy()))
             .unwrap();
         assert_eq!((bulk, interactive), (SCHED_IDLE, SCHED_OTHER));
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("?").to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_read_on_sqlite_runs_on_the_calling_thread_and_sees_every_commit() {
+        let (_dir, pool) = sqlite_pool(&PoolConfig::default());
+        let here = thread_name();
+        assert_eq!(pool.read(|_| Ok(thread_name())).await.unwrap(), here);
+        // A commit on a lane's connection is visible to the next read here at once.
+        for n in 1..=3u64 {
+            pool.run(Lane::Interactive, move |s| {
+                s.token_insert(&cg_ledger::tokens::TokenRecord {
+                    id: format!("t{n}"),
+                    hash: [0; 32],
+                    role: "service".into(),
+                    member_id: None,
+                    label: None,
+                    created_at: cg_model::Timestamp::from_micros(0),
+                    expires_at: None,
+                    revoked_at: None,
+                })?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+            let seen = pool.read(|s| Ok(s.tokens()?.len() as u64)).await.unwrap();
+            assert_eq!(seen, n);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_thread_reader_refuses_writes_and_the_lane_answers_instead() {
+        let (dir, pool) = sqlite_pool(&PoolConfig::default());
+        let url = dir.path().join("l.sqlite").display().to_string();
+        let mut reader = cg_ledger::open_reader(&url, LOCAL_BUSY_WAIT)
+            .expect("SQLite has thread readers")
+            .unwrap();
+        assert!(reader.tokens().is_ok());
+        assert!(
+            reader
+                .token_revoke("nobody", cg_model::Timestamp::from_micros(0))
+                .is_err()
+        );
+        // Through the pool, a call that writes is refused on this thread and runs on a lane.
+        let ran_on = pool
+            .read(|s| {
+                s.token_revoke("nobody", cg_model::Timestamp::from_micros(0))?;
+                Ok(thread_name())
+            })
+            .await
+            .unwrap();
+        assert!(ran_on.starts_with("cg-ledger-"), "{ran_on}");
+    }
+
+    #[tokio::test]
+    async fn reads_go_to_the_lane_when_this_thread_has_no_reader() {
+        let (_dir, pool) = sqlite_pool(&PoolConfig::default());
+        let opened = Arc::new(AtomicU64::new(0));
+        let pool = pool.with_thread_readers({
+            let opened = opened.clone();
+            Arc::new(move || {
+                opened.fetch_add(1, Ordering::Relaxed);
+                Err(unavailable("no reader here"))
+            })
+        });
+        for _ in 0..3 {
+            let ran_on = pool.read(|s| Ok((s.stats()?.events, thread_name()))).await;
+            let (events, ran_on) = ran_on.unwrap();
+            assert_eq!(events, 0);
+            assert!(ran_on.starts_with("cg-ledger-"), "{ran_on}");
+        }
+        // Tried once: a thread whose reader cannot be opened does not retry on every read.
+        assert_eq!(opened.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn postgresql_has_no_thread_readers() {
+        assert!(
+            cg_ledger::open_reader("postgres://postgres@127.0.0.1:1/x", LOCAL_BUSY_WAIT).is_none()
+        );
     }
 
     #[test]
