@@ -13,8 +13,7 @@ pub fn member_commitment(
     dataset_id: &str,
     members: &[i64],
 ) -> Result<Commitment, BuildError> {
-    Commitment::from_keys(member_keys(keys, dataset_id, members)?)
-        .map_err(|e| BuildError::Engine(e.to_string()))
+    Commitment::from_keys(member_keys(keys, dataset_id, members)?).map_err(BuildError::from)
 }
 
 /// The member keys of `members` in a key domain, spread over the available cores.

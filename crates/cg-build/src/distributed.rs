@@ -216,8 +216,9 @@ pub(crate) async fn client_session(url: &str) -> Result<SessionContext, BuildErr
         .build();
     SessionContext::remote_with_state(url, state)
         .await
-        .map_err(|e| {
-            BuildError::Engine(format!("cannot reach the Ballista scheduler at {url}: {e}"))
+        .map_err(|e| BuildError::Unreachable {
+            url: url.to_owned(),
+            source: e,
         })
 }
 
@@ -233,7 +234,7 @@ pub struct SchedulerOptions {
 
 /// Runs a Ballista scheduler with consentgate's codecs until the process is stopped.
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
-    let engine = |e: ballista_core::error::BallistaError| BuildError::Engine(e.to_string());
+    let engine = BuildError::from;
     let config = ballista_scheduler::config::SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
         bind_port: opts.bind.port(),
@@ -292,7 +293,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
         .await
-        .map_err(|e| BuildError::Engine(e.to_string()))
+        .map_err(BuildError::from)
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ pub fn load_ledger(
 ) -> Result<(IgnoredPurposes, LedgerCounts), BuildError> {
     let facts = store
         .facts_as_of(purpose, as_of)
-        .map_err(|e| BuildError::Input(format!("ledger: {e}")))?;
+        .map_err(BuildError::Ledger)?;
     let mut counts = LedgerCounts {
         events: facts.events,
         ..LedgerCounts::default()
@@ -334,8 +334,7 @@ pub(crate) fn load_facts(
             ignored
         }
         ConsentSourceArg::Store(url) => {
-            let mut store =
-                cg_ledger::open_existing(url).map_err(|e| BuildError::Input(e.to_string()))?;
+            let mut store = cg_ledger::open_existing(url).map_err(BuildError::Ledger)?;
             let (ignored, counts) = load_ledger(store.as_mut(), purpose, as_of, &mut members)?;
             if counts.events == 0 && counts.from_ledger == 0 && counts.merged == 0 {
                 // Fail closed: an empty ledger would read as "nobody ever objected".

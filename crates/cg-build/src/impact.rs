@@ -89,9 +89,8 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
         as_of: cfg.as_of,
     };
     let from = Gate::new(cfg.from.clone(), ctx.clone(), members.clone(), true)
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
-    let to = Gate::new(cfg.to.clone(), ctx, members, true)
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        .map_err(BuildError::from)?;
+    let to = Gate::new(cfg.to.clone(), ctx, members, true).map_err(BuildError::from)?;
     let contract = cg_io::schema::contract("content")
         .ok_or_else(|| BuildError::Input("no content contract".into()))?;
     type Key = (String, String, String, String, String);

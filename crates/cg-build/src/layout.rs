@@ -79,18 +79,15 @@ impl ShardOut {
     pub(crate) fn create(dir: &Path, i: u32) -> Result<ShardOut, BuildError> {
         let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
         Ok(ShardOut {
-            writer: cg_io::TableWriter::create(&path, shard_schema())
-                .map_err(|e| BuildError::Input(e.to_string()))?,
+            writer: cg_io::TableWriter::create(&path, shard_schema()).map_err(BuildError::from)?,
         })
     }
 
     /// Appends rows in the shard's schema.
     pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), BuildError> {
         let rows = RecordBatch::try_new(shard_schema(), rows.columns().to_vec())
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        self.writer
-            .write(&rows)
-            .map_err(|e| BuildError::Input(e.to_string()))
+            .map_err(BuildError::from)?;
+        self.writer.write(&rows).map_err(BuildError::from)
     }
 
     /// Rows written so far.
@@ -100,9 +97,7 @@ impl ShardOut {
 
     /// Closes the file (fsynced, renamed into place) and returns its path.
     pub(crate) fn finish(self) -> Result<PathBuf, BuildError> {
-        self.writer
-            .finish()
-            .map_err(|e| BuildError::Input(e.to_string()))
+        self.writer.finish().map_err(BuildError::from)
     }
 }
 
@@ -126,7 +121,7 @@ impl DecisionsOut {
                 &dir.join(crate::decisions::DECISIONS_FILE),
                 decisions_schema(),
             )
-            .map_err(|e| BuildError::Input(e.to_string()))?,
+            .map_err(BuildError::from)?,
             id: Int64Builder::new(),
             member: Int64Builder::new(),
             decision: StringBuilder::new(),
@@ -167,10 +162,7 @@ impl DecisionsOut {
     pub(crate) fn finish(mut self) -> Result<FileRef, BuildError> {
         self.flush()?;
         let rows = self.writer.rows();
-        let path = self
-            .writer
-            .finish()
-            .map_err(|e| BuildError::Input(e.to_string()))?;
+        let path = self.writer.finish().map_err(BuildError::from)?;
         Ok(FileRef {
             file: crate::decisions::DECISIONS_FILE.into(),
             rows,
@@ -191,11 +183,8 @@ impl DecisionsOut {
             Arc::new(self.shard.finish()),
             Arc::new(self.fingerprint.finish()),
         ];
-        let b = RecordBatch::try_new(decisions_schema(), cols)
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        self.writer
-            .write(&b)
-            .map_err(|e| BuildError::Input(e.to_string()))
+        let b = RecordBatch::try_new(decisions_schema(), cols).map_err(BuildError::from)?;
+        self.writer.write(&b).map_err(BuildError::from)
     }
 }
 

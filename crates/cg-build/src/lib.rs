@@ -114,7 +114,76 @@ pub enum BuildError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The engine failed.
+    /// A file could not be recognised, read or written (the cause is kept).
+    #[error(transparent)]
+    File(#[from] cg_io::IoError),
+    /// A member-commitment file (a parent dataset's) could not be decoded.
+    #[error("`{}`: {source}", path.display())]
+    Commitment {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: cg_proof::commitment::CommitmentError,
+    },
+    /// The member commitment could not be built or checked.
+    #[error("engine: member commitment: {0}")]
+    MemberCommitment(#[source] cg_proof::commitment::CommitmentError),
+    /// The redaction engine could not be made.
+    #[error("engine: {0}")]
+    Redact(#[source] cg_redact::RedactError),
+    /// The pass's async runtime could not be started.
+    #[error("engine: cannot start the pass's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The consent ledger could not be opened or read.
+    #[error("ledger: {0}")]
+    Ledger(#[source] cg_ledger::LedgerError),
+    /// The content could not be scanned by the engine (DataFusion's error, kept as the cause).
+    #[error("`{file}`: {source}")]
+    Scan {
+        /// The content file.
+        file: String,
+        /// The cause.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// DataFusion failed while planning or running the pass.
+    #[error("engine: {0}")]
+    DataFusion(#[source] datafusion::error::DataFusionError),
+    /// An Arrow kernel failed on the pass's batches.
+    #[error("engine: {0}")]
+    Arrow(#[source] arrow::error::ArrowError),
+    /// A Parquet file of the dataset could not be written or read.
+    #[error("engine: {0}")]
+    Parquet(#[source] datafusion::parquet::errors::ParquetError),
+    /// A JSON document of the dataset (manifest, inputs record) could not be written.
+    #[error("engine: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The Ballista cluster failed or refused the job.
+    #[cfg(feature = "ballista")]
+    #[error("engine: {0}")]
+    Ballista(#[source] ballista_core::error::BallistaError),
+    /// The Ballista scheduler could not be reached.
+    #[cfg(feature = "ballista")]
+    #[error("engine: cannot reach the Ballista scheduler at {url}: {source}")]
+    Unreachable {
+        /// The scheduler's URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// A shard's kept rows could not be assembled (a kept row without a creation time: the
+    /// gate never keeps one).
+    #[error("engine: kept rows of shard {shard}: {source}")]
+    KeptRows {
+        /// The shard.
+        shard: u32,
+        /// The cause.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// An invariant of the pass did not hold (a bug, never bad input): nothing is published.
     #[error("engine: {0}")]
     Engine(String),
     /// The gate could not be made (a distributed build's executor, or a damaged spec).
@@ -142,6 +211,49 @@ pub enum BuildError {
     },
 }
 
+impl From<datafusion::error::DataFusionError> for BuildError {
+    fn from(e: datafusion::error::DataFusionError) -> BuildError {
+        BuildError::DataFusion(e)
+    }
+}
+
+impl From<arrow::error::ArrowError> for BuildError {
+    fn from(e: arrow::error::ArrowError) -> BuildError {
+        BuildError::Arrow(e)
+    }
+}
+
+impl From<datafusion::parquet::errors::ParquetError> for BuildError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> BuildError {
+        BuildError::Parquet(e)
+    }
+}
+
+impl From<cg_proof::commitment::CommitmentError> for BuildError {
+    fn from(e: cg_proof::commitment::CommitmentError) -> BuildError {
+        BuildError::MemberCommitment(e)
+    }
+}
+
+impl From<cg_redact::RedactError> for BuildError {
+    fn from(e: cg_redact::RedactError) -> BuildError {
+        BuildError::Redact(e)
+    }
+}
+
+impl From<serde_json::Error> for BuildError {
+    fn from(e: serde_json::Error) -> BuildError {
+        BuildError::Json(e)
+    }
+}
+
+#[cfg(feature = "ballista")]
+impl From<ballista_core::error::BallistaError> for BuildError {
+    fn from(e: ballista_core::error::BallistaError) -> BuildError {
+        BuildError::Ballista(e)
+    }
+}
+
 impl BuildError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> BuildError {
         BuildError::Io {
@@ -152,8 +264,8 @@ impl BuildError {
 }
 
 pub(crate) fn engine_error(file: &Path, e: datafusion::error::DataFusionError) -> BuildError {
-    BuildError::Source {
+    BuildError::Scan {
         file: file.display().to_string(),
-        message: e.to_string(),
+        source: e,
     }
 }

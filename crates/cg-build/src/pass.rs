@@ -353,7 +353,7 @@ pub(crate) fn run_pass(
         .worker_threads(threads)
         .enable_all()
         .build()
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        .map_err(BuildError::Runtime)?;
     let streams = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
 
     // Narrow records and shard rows: half the memory budget together; the rest is the engine's
@@ -561,7 +561,7 @@ async fn plan(
     let runtime_env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(pool)
         .build_arc()
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        .map_err(BuildError::from)?;
     let session = match &cfg.engine {
         Engine::Embedded => SessionContext::new_with_config_rt(
             SessionConfig::new().with_target_partitions(threads),
@@ -592,7 +592,7 @@ async fn plan(
     if spec.text {
         columns.push(col("text"));
     }
-    let engine = |e: datafusion::error::DataFusionError| BuildError::Engine(e.to_string());
+    let engine = BuildError::from;
     let mut df = df.select(columns).map_err(engine)?;
     if let Some(keep) = &spec.only_shards {
         let filter = crate::udf::shard_filter(shard_key, cfg.shards, keep.clone());
@@ -661,13 +661,7 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
         .and_then(|e| e.to_str())
         .unwrap_or("");
     let ext_dot = format!(".{ext}");
-    let source = |message: String| BuildError::Source {
-        file: cfg.content.display().to_string(),
-        message,
-    };
-    let df = match cg_io::Format::from_path(&cfg.content)
-        .map_err(|e| BuildError::Input(e.to_string()))?
-    {
+    let df = match cg_io::Format::from_path(&cfg.content)? {
         cg_io::Format::Parquet => {
             session
                 .read_parquet(path, ParquetReadOptions::default().file_extension(&ext_dot))
@@ -676,7 +670,7 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
         cg_io::Format::Csv => {
             // Arrow's CSV reader trusts fields cut from bytes it validated together: make sure
             // the file is UTF-8 first (see `cg_io::check_utf8`).
-            cg_io::check_utf8(&cfg.content).map_err(|e| source(e.to_string()))?;
+            cg_io::check_utf8(&cfg.content)?;
             session
                 .read_csv(
                     path,
@@ -692,7 +686,7 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
                 .await
         }
     }
-    .map_err(|e| source(e.to_string()))?;
+    .map_err(|e| engine_error(&cfg.content, e))?;
     for required in ["content_id", "member_id", "kind", "created_at", "text"] {
         if df.schema().field_with_unqualified_name(required).is_err() {
             return Err(BuildError::MissingColumn {
@@ -713,7 +707,7 @@ async fn locate(cfg: &BuildConfig, id: Option<i64>) -> Result<Vec<u64>, BuildErr
         .select(vec![
             datafusion::prelude::cast(col("content_id"), DataType::Int64).alias("content_id"),
         ])
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        .map_err(BuildError::from)?;
     let mut stream = df
         .execute_stream()
         .await
@@ -913,13 +907,10 @@ fn take_batch(
             rows.iter().map(|i| first + u64::from(*i)),
         ));
         let take = UInt32Array::from(std::mem::take(rows));
-        let pick = |a: &ArrayRef| {
-            arrow::compute::take(a, &take, None).map_err(|e| BuildError::Engine(e.to_string()))
-        };
-        let kind = arrow::compute::cast(&pick(&kinds)?, &DataType::Utf8)
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
-        let at =
-            crate::udf_times(&pick(&created)?).map_err(|e| BuildError::Engine(e.to_string()))?;
+        let pick = |a: &ArrayRef| arrow::compute::take(a, &take, None).map_err(BuildError::from);
+        let kind =
+            arrow::compute::cast(&pick(&kinds)?, &DataType::Utf8).map_err(BuildError::from)?;
+        let at = crate::udf_times(&pick(&created)?).map_err(BuildError::from)?;
         let at = TimestampMicrosecondArray::from(
             at.iter().map(|t| t.map(|t| t.micros())).collect::<Vec<_>>(),
         )
@@ -928,7 +919,7 @@ fn take_batch(
             &pick(redacted.as_ref().ok_or_else(|| mistyped("redacted"))?)?,
             &DataType::Utf8,
         )
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+        .map_err(BuildError::from)?;
         let rows = RecordBatch::try_new(
             spool_schema(),
             vec![
@@ -941,7 +932,10 @@ fn take_batch(
             ],
         )
         // A kept row without a creation time (the gate never keeps one) fails here.
-        .map_err(|e| BuildError::Engine(format!("kept rows of shard {shard}: {e}")))?;
+        .map_err(|source| BuildError::KeptRows {
+            shard: shard as u32,
+            source,
+        })?;
         spools.push(shard as u32, rows)?;
     }
     Ok(())

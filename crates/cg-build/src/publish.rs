@@ -179,8 +179,7 @@ pub(crate) fn finish_dataset(
         ..manifest
     };
     // The manifest is written last: a dataset without one is not a dataset.
-    let json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| BuildError::Engine(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(BuildError::from)?;
     write_synced(&dir.join("manifest.json"), &json)?;
     Ok(manifest)
 }
@@ -213,7 +212,7 @@ fn write_input_paths(cfg: &BuildConfig, dir: &Path) -> Result<(), BuildError> {
         "erasures": opt(&cfg.erasures),
         "consent": consent,
     });
-    let bytes = serde_json::to_vec_pretty(&v).map_err(|e| BuildError::Engine(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(&v).map_err(BuildError::from)?;
     write_synced(&dir.join(INPUTS_FILE), &bytes)
 }
 

@@ -267,8 +267,9 @@ pub fn rebuild(
         let parent_tree = std::fs::read(&parent_tree_path)
             .map_err(|e| BuildError::io(&parent_tree_path, e))
             .and_then(|b| {
-                Commitment::decode(&b).map_err(|e| {
-                    BuildError::Input(format!("`{}`: {e}", parent_tree_path.display()))
+                Commitment::decode(&b).map_err(|source| BuildError::Commitment {
+                    path: parent_tree_path.clone(),
+                    source,
                 })
             })?;
         let mut keys: FxHashSet<MemberKey> = parent_tree.keys().iter().copied().collect();
@@ -278,8 +279,8 @@ pub fn rebuild(
             }
         }
         keys.extend(member_keys(&cfg.member_keys, &domain, &added)?);
-        let commitment = Commitment::from_keys(keys.into_iter().collect())
-            .map_err(|e| BuildError::Engine(e.to_string()))?;
+        let commitment =
+            Commitment::from_keys(keys.into_iter().collect()).map_err(BuildError::from)?;
         let mut changed_shards: Vec<String> = changed
             .iter()
             .map(|i| format!("shards/part-{i:05}.parquet"))

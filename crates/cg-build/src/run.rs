@@ -92,8 +92,8 @@ fn write_dataset(
     )?;
     progress.finish_stage();
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
-    let commitment = Commitment::from_keys(std::mem::take(&mut pass.member_keys))
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    let commitment =
+        Commitment::from_keys(std::mem::take(&mut pass.member_keys)).map_err(BuildError::from)?;
     finish_dataset(
         cfg,
         dir,
@@ -120,8 +120,8 @@ pub(crate) fn new_gate(
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
-    let gate = Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
-        .map_err(|e| BuildError::Engine(e.to_string()))?;
+    let gate =
+        Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine).map_err(BuildError::from)?;
     let spec = GateSpec::new(
         &FactInputs::of(cfg),
         &cfg.content,

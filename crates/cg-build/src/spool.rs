@@ -281,7 +281,7 @@ impl Drop for ShardSpools {
 }
 
 fn arrow_err(e: arrow::error::ArrowError) -> BuildError {
-    BuildError::Engine(e.to_string())
+    BuildError::Arrow(e)
 }
 
 /// The rows of `batches` in one batch, ordered by `content_id`.

@@ -84,8 +84,10 @@ pub fn dataset_holding(
             let t = std::fs::read(&p)
                 .map_err(|e| BuildError::io(&p, e))
                 .and_then(|b| {
-                    Commitment::decode(&b)
-                        .map_err(|e| BuildError::Input(format!("`{}`: {e}", p.display())))
+                    Commitment::decode(&b).map_err(|source| BuildError::Commitment {
+                        path: p.clone(),
+                        source,
+                    })
                 })?;
             Some((t, c.key_domain.clone()))
         }
@@ -100,7 +102,7 @@ pub fn dataset_holding(
             (Some((t, domain)), Some(k)) => {
                 let key = k.member_key(domain, *member);
                 let present = verify_interval(&t.prove(&key), &key, &t.root())
-                    .map_err(|e| BuildError::Engine(e.to_string()))?
+                    .map_err(BuildError::from)?
                     == Membership::Present;
                 if present != (rows > 0) {
                     return Err(BuildError::Invalid {

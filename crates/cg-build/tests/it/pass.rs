@@ -310,3 +310,35 @@ fn a_distributed_build_refuses_a_ledger_url_with_a_password() {
     assert!(err.contains("password") && !err.contains("s3cret"), "{err}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn an_unreadable_content_file_is_named_and_the_engine_error_kept_as_the_cause() {
+    let (corpus, _) = cg_test_support::small_corpus(50, 100, cg_io::Format::Parquet);
+    let content = corpus.path().join("broken.parquet");
+    let good = std::fs::read(corpus.path().join("content.parquet")).unwrap();
+    // A Parquet file cut in half: the footer DataFusion needs is gone.
+    std::fs::write(&content, &good[..good.len() / 2]).unwrap();
+    let out = corpus.path().join("out");
+    let err = build(
+        config(corpus.path(), content.clone(), out.clone(), 64, false),
+        &NoProgress,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("broken.parquet"), "{message}");
+    let cause = std::error::Error::source(&err)
+        .unwrap_or_else(|| panic!("the engine error is kept as the cause: {err:?}"));
+    assert!(
+        cause
+            .downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some(),
+        "{cause:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "nothing is published or left behind: {left:?}"
+    );
+}
