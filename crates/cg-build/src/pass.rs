@@ -418,6 +418,21 @@ pub(crate) fn run_pass(
         }
     }
     if let Some(e) = failure {
+        // A row the gate could not decide is named by its row number too (a second, narrow
+        // scan finds it by content id), like a missing or duplicate id.
+        if let Some((id, column)) = missing_value(&e)
+            && let Ok(rows) = runtime.block_on(locate(cfg, Some(id)))
+            && let Some(&row) = rows.first()
+        {
+            return Err(BuildError::BadRow {
+                file: cfg.content.display().to_string(),
+                row,
+                column: column.into(),
+                message: format!(
+                    "missing a value (content id {id}); use --quarantine to exclude such rows"
+                ),
+            });
+        }
         return Err(e);
     }
     if missing_id {
@@ -728,6 +743,23 @@ async fn locate(cfg: &BuildConfig, id: Option<i64>) -> Result<Vec<u64>, BuildErr
 }
 
 /// A bad or repeated content id, naming the rows it is on.
+/// The content id and column of a row the gate refused for a missing value, wherever the
+/// engine wrapped the gate's error.
+fn missing_value(e: &BuildError) -> Option<(i64, &'static str)> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(crate::gate::RowError::MissingValue { content_id, column }) = c.downcast_ref() {
+            return Some((*content_id, column));
+        }
+        if let Some(datafusion::error::DataFusionError::External(inner)) = c.downcast_ref() {
+            cause = Some(inner.as_ref());
+            continue;
+        }
+        cause = c.source();
+    }
+    None
+}
+
 fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
     let list: Vec<String> = rows.iter().map(u64::to_string).collect();
     let at = match list.len() {

@@ -342,3 +342,40 @@ fn an_unreadable_content_file_is_named_and_the_engine_error_kept_as_the_cause() 
         "nothing is published or left behind: {left:?}"
     );
 }
+
+#[test]
+fn a_row_without_a_kind_is_named_by_row_and_column() {
+    let (corpus, _) = cg_test_support::small_corpus(200, 500, cg_io::Format::Csv);
+    // Row 20 (1-based, header not counted): its kind (the third field) emptied.
+    let content = edited_content(corpus.path(), |lines| {
+        let fields: Vec<&str> = lines[19].splitn(4, ',').collect();
+        lines[19] = format!("{},{},,{}", fields[0], fields[1], fields[3]);
+    });
+    let out = corpus.path().join("a");
+    let err = build(
+        config(corpus.path(), content.clone(), out.clone(), 2048, false),
+        &NoProgress,
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(&err, BuildError::BadRow { row: 20, column, .. } if column == "kind"),
+        "{message}"
+    );
+    assert!(message.contains("--quarantine"), "{message}");
+    // With quarantine the row is excluded as invalid and the build completes.
+    let quarantined = build(
+        config(corpus.path(), content, corpus.path().join("q"), 2048, true),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(
+        quarantined
+            .manifest
+            .totals
+            .get("exclude")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+}
