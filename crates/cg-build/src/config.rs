@@ -57,27 +57,57 @@ pub enum Engine {
     /// DataFusion in this process.
     #[default]
     Embedded,
-    /// The Apache Ballista scheduler at this URL (`ballista://HOST:PORT`).
+    /// The Apache Ballista scheduler at this URL (`ballista://HOST:PORT`, optionally with
+    /// `?partitions=N`: tasks per stage).
     Ballista(String),
 }
 
+/// The most tasks per stage `?partitions=` may ask for.
+pub const MAX_PARTITIONS: usize = 65_536;
+
 impl Engine {
-    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT`.
+    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT[?partitions=N]`.
     pub fn parse(s: &str) -> Result<Engine, String> {
+        let not_an_engine = || {
+            format!(
+                "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT[?partitions=N]`"
+            )
+        };
         match s {
             "datafusion" | "embedded" => Ok(Engine::Embedded),
-            _ => match s.strip_prefix("ballista://") {
-                Some(rest)
-                    if rest
-                        .rsplit_once(':')
-                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
-                {
-                    Ok(Engine::Ballista(s.to_owned()))
+            _ => {
+                let rest = s.strip_prefix("ballista://").ok_or_else(not_an_engine)?;
+                let (address, query) = match rest.split_once('?') {
+                    Some((a, q)) => (a, Some(q)),
+                    None => (rest, None),
+                };
+                let address_ok = address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !address_ok {
+                    return Err(not_an_engine());
                 }
-                _ => Err(format!(
-                    "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT`"
-                )),
-            },
+                if let Some(q) = query {
+                    partitions_of(q).ok_or_else(|| {
+                        format!(
+                            "`{s}`: the only engine parameter is `partitions=N` (1..={MAX_PARTITIONS})"
+                        )
+                    })?;
+                }
+                Ok(Engine::Ballista(s.to_owned()))
+            }
+        }
+    }
+
+    /// The scheduler's address (`ballista://HOST:PORT`) and the tasks per stage the URL asks
+    /// for; `None` for the embedded engine.
+    pub fn ballista(&self) -> Option<(&str, Option<usize>)> {
+        match self {
+            Engine::Embedded => None,
+            Engine::Ballista(url) => Some(match url.split_once('?') {
+                Some((address, query)) => (address, partitions_of(query)),
+                None => (url.as_str(), None),
+            }),
         }
     }
 
@@ -88,6 +118,15 @@ impl Engine {
             Engine::Ballista(_) => "ballista",
         }
     }
+}
+
+/// `partitions=N` with N in 1..=[`MAX_PARTITIONS`].
+fn partitions_of(query: &str) -> Option<usize> {
+    query
+        .strip_prefix("partitions=")?
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PARTITIONS).contains(n))
 }
 
 /// Everything a build needs.

@@ -192,20 +192,17 @@ impl PhysicalExtensionCodec for PhysicalCodec {
 }
 
 /// Tasks per stage of a distributed build by default (the scan is split into this many
-/// partitions); `CG_BALLISTA_PARTITIONS` sets it, e.g. to the cluster's total task slots.
-const DISTRIBUTED_PARTITIONS: usize = 4;
+/// partitions); the engine URL's `?partitions=N` sets it, e.g. to the cluster's task slots.
+pub const DISTRIBUTED_PARTITIONS: usize = 4;
 
 /// A client session on the Ballista scheduler at `url` (`ballista://HOST:PORT`) with
-/// consentgate's codecs.
-pub(crate) async fn client_session(url: &str) -> Result<SessionContext, BuildError> {
-    let partitions = match std::env::var("CG_BALLISTA_PARTITIONS") {
-        Err(_) => DISTRIBUTED_PARTITIONS,
-        Ok(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            BuildError::Input(format!(
-                "CG_BALLISTA_PARTITIONS=`{v}` is not a positive number"
-            ))
-        })?,
-    };
+/// consentgate's codecs, splitting each stage into `partitions` tasks (default
+/// [`DISTRIBUTED_PARTITIONS`]).
+pub(crate) async fn client_session(
+    url: &str,
+    partitions: Option<usize>,
+) -> Result<SessionContext, BuildError> {
+    let partitions = partitions.unwrap_or(DISTRIBUTED_PARTITIONS);
     let config = SessionConfig::new_with_ballista()
         .with_target_partitions(partitions)
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
@@ -395,12 +392,23 @@ mod tests {
             Engine::parse("ballista://10.0.0.1:50050"),
             Ok(Engine::Ballista("ballista://10.0.0.1:50050".into()))
         );
+        let e = Engine::parse("ballista://10.0.0.1:50050").unwrap();
+        assert_eq!(e.ballista(), Some(("ballista://10.0.0.1:50050", None)));
+        let e = Engine::parse("ballista://h:1?partitions=16").unwrap();
+        assert_eq!(e.ballista(), Some(("ballista://h:1", Some(16))));
+        assert_eq!(Engine::Embedded.ballista(), None);
         for bad in [
             "ballista://",
             "ballista://host",
             "ballista://:1",
             "spark://h:1",
             "",
+            "ballista://h:1?partitions=0",
+            "ballista://h:1?partitions=-1",
+            "ballista://h:1?partitions=65537",
+            "ballista://h:1?partitions=",
+            "ballista://h:1?shards=4",
+            "ballista://h:1?partitions=4&x=1",
         ] {
             assert!(Engine::parse(bad).is_err(), "{bad}");
         }

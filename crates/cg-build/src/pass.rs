@@ -582,9 +582,13 @@ async fn plan(
             SessionConfig::new().with_target_partitions(threads),
             runtime_env,
         ),
-        Engine::Ballista(url) => {
+        Engine::Ballista(_) => {
             cfg.no_secret_in_plan()?;
-            remote_session(url).await?
+            let (address, partitions) = cfg
+                .engine
+                .ballista()
+                .ok_or_else(|| BuildError::Engine("a Ballista engine without an address".into()))?;
+            remote_session(address, partitions).await?
         }
     };
     let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
@@ -1099,13 +1103,19 @@ fn mistyped(column: &str) -> BuildError {
 
 /// A session on a Ballista scheduler.
 #[cfg(feature = "ballista")]
-async fn remote_session(url: &str) -> Result<SessionContext, BuildError> {
-    crate::distributed::client_session(url).await
+async fn remote_session(
+    url: &str,
+    partitions: Option<usize>,
+) -> Result<SessionContext, BuildError> {
+    crate::distributed::client_session(url, partitions).await
 }
 
 /// Without the `ballista` feature there is no distributed engine.
 #[cfg(not(feature = "ballista"))]
-async fn remote_session(url: &str) -> Result<SessionContext, BuildError> {
+async fn remote_session(
+    url: &str,
+    _partitions: Option<usize>,
+) -> Result<SessionContext, BuildError> {
     Err(BuildError::Input(format!(
         "cannot run on {url}: this consentgate was built without the `ballista` feature"
     )))

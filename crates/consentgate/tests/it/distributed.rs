@@ -143,6 +143,39 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
     }
 }
 
+/// `build_args` with `--shards` set to `shards` (it gives 8).
+fn with_shards(args: Vec<String>, shards: &str) -> Vec<String> {
+    let mut args = args;
+    let at = args.iter().position(|a| a == "--shards").unwrap() + 1;
+    args[at] = shards.to_owned();
+    args
+}
+
+#[test]
+fn many_shards_on_few_tasks_and_few_shards_on_many_tasks_give_the_embedded_dataset() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let cluster = cluster(2);
+    for (shards, partitions) in [("64", 2), ("1", 8)] {
+        let run = |name: &str, extra: &[&str]| {
+            let dir = out.path().join(format!("{name}-{shards}"));
+            let args = with_shards(build_args(&files, "2025-12-01", &dir, extra), shards);
+            let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
+            let manifest: serde_json::Value =
+                serde_json::from_str(&crate::util::stdout(&o)).unwrap();
+            let files = files_of(&dataset_dir(&dir, &manifest));
+            (manifest, files)
+        };
+        let (embedded, a) = run("embedded", &[]);
+        let url = format!("{}?partitions={partitions}", cluster.url);
+        let (distributed, b) = run("ballista", &["--engine", &url]);
+        assert_eq!(embedded["shard_count"], shards.parse::<u64>().unwrap());
+        assert_eq!(comparable(distributed), comparable(embedded));
+        assert_eq!(a, b, "{shards} shards on {partitions} tasks per stage");
+    }
+}
+
 #[test]
 fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
     let (_c, files) = corpus();
