@@ -2,20 +2,23 @@
 # Embedded DataFusion versus a Ballista scheduler and two executors on this machine, on the same
 # corpus, and a check that both published the same dataset.
 #
-#   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS]   # defaults 10000000 and 16; members = rows / 10
+#   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS] [MEMBERS]   # defaults 10000000, 16, rows / 10
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
 # their ratio, and compares every file of the two datasets (the manifests apart from
-# `created_at` and `engine`). On a 2-core machine the cluster cannot be faster; the point is
-# equal output and the cost of distribution.
+# `created_at` and `engine`). Also printed: the bytes the client received from the cluster (its
+# own counter, the `Received` line of the build) and the executors' peak RSS, the figures that
+# must stop growing with rows (client) and members (executors) once executors write shards. On
+# a 2-core machine the cluster cannot be faster; the point is equal output and the cost of
+# distribution.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${1:-10000000}"
 SHARDS="${2:-16}"
-MEMBERS=$((ROWS / 10))
+MEMBERS="${3:-$((ROWS / 10))}"
 TARGET="${CARGO_TARGET_DIR:-target}"
-WORK="${BENCH_DIR:-/tmp/consentgate-distributed-$ROWS}"
+WORK="${BENCH_DIR:-/tmp/consentgate-distributed-$ROWS-$MEMBERS}"
 AS_OF=2025-12-01
 PORT="${BENCH_PORT:-50150}"
 
@@ -50,14 +53,19 @@ done
 sleep 2
 
 echo "== distributed build"
-/usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/ballista" \
-  --engine "ballista://127.0.0.1:$PORT" > "$WORK/ballista.json"
+# Not quiet: the build's `Received` line is the client's count of what came from the cluster.
+LOUD=()
+for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
+/usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
+  --engine "ballista://127.0.0.1:$PORT" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
+RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
 # Peak RSS of the executors, from /proc while they are still up.
 EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | awk '{s+=$1} END {print s+0}')
 
-python3 - "$WORK" "$ROWS" "$EXEC_RSS" <<'PY'
+python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" <<'PY'
 import hashlib, json, os, sys
 work, rows, exec_rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0)
+received, members = int(sys.argv[4] or 0), int(sys.argv[5])
 def times(name):
     secs, kib = open(f"{work}/{name}.time").read().split()
     return float(secs), int(kib) // 1024
@@ -81,6 +89,10 @@ print(f"rows {rows}: embedded {e_s:.1f} s ({rows / e_s / 1000:.0f} k rows/s, pea
       f"scheduler + 2 executors {b_s:.1f} s ({rows / b_s / 1000:.0f} k rows/s, client peak RSS {b_mb} MiB, "
       f"executors {exec_rss // 1024} MiB together)")
 print(f"ratio distributed/embedded: {b_s / e_s:.2f}")
+print(f"members {members}: client received {received / 2**20:.1f} MiB from the cluster "
+      f"({received / rows:.0f} bytes per content row); executors' peak RSS {exec_rss // 1024} MiB "
+      f"("
+      f"{exec_rss * 1024 / max(members, 1) / 1e3:.1f} kB per member together)")
 print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
 sys.exit(0 if same else 1)
 PY

@@ -53,7 +53,7 @@ pub use gate::RowError;
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use layout::{decisions_schema, sha256_file};
 pub use manifest::Manifest;
-pub use publish::{BuildOutput, INPUTS_FILE};
+pub use publish::{BuildOutput, INPUTS_FILE, Received};
 pub use rebuild::{RebuildOutput, rebuild};
 pub use run::build;
 pub use verify::{DatasetReport, included_members, verify_dataset};

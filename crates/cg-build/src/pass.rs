@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, UInt32Array, UInt64Array,
@@ -96,6 +96,8 @@ pub(crate) struct PassOut {
     pub shards: Vec<(u32, FileRef)>,
     /// The member keys of the written shards' members, when asked for.
     pub member_keys: Vec<MemberKey>,
+    /// What the engine's streams delivered.
+    pub received: crate::publish::Received,
 }
 
 /// A shard index meaning "not kept".
@@ -305,6 +307,8 @@ struct Shared<'a> {
     spooled: Vec<bool>,
     stop: AtomicBool,
     progress: &'a dyn cg_model::progress::Progress,
+    /// Batches, rows and bytes received from the engine, over every stream.
+    received: [AtomicU64; 3],
 }
 
 /// One partition's state.
@@ -376,6 +380,7 @@ pub(crate) fn run_pass(
         spooled,
         stop: AtomicBool::new(false),
         progress,
+        received: Default::default(),
     };
 
     // 1. Every partition on its own thread: decide, route, spool.
@@ -518,10 +523,16 @@ pub(crate) fn run_pass(
     let record = record?;
     let mut written = written?;
     written.sort_by_key(|w: &ShardWritten| w.shard);
+    let [batches, rows, bytes] = &shared.received;
     let mut out = PassOut {
         kept_members: record.kept_members,
         rows: record.rows,
         decisions: record.decisions,
+        received: crate::publish::Received {
+            batches: batches.load(Ordering::Relaxed),
+            rows: rows.load(Ordering::Relaxed),
+            bytes: bytes.load(Ordering::Relaxed),
+        },
         ..PassOut::default()
     };
     if spools.is_some() {
@@ -800,6 +811,13 @@ async fn consume(
             return Err(Halt::Cancelled);
         }
         let batch = batch.map_err(|e| engine_error(&shared.cfg.content, e))?;
+        for (counter, n) in shared.received.iter().zip([
+            1,
+            batch.num_rows() as u64,
+            batch.get_array_memory_size() as u64,
+        ]) {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
         take_batch(shared, &mut part, &codes, &batch)?;
         shared.progress.advance(batch.num_rows() as u64);
     }

@@ -23,6 +23,21 @@ pub struct BuildOutput {
     pub dir: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
+    /// What the pass received from the engine.
+    pub received: Received,
+}
+
+/// What the pass received from the engine's output streams: for a distributed build, what
+/// came over the network from the executors (the client's own counter; bytes are the Arrow
+/// memory size of the batches, close to what Flight carries uncompressed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Record batches.
+    pub batches: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
 }
 
 /// Publishes a dataset atomically: `write` fills a temporary directory next to `out/<id>`
@@ -52,6 +67,7 @@ pub(crate) fn publish(
             Ok(BuildOutput {
                 dir: final_dir,
                 manifest,
+                received: Received::default(),
             })
         }
         Err(e) => {

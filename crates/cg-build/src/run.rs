@@ -15,7 +15,7 @@ use crate::facts::{self, LoadedFacts, load_facts};
 use crate::gate::Gate;
 use crate::layout::{file_name, hex, sha256_file};
 use crate::manifest::{InputRef, Manifest};
-use crate::publish::{BuildOutput, finish_dataset, finish_shards, publish};
+use crate::publish::{BuildOutput, Received, finish_dataset, finish_shards, publish};
 use crate::spec::{GateRef, GateSpec};
 
 /// Runs a build and publishes it.
@@ -54,9 +54,20 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     }
     let dataset_id = format!("ds-{}", &hex(&id.finalize())[..16]);
 
-    publish(&cfg.out, &dataset_id, |tmp| {
-        write_dataset(&cfg, facts, tmp, &dataset_id, &shard_key, progress)
-    })
+    let mut received = Received::default();
+    let mut out = publish(&cfg.out, &dataset_id, |tmp| {
+        write_dataset(
+            &cfg,
+            facts,
+            tmp,
+            &dataset_id,
+            &shard_key,
+            progress,
+            &mut received,
+        )
+    })?;
+    out.received = received;
+    Ok(out)
 }
 
 /// Writes a dataset from loaded facts (`facts.inputs` include the content's digest).
@@ -67,6 +78,7 @@ fn write_dataset(
     dataset_id: &str,
     shard_key: &[u8],
     progress: &dyn Progress,
+    received: &mut Received,
 ) -> Result<Manifest, BuildError> {
     let LoadedFacts {
         members,
@@ -91,6 +103,7 @@ fn write_dataset(
         progress,
     )?;
     progress.finish_stage();
+    *received = pass.received;
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
     let commitment =
         Commitment::from_keys(std::mem::take(&mut pass.member_keys)).map_err(BuildError::from)?;

@@ -84,6 +84,10 @@ fn a_spilling_build_is_byte_identical_and_every_file_is_in_content_id_order() {
     )
     .unwrap();
     assert_eq!(roomy.manifest.dataset_id, tight.manifest.dataset_id);
+    // The pass counts what the engine delivered: every content row, in batches.
+    let rows: u64 = roomy.manifest.totals.values().sum();
+    assert_eq!((roomy.received.rows, tight.received.rows), (rows, rows));
+    assert!(roomy.received.batches > 0 && roomy.received.bytes > rows * 8);
     assert_eq!(roomy.manifest.shards, tight.manifest.shards);
     assert_eq!(roomy.manifest.decisions, tight.manifest.decisions);
     assert_eq!(roomy.manifest.counts, tight.manifest.counts);

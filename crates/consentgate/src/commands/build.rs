@@ -264,6 +264,19 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
         other => anyhow::Error::new(other).context("the build failed; nothing was published"),
     })?;
     let secs = started.elapsed().as_secs_f64();
+    if built.manifest.engine == "ballista" {
+        let r = built.received;
+        printer.status(
+            "Received",
+            format!(
+                "{} bytes ({:.1} MiB) in {} rows, {} batches from the cluster",
+                r.bytes,
+                r.bytes as f64 / (1024.0 * 1024.0),
+                r.rows,
+                r.batches
+            ),
+        );
+    }
     printer.status(
         "Published",
         format!("{} in {secs:.1}s", built.dir.display()),

@@ -129,6 +129,30 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         comparable(distributed.clone()),
         comparable(embedded.clone())
     );
+    // Without -q the client says what it received from the cluster: every content row.
+    let args: Vec<String> = build_args(
+        &files,
+        "2025-12-01",
+        &out.path().join("ballista-loud"),
+        &["--engine", &cluster.url],
+    )
+    .into_iter()
+    .filter(|a| a != "-q")
+    .collect();
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    let rows: u64 = embedded["totals"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let said = crate::util::stderr(&o);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("Received") && l.contains(&format!(" in {rows} rows, "))),
+        "{said}"
+    );
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
     let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
     assert!(a.contains_key("decisions.parquet") && a.keys().any(|k| k.starts_with("shards/")));
