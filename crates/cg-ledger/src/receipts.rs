@@ -7,6 +7,7 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use cg_model::manifest::ReceiptView;
 use cg_proof::commitment::{Commitment, Membership, verify_interval};
 use cg_proof::member_key::MemberKeySecret;
 use cg_proof::note::NoteSigner;
@@ -45,24 +46,20 @@ pub fn issue(
     let manifest_path = dir.join("manifest.json");
     let manifest_bytes = std::fs::read(&manifest_path)
         .map_err(|e| bad(format!("cannot read `{}`: {e}", manifest_path.display())))?;
-    let m: serde_json::Value = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+    let m: ReceiptView = serde_json::from_slice(&manifest_bytes).map_err(|e| {
         bad(format!(
             "`{}` is not a manifest: {e}",
             manifest_path.display()
         ))
     })?;
-    let dataset_id = m["dataset_id"]
-        .as_str()
-        .ok_or_else(|| bad(format!("`{}` has no dataset_id", manifest_path.display())))?
-        .to_owned();
-    let c = &m["member_commitment"];
-    let field = |name: &str| {
-        c[name].as_str().map(str::to_owned).ok_or_else(|| {
-            bad(format!("the dataset {dataset_id} has no member_commitment.{name} (built before receipts existed?)"))
-        })
-    };
-    let (file, root, vrf_key) = (field("file")?, field("root")?, field("vrf_public_key")?);
-    let domain = c["key_domain"].as_str().unwrap_or(&dataset_id).to_owned();
+    let dataset_id = m.dataset_id;
+    let c = m.member_commitment.ok_or_else(|| {
+        bad(format!(
+            "the dataset {dataset_id} has no member commitment (built before receipts existed?)"
+        ))
+    })?;
+    let domain = c.key_domain_of(&dataset_id).to_owned();
+    let (file, root, vrf_key) = (c.file, c.root, c.vrf_public_key);
     if vrf_key != cg_proof::hex(&keys.public_key()) {
         return Err(ReceiptIssueError::OtherKey(dataset_id));
     }

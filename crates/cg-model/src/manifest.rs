@@ -187,11 +187,37 @@ pub struct CommitmentRef {
     pub key_scheme: String,
     /// The VRF input's dataset part: this dataset's id, or for a rebuild its first ancestor's
     /// (so unchanged members keep their keys and a rebuild re-derives only the changed ones).
+    /// Empty (absent) in manifests made before rebuilds existed: the dataset's own id then
+    /// ([`CommitmentRef::key_domain_of`]).
+    #[serde(default)]
     pub key_domain: String,
     /// The VRF public key (hex) that verifies member keys.
     pub vrf_public_key: String,
     /// SHA-256 of the file.
     pub sha256: String,
+}
+
+impl CommitmentRef {
+    /// The key domain of the dataset `dataset_id` this commitment belongs to.
+    pub fn key_domain_of<'a>(&'a self, dataset_id: &'a str) -> &'a str {
+        if self.key_domain.is_empty() {
+            dataset_id
+        } else {
+            &self.key_domain
+        }
+    }
+}
+
+/// The part of a manifest a receipt is about: the dataset and its member commitment, read typed
+/// from any manifest whatever else it holds (fields added by later versions are ignored, so an
+/// offline verifier keeps working on newer datasets).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ReceiptView {
+    /// The dataset's id.
+    pub dataset_id: String,
+    /// Its member commitment (none: built before receipts existed).
+    #[serde(default)]
+    pub member_commitment: Option<CommitmentRef>,
 }
 
 /// Where an incrementally rebuilt dataset comes from.
@@ -223,4 +249,41 @@ pub struct LedgerCheckpoint {
     pub size: u64,
     /// Root hash (hex).
     pub root: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_view_reads_any_manifest_and_defaults_the_key_domain() {
+        let commitment = r#"{"file":"members.commitment","members":3,"root":"ab","key_scheme":"s","vrf_public_key":"cd","sha256":"ef"}"#;
+        // Fields a later version adds are ignored; a manifest from before rebuilds has no key
+        // domain: the dataset's own id.
+        let old: ReceiptView = serde_json::from_str(&format!(
+            r#"{{"dataset_id":"ds-1","added_later":[1,2],"member_commitment":{commitment}}}"#
+        ))
+        .unwrap();
+        let c = old.member_commitment.unwrap();
+        assert_eq!((c.key_domain_of("ds-1"), c.root.as_str()), ("ds-1", "ab"));
+        let rebuilt: ReceiptView = serde_json::from_str(&format!(
+            r#"{{"dataset_id":"ds-2","member_commitment":{}}}"#,
+            commitment.replace(r#""file""#, r#""key_domain":"ds-1","file""#)
+        ))
+        .unwrap();
+        assert_eq!(
+            rebuilt.member_commitment.unwrap().key_domain_of("ds-2"),
+            "ds-1"
+        );
+        // Before receipts: no commitment at all.
+        let none: ReceiptView = serde_json::from_str(r#"{"dataset_id":"ds-0"}"#).unwrap();
+        assert_eq!(none.member_commitment, None);
+        // A commitment missing what a receipt needs is not read as one.
+        assert!(
+            serde_json::from_str::<ReceiptView>(
+                r#"{"dataset_id":"ds-3","member_commitment":{"file":"m"}}"#
+            )
+            .is_err()
+        );
+    }
 }

@@ -15,6 +15,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use cg_model::manifest::ReceiptView;
+
 use crate::commitment::{CommitmentError, IntervalProof, Membership, verify_interval};
 use crate::leaves::Entry;
 use crate::member_key::{KEY_SCHEME, MemberKeyError, verify_member_key};
@@ -197,32 +199,30 @@ pub fn verify(
     let log_proof = LogProof::parse(&receipt.log_proof)?;
     let checkpoint = log_proof.verify(&entry.leaf_hash(), vkey)?;
     // 2. What the manifest commits to.
-    let m: serde_json::Value = serde_json::from_slice(&manifest)
-        .map_err(|e| ReceiptError::Manifest(format!("not JSON: {e}")))?;
-    if m["dataset_id"].as_str() != Some(receipt.dataset_id.as_str()) {
+    let m: ReceiptView = serde_json::from_slice(&manifest)
+        .map_err(|e| ReceiptError::Manifest(format!("not a manifest: {e}")))?;
+    if m.dataset_id != receipt.dataset_id {
         return Err(ReceiptError::Manifest("it names another dataset".into()));
     }
-    let c = &m["member_commitment"];
-    if c["key_scheme"].as_str() != Some(KEY_SCHEME) {
+    let c = m
+        .member_commitment
+        .ok_or_else(|| ReceiptError::Manifest("it has no member commitment".into()))?;
+    if c.key_scheme != KEY_SCHEME {
         return Err(ReceiptError::Manifest(format!(
             "the key scheme is not {KEY_SCHEME}"
         )));
     }
-    let field = |name: &str| {
-        c[name]
-            .as_str()
-            .and_then(unhex::<32>)
+    let field = |name: &str, value: &str| {
+        unhex::<32>(value)
             .ok_or_else(|| ReceiptError::Manifest(format!("no member_commitment.{name}")))
     };
-    let commitment_root = field("root")?;
-    let vrf_public_key = field("vrf_public_key")?;
+    let commitment_root = field("root", &c.root)?;
+    let vrf_public_key = field("vrf_public_key", &c.vrf_public_key)?;
     // 3. The member's key.
     let proof =
         unhex::<80>(&receipt.member_key_proof).ok_or(ReceiptError::Field("member_key_proof"))?;
     // The VRF input's dataset part: the dataset's own id, or its first ancestor's for a rebuild.
-    let domain = c["key_domain"]
-        .as_str()
-        .unwrap_or(receipt.dataset_id.as_str());
+    let domain = c.key_domain_of(&receipt.dataset_id);
     let key = verify_member_key(&vrf_public_key, domain, receipt.member_id, &proof)?;
     if unhex::<32>(&receipt.member_key) != Some(key) {
         return Err(ReceiptError::KeyMismatch);
