@@ -227,21 +227,30 @@ pub fn default_url() -> String {
     format!("sqlite:{dir}/ledger.sqlite")
 }
 
+/// The file of an embedded ledger's URL (`sqlite:PATH`, `sqlite://PATH` or a plain path);
+/// `None` for PostgreSQL (`postgres://…`, `postgresql://…`).
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(std::path::Path::new(path))
+}
+
 /// Opens an existing store for reading: like [`open`], but a SQLite file that does not exist is
 /// an error rather than a new, empty ledger (an empty ledger would read as "nobody ever chose
 /// anything" — for a gate, a fail-open answer).
 pub fn open_existing(url: &str) -> Result<Box<dyn Store>, LedgerError> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        if !std::path::Path::new(path).exists() {
-            return Err(LedgerError::Database {
-                backend: "sqlite",
-                message: format!("no ledger at `{path}`"),
-            });
-        }
+    if let Some(path) = sqlite_path(url)
+        && !path.exists()
+    {
+        return Err(LedgerError::Database {
+            backend: "sqlite",
+            message: format!("no ledger at `{}`", path.display()),
+        });
     }
     open(url)
 }
@@ -254,28 +263,15 @@ pub fn open_reader(
     url: &str,
     busy: std::time::Duration,
 ) -> Option<Result<Box<dyn Store>, LedgerError>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return None;
-    }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    Some(
-        SqliteStore::open_reader(std::path::Path::new(path), busy)
-            .map(|s| Box::new(s) as Box<dyn Store>),
-    )
+    let path = sqlite_path(url)?;
+    Some(SqliteStore::open_reader(path, busy).map(|s| Box::new(s) as Box<dyn Store>))
 }
 
 /// Opens a store by URL: `postgres://…` / `postgresql://…`, `sqlite:PATH`, or a plain path
 /// (SQLite), creating an embedded ledger if missing. Migrations are applied on open.
 pub fn open(url: &str) -> Result<Box<dyn Store>, LedgerError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Box::new(PgStore::connect(url)?));
+    match sqlite_path(url) {
+        Some(path) => Ok(Box::new(SqliteStore::open(path)?)),
+        None => Ok(Box::new(PgStore::connect(url)?)),
     }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
 }

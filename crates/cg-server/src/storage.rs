@@ -211,8 +211,9 @@ impl StorePool {
     pub fn open(url: &str, cfg: &PoolConfig) -> Result<StorePool, LedgerError> {
         let owned = url.to_owned();
         let pool = StorePool::with_opener(Arc::new(move || cg_ledger::open(&owned)), cfg)?;
-        // Opened after the pool: the first connection has created and migrated the ledger.
-        if cg_ledger::open_reader(url, LOCAL_BUSY_WAIT).is_some() {
+        // Readers open lazily, after the pool's first connection has created and migrated the
+        // ledger; only the embedded backend has them.
+        if pool.backend() == "sqlite" {
             let owned = url.to_owned();
             return Ok(pool.with_thread_readers(Arc::new(move || {
                 cg_ledger::open_reader(&owned, LOCAL_BUSY_WAIT)
