@@ -215,6 +215,28 @@ pub struct Erasure {
     pub ts: Timestamp,
 }
 
+/// One member's facts as of `as_of` for `purpose`, folded from its raw facts and the events
+/// that decide (or its whole history up to `as_of`): what [`crate::Store::member_facts`]
+/// answers. `None` without a members row (an unknown member).
+pub(crate) fn fold_member(
+    member: MemberId,
+    raw: MemberFacts,
+    events: impl IntoIterator<Item = StoredEvent>,
+    purpose: &Purpose,
+    as_of: Timestamp,
+) -> Option<cg_model::MemberFacts> {
+    let record = raw.record?;
+    let mut b = FactsBuilder::new(purpose, as_of);
+    b.member(record);
+    raw.residences.into_iter().for_each(|r| b.residence(r));
+    raw.notices.into_iter().for_each(|n| b.notice(n));
+    raw.erasures.into_iter().for_each(|e| b.erasure(e));
+    for e in events {
+        b.event(e);
+    }
+    b.finish().members.remove(&member.0).map(|m| m.facts)
+}
+
 /// Everything known about one member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemberFacts {

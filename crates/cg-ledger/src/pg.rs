@@ -1,6 +1,8 @@
 //! The production backend: PostgreSQL through the `postgres` client. Same schema and semantics
 //! as SQLite (times as µs BIGINT, so both backends compare and fold identically).
 
+use std::collections::HashMap;
+
 use cg_model::consent::{ConsentEvent, ConsentSource};
 use cg_model::instant::{date_to_days, days_to_date};
 use cg_model::progress::Progress;
@@ -13,6 +15,7 @@ use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
     Erasure, FactsBuilder, LedgerError, LedgerFacts, MemberFacts, MemberRecord, NewEvent, Notice,
     PolicyActivation, Record, Residence, SnapshotFolder, SnapshotRow, Stats, StoredEvent,
+    fold_member,
 };
 use crate::tokens::TokenRecord;
 use cg_proof::Hash;
@@ -268,6 +271,16 @@ fn to_hash(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0u8; 32])
 }
 
+/// The raw facts of member `id` in `raw`, empty at first.
+fn entry(raw: &mut HashMap<i64, MemberFacts>, id: i64) -> &mut MemberFacts {
+    raw.entry(id).or_insert_with(|| MemberFacts {
+        record: None,
+        residences: Vec::new(),
+        notices: Vec::new(),
+        erasures: Vec::new(),
+    })
+}
+
 /// [`EVENT_COLUMNS`] starting at column `o`.
 fn row_to_event_at(r: &Row, o: usize) -> Result<StoredEvent, LedgerError> {
     let purpose: String = r.get(o + 3);
@@ -505,6 +518,106 @@ impl Store for PgStore {
             .iter()
             .map(row_to_event)
             .collect()
+    }
+
+    fn members_facts(
+        &mut self,
+        members: &[MemberId],
+        purpose: &Purpose,
+        as_of: Timestamp,
+    ) -> Result<Vec<Option<cg_model::MemberFacts>>, LedgerError> {
+        let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
+        // One snapshot for the five reads, whatever commits meanwhile.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(LedgerError::pg)?;
+        let mut raw: HashMap<i64, MemberFacts> = HashMap::new();
+        for r in tx
+            .query(
+                "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = ANY($1)",
+                &[&ids],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            let record = row_to_member(&r);
+            let id = record.member_id.0;
+            entry(&mut raw, id).record = Some(record);
+        }
+        for r in tx
+            .query(
+                "SELECT member_id, country, valid_from FROM residences WHERE member_id = ANY($1) ORDER BY member_id, valid_from",
+                &[&ids],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            let member_id = MemberId(r.get(0));
+            entry(&mut raw, member_id.0).residences.push(Residence {
+                member_id,
+                country: r.get(1),
+                valid_from: Timestamp::from_micros(r.get(2)),
+            });
+        }
+        for r in tx
+            .query(
+                "SELECT member_id, notice_version, delivered_at FROM notices WHERE member_id = ANY($1) ORDER BY member_id, delivered_at",
+                &[&ids],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            let member_id = MemberId(r.get(0));
+            entry(&mut raw, member_id.0).notices.push(Notice {
+                member_id,
+                notice_version: r.get(1),
+                delivered_at: Timestamp::from_micros(r.get(2)),
+            });
+        }
+        for r in tx
+            .query(
+                "SELECT member_id, ts FROM erasures WHERE member_id = ANY($1) ORDER BY member_id, ts",
+                &[&ids],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            let member_id = MemberId(r.get(0));
+            entry(&mut raw, member_id.0).erasures.push(Erasure {
+                member_id,
+                ts: Timestamp::from_micros(r.get(1)),
+            });
+        }
+        // The events that decide (as in `deciding_events`), for every member at once.
+        let mut events: HashMap<i64, Vec<StoredEvent>> = HashMap::new();
+        for r in tx
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM consent_events WHERE seq IN (\
+                     SELECT d.seq FROM unnest($1::bigint[]) AS m(id) CROSS JOIN LATERAL (\
+                     (SELECT seq FROM consent_events WHERE member_id = m.id AND purpose = $2 AND ts <= $3 AND source <> 'gpc' ORDER BY ts DESC, seq DESC LIMIT 1) \
+                     UNION ALL \
+                     (SELECT seq FROM consent_events WHERE member_id = m.id AND purpose = $2 AND ts <= $3 AND source = 'gpc' AND NOT granted ORDER BY ts DESC, seq DESC LIMIT 1) \
+                     UNION ALL \
+                     (SELECT seq FROM consent_events WHERE member_id = m.id AND purpose <> $2 AND ts <= $3 AND source <> 'gpc' AND granted LIMIT 1)) AS d(seq)) \
+                     ORDER BY seq"
+                ),
+                &[&ids, &purpose.as_str(), &as_of.micros()],
+            )
+            .map_err(LedgerError::pg)?
+        {
+            let e = row_to_event(&r)?;
+            events.entry(e.event.member_id.0).or_default().push(e);
+        }
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(members
+            .iter()
+            .map(|m| {
+                let raw = raw.get(&m.0)?.clone();
+                let events = events.get(&m.0).cloned().unwrap_or_default();
+                fold_member(*m, raw, events, purpose, as_of)
+            })
+            .collect())
     }
 
     fn history(&mut self, member: MemberId) -> Result<Vec<StoredEvent>, LedgerError> {

@@ -291,6 +291,29 @@ fn the_deciding_events_fold_like_the_whole_history() {
                 handle: None,
             })));
         }
+        // Residences, notices and erasures for some, so the batch read has each kind of row.
+        for m in 0..40i64 {
+            if m % 2 == 0 {
+                members.push(Ok(cg_ledger::Record::Residence(cg_ledger::Residence {
+                    member_id: MemberId(m),
+                    country: Some("FR".into()),
+                    valid_from: instant("2025-01-03"),
+                })));
+            }
+            if m % 3 == 0 {
+                members.push(Ok(cg_ledger::Record::Notice(cg_ledger::Notice {
+                    member_id: MemberId(m),
+                    notice_version: "2024-09".into(),
+                    delivered_at: instant("2025-01-02"),
+                })));
+            }
+            if m % 7 == 0 {
+                members.push(Ok(cg_ledger::Record::Erasure(cg_ledger::Erasure {
+                    member_id: MemberId(m),
+                    ts: instant("2025-01-04"),
+                })));
+            }
+        }
         s.import(&mut members.into_iter(), &NoProgress).unwrap();
         // A small deterministic generator: events on few distinct days, so times tie.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -342,6 +365,20 @@ fn the_deciding_events_fold_like_the_whole_history() {
                     );
                     assert!(s.deciding_events(MemberId(m), p, as_of).unwrap().len() <= 3);
                 }
+                // A batch reads the same facts: every member, one unknown, one named twice.
+                let mut ids: Vec<MemberId> = (0..40).map(MemberId).collect();
+                ids.extend([MemberId(1_000), MemberId(3), MemberId(3)]);
+                let one_by_one: Vec<_> = ids
+                    .iter()
+                    .map(|m| s.member_facts(*m, p, as_of).unwrap())
+                    .collect();
+                assert_eq!(
+                    s.members_facts(&ids, p, as_of).unwrap(),
+                    one_by_one,
+                    "as of {as_of} for {p} on {}",
+                    s.backend()
+                );
+                assert_eq!(one_by_one[40], None);
             }
         }
     });

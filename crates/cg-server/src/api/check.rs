@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::S;
 use crate::AppState;
 use crate::auth::{BearerToken, ServiceAuth, TokenId};
-use crate::check::{CheckRequest, CheckResult, decide};
+use crate::check::{CheckRequest, CheckResult, decide, decide_batch};
 use crate::error::ApiError;
 use crate::extract::JsonBytes;
 use crate::limits::Kind;
@@ -102,11 +102,11 @@ async fn check_batch(
         let detail = cap.detail();
         let decided = s
             .ledger(Lane::Bulk, move |store| {
-                slice
-                    .iter()
+                decide_batch(store, &active, &slice)?
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, item)| {
-                        decide(store, &active, item)
+                    .map(|(i, decided)| {
+                        decided
                             .map(|r| if detail { r } else { r.for_service() })
                             .map_err(|mut e| {
                                 e.field = e.field.map(|f| format!("items[{}].{f}", offset + i));

@@ -382,6 +382,42 @@ async fn member_isolation_and_check(f: Fixture) {
             .contains("turn this setting off"),
         "{mine}"
     );
+
+    // A batch (its members read together) answers what single checks answer, item by item:
+    // an opted-out, an opted-in and a never-asked member, an unknown one, members named twice.
+    let admin = f.token("admin");
+    let members = [1, 2, 3, 404, 2, 1];
+    let items: Vec<String> = members
+        .iter()
+        .map(|m| format!(r#"{{"member_id": {m}, "purpose": "genai_training"}}"#))
+        .collect();
+    let (s, batch) = f
+        .call(
+            "POST",
+            "/v1/check/batch",
+            Some(admin),
+            Some(&format!(r#"{{"items": [{}]}}"#, items.join(","))),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{batch}");
+    let without_instant = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("at");
+        v
+    };
+    for (i, item) in items.iter().enumerate() {
+        let (_, single) = f
+            .call("POST", "/v1/check", Some(admin), Some(item), &[])
+            .await;
+        assert_eq!(
+            without_instant(batch["results"][i].clone()),
+            without_instant(single),
+            "item {i} (member {})",
+            members[i]
+        );
+    }
+    assert_eq!(batch["results"][0]["decision"], "exclude");
+    assert_eq!(batch["results"][3]["reasons"][0], "member_unknown");
 }
 
 #[tokio::test]
