@@ -271,6 +271,19 @@ fn to_hash(bytes: &[u8]) -> Hash {
     <Hash>::try_from(bytes).unwrap_or([0u8; 32])
 }
 
+/// Runs `sql` with the member ids as `$1` and hands each row to `f`.
+fn each_row(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    ids: &[i64],
+    mut f: impl FnMut(&Row),
+) -> Result<(), LedgerError> {
+    for r in tx.query(sql, &[&ids]).map_err(LedgerError::pg)? {
+        f(&r);
+    }
+    Ok(())
+}
+
 /// The raw facts of member `id` in `raw`, empty at first.
 fn entry(raw: &mut HashMap<i64, MemberFacts>, id: i64) -> &mut MemberFacts {
     raw.entry(id).or_insert_with(|| MemberFacts {
@@ -536,58 +549,56 @@ impl Store for PgStore {
             .start()
             .map_err(LedgerError::pg)?;
         let mut raw: HashMap<i64, MemberFacts> = HashMap::new();
-        for r in tx
-            .query(
-                "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = ANY($1)",
-                &[&ids],
-            )
-            .map_err(LedgerError::pg)?
-        {
-            let record = row_to_member(&r);
-            let id = record.member_id.0;
-            entry(&mut raw, id).record = Some(record);
-        }
-        for r in tx
-            .query(
-                "SELECT member_id, country, valid_from FROM residences WHERE member_id = ANY($1) ORDER BY member_id, valid_from",
-                &[&ids],
-            )
-            .map_err(LedgerError::pg)?
-        {
-            let member_id = MemberId(r.get(0));
-            entry(&mut raw, member_id.0).residences.push(Residence {
-                member_id,
-                country: r.get(1),
-                valid_from: Timestamp::from_micros(r.get(2)),
-            });
-        }
-        for r in tx
-            .query(
-                "SELECT member_id, notice_version, delivered_at FROM notices WHERE member_id = ANY($1) ORDER BY member_id, delivered_at",
-                &[&ids],
-            )
-            .map_err(LedgerError::pg)?
-        {
-            let member_id = MemberId(r.get(0));
-            entry(&mut raw, member_id.0).notices.push(Notice {
-                member_id,
-                notice_version: r.get(1),
-                delivered_at: Timestamp::from_micros(r.get(2)),
-            });
-        }
-        for r in tx
-            .query(
-                "SELECT member_id, ts FROM erasures WHERE member_id = ANY($1) ORDER BY member_id, ts",
-                &[&ids],
-            )
-            .map_err(LedgerError::pg)?
-        {
-            let member_id = MemberId(r.get(0));
-            entry(&mut raw, member_id.0).erasures.push(Erasure {
-                member_id,
-                ts: Timestamp::from_micros(r.get(1)),
-            });
-        }
+        each_row(
+            &mut tx,
+            "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members WHERE member_id = ANY($1)",
+            &ids,
+            |r| {
+                let record = row_to_member(r);
+                let id = record.member_id.0;
+                entry(&mut raw, id).record = Some(record);
+            },
+        )?;
+        each_row(
+            &mut tx,
+            "SELECT member_id, country, valid_from FROM residences WHERE member_id = ANY($1) ORDER BY member_id, valid_from",
+            &ids,
+            |r| {
+                let member_id = MemberId(r.get(0));
+                let (country, valid_from) = (r.get(1), Timestamp::from_micros(r.get(2)));
+                entry(&mut raw, member_id.0).residences.push(Residence {
+                    member_id,
+                    country,
+                    valid_from,
+                });
+            },
+        )?;
+        each_row(
+            &mut tx,
+            "SELECT member_id, notice_version, delivered_at FROM notices WHERE member_id = ANY($1) ORDER BY member_id, delivered_at",
+            &ids,
+            |r| {
+                let member_id = MemberId(r.get(0));
+                let (notice_version, delivered_at) = (r.get(1), Timestamp::from_micros(r.get(2)));
+                entry(&mut raw, member_id.0).notices.push(Notice {
+                    member_id,
+                    notice_version,
+                    delivered_at,
+                });
+            },
+        )?;
+        each_row(
+            &mut tx,
+            "SELECT member_id, ts FROM erasures WHERE member_id = ANY($1) ORDER BY member_id, ts",
+            &ids,
+            |r| {
+                let member_id = MemberId(r.get(0));
+                let ts = Timestamp::from_micros(r.get(1));
+                entry(&mut raw, member_id.0)
+                    .erasures
+                    .push(Erasure { member_id, ts });
+            },
+        )?;
         // The events that decide (as in `deciding_events`), for every member at once.
         let mut events: HashMap<i64, Vec<StoredEvent>> = HashMap::new();
         for r in tx
