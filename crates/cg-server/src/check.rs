@@ -265,6 +265,13 @@ pub fn decide_batch(
     let mut facts: FxHashMap<(Purpose, i64), Option<MemberFacts>> = FxHashMap::default();
     for (purpose, members) in wanted {
         let read = store.members_facts(&members, &purpose, as_of)?;
+        if read.len() != members.len() {
+            return Err(ApiError::internal(format!(
+                "the ledger answered {} of {} members",
+                read.len(),
+                members.len()
+            )));
+        }
         for (m, f) in members.into_iter().zip(read) {
             facts.insert((purpose.clone(), m.0), f);
         }
