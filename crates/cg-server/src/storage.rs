@@ -18,8 +18,8 @@
 //! so a batch or a full log verification yields a busy core to checks at once.
 //!
 //! One exception to "never on a Tokio worker": on the embedded (SQLite) ledger,
-//! [`StorePool::read`] serves a short point read (`/v1/check`: the token and the ≤ 3 events
-//! that decide) on the calling worker with a read-only connection of that thread's own. Such a
+//! [`StorePool::read`] serves short point reads (`/v1/check`: the token, the member's rows and
+//! at most three deciding events; every request's token check) on the calling worker with a read-only connection of that thread's own. Such a
 //! read costs tens of microseconds of CPU and never waits for the writer (WAL); handing it to a
 //! pool thread and back cost two thread wake-ups, most of a check's time under load. Its wait
 //! is bounded too (a busy wait of [`LOCAL_BUSY_WAIT`] at most), and a read that cannot be
