@@ -60,11 +60,14 @@ for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
   --engine "ballista://127.0.0.1:$PORT" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
 RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
 # Peak RSS of the executors, from /proc while they are still up.
-EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | awk '{s+=$1} END {print s+0}')
+# Each executor's peak (KiB, comma-separated).
+EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | paste -sd, -)
 
 python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" <<'PY'
 import hashlib, json, os, sys
-work, rows, exec_rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0)
+work, rows = sys.argv[1], int(sys.argv[2])
+each_rss = [int(k) for k in (sys.argv[3] or "0").split(",") if k]
+exec_rss = sum(each_rss)
 received, members = int(sys.argv[4] or 0), int(sys.argv[5])
 def times(name):
     secs, kib = open(f"{work}/{name}.time").read().split()
@@ -92,7 +95,8 @@ print(f"ratio distributed/embedded: {b_s / e_s:.2f}")
 print(f"members {members}: client received {received / 2**20:.1f} MiB from the cluster "
       f"({received / rows:.0f} bytes per content row); executors' peak RSS {exec_rss // 1024} MiB "
       f"("
-      f"{exec_rss * 1024 / max(members, 1) / 1e3:.1f} kB per member together)")
+      f"{exec_rss * 1024 / max(members, 1) / 1e3:.1f} kB per member together; each: "
+      f"{', '.join(f'{k // 1024} MiB' for k in each_rss)})")
 print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
 sys.exit(0 if same else 1)
 PY
