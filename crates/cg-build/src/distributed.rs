@@ -202,13 +202,8 @@ pub(crate) async fn client_session(
     url: &str,
     partitions: Option<usize>,
 ) -> Result<SessionContext, BuildError> {
-    let partitions = partitions.unwrap_or(DISTRIBUTED_PARTITIONS);
-    let config = SessionConfig::new_with_ballista()
-        .with_target_partitions(partitions)
-        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
     let state = SessionStateBuilder::new()
-        .with_config(config)
+        .with_config(client_config(partitions))
         .with_default_features()
         .build();
     SessionContext::remote_with_state(url, state)
@@ -217,6 +212,15 @@ pub(crate) async fn client_session(
             url: url.to_owned(),
             source: e,
         })
+}
+
+/// The client's session config: consentgate's codecs, `partitions` tasks per stage (default
+/// [`DISTRIBUTED_PARTITIONS`]).
+fn client_config(partitions: Option<usize>) -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_target_partitions(partitions.unwrap_or(DISTRIBUTED_PARTITIONS))
+        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
 }
 
 /// How to run a scheduler.
@@ -396,6 +400,12 @@ mod tests {
         assert_eq!(e.ballista(), Some(("ballista://10.0.0.1:50050", None)));
         let e = Engine::parse("ballista://h:1?partitions=16").unwrap();
         assert_eq!(e.ballista(), Some(("ballista://h:1", Some(16))));
+        // The count reaches the session the plan is made in.
+        assert_eq!(super::client_config(Some(16)).target_partitions(), 16);
+        assert_eq!(
+            super::client_config(None).target_partitions(),
+            super::DISTRIBUTED_PARTITIONS
+        );
         assert_eq!(Engine::Embedded.ballista(), None);
         for bad in [
             "ballista://",
