@@ -6,9 +6,20 @@ use std::process::{Command, Output};
 use arrow::array::RecordBatch;
 
 /// This test process's data directory (the default ledger and log key live here, never in the
-/// source tree; nextest runs each test in its own process).
+/// source tree; nextest runs each test in its own process). Named by the process id, so a
+/// directory left by an earlier process with the same id (ids are reused) is removed on first
+/// use: a stale log key there made `keys init` refuse.
 pub fn data_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("cg-it-data-{}", std::process::id()))
+    static FRESH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FRESH
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("cg-it-data-{}", std::process::id()));
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).expect("remove a stale test data directory");
+            }
+            dir
+        })
+        .clone()
 }
 
 /// Runs `consentgate` with `args` (and `CG_DATA_DIR` set to [`data_dir`]).
