@@ -9,14 +9,17 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::consent::{ConsentEvent, ConsentSource, ConsentState};
 use crate::instant::Timestamp;
 use crate::purpose::Purpose;
 
-/// What the gate knows about one member, for one purpose, as of one cut-off.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the gate knows about one member, for one purpose, as of one cut-off. Serialisable:
+/// a distributed build ships members' facts to its executors as data, never the inputs or the
+/// ledger they came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberFacts {
     /// Country of the members row, raw (as the input carries it).
     pub country: Option<String>,
@@ -242,6 +245,37 @@ mod tests {
             source: ConsentSource::from(source),
             notice_version: None,
         }
+    }
+
+    #[test]
+    fn facts_travel_as_json_unchanged() {
+        let choice = |granted, at: &str, source: &str| ConsentChoice {
+            granted,
+            at: t(at),
+            source: ConsentSource::from(source),
+            notice_version: Some("v3".into()),
+            event_id: None,
+        };
+        let facts = MemberFacts {
+            country: Some("fr".into()),
+            residences: vec![(t("2024-01-01T10:11:12.000123Z"), None)],
+            birth_date: Some(time::macros::date!(2009 - 02 - 28)),
+            closed_at: Some(t("2025-01-01")),
+            erasure_requested_at: None,
+            notice_at: Some(t("2024-09-18")),
+            consent: ConsentState {
+                explicit: Some(choice(true, "2024-10-01T00:00:00.5Z", "settings")),
+                gpc_signal: Some(choice(false, "2024-11-01", "gpc")),
+            },
+            other_purpose_grant: true,
+            display_name: Some("Anna \"A\" Müller".into()),
+            handle: None,
+        };
+        let json = serde_json::to_string(&facts).unwrap();
+        assert_eq!(serde_json::from_str::<MemberFacts>(&json).unwrap(), facts);
+        let empty = MemberFacts::default();
+        let json = serde_json::to_string(&empty).unwrap();
+        assert_eq!(serde_json::from_str::<MemberFacts>(&json).unwrap(), empty);
     }
 
     #[test]
