@@ -19,38 +19,6 @@ pub enum ConsentSourceArg {
     Store(String),
 }
 
-impl BuildConfig {
-    /// Refuses a distributed build whose ledger URL carries a password: the gate's spec, URL
-    /// included, travels in the plan to every executor over Ballista's unauthenticated ports.
-    pub(crate) fn no_secret_in_plan(&self) -> Result<(), crate::BuildError> {
-        if matches!(self.engine, Engine::Ballista(_)) && self.consent.carries_password() {
-            return Err(crate::BuildError::Input(
-                "the ledger URL carries a password, which a distributed build would send to every executor in its plan (Ballista's ports are not authenticated): give the executors the password another way (`.pgpass`, `PGPASSWORD`), use a role that needs none on the cluster's network, or export the consent events and pass them as a file".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl ConsentSourceArg {
-    /// Whether this is a ledger URL carrying a password (`postgres://user:secret@host/db`, or a
-    /// `password=` parameter). Such a URL must never travel in a distributed plan: Ballista's
-    /// ports are not authenticated and every executor would receive it.
-    pub fn carries_password(&self) -> bool {
-        let ConsentSourceArg::Store(url) = self else {
-            return false;
-        };
-        let in_userinfo = url.find("://").is_some_and(|scheme| {
-            let rest = &url[scheme + 3..];
-            let authority = rest.split(['/', '?']).next().unwrap_or("");
-            authority
-                .rsplit_once('@')
-                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        });
-        in_userinfo || url.to_ascii_lowercase().contains("password=")
-    }
-}
-
 /// Where a build's plan runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Engine {
@@ -223,32 +191,5 @@ impl FactInputs {
             return Purpose::DEFAULT_CATALOGUE.to_vec();
         }
         self.purposes.iter().map(String::as_str).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_in_ledger_urls_are_recognised() {
-        let store = |u: &str| ConsentSourceArg::Store(u.to_owned());
-        for with in [
-            "postgres://app:s3cret@db.internal/ledger",
-            "postgresql://app:s3cret@db.internal:5432/ledger?sslmode=require",
-            "postgres://db.internal/ledger?user=app&password=s3cret",
-            "host=db.internal user=app PASSWORD=s3cret dbname=ledger",
-        ] {
-            assert!(store(with).carries_password(), "{with}");
-        }
-        for without in [
-            "postgres://app@db.internal:5432/ledger",
-            "postgres://db.internal:5432/ledger",
-            "sqlite:/var/lib/consentgate/ledger.sqlite",
-            "postgres://app@db.internal/ledger?application_name=a:b@c",
-        ] {
-            assert!(!store(without).carries_password(), "{without}");
-        }
-        assert!(!ConsentSourceArg::File("consent.parquet".into()).carries_password());
     }
 }

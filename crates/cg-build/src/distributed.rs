@@ -33,7 +33,7 @@ use crate::BuildError;
 use crate::spec::GateSpec;
 use crate::udf::{
     GATE_UDFS, ShardFilterSpec, gate_udf_spec, shard_filter_from_spec, shard_filter_spec,
-    udf_from_spec,
+    shard_of_from_spec, shard_of_spec, udf_from_spec,
 };
 
 /// Marks a consentgate UDF payload (and its format version).
@@ -42,11 +42,14 @@ const MAGIC: &[u8] = b"consentgate-udf/1\0";
 /// The shard filter of an incremental rebuild.
 const SHARD_FILTER: &str = "cg_in_shards";
 
+/// A member's shard (the key content is repartitioned by).
+const SHARD_OF: &str = "cg_shard";
+
 fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
     if let Some(spec) = gate_udf_spec(node) {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&spec.encode());
-    } else if let Some(spec) = shard_filter_spec(node) {
+    } else if let Some(spec) = shard_filter_spec(node).or_else(|| shard_of_spec(node)) {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&serde_json::to_vec(&spec).unwrap_or_default());
     }
@@ -54,17 +57,24 @@ fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
 
 /// One of consentgate's UDFs from its payload; `None` when `name` is not ours.
 fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER {
+    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER && name != SHARD_OF {
         return None;
     }
     let payload = buf.strip_prefix(MAGIC).ok_or_else(|| {
         format!("`{name}` arrived without its build spec (a client of another version?)")
     });
-    let made = if name == SHARD_FILTER {
+    let made = if name == SHARD_FILTER || name == SHARD_OF {
         payload.and_then(|p| {
             serde_json::from_slice::<ShardFilterSpec>(p)
-                .map_err(|e| format!("unreadable shard filter: {e}"))
-                .and_then(|spec| shard_filter_from_spec(&spec).map_err(|e| e.to_string()))
+                .map_err(|e| format!("unreadable `{name}` spec: {e}"))
+                .and_then(|spec| {
+                    if name == SHARD_OF {
+                        shard_of_from_spec(&spec)
+                    } else {
+                        shard_filter_from_spec(&spec)
+                    }
+                    .map_err(|e| e.to_string())
+                })
         })
     } else {
         payload
@@ -217,7 +227,18 @@ pub(crate) async fn client_session(
 /// The client's session config: consentgate's codecs, `partitions` tasks per stage (default
 /// [`DISTRIBUTED_PARTITIONS`]).
 fn client_config(partitions: Option<usize>) -> SessionConfig {
-    SessionConfig::new_with_ballista()
+    // The join that routes content by shard (`pass::route_by_shard`) must be a partitioned
+    // hash join whatever the sizes — its point is the shuffle by shard — never a broadcast
+    // (Ballista's adaptive planner and DataFusion's both promote small build sides) nor a
+    // sort-merge join (Ballista's default, which would sort every row's text).
+    let mut config = SessionConfig::new_with_ballista()
+        .with_ballista_broadcast_join_threshold_bytes(0)
+        .with_ballista_broadcast_join_threshold_rows(0);
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.hash_join_single_partition_threshold = 0;
+    optimizer.hash_join_single_partition_threshold_rows = 0;
+    optimizer.prefer_hash_join = true;
+    config
         .with_target_partitions(partitions.unwrap_or(DISTRIBUTED_PARTITIONS))
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
@@ -231,6 +252,9 @@ pub struct SchedulerOptions {
     /// Seconds without a heartbeat before an executor counts as lost and its tasks are
     /// scheduled elsewhere.
     pub executor_timeout_secs: u64,
+    /// Hand tasks to executors in turn (one each while slots are free) instead of filling
+    /// one executor's slots first (Ballista's default).
+    pub round_robin: bool,
 }
 
 /// Runs a Ballista scheduler with consentgate's codecs until the process is stopped.
@@ -245,6 +269,11 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        task_distribution: if opts.round_robin {
+            ballista_scheduler::config::TaskDistributionPolicy::RoundRobin
+        } else {
+            ballista_scheduler::config::TaskDistributionPolicy::Bias
+        },
         ..Default::default()
     };
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
@@ -304,16 +333,17 @@ mod tests {
     fn spec() -> GateSpec {
         let policy =
             cg_policy::Policy::bundled("li-2025-11", cg_policy::PolicyConfig::default()).unwrap();
-        let facts = crate::config::FactInputs {
-            members: Some("/shared/members.parquet".into()),
-            consent: crate::config::ConsentSourceArg::File("/shared/consent.parquet".into()),
-            residences: None,
-            notices: None,
-            erasures: None,
-            purposes: Vec::new(),
+        let facts = crate::facts_data::FactsData {
+            dir: "/shared/out/.ds-1.partial-1/facts".into(),
+            key: "ab01".into(),
+            shards: vec![crate::facts_data::ShardFacts {
+                sha256: "0".repeat(64),
+                members: 3,
+            }],
+            mentions_sha256: "1".repeat(64),
         };
         GateSpec::new(
-            &facts,
+            facts,
             std::path::Path::new("/shared/content.parquet"),
             &[],
             &cg_model::Purpose::genai_training(),
@@ -367,6 +397,16 @@ mod tests {
         assert!(codec.try_decode_udf(SHARD_FILTER, b"").is_err());
         let odd = [MAGIC, br#"{"key":"abc","shards":8,"keep":[]}"#].concat();
         assert!(codec.try_decode_udf(SHARD_FILTER, &odd).is_err());
+
+        // `cg_shard` (what content is repartitioned by) travels the same way and computes the
+        // same shard after the trip.
+        let udf = crate::udf::shard_of(&[0xab, 0x01], 8);
+        let mut buf = Vec::new();
+        codec.try_encode_udf(&udf, &mut buf).unwrap();
+        let back = codec.try_decode_udf(SHARD_OF, &buf).unwrap();
+        assert_eq!(shard_of_spec(&back), shard_of_spec(&udf));
+        assert_eq!(shard_of_spec(&back).unwrap().shards, 8);
+        assert!(codec.try_decode_udf(SHARD_OF, b"").is_err());
     }
 
     #[test]
@@ -402,6 +442,13 @@ mod tests {
         assert_eq!(e.ballista(), Some(("ballista://h:1", Some(16))));
         // The count reaches the session the plan is made in.
         assert_eq!(super::client_config(Some(16)).target_partitions(), 16);
+        let config = super::client_config(None);
+        let optimizer = &config.options().optimizer;
+        assert_eq!(optimizer.hash_join_single_partition_threshold, 0);
+        assert_eq!(optimizer.hash_join_single_partition_threshold_rows, 0);
+        assert!(optimizer.prefer_hash_join);
+        assert_eq!(config.ballista_broadcast_join_threshold_rows(), 0);
+        assert_eq!(config.ballista_broadcast_join_threshold_bytes(), 0);
         assert_eq!(
             super::client_config(None).target_partitions(),
             super::DISTRIBUTED_PARTITIONS

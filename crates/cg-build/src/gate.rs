@@ -6,14 +6,16 @@
 //! carries its verdict through the plan as a self-describing `u32` ([`Verdict::code`]), the
 //! same in every process, so a distributed build's executors and its client agree on it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use cg_model::{Jurisdiction, ReasonCode, Timestamp, Verdict};
-use cg_policy::{CompiledMember, Engine, EvalContext, Policy, with_mention_redacted};
+use cg_model::{Jurisdiction, MemberFacts, ReasonCode, Region, Timestamp, Verdict};
+use cg_policy::{CompiledMember, Decider, Engine, EvalContext, Policy, with_mention_redacted};
 use rustc_hash::FxHashMap;
 use sha2::Digest;
 
 use crate::facts::Members;
+use crate::facts_data::{FactsData, FactsDataError};
 
 /// One member as the gate keeps them.
 #[derive(Debug)]
@@ -25,7 +27,7 @@ struct GateMember {
     compiled: CompiledMember,
     /// Excluded as of the cut-off (a post made now would be): their mentions are scrubbed.
     excluded_now: bool,
-    /// Report region at the cut-off, as an index into [`Gate::regions`].
+    /// Report region at the cut-off, as an index into [`region_labels`].
     region: u8,
     /// Country at the cut-off (the phone-number hint for redaction).
     hint: Option<cg_model::CountryCode>,
@@ -42,16 +44,106 @@ struct Names {
 #[derive(Debug)]
 pub struct Gate {
     engine: Engine,
-    members: FxHashMap<i64, GateMember>,
+    members: Table,
     redactor: cg_redact::Redactor,
     quarantine: bool,
-    /// Report region labels; index 0 is `UNKNOWN`.
-    regions: Vec<&'static str>,
+}
+
+/// The members a gate decides with.
+#[derive(Debug)]
+enum Table {
+    /// Every member, compiled when the gate is made (the planning process).
+    Whole(FxHashMap<i64, GateMember>),
+    /// A distributed build's executor: each shard's members compiled when a row of that shard
+    /// is first decided, from the facts the client wrote ([`crate::facts_data`]).
+    Parted(Box<Parted>),
+}
+
+/// One shard's members, compiled.
+type ShardMembers = FxHashMap<i64, GateMember>;
+
+/// The members of a gate made from facts as data.
+#[derive(Debug)]
+struct Parted {
+    data: FactsData,
+    key: Vec<u8>,
+    /// One cell per shard, filled on first use (an error stays: the build fails).
+    shards: Vec<OnceLock<Result<ShardMembers, Arc<FactsDataError>>>>,
+    /// Members included as of the cut-off, ascending (the rule on mentions).
+    included: Vec<i64>,
+    /// Names of excluded members, for scrubbing mentions.
+    names: FxHashMap<i64, Names>,
+    /// Members compiled so far (what this process holds).
+    loaded: AtomicU64,
+}
+
+/// Report region labels, indexed by [`Gate::author`]'s region: `UNKNOWN` first, then every
+/// label [`cg_model::RegionSet::report_label`] gives. The same in every process.
+fn region_labels() -> &'static [&'static str] {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    LABELS.get_or_init(|| {
+        let mut labels = vec!["UNKNOWN"];
+        labels.extend(
+            [
+                Region::Uk,
+                Region::Ch,
+                Region::Ca,
+                Region::Hk,
+                Region::UsCa,
+                Region::Eu,
+                Region::Eea,
+            ]
+            .map(Region::as_str),
+        );
+        labels.push("ROW");
+        labels
+    })
+}
+
+/// Compiles one member: what the gate keeps of them.
+fn compile_member(
+    engine: &Engine,
+    decider: &mut Decider<'_>,
+    as_of: Timestamp,
+    facts: MemberFacts,
+) -> GateMember {
+    let flags = engine.policy().config().region_flags();
+    let compiled = engine.compile(&facts);
+    let excluded_now = decider.member_excluded(Some(&compiled));
+    let j = Jurisdiction::normalize(facts.country_at(as_of)).ok();
+    let label = j
+        .as_ref()
+        .map_or("UNKNOWN", |j| j.regions(flags).report_label());
+    let region = region_labels()
+        .iter()
+        .position(|r| *r == label)
+        .unwrap_or(0);
+    GateMember {
+        region: u8::try_from(region).unwrap_or(0),
+        hint: j.map(|j| j.country()),
+        names: excluded_now.then(|| {
+            Box::new(Names {
+                handle: facts.handle,
+                display_name: facts.display_name,
+            })
+        }),
+        compiled,
+        excluded_now,
+    }
 }
 
 /// A content row the gate cannot decide (outside quarantine): the build fails naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum RowError {
+    /// The facts of the row's author could not be loaded (a distributed build's executor).
+    #[error("content_id {content_id}: {source}")]
+    Facts {
+        /// The row.
+        content_id: i64,
+        /// The cause.
+        #[source]
+        source: Arc<FactsDataError>,
+    },
     /// The row's mentions did not reach the gate (an engine fault: never kept unscrubbed).
     #[error("content_id {content_id}: its mentions did not reach the gate")]
     MentionsMissing {
@@ -133,48 +225,133 @@ impl Gate {
         quarantine: bool,
     ) -> Result<Gate, cg_redact::RedactError> {
         let engine = Engine::new(policy, ctx.purpose, ctx.as_of);
-        let flags = engine.policy().config().region_flags();
         let mut decider = engine.decider();
-        let mut regions: Vec<&'static str> = vec!["UNKNOWN"];
         let members = members
             .into_iter()
-            .map(|(id, facts)| {
-                let compiled = engine.compile(&facts);
-                let excluded_now = decider.member_excluded(Some(&compiled));
-                let j = Jurisdiction::normalize(facts.country_at(ctx.as_of)).ok();
-                let label = j
-                    .as_ref()
-                    .map_or("UNKNOWN", |j| j.regions(flags).report_label());
-                let region = match regions.iter().position(|r| *r == label) {
-                    Some(i) => i,
-                    None => {
-                        regions.push(label);
-                        regions.len() - 1
-                    }
-                };
-                let member = GateMember {
-                    region: u8::try_from(region).unwrap_or(0),
-                    hint: j.map(|j| j.country()),
-                    names: excluded_now.then(|| {
-                        Box::new(Names {
-                            handle: facts.handle,
-                            display_name: facts.display_name,
-                        })
-                    }),
-                    compiled,
-                    excluded_now,
-                };
-                (id, member)
-            })
+            .map(|(id, facts)| (id, compile_member(&engine, &mut decider, ctx.as_of, facts)))
             .collect();
         drop(decider);
         Ok(Gate {
             engine,
-            members,
+            members: Table::Whole(members),
             redactor: cg_redact::Redactor::new()?,
             quarantine,
-            regions,
         })
+    }
+
+    /// A gate over facts the client wrote as data: the mentions table now, each shard's
+    /// members when a row of theirs is first decided.
+    pub fn from_data(
+        policy: Arc<Policy>,
+        ctx: EvalContext,
+        data: FactsData,
+        quarantine: bool,
+    ) -> Result<Gate, crate::spec::SpecError> {
+        use crate::spec::SpecError;
+        if data.shards.is_empty() || u32::try_from(data.shards.len()).is_err() {
+            return Err(SpecError::FactsData(FactsDataError::Spec(format!(
+                "{} shards",
+                data.shards.len()
+            ))));
+        }
+        let key = data.key_bytes().map_err(SpecError::FactsData)?;
+        let mentions = data.read_mentions().map_err(SpecError::FactsData)?;
+        let names = mentions
+            .names
+            .into_iter()
+            .map(|(id, handle, display_name)| {
+                (
+                    id,
+                    Names {
+                        handle,
+                        display_name,
+                    },
+                )
+            })
+            .collect();
+        let shards = data.shards.iter().map(|_| OnceLock::new()).collect();
+        Ok(Gate {
+            engine: Engine::new(policy, ctx.purpose, ctx.as_of),
+            members: Table::Parted(Box::new(Parted {
+                data,
+                key,
+                shards,
+                included: mentions.included,
+                names,
+                loaded: AtomicU64::new(0),
+            })),
+            redactor: cg_redact::Redactor::new().map_err(SpecError::Redactor)?,
+            quarantine,
+        })
+    }
+
+    /// How many members this gate has compiled (all of them, unless made from data).
+    pub fn members_held(&self) -> u64 {
+        match &self.members {
+            Table::Whole(m) => m.len() as u64,
+            Table::Parted(p) => p.loaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What the rule on mentions needs, for executors that hold some members only: who is
+    /// included as of the cut-off, and the names of the excluded (`None` for a gate that was
+    /// itself made from data).
+    pub(crate) fn mentions_data(&self) -> Option<crate::facts_data::MentionsData> {
+        let Table::Whole(members) = &self.members else {
+            return None;
+        };
+        let mut data = crate::facts_data::MentionsData::default();
+        for (id, m) in members {
+            if !m.excluded_now {
+                data.included.push(*id);
+            } else if let Some(n) = m.names.as_deref()
+                && (n.handle.is_some() || n.display_name.is_some())
+            {
+                data.names
+                    .push((*id, n.handle.clone(), n.display_name.clone()));
+            }
+        }
+        data.included.sort_unstable();
+        data.names.sort_unstable_by_key(|(id, _, _)| *id);
+        Some(data)
+    }
+
+    /// The compiled member `id` (`None`: not a member).
+    fn member(&self, id: i64) -> Result<Option<&GateMember>, Arc<FactsDataError>> {
+        let parted = match &self.members {
+            Table::Whole(m) => return Ok(m.get(&id)),
+            Table::Parted(p) => p,
+        };
+        let count = u32::try_from(parted.shards.len()).unwrap_or(u32::MAX);
+        let shard = crate::layout::keyed_shard(&parted.key, id, count);
+        let cell = &parted.shards[shard as usize];
+        let members = cell.get_or_init(|| {
+            let rows = parted.data.read_shard(shard).map_err(Arc::new)?;
+            let mut decider = self.engine.decider();
+            let as_of = self.engine.as_of();
+            let map: ShardMembers = rows
+                .into_iter()
+                .map(|(id, facts)| (id, compile_member(&self.engine, &mut decider, as_of, facts)))
+                .collect();
+            parted.loaded.fetch_add(map.len() as u64, Ordering::Relaxed);
+            log::info!(
+                target: "consentgate::facts",
+                "compiled the member facts of shard {shard}: {} members ({} held by this process)",
+                map.len(),
+                parted.loaded.load(Ordering::Relaxed)
+            );
+            Ok(map)
+        });
+        match members {
+            Ok(m) => Ok(m.get(&id)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// The member `id` for redaction and reports, where a row of theirs was already decided
+    /// (so their facts are loaded): a load error here reads as "not a member".
+    fn known(&self, id: i64) -> Option<&GateMember> {
+        self.member(id).ok().flatten()
     }
 
     /// The engine the gate decides with.
@@ -185,7 +362,18 @@ impl Gate {
     /// Whether a member is excluded as of the cut-off. Unknown members count as excluded: their
     /// consent cannot be shown.
     fn member_excluded(&self, id: i64) -> bool {
-        self.members.get(&id).is_none_or(|m| m.excluded_now)
+        match &self.members {
+            Table::Whole(m) => m.get(&id).is_none_or(|m| m.excluded_now),
+            Table::Parted(p) => p.included.binary_search(&id).is_err(),
+        }
+    }
+
+    /// The handle and display name scrubbed for an excluded member.
+    fn names_of(&self, id: i64) -> Option<&Names> {
+        match &self.members {
+            Table::Whole(m) => m.get(&id).and_then(|x| x.names.as_deref()),
+            Table::Parted(p) => p.names.get(&id),
+        }
     }
 
     /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns verdict
@@ -205,7 +393,13 @@ impl Gate {
                             index
                         }
                     };
-                    let author = self.members.get(&member_id).map(|m| &m.compiled);
+                    let author = self
+                        .member(member_id)
+                        .map_err(|source| RowError::Facts {
+                            content_id: r.content_id,
+                            source,
+                        })?
+                        .map(|m| &m.compiled);
                     let code = decider.decide(author, kind, created_at);
                     // A row whose mentions are missing cannot be checked for excluded members:
                     // fail, never keep it unscrubbed.
@@ -256,7 +450,7 @@ impl Gate {
         mentions
             .iter()
             .filter(move |m| **m != member_id && self.member_excluded(**m))
-            .map(|m| self.members.get(m).and_then(|x| x.names.as_deref()))
+            .map(|m| self.names_of(*m))
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,
@@ -272,7 +466,7 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return None;
         }
-        let hint = self.members.get(&member_id).and_then(|m| m.hint);
+        let hint = self.known(member_id).and_then(|m| m.hint);
         let mut out = self.redactor.redact(
             text,
             hint.as_ref().map(|c| c.as_str()),
@@ -307,7 +501,7 @@ impl Gate {
         }
         let mut h = sha2::Sha256::new();
         h.update([1]);
-        let hint = self.members.get(&member_id).and_then(|m| m.hint);
+        let hint = self.known(member_id).and_then(|m| m.hint);
         h.update(hint.as_ref().map_or("-", |c| c.as_str()));
         if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
             for member in self.excluded_mentions(member_id, mentions) {
@@ -326,15 +520,20 @@ impl Gate {
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
     /// on or before the cut-off, and their report region at the cut-off as an index for
     /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author).
+    /// A member whose facts could not be loaded reads as erased (excluded).
     pub fn author(&self, member_id: Option<i64>) -> (bool, u8) {
-        member_id
-            .and_then(|id| self.members.get(&id))
-            .map_or((false, 0), |m| (m.compiled.erasure_requested(), m.region))
+        let Some(id) = member_id else {
+            return (false, 0);
+        };
+        match self.member(id) {
+            Ok(m) => m.map_or((false, 0), |m| (m.compiled.erasure_requested(), m.region)),
+            Err(_) => (true, 0),
+        }
     }
 
     /// The label of a region index from [`Gate::author`] (`EU`, `UK`, ..., `ROW`, `UNKNOWN`).
     pub fn region_label(&self, index: u8) -> &'static str {
-        self.regions
+        region_labels()
             .get(usize::from(index))
             .copied()
             .unwrap_or("UNKNOWN")

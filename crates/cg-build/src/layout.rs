@@ -188,6 +188,20 @@ impl DecisionsOut {
     }
 }
 
+/// Bytes from lowercase or uppercase hex (`None` for anything else, or an odd length).
+pub(crate) fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect()
+}
+
 /// The shard of a member: a keyed SHA-256 of the member id, modulo the shard count.
 pub(crate) fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
     let mut h = Sha256::new();

@@ -30,6 +30,7 @@ pub mod decisions;
 #[cfg(feature = "ballista")]
 pub mod distributed;
 mod facts;
+pub mod facts_data;
 mod gate;
 mod impact;
 mod layout;

@@ -442,7 +442,12 @@ pub(crate) fn run_pass(
     }
     if missing_id {
         let rows = runtime.block_on(locate(cfg, None))?;
-        return Err(bad_content_id(cfg, &rows, "missing content id".into()));
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            "missing content id".into(),
+            QUARANTINE_HINT,
+        ));
     }
 
     // 2. Duplicate content ids: adjacent in record order, copies in input order. The first
@@ -450,6 +455,7 @@ pub(crate) fn run_pass(
     let mut duplicates: FxHashSet<i64> = FxHashSet::default();
     let mut later_copies: FxHashSet<u64> = FxHashSet::default();
     let mut previous: Option<i64> = None;
+    let mut without_id = false;
     for d in Merged::new(&runs)? {
         let d = d?;
         if let Some(id) = d.id() {
@@ -458,7 +464,30 @@ pub(crate) fn run_pass(
                 later_copies.insert(d.pos);
             }
             previous = Some(id);
+        } else {
+            without_id = true;
         }
+    }
+    // A distributed plan delivers rows by shard, not in input order: which copy of an id came
+    // first, and the order of rows without one, are unknown there. Such rows are quarantined
+    // by an embedded build only; a distributed one stops, naming them.
+    if cfg.quarantine
+        && matches!(cfg.engine, Engine::Ballista(_))
+        && (without_id || !duplicates.is_empty())
+    {
+        let (id, what) = match duplicates.iter().min() {
+            Some(id) => (Some(*id), format!("duplicate content id {id}")),
+            None => (None, "missing content id".to_owned()),
+        };
+        let rows = runtime.block_on(locate(cfg, id))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            format!(
+                "{what}: a distributed build cannot quarantine it (rows reach the client by shard, not in input order)"
+            ),
+            "fix the input or build with the embedded engine",
+        ));
     }
     if !cfg.quarantine
         && let Some(id) = duplicates.iter().min().copied()
@@ -468,6 +497,7 @@ pub(crate) fn run_pass(
             cfg,
             &rows,
             format!("duplicate content id {id}"),
+            QUARANTINE_HINT,
         ));
     }
     drop(runtime);
@@ -594,7 +624,6 @@ async fn plan(
             runtime_env,
         ),
         Engine::Ballista(_) => {
-            cfg.no_secret_in_plan()?;
             let (address, partitions) = cfg
                 .engine
                 .ballista()
@@ -629,6 +658,9 @@ async fn plan(
         df = df
             .filter(filter.call(vec![col("member_id")]))
             .map_err(engine)?;
+    }
+    if matches!(cfg.engine, Engine::Ballista(_)) {
+        df = route_by_shard(&session, df, shard_key, cfg.shards, spec.text)?;
     }
     let mut df = df
         .with_column(
@@ -676,6 +708,56 @@ async fn plan(
         Engine::Ballista(_) => df.execute_stream().await.map(|s| vec![s]),
     }
     .map_err(|e| engine_error(&cfg.content, e))
+}
+
+/// A distributed plan's content, routed by its author's shard so that each task decides whole
+/// shards and loads the member facts of those shards only (`crate::facts_data`).
+///
+/// A hash repartition the plan asks for is dropped by DataFusion's distribution rule when
+/// nothing above it needs it, so the routing is a join that does: the table of shard numbers
+/// `RIGHT JOIN` content on `cg_shard(member_id)`, planned as a partitioned hash join (the
+/// client's config sets the single-partition thresholds to 0), which hash-partitions both
+/// sides by shard — in Ballista, a shuffle by shard. The shard table is the build side; every
+/// content row is kept, one without a member (no shard) too.
+fn route_by_shard(
+    session: &SessionContext,
+    df: DataFrame,
+    shard_key: &[u8],
+    shards: u32,
+    text: bool,
+) -> Result<DataFrame, BuildError> {
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    let engine = BuildError::from;
+    let shard_of = crate::udf::shard_of(shard_key, shards);
+    let df = df
+        .with_column("cg_shard", shard_of.call(vec![col("member_id")]))
+        .map_err(engine)?;
+    let numbers: Vec<Vec<datafusion::prelude::Expr>> = (0..shards).map(|s| vec![lit(s)]).collect();
+    let table = LogicalPlanBuilder::values(numbers)
+        .and_then(|b| b.project(vec![col("column1").alias("cg_shard_no")]))
+        .and_then(|b| b.build())
+        .map_err(engine)?;
+    let shard_numbers = DataFrame::new(session.state(), table);
+    let mut columns = vec![
+        col("content_id"),
+        col("member_id"),
+        col("kind"),
+        col("created_at"),
+        col("mentions"),
+    ];
+    if text {
+        columns.push(col("text"));
+    }
+    shard_numbers
+        .join(
+            df,
+            datafusion::logical_expr::JoinType::Right,
+            &["cg_shard_no"],
+            &["cg_shard"],
+            None,
+        )
+        .and_then(|df| df.select(columns))
+        .map_err(engine)
 }
 
 /// The content file as a DataFrame, with its required columns checked.
@@ -775,7 +857,10 @@ fn missing_value(e: &BuildError) -> Option<(i64, &'static str)> {
     None
 }
 
-fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
+/// What a bad content id's error suggests.
+const QUARANTINE_HINT: &str = "use --quarantine to exclude such rows";
+
+fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String, hint: &str) -> BuildError {
     let list: Vec<String> = rows.iter().map(u64::to_string).collect();
     let at = match list.len() {
         0 => String::new(),
@@ -786,7 +871,7 @@ fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String) -> BuildError {
         file: cfg.content.display().to_string(),
         row: rows.get(1).or(rows.first()).copied().unwrap_or(0),
         column: "content_id".into(),
-        message: format!("{what}{at}; use --quarantine to exclude such rows"),
+        message: format!("{what}{at}; {hint}"),
     }
 }
 

@@ -166,7 +166,7 @@ pub fn rebuild(
     let parent_sha = hex(&Sha256::digest(&parent_bytes));
 
     let out = publish(&cfg.out, &dataset_id, |tmp| {
-        let gate = new_gate(&cfg, members, &inputs)?;
+        let gate = new_gate(&cfg, members, &inputs, &shard_key, tmp)?;
         // 1. Decide every row, without text.
         progress.stage("decide", None);
         let mut pass = run_pass(
@@ -227,6 +227,8 @@ pub fn rebuild(
             .shards;
             progress.finish_stage();
         }
+        drop(gate);
+        crate::facts_data::discard(tmp)?;
         let mut carried: Vec<Option<FileRef>> = vec![None; cfg.shards as usize];
         for (i, s) in parent.shards.iter().enumerate() {
             if changed.contains(&(i as u32)) {

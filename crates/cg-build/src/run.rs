@@ -10,8 +10,9 @@ use cg_proof::commitment::Commitment;
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::config::{BuildConfig, FactInputs, shard_key_of};
+use crate::config::{BuildConfig, Engine, FactInputs, shard_key_of};
 use crate::facts::{self, LoadedFacts, load_facts};
+use crate::facts_data;
 use crate::gate::Gate;
 use crate::layout::{file_name, hex, sha256_file};
 use crate::manifest::{InputRef, Manifest};
@@ -23,8 +24,6 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     if cfg.shards == 0 {
         return Err(BuildError::Input("--shards must be at least 1".into()));
     }
-    // Before anything is read: the plan would carry the ledger URL to every executor.
-    cfg.no_secret_in_plan()?;
     let mut facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
     facts.inputs.push(InputRef {
         table: "content".into(),
@@ -85,7 +84,7 @@ fn write_dataset(
         inputs,
         summary,
     } = facts;
-    let gate = new_gate(cfg, members, &inputs)?;
+    let gate = new_gate(cfg, members, &inputs, shard_key, dir)?;
     progress.stage("gate", None);
     let mut pass = crate::pass::run_pass(
         cfg,
@@ -103,6 +102,8 @@ fn write_dataset(
         progress,
     )?;
     progress.finish_stage();
+    drop(gate);
+    facts_data::discard(dir)?;
     *received = pass.received;
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
     let commitment =
@@ -122,27 +123,52 @@ fn write_dataset(
     )
 }
 
-/// The gate of a build, with the spec a remote executor makes the same gate from (`inputs`: the
-/// digests of the member-side inputs `members` was loaded from).
+/// The gate of a build (`inputs`: the manifest's inputs, `dir`: the build's temporary
+/// directory). For a distributed build the member facts are also written there as data
+/// ([`crate::facts_data`]), and the gate carries the spec executors make theirs from; the
+/// caller removes them with [`crate::facts_data::discard`] before publishing.
 pub(crate) fn new_gate(
     cfg: &BuildConfig,
     members: facts::Members,
     inputs: &[InputRef],
+    shard_key: &[u8],
+    dir: &Path,
 ) -> Result<Arc<GateRef>, BuildError> {
     let ctx = EvalContext {
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
+    let facts_dir = dir.join(facts_data::DIR);
+    let shards = match cfg.engine {
+        Engine::Embedded => None,
+        Engine::Ballista(_) => Some(facts_data::write_shards(
+            &members, shard_key, cfg.shards, &facts_dir,
+        )?),
+    };
     let gate =
         Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine).map_err(BuildError::from)?;
-    let spec = GateSpec::new(
-        &FactInputs::of(cfg),
-        &cfg.content,
-        inputs,
-        &cfg.purpose,
-        cfg.as_of,
-        cfg.quarantine,
-        &cfg.policy,
-    );
-    Ok(Arc::new(GateRef::ready(Arc::new(spec), Arc::new(gate))))
+    let spec = match (shards, gate.mentions_data()) {
+        (Some(shards), Some(mentions)) => {
+            let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
+            let dir =
+                std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
+            let data = facts_data::FactsData {
+                dir,
+                key: hex(shard_key),
+                shards,
+                mentions_sha256,
+            };
+            Some(Arc::new(GateSpec::new(
+                data,
+                &cfg.content,
+                inputs,
+                &cfg.purpose,
+                cfg.as_of,
+                cfg.quarantine,
+                &cfg.policy,
+            )))
+        }
+        _ => None,
+    };
+    Ok(Arc::new(GateRef::ready(spec, Arc::new(gate))))
 }

@@ -1,36 +1,24 @@
 //! [`GateSpec`]: what a process needs to make a build's gate by itself — where the member facts
-//! are, their digests, the purpose, cut-off and policy recipe — and [`GateRef`], the handle the
-//! UDFs decide with.
+//! the client wrote as data are and their digests, the purpose, cut-off and policy recipe — and
+//! [`GateRef`], the handle the UDFs decide with.
 //!
 //! On the machine that plans a build the gate is made once from the loaded facts. A distributed
 //! build's executors receive only the spec (inside the plan, through the extension codec) and
-//! make the same gate on first use: they read the same inputs from shared storage, and refuse to
-//! decide anything when a digest, the policy hash or the tool version differs from the client's.
-//! One gate per build is kept per process.
+//! make a gate on first use that compiles each shard's members when it first decides a row of
+//! theirs ([`crate::facts_data`]): they never read the member files or the ledger, and refuse to
+//! decide anything when a digest, the policy hash or the tool version differs from the
+//! client's. One gate per build is kept per process.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cg_model::progress::NoProgress;
 use cg_model::{Purpose, Timestamp};
 use cg_policy::{EvalContext, Policy, PolicyRecipe};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::BuildError;
-use crate::config::{ConsentSourceArg, FactInputs};
-use crate::facts::load_facts;
+use crate::facts_data::{FactsData, FactsDataError};
 use crate::gate::Gate;
-
-/// Where a build's consent state comes from, as a remote process sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentSpec {
-    /// A consent-events file (on storage every executor can read).
-    File(PathBuf),
-    /// A ledger URL (every executor must reach the same ledger).
-    Store(String),
-}
 
 /// Why a process could not make a build's gate from a [`GateSpec`]. Each message says what
 /// differs or failed, followed by its cause, which is also kept as the error's source.
@@ -63,17 +51,12 @@ pub enum SpecError {
     /// The purpose is not a purpose name.
     #[error("purpose: {0}")]
     Purpose(#[source] cg_model::purpose::NameError),
-    /// The member facts could not be loaded.
-    #[error("member facts: {0}")]
-    Facts(#[source] Box<BuildError>),
-    /// The member-side inputs read here differ from the client's (the tables named).
-    #[error(
-        "the member facts read here differ from the client's ({0}): executors must read the same files"
-    )]
-    FactsDiffer(String),
+    /// The member facts the client wrote could not be read, or differ from its digests.
+    #[error(transparent)]
+    FactsData(FactsDataError),
     /// The content file could not be read.
     #[error("content: {0}")]
-    Content(#[source] Box<BuildError>),
+    Content(#[source] Box<crate::BuildError>),
     /// The content file read here is not the client's.
     #[error(
         "the content file `{}` read here differs from the client's: executors must read the same files",
@@ -88,23 +71,14 @@ pub enum SpecError {
     Internal(&'static str),
 }
 
-/// Everything needed to make a build's gate in another process.
+/// Everything needed to make a build's gate in another process. It holds no ledger URL and no
+/// path to a member input: executors get the member facts as data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateSpec {
     /// The consentgate version that planned the build; any other version refuses the spec.
     pub tool_version: String,
-    /// Members file (none: members come from the ledger).
-    pub members: Option<PathBuf>,
-    /// Consent source.
-    pub consent: ConsentSpec,
-    /// Residence history.
-    pub residences: Option<PathBuf>,
-    /// Notices.
-    pub notices: Option<PathBuf>,
-    /// Erasures.
-    pub erasures: Option<PathBuf>,
-    /// `(table, sha256)` of every member-side input the client read.
-    pub digests: Vec<(String, String)>,
+    /// The member facts, as the client wrote them.
+    pub facts: FactsData,
     /// The content file the plan scans (absolute) and its SHA-256, checked once per build on
     /// each executor: the rows it decides must be the rows the manifest names.
     pub content: Option<(PathBuf, String)>,
@@ -121,48 +95,29 @@ pub struct GateSpec {
 }
 
 impl GateSpec {
-    /// The spec of a build whose member-side inputs are `facts` with digests `digests`.
+    /// The spec of a build whose member facts were written as `facts`, scanning `content`
+    /// (`inputs`: the manifest's inputs, for the content's digest).
     pub(crate) fn new(
-        facts: &FactInputs,
+        facts: FactsData,
         content: &std::path::Path,
-        digests: &[crate::manifest::InputRef],
+        inputs: &[crate::manifest::InputRef],
         purpose: &Purpose,
         as_of: Timestamp,
         quarantine: bool,
         policy: &Policy,
     ) -> GateSpec {
-        let abs =
-            |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         GateSpec {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            members: facts.members.as_deref().map(abs),
-            consent: match &facts.consent {
-                ConsentSourceArg::File(p) => ConsentSpec::File(abs(p)),
-                ConsentSourceArg::Store(url) => ConsentSpec::Store(url.clone()),
-            },
-            residences: facts.residences.as_deref().map(abs),
-            notices: facts.notices.as_deref().map(abs),
-            erasures: facts.erasures.as_deref().map(abs),
-            digests: digests
-                .iter()
-                .filter(|i| i.table != "content")
-                .map(|i| (i.table.clone(), i.sha256.clone()))
-                .collect(),
-            content: digests
-                .iter()
-                .find(|i| i.table == "content")
-                .map(|i| (abs(content), i.sha256.clone())),
+            facts,
+            content: inputs.iter().find(|i| i.table == "content").map(|i| {
+                let abs = std::fs::canonicalize(content).unwrap_or_else(|_| content.to_path_buf());
+                (abs, i.sha256.clone())
+            }),
             purpose: purpose.to_string(),
             as_of_micros: as_of.micros(),
             quarantine,
             policy: policy.recipe().clone(),
             policy_hash: policy.hash().to_owned(),
-        }
-    }
-
-    fn policy_config(&self) -> &cg_policy::PolicyConfig {
-        match &self.policy {
-            PolicyRecipe::Bundled { config, .. } | PolicyRecipe::Files { config, .. } => config,
         }
     }
 
@@ -182,8 +137,8 @@ impl GateSpec {
         crate::layout::hex(&Sha256::digest(self.encode()))
     }
 
-    /// Makes the gate: the policy from its recipe, the facts from the same inputs, each checked
-    /// against what the client used.
+    /// Makes the gate: the policy from its recipe, each checked against what the client used;
+    /// the member facts are read when rows need them.
     fn make_gate(&self) -> Result<Gate, SpecError> {
         let here = env!("CARGO_PKG_VERSION");
         if self.tool_version != here {
@@ -201,45 +156,6 @@ impl GateSpec {
         }
         let purpose = Purpose::try_from(self.purpose.clone()).map_err(SpecError::Purpose)?;
         let as_of = Timestamp::from_micros(self.as_of_micros);
-        let facts = FactInputs {
-            members: self.members.clone(),
-            consent: match &self.consent {
-                ConsentSpec::File(p) => ConsentSourceArg::File(p.clone()),
-                ConsentSpec::Store(url) => ConsentSourceArg::Store(url.clone()),
-            },
-            residences: self.residences.clone(),
-            notices: self.notices.clone(),
-            erasures: self.erasures.clone(),
-            purposes: self
-                .policy_config()
-                .catalogue()
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-        };
-        // On its own thread: a PostgreSQL ledger's client runs its own runtime, which may not
-        // start inside the engine's.
-        let loaded = std::thread::scope(|s| {
-            s.spawn(|| load_facts(&facts, &purpose, as_of, &NoProgress))
-                .join()
-                .map_err(|_| SpecError::Internal("loading member facts panicked"))
-        })?;
-        let crate::facts::LoadedFacts {
-            members, inputs, ..
-        } = loaded.map_err(|e| SpecError::Facts(Box::new(e)))?;
-        let here: Vec<(String, String)> = inputs
-            .iter()
-            .map(|i| (i.table.clone(), i.sha256.clone()))
-            .collect();
-        if here != self.digests {
-            let differ: Vec<String> = self
-                .digests
-                .iter()
-                .filter(|d| !here.contains(d))
-                .map(|(t, _)| t.clone())
-                .collect();
-            return Err(SpecError::FactsDiffer(differ.join(", ")));
-        }
         if let Some((path, sha256)) = &self.content {
             let here =
                 crate::layout::sha256_file(path).map_err(|e| SpecError::Content(Box::new(e)))?;
@@ -248,7 +164,7 @@ impl GateSpec {
             }
         }
         let ctx = EvalContext { purpose, as_of };
-        Gate::new(Arc::new(policy), ctx, members, self.quarantine).map_err(SpecError::Redactor)
+        Gate::from_data(Arc::new(policy), ctx, self.facts.clone(), self.quarantine)
     }
 }
 
@@ -278,13 +194,15 @@ fn gate_of(spec: &GateSpec) -> Result<Arc<Gate>, SpecError> {
 /// What a build's UDFs decide with: the gate, and the spec that lets another process make it.
 #[derive(Debug)]
 pub struct GateRef {
-    spec: Arc<GateSpec>,
+    /// `None`: an embedded build's gate, which never leaves its process.
+    spec: Option<Arc<GateSpec>>,
     gate: OnceLock<Arc<Gate>>,
 }
 
 impl GateRef {
-    /// A handle with the gate already made (the planning process).
-    pub(crate) fn ready(spec: Arc<GateSpec>, gate: Arc<Gate>) -> GateRef {
+    /// A handle with the gate already made (the planning process); `spec` lets other
+    /// processes make theirs (a distributed build).
+    pub(crate) fn ready(spec: Option<Arc<GateSpec>>, gate: Arc<Gate>) -> GateRef {
         let cell = OnceLock::new();
         let _ = cell.set(gate);
         GateRef { spec, gate: cell }
@@ -293,14 +211,14 @@ impl GateRef {
     /// A handle that makes its gate from the spec on first use (an executor).
     pub fn from_spec(spec: GateSpec) -> GateRef {
         GateRef {
-            spec: Arc::new(spec),
+            spec: Some(Arc::new(spec)),
             gate: OnceLock::new(),
         }
     }
 
-    /// The spec.
-    pub fn spec(&self) -> &GateSpec {
-        &self.spec
+    /// The spec (`None` for an embedded build's gate).
+    pub fn spec(&self) -> Option<&GateSpec> {
+        self.spec.as_deref()
     }
 
     /// The gate, made now if this is its first use.
@@ -308,7 +226,11 @@ impl GateRef {
         if let Some(g) = self.gate.get() {
             return Ok(g);
         }
-        let g = gate_of(&self.spec)?;
+        let spec = self
+            .spec
+            .as_deref()
+            .ok_or(SpecError::Internal("a gate without a spec or a gate"))?;
+        let g = gate_of(spec)?;
         Ok(self.gate.get_or_init(|| g))
     }
 }
@@ -316,108 +238,164 @@ impl GateRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::Row;
+    use crate::config::{ConsentSourceArg, FactInputs};
+    use crate::facts::load_facts;
+    use crate::facts_data::{self, FactsData};
+    use crate::gate::{Mentions, Row};
     use crate::manifest::InputRef;
+    use cg_model::progress::NoProgress;
 
-    fn facts_of(dir: &std::path::Path) -> FactInputs {
-        FactInputs {
-            members: Some(dir.join("members.parquet")),
-            consent: ConsentSourceArg::File(dir.join("consent.parquet")),
-            residences: Some(dir.join("residences.parquet")),
+    const SHARDS: u32 = 8;
+    const KEY: &[u8] = b"shard key";
+
+    /// The client's side: facts loaded from a small corpus, its gate, and the spec with the
+    /// facts written as data into `out`.
+    fn client(
+        corpus: &std::path::Path,
+        out: &std::path::Path,
+    ) -> (Gate, GateSpec, crate::facts::Members) {
+        let facts = FactInputs {
+            members: Some(corpus.join("members.parquet")),
+            consent: ConsentSourceArg::File(corpus.join("consent.parquet")),
+            residences: Some(corpus.join("residences.parquet")),
             notices: None,
-            erasures: Some(dir.join("erasures.parquet")),
+            erasures: Some(corpus.join("erasures.parquet")),
             purposes: Vec::new(),
-        }
-    }
-
-    fn spec_of(facts: &FactInputs, digests: &[InputRef]) -> GateSpec {
-        let policy = Policy::bundled("timeline", cg_policy::PolicyConfig::default()).unwrap();
-        let content = facts
-            .members
-            .as_ref()
-            .unwrap()
-            .with_file_name("content.parquet");
-        let mut digests = digests.to_vec();
-        digests.push(InputRef {
-            table: "content".into(),
-            source: "content.parquet".into(),
-            sha256: crate::layout::sha256_file(&content).unwrap(),
-        });
-        GateSpec::new(
-            facts,
-            &content,
-            &digests,
-            &Purpose::genai_training(),
-            Timestamp::parse("2025-12-01").unwrap(),
-            false,
-            &policy,
-        )
-    }
-
-    #[test]
-    fn a_spec_remakes_the_gate_and_refuses_anything_else() {
-        let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
-        let facts = facts_of(corpus.path());
+        };
         let as_of = Timestamp::parse("2025-12-01").unwrap();
-        let crate::facts::LoadedFacts {
-            members,
-            inputs: digests,
-            ..
-        } = load_facts(&facts, &Purpose::genai_training(), as_of, &NoProgress).unwrap();
-        let spec = spec_of(&facts, &digests);
-        assert_eq!(GateSpec::decode(&spec.encode()).unwrap(), spec);
-        assert!(GateSpec::decode(b"{}").is_err());
-
-        // The remade gate decides exactly as one made from the loaded facts.
+        let loaded = load_facts(&facts, &Purpose::genai_training(), as_of, &NoProgress).unwrap();
+        let members = loaded.members;
+        let dir = out.join(facts_data::DIR);
+        let shards = facts_data::write_shards(&members, KEY, SHARDS, &dir).unwrap();
         let policy = Arc::new(Policy::bundled("timeline", Default::default()).unwrap());
         let ctx = EvalContext {
             purpose: Purpose::genai_training(),
             as_of,
         };
-        let direct = Gate::new(policy, ctx, members, false).unwrap();
+        let gate = Gate::new(policy.clone(), ctx, members.clone(), false).unwrap();
+        let mentions = gate.mentions_data().unwrap();
+        let data = FactsData {
+            dir: dir.clone(),
+            key: crate::layout::hex(KEY),
+            shards,
+            mentions_sha256: facts_data::write_mentions(&mentions, &dir).unwrap(),
+        };
+        let content = corpus.join("content.parquet");
+        let inputs = [InputRef {
+            table: "content".into(),
+            source: "content.parquet".into(),
+            sha256: crate::layout::sha256_file(&content).unwrap(),
+        }];
+        let spec = GateSpec::new(
+            data,
+            &content,
+            &inputs,
+            &Purpose::genai_training(),
+            as_of,
+            false,
+            &policy,
+        );
+        (gate, spec, members)
+    }
+
+    fn rows(ids: impl Iterator<Item = i64>) -> Vec<Row<'static>> {
+        ids.map(|i| Row {
+            content_id: i,
+            member_id: Some(i),
+            kind: Some(if i % 7 == 0 { "message" } else { "post" }),
+            created_at: Some(Timestamp::from_micros(
+                1_700_000_000_000_000 + i * 86_400_000_000,
+            )),
+        })
+        .collect()
+    }
+
+    /// Every row names a few members, known or not, so the rule on mentions is exercised.
+    fn mentions(rows: &[Row<'_>]) -> Mentions {
+        let mut m = Mentions::default();
+        for r in rows {
+            let id = r.content_id;
+            m.push_row([id + 1, id * 3 % 400, 10_000 + id]);
+        }
+        m
+    }
+
+    #[test]
+    fn an_executor_gate_from_facts_as_data_decides_and_redacts_as_the_clients() {
+        let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
+        let out = cg_test_support::tempdir();
+        let (direct, spec, members) = client(corpus.path(), out.path());
+        assert_eq!(GateSpec::decode(&spec.encode()).unwrap(), spec);
+        assert!(GateSpec::decode(b"{}").is_err());
+        // No input path and no ledger in the spec: only the facts the client wrote.
+        let encoded = String::from_utf8(spec.encode()).unwrap();
+        for input in ["members.parquet", "consent.parquet", "erasures.parquet"] {
+            assert!(!encoded.contains(input), "{input} in {encoded}");
+        }
+
         let remade = GateRef::from_spec(spec.clone());
         let remade = remade.gate().unwrap();
-        let rows: Vec<Row<'_>> = (0..400)
-            .map(|i| Row {
-                content_id: i,
-                member_id: Some(i),
-                kind: Some(if i % 7 == 0 { "message" } else { "post" }),
-                created_at: Some(Timestamp::from_micros(
-                    1_700_000_000_000_000 + i * 86_400_000_000,
-                )),
-            })
-            .collect();
-        let mentions = crate::gate::Mentions::none(rows.len());
-        // Rows whose mentions are missing fail; they are never kept unscrubbed.
-        assert!(direct.decide(&rows, &Default::default()).is_err());
-        let a = direct.decide(&rows, &mentions).unwrap();
-        assert_eq!(a, remade.decide(&rows, &mentions).unwrap());
-        assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));
+        assert_eq!(
+            remade.members_held(),
+            0,
+            "nothing is compiled before a row needs it"
+        );
 
-        // Another version, another policy, or other member facts: no gate.
+        // The rows of one shard's authors load that shard's members only.
+        let shard = |id: i64| crate::layout::keyed_shard(KEY, id, SHARDS);
+        let one: Vec<Row<'_>> = rows((0..400).filter(|i| shard(*i) == 3));
+        let in_three = members.keys().filter(|id| shard(**id) == 3).count() as u64;
+        assert!(in_three > 0 && in_three < members.len() as u64);
+        assert_eq!(
+            remade.decide(&one, &mentions(&one)).unwrap(),
+            direct.decide(&one, &mentions(&one)).unwrap()
+        );
+        assert_eq!(remade.members_held(), in_three);
+
+        // Every row: the same verdicts, fingerprints and redacted text as the client's gate.
+        let all = rows(0..400);
+        let named = mentions(&all);
+        let a = direct.decide(&all, &named).unwrap();
+        assert_eq!(a, remade.decide(&all, &named).unwrap());
+        assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));
+        let mut redacted = 0;
+        for (i, code) in a.iter().enumerate() {
+            let verdict = cg_model::Verdict::from_code(*code).unwrap();
+            let id = all[i].content_id;
+            let text = format!("hi @m{} call +33 6 12 34 56 78", id * 3 % 400);
+            let m = named.get(i).unwrap();
+            assert_eq!(
+                direct.redaction_fingerprint(id, m, &verdict),
+                remade.redaction_fingerprint(id, m, &verdict)
+            );
+            assert_eq!(
+                direct.redact(&text, id, m, &verdict),
+                remade.redact(&text, id, m, &verdict)
+            );
+            redacted += usize::from(
+                verdict
+                    .reasons()
+                    .contains(&cg_model::ReasonCode::MentionRedacted),
+            );
+        }
+        assert!(redacted > 0, "some kept rows mention excluded members");
+        assert!(remade.members_held() <= members.len() as u64);
+    }
+
+    #[test]
+    fn a_spec_is_refused_when_anything_differs_from_the_client() {
+        let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
+        let out = cg_test_support::tempdir();
+        let (_, spec, _) = client(corpus.path(), out.path());
         let mut other = spec.clone();
         other.tool_version = "0.0.0-other".into();
-        assert!(
-            other
-                .make_gate()
-                .unwrap_err()
-                .to_string()
-                .contains("same version")
-        );
+        let err = other.make_gate().unwrap_err().to_string();
+        assert!(err.contains("same version"), "{err}");
         let mut other = spec.clone();
         other.policy_hash = "0".repeat(64);
-        assert!(
-            other
-                .make_gate()
-                .unwrap_err()
-                .to_string()
-                .contains("policy hash")
-        );
-        let (changed, _) = cg_test_support::small_corpus(301, 10, cg_io::Format::Parquet);
-        let mut other = spec.clone();
-        other.members = Some(changed.path().join("members.parquet"));
         let err = other.make_gate().unwrap_err().to_string();
-        assert!(err.contains("differ") && err.contains("members"), "{err}");
+        assert!(err.contains("policy hash"), "{err}");
+        let (changed, _) = cg_test_support::small_corpus(301, 10, cg_io::Format::Parquet);
         let mut other = spec.clone();
         other.content = Some((
             changed.path().join("content.parquet"),
@@ -428,9 +406,31 @@ mod tests {
             err.contains("content file") && err.contains("differs"),
             "{err}"
         );
-        let mut other = spec;
-        other.members = Some(corpus.path().join("missing.parquet"));
-        assert!(other.make_gate().is_err());
+        let mut other = spec.clone();
+        other.facts.mentions_sha256 = "0".repeat(64);
+        let err = other.make_gate().unwrap_err().to_string();
+        assert!(
+            err.contains("mentions.json") && err.contains("differ"),
+            "{err}"
+        );
+
+        // A shard file changed after the client wrote it: the rows that need it fail, naming
+        // the file; they are never decided without their author's facts.
+        let gate = spec.make_gate().unwrap();
+        let path = spec.facts.dir.join("shard-00002.jsonl");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"[999999,{}]\n");
+        std::fs::write(&path, bytes).unwrap();
+        let shard = |id: i64| crate::layout::keyed_shard(KEY, id, SHARDS);
+        let two = rows((0..400).filter(|i| shard(*i) == 2));
+        let err = gate.decide(&two, &Mentions::none(two.len())).unwrap_err();
+        assert!(
+            err.to_string().contains("shard-00002.jsonl") && err.to_string().contains("differ"),
+            "{err}"
+        );
+        assert_eq!(gate.author(two[0].member_id), (true, 0), "read as erased");
+        let others = rows((0..400).filter(|i| shard(*i) != 2));
+        assert!(gate.decide(&others, &Mentions::none(others.len())).is_ok());
     }
 
     fn kept(code: u32) -> bool {

@@ -402,6 +402,86 @@ impl ScalarUDFImpl for ShardFilterUdf {
     }
 }
 
+/// `cg_shard(member_id) -> UInt32`: the member's keyed shard (null for a missing member). A
+/// distributed plan repartitions content by it, so the task deciding a shard's rows is the
+/// only one that loads that shard's member facts.
+#[derive(Debug)]
+struct ShardOfUdf {
+    key: Vec<u8>,
+    shards: u32,
+    signature: Signature,
+}
+
+impl PartialEq for ShardOfUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.shards == other.shards
+    }
+}
+impl Eq for ShardOfUdf {}
+impl Hash for ShardOfUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+        self.shards.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ShardOfUdf {
+    fn name(&self) -> &str {
+        "cg_shard"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let members = ints(&a[0])?;
+        let out: UInt32Array = members
+            .iter()
+            .map(|m| m.map(|m| crate::layout::keyed_shard(&self.key, m, self.shards)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The `cg_shard` UDF.
+pub fn shard_of(key: &[u8], shards: u32) -> ScalarUDF {
+    ScalarUDF::from(ShardOfUdf {
+        key: key.to_vec(),
+        shards,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+#[cfg(feature = "ballista")]
+/// The spec of a `cg_shard` UDF (`None` for any other function): a [`ShardFilterSpec`] that
+/// keeps nothing.
+pub fn shard_of_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
+    udf.inner()
+        .downcast_ref::<ShardOfUdf>()
+        .map(|u| ShardFilterSpec {
+            key: crate::layout::hex(&u.key),
+            shards: u.shards,
+            keep: Vec::new(),
+        })
+}
+
+#[cfg(feature = "ballista")]
+/// The `cg_shard` UDF a [`ShardFilterSpec`] describes (its `keep` unused).
+pub fn shard_of_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
+    let key = crate::layout::unhex(&spec.key)
+        .ok_or_else(|| exec_err("cg_shard: the shard key is not hex"))?;
+    if spec.shards == 0 {
+        return Err(exec_err("cg_shard: no shards"));
+    }
+    Ok(shard_of(&key, spec.shards))
+}
+
 #[cfg(feature = "ballista")]
 /// What `cg_in_shards` needs: the shard key, the shard count and the shards kept (sorted), as
 /// the distributed codec ships it.
@@ -432,14 +512,7 @@ pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
 #[cfg(feature = "ballista")]
 /// The `cg_in_shards` UDF a [`ShardFilterSpec`] describes.
 pub fn shard_filter_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
-    let key = (0..spec.key.len())
-        .step_by(2)
-        .map(|i| {
-            spec.key
-                .get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
+    let key = crate::layout::unhex(&spec.key)
         .ok_or_else(|| exec_err("cg_in_shards: the shard key is not hex"))?;
     if spec.shards == 0 {
         return Err(exec_err("cg_in_shards: no shards"));
@@ -474,7 +547,7 @@ pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
         .map(|u| &u.gate)
         .or_else(|| inner.downcast_ref::<RedactUdf>().map(|u| &u.gate))
         .or_else(|| inner.downcast_ref::<FingerprintUdf>().map(|u| &u.gate))
-        .map(|g| g.spec())
+        .and_then(|g| g.spec())
 }
 
 #[cfg(feature = "ballista")]

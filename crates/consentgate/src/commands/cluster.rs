@@ -19,6 +19,10 @@ pub struct SchedulerArgs {
     /// elsewhere.
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..))]
     pub executor_timeout: u64,
+    /// Hand tasks to the executors in turn instead of filling one executor's task slots first:
+    /// each executor then decides (and holds the member facts of) a share of the shards.
+    #[arg(long)]
+    pub round_robin: bool,
 }
 
 /// Arguments of `executor`.
@@ -103,6 +107,7 @@ pub fn scheduler(a: SchedulerArgs, printer: Printer) -> anyhow::Result<()> {
     let opts = cg_build::distributed::SchedulerOptions {
         bind: a.bind,
         executor_timeout_secs: a.executor_timeout,
+        round_robin: a.round_robin,
     };
     runtime()?
         .block_on(cg_build::distributed::run_scheduler(opts))

@@ -37,12 +37,17 @@ fn wait_listening(port: u16, what: &str) {
     }
 }
 
-fn spawn(args: &[&str]) -> Child {
+/// Starts `consentgate ARGS`; its stderr (the log) goes to `log`, or nowhere.
+fn spawn(args: &[&str], log: Option<&Path>) -> Child {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .args(args)
         .env("CG_DATA_DIR", data_dir())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -51,27 +56,41 @@ pub(crate) fn cluster(executors: usize) -> Cluster {
     let work = cg_test_support::tempdir();
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
-    let scheduler = spawn(&["scheduler", "--bind", &bind, "--executor-timeout", "4"]);
+    let scheduler = spawn(
+        &[
+            "scheduler",
+            "--bind",
+            &bind,
+            "--executor-timeout",
+            "4",
+            "--round-robin",
+        ],
+        None,
+    );
     wait_listening(port, "the scheduler");
     let executors = (0..executors)
         .map(|i| {
             let (flight, grpc) = (free_port(), free_port());
             let dir = work.path().join(format!("executor-{i}"));
-            let child = spawn(&[
-                "executor",
-                "--scheduler",
-                &bind,
-                "--bind",
-                &format!("127.0.0.1:{flight}"),
-                "--grpc-port",
-                &grpc.to_string(),
-                "--concurrency",
-                "2",
-                "--work-dir",
-                dir.to_str().unwrap(),
-                "--heartbeat",
-                "1",
-            ]);
+            let log = work.path().join(format!("executor-{i}.log"));
+            let child = spawn(
+                &[
+                    "executor",
+                    "--scheduler",
+                    &bind,
+                    "--bind",
+                    &format!("127.0.0.1:{flight}"),
+                    "--grpc-port",
+                    &grpc.to_string(),
+                    "--concurrency",
+                    "2",
+                    "--work-dir",
+                    dir.to_str().unwrap(),
+                    "--heartbeat",
+                    "1",
+                ],
+                Some(&log),
+            );
             wait_listening(flight, "an executor");
             child
         })
@@ -81,6 +100,34 @@ pub(crate) fn cluster(executors: usize) -> Cluster {
         executors,
         url: format!("ballista://{bind}"),
         work,
+    }
+}
+
+impl Cluster {
+    /// The shards whose member facts each executor compiled, with the member counts its log
+    /// gives (`compiled the member facts of shard N: M members`).
+    fn facts_loaded(&self) -> Vec<BTreeMap<u32, u64>> {
+        (0..self.executors.len())
+            .map(|i| {
+                let log = self.work.path().join(format!("executor-{i}.log"));
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let mut loaded = BTreeMap::new();
+                for line in text.lines() {
+                    let Some(rest) = line.split("compiled the member facts of shard ").nth(1)
+                    else {
+                        continue;
+                    };
+                    let (shard, rest) = rest.split_once(": ").unwrap();
+                    let members = rest.split_once(' ').unwrap().0;
+                    let before = loaded.insert(shard.parse().unwrap(), members.parse().unwrap());
+                    assert!(
+                        before.is_none(),
+                        "shard {shard} compiled twice by one executor"
+                    );
+                }
+                loaded
+            })
+            .collect()
     }
 }
 
@@ -198,6 +245,194 @@ fn many_shards_on_few_tasks_and_few_shards_on_many_tasks_give_the_embedded_datas
         assert_eq!(comparable(distributed), comparable(embedded));
         assert_eq!(a, b, "{shards} shards on {partitions} tasks per stage");
     }
+}
+
+#[test]
+fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_shards() {
+    let (_c, files) = corpus();
+    let work = cg_test_support::tempdir();
+    let ledger = work.path().join("ledger.sqlite");
+    let store = format!("sqlite:{}", ledger.display());
+    let o = crate::util::consentgate(&[
+        "consent",
+        "import",
+        files["consent"].to_str().unwrap(),
+        "--store",
+        &store,
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
+    let cluster = cluster(2);
+    let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    let run = |name: &str, extra: &[&str]| {
+        let out = work.path().join(name);
+        let mut args = vec![
+            "build".to_owned(),
+            "--members".into(),
+            p("members"),
+            "--content".into(),
+            p("content"),
+            "--store".into(),
+            store.clone(),
+            "--residences".into(),
+            p("residences"),
+            "--erasures".into(),
+            p("erasures"),
+            "--as-of".into(),
+            "2025-12-01".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--shards".into(),
+            "32".into(),
+            "--json".into(),
+            "-q".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
+        let manifest: serde_json::Value = serde_json::from_str(&crate::util::stdout(&o)).unwrap();
+        let files = files_of(&dataset_dir(&out, &manifest));
+        (manifest, files)
+    };
+    let (embedded, a) = run("embedded", &[]);
+    let embedded_manifest = embedded.clone();
+    let url = format!("{}?partitions=8", cluster.url);
+    let (distributed, b) = run("ballista", &["--engine", &url]);
+    // The ledger's log grew by the first build's entry, so its checkpoint differs.
+    let (mut distributed, mut embedded) = (comparable(distributed), comparable(embedded));
+    for m in [&mut distributed, &mut embedded] {
+        m.as_object_mut().unwrap().remove("ledger_checkpoint");
+    }
+    assert_eq!(distributed, embedded);
+    assert_eq!(
+        a, b,
+        "the same dataset; the facts written for executors are not in it"
+    );
+
+    // Content is routed by its author's shard, so each shard's facts were compiled by exactly
+    // one executor, and only for the shards whose rows it decided.
+    let loaded = cluster.facts_loaded();
+    eprintln!("member facts compiled per executor (shard → members): {loaded:?}");
+    let mut all: BTreeMap<u32, u64> = BTreeMap::new();
+    for (i, shards) in loaded.iter().enumerate() {
+        for (shard, members) in shards {
+            let before = all.insert(*shard, *members);
+            assert!(
+                before.is_none(),
+                "shard {shard} compiled again by executor {i}: {loaded:?}"
+            );
+        }
+    }
+    assert_eq!(
+        all.len(),
+        32,
+        "every shard has rows in this corpus: {loaded:?}"
+    );
+    let members: u64 = all.values().sum();
+    assert!(members > 0 && members <= 3_000, "{members}");
+    // The scheduler hands tasks out in turn, so both executors decided rows: neither holds
+    // every member.
+    assert!(
+        loaded.iter().all(|l| !l.is_empty() && l.len() < 32),
+        "{loaded:?}"
+    );
+    // An incremental rebuild at a later cut-off (a decisions pass, then the changed shards
+    // with their text) gives the same dataset on the cluster as embedded.
+    let parent = dataset_dir(&work.path().join("embedded"), &embedded_manifest);
+    let rebuild = |name: &str, extra: &[&str]| {
+        let out = work.path().join(name);
+        let mut args = vec![
+            "rebuild".to_owned(),
+            "--dataset".into(),
+            parent.to_str().unwrap().into(),
+            "--members".into(),
+            p("members"),
+            "--content".into(),
+            p("content"),
+            "--store".into(),
+            store.clone(),
+            "--residences".into(),
+            p("residences"),
+            "--erasures".into(),
+            p("erasures"),
+            "--as-of".into(),
+            "2026-03-01".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--json".into(),
+            "-q".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
+        let mut manifest = comparable(serde_json::from_str(&crate::util::stdout(&o)).unwrap());
+        let files = files_of(&dataset_dir(&out, &manifest));
+        manifest
+            .as_object_mut()
+            .unwrap()
+            .remove("ledger_checkpoint");
+        (manifest, files)
+    };
+    let (embedded_rebuild, a) = rebuild("embedded-rebuild", &[]);
+    let (distributed_rebuild, b) = rebuild("ballista-rebuild", &["--engine", &url]);
+    assert_ne!(
+        embedded_rebuild["dataset_id"],
+        embedded_manifest["dataset_id"]
+    );
+    assert_eq!(distributed_rebuild, embedded_rebuild);
+    assert_eq!(a, b, "the rebuilds are the same dataset");
+
+    // The executors never saw the ledger.
+    for i in 0..2 {
+        let log = std::fs::read_to_string(cluster.work.path().join(format!("executor-{i}.log")))
+            .unwrap_or_default();
+        assert!(!log.contains("ledger.sqlite"), "{log}");
+    }
+}
+
+#[test]
+fn a_distributed_build_names_a_repeated_content_id_instead_of_quarantining_it() {
+    let (_c, files) = corpus();
+    let work = cg_test_support::tempdir();
+    // Rows 1 and 3 share a content id. Which copy is first is input order, which does not
+    // survive the shuffle by shard: the embedded engine quarantines the later copy, the
+    // cluster stops and names the rows.
+    let content = work.path().join("content.csv");
+    std::fs::write(
+        &content,
+        "content_id,member_id,kind,created_at,text\n\
+         7,1,post,2025-01-01T00:00:00Z,first copy\n\
+         8,2,post,2025-01-02T00:00:00Z,another row\n\
+         7,3,post,2025-01-03T00:00:00Z,second copy\n",
+    )
+    .unwrap();
+    let mut files = files;
+    files.insert("content".into(), content);
+    let cluster = cluster(2);
+    let embedded = build(
+        &files,
+        "2025-12-01",
+        &work.path().join("embedded"),
+        &["--quarantine"],
+    );
+    assert_eq!(embedded["decisions"]["rows"], 3);
+    let out = work.path().join("ballista");
+    let args = build_args(
+        &files,
+        "2025-12-01",
+        &out,
+        &["--quarantine", "--engine", &cluster.url],
+    );
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
+    let err = crate::util::stderr(&o);
+    assert!(
+        err.contains("duplicate content id 7")
+            && err.contains("rows 1, 3")
+            && err.contains("embedded engine"),
+        "{err}"
+    );
+    assert!(walk(&out).iter().all(|p| !p.ends_with("manifest.json")));
 }
 
 #[test]
