@@ -43,7 +43,7 @@ echo "== scheduler and two executors on 127.0.0.1:$PORT"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-"$BIN" scheduler -q --bind "127.0.0.1:$PORT" 2> "$WORK/scheduler.log" & PIDS+=($!)
+"$BIN" scheduler -q --round-robin --bind "127.0.0.1:$PORT" 2> "$WORK/scheduler.log" & PIDS+=($!)
 sleep 1
 for i in 1 2; do
   "$BIN" executor -q --scheduler "127.0.0.1:$PORT" --bind "127.0.0.1:$((PORT + 2 * i))" \
@@ -64,8 +64,16 @@ RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9
 EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | paste -sd, -)
 
 python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" <<'PY'
-import hashlib, json, os, sys
+import hashlib, json, os, re, sys
 work, rows = sys.argv[1], int(sys.argv[2])
+def facts_held(i):
+    """Shards and members whose facts executor i compiled (its log's `compiled the member facts` lines)."""
+    shards, members = 0, 0
+    for line in open(f"{work}/executor-{i}.log", errors="replace"):
+        m = re.search(r"compiled the member facts of shard \d+: (\d+) members", line)
+        if m:
+            shards, members = shards + 1, members + int(m.group(1))
+    return shards, members
 each_rss = [int(k) for k in (sys.argv[3] or "0").split(",") if k]
 exec_rss = sum(each_rss)
 received, members = int(sys.argv[4] or 0), int(sys.argv[5])
@@ -97,6 +105,8 @@ print(f"members {members}: client received {received / 2**20:.1f} MiB from the c
       f"("
       f"{exec_rss * 1024 / max(members, 1) / 1e3:.1f} kB per member together; each: "
       f"{', '.join(f'{k // 1024} MiB' for k in each_rss)})")
+held = [facts_held(i) for i in (1, 2)]
+print("member facts compiled per executor: " + ", ".join(f"{m} members in {s} shards" for s, m in held))
 print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
 sys.exit(0 if same else 1)
 PY
