@@ -231,7 +231,13 @@ fn client_config(partitions: Option<usize>) -> SessionConfig {
     // hash join whatever the sizes — its point is the shuffle by shard — never a broadcast
     // (Ballista's adaptive planner and DataFusion's both promote small build sides) nor a
     // sort-merge join (Ballista's default, which would sort every row's text).
+    //
+    // Ballista 55's adaptive planner (AQE) is off: when an executor is lost after writing
+    // shuffle output, it resubmits the stages and then fails to record their tasks ("Can't
+    // find active stage to update stage outputs"), and the job never ends (seen in the test
+    // that kills an executor mid-build). The static planner re-runs the lost map tasks.
     let mut config = SessionConfig::new_with_ballista()
+        .with_ballista_adaptive_query_planner(false)
         .with_ballista_broadcast_join_threshold_bytes(0)
         .with_ballista_broadcast_join_threshold_rows(0);
     let optimizer = &mut config.options_mut().optimizer;
@@ -449,6 +455,7 @@ mod tests {
         assert!(optimizer.prefer_hash_join);
         assert_eq!(config.ballista_broadcast_join_threshold_rows(), 0);
         assert_eq!(config.ballista_broadcast_join_threshold_bytes(), 0);
+        assert!(!config.ballista_adaptive_query_planner_enabled());
         assert_eq!(
             super::client_config(None).target_partitions(),
             super::DISTRIBUTED_PARTITIONS

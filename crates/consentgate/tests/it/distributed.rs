@@ -495,7 +495,20 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     victim.kill().unwrap();
     victim.wait().unwrap();
 
-    let result = child.wait_with_output().unwrap();
+    // Bounded: a build that neither finishes nor fails after losing an executor is a hang
+    // (Ballista 55's adaptive planner did that; the client now runs the static one).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let result = match rx.recv_timeout(Duration::from_secs(180)) {
+        Ok(result) => result.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the build neither finished nor failed within 180 s of losing an executor");
+        }
+    };
     let left: Vec<PathBuf> = walk(&dist_out);
     assert!(
         left.iter()
