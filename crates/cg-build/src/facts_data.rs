@@ -125,8 +125,14 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// Creates a facts file readable by its owner only (it holds birth dates, names and consent
+/// choices): the executors run as the same account on the shared storage.
 fn create(path: &Path) -> Result<Hashing<BufWriter<std::fs::File>>, BuildError> {
-    let file = std::fs::File::create(path).map_err(|e| BuildError::io(path, e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(|e| BuildError::io(path, e))?;
     Ok(Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),
         hash: Sha256::new(),
@@ -293,6 +299,12 @@ mod tests {
             shards,
         };
         assert_eq!(data.key_bytes().unwrap(), key);
+        #[cfg(unix)]
+        for file in [shard_file(&dir, 0), mentions_file(&dir)] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
         let mut seen = 0;
         for shard in 0..4 {
             let rows = data.read_shard(shard).unwrap();
