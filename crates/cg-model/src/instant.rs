@@ -78,6 +78,10 @@ impl Timestamp {
         let err = || TimeParseError {
             input: input.to_owned(),
         };
+        // An instant outside the calendar range `Display` writes as RFC 3339.
+        if let Some(micros) = s.strip_prefix('@').and_then(|m| m.strip_suffix("µs")) {
+            return micros.parse().map(Timestamp).map_err(|_| err());
+        }
         if let Ok(odt) = OffsetDateTime::parse(s, &Rfc3339) {
             return Ok(Timestamp::from_offset_date_time(
                 odt.to_offset(UtcOffset::UTC),
@@ -94,9 +98,14 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 in UTC with a `Z`, e.g. `2025-03-01T00:00:00Z` (fractional seconds only when set).
+    /// RFC 3339 in UTC with a `Z`, e.g. `2025-03-01T00:00:00Z` (fractional seconds only when
+    /// set); an instant RFC 3339 cannot write (before year 0 or after 9999) as `@<micros>µs`,
+    /// which [`Timestamp::parse`] reads back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_offset_date_time() {
+        match self
+            .to_offset_date_time()
+            .filter(|odt| (0..=9999).contains(&odt.year()))
+        {
             Some(odt) => {
                 let (date, t) = (odt.date(), odt.time());
                 write!(
@@ -190,9 +199,20 @@ mod tests {
                 .to_string(),
             "2025-03-01T00:00:00.500000Z"
         );
+        assert_eq!(
+            Timestamp::from_micros(i64::MIN).to_string(),
+            format!("@{}µs", i64::MIN)
+        );
+        assert_eq!(
+            Timestamp::parse(&Timestamp::from_micros(-1 << 60).to_string()).unwrap(),
+            Timestamp::from_micros(-1 << 60)
+        );
         for bad in [
             "",
             "yesterday",
+            "@µs",
+            "@12",
+            "@1.5µs",
             "2025-13-01",
             "2025-02-30",
             "25-03-01",
@@ -222,6 +242,15 @@ mod tests {
         fn display_parse_round_trip(micros in -2_000_000_000_000_000i64..4_000_000_000_000_000i64) {
             let t = Timestamp::from_micros(micros);
             proptest::prop_assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+        }
+
+        /// Any instant, in or far outside the calendar (a Parquet timestamp can hold any
+        /// `i64`), survives serde: member facts travel to a distributed build's executors so.
+        #[test]
+        fn every_instant_round_trips_through_serde(micros in proptest::num::i64::ANY) {
+            let t = Timestamp::from_micros(micros);
+            let json = serde_json::to_string(&t).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
         }
     }
 }
