@@ -3,15 +3,18 @@
 //! `build --engine ballista://HOST:PORT`, and the scheduler and executor processes.
 //!
 //! UDFs travel by name in a Ballista plan; ours also need the build's gate. The codecs write a
-//! gate UDF's [`GateSpec`] (paths and digests of the member facts, purpose, cut-off, policy
-//! recipe) into the plan on the client and the scheduler, and make the UDF again from it on the
-//! scheduler and the executors; an executor makes the gate on first use and refuses to decide
-//! when the facts it reads differ from the client's ([`crate::spec`]). A gate UDF without a spec
-//! cannot be made, so such a plan fails before a row is decided. The codecs wrap Ballista's own,
-//! which handle its plan nodes and file formats.
+//! gate UDF's [`GateSpec`] (where the client wrote the member facts as data and their digests,
+//! purpose, cut-off, policy recipe — never a ledger URL or a member-input path) into the plan on
+//! the client and the scheduler, and make the UDF again from it on the scheduler and the
+//! executors; an executor makes the gate on first use and compiles each shard's members when it
+//! first decides one of their rows, refusing facts whose digest differs from the client's
+//! ([`crate::spec`], [`crate::facts_data`]). A gate UDF without a spec cannot be made, so such a
+//! plan fails before a row is decided. `cg_shard` and `cg_in_shards` travel with their shard key
+//! and count. The codecs wrap Ballista's own, which handle its plan nodes and file formats.
 //!
 //! The scheduler and the executors must run the same consentgate version as the client (checked
-//! by the spec) and read inputs at the same paths (shared storage).
+//! by the spec) and reach the content file and the build's output directory at the same paths
+//! (shared storage).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -404,8 +407,8 @@ mod tests {
         let odd = [MAGIC, br#"{"key":"abc","shards":8,"keep":[]}"#].concat();
         assert!(codec.try_decode_udf(SHARD_FILTER, &odd).is_err());
 
-        // `cg_shard` (what content is repartitioned by) travels the same way and computes the
-        // same shard after the trip.
+        // `cg_shard` (what content is routed by) travels the same way, with its key and shard
+        // count.
         let udf = crate::udf::shard_of(&[0xab, 0x01], 8);
         let mut buf = Vec::new();
         codec.try_encode_udf(&udf, &mut buf).unwrap();

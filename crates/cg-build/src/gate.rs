@@ -1,8 +1,11 @@
 //! [`Gate`]: the per-row decision, shared by the UDFs of one build, through the compiled
 //! decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate is made
 //! (jurisdiction classes, age instants, consent class, and whether the member is excluded as
-//! of the cut-off, for mentions); a batch of rows is then decided by a [`cg_policy::Decider`]
-//! of its own, with no lock shared between partitions once a tuple has been seen. A row
+//! of the cut-off, for mentions) — all of them when the gate is made in the planning process,
+//! or on a distributed build's executor each shard's members when a row of that shard is
+//! first decided, from the facts the client wrote as data ([`crate::facts_data`]). A batch of
+//! rows is then decided by a [`cg_policy::Decider`] of its own, with no lock shared between
+//! partitions once a tuple has been seen. A row
 //! carries its verdict through the plan as a self-describing `u32` ([`Verdict::code`]), the
 //! same in every process, so a distributed build's executors and its client agree on it.
 
