@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use cg_model::{Jurisdiction, MemberFacts, ReasonCode, Region, Timestamp, Verdict};
+use cg_model::{Jurisdiction, MemberFacts, ReasonCode, Region, RegionSet, Timestamp, Verdict};
 use cg_policy::{CompiledMember, Decider, Engine, EvalContext, Policy, with_mention_redacted};
 use rustc_hash::FxHashMap;
 use sha2::Digest;
@@ -81,23 +81,12 @@ struct Parted {
 }
 
 /// Report region labels, indexed by [`Gate::author`]'s region: `UNKNOWN` first, then every
-/// label [`cg_model::RegionSet::report_label`] gives. The same in every process.
+/// label [`cg_model::RegionSet::report_label`] gives, in its order. The same in every process.
 fn region_labels() -> &'static [&'static str] {
     static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
     LABELS.get_or_init(|| {
         let mut labels = vec!["UNKNOWN"];
-        labels.extend(
-            [
-                Region::Uk,
-                Region::Ch,
-                Region::Ca,
-                Region::Hk,
-                Region::UsCa,
-                Region::Eu,
-                Region::Eea,
-            ]
-            .map(Region::as_str),
-        );
+        labels.extend(RegionSet::REPORT_ORDER.map(Region::as_str));
         labels.push("ROW");
         labels
     })
@@ -578,7 +567,26 @@ fn scrub(text: &str, needle: &str, with: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use super::{region_labels, scrub};
+    use cg_model::{Region, RegionSet};
+
+    #[test]
+    fn every_report_label_has_an_index() {
+        // Each single region, every pair, and none: whatever `report_label` answers is listed
+        // (an unlisted label would be counted as UNKNOWN).
+        let mut sets = vec![RegionSet::EMPTY];
+        for a in Region::ALL {
+            sets.push(RegionSet::of(&[a]));
+            for b in Region::ALL {
+                sets.push(RegionSet::of(&[a, b]));
+            }
+        }
+        for set in sets {
+            let label = set.report_label();
+            assert!(region_labels().contains(&label), "{label}");
+        }
+        assert_eq!(region_labels()[0], "UNKNOWN");
+    }
 
     #[test]
     fn scrub_whole_words_only() {

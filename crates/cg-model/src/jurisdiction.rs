@@ -450,22 +450,25 @@ impl RegionSet {
         self.iter().map(Region::as_str).collect()
     }
 
-    /// The most specific region label for reports: the first of UK, CH, CA, HK, US-CA, EU, EEA,
-    /// or `"ROW"` (rest of world) when empty.
+    /// The regions a report label is chosen from, most specific first.
+    pub const REPORT_ORDER: [Region; 7] = [
+        Region::Uk,
+        Region::Ch,
+        Region::Ca,
+        Region::Hk,
+        Region::UsCa,
+        Region::Eu,
+        Region::Eea,
+    ];
+
+    /// The most specific region label for reports: the first of [`RegionSet::REPORT_ORDER`]
+    /// (UK, CH, CA, HK, US-CA, EU, EEA) the set holds, or `"ROW"` (rest of world) when none.
     pub fn report_label(self) -> &'static str {
-        [
-            Region::Uk,
-            Region::Ch,
-            Region::Ca,
-            Region::Hk,
-            Region::UsCa,
-            Region::Eu,
-            Region::Eea,
-        ]
-        .into_iter()
-        .find(|r| self.contains(*r))
-        .map(Region::as_str)
-        .unwrap_or("ROW")
+        Self::REPORT_ORDER
+            .into_iter()
+            .find(|r| self.contains(*r))
+            .map(Region::as_str)
+            .unwrap_or("ROW")
     }
 }
 

@@ -264,20 +264,24 @@ fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_
     assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
     let cluster = cluster(2);
     let p = |t: &str| files[t].to_str().unwrap().to_owned();
+    // The member side and the content, with consent from the ledger.
+    let inputs = |command: &str| -> Vec<String> {
+        let mut args = vec![command.to_owned()];
+        for (flag, table) in [
+            ("--members", "members"),
+            ("--content", "content"),
+            ("--residences", "residences"),
+            ("--erasures", "erasures"),
+        ] {
+            args.extend([flag.to_owned(), p(table)]);
+        }
+        args.extend(["--store".to_owned(), store.clone()]);
+        args
+    };
     let run = |name: &str, extra: &[&str]| {
         let out = work.path().join(name);
-        let mut args = vec![
-            "build".to_owned(),
-            "--members".into(),
-            p("members"),
-            "--content".into(),
-            p("content"),
-            "--store".into(),
-            store.clone(),
-            "--residences".into(),
-            p("residences"),
-            "--erasures".into(),
-            p("erasures"),
+        let mut args = inputs("build");
+        args.extend([
             "--as-of".into(),
             "2025-12-01".into(),
             "--out".into(),
@@ -286,7 +290,7 @@ fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_
             "32".into(),
             "--json".into(),
             "-q".into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|a| a.to_string()));
         let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
@@ -341,27 +345,17 @@ fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_
     let parent = dataset_dir(&work.path().join("embedded"), &embedded_manifest);
     let rebuild = |name: &str, extra: &[&str]| {
         let out = work.path().join(name);
-        let mut args = vec![
-            "rebuild".to_owned(),
+        let mut args = inputs("rebuild");
+        args.extend([
             "--dataset".into(),
             parent.to_str().unwrap().into(),
-            "--members".into(),
-            p("members"),
-            "--content".into(),
-            p("content"),
-            "--store".into(),
-            store.clone(),
-            "--residences".into(),
-            p("residences"),
-            "--erasures".into(),
-            p("erasures"),
             "--as-of".into(),
             "2026-03-01".into(),
             "--out".into(),
             out.to_str().unwrap().into(),
             "--json".into(),
             "-q".into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|a| a.to_string()));
         let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.status.code(), Some(0), "{}", crate::util::stderr(&o));
