@@ -147,8 +147,9 @@ pub(crate) fn new_gate(
     };
     let gate =
         Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine).map_err(BuildError::from)?;
-    let spec = match (shards, gate.mentions_data()) {
-        (Some(shards), Some(mentions)) => {
+    // Only a distributed build needs the mentions table (an embedded one never reads it).
+    let spec = match shards.map(|s| (s, gate.mentions_data())) {
+        Some((shards, Some(mentions))) => {
             let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
             let dir =
                 std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
