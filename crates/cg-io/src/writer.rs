@@ -44,10 +44,27 @@ impl std::fmt::Debug for TableWriter {
 impl TableWriter {
     /// Creates `path` (format from its extension) for batches of `schema`.
     pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter, IoError> {
-        let format = Format::from_path(path)?;
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
-        let partial = PathBuf::from(partial);
+        TableWriter::create_as(path, PathBuf::from(partial), schema)
+    }
+
+    /// Like [`TableWriter::create`], through `<name>.<tag>.partial`: for writers of one file
+    /// that may run at once (a task retried on another machine while the first attempt still
+    /// runs), each through its own partial file; they write the same bytes, and the last
+    /// rename wins.
+    pub fn create_tagged(
+        path: &Path,
+        tag: &str,
+        schema: SchemaRef,
+    ) -> Result<TableWriter, IoError> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(format!(".{tag}.partial"));
+        TableWriter::create_as(path, PathBuf::from(partial), schema)
+    }
+
+    fn create_as(path: &Path, partial: PathBuf, schema: SchemaRef) -> Result<TableWriter, IoError> {
+        let format = Format::from_path(path)?;
         let file = File::create(&partial).map_err(|source| IoError::File {
             action: "cannot create",
             path: partial.clone(),
