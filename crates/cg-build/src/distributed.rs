@@ -10,7 +10,10 @@
 //! first decides one of their rows, refusing facts whose digest differs from the client's
 //! ([`crate::spec`], [`crate::facts_data`]). A gate UDF without a spec cannot be made, so such a
 //! plan fails before a row is decided. `cg_shard` and `cg_in_shards` travel with their shard key
-//! and count. The codecs wrap Ballista's own, which handle its plan nodes and file formats.
+//! and count. The plan's top node is the shard sink ([`crate::sink`]), whose tasks write the
+//! shards and decision records on the executors: the codecs carry it with its specs, and the
+//! scheduler's sessions plan it ([`crate::sink::SinkQueryPlanner`]). The codecs wrap Ballista's
+//! own, which handle its plan nodes and file formats.
 //!
 //! The scheduler and the executors must run the same consentgate version as the client (checked
 //! by the spec) and reach the content file and the build's output directory at the same paths
@@ -33,6 +36,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::BuildError;
+use crate::sink::{ShardSinkExec, ShardSinkNode, SinkQueryPlanner};
 use crate::spec::GateSpec;
 use crate::udf::{
     GATE_UDFS, ShardFilterSpec, gate_udf_spec, shard_filter_from_spec, shard_filter_spec,
@@ -109,10 +113,21 @@ impl LogicalExtensionCodec for LogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> Result<Extension> {
+        if let [input] = inputs
+            && let Some(node) = ShardSinkNode::decode(buf, input.clone())
+        {
+            return Ok(Extension {
+                node: Arc::new(node?),
+            });
+        }
         self.inner.try_decode(buf, inputs, ctx)
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(sink) = node.node.as_any().downcast_ref::<ShardSinkNode>() {
+            buf.extend_from_slice(&sink.encode()?);
+            return Ok(());
+        }
         self.inner.try_encode(node, buf)
     }
 
@@ -182,6 +197,11 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let [input] = inputs
+            && let Some(exec) = ShardSinkExec::decode(buf, input.clone())
+        {
+            return Ok(Arc::new(exec?));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -191,6 +211,10 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(sink) = node.downcast_ref::<ShardSinkExec>() {
+            buf.extend_from_slice(&sink.encode()?);
+            return Ok(());
+        }
         self.inner.try_encode(node, buf, proto_converter)
     }
 
@@ -278,6 +302,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_session_builder: Some(Arc::new(scheduler_session)),
         task_distribution: if opts.round_robin {
             ballista_scheduler::config::TaskDistributionPolicy::RoundRobin
         } else {
@@ -291,6 +316,15 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
     ballista_scheduler::scheduler_process::start_server(cluster, opts.bind, Arc::new(config))
         .await
         .map_err(engine)
+}
+
+/// A job's session on the scheduler: Ballista's, planning consentgate's shard sink
+/// ([`crate::sink`]).
+fn scheduler_session(config: SessionConfig) -> Result<datafusion::execution::SessionState> {
+    let state = ballista_core::utils::default_session_builder(config)?;
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(Arc::new(SinkQueryPlanner))
+        .build())
 }
 
 /// How to run an executor.

@@ -83,6 +83,16 @@ impl ShardOut {
         })
     }
 
+    /// `dir/shards/part-NNNNN.parquet`, through a partial file named with `tag` (a distributed
+    /// task's attempt: another attempt of the same shard never writes into it).
+    pub(crate) fn create_attempt(dir: &Path, i: u32, tag: &str) -> Result<ShardOut, BuildError> {
+        let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
+        Ok(ShardOut {
+            writer: cg_io::TableWriter::create_tagged(&path, tag, shard_schema())
+                .map_err(BuildError::from)?,
+        })
+    }
+
     /// Appends rows in the shard's schema.
     pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), BuildError> {
         let rows = RecordBatch::try_new(shard_schema(), rows.columns().to_vec())

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod card;
+mod cluster;
 mod commitment;
 mod config;
 pub mod decisions;
@@ -40,6 +41,7 @@ mod pass;
 mod publish;
 mod rebuild;
 mod run;
+pub mod sink;
 pub mod spec;
 mod spool;
 mod udf;

@@ -144,7 +144,7 @@ impl Decided {
 }
 
 /// Bytes of a record in a spilled run.
-const RECORD_BYTES: usize = 48;
+pub(crate) const RECORD_BYTES: usize = 48;
 /// A partition spills its records only once they fill an eighth of the budget (runs of a few
 /// records would make the merge slow).
 fn min_spilled_records(spools: &ShardSpools) -> usize {
@@ -195,9 +195,20 @@ impl Decided {
 
 /// One partition's records: sorted runs spilled to disk, and the sorted rest in memory.
 #[derive(Default)]
-struct Records {
+pub(crate) struct Records {
+    /// Sorted runs on disk.
     spilled: Vec<PathBuf>,
     memory: Vec<Decided>,
+}
+
+impl Records {
+    /// One sorted run written by another process (a distributed task).
+    pub(crate) fn on_disk(path: PathBuf) -> Records {
+        Records {
+            spilled: vec![path],
+            memory: Vec::new(),
+        }
+    }
 }
 
 /// One sorted input of [`Merged`].
@@ -298,7 +309,12 @@ impl From<BuildError> for Halt {
 
 /// What every partition shares.
 struct Shared<'a> {
-    cfg: &'a BuildConfig,
+    /// The content file (for error messages).
+    content: &'a Path,
+    /// The build's shard count.
+    shards: u32,
+    /// A row without a content id is recorded as `invalid_record` (else the pass halts).
+    quarantine: bool,
     gate: &'a Gate,
     shard_key: &'a [u8],
     text: bool,
@@ -359,6 +375,11 @@ pub(crate) fn run_pass(
         .build()
         .map_err(BuildError::Runtime)?;
     let streams = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
+    if matches!(cfg.engine, Engine::Ballista(_)) {
+        // The executors wrote the shards and the decision records; the stream is their
+        // summaries (`crate::sink`).
+        return crate::cluster::finish(cfg, gate, shard_key, &spec, streams, &runtime, progress);
+    }
 
     // Narrow records and shard rows: half the memory budget together; the rest is the engine's
     // batches in flight and the writers' buffers.
@@ -372,7 +393,9 @@ pub(crate) fn run_pass(
         }
     }
     let shared = Shared {
-        cfg,
+        content: &cfg.content,
+        shards: cfg.shards,
+        quarantine: cfg.quarantine,
         gate,
         shard_key,
         text: spec.text,
@@ -450,56 +473,7 @@ pub(crate) fn run_pass(
         ));
     }
 
-    // 2. Duplicate content ids: adjacent in record order, copies in input order. The first
-    //    copy is the row; every later copy is the violation (quarantined, or an error).
-    let mut duplicates: FxHashSet<i64> = FxHashSet::default();
-    let mut later_copies: FxHashSet<u64> = FxHashSet::default();
-    let mut previous: Option<i64> = None;
-    let mut without_id = false;
-    for d in Merged::new(&runs)? {
-        let d = d?;
-        if let Some(id) = d.id() {
-            if previous == Some(id) {
-                duplicates.insert(id);
-                later_copies.insert(d.pos);
-            }
-            previous = Some(id);
-        } else {
-            without_id = true;
-        }
-    }
-    // A distributed plan delivers rows by shard, not in input order: which copy of an id came
-    // first, and the order of rows without one, are unknown there. Such rows are quarantined
-    // by an embedded build only; a distributed one stops, naming them.
-    if cfg.quarantine
-        && matches!(cfg.engine, Engine::Ballista(_))
-        && (without_id || !duplicates.is_empty())
-    {
-        let (id, what) = match duplicates.iter().min() {
-            Some(id) => (Some(*id), format!("duplicate content id {id}")),
-            None => (None, "missing content id".to_owned()),
-        };
-        let rows = runtime.block_on(locate(cfg, id))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            format!(
-                "{what}: a distributed build cannot quarantine it (rows reach the client by shard, not in input order)"
-            ),
-            "fix the input or build with the embedded engine",
-        ));
-    }
-    if !cfg.quarantine
-        && let Some(id) = duplicates.iter().min().copied()
-    {
-        let rows = runtime.block_on(locate(cfg, Some(id)))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            format!("duplicate content id {id}"),
-            QUARANTINE_HINT,
-        ));
-    }
+    let later_copies = find_duplicates(cfg, &runs, &runtime)?;
     drop(runtime);
 
     // 3. The record and the shards, at once.
@@ -583,7 +557,85 @@ pub(crate) fn run_pass(
         out.shards.push((w.shard, w.file));
         out.member_keys.extend(w.keys);
     }
-    for ((code, region), n) in record.counts {
+    tally(&mut out, record.counts, gate);
+    Ok(out)
+}
+
+/// The positions of the later copies of repeated content ids in `runs` (quarantined by the
+/// caller), or the error naming the rows of a repeated or missing id when the build cannot
+/// quarantine them.
+pub(crate) fn find_duplicates(
+    cfg: &BuildConfig,
+    runs: &[Records],
+    runtime: &tokio::runtime::Runtime,
+) -> Result<FxHashSet<u64>, BuildError> {
+    // Duplicate content ids: adjacent in record order, copies in input order. The first copy
+    // is the row; every later copy is the violation (quarantined, or an error).
+    let mut duplicates: FxHashSet<i64> = FxHashSet::default();
+    let mut later_copies: FxHashSet<u64> = FxHashSet::default();
+    let mut previous: Option<i64> = None;
+    let mut without_id = false;
+    for d in Merged::new(runs)? {
+        let d = d?;
+        if let Some(id) = d.id() {
+            if previous == Some(id) {
+                duplicates.insert(id);
+                later_copies.insert(d.pos);
+            }
+            previous = Some(id);
+        } else {
+            without_id = true;
+        }
+    }
+    // A distributed plan routes rows by shard, not in input order: which copy of an id came
+    // first, and the order of rows without one, are unknown there. Such rows are quarantined
+    // by an embedded build only; a distributed one stops, naming them.
+    if cfg.quarantine
+        && matches!(cfg.engine, Engine::Ballista(_))
+        && (without_id || !duplicates.is_empty())
+    {
+        let (id, what) = match duplicates.iter().min() {
+            Some(id) => (Some(*id), format!("duplicate content id {id}")),
+            None => (None, "missing content id".to_owned()),
+        };
+        let rows = runtime.block_on(locate(cfg, id))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            format!(
+                "{what}: a distributed build cannot quarantine it (its tasks see rows by shard, not in input order)"
+            ),
+            "fix the input or build with the embedded engine",
+        ));
+    }
+    if !cfg.quarantine
+        && let Some(id) = duplicates.iter().min().copied()
+    {
+        let rows = runtime.block_on(locate(cfg, Some(id)))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            format!("duplicate content id {id}"),
+            QUARANTINE_HINT,
+        ));
+    }
+    // Only a distributed pass gets this far with a row without an id outside quarantine (its
+    // tasks record such rows; an embedded pass halts on the first).
+    if without_id && !cfg.quarantine {
+        let rows = runtime.block_on(locate(cfg, None))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            "missing content id".into(),
+            QUARANTINE_HINT,
+        ));
+    }
+    Ok(later_copies)
+}
+
+/// Adds the record's counts by (verdict code, region) to `out` by decision, reason and region.
+pub(crate) fn tally(out: &mut PassOut, counts: FxHashMap<(u32, u8), u64>, gate: &Gate) {
+    for ((code, region), n) in counts {
         let verdict = cg_policy::verdict_of(code);
         let decision = verdict.decision();
         let region = gate.region_label(region);
@@ -599,7 +651,6 @@ pub(crate) fn run_pass(
                 .or_default() += n;
         }
     }
-    Ok(out)
 }
 
 /// The plan's output streams: one per partition embedded, one from a Ballista scheduler.
@@ -702,12 +753,40 @@ async fn plan(
             .map_err(engine)?;
         keep.push(col("redacted"));
     }
-    let df = df.select(keep).map_err(engine)?;
-    match cfg.engine {
-        Engine::Embedded => df.execute_stream_partitioned().await,
-        Engine::Ballista(_) => df.execute_stream().await.map(|s| vec![s]),
-    }
-    .map_err(|e| engine_error(&cfg.content, e))
+    let streams = match cfg.engine {
+        Engine::Embedded => {
+            df.select(keep)
+                .map_err(engine)?
+                .execute_stream_partitioned()
+                .await
+        }
+        Engine::Ballista(_) => {
+            // The executors write the shards and the records (`crate::sink`): the client gets
+            // one summary row per file.
+            keep.push(col(crate::sink::SHARD_COLUMN));
+            let decided = df.select(keep).map_err(engine)?.into_unoptimized_plan();
+            let dir = std::fs::canonicalize(spec.dir).map_err(|e| BuildError::io(spec.dir, e))?;
+            let sink = crate::sink::SinkSpec {
+                dir,
+                shards: cfg.shards,
+                key: crate::layout::hex(shard_key),
+                text: spec.text,
+                write: if spec.text {
+                    spec.shards.clone()
+                } else {
+                    Vec::new()
+                },
+                memory_mb: cfg.memory_mb,
+            };
+            let node =
+                crate::sink::ShardSinkNode::new(sink, gate_ref.clone(), decided).map_err(engine)?;
+            DataFrame::new(session.state(), node.into_plan())
+                .execute_stream()
+                .await
+                .map(|s| vec![s])
+        }
+    };
+    streams.map_err(|e| engine_error(&cfg.content, e))
 }
 
 /// A distributed plan's content, routed by its author's shard so that each task decides whole
@@ -730,7 +809,10 @@ fn route_by_shard(
     let engine = BuildError::from;
     let shard_of = crate::udf::shard_of(shard_key, shards);
     let df = df
-        .with_column("cg_shard", shard_of.call(vec![col("member_id")]))
+        .with_column(
+            crate::sink::SHARD_COLUMN,
+            shard_of.call(vec![col("member_id")]),
+        )
         .map_err(engine)?;
     let numbers: Vec<Vec<datafusion::prelude::Expr>> = (0..shards).map(|s| vec![lit(s)]).collect();
     let table = LogicalPlanBuilder::values(numbers)
@@ -744,6 +826,7 @@ fn route_by_shard(
         col("kind"),
         col("created_at"),
         col("mentions"),
+        col(crate::sink::SHARD_COLUMN),
     ];
     if text {
         columns.push(col("text"));
@@ -753,7 +836,7 @@ fn route_by_shard(
             df,
             datafusion::logical_expr::JoinType::Right,
             &["cg_shard_no"],
-            &["cg_shard"],
+            &[crate::sink::SHARD_COLUMN],
             None,
         )
         .and_then(|df| df.select(columns))
@@ -808,6 +891,33 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
         }
     }
     Ok(df)
+}
+
+/// The rows of the content file a pass reads (those of `only` shards, when given), counted on
+/// this machine: a Parquet file's from its metadata, a filtered pass's from the `member_id`
+/// column. A distributed pass checks its tasks' records against it, so an output Ballista
+/// failed to list can never go unnoticed.
+pub(crate) async fn count_rows(
+    cfg: &BuildConfig,
+    shard_key: &[u8],
+    only: Option<&Arc<FxHashSet<u32>>>,
+) -> Result<u64, BuildError> {
+    let session = SessionContext::new();
+    let mut df = scan(&session, cfg).await?;
+    if let Some(keep) = only {
+        let filter = crate::udf::shard_filter(shard_key, cfg.shards, keep.clone());
+        df = df
+            .filter(filter.call(vec![datafusion::prelude::cast(
+                col("member_id"),
+                DataType::Int64,
+            )]))
+            .map_err(BuildError::from)?;
+    }
+    let rows = df
+        .count()
+        .await
+        .map_err(|e| engine_error(&cfg.content, e))?;
+    Ok(rows as u64)
 }
 
 /// The 1-based rows (in file order, a CSV header not counted) whose content id is `id`, or is
@@ -887,7 +997,7 @@ async fn consume(
         decided: Vec::new(),
         spilled: Vec::new(),
         shard_of: FxHashMap::default(),
-        by_shard: vec![Vec::new(); shared.cfg.shards as usize],
+        by_shard: vec![Vec::new(); shared.shards as usize],
         kept: FxHashMap::default(),
     };
     let codes = codes();
@@ -895,7 +1005,7 @@ async fn consume(
         if shared.stop.load(Ordering::Acquire) {
             return Err(Halt::Cancelled);
         }
-        let batch = batch.map_err(|e| engine_error(&shared.cfg.content, e))?;
+        let batch = batch.map_err(|e| engine_error(shared.content, e))?;
         for (counter, n) in shared.received.iter().zip([
             1,
             batch.num_rows() as u64,
@@ -912,6 +1022,187 @@ async fn consume(
         memory: part.decided,
     })
 }
+
+/// A distributed task's work (the shard sink, [`crate::sink`]): decides the rows of one
+/// partition for good as [`consume`] does, writes the shards it holds whole (the sink's input
+/// is partitioned by shard) and its decision records as one sorted run, each under a name of
+/// this attempt's and renamed into place when complete, and says what it wrote.
+///
+/// A row without a content id is recorded, not halted on (the client names its row, whether
+/// or not the build quarantines). Shards spill to the executor's local temporary directory.
+pub(crate) async fn sink_partition(
+    sink: &crate::sink::SinkSpec,
+    gate_ref: &GateRef,
+    stream: SendableRecordBatchStream,
+    partition: usize,
+) -> Result<Vec<crate::sink::SinkItem>, BuildError> {
+    let gate = gate_ref.gate().map_err(|e| BuildError::Gate(Box::new(e)))?;
+    let key = crate::layout::unhex(&sink.key)
+        .ok_or_else(|| BuildError::Engine("the shard sink's key is not hex".into()))?;
+    let content = gate_ref
+        .spec()
+        .and_then(|s| s.content.as_ref())
+        .map(|(path, _)| path.clone())
+        .unwrap_or_default();
+    let tag = attempt_tag();
+    let budget = (sink.memory_mb.max(1) << 20) / 2;
+    let scratch = std::env::temp_dir().join(format!("consentgate-task-{tag}"));
+    let spools = (sink.text && !sink.write.is_empty())
+        .then(|| ShardSpools::new(sink.shards, budget, scratch));
+    let mut spooled = vec![false; sink.shards as usize];
+    for s in &sink.write {
+        if let Some(x) = spooled.get_mut(*s as usize) {
+            *x = true;
+        }
+    }
+    let shared = Shared {
+        content: &content,
+        shards: sink.shards,
+        quarantine: true,
+        gate,
+        shard_key: &key,
+        text: sink.text,
+        spools: spools.as_ref(),
+        spooled,
+        stop: AtomicBool::new(false),
+        progress: &cg_model::progress::NoProgress,
+        received: Default::default(),
+    };
+    // The routing shards of every row received (see `SinkItem::seen`).
+    let seen = Arc::new(std::sync::Mutex::new(FxHashSet::<u32>::default()));
+    let stream = watch_routes(stream, seen.clone())?;
+    let records = match consume(&shared, stream, partition as u64).await {
+        Ok(records) => records,
+        Err(Halt::Failed(e)) => return Err(e),
+        Err(Halt::MissingId | Halt::Cancelled) => {
+            return Err(BuildError::Engine(
+                "a shard sink's task stopped without an error".into(),
+            ));
+        }
+    };
+    let mut seen: Vec<u32> = seen
+        .lock()
+        .map_err(|_| BuildError::Engine("a shard sink's route set was poisoned".into()))?
+        .iter()
+        .copied()
+        .collect();
+    seen.sort_unstable();
+    let mut items = vec![write_records_run(
+        &sink.dir, partition, &tag, &records, seen,
+    )?];
+    if let Some(spools) = &spools {
+        for shard in spools.held() {
+            let out = ShardOut::create_attempt(&sink.dir, shard, &tag)?;
+            let written = spools.write_shard(shard, out, &FxHashSet::default())?;
+            let bytes = std::fs::metadata(&written.path)
+                .map_err(|e| BuildError::io(&written.path, e))?
+                .len();
+            items.push(crate::sink::SinkItem {
+                attempt: tag.clone(),
+                shard: Some(shard),
+                file: format!("shards/part-{shard:05}.parquet"),
+                rows: written.rows,
+                bytes,
+                sha256: crate::layout::sha256_file(&written.path)?,
+                members: written.members.len() as u64,
+                seen: Vec::new(),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// A name part no other attempt of any task uses: this process's id (which the tests read to
+/// find the executor writing a file) and a random number (process ids repeat across machines).
+fn attempt_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(ATTEMPTS.fetch_add(1, Ordering::Relaxed));
+    format!("{}-{:016x}", std::process::id(), h.finish())
+}
+
+/// Writes a partition's records as one sorted run, `records/part-PPPPP-TAG.bin` in `dir`
+/// (through a `.partial` file, fsynced, renamed into place).
+fn write_records_run(
+    dir: &Path,
+    partition: usize,
+    tag: &str,
+    records: &Records,
+    seen: Vec<u32>,
+) -> Result<crate::sink::SinkItem, BuildError> {
+    let folder = dir.join(RECORDS_DIR);
+    std::fs::create_dir_all(&folder).map_err(|e| BuildError::io(&folder, e))?;
+    let file = format!("{RECORDS_DIR}/part-{partition:05}-{tag}.bin");
+    let path = dir.join(&file);
+    let partial = dir.join(format!("{file}.partial"));
+    let out = File::create(&partial).map_err(|e| BuildError::io(&partial, e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, out);
+    let mut rows = 0u64;
+    for d in Merged::new(std::slice::from_ref(records))? {
+        w.write_all(&d?.encode())
+            .map_err(|e| BuildError::io(&partial, e))?;
+        rows += 1;
+    }
+    let out = w
+        .into_inner()
+        .map_err(|e| BuildError::io(&partial, e.into_error()))?;
+    out.sync_all().map_err(|e| BuildError::io(&partial, e))?;
+    drop(out);
+    std::fs::rename(&partial, &path).map_err(|e| BuildError::io(&path, e))?;
+    for run in &records.spilled {
+        let _ = std::fs::remove_file(run);
+    }
+    Ok(crate::sink::SinkItem {
+        attempt: tag.to_owned(),
+        shard: None,
+        file,
+        rows,
+        bytes: rows * RECORD_BYTES as u64,
+        sha256: String::new(),
+        members: 0,
+        seen,
+    })
+}
+
+/// `stream`, adding the routing shard (`cg_shard`) of every row it yields to `seen`.
+fn watch_routes(
+    stream: SendableRecordBatchStream,
+    seen: Arc<std::sync::Mutex<FxHashSet<u32>>>,
+) -> Result<SendableRecordBatchStream, BuildError> {
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    let schema = stream.schema();
+    let at = schema
+        .index_of(crate::sink::SHARD_COLUMN)
+        .map_err(BuildError::from)?;
+    let watched = stream.map(move |batch| {
+        let batch = batch?;
+        let routes = batch
+            .column(at)
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution(
+                    "the shard sink's `cg_shard` column is not UInt32".into(),
+                )
+            })?;
+        let mut seen = seen.lock().map_err(|_| {
+            datafusion::error::DataFusionError::Execution("a route set was poisoned".into())
+        })?;
+        let mut last = None;
+        for route in routes.iter() {
+            let route = route.unwrap_or(crate::sink::NO_ROUTE);
+            if last != Some(route) {
+                seen.insert(route);
+                last = Some(route);
+            }
+        }
+        Ok(batch)
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, watched)))
+}
+
+/// Where a distributed build's tasks write their decision records (removed before publishing).
+pub(crate) const RECORDS_DIR: &str = "records";
 
 /// Sorts a partition's records and writes them out as a run (the pass is over its budget).
 fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), BuildError> {
@@ -988,7 +1279,7 @@ fn take_batch(
         };
         let (erased, region) = gate.author(member);
         if content_id.is_none() {
-            if !shared.cfg.quarantine {
+            if !shared.quarantine {
                 return Err(Halt::MissingId);
             }
             code = codes.invalid;
@@ -1010,7 +1301,7 @@ fn take_batch(
             (true, Some(m)) => *part
                 .shard_of
                 .entry(m)
-                .or_insert_with(|| keyed_shard(shared.shard_key, m, shared.cfg.shards)),
+                .or_insert_with(|| keyed_shard(shared.shard_key, m, shared.shards)),
             _ => NO_SHARD,
         };
         let flags = (u8::from(content_id.is_some()) * HAS_ID)
@@ -1081,16 +1372,16 @@ fn take_batch(
 }
 
 /// The decision record and what is counted from it.
-struct Record {
-    counts: FxHashMap<(u32, u8), u64>,
-    kept_members: Vec<i64>,
-    rows: FxHashMap<i64, (Option<u32>, i64)>,
-    decisions: Option<FileRef>,
+pub(crate) struct Record {
+    pub counts: FxHashMap<(u32, u8), u64>,
+    pub kept_members: Vec<i64>,
+    pub rows: FxHashMap<i64, (Option<u32>, i64)>,
+    pub decisions: Option<FileRef>,
 }
 
 /// Writes `decisions.parquet` (when `dir` is given) in record order; later copies of a content
 /// id (quarantined) become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
-fn write_record(
+pub(crate) fn write_record(
     runs: &[Records],
     later_copies: &FxHashSet<u64>,
     dir: Option<&Path>,

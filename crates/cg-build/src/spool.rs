@@ -162,6 +162,18 @@ impl ShardSpools {
         Ok(self.spill_dir.join(format!("{kind}-{n:06}")))
     }
 
+    /// The shards holding rows (in memory or in runs), ascending.
+    pub(crate) fn held(&self) -> Vec<u32> {
+        (0..self.spools.len() as u32)
+            .filter(|&i| {
+                // A poisoned spool is listed: writing it fails the pass.
+                self.spool(i)
+                    .map(|s| !s.batches.is_empty() || !s.runs.is_empty())
+                    .unwrap_or(true)
+            })
+            .collect()
+    }
+
     /// The budget, in bytes.
     pub(crate) fn budget(&self) -> usize {
         self.budget

@@ -1,0 +1,339 @@
+//! The client's side of a distributed pass: the executors wrote the shards and the decision
+//! records ([`crate::sink`]); the client reads their summaries, keeps one attempt per task
+//! (Ballista may report a re-run task twice), checks that every file is there and whole and that
+//! the records cover every row the pass reads (counted here: a Parquet file's metadata), merges
+//! the records into `decisions.parquet` (finding repeated and missing content ids, counting),
+//! writes the shards no task had rows for, derives the member keys, and removes what only the
+//! pass needed (the records, files of failed attempts).
+//!
+//! What the client receives from the cluster is one summary row per file written: its size
+//! does not grow with the rows. It still reads the records (48 bytes a row) from the shared
+//! directory, to write the one `decisions.parquet` the layout has.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::execution::SendableRecordBatchStream;
+use futures_lite::StreamExt;
+use rustc_hash::FxHashSet;
+
+use crate::BuildError;
+use crate::config::BuildConfig;
+use crate::gate::Gate;
+use crate::layout::{ShardOut, keyed_shard};
+use crate::manifest::FileRef;
+use crate::pass::{
+    PassOut, PassSpec, RECORD_BYTES, RECORDS_DIR, Records, find_duplicates, tally, write_record,
+};
+use crate::sink::{SinkItem, summary_items};
+
+/// Finishes a distributed pass from the sink's summary `streams`.
+pub(crate) fn finish(
+    cfg: &BuildConfig,
+    gate: &Gate,
+    shard_key: &[u8],
+    spec: &PassSpec<'_>,
+    streams: Vec<SendableRecordBatchStream>,
+    runtime: &tokio::runtime::Runtime,
+    progress: &dyn cg_model::progress::Progress,
+) -> Result<PassOut, BuildError> {
+    let received = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let items = runtime.block_on(async {
+        let mut items = Vec::new();
+        for mut stream in streams {
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| crate::engine_error(&cfg.content, e))?;
+                for (counter, n) in received.iter().zip([
+                    1,
+                    batch.num_rows() as u64,
+                    batch.get_array_memory_size() as u64,
+                ]) {
+                    counter.fetch_add(n, Ordering::Relaxed);
+                }
+                items.extend(summary_items(&batch)?);
+            }
+        }
+        Ok::<_, BuildError>(items)
+    });
+    let result = items.and_then(|items| {
+        let items = one_attempt_per_task(items)?;
+        let written = checked(spec, cfg.shards, &items)?;
+        let mut runs = Vec::new();
+        for item in items.iter().filter(|i| i.shard.is_none()) {
+            runs.push(Records::on_disk(spec.dir.join(&item.file)));
+            progress.advance(item.rows);
+        }
+        // Every row the pass reads has its record: an output the cluster did not list would
+        // otherwise be a row missing from `decisions.parquet` and its shard.
+        let recorded: u64 = items
+            .iter()
+            .filter(|i| i.shard.is_none())
+            .map(|i| i.rows)
+            .sum();
+        let expected = runtime.block_on(crate::pass::count_rows(
+            cfg,
+            shard_key,
+            spec.only_shards.as_ref(),
+        ))?;
+        if recorded != expected {
+            return Err(BuildError::Engine(format!(
+                "the cluster returned the decisions of {recorded} rows, the content has {expected}"
+            )));
+        }
+        let later_copies = find_duplicates(cfg, &runs, runtime)?;
+        if !later_copies.is_empty() {
+            // `find_duplicates` refuses every repeated id in a distributed build.
+            return Err(BuildError::Engine(
+                "a distributed pass cannot quarantine repeated content ids".into(),
+            ));
+        }
+        let record = write_record(
+            &runs,
+            &later_copies,
+            spec.decisions.then_some(spec.dir),
+            spec.collect,
+        )?;
+        Ok((written, record))
+    });
+    // Records and files of failed attempts are scratch, whether the pass succeeded or not.
+    let swept = sweep(spec.dir);
+    let (written, record) = result?;
+    swept?;
+
+    let mut out = PassOut {
+        received: crate::publish::Received {
+            batches: received[0].load(Ordering::Relaxed),
+            rows: received[1].load(Ordering::Relaxed),
+            bytes: received[2].load(Ordering::Relaxed),
+        },
+        ..PassOut::default()
+    };
+    let spooled: FxHashSet<u32> = spec.shards.iter().copied().collect();
+    if spec.text && !spec.shards.is_empty() {
+        // Every member with a kept row in a written shard is in exactly that shard.
+        let in_shards: u64 = written.values().map(|(_, members)| members).sum();
+        let members: Vec<i64> = record
+            .kept_members
+            .iter()
+            .copied()
+            .filter(|m| spooled.contains(&keyed_shard(shard_key, *m, cfg.shards)))
+            .collect();
+        if in_shards != members.len() as u64 {
+            return Err(BuildError::Engine(format!(
+                "the shards hold {in_shards} members, the decision record {}",
+                members.len()
+            )));
+        }
+        // Shards no task had a row for are written here, as an embedded build writes them.
+        for &shard in &spec.shards {
+            let file = match written.get(&shard) {
+                Some((file, _)) => file.clone(),
+                None => {
+                    let path = ShardOut::create(spec.dir, shard)?.finish()?;
+                    FileRef {
+                        file: format!("shards/part-{shard:05}.parquet"),
+                        rows: 0,
+                        sha256: crate::layout::sha256_file(&path)?,
+                    }
+                }
+            };
+            out.shards.push((shard, file));
+        }
+        if let Some((secret, domain)) = spec.member_keys {
+            out.member_keys = member_keys(secret, domain, &members)?;
+        }
+    }
+    out.kept_members = record.kept_members;
+    out.rows = record.rows;
+    out.decisions = record.decisions;
+    tally(&mut out, record.counts, gate);
+    Ok(out)
+}
+
+/// The summaries of one attempt per task. After losing an executor Ballista may report two
+/// completed attempts of one task. Tasks of the sink's stage receive disjoint sets of routing
+/// shards, so attempts whose sets meet are attempts of one task: they decided the same rows and
+/// must have seen the same shards and written the same files (shards with the same digest, rows
+/// and members; as many records) — anything else fails the build — and one of them is kept
+/// (their shards are the same bytes; the other's records are swept).
+fn one_attempt_per_task(items: Vec<SinkItem>) -> Result<Vec<SinkItem>, BuildError> {
+    let bad = |what: String| BuildError::Engine(format!("the cluster's output: {what}"));
+    // One attempt's output can also arrive twice (Ballista listed a re-run stage's output
+    // locations twice): the same file is the same summary row.
+    let mut attempts: BTreeMap<String, BTreeMap<String, SinkItem>> = BTreeMap::new();
+    for item in items {
+        let files = attempts.entry(item.attempt.clone()).or_default();
+        match files.get(&item.file) {
+            Some(same) if *same != item => {
+                return Err(bad(format!(
+                    "`{}` reported twice, differently, by attempt {}",
+                    item.file, item.attempt
+                )));
+            }
+            Some(_) => {}
+            None => {
+                files.insert(item.file.clone(), item);
+            }
+        }
+    }
+    let outcome = |items: &[SinkItem]| {
+        let mut o: Vec<(Option<u32>, u64, String, u64)> = items
+            .iter()
+            .map(|i| (i.shard, i.rows, i.sha256.clone(), i.members))
+            .collect();
+        o.sort();
+        o
+    };
+    let mut kept: Vec<(Vec<u32>, Vec<SinkItem>)> = Vec::new();
+    let mut owner: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
+    for (attempt, files) in attempts {
+        let items: Vec<SinkItem> = files.into_values().collect();
+        let mut records = items.iter().filter(|i| i.shard.is_none());
+        let (Some(record), None) = (records.next(), records.next()) else {
+            return Err(bad(format!(
+                "attempt {attempt} did not report one run of records"
+            )));
+        };
+        let seen = record.seen.clone();
+        let met: FxHashSet<usize> = seen.iter().filter_map(|s| owner.get(s).copied()).collect();
+        match met.iter().next() {
+            None => {
+                for s in &seen {
+                    owner.insert(*s, kept.len());
+                }
+                kept.push((seen, items));
+            }
+            Some(&k) if met.len() == 1 && kept[k].0 == seen => {
+                if outcome(&kept[k].1) != outcome(&items) {
+                    return Err(bad(format!(
+                        "two attempts of one task (routing shards {}..) wrote different files",
+                        seen.first().copied().unwrap_or_default()
+                    )));
+                }
+            }
+            Some(_) => {
+                return Err(bad(
+                    "the rows of one shard reached two tasks (the plan did not route rows by shard)"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok(kept.into_iter().flat_map(|(_, items)| items).collect())
+}
+
+/// The shards the summaries name (file, members), after checking each file: a shard of this
+/// pass, written by one task only, present with the size the task reported; records whole.
+fn checked(
+    spec: &PassSpec<'_>,
+    shards: u32,
+    items: &[SinkItem],
+) -> Result<BTreeMap<u32, (FileRef, u64)>, BuildError> {
+    let bad = |what: String| BuildError::Engine(format!("the cluster's output: {what}"));
+    let wanted: FxHashSet<u32> = spec.shards.iter().copied().collect();
+    let mut written = BTreeMap::new();
+    for item in items {
+        let expected = match item.shard {
+            Some(shard) => {
+                if shard >= shards || !spec.text || !wanted.contains(&shard) {
+                    return Err(bad(format!("shard {shard} was not to be written")));
+                }
+                format!("shards/part-{shard:05}.parquet")
+            }
+            None => {
+                if item.bytes != item.rows * RECORD_BYTES as u64 {
+                    return Err(bad(format!("`{}`: records of another size", item.file)));
+                }
+                item.file.clone()
+            }
+        };
+        let name_ok = match item.shard {
+            Some(_) => item.file == expected,
+            None => {
+                item.file.starts_with(&format!("{RECORDS_DIR}/part-"))
+                    && item.file.ends_with(".bin")
+                    && !item.file.contains("..")
+                    && item.file.matches('/').count() == 1
+            }
+        };
+        if !name_ok {
+            return Err(bad(format!("unexpected file `{}`", item.file)));
+        }
+        let path = spec.dir.join(&expected);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| BuildError::io(&path, e))?
+            .len();
+        if size != item.bytes {
+            return Err(bad(format!(
+                "`{expected}` holds {size} bytes, its task wrote {}",
+                item.bytes
+            )));
+        }
+        if let Some(shard) = item.shard {
+            let file = FileRef {
+                file: expected,
+                rows: item.rows,
+                sha256: item.sha256.clone(),
+            };
+            if written.insert(shard, (file, item.members)).is_some() {
+                return Err(bad(format!(
+                    "shard {shard} was written by two tasks (the plan did not route rows by shard)"
+                )));
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Removes the records and every file in `shards/` that is not a finished shard (the partial
+/// files of attempts that did not finish).
+fn sweep(dir: &Path) -> Result<(), BuildError> {
+    let records = dir.join(RECORDS_DIR);
+    if records.exists() {
+        std::fs::remove_dir_all(&records).map_err(|e| BuildError::io(&records, e))?;
+    }
+    let shards = dir.join("shards");
+    let Ok(entries) = std::fs::read_dir(&shards) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| BuildError::io(&shards, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let finished = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !finished {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| BuildError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The member keys of `members`, derived on every core.
+fn member_keys(
+    secret: &cg_proof::member_key::MemberKeySecret,
+    domain: &str,
+    members: &[i64],
+) -> Result<Vec<cg_proof::commitment::MemberKey>, BuildError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = members.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = members
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || secret.member_keys(domain, part)))
+            .collect();
+        let mut keys = Vec::with_capacity(members.len());
+        for part in parts {
+            // A missing key would leave a member out of the commitment: never skipped.
+            keys.extend(
+                part.join()
+                    .map_err(|_| BuildError::Engine("a member-key thread panicked".into()))?,
+            );
+        }
+        Ok(keys)
+    })
+}

@@ -1,0 +1,549 @@
+//! The shard sink: the top of a distributed build's plan, where the executors write the dataset.
+//!
+//! ```text
+//!   client                    scheduler                          executors (one task per partition)
+//!   ShardSinkNode ──codec──►  SinkPlanner ──► ShardSinkExec ──codec──► content routed by shard,
+//!   (logical, with the                        requires its input       decided (cg_gate), redacted;
+//!    gate's and the sink's                    hash-partitioned by      whole shards written to the
+//!    specs)                                   `cg_shard`               build's temporary directory,
+//!                                                                      decision records beside them
+//!   ◄──────────────────── one summary row per file written (kind, shard, file, rows, bytes, sha256)
+//! ```
+//!
+//! Each task of the sink's stage receives every row of the shards its partition holds (the
+//! node requires its input hash-partitioned by `cg_shard`, which the routing join already is),
+//! so a shard is written whole by one task, with the same bytes an embedded build gives it
+//! ([`crate::pass::sink_partition`]). What a task writes is renamed into place only when
+//! complete, under a name no other attempt uses, so a retried task rewrites its own files and
+//! a lost one leaves at most `.partial` files, which the client removes before publishing. The
+//! client receives only the summaries (bytes independent of the row count) and merges the
+//! decision records into `decisions.parquet` ([`crate::pass`]).
+//!
+//! The node and its physical plan travel with the gate's [`GateSpec`] and the [`SinkSpec`]
+//! through consentgate's extension codecs ([`crate::distributed`]); the scheduler plans the
+//! node with [`SinkPlanner`].
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt32Builder,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type, UInt64Type};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::BuildError;
+use crate::spec::{GateRef, GateSpec};
+
+/// The column the sink's input is partitioned by (a member's keyed shard).
+pub(crate) const SHARD_COLUMN: &str = "cg_shard";
+
+/// Marks a sink payload in a plan (and its format version).
+pub(crate) const MAGIC: &[u8] = b"consentgate-sink/1\0";
+
+/// What the sink's tasks write, and where.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SinkSpec {
+    /// The build's temporary directory (absolute, on storage every executor shares).
+    pub dir: PathBuf,
+    /// The build's shard count.
+    pub shards: u32,
+    /// The shard key, hex.
+    pub key: String,
+    /// Whether rows carry redacted text (false: decision records only).
+    pub text: bool,
+    /// The shards this pass writes.
+    pub write: Vec<u32>,
+    /// A task's memory budget for spooled rows and records, in MiB (spilled to the executor's
+    /// local temporary directory beyond it).
+    pub memory_mb: usize,
+}
+
+/// What travels in a plan: the sink's spec and the gate's.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    sink: SinkSpec,
+    gate: GateSpec,
+}
+
+/// The node's or the exec's payload.
+pub(crate) fn encode(sink: &SinkSpec, gate: &GateRef) -> Result<Vec<u8>> {
+    let gate = gate.spec().cloned().ok_or_else(|| {
+        DataFusionError::Plan("consentgate: a shard sink without its build spec".into())
+    })?;
+    let mut buf = MAGIC.to_vec();
+    let payload = Payload {
+        sink: sink.clone(),
+        gate,
+    };
+    buf.extend_from_slice(
+        &serde_json::to_vec(&payload).map_err(|e| DataFusionError::External(Box::new(e)))?,
+    );
+    Ok(buf)
+}
+
+/// A payload's specs; `None` when `buf` is not a sink payload.
+pub(crate) fn decode(buf: &[u8]) -> Option<Result<(SinkSpec, Arc<GateRef>)>> {
+    let body = buf.strip_prefix(MAGIC)?;
+    Some(
+        serde_json::from_slice::<Payload>(body)
+            .map(|p| (p.sink, Arc::new(GateRef::from_spec(p.gate))))
+            .map_err(|e| DataFusionError::Plan(format!("consentgate: unreadable shard sink: {e}"))),
+    )
+}
+
+/// One file a task wrote, as the summary row reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SinkItem {
+    /// The task's attempt (a tag no other attempt has). After losing an executor Ballista may
+    /// report two completed attempts of one task; [`SinkItem::seen`] tells them apart.
+    pub attempt: String,
+    /// The shard written, or `None` for a run of decision records.
+    pub shard: Option<u32>,
+    /// The file, relative to the build's temporary directory.
+    pub file: String,
+    /// Rows (records) in it.
+    pub rows: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// A shard's SHA-256 (hex); empty for records.
+    pub sha256: String,
+    /// A shard's distinct members.
+    pub members: u64,
+    /// On an attempt's records: the routing shards (`cg_shard`; [`NO_ROUTE`] for rows without a
+    /// member) of every row the attempt received, ascending. Tasks of one stage see disjoint
+    /// sets, so two attempts that share one are attempts of one task.
+    pub seen: Vec<u32>,
+}
+
+/// The routing shard of rows without a member (`cg_shard` is null for them).
+pub(crate) const NO_ROUTE: u32 = u32::MAX;
+
+/// The sink's output: one row per file written.
+pub(crate) fn summary_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("attempt", DataType::Utf8, false),
+        Field::new("shard", DataType::UInt32, true),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+        Field::new("sha256", DataType::Utf8, false),
+        Field::new("members", DataType::UInt64, false),
+        Field::new(
+            "seen",
+            DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false))),
+            false,
+        ),
+    ]))
+}
+
+/// Summary rows as a batch.
+pub(crate) fn summary_batch(items: &[SinkItem]) -> Result<RecordBatch, BuildError> {
+    let mut attempt = StringBuilder::new();
+    let mut shard = UInt32Builder::new();
+    let mut file = StringBuilder::new();
+    let mut sha = StringBuilder::new();
+    let mut seen = ListBuilder::new(UInt32Builder::new())
+        .with_field(Arc::new(Field::new_list_field(DataType::UInt32, false)));
+    for i in items {
+        attempt.append_value(&i.attempt);
+        shard.append_option(i.shard);
+        file.append_value(&i.file);
+        sha.append_value(&i.sha256);
+        seen.values().append_slice(&i.seen);
+        seen.append(true);
+    }
+    RecordBatch::try_new(
+        summary_schema(),
+        vec![
+            Arc::new(attempt.finish()),
+            Arc::new(shard.finish()),
+            Arc::new(file.finish()),
+            Arc::new(UInt64Array::from_iter_values(items.iter().map(|i| i.rows))),
+            Arc::new(UInt64Array::from_iter_values(items.iter().map(|i| i.bytes))),
+            Arc::new(sha.finish()),
+            Arc::new(UInt64Array::from_iter_values(
+                items.iter().map(|i| i.members),
+            )),
+            Arc::new(seen.finish()),
+        ],
+    )
+    .map_err(BuildError::from)
+}
+
+/// The summary rows of a batch the sink returned.
+pub(crate) fn summary_items(batch: &RecordBatch) -> Result<Vec<SinkItem>, BuildError> {
+    let bad = || BuildError::Engine("the cluster returned a malformed shard summary".into());
+    if batch.schema().fields() != summary_schema().fields() {
+        return Err(bad());
+    }
+    let c = |i: usize| batch.column(i);
+    let attempt: &StringArray = c(0).as_string_opt::<i32>().ok_or_else(bad)?;
+    let shard = c(1).as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+    let file: &StringArray = c(2).as_string_opt::<i32>().ok_or_else(bad)?;
+    let rows = c(3).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let bytes = c(4).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let sha: &StringArray = c(5).as_string_opt::<i32>().ok_or_else(bad)?;
+    let members = c(6).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let seen = c(7).as_list_opt::<i32>().ok_or_else(bad)?;
+    (0..batch.num_rows())
+        .map(|i| {
+            let list = seen.value(i);
+            let list = list.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+            Ok(SinkItem {
+                attempt: attempt.value(i).to_owned(),
+                shard: shard.is_valid(i).then(|| shard.value(i)),
+                file: file.value(i).to_owned(),
+                rows: rows.value(i),
+                bytes: bytes.value(i),
+                sha256: sha.value(i).to_owned(),
+                members: members.value(i),
+                seen: list.values().to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// The logical node: writes its input (content decided and redacted, with `cg_shard`) as
+/// shards and decision records; outputs the summary rows.
+#[derive(Clone)]
+pub struct ShardSinkNode {
+    sink: SinkSpec,
+    gate: Arc<GateRef>,
+    input: LogicalPlan,
+    schema: DFSchemaRef,
+}
+
+impl ShardSinkNode {
+    /// The sink over `input`.
+    pub(crate) fn new(sink: SinkSpec, gate: Arc<GateRef>, input: LogicalPlan) -> Result<Self> {
+        let schema = Arc::new(DFSchema::try_from(summary_schema())?);
+        Ok(ShardSinkNode {
+            sink,
+            gate,
+            input,
+            schema,
+        })
+    }
+
+    /// The node as a plan.
+    pub(crate) fn into_plan(self) -> LogicalPlan {
+        LogicalPlan::Extension(Extension {
+            node: Arc::new(self),
+        })
+    }
+
+    /// Its payload in a plan.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        encode(&self.sink, &self.gate)
+    }
+
+    /// The node from its payload and input.
+    pub(crate) fn decode(buf: &[u8], input: LogicalPlan) -> Option<Result<ShardSinkNode>> {
+        decode(buf).map(|r| r.and_then(|(sink, gate)| ShardSinkNode::new(sink, gate, input)))
+    }
+
+    fn key(&self) -> (&SinkSpec, Option<&GateSpec>) {
+        (&self.sink, self.gate.spec())
+    }
+}
+
+impl fmt::Debug for ShardSinkNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardSinkNode")
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ShardSinkNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key() && self.input == other.input
+    }
+}
+
+impl Eq for ShardSinkNode {}
+
+impl Hash for ShardSinkNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.sink.hash(state);
+        self.input.hash(state);
+    }
+}
+
+impl PartialOrd for ShardSinkNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        self.sink.partial_cmp(&other.sink)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for ShardSinkNode {
+    fn name(&self) -> &str {
+        "ShardSink"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ShardSink: shards={}, writing={}, text={}",
+            self.sink.shards,
+            self.sink.write.len(),
+            self.sink.text
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        let input = inputs
+            .pop()
+            .ok_or_else(|| DataFusionError::Plan("ShardSink has one input".into()))?;
+        ShardSinkNode::new(self.sink.clone(), self.gate.clone(), input)
+    }
+}
+
+/// The physical sink (see the module docs).
+#[derive(Debug)]
+pub struct ShardSinkExec {
+    sink: Arc<SinkSpec>,
+    gate: Arc<GateRef>,
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ShardSinkExec {
+    /// The sink over `input`, which must have a `cg_shard` column.
+    pub(crate) fn new(
+        sink: Arc<SinkSpec>,
+        gate: Arc<GateRef>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<ShardSinkExec> {
+        input.schema().index_of(SHARD_COLUMN)?;
+        let partitions = input.properties().output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(summary_schema()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(ShardSinkExec {
+            sink,
+            gate,
+            input,
+            properties,
+        })
+    }
+
+    /// Its payload in a plan.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        encode(&self.sink, &self.gate)
+    }
+
+    /// The exec from its payload and input.
+    pub(crate) fn decode(
+        buf: &[u8],
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Option<Result<ShardSinkExec>> {
+        decode(buf)
+            .map(|r| r.and_then(|(sink, gate)| ShardSinkExec::new(Arc::new(sink), gate, input)))
+    }
+}
+
+impl DisplayAs for ShardSinkExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ShardSinkExec: shards={}, writing={}, text={}",
+            self.sink.shards,
+            self.sink.write.len(),
+            self.sink.text
+        )
+    }
+}
+
+impl ExecutionPlan for ShardSinkExec {
+    fn name(&self) -> &str {
+        "ShardSinkExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    /// Every row of a shard must reach one task: the input is partitioned by `cg_shard`.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        let at = self.input.schema().index_of(SHARD_COLUMN).unwrap_or(0);
+        let column: Arc<dyn PhysicalExpr> = Arc::new(
+            datafusion::physical_expr::expressions::Column::new(SHARD_COLUMN, at),
+        );
+        vec![Distribution::KeyPartitioned(vec![column])]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .filter(|_| children.is_empty())
+            .ok_or_else(|| DataFusionError::Plan("ShardSinkExec has one input".into()))?;
+        Ok(Arc::new(ShardSinkExec::new(
+            self.sink.clone(),
+            self.gate.clone(),
+            input,
+        )?))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context)?;
+        let (sink, gate) = (self.sink.clone(), self.gate.clone());
+        let written = async move {
+            let items = crate::pass::sink_partition(&sink, &gate, input, partition).await;
+            items
+                .and_then(|items| summary_batch(&items))
+                .map_err(|e| DataFusionError::External(Box::new(e)))
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            summary_schema(),
+            futures_lite::stream::once_future(written),
+        )))
+    }
+}
+
+/// Plans [`ShardSinkNode`] as [`ShardSinkExec`] (the scheduler's planner, see
+/// [`sink_session_state`]).
+#[derive(Debug, Default)]
+pub struct SinkPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::physical_planner::ExtensionPlanner for SinkPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
+        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn datafusion::catalog::Session,
+        _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(sink) = node.as_any().downcast_ref::<ShardSinkNode>() else {
+            return Ok(None);
+        };
+        let [input] = physical_inputs else {
+            return Err(DataFusionError::Plan("ShardSink has one input".into()));
+        };
+        Ok(Some(Arc::new(ShardSinkExec::new(
+            Arc::new(sink.sink.clone()),
+            sink.gate.clone(),
+            input.clone(),
+        )?)))
+    }
+}
+
+/// DataFusion's physical planner with [`SinkPlanner`].
+#[derive(Debug, Default)]
+pub struct SinkQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for SinkQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(SinkPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::UInt32Array;
+
+    #[test]
+    fn summaries_read_back_as_written() {
+        let items = vec![
+            SinkItem {
+                attempt: "12-ab".into(),
+                shard: Some(7),
+                file: "shards/part-00007.parquet".into(),
+                rows: 12,
+                bytes: 4096,
+                sha256: "ab".repeat(32),
+                members: 5,
+                seen: Vec::new(),
+            },
+            SinkItem {
+                attempt: "12-ab".into(),
+                shard: None,
+                file: "records/part-00003-1-2.bin".into(),
+                rows: 40,
+                bytes: 40 * 48,
+                sha256: String::new(),
+                members: 0,
+                seen: vec![0, 7, NO_ROUTE],
+            },
+        ];
+        let batch = summary_batch(&items).unwrap();
+        assert_eq!(summary_items(&batch).unwrap(), items);
+        // Another schema is refused, never half read.
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::UInt32, false)])),
+            vec![Arc::new(UInt32Array::from(vec![1]))],
+        )
+        .unwrap();
+        assert!(summary_items(&other).is_err());
+    }
+}
