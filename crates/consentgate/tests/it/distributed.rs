@@ -1,8 +1,9 @@
-//! Issue 10: a Ballista scheduler and two executors on loopback, started from the built binary,
-//! build the same dataset as the embedded engine (shards, decisions, commitment and manifest
-//! equal except its creation time and engine); an executor killed mid-build either leaves the
-//! build to finish on the other (task retry) with the same output, or fails it cleanly with
-//! nothing published.
+//! Issues 10 and 21: a Ballista scheduler and two executors on loopback, started from the built
+//! binary, build the same dataset as the embedded engine (shards, decisions, commitment and
+//! manifest equal except its creation time and engine), the executors writing the shards and the
+//! client receiving only their summaries; an executor killed while it writes a shard either
+//! leaves the build to finish on the other (task retry) with the same output, or fails it
+//! cleanly with nothing published and no partial file left.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,7 +177,8 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         comparable(distributed.clone()),
         comparable(embedded.clone())
     );
-    // Without -q the client says what it received from the cluster: every content row.
+    // Without -q the client says what it received from the cluster: one summary row per file
+    // the executors wrote (a shard, or a task's decision records), never the content rows.
     let args: Vec<String> = build_args(
         &files,
         "2025-12-01",
@@ -195,10 +197,18 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     let said = crate::util::stderr(&o);
+    let received: u64 = said
+        .lines()
+        .find(|l| l.contains("Received"))
+        .and_then(|l| l.split(" in ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    let shards = embedded["shard_count"].as_u64().unwrap();
+    let tasks = 4; // the default partitions of a distributed build
     assert!(
-        said.lines()
-            .any(|l| l.contains("Received") && l.contains(&format!(" in {rows} rows, "))),
-        "{said}"
+        received > 0 && received <= shards + tasks && received < rows,
+        "{received} summary rows for {rows} content rows: {said}"
     );
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
     let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
@@ -427,6 +437,56 @@ fn a_distributed_build_names_a_repeated_content_id_instead_of_quarantining_it() 
         "{err}"
     );
     assert!(walk(&out).iter().all(|p| !p.ends_with("manifest.json")));
+
+    // Without --quarantine both engines refuse it, naming the rows (the executors' records are
+    // merged on the client, where the copies meet).
+    for (name, extra) in [
+        ("plain-embedded", vec![]),
+        ("plain-ballista", vec!["--engine", cluster.url.as_str()]),
+    ] {
+        let out = work.path().join(name);
+        let args = build_args(&files, "2025-12-01", &out, &extra);
+        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
+        let err = crate::util::stderr(&o);
+        assert!(
+            err.contains("duplicate content id 7") && err.contains("rows 1, 3"),
+            "{name}: {err}"
+        );
+        assert!(
+            !out.exists() || walk(&out).is_empty(),
+            "{name} left {:?}",
+            walk(&out)
+        );
+    }
+
+    // A row without a content id: both engines name its row.
+    std::fs::write(
+        &files["content"],
+        "content_id,member_id,kind,created_at,text\n\
+         7,1,post,2025-01-01T00:00:00Z,a row\n\
+         ,2,post,2025-01-02T00:00:00Z,no id\n",
+    )
+    .unwrap();
+    for (name, extra) in [
+        ("noid-embedded", vec![]),
+        ("noid-ballista", vec!["--engine", cluster.url.as_str()]),
+    ] {
+        let out = work.path().join(name);
+        let args = build_args(&files, "2025-12-01", &out, &extra);
+        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
+        let err = crate::util::stderr(&o);
+        assert!(
+            err.contains("missing content id") && err.contains("row 2"),
+            "{name}: {err}"
+        );
+        assert!(
+            !out.exists() || walk(&out).is_empty(),
+            "{name} left {:?}",
+            walk(&out)
+        );
+    }
 }
 
 #[test]
@@ -467,25 +527,26 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill one executor once it is running the build's tasks: Ballista gives each job a
-    // directory in the executor's work dir when its first task writes shuffle output there.
-    let victim_dir = cluster.work.path().join("executor-0");
+    // Kill the executor that is writing a shard, while it writes it: a task writes a shard
+    // through `part-NNNNN.parquet.<pid>-<random>.partial` in the build's temporary directory,
+    // so the file names the process to kill.
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let working = std::fs::read_dir(&victim_dir)
-            .map(|d| {
-                d.flatten().any(|e| {
-                    e.path().is_dir() && !e.file_name().to_string_lossy().starts_with("datafusion-")
-                })
-            })
-            .unwrap_or(false);
-        if working {
-            break;
+    let writer = loop {
+        if let Some(pid) = shard_writer(&dist_out) {
+            break pid;
         }
-        assert!(Instant::now() < deadline, "the executor never ran a task");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut victim = cluster.executors.remove(0);
+        assert!(
+            Instant::now() < deadline,
+            "no executor was ever seen writing a shard"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let at = cluster
+        .executors
+        .iter()
+        .position(|c| c.id() == writer)
+        .unwrap_or_else(|| panic!("process {writer} writing a shard is not an executor"));
+    let mut victim = cluster.executors.remove(at);
     victim.kill().unwrap();
     victim.wait().unwrap();
 
@@ -505,9 +566,11 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     };
     let left: Vec<PathBuf> = walk(&dist_out);
     assert!(
-        left.iter()
-            .all(|p| !p.to_string_lossy().contains(".partial-")),
-        "a temporary dataset was left behind: {left:?}"
+        left.iter().all(|p| {
+            let p = p.to_string_lossy();
+            !p.contains(".partial") && !p.contains("/records")
+        }),
+        "a temporary dataset, a partial shard or decision records were left behind: {left:?}"
     );
     eprintln!(
         "after the executor was killed the build {}",
@@ -533,12 +596,36 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
         // It failed: cleanly, with an error and nothing published.
         assert_eq!(result.status.code(), Some(1));
         let err = String::from_utf8_lossy(&result.stderr);
+        eprintln!("{err}");
         assert!(err.contains("error"), "{err}");
         assert!(
             left.iter().all(|p| !p.ends_with("manifest.json")),
             "a failed build published {left:?}"
         );
     }
+}
+
+/// The process writing a shard in a build's temporary directory under `out`, if one is.
+fn shard_writer(out: &Path) -> Option<u32> {
+    for dataset in std::fs::read_dir(out).ok()?.flatten() {
+        let Ok(shards) = std::fs::read_dir(dataset.path().join("shards")) else {
+            continue;
+        };
+        for file in shards.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            // part-00003.parquet.<pid>-<random>.partial
+            let Some(tag) = name
+                .strip_suffix(".partial")
+                .and_then(|n| n.rsplit('.').next())
+            else {
+                continue;
+            };
+            if let Some(pid) = tag.split('-').next().and_then(|p| p.parse().ok()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
 
 fn build_all(files: &BTreeMap<String, PathBuf>, out: &Path) -> serde_json::Value {
