@@ -337,3 +337,135 @@ fn member_keys(
         Ok(keys)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(attempt: &str, rows: u64, seen: &[u32]) -> SinkItem {
+        SinkItem {
+            attempt: attempt.into(),
+            shard: None,
+            file: format!("records/part-00000-{attempt}.bin"),
+            rows,
+            bytes: rows * RECORD_BYTES as u64,
+            sha256: String::new(),
+            members: 0,
+            seen: seen.to_vec(),
+        }
+    }
+
+    fn shard(attempt: &str, shard: u32, sha: &str) -> SinkItem {
+        SinkItem {
+            attempt: attempt.into(),
+            shard: Some(shard),
+            file: format!("shards/part-{shard:05}.parquet"),
+            rows: 3,
+            bytes: 100,
+            sha256: sha.into(),
+            members: 2,
+            seen: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_attempt_of_each_task_is_kept() {
+        // Task a saw routes 1 and 3, task b route 2; a was re-run as c (same rows, same
+        // files), and b's output arrived twice.
+        let items = vec![
+            records("a", 10, &[1, 3]),
+            shard("a", 1, "x1"),
+            shard("a", 3, "x3"),
+            records("b", 4, &[2]),
+            shard("b", 2, "x2"),
+            records("b", 4, &[2]),
+            shard("b", 2, "x2"),
+            records("c", 10, &[1, 3]),
+            shard("c", 3, "x3"),
+            shard("c", 1, "x1"),
+        ];
+        let kept = one_attempt_per_task(items).unwrap();
+        let mut attempts: Vec<&str> = kept.iter().map(|i| i.attempt.as_str()).collect();
+        attempts.sort();
+        assert_eq!(attempts, ["a", "a", "a", "b", "b"]);
+        // An attempt without rows (an empty task) is kept: it adds nothing.
+        let kept = one_attempt_per_task(vec![records("a", 0, &[]), records("b", 0, &[])]);
+        assert_eq!(kept.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn attempts_that_disagree_or_overlap_fail_the_build() {
+        // A re-run that wrote another shard digest.
+        let differ = vec![
+            records("a", 10, &[1]),
+            shard("a", 1, "x1"),
+            records("c", 10, &[1]),
+            shard("c", 1, "other"),
+        ];
+        assert!(one_attempt_per_task(differ).is_err());
+        // Two tasks that both saw rows of route 1 (the plan did not route by shard).
+        let overlap = vec![records("a", 10, &[1, 2]), records("b", 5, &[2, 3])];
+        let err = one_attempt_per_task(overlap).unwrap_err().to_string();
+        assert!(err.contains("two tasks"), "{err}");
+        // An attempt that reported no records, or the same file twice with other figures.
+        assert!(one_attempt_per_task(vec![shard("a", 1, "x1")]).is_err());
+        let mut twice = records("a", 10, &[1]);
+        twice.rows = 11;
+        assert!(one_attempt_per_task(vec![records("a", 10, &[1]), twice]).is_err());
+    }
+
+    #[test]
+    fn only_files_as_reported_are_accepted_and_the_rest_is_swept() {
+        let dir = cg_test_support::tempdir();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        std::fs::create_dir_all(dir.path().join(RECORDS_DIR)).unwrap();
+        std::fs::write(dir.path().join("shards/part-00001.parquet"), [0u8; 100]).unwrap();
+        std::fs::write(
+            dir.path().join("records/part-00000-a.bin"),
+            [0u8; 10 * RECORD_BYTES],
+        )
+        .unwrap();
+        let spec = PassSpec {
+            text: true,
+            only_shards: None,
+            dir: dir.path(),
+            decisions: true,
+            shards: vec![0, 1],
+            member_keys: None,
+            collect: false,
+        };
+        let good = vec![records("a", 10, &[1]), shard("a", 1, "x1")];
+        let written = checked(&spec, 2, &good).unwrap();
+        assert_eq!(written.keys().copied().collect::<Vec<_>>(), [1]);
+        // A shard not of this pass, a file of another size, a path outside the directory, a
+        // shard twice: each refused.
+        for bad in [
+            vec![shard("a", 5, "x")],
+            vec![SinkItem {
+                bytes: 99,
+                ..shard("a", 1, "x1")
+            }],
+            vec![SinkItem {
+                file: "records/../../etc/passwd.bin".into(),
+                ..records("a", 10, &[1])
+            }],
+            vec![shard("a", 1, "x1"), shard("b", 1, "x1")],
+        ] {
+            assert!(checked(&spec, 2, &bad).is_err());
+        }
+
+        // A partial shard of a lost attempt and the records are swept; finished shards stay.
+        std::fs::write(
+            dir.path().join("shards/part-00000.parquet.77-ab.partial"),
+            b"half",
+        )
+        .unwrap();
+        sweep(dir.path()).unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.path().join("shards"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["part-00001.parquet"]);
+        assert!(!dir.path().join(RECORDS_DIR).exists());
+    }
+}
