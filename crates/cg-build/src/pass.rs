@@ -464,13 +464,7 @@ pub(crate) fn run_pass(
         return Err(e);
     }
     if missing_id {
-        let rows = runtime.block_on(locate(cfg, None))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            "missing content id".into(),
-            QUARANTINE_HINT,
-        ));
+        return Err(missing_content_id(cfg, &runtime));
     }
 
     let later_copies = find_duplicates(cfg, &runs, &runtime)?;
@@ -622,15 +616,17 @@ pub(crate) fn find_duplicates(
     // Only a distributed pass gets this far with a row without an id outside quarantine (its
     // tasks record such rows; an embedded pass halts on the first).
     if without_id && !cfg.quarantine {
-        let rows = runtime.block_on(locate(cfg, None))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            "missing content id".into(),
-            QUARANTINE_HINT,
-        ));
+        return Err(missing_content_id(cfg, runtime));
     }
     Ok(later_copies)
+}
+
+/// A row without a content id outside quarantine, named by its row number.
+fn missing_content_id(cfg: &BuildConfig, runtime: &tokio::runtime::Runtime) -> BuildError {
+    match runtime.block_on(locate(cfg, None)) {
+        Ok(rows) => bad_content_id(cfg, &rows, "missing content id".into(), QUARANTINE_HINT),
+        Err(e) => e,
+    }
 }
 
 /// Adds the record's counts by (verdict code, region) to `out` by decision, reason and region.

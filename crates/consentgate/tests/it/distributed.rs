@@ -440,25 +440,26 @@ fn a_distributed_build_names_a_repeated_content_id_instead_of_quarantining_it() 
 
     // Without --quarantine both engines refuse it, naming the rows (the executors' records are
     // merged on the client, where the copies meet).
-    for (name, extra) in [
-        ("plain-embedded", vec![]),
-        ("plain-ballista", vec!["--engine", cluster.url.as_str()]),
-    ] {
-        let out = work.path().join(name);
-        let args = build_args(&files, "2025-12-01", &out, &extra);
-        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
-        let err = crate::util::stderr(&o);
-        assert!(
-            err.contains("duplicate content id 7") && err.contains("rows 1, 3"),
-            "{name}: {err}"
-        );
-        assert!(
-            !out.exists() || walk(&out).is_empty(),
-            "{name} left {:?}",
-            walk(&out)
-        );
-    }
+    let refused_by_both = |what: &str, rows: &str| {
+        for engine in ["embedded", "ballista"] {
+            let out = work.path().join(format!("{what}-{engine}"));
+            let extra = match engine {
+                "ballista" => vec!["--engine", cluster.url.as_str()],
+                _ => vec![],
+            };
+            let args = build_args(&files, "2025-12-01", &out, &extra);
+            let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
+            let err = crate::util::stderr(&o);
+            assert!(err.contains(what) && err.contains(rows), "{engine}: {err}");
+            assert!(
+                !out.exists() || walk(&out).is_empty(),
+                "{engine} left {:?}",
+                walk(&out)
+            );
+        }
+    };
+    refused_by_both("duplicate content id 7", "rows 1, 3");
 
     // A row without a content id: both engines name its row.
     std::fs::write(
@@ -468,25 +469,7 @@ fn a_distributed_build_names_a_repeated_content_id_instead_of_quarantining_it() 
          ,2,post,2025-01-02T00:00:00Z,no id\n",
     )
     .unwrap();
-    for (name, extra) in [
-        ("noid-embedded", vec![]),
-        ("noid-ballista", vec!["--engine", cluster.url.as_str()]),
-    ] {
-        let out = work.path().join(name);
-        let args = build_args(&files, "2025-12-01", &out, &extra);
-        let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(o.status.code(), Some(1), "{}", crate::util::stderr(&o));
-        let err = crate::util::stderr(&o);
-        assert!(
-            err.contains("missing content id") && err.contains("row 2"),
-            "{name}: {err}"
-        );
-        assert!(
-            !out.exists() || walk(&out).is_empty(),
-            "{name} left {:?}",
-            walk(&out)
-        );
-    }
+    refused_by_both("missing content id", "row 2");
 }
 
 #[test]
