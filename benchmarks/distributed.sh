@@ -3,6 +3,7 @@
 # corpus, and a check that both published the same dataset.
 #
 #   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS] [MEMBERS]   # defaults 10000000, 16, rows / 10
+#   BUILD_ARGS="--memory-mb 512" benchmarks/distributed.sh ...     # extra flags for both builds
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
@@ -34,7 +35,7 @@ fi
 rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors"
 INPUTS=(--members "$C/members.parquet" --content "$C/content.parquet" --consent "$C/consent.parquet"
   --residences "$C/residences.parquet" --notices "$C/notices.parquet" --erasures "$C/erasures.parquet"
-  --as-of "$AS_OF" --shards "$SHARDS" --json -q)
+  --as-of "$AS_OF" --shards "$SHARDS" --json -q ${BUILD_ARGS:-})
 
 echo "== embedded build"
 /usr/bin/time -f "%e %M" -o "$WORK/embedded.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/embedded" > "$WORK/embedded.json"
