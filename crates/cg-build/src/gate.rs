@@ -206,6 +206,9 @@ pub struct Row<'a> {
     pub kind: Option<&'a str>,
     /// Creation time.
     pub created_at: Option<Timestamp>,
+    /// The author's keyed shard when the plan already computed it (`cg_shard`, a distributed
+    /// plan's routing column), which saves hashing the id again; `None`: computed here.
+    pub shard: Option<u32>,
 }
 
 impl Gate {
@@ -308,14 +311,23 @@ impl Gate {
         Some(data)
     }
 
-    /// The compiled member `id` (`None`: not a member).
-    fn member(&self, id: i64) -> Result<Option<&GateMember>, Arc<FactsDataError>> {
+    /// The compiled member `id` (`None`: not a member). `shard` is the member's keyed shard
+    /// when the caller has it (see [`Row::shard`]); a wrong one can only make the member look
+    /// unknown (excluded), never another member's facts apply.
+    fn member(
+        &self,
+        id: i64,
+        shard: Option<u32>,
+    ) -> Result<Option<&GateMember>, Arc<FactsDataError>> {
         let parted = match &self.members {
             Table::Whole(m) => return Ok(m.get(&id)),
             Table::Parted(p) => p,
         };
         let count = u32::try_from(parted.shards.len()).unwrap_or(u32::MAX);
-        let shard = crate::layout::keyed_shard(&parted.key, id, count);
+        let shard = match shard {
+            Some(s) if s < count => s,
+            _ => crate::layout::keyed_shard(&parted.key, id, count),
+        };
         let cell = &parted.shards[shard as usize];
         let members = cell.get_or_init(|| {
             let rows = parted.data.read_shard(shard).map_err(Arc::new)?;
@@ -342,8 +354,8 @@ impl Gate {
 
     /// The member `id` for redaction and reports, where a row of theirs was already decided
     /// (so their facts are loaded): a load error here reads as "not a member".
-    fn known(&self, id: i64) -> Option<&GateMember> {
-        self.member(id).ok().flatten()
+    fn known(&self, id: i64, shard: Option<u32>) -> Option<&GateMember> {
+        self.member(id, shard).ok().flatten()
     }
 
     /// The engine the gate decides with.
@@ -386,7 +398,7 @@ impl Gate {
                         }
                     };
                     let author = self
-                        .member(member_id)
+                        .member(member_id, r.shard)
                         .map_err(|source| RowError::Facts {
                             content_id: r.content_id,
                             source,
@@ -452,13 +464,14 @@ impl Gate {
         &self,
         text: &'t str,
         member_id: i64,
+        shard: Option<u32>,
         mentions: &[i64],
         outcome: &Verdict,
     ) -> Option<std::borrow::Cow<'t, str>> {
         if !outcome.decision().is_kept() {
             return None;
         }
-        let hint = self.known(member_id).and_then(|m| m.hint);
+        let hint = self.known(member_id, shard).and_then(|m| m.hint);
         let mut out = self.redactor.redact(
             text,
             hint.as_ref().map(|c| c.as_str()),
@@ -485,6 +498,7 @@ impl Gate {
     pub fn redaction_fingerprint(
         &self,
         member_id: i64,
+        shard: Option<u32>,
         mentions: &[i64],
         outcome: &Verdict,
     ) -> i64 {
@@ -493,7 +507,7 @@ impl Gate {
         }
         let mut h = sha2::Sha256::new();
         h.update([1]);
-        let hint = self.known(member_id).and_then(|m| m.hint);
+        let hint = self.known(member_id, shard).and_then(|m| m.hint);
         h.update(hint.as_ref().map_or("-", |c| c.as_str()));
         if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
             for member in self.excluded_mentions(member_id, mentions) {
@@ -512,12 +526,13 @@ impl Gate {
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
     /// on or before the cut-off, and their report region at the cut-off as an index for
     /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author).
-    /// A member whose facts could not be loaded reads as erased (excluded).
-    pub fn author(&self, member_id: Option<i64>) -> (bool, u8) {
+    /// A member whose facts could not be loaded reads as erased (excluded). `shard`: as for
+    /// [`Row::shard`].
+    pub fn author(&self, member_id: Option<i64>, shard: Option<u32>) -> (bool, u8) {
         let Some(id) = member_id else {
             return (false, 0);
         };
-        match self.member(id) {
+        match self.member(id, shard) {
             Ok(m) => m.map_or((false, 0), |m| (m.compiled.erasure_requested(), m.region)),
             Err(_) => (true, 0),
         }

@@ -127,6 +127,7 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
                 created_at: created
                     .is_valid(i)
                     .then(|| Timestamp::from_micros(created.value(i))),
+                shard: None,
             })
             .collect();
         let (a, z) = match (from.decide(&batch, &mentions), to.decide(&batch, &mentions)) {
@@ -154,7 +155,8 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
             let headline =
                 |v: &cg_model::Verdict| v.reasons().first().map_or("", |r| r.as_str()).to_owned();
             let key = (
-                from.region_label(from.author(r.member_id).1).to_owned(),
+                from.region_label(from.author(r.member_id, None).1)
+                    .to_owned(),
                 va.decision().to_string(),
                 headline(&va),
                 vz.decision().to_string(),

@@ -706,24 +706,37 @@ async fn plan(
             .filter(filter.call(vec![col("member_id")]))
             .map_err(engine)?;
     }
-    if matches!(cfg.engine, Engine::Ballista(_)) {
+    // A distributed plan routes rows by their author's shard (`cg_shard`) and hands it to the
+    // UDFs, which then need not hash the author again to find their facts.
+    let routed = matches!(cfg.engine, Engine::Ballista(_));
+    if routed {
         df = route_by_shard(&session, df, shard_key, cfg.shards, spec.text)?;
     }
+    let with_shard = |mut args: Vec<datafusion::prelude::Expr>| {
+        if routed {
+            args.push(col(crate::sink::SHARD_COLUMN));
+        }
+        args
+    };
     let mut df = df
         .with_column(
             "outcome",
-            gate_udf.call(vec![
+            gate_udf.call(with_shard(vec![
                 col("content_id"),
                 col("member_id"),
                 col("kind"),
                 col("created_at"),
                 col("mentions"),
-            ]),
+            ])),
         )
         .and_then(|df| {
             df.with_column(
                 "fingerprint",
-                fingerprint_udf.call(vec![col("member_id"), col("mentions"), col("outcome")]),
+                fingerprint_udf.call(with_shard(vec![
+                    col("member_id"),
+                    col("mentions"),
+                    col("outcome"),
+                ])),
             )
         })
         .map_err(engine)?;
@@ -739,12 +752,12 @@ async fn plan(
         df = df
             .with_column(
                 "redacted",
-                redact_udf.call(vec![
+                redact_udf.call(with_shard(vec![
                     col("text"),
                     col("member_id"),
                     col("mentions"),
                     col("outcome"),
-                ]),
+                ])),
             )
             .map_err(engine)?;
         keep.push(col("redacted"));
@@ -1234,6 +1247,14 @@ fn take_batch(
     let members = primitive::<Int64Type>(batch, "member_id")?;
     let outcomes = primitive::<UInt32Type>(batch, "outcome")?;
     let fingerprints = primitive::<Int64Type>(batch, "fingerprint")?;
+    // A distributed task's rows carry their author's shard (`cg_shard`).
+    let routes = batch
+        .column_by_name(crate::sink::SHARD_COLUMN)
+        .map(|c| {
+            c.as_primitive_opt::<UInt32Type>()
+                .ok_or_else(|| mistyped("cg_shard"))
+        })
+        .transpose()?;
     let redacted = if shared.text {
         Some(get("redacted")?)
     } else {
@@ -1273,7 +1294,8 @@ fn take_batch(
         let Some(mut is_kept) = known else {
             return Err(BuildError::Engine(format!("unknown outcome {code}")).into());
         };
-        let (erased, region) = gate.author(member);
+        let route = routes.and_then(|r| r.is_valid(i).then(|| r.value(i)));
+        let (erased, region) = gate.author(member, route);
         if content_id.is_none() {
             if !shared.quarantine {
                 return Err(Halt::MissingId);

@@ -306,6 +306,7 @@ mod tests {
             created_at: Some(Timestamp::from_micros(
                 1_700_000_000_000_000 + i * 86_400_000_000,
             )),
+            shard: None,
         })
         .collect()
     }
@@ -365,12 +366,12 @@ mod tests {
             let text = format!("hi @m{} call +33 6 12 34 56 78", id * 3 % 400);
             let m = named.get(i).unwrap();
             assert_eq!(
-                direct.redaction_fingerprint(id, m, &verdict),
-                remade.redaction_fingerprint(id, m, &verdict)
+                direct.redaction_fingerprint(id, None, m, &verdict),
+                remade.redaction_fingerprint(id, None, m, &verdict)
             );
             assert_eq!(
-                direct.redact(&text, id, m, &verdict),
-                remade.redact(&text, id, m, &verdict)
+                direct.redact(&text, id, None, m, &verdict),
+                remade.redact(&text, id, None, m, &verdict)
             );
             redacted += usize::from(
                 verdict
@@ -380,6 +381,43 @@ mod tests {
         }
         assert!(redacted > 0, "some kept rows mention excluded members");
         assert!(remade.members_held() <= members.len() as u64);
+
+        // Given each author's shard (a distributed plan's `cg_shard`), the same answers; given a
+        // wrong one, the author reads as unknown — excluded, never another member's facts.
+        let hinted: Vec<Row<'_>> = all
+            .iter()
+            .map(|r| Row {
+                shard: r.member_id.map(shard),
+                ..*r
+            })
+            .collect();
+        assert_eq!(remade.decide(&hinted, &named).unwrap(), a);
+        for (i, code) in a.iter().enumerate() {
+            let verdict = cg_model::Verdict::from_code(*code).unwrap();
+            let (id, hint) = (all[i].content_id, hinted[i].shard);
+            let m = named.get(i).unwrap();
+            assert_eq!(
+                remade.redaction_fingerprint(id, hint, m, &verdict),
+                direct.redaction_fingerprint(id, None, m, &verdict)
+            );
+            assert_eq!(remade.author(Some(id), hint), direct.author(Some(id), None));
+        }
+        let misrouted: Vec<Row<'_>> = all
+            .iter()
+            .map(|r| Row {
+                shard: r.member_id.map(|m| (shard(m) + 1) % SHARDS),
+                ..*r
+            })
+            .collect();
+        for code in remade.decide(&misrouted, &named).unwrap() {
+            assert!(!kept(code), "a misrouted author was kept");
+            let verdict = cg_model::Verdict::from_code(code).unwrap();
+            assert!(
+                verdict
+                    .reasons()
+                    .contains(&cg_model::ReasonCode::MemberUnknown)
+            );
+        }
     }
 
     #[test]
@@ -428,7 +466,11 @@ mod tests {
             err.to_string().contains("shard-00002.jsonl") && err.to_string().contains("differ"),
             "{err}"
         );
-        assert_eq!(gate.author(two[0].member_id), (true, 0), "read as erased");
+        assert_eq!(
+            gate.author(two[0].member_id, None),
+            (true, 0),
+            "read as erased"
+        );
         let others = rows((0..400).filter(|i| shard(*i) != 2));
         assert!(gate.decide(&others, &Mentions::none(others.len())).is_ok());
     }

@@ -17,7 +17,8 @@ use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType, 
 use cg_model::Timestamp;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 use crate::gate::{Mentions, Row};
@@ -71,6 +72,25 @@ impl StrColumn {
             _ => Some(self.0.as_string::<i32>().value(i)),
         }
     }
+}
+
+/// The optional trailing `cg_shard` argument (see [`udfs`]): `None` when the call has only
+/// `required` arguments.
+fn shards_arg(a: &[ArrayRef], required: usize) -> Result<Option<UInt32Array>> {
+    a.get(required)
+        .map(|s| {
+            s.as_primitive_opt::<UInt32Type>()
+                .cloned()
+                .ok_or_else(|| exec_err("the cg_shard argument is not UInt32"))
+        })
+        .transpose()
+}
+
+/// Row `i`'s shard from [`shards_arg`].
+fn shard_at(shards: &Option<UInt32Array>, i: usize) -> Option<u32> {
+    shards
+        .as_ref()
+        .and_then(|s| s.is_valid(i).then(|| s.value(i)))
 }
 
 fn ints(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
@@ -233,12 +253,14 @@ impl ScalarUDFImpl for GateUdf {
         let kinds = StrColumn::new(&a[2])?;
         let created = times(&a[3])?;
         let mentions = mention_lists(&a[4])?;
+        let shards = shards_arg(&a, 5)?;
         let rows: Vec<Row<'_>> = (0..args.number_rows)
             .map(|i| Row {
                 content_id: ids[i].unwrap_or(0),
                 member_id: members[i],
                 kind: kinds.get(i),
                 created_at: created[i],
+                shard: shard_at(&shards, i),
             })
             .collect();
         let gate = self
@@ -272,6 +294,7 @@ impl ScalarUDFImpl for RedactUdf {
         let mentions = mention_lists(&a[2])?;
         let outcomes = cast(&a[3], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
+        let shards = shards_arg(&a, 4)?;
         let gate = self
             .gate
             .gate()
@@ -284,6 +307,7 @@ impl ScalarUDFImpl for RedactUdf {
             b.append_option(gate.redact(
                 t,
                 member.unwrap_or(0),
+                shard_at(&shards, i),
                 mentions_of(&mentions, i)?,
                 verdict,
             ));
@@ -320,6 +344,7 @@ impl ScalarUDFImpl for FingerprintUdf {
         let mentions = mention_lists(&a[1])?;
         let outcomes = cast(&a[2], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
+        let shards = shards_arg(&a, 3)?;
         // Rows without mentions differ only by (outcome, author): memoised per batch.
         let gate = self
             .gate
@@ -333,12 +358,13 @@ impl ScalarUDFImpl for FingerprintUdf {
             let id = outcomes.value(i);
             let verdict = verdicts.of(gate, id)?;
             let named = mentions_of(&mentions, i)?;
+            let shard = shard_at(&shards, i);
             let fp = if named.is_empty() {
                 *memo
                     .entry((id, member))
-                    .or_insert_with(|| gate.redaction_fingerprint(member, &[], verdict))
+                    .or_insert_with(|| gate.redaction_fingerprint(member, shard, &[], verdict))
             } else {
-                gate.redaction_fingerprint(member, named, verdict)
+                gate.redaction_fingerprint(member, shard, named, verdict)
             };
             out.push(fp);
         }
@@ -564,8 +590,17 @@ pub fn udf_from_spec(name: &str, spec: GateSpec) -> Option<ScalarUDF> {
 }
 
 /// The UDFs over one gate: decide, redact, fingerprint.
+///
+/// Each takes its author's keyed shard as an optional last argument (`cg_shard`, which a
+/// distributed plan has computed to route the row): given, the gate looks the author up without
+/// hashing the id again.
 pub fn udfs(gate: Arc<GateRef>) -> (ScalarUDF, ScalarUDF, ScalarUDF) {
-    let sig = |n| Signature::any(n, Volatility::Immutable);
+    let sig = |n| {
+        Signature::one_of(
+            vec![TypeSignature::Any(n), TypeSignature::Any(n + 1)],
+            Volatility::Immutable,
+        )
+    };
     (
         ScalarUDF::from(GateUdf {
             gate: gate.clone(),
