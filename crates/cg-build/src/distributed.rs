@@ -346,10 +346,18 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
     /// Seconds between heartbeats to the scheduler.
     pub heartbeat_secs: u64,
+    /// Memory the shard sink's tasks may hold before they spill, in MiB, shared by the task
+    /// slots ([`crate::sink::task_budget`]).
+    pub memory_mb: usize,
 }
 
 /// Runs a Ballista executor with consentgate's codecs until the process is stopped.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
+    let slots = match opts.concurrency {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    crate::sink::set_executor_memory(opts.memory_mb, slots);
     let config = ballista_executor::executor_process::ExecutorProcessConfig {
         scheduler_host: opts.scheduler_host,
         scheduler_port: opts.scheduler_port,

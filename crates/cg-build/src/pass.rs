@@ -1054,7 +1054,7 @@ pub(crate) async fn sink_partition(
         .map(|(path, _)| path.clone())
         .unwrap_or_default();
     let tag = attempt_tag();
-    let budget = (sink.memory_mb.max(1) << 20) / 2;
+    let budget = crate::sink::task_budget(sink.memory_mb);
     let scratch = std::env::temp_dir().join(format!("consentgate-task-{tag}"));
     let spools = (sink.text && !sink.write.is_empty())
         .then(|| ShardSpools::new(sink.shards, budget, scratch));

@@ -68,8 +68,8 @@ pub struct SinkSpec {
     pub text: bool,
     /// The shards this pass writes.
     pub write: Vec<u32>,
-    /// A task's memory budget for spooled rows and records, in MiB (spilled to the executor's
-    /// local temporary directory beyond it).
+    /// The build's `--memory-mb`: a task's budget where the process does not set its own
+    /// ([`task_budget`]; an executor's `--memory-mb` does).
     pub memory_mb: usize,
 }
 
@@ -132,6 +132,31 @@ pub(crate) struct SinkItem {
 
 /// The routing shard of rows without a member (`cg_shard` is null for them).
 pub(crate) const NO_ROUTE: u32 = u32::MAX;
+
+/// This executor's memory for the sink's tasks (MiB) and its task slots, when the process is
+/// an executor ([`crate::distributed::run_executor`] sets it).
+static EXECUTOR_MEMORY: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+
+/// Records this process's memory for the sink's tasks: `memory_mb` shared by `slots` tasks
+/// running at once.
+pub fn set_executor_memory(memory_mb: usize, slots: usize) {
+    let _ = EXECUTOR_MEMORY.set((memory_mb, slots.max(1)));
+}
+
+/// Bytes one task may hold in spooled rows and records before spilling: half of the memory
+/// (the other half is the engine's batches in flight and the writers' buffers, as in an
+/// embedded build), divided among the executor's task slots; in a process that is not an
+/// executor, half of the build's `--memory-mb` (the spec's).
+pub(crate) fn task_budget(spec_memory_mb: usize) -> usize {
+    budget_of(EXECUTOR_MEMORY.get().copied(), spec_memory_mb)
+}
+
+fn budget_of(executor: Option<(usize, usize)>, spec_memory_mb: usize) -> usize {
+    match executor {
+        Some((mb, slots)) => (mb.max(1) << 20) / 2 / slots.max(1),
+        None => (spec_memory_mb.max(1) << 20) / 2,
+    }
+}
 
 /// The sink's output: one row per file written.
 pub(crate) fn summary_schema() -> SchemaRef {
@@ -511,6 +536,16 @@ impl datafusion::execution::context::QueryPlanner for SinkQueryPlanner {
 mod tests {
     use super::*;
     use arrow::array::UInt32Array;
+
+    #[test]
+    fn an_executors_memory_is_shared_by_its_task_slots() {
+        // 2 GiB on an executor with 2 slots: each task holds at most 512 MiB of rows and
+        // records (half the memory, per slot); without an executor's setting, half the build's.
+        assert_eq!(budget_of(Some((2048, 2)), 64), 512 << 20);
+        assert_eq!(budget_of(Some((2048, 0)), 64), 1024 << 20);
+        assert_eq!(budget_of(None, 2048), 1024 << 20);
+        assert!(budget_of(Some((0, 4)), 0) > 0);
+    }
 
     #[test]
     fn summaries_read_back_as_written() {

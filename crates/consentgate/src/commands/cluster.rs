@@ -47,6 +47,12 @@ pub struct ExecutorArgs {
     /// Seconds between heartbeats to the scheduler.
     #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat: u64,
+    /// Memory the executor's build tasks may hold before they spill to its temporary
+    /// directory, in MiB, shared by the tasks running at once (half of it for rows waiting to
+    /// be sorted into their shards, as in an embedded build).
+    #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
+          value_parser = crate::commands::build::memory_mb)]
+    pub memory_mb: usize,
 }
 
 /// Ballista's own log (task starts and failures, executors joining and leaving) goes to stderr,
@@ -155,6 +161,7 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
         concurrency: a.concurrency.unwrap_or(0),
         work_dir,
         heartbeat_secs: a.heartbeat,
+        memory_mb: a.memory_mb,
     };
     runtime()?
         .block_on(cg_build::distributed::run_executor(opts))
