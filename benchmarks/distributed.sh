@@ -4,6 +4,7 @@
 #
 #   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS] [MEMBERS]   # defaults 10000000, 16, rows / 10
 #   BUILD_ARGS="--memory-mb 512" benchmarks/distributed.sh ...     # extra flags for both builds
+#   EXECUTOR_ARGS="--memory-mb 512" benchmarks/distributed.sh ...  # extra flags for the executors
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
@@ -48,7 +49,7 @@ trap cleanup EXIT
 sleep 1
 for i in 1 2; do
   "$BIN" executor -q --scheduler "127.0.0.1:$PORT" --bind "127.0.0.1:$((PORT + 2 * i))" \
-    --grpc-port "$((PORT + 2 * i + 1))" --concurrency 2 --work-dir "$WORK/executors/$i" \
+    --grpc-port "$((PORT + 2 * i + 1))" --concurrency 2 --work-dir "$WORK/executors/$i" ${EXECUTOR_ARGS:-} \
     2> "$WORK/executor-$i.log" & PIDS+=($!)
 done
 sleep 2
