@@ -125,6 +125,19 @@ pub(crate) fn finish(
                 members.len()
             )));
         }
+        // And every kept row of the record is in a shard file.
+        let shard_rows: u64 = written.values().map(|(file, _)| file.rows).sum();
+        let kept_rows: u64 = record
+            .counts
+            .iter()
+            .filter(|((code, _), _)| cg_policy::verdict_of(*code).decision().is_kept())
+            .map(|(_, n)| n)
+            .sum();
+        if shard_rows != kept_rows {
+            return Err(BuildError::Engine(format!(
+                "the shards hold {shard_rows} rows, the decision record keeps {kept_rows}"
+            )));
+        }
         // Shards no task had a row for are written here, as an embedded build writes them.
         for &shard in &spec.shards {
             let file = match written.get(&shard) {
