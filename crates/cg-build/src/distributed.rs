@@ -428,6 +428,69 @@ mod tests {
     }
 
     #[test]
+    fn both_codecs_carry_the_shard_sink_with_its_specs() {
+        use datafusion::logical_expr::LogicalPlanBuilder;
+        let sink = crate::sink::SinkSpec {
+            dir: "/shared/out/.ds-1.partial-1".into(),
+            shards: 8,
+            key: "ab01".into(),
+            text: true,
+            write: vec![0, 3, 7],
+            memory_mb: 256,
+        };
+        let gate = Arc::new(crate::spec::GateRef::from_spec(spec()));
+        let input = LogicalPlanBuilder::empty(false).build().unwrap();
+        let node = ShardSinkNode::new(sink.clone(), gate.clone(), input.clone()).unwrap();
+        let logical = LogicalCodec::default();
+        let mut buf = Vec::new();
+        logical
+            .try_encode(
+                &Extension {
+                    node: Arc::new(node.clone()),
+                },
+                &mut buf,
+            )
+            .unwrap();
+        assert!(buf.starts_with(crate::sink::MAGIC));
+        let ctx = SessionContext::new().task_ctx();
+        let back = logical
+            .try_decode(&buf, std::slice::from_ref(&input), &ctx)
+            .unwrap();
+        let back = back.node.as_any().downcast_ref::<ShardSinkNode>().unwrap();
+        assert!(*back == node, "the node comes back with both specs");
+
+        // The physical exec, over an input with the routing column.
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new(
+                crate::sink::SHARD_COLUMN,
+                arrow::datatypes::DataType::UInt32,
+                true,
+            ),
+        ]));
+        let input: Arc<dyn ExecutionPlan> =
+            Arc::new(datafusion::physical_plan::empty::EmptyExec::new(schema));
+        let exec = ShardSinkExec::new(Arc::new(sink.clone()), gate, input.clone()).unwrap();
+        let physical = PhysicalCodec::default();
+        let mut buf = Vec::new();
+        let converter = datafusion_proto::physical_plan::DefaultPhysicalProtoConverter {};
+        physical
+            .try_encode(Arc::new(exec), &mut buf, &converter)
+            .unwrap();
+        let back = physical
+            .try_decode(&buf, std::slice::from_ref(&input), &ctx, &converter)
+            .unwrap();
+        assert_eq!(back.name(), "ShardSinkExec");
+        // Anything else with one input is Ballista's business (and not a sink).
+        assert!(
+            crate::sink::ShardSinkNode::decode(
+                b"not a sink",
+                LogicalPlanBuilder::empty(false).build().unwrap()
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
     fn the_shard_filter_travels_with_its_key_and_shards() {
         let keep: rustc_hash::FxHashSet<u32> = [3, 1, 7].into_iter().collect();
         let udf = crate::udf::shard_filter(&[0xab, 0x01], 8, Arc::new(keep));

@@ -311,8 +311,12 @@ impl Hash for ShardSinkNode {
 }
 
 impl PartialOrd for ShardSinkNode {
+    /// By the sink's spec; nodes that differ only in their input or gate are unordered.
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        self.sink.partial_cmp(&other.sink)
+        match self.sink.partial_cmp(&other.sink) {
+            Some(Ordering::Equal) if self != other => None,
+            order => order,
+        }
     }
 }
 
