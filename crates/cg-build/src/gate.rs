@@ -1,9 +1,10 @@
 //! [`Gate`]: the per-row decision, shared by the UDFs of one build, through the compiled
 //! decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate is made
 //! (jurisdiction classes, age instants, consent class, and whether the member is excluded as
-//! of the cut-off, for mentions) — all of them when the gate is made in the planning process,
-//! or on a distributed build's executor each shard's members when a row of that shard is
-//! first decided, from the facts the client wrote as data ([`crate::facts_data`]). A batch of
+//! of the cut-off, for mentions) — all of them when an embedded build makes the gate, or, in a
+//! distributed build, each shard's members when a row of that shard is first decided, from the
+//! facts the client wrote as data ([`crate::facts_data`]; the client's own gate is made over
+//! that data too and compiles nothing, since it decides no row). A batch of
 //! rows is then decided by a [`cg_policy::Decider`] of its own, with no lock shared between
 //! partitions once a tuple has been seen. A row
 //! carries its verdict through the plan as a self-describing `u32` ([`Verdict::code`]), the
@@ -55,7 +56,7 @@ pub struct Gate {
 /// The members a gate decides with.
 #[derive(Debug)]
 enum Table {
-    /// Every member, compiled when the gate is made (the planning process).
+    /// Every member, compiled when the gate is made (an embedded build).
     Whole(FxHashMap<i64, GateMember>),
     /// A distributed build's executor: each shard's members compiled when a row of that shard
     /// is first decided, from the facts the client wrote ([`crate::facts_data`]).
@@ -93,6 +94,24 @@ fn region_labels() -> &'static [&'static str] {
 }
 
 /// Compiles one member: what the gate keeps of them.
+/// One member's entry in the mentions table: included members by id, excluded ones by the
+/// names the rule scrubs (when they have any).
+fn add_mention_entry(
+    data: &mut crate::facts_data::MentionsData,
+    id: i64,
+    excluded_now: bool,
+    names: Option<&Names>,
+) {
+    if !excluded_now {
+        data.included.push(id);
+    } else if let Some(n) = names
+        && (n.handle.is_some() || n.display_name.is_some())
+    {
+        data.names
+            .push((id, n.handle.clone(), n.display_name.clone()));
+    }
+}
+
 fn compile_member(
     engine: &Engine,
     decider: &mut Decider<'_>,
@@ -290,25 +309,45 @@ impl Gate {
 
     /// What the rule on mentions needs, for executors that hold some members only: who is
     /// included as of the cut-off, and the names of the excluded (`None` for a gate that was
-    /// itself made from data).
+    /// itself made from data). The tests' reference for [`Gate::mentions_data_of`], which
+    /// builds use.
+    #[cfg(test)]
     pub(crate) fn mentions_data(&self) -> Option<crate::facts_data::MentionsData> {
         let Table::Whole(members) = &self.members else {
             return None;
         };
         let mut data = crate::facts_data::MentionsData::default();
         for (id, m) in members {
-            if !m.excluded_now {
-                data.included.push(*id);
-            } else if let Some(n) = m.names.as_deref()
-                && (n.handle.is_some() || n.display_name.is_some())
-            {
-                data.names
-                    .push((*id, n.handle.clone(), n.display_name.clone()));
-            }
+            add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
         }
         data.included.sort_unstable();
         data.names.sort_unstable_by_key(|(id, _, _)| *id);
         Some(data)
+    }
+
+    /// [`Gate::mentions_data`] of a gate over `members`, without keeping the gate: each member
+    /// is compiled, read and dropped (a distributed build's client, which ships the members'
+    /// facts to the executors and never decides a row, needs only this).
+    pub(crate) fn mentions_data_of(
+        policy: Arc<Policy>,
+        ctx: &EvalContext,
+        members: &Members,
+    ) -> crate::facts_data::MentionsData {
+        let engine = Engine::new(policy, ctx.purpose.clone(), ctx.as_of);
+        let mut decider = engine.decider();
+        let mut data = crate::facts_data::MentionsData::default();
+        for (id, facts) in members {
+            let compiled = engine.compile(facts);
+            let excluded_now = decider.member_excluded(Some(&compiled));
+            let names = excluded_now.then(|| Names {
+                handle: facts.handle.clone(),
+                display_name: facts.display_name.clone(),
+            });
+            add_mention_entry(&mut data, *id, excluded_now, names.as_ref());
+        }
+        data.included.sort_unstable();
+        data.names.sort_unstable_by_key(|(id, _, _)| *id);
+        data
     }
 
     /// The compiled member `id` (`None`: not a member). `shard` is the member's keyed shard

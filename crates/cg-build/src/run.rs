@@ -124,9 +124,10 @@ fn write_dataset(
 }
 
 /// The gate of a build (`inputs`: the manifest's inputs, `dir`: the build's temporary
-/// directory). For a distributed build the member facts are also written there as data
-/// ([`crate::facts_data`]), and the gate carries the spec executors make theirs from; the
-/// caller removes them with [`crate::facts_data::discard`] before publishing.
+/// directory). For a distributed build the member facts are written there as data
+/// ([`crate::facts_data`]) and the gate is made over that data, as the executors' are (the
+/// client compiles no member); it carries the spec executors make theirs from. The caller
+/// removes the data with [`crate::facts_data::discard`] before publishing.
 pub(crate) fn new_gate(
     cfg: &BuildConfig,
     members: facts::Members,
@@ -138,38 +139,40 @@ pub(crate) fn new_gate(
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
+    if cfg.engine == Engine::Embedded {
+        let gate = Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
+            .map_err(BuildError::from)?;
+        return Ok(Arc::new(GateRef::ready(None, Arc::new(gate))));
+    }
+    // A distributed build's client never decides a row: it writes the facts as data, and the
+    // mentions table from each member compiled and dropped in turn, and keeps a gate over that
+    // data (which compiles nothing unless asked) instead of every member compiled.
     let facts_dir = dir.join(facts_data::DIR);
-    let shards = match cfg.engine {
-        Engine::Embedded => None,
-        Engine::Ballista(_) => Some(facts_data::write_shards(
-            &members, shard_key, cfg.shards, &facts_dir,
-        )?),
+    let shards = facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir)?;
+    let mentions = Gate::mentions_data_of(cfg.policy.clone(), &ctx, &members);
+    drop(members);
+    let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
+    drop(mentions);
+    let dir = std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
+    let data = facts_data::FactsData {
+        dir,
+        key: hex(shard_key),
+        shards,
+        mentions_sha256,
     };
-    let gate =
-        Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine).map_err(BuildError::from)?;
-    // Only a distributed build needs the mentions table (an embedded one never reads it).
-    let spec = match shards.map(|s| (s, gate.mentions_data())) {
-        Some((shards, Some(mentions))) => {
-            let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
-            let dir =
-                std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
-            let data = facts_data::FactsData {
-                dir,
-                key: hex(shard_key),
-                shards,
-                mentions_sha256,
-            };
-            Some(Arc::new(GateSpec::new(
-                data,
-                &cfg.content,
-                inputs,
-                &cfg.purpose,
-                cfg.as_of,
-                cfg.quarantine,
-                &cfg.policy,
-            )))
-        }
-        _ => None,
-    };
-    Ok(Arc::new(GateRef::ready(spec, Arc::new(gate))))
+    let spec = GateSpec::new(
+        data.clone(),
+        &cfg.content,
+        inputs,
+        &cfg.purpose,
+        cfg.as_of,
+        cfg.quarantine,
+        &cfg.policy,
+    );
+    let gate = Gate::from_data(cfg.policy.clone(), ctx, data, cfg.quarantine)
+        .map_err(|e| BuildError::Gate(Box::new(e)))?;
+    Ok(Arc::new(GateRef::ready(
+        Some(Arc::new(spec)),
+        Arc::new(gate),
+    )))
 }

@@ -272,8 +272,14 @@ mod tests {
             purpose: Purpose::genai_training(),
             as_of,
         };
-        let gate = Gate::new(policy.clone(), ctx, members.clone(), false).unwrap();
+        let gate = Gate::new(policy.clone(), ctx.clone(), members.clone(), false).unwrap();
         let mentions = gate.mentions_data().unwrap();
+        // A distributed client computes the same table without keeping a gate.
+        assert_eq!(
+            Gate::mentions_data_of(policy.clone(), &ctx, &members),
+            mentions
+        );
+        assert!(!mentions.included.is_empty() && !mentions.names.is_empty());
         let data = FactsData {
             dir: dir.clone(),
             key: crate::layout::hex(KEY),
