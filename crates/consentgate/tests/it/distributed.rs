@@ -497,32 +497,47 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     let (_c, files) = corpus_files(20_000, 200_000);
     let out = cg_test_support::tempdir();
     let mut cluster = cluster(2);
-    let dist_out = out.path().join("ballista");
-    let child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
-        .env("CG_DATA_DIR", data_dir())
-        .args(build_args(
-            &files,
-            "2025-12-01",
-            &dist_out,
-            &["--engine", &cluster.url],
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Kill the executor that is writing a shard, while it writes it: a task writes a shard
     // through `part-NNNNN.parquet.<pid>-<random>.partial` in the build's temporary directory,
-    // so the file names the process to kill.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let writer = loop {
-        if let Some(pid) = shard_writer(&dist_out) {
-            break pid;
+    // so the file names the process to kill. A build that ends before any write was seen (a
+    // fast machine) is run again.
+    let mut attempt = 0;
+    let (child, dist_out, writer) = loop {
+        attempt += 1;
+        let dist_out = out.path().join(format!("ballista-{attempt}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+            .env("CG_DATA_DIR", data_dir())
+            .args(build_args(
+                &files,
+                "2025-12-01",
+                &dist_out,
+                &["--engine", &cluster.url],
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let seen = loop {
+            if let Some(pid) = shard_writer(&dist_out) {
+                break Some(pid);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the build neither wrote a shard nor ended in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        match seen {
+            Some(pid) => break (child, dist_out, pid),
+            None => assert!(
+                attempt < 5,
+                "no executor was seen writing a shard in {attempt} builds"
+            ),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no executor was ever seen writing a shard"
-        );
-        std::thread::sleep(Duration::from_millis(1));
     };
     let at = cluster
         .executors
