@@ -406,6 +406,53 @@ mod tests {
         assert_eq!(kept.unwrap().len(), 2);
     }
 
+    proptest::proptest! {
+        /// However Ballista repeats attempts and outputs, one attempt of each task is kept and
+        /// every file of it once.
+        #[test]
+        fn one_attempt_of_each_task_survives_any_repetition(
+            tasks in proptest::collection::vec(
+                (proptest::collection::btree_set(0u32..64, 0..6), 0usize..3, 0usize..3),
+                1..6,
+            ),
+        ) {
+            let mut owner = std::collections::BTreeMap::new();
+            let mut items = Vec::new();
+            let mut expected = 0;
+            for (t, (routes, extra_attempts, repeats)) in tasks.iter().enumerate() {
+                // Tasks see disjoint routes: drop what an earlier task already holds.
+                let routes: Vec<u32> = routes
+                    .iter()
+                    .copied()
+                    .filter(|r| owner.insert(*r, t).is_none())
+                    .collect();
+                let task_items = |attempt: &str| {
+                    let mut v = vec![records(attempt, routes.len() as u64 * 3, &routes)];
+                    v.extend(routes.iter().map(|r| shard(attempt, *r, &format!("d{r}"))));
+                    v
+                };
+                expected += 1 + routes.len();
+                for a in 0..=*extra_attempts {
+                    let attempt = format!("t{t}-a{a}");
+                    // Without routes, every attempt is kept (they hold nothing).
+                    if routes.is_empty() && a > 0 {
+                        expected += 1;
+                    }
+                    for _ in 0..=*repeats {
+                        items.extend(task_items(&attempt));
+                    }
+                }
+            }
+            let kept = one_attempt_per_task(items).unwrap();
+            proptest::prop_assert_eq!(kept.len(), expected);
+            let mut shards: Vec<u32> = kept.iter().filter_map(|i| i.shard).collect();
+            let n = shards.len();
+            shards.sort_unstable();
+            shards.dedup();
+            proptest::prop_assert_eq!(shards.len(), n, "a shard kept twice");
+        }
+    }
+
     #[test]
     fn attempts_that_disagree_or_overlap_fail_the_build() {
         // A re-run that wrote another shard digest.
