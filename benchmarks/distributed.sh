@@ -5,6 +5,7 @@
 #   benchmarks/distributed.sh [CONTENT_ROWS] [SHARDS] [MEMBERS]   # defaults 10000000, 16, rows / 10
 #   BUILD_ARGS="--memory-mb 512" benchmarks/distributed.sh ...     # extra flags for both builds
 #   EXECUTOR_ARGS="--memory-mb 512" benchmarks/distributed.sh ...  # extra flags for the executors
+#   ENGINE_QUERY="?shuffle-mb=64" benchmarks/distributed.sh ...     # engine URL parameters
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
@@ -59,7 +60,7 @@ echo "== distributed build"
 LOUD=()
 for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
 /usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
-  --engine "ballista://127.0.0.1:$PORT" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
+  --engine "ballista://127.0.0.1:$PORT${ENGINE_QUERY:-}" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
 RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
 # Peak RSS of the executors, from /proc while they are still up.
 # Each executor's peak (KiB, comma-separated).

@@ -34,11 +34,11 @@ pub enum Engine {
 pub const MAX_PARTITIONS: usize = 65_536;
 
 impl Engine {
-    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT[?partitions=N]`.
+    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M]`.
     pub fn parse(s: &str) -> Result<Engine, String> {
         let not_an_engine = || {
             format!(
-                "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT[?partitions=N]`"
+                "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M]`"
             )
         };
         match s {
@@ -56,9 +56,9 @@ impl Engine {
                     return Err(not_an_engine());
                 }
                 if let Some(q) = query {
-                    partitions_of(q).ok_or_else(|| {
+                    params_of(q).ok_or_else(|| {
                         format!(
-                            "`{s}`: the only engine parameter is `partitions=N` (1..={MAX_PARTITIONS})"
+                            "`{s}`: the engine parameters are `partitions=N` (1..={MAX_PARTITIONS}) and `shuffle-mb=M` ({MIN_SHUFFLE_MB}..={MAX_SHUFFLE_MB}), each at most once"
                         )
                     })?;
                 }
@@ -73,9 +73,21 @@ impl Engine {
         match self {
             Engine::Embedded => None,
             Engine::Ballista(url) => Some(match url.split_once('?') {
-                Some((address, query)) => (address, partitions_of(query)),
+                Some((address, query)) => (address, params_of(query).and_then(|p| p.0)),
                 None => (url.as_str(), None),
             }),
+        }
+    }
+
+    /// The memory each map task of a distributed build may buffer while it shuffles, in MiB
+    /// (`shuffle-mb=M`; `None`: Ballista's default, 256).
+    pub fn shuffle_mb(&self) -> Option<usize> {
+        match self {
+            Engine::Embedded => None,
+            Engine::Ballista(url) => url
+                .split_once('?')
+                .and_then(|(_, query)| params_of(query))
+                .and_then(|p| p.1),
         }
     }
 
@@ -88,13 +100,31 @@ impl Engine {
     }
 }
 
-/// `partitions=N` with N in 1..=[`MAX_PARTITIONS`].
-fn partitions_of(query: &str) -> Option<usize> {
-    query
-        .strip_prefix("partitions=")?
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=MAX_PARTITIONS).contains(n))
+/// The least `shuffle-mb` an engine URL may ask for.
+pub const MIN_SHUFFLE_MB: usize = 16;
+/// The most `shuffle-mb` an engine URL may ask for.
+pub const MAX_SHUFFLE_MB: usize = 1 << 20;
+
+/// An engine URL's parameters, each at most once: `partitions=N` with N in
+/// 1..=[`MAX_PARTITIONS`], `shuffle-mb=M` with M in [`MIN_SHUFFLE_MB`]..=[`MAX_SHUFFLE_MB`].
+fn params_of(query: &str) -> Option<(Option<usize>, Option<usize>)> {
+    let (mut partitions, mut shuffle_mb) = (None, None);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=')?;
+        let n = value.parse::<usize>().ok()?;
+        match key {
+            "partitions" if partitions.is_none() && (1..=MAX_PARTITIONS).contains(&n) => {
+                partitions = Some(n);
+            }
+            "shuffle-mb"
+                if shuffle_mb.is_none() && (MIN_SHUFFLE_MB..=MAX_SHUFFLE_MB).contains(&n) =>
+            {
+                shuffle_mb = Some(n);
+            }
+            _ => return None,
+        }
+    }
+    Some((partitions, shuffle_mb))
 }
 
 /// Everything a build needs.

@@ -234,13 +234,15 @@ pub const DISTRIBUTED_PARTITIONS: usize = 4;
 
 /// A client session on the Ballista scheduler at `url` (`ballista://HOST:PORT`) with
 /// consentgate's codecs, splitting each stage into `partitions` tasks (default
-/// [`DISTRIBUTED_PARTITIONS`]).
+/// [`DISTRIBUTED_PARTITIONS`]), each map task buffering up to `shuffle_mb` MiB while it
+/// shuffles (default Ballista's).
 pub(crate) async fn client_session(
     url: &str,
     partitions: Option<usize>,
+    shuffle_mb: Option<usize>,
 ) -> Result<SessionContext, BuildError> {
     let state = SessionStateBuilder::new()
-        .with_config(client_config(partitions))
+        .with_config(client_config(partitions, shuffle_mb)?)
         .with_default_features()
         .build();
     SessionContext::remote_with_state(url, state)
@@ -252,8 +254,12 @@ pub(crate) async fn client_session(
 }
 
 /// The client's session config: consentgate's codecs, `partitions` tasks per stage (default
-/// [`DISTRIBUTED_PARTITIONS`]).
-fn client_config(partitions: Option<usize>) -> SessionConfig {
+/// [`DISTRIBUTED_PARTITIONS`]), `shuffle_mb` MiB of shuffle buffer per map task (Ballista 55's
+/// hash shuffle is sort-based and spills past it; default 256).
+fn client_config(
+    partitions: Option<usize>,
+    shuffle_mb: Option<usize>,
+) -> Result<SessionConfig, BuildError> {
     // The join that routes content by shard (`pass::route_by_shard`) must be a partitioned
     // hash join whatever the sizes — its point is the shuffle by shard — never a broadcast
     // (Ballista's adaptive planner and DataFusion's both promote small build sides) nor a
@@ -271,10 +277,19 @@ fn client_config(partitions: Option<usize>) -> SessionConfig {
     optimizer.hash_join_single_partition_threshold = 0;
     optimizer.hash_join_single_partition_threshold_rows = 0;
     optimizer.prefer_hash_join = true;
-    config
+    if let Some(mb) = shuffle_mb {
+        config
+            .options_mut()
+            .set(
+                "ballista.shuffle.sort_based.memory_limit_per_task_bytes",
+                &(mb << 20).to_string(),
+            )
+            .map_err(BuildError::from)?;
+    }
+    Ok(config
         .with_target_partitions(partitions.unwrap_or(DISTRIBUTED_PARTITIONS))
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default())))
 }
 
 /// How to run a scheduler.
@@ -555,8 +570,31 @@ mod tests {
         let e = Engine::parse("ballista://h:1?partitions=16").unwrap();
         assert_eq!(e.ballista(), Some(("ballista://h:1", Some(16))));
         // The count reaches the session the plan is made in.
-        assert_eq!(super::client_config(Some(16)).target_partitions(), 16);
-        let config = super::client_config(None);
+        assert_eq!(
+            super::client_config(Some(16), None)
+                .unwrap()
+                .target_partitions(),
+            16
+        );
+        // So does the shuffle buffer (Ballista's default otherwise).
+        let e = Engine::parse("ballista://h:1?partitions=8&shuffle-mb=64").unwrap();
+        assert_eq!(e.ballista(), Some(("ballista://h:1", Some(8))));
+        assert_eq!(e.shuffle_mb(), Some(64));
+        assert_eq!(
+            Engine::parse("ballista://h:1?shuffle-mb=32")
+                .unwrap()
+                .shuffle_mb(),
+            Some(32)
+        );
+        let limit = |mb| {
+            super::client_config(None, mb)
+                .unwrap()
+                .ballista_config()
+                .shuffle_sort_based_memory_limit_per_task_bytes()
+        };
+        assert_eq!(limit(Some(64)), 64 << 20);
+        assert_eq!(limit(None), 256 << 20);
+        let config = super::client_config(None, None).unwrap();
         let optimizer = &config.options().optimizer;
         assert_eq!(optimizer.hash_join_single_partition_threshold, 0);
         assert_eq!(optimizer.hash_join_single_partition_threshold_rows, 0);
@@ -565,7 +603,9 @@ mod tests {
         assert_eq!(config.ballista_broadcast_join_threshold_bytes(), 0);
         assert!(!config.ballista_adaptive_query_planner_enabled());
         assert_eq!(
-            super::client_config(None).target_partitions(),
+            super::client_config(None, None)
+                .unwrap()
+                .target_partitions(),
             super::DISTRIBUTED_PARTITIONS
         );
         assert_eq!(Engine::Embedded.ballista(), None);
@@ -581,6 +621,10 @@ mod tests {
             "ballista://h:1?partitions=",
             "ballista://h:1?shards=4",
             "ballista://h:1?partitions=4&x=1",
+            "ballista://h:1?partitions=4&partitions=8",
+            "ballista://h:1?shuffle-mb=8",
+            "ballista://h:1?shuffle-mb=",
+            "ballista://h:1?partitions=4&",
         ] {
             assert!(Engine::parse(bad).is_err(), "{bad}");
         }

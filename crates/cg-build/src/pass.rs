@@ -675,7 +675,7 @@ async fn plan(
                 .engine
                 .ballista()
                 .ok_or_else(|| BuildError::Engine("a Ballista engine without an address".into()))?;
-            remote_session(address, partitions).await?
+            remote_session(address, partitions, cfg.engine.shuffle_mb()).await?
         }
     };
     let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
@@ -1518,8 +1518,9 @@ fn mistyped(column: &str) -> BuildError {
 async fn remote_session(
     url: &str,
     partitions: Option<usize>,
+    shuffle_mb: Option<usize>,
 ) -> Result<SessionContext, BuildError> {
-    crate::distributed::client_session(url, partitions).await
+    crate::distributed::client_session(url, partitions, shuffle_mb).await
 }
 
 /// Without the `ballista` feature there is no distributed engine.
@@ -1527,6 +1528,7 @@ async fn remote_session(
 async fn remote_session(
     url: &str,
     _partitions: Option<usize>,
+    _shuffle_mb: Option<usize>,
 ) -> Result<SessionContext, BuildError> {
     Err(BuildError::Input(format!(
         "cannot run on {url}: this consentgate was built without the `ballista` feature"
