@@ -337,13 +337,10 @@ impl Gate {
         let mut decider = engine.decider();
         let mut data = crate::facts_data::MentionsData::default();
         for (id, facts) in members {
-            let compiled = engine.compile(facts);
-            let excluded_now = decider.member_excluded(Some(&compiled));
-            let names = excluded_now.then(|| Names {
-                handle: facts.handle.clone(),
-                display_name: facts.display_name.clone(),
-            });
-            add_mention_entry(&mut data, *id, excluded_now, names.as_ref());
+            // The same compilation a gate keeps (one rule for who is excluded and which names
+            // are scrubbed), dropped after its entry is taken.
+            let m = compile_member(&engine, &mut decider, ctx.as_of, facts.clone());
+            add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
         }
         data.included.sort_unstable();
         data.names.sort_unstable_by_key(|(id, _, _)| *id);
