@@ -500,12 +500,7 @@ pub fn shard_of_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
 #[cfg(feature = "ballista")]
 /// The `cg_shard` UDF a [`ShardFilterSpec`] describes (its `keep` unused).
 pub fn shard_of_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
-    let key = crate::layout::unhex(&spec.key)
-        .ok_or_else(|| exec_err("cg_shard: the shard key is not hex"))?;
-    if spec.shards == 0 {
-        return Err(exec_err("cg_shard: no shards"));
-    }
-    Ok(shard_of(&key, spec.shards))
+    Ok(shard_of(&spec.checked_key("cg_shard")?, spec.shards))
 }
 
 #[cfg(feature = "ballista")]
@@ -519,6 +514,20 @@ pub struct ShardFilterSpec {
     pub shards: u32,
     /// The shards whose rows pass.
     pub keep: Vec<u32>,
+}
+
+#[cfg(feature = "ballista")]
+impl ShardFilterSpec {
+    /// The shard key as bytes, after checking the spec names a key and at least one shard
+    /// (`udf`: the function it is for, in errors).
+    fn checked_key(&self, udf: &str) -> Result<Vec<u8>> {
+        let key = crate::layout::unhex(&self.key)
+            .ok_or_else(|| exec_err(format!("{udf}: the shard key is not hex")))?;
+        if self.shards == 0 {
+            return Err(exec_err(format!("{udf}: no shards")));
+        }
+        Ok(key)
+    }
 }
 
 #[cfg(feature = "ballista")]
@@ -538,13 +547,8 @@ pub fn shard_filter_spec(udf: &ScalarUDF) -> Option<ShardFilterSpec> {
 #[cfg(feature = "ballista")]
 /// The `cg_in_shards` UDF a [`ShardFilterSpec`] describes.
 pub fn shard_filter_from_spec(spec: &ShardFilterSpec) -> Result<ScalarUDF> {
-    let key = crate::layout::unhex(&spec.key)
-        .ok_or_else(|| exec_err("cg_in_shards: the shard key is not hex"))?;
-    if spec.shards == 0 {
-        return Err(exec_err("cg_in_shards: no shards"));
-    }
     Ok(shard_filter(
-        &key,
+        &spec.checked_key("cg_in_shards")?,
         spec.shards,
         Arc::new(spec.keep.iter().copied().collect()),
     ))
