@@ -6,6 +6,8 @@
 #   BUILD_ARGS="--memory-mb 512" benchmarks/distributed.sh ...     # extra flags for both builds
 #   EXECUTOR_ARGS="--memory-mb 512" benchmarks/distributed.sh ...  # extra flags for the executors
 #   ENGINE_QUERY="?shuffle-mb=64" benchmarks/distributed.sh ...     # engine URL parameters
+#   EXECUTOR_KEY=none benchmarks/distributed.sh ...                 # executors without the member
+#                                                                  # key: the client derives them
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
@@ -34,13 +36,21 @@ if [ ! -f "$C/content.parquet" ]; then
   echo "== generating $MEMBERS members, $ROWS content rows"
   "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$C" -q
 fi
-rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors"
+rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors" "$WORK/member.key"
 INPUTS=(--members "$C/members.parquet" --content "$C/content.parquet" --consent "$C/consent.parquet"
   --residences "$C/residences.parquet" --notices "$C/notices.parquet" --erasures "$C/erasures.parquet"
   --as-of "$AS_OF" --shards "$SHARDS" --json -q ${BUILD_ARGS:-})
 
 echo "== embedded build"
 /usr/bin/time -f "%e %M" -o "$WORK/embedded.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/embedded" > "$WORK/embedded.json"
+
+# The embedded build made the log key; the executors get its member key alone (unless
+# EXECUTOR_KEY=none), so they derive the member keys of the shards they write.
+KEY_ARGS=()
+if [ "${EXECUTOR_KEY:-builds}" != none ]; then
+  "$BIN" keys export-member-key -q --out "$WORK/member.key" > /dev/null
+  KEY_ARGS=(--member-key "$WORK/member.key")
+fi
 
 echo "== scheduler and two executors on 127.0.0.1:$PORT"
 PIDS=()
@@ -50,7 +60,7 @@ trap cleanup EXIT
 sleep 1
 for i in 1 2; do
   "$BIN" executor -q --scheduler "127.0.0.1:$PORT" --bind "127.0.0.1:$((PORT + 2 * i))" \
-    --grpc-port "$((PORT + 2 * i + 1))" --concurrency 2 --work-dir "$WORK/executors/$i" ${EXECUTOR_ARGS:-} \
+    --grpc-port "$((PORT + 2 * i + 1))" --concurrency 2 --work-dir "$WORK/executors/$i" "${KEY_ARGS[@]}" ${EXECUTOR_ARGS:-} \
     2> "$WORK/executor-$i.log" & PIDS+=($!)
 done
 sleep 2
@@ -62,11 +72,12 @@ for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
 /usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
   --engine "ballista://127.0.0.1:$PORT${ENGINE_QUERY:-}" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
 RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
+KEYS_REMOTE=$(grep -o '[0-9]* member keys derived by the executors' "$WORK/ballista.err" | grep -o '^[0-9]*' || echo 0)
 # Peak RSS of the executors, from /proc while they are still up.
 # Each executor's peak (KiB, comma-separated).
 EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | paste -sd, -)
 
-python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" "$SHARDS" <<'PY'
+python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" "$SHARDS" "$KEYS_REMOTE" <<'PY'
 import hashlib, json, os, re, sys
 work, rows = sys.argv[1], int(sys.argv[2])
 def facts_held(i):
@@ -112,6 +123,8 @@ shards = int(sys.argv[6])
 print(f"client received {received} bytes for {shards} shards: "
       f"{received / shards * 1000 / 2**20:.3f} MiB per 1 000 shards (goal: at most 1)")
 held = [facts_held(i) for i in (1, 2)]
+print(f"member keys derived by the executors: {int(sys.argv[7] or 0)} "
+      f"of {em['member_commitment']['members']} in the commitment")
 print("member facts compiled per executor: " + ", ".join(f"{m} members in {s} shards" for s, m in held))
 print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
 sys.exit(0 if same else 1)

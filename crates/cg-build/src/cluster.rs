@@ -3,8 +3,9 @@
 //! (Ballista may report a re-run task twice), checks that every file is there and whole and that
 //! the records cover every row the pass reads (counted here: a Parquet file's metadata), merges
 //! the records into `decisions.parquet` (finding repeated and missing content ids, counting),
-//! writes the shards no task had rows for, derives the member keys, and removes what only the
-//! pass needed (the records, files of failed attempts).
+//! writes the shards no task had rows for, takes the member keys the executors derived (checked
+//! against the record's members, a few re-derived) and derives the rest, and removes what only
+//! the pass needed (the records, the key runs, files of failed attempts).
 //!
 //! What the client receives from the cluster is one summary row per file written: its size
 //! does not grow with the rows. It still reads the records (48 bytes a row) from the shared
@@ -26,10 +27,28 @@ use crate::manifest::FileRef;
 use crate::pass::{
     PassOut, PassSpec, RECORD_BYTES, RECORDS_DIR, Records, find_duplicates, tally, write_record,
 };
-use crate::sink::{SinkItem, summary_items};
+use crate::sink::{KEY_RECORD_BYTES, KEYS_DIR, Output, SinkItem, summary_items};
 
 /// Finishes a distributed pass from the sink's summary `streams`.
 pub(crate) fn finish(
+    cfg: &BuildConfig,
+    gate: &Gate,
+    shard_key: &[u8],
+    spec: &PassSpec<'_>,
+    streams: Vec<SendableRecordBatchStream>,
+    runtime: &tokio::runtime::Runtime,
+    progress: &dyn cg_model::progress::Progress,
+) -> Result<PassOut, BuildError> {
+    let out = finish_unswept(cfg, gate, shard_key, spec, streams, runtime, progress);
+    // Records, key runs and files of failed attempts are scratch, whether the pass succeeded
+    // or not.
+    let swept = sweep(spec.dir);
+    let out = out?;
+    swept?;
+    Ok(out)
+}
+
+fn finish_unswept(
     cfg: &BuildConfig,
     gate: &Gate,
     shard_key: &[u8],
@@ -60,7 +79,7 @@ pub(crate) fn finish(
         let items = one_attempt_per_task(items)?;
         let written = checked(spec, cfg.shards, &items)?;
         let mut runs = Vec::new();
-        for item in items.iter().filter(|i| i.shard.is_none()) {
+        for item in items.iter().filter(|i| i.output == Output::Records) {
             runs.push(Records::on_disk(spec.dir.join(&item.file)));
             progress.advance(item.rows);
         }
@@ -68,7 +87,7 @@ pub(crate) fn finish(
         // otherwise be a row missing from `decisions.parquet` and its shard.
         let recorded: u64 = items
             .iter()
-            .filter(|i| i.shard.is_none())
+            .filter(|i| i.output == Output::Records)
             .map(|i| i.rows)
             .sum();
         let expected = runtime.block_on(crate::pass::count_rows(
@@ -94,18 +113,16 @@ pub(crate) fn finish(
             spec.decisions.then_some(spec.dir),
             spec.collect,
         )?;
-        Ok((written, record))
+        Ok((written, record, items))
     });
-    // Records and files of failed attempts are scratch, whether the pass succeeded or not.
-    let swept = sweep(spec.dir);
-    let (written, record) = result?;
-    swept?;
+    let (written, record, items) = result?;
 
     let mut out = PassOut {
         received: crate::publish::Received {
             batches: received[0].load(Ordering::Relaxed),
             rows: received[1].load(Ordering::Relaxed),
             bytes: received[2].load(Ordering::Relaxed),
+            member_keys: 0,
         },
         ..PassOut::default()
     };
@@ -154,7 +171,11 @@ pub(crate) fn finish(
             out.shards.push((shard, file));
         }
         if let Some((secret, domain)) = spec.member_keys {
-            out.member_keys = member_keys(secret, domain, &members)?;
+            let (keys, from_executors) = member_keys_of(
+                spec.dir, &items, &members, shard_key, cfg.shards, secret, domain,
+            )?;
+            out.member_keys = keys;
+            out.received.member_keys = from_executors;
         }
     }
     out.kept_members = record.kept_members;
@@ -191,9 +212,9 @@ fn one_attempt_per_task(items: Vec<SinkItem>) -> Result<Vec<SinkItem>, BuildErro
         }
     }
     let outcome = |items: &[SinkItem]| {
-        let mut o: Vec<(Option<u32>, u64, String, u64)> = items
+        let mut o: Vec<(Output, u64, String, u64)> = items
             .iter()
-            .map(|i| (i.shard, i.rows, i.sha256.clone(), i.members))
+            .map(|i| (i.output, i.rows, i.sha256.clone(), i.members))
             .collect();
         o.sort();
         o
@@ -202,12 +223,22 @@ fn one_attempt_per_task(items: Vec<SinkItem>) -> Result<Vec<SinkItem>, BuildErro
     let mut owner: rustc_hash::FxHashMap<u32, usize> = rustc_hash::FxHashMap::default();
     for (attempt, files) in attempts {
         let items: Vec<SinkItem> = files.into_values().collect();
-        let mut records = items.iter().filter(|i| i.shard.is_none());
+        let mut records = items.iter().filter(|i| i.output == Output::Records);
         let (Some(record), None) = (records.next(), records.next()) else {
             return Err(bad(format!(
                 "attempt {attempt} did not report one run of records"
             )));
         };
+        if items
+            .iter()
+            .filter(|i| i.output == Output::MemberKeys)
+            .count()
+            > 1
+        {
+            return Err(bad(format!(
+                "attempt {attempt} reported two runs of member keys"
+            )));
+        }
         let seen = record.seen.clone();
         let met: FxHashSet<usize> = seen.iter().filter_map(|s| owner.get(s).copied()).collect();
         match met.iter().next() {
@@ -247,27 +278,38 @@ fn checked(
     let wanted: FxHashSet<u32> = spec.shards.iter().copied().collect();
     let mut written = BTreeMap::new();
     for item in items {
-        let expected = match item.shard {
-            Some(shard) => {
+        let run_in = |folder: &str| {
+            item.file.starts_with(&format!("{folder}/part-"))
+                && item.file.ends_with(".bin")
+                && !item.file.contains("..")
+                && item.file.matches('/').count() == 1
+        };
+        let (expected, name_ok) = match item.output {
+            Output::Shard(shard) => {
                 if shard >= shards || !spec.text || !wanted.contains(&shard) {
                     return Err(bad(format!("shard {shard} was not to be written")));
                 }
-                format!("shards/part-{shard:05}.parquet")
+                let expected = format!("shards/part-{shard:05}.parquet");
+                let ok = item.file == expected;
+                (expected, ok)
             }
-            None => {
+            Output::Records => {
                 if item.bytes != item.rows * RECORD_BYTES as u64 {
                     return Err(bad(format!("`{}`: records of another size", item.file)));
                 }
-                item.file.clone()
+                (item.file.clone(), run_in(RECORDS_DIR))
             }
-        };
-        let name_ok = match item.shard {
-            Some(_) => item.file == expected,
-            None => {
-                item.file.starts_with(&format!("{RECORDS_DIR}/part-"))
-                    && item.file.ends_with(".bin")
-                    && !item.file.contains("..")
-                    && item.file.matches('/').count() == 1
+            Output::MemberKeys => {
+                if spec.member_keys.is_none() || !spec.text {
+                    return Err(bad(format!(
+                        "`{}`: member keys were not asked for",
+                        item.file
+                    )));
+                }
+                if item.bytes != item.rows * KEY_RECORD_BYTES as u64 || item.rows != item.members {
+                    return Err(bad(format!("`{}`: member keys of another size", item.file)));
+                }
+                (item.file.clone(), run_in(KEYS_DIR))
             }
         };
         if !name_ok {
@@ -283,7 +325,7 @@ fn checked(
                 item.bytes
             )));
         }
-        if let Some(shard) = item.shard {
+        if let Output::Shard(shard) = item.output {
             let file = FileRef {
                 file: expected,
                 rows: item.rows,
@@ -299,12 +341,14 @@ fn checked(
     Ok(written)
 }
 
-/// Removes the records and every file in `shards/` that is not a finished shard (the partial
-/// files of attempts that did not finish).
+/// Removes the records, the key runs and every file in `shards/` that is not a finished shard
+/// (the partial files of attempts that did not finish).
 fn sweep(dir: &Path) -> Result<(), BuildError> {
-    let records = dir.join(RECORDS_DIR);
-    if records.exists() {
-        std::fs::remove_dir_all(&records).map_err(|e| BuildError::io(&records, e))?;
+    for folder in [RECORDS_DIR, KEYS_DIR] {
+        let runs = dir.join(folder);
+        if runs.exists() {
+            std::fs::remove_dir_all(&runs).map_err(|e| BuildError::io(&runs, e))?;
+        }
     }
     let shards = dir.join("shards");
     let Ok(entries) = std::fs::read_dir(&shards) else {
@@ -326,29 +370,56 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The member keys of `members`, derived on every core.
-fn member_keys(
+/// The member keys of `members` (ascending: every member with a kept row in the pass's
+/// shards) and how many of them the executors derived. A task whose executor holds the
+/// member-key secret wrote the keys of its shards' members ([`crate::key_run`]); those runs are
+/// read, checked (their digests; together they hold exactly the record's members of those
+/// shards; a few keys of each re-derived here) and taken; the keys of the other shards'
+/// members are derived here, on every core. A member is never left out of the commitment.
+fn member_keys_of(
+    dir: &Path,
+    items: &[SinkItem],
+    members: &[i64],
+    shard_key: &[u8],
+    shards: u32,
     secret: &cg_proof::member_key::MemberKeySecret,
     domain: &str,
-    members: &[i64],
-) -> Result<Vec<cg_proof::commitment::MemberKey>, BuildError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = members.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = members
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || secret.member_keys(domain, part)))
-            .collect();
-        let mut keys = Vec::with_capacity(members.len());
-        for part in parts {
-            // A missing key would leave a member out of the commitment: never skipped.
-            keys.extend(
-                part.join()
-                    .map_err(|_| BuildError::Engine("a member-key thread panicked".into()))?,
-            );
+) -> Result<(Vec<cg_proof::commitment::MemberKey>, u64), BuildError> {
+    let keyed_attempts: FxHashSet<&str> = items
+        .iter()
+        .filter(|i| i.output == Output::MemberKeys)
+        .map(|i| i.attempt.as_str())
+        .collect();
+    let keyed_shards: FxHashSet<u32> = items
+        .iter()
+        .filter(|i| keyed_attempts.contains(i.attempt.as_str()))
+        .filter_map(|i| i.output.shard())
+        .collect();
+    let mut keys = Vec::with_capacity(members.len());
+    let mut from_runs: Vec<i64> = Vec::new();
+    for item in items.iter().filter(|i| i.output == Output::MemberKeys) {
+        let pairs = crate::key_run::read(&dir.join(&item.file), &item.sha256)?;
+        crate::key_run::spot_check(&pairs, secret, domain, &item.file)?;
+        for (key, member) in pairs {
+            keys.push(key);
+            from_runs.push(member);
         }
-        Ok(keys)
-    })
+    }
+    from_runs.sort_unstable();
+    let (in_runs, here): (Vec<i64>, Vec<i64>) = members
+        .iter()
+        .copied()
+        .partition(|m| keyed_shards.contains(&keyed_shard(shard_key, *m, shards)));
+    if from_runs != in_runs {
+        return Err(BuildError::Engine(format!(
+            "the executors derived the keys of {} members of their shards, the decision record has {} (or other members)",
+            from_runs.len(),
+            in_runs.len()
+        )));
+    }
+    let from_executors = keys.len() as u64;
+    keys.extend(crate::commitment::member_keys(secret, domain, &here)?);
+    Ok((keys, from_executors))
 }
 
 #[cfg(test)]
@@ -358,7 +429,7 @@ mod tests {
     fn records(attempt: &str, rows: u64, seen: &[u32]) -> SinkItem {
         SinkItem {
             attempt: attempt.into(),
-            shard: None,
+            output: Output::Records,
             file: format!("records/part-00000-{attempt}.bin"),
             rows,
             bytes: rows * RECORD_BYTES as u64,
@@ -371,7 +442,7 @@ mod tests {
     fn shard(attempt: &str, shard: u32, sha: &str) -> SinkItem {
         SinkItem {
             attempt: attempt.into(),
-            shard: Some(shard),
+            output: Output::Shard(shard),
             file: format!("shards/part-{shard:05}.parquet"),
             rows: 3,
             bytes: 100,
@@ -445,7 +516,7 @@ mod tests {
             }
             let kept = one_attempt_per_task(items).unwrap();
             proptest::prop_assert_eq!(kept.len(), expected);
-            let mut shards: Vec<u32> = kept.iter().filter_map(|i| i.shard).collect();
+            let mut shards: Vec<u32> = kept.iter().filter_map(|i| i.output.shard()).collect();
             let n = shards.len();
             shards.sort_unstable();
             shards.dedup();
@@ -527,5 +598,73 @@ mod tests {
             .collect();
         assert_eq!(left, ["part-00001.parquet"]);
         assert!(!dir.path().join(RECORDS_DIR).exists());
+    }
+
+    #[test]
+    fn member_keys_come_from_the_runs_where_executors_wrote_them_and_from_here_elsewhere() {
+        let dir = cg_test_support::tempdir();
+        let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[7u8; 32]).unwrap();
+        let (key, shards) = (b"k".as_slice(), 4);
+        let members: Vec<i64> = (1..=40).collect();
+        let of = |s: u32| -> Vec<i64> {
+            members
+                .iter()
+                .copied()
+                .filter(|m| keyed_shard(key, *m, shards) == s)
+                .collect()
+        };
+        // Task a wrote shards 0 and 1 and their keys; task b wrote shards 2 and 3 without keys
+        // (its executor holds no secret).
+        let a_members: Vec<i64> = of(0).into_iter().chain(of(1)).collect();
+        let run = crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &a_members).unwrap();
+        let items = vec![
+            shard("a", 0, "x0"),
+            shard("a", 1, "x1"),
+            run.clone(),
+            shard("b", 2, "x2"),
+            shard("b", 3, "x3"),
+        ];
+        let (mut keys, from_executors) =
+            member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds").unwrap();
+        assert_eq!(from_executors, a_members.len() as u64);
+        let mut all = secret.member_keys("ds", &members);
+        keys.sort();
+        all.sort();
+        assert_eq!(keys, all, "the keys of every member, each once");
+
+        // A run that misses a member of its shards, or holds one of another shard, fails.
+        for wrong in [
+            a_members[1..].to_vec(),
+            a_members
+                .iter()
+                .copied()
+                .chain(of(2).into_iter().take(1))
+                .collect(),
+        ] {
+            let dir = cg_test_support::tempdir();
+            let run = crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &wrong).unwrap();
+            let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
+            assert!(
+                member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds").is_err()
+            );
+        }
+        // Keys derived with another secret fail the spot check.
+        let other = cg_proof::member_key::MemberKeySecret::from_seed(&[8u8; 32]).unwrap();
+        let dir = cg_test_support::tempdir();
+        let run = crate::key_run::write(dir.path(), 0, "a", &other, "ds", &a_members).unwrap();
+        let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
+        let err = member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another member key"), "{err}");
+    }
+
+    #[test]
+    fn the_sweep_removes_key_runs_too() {
+        let dir = cg_test_support::tempdir();
+        let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[7u8; 32]).unwrap();
+        crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &[1, 2]).unwrap();
+        sweep(dir.path()).unwrap();
+        assert!(!dir.path().join(KEYS_DIR).exists());
     }
 }

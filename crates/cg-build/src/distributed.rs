@@ -364,6 +364,9 @@ pub struct ExecutorOptions {
     /// Memory the shard sink's tasks may hold before they spill, in MiB, shared by the task
     /// slots ([`crate::sink::task_budget`]).
     pub memory_mb: usize,
+    /// The member-key secret (`consentgate keys export-member-key`): with it, the sink's tasks
+    /// derive the member keys of the shards they write; without it, the client derives them.
+    pub member_key: Option<cg_proof::member_key::MemberKeySecret>,
 }
 
 /// Runs a Ballista executor with consentgate's codecs until the process is stopped.
@@ -373,6 +376,9 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
         n => n,
     };
     crate::sink::set_executor_memory(opts.memory_mb, slots);
+    if let Some(secret) = opts.member_key {
+        crate::sink::set_executor_member_key(secret);
+    }
     let config = ballista_executor::executor_process::ExecutorProcessConfig {
         scheduler_host: opts.scheduler_host,
         scheduler_port: opts.scheduler_port,
@@ -452,6 +458,10 @@ mod tests {
             text: true,
             write: vec![0, 3, 7],
             memory_mb: 256,
+            member_keys: Some(crate::sink::SinkKeys {
+                domain: "ds-1".into(),
+                public_key: "ab".repeat(32),
+            }),
         };
         let gate = Arc::new(crate::spec::GateRef::from_spec(spec()));
         let input = LogicalPlanBuilder::empty(false).build().unwrap();

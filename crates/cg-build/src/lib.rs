@@ -34,6 +34,7 @@ mod facts;
 pub mod facts_data;
 mod gate;
 mod impact;
+mod key_run;
 mod layout;
 /// The manifest's types (defined in `cg-model`, where every crate that reads datasets finds them).
 pub use cg_model::manifest;

@@ -530,6 +530,7 @@ pub(crate) fn run_pass(
             batches: batches.load(Ordering::Relaxed),
             rows: rows.load(Ordering::Relaxed),
             bytes: bytes.load(Ordering::Relaxed),
+            member_keys: 0,
         },
         ..PassOut::default()
     };
@@ -786,6 +787,12 @@ async fn plan(
                     Vec::new()
                 },
                 memory_mb: cfg.memory_mb,
+                member_keys: spec
+                    .member_keys
+                    .map(|(secret, domain)| crate::sink::SinkKeys {
+                        domain: domain.to_owned(),
+                        public_key: cg_proof::hex(&secret.public_key()),
+                    }),
             };
             let node =
                 crate::sink::ShardSinkNode::new(sink, gate_ref.clone(), decided).map_err(engine)?;
@@ -1099,6 +1106,13 @@ pub(crate) async fn sink_partition(
     let mut items = vec![write_records_run(
         &sink.dir, partition, &tag, &records, seen,
     )?];
+    // The executor's secret, checked before any shard is written (another secret fails the
+    // task); without one the client derives the keys.
+    let secret = match &sink.member_keys {
+        Some(keys) => crate::sink::executor_member_key(keys)?.map(|s| (s, keys.domain.as_str())),
+        None => None,
+    };
+    let mut members: Vec<i64> = Vec::new();
     if let Some(spools) = &spools {
         for shard in spools.held() {
             let out = ShardOut::create_attempt(&sink.dir, shard, &tag)?;
@@ -1106,9 +1120,12 @@ pub(crate) async fn sink_partition(
             let bytes = std::fs::metadata(&written.path)
                 .map_err(|e| BuildError::io(&written.path, e))?
                 .len();
+            if secret.is_some() {
+                members.extend_from_slice(&written.members);
+            }
             items.push(crate::sink::SinkItem {
                 attempt: tag.clone(),
-                shard: Some(shard),
+                output: crate::sink::Output::Shard(shard),
                 file: format!("shards/part-{shard:05}.parquet"),
                 rows: written.rows,
                 bytes,
@@ -1117,6 +1134,12 @@ pub(crate) async fn sink_partition(
                 seen: Vec::new(),
             });
         }
+    }
+    // A member's rows are all in one shard, so the members of the shards are distinct.
+    if let Some((secret, domain)) = secret {
+        items.push(crate::key_run::write(
+            &sink.dir, partition, &tag, secret, domain, &members,
+        )?);
     }
     Ok(items)
 }
@@ -1164,7 +1187,7 @@ fn write_records_run(
     }
     Ok(crate::sink::SinkItem {
         attempt: tag.to_owned(),
-        shard: None,
+        output: crate::sink::Output::Records,
         file,
         rows,
         bytes: rows * RECORD_BYTES as u64,

@@ -38,6 +38,9 @@ pub struct Received {
     pub rows: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Member keys the executors derived (read from the key runs they wrote; the client
+    /// derived the rest).
+    pub member_keys: u64,
 }
 
 /// Publishes a dataset atomically: `write` fills a temporary directory next to `out/<id>`

@@ -71,6 +71,19 @@ pub struct SinkSpec {
     /// The build's `--memory-mb`: a task's budget where the process does not set its own
     /// ([`task_budget`]; an executor's `--memory-mb` does).
     pub memory_mb: usize,
+    /// Derive the member keys of the written shards' members, where an executor holds the
+    /// member-key secret ([`set_executor_member_key`]); the secret itself never travels.
+    pub member_keys: Option<SinkKeys>,
+}
+
+/// The key domain and the public key of the member keys a pass asks for: a task whose
+/// executor holds another secret fails rather than derive keys the commitment cannot use.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SinkKeys {
+    /// The key domain (the dataset id).
+    pub domain: String,
+    /// The VRF public key, hex.
+    pub public_key: String,
 }
 
 /// What travels in a plan: the sink's spec and the gate's.
@@ -112,22 +125,92 @@ pub(crate) struct SinkItem {
     /// The task's attempt (a tag no other attempt has). After losing an executor Ballista may
     /// report two completed attempts of one task; [`SinkItem::seen`] tells them apart.
     pub attempt: String,
-    /// The shard written, or `None` for a run of decision records.
-    pub shard: Option<u32>,
+    /// What the file holds.
+    pub output: Output,
     /// The file, relative to the build's temporary directory.
     pub file: String,
     /// Rows (records) in it.
     pub rows: u64,
     /// Its size in bytes.
     pub bytes: u64,
-    /// A shard's SHA-256 (hex); empty for records.
+    /// A shard's or a member-key run's SHA-256 (hex); empty for records.
     pub sha256: String,
-    /// A shard's distinct members.
+    /// A shard's distinct members; a member-key run's keys.
     pub members: u64,
     /// On an attempt's records: the routing shards (`cg_shard`; [`NO_ROUTE`] for rows without a
     /// member) of every row the attempt received, ascending. Tasks of one stage see disjoint
     /// sets, so two attempts that share one are attempts of one task.
     pub seen: Vec<u32>,
+}
+
+/// What a file a task wrote holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Output {
+    /// The decision records of every row the task received, one sorted run
+    /// (`records/part-PPPPP-TAG.bin`, [`crate::pass::RECORD_BYTES`] a row).
+    Records,
+    /// A shard, whole (`shards/part-SSSSS.parquet`).
+    Shard(u32),
+    /// The member keys of the members of every shard the task wrote, with their member ids,
+    /// sorted by key (`keys/part-PPPPP-TAG.bin`, [`KEY_RECORD_BYTES`] a member).
+    MemberKeys,
+}
+
+impl Output {
+    /// The shard written, if a shard.
+    pub(crate) fn shard(self) -> Option<u32> {
+        match self {
+            Output::Shard(s) => Some(s),
+            Output::Records | Output::MemberKeys => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Output::Records => "records",
+            Output::Shard(_) => "shard",
+            Output::MemberKeys => "member-keys",
+        }
+    }
+}
+
+/// The folder of the member-key runs in the build's temporary directory.
+pub(crate) const KEYS_DIR: &str = "keys";
+
+/// Bytes per member in a member-key run: the key (32), then the member id (8, little-endian).
+pub(crate) const KEY_RECORD_BYTES: usize = 40;
+
+/// The member-key secret of this executor (`consentgate executor --member-key`), if any.
+static EXECUTOR_MEMBER_KEY: std::sync::OnceLock<cg_proof::member_key::MemberKeySecret> =
+    std::sync::OnceLock::new();
+
+/// Records this process's member-key secret: the sink's tasks then derive the member keys of
+/// the shards they write (when the pass asks for keys under this secret's public key).
+pub fn set_executor_member_key(secret: cg_proof::member_key::MemberKeySecret) {
+    let _ = EXECUTOR_MEMBER_KEY.set(secret);
+}
+
+/// The secret a task derives `keys` with: `None` when this process holds none (the client
+/// derives them); an error when it holds another than the pass asks for.
+pub(crate) fn executor_member_key(
+    keys: &SinkKeys,
+) -> Result<Option<&'static cg_proof::member_key::MemberKeySecret>, BuildError> {
+    secret_for(EXECUTOR_MEMBER_KEY.get(), keys)
+}
+
+fn secret_for<'s>(
+    held: Option<&'s cg_proof::member_key::MemberKeySecret>,
+    keys: &SinkKeys,
+) -> Result<Option<&'s cg_proof::member_key::MemberKeySecret>, BuildError> {
+    match held {
+        None => Ok(None),
+        Some(secret) if cg_proof::hex(&secret.public_key()) == keys.public_key => Ok(Some(secret)),
+        Some(secret) => Err(BuildError::Engine(format!(
+            "this executor's member key (VRF public key {}) is not the build's ({}): start it with the build's `--member-key`",
+            cg_proof::hex(&secret.public_key()),
+            keys.public_key
+        ))),
+    }
 }
 
 /// The routing shard of rows without a member (`cg_shard` is null for them).
@@ -162,6 +245,7 @@ fn budget_of(executor: Option<(usize, usize)>, spec_memory_mb: usize) -> usize {
 pub(crate) fn summary_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("attempt", DataType::Utf8, false),
+        Field::new("output", DataType::Utf8, false),
         Field::new("shard", DataType::UInt32, true),
         Field::new("file", DataType::Utf8, false),
         Field::new("rows", DataType::UInt64, false),
@@ -179,6 +263,7 @@ pub(crate) fn summary_schema() -> SchemaRef {
 /// Summary rows as a batch.
 pub(crate) fn summary_batch(items: &[SinkItem]) -> Result<RecordBatch, BuildError> {
     let mut attempt = StringBuilder::new();
+    let mut output = StringBuilder::new();
     let mut shard = UInt32Builder::new();
     let mut file = StringBuilder::new();
     let mut sha = StringBuilder::new();
@@ -186,7 +271,8 @@ pub(crate) fn summary_batch(items: &[SinkItem]) -> Result<RecordBatch, BuildErro
         .with_field(Arc::new(Field::new_list_field(DataType::UInt32, false)));
     for i in items {
         attempt.append_value(&i.attempt);
-        shard.append_option(i.shard);
+        output.append_value(i.output.name());
+        shard.append_option(i.output.shard());
         file.append_value(&i.file);
         sha.append_value(&i.sha256);
         seen.values().append_slice(&i.seen);
@@ -196,6 +282,7 @@ pub(crate) fn summary_batch(items: &[SinkItem]) -> Result<RecordBatch, BuildErro
         summary_schema(),
         vec![
             Arc::new(attempt.finish()),
+            Arc::new(output.finish()),
             Arc::new(shard.finish()),
             Arc::new(file.finish()),
             Arc::new(UInt64Array::from_iter_values(items.iter().map(|i| i.rows))),
@@ -218,20 +305,27 @@ pub(crate) fn summary_items(batch: &RecordBatch) -> Result<Vec<SinkItem>, BuildE
     }
     let c = |i: usize| batch.column(i);
     let attempt: &StringArray = c(0).as_string_opt::<i32>().ok_or_else(bad)?;
-    let shard = c(1).as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
-    let file: &StringArray = c(2).as_string_opt::<i32>().ok_or_else(bad)?;
-    let rows = c(3).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
-    let bytes = c(4).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
-    let sha: &StringArray = c(5).as_string_opt::<i32>().ok_or_else(bad)?;
-    let members = c(6).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
-    let seen = c(7).as_list_opt::<i32>().ok_or_else(bad)?;
+    let output: &StringArray = c(1).as_string_opt::<i32>().ok_or_else(bad)?;
+    let shard = c(2).as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+    let file: &StringArray = c(3).as_string_opt::<i32>().ok_or_else(bad)?;
+    let rows = c(4).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let bytes = c(5).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let sha: &StringArray = c(6).as_string_opt::<i32>().ok_or_else(bad)?;
+    let members = c(7).as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+    let seen = c(8).as_list_opt::<i32>().ok_or_else(bad)?;
     (0..batch.num_rows())
         .map(|i| {
             let list = seen.value(i);
             let list = list.as_primitive_opt::<UInt32Type>().ok_or_else(bad)?;
+            let output = match (output.value(i), shard.is_valid(i)) {
+                ("records", false) => Output::Records,
+                ("shard", true) => Output::Shard(shard.value(i)),
+                ("member-keys", false) => Output::MemberKeys,
+                _ => return Err(bad()),
+            };
             Ok(SinkItem {
                 attempt: attempt.value(i).to_owned(),
-                shard: shard.is_valid(i).then(|| shard.value(i)),
+                output,
                 file: file.value(i).to_owned(),
                 rows: rows.value(i),
                 bytes: bytes.value(i),
@@ -556,7 +650,7 @@ mod tests {
         let items = vec![
             SinkItem {
                 attempt: "12-ab".into(),
-                shard: Some(7),
+                output: Output::Shard(7),
                 file: "shards/part-00007.parquet".into(),
                 rows: 12,
                 bytes: 4096,
@@ -566,13 +660,23 @@ mod tests {
             },
             SinkItem {
                 attempt: "12-ab".into(),
-                shard: None,
+                output: Output::Records,
                 file: "records/part-00003-1-2.bin".into(),
                 rows: 40,
                 bytes: 40 * 48,
                 sha256: String::new(),
                 members: 0,
                 seen: vec![0, 7, NO_ROUTE],
+            },
+            SinkItem {
+                attempt: "12-ab".into(),
+                output: Output::MemberKeys,
+                file: "keys/part-00003-1-2.bin".into(),
+                rows: 5,
+                bytes: 5 * KEY_RECORD_BYTES as u64,
+                sha256: "cd".repeat(32),
+                members: 5,
+                seen: Vec::new(),
             },
         ];
         let batch = summary_batch(&items).unwrap();
@@ -584,5 +688,24 @@ mod tests {
         )
         .unwrap();
         assert!(summary_items(&other).is_err());
+        // A shard row without its shard, or records with one, is malformed.
+        let mut shardless = summary_batch(&items[..1]).unwrap().columns().to_vec();
+        shardless[2] = Arc::new(UInt32Array::from(vec![None::<u32>]));
+        let shardless = RecordBatch::try_new(summary_schema(), shardless).unwrap();
+        assert!(summary_items(&shardless).is_err());
+    }
+
+    #[test]
+    fn a_task_derives_keys_only_under_the_public_key_the_build_asks_for() {
+        let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[1u8; 32]).unwrap();
+        let other = cg_proof::member_key::MemberKeySecret::from_seed(&[2u8; 32]).unwrap();
+        let keys = SinkKeys {
+            domain: "ds-1".into(),
+            public_key: cg_proof::hex(&secret.public_key()),
+        };
+        assert!(secret_for(None, &keys).unwrap().is_none());
+        assert!(secret_for(Some(&secret), &keys).unwrap().is_some());
+        let err = secret_for(Some(&other), &keys).unwrap_err().to_string();
+        assert!(err.contains(&keys.public_key), "{err}");
     }
 }

@@ -13,7 +13,9 @@
 //! - **unlinkable across datasets**: the dataset id is part of the input.
 //!
 //! The secret scalar is derived from the log key's seed (SHA-512 with a domain-separation
-//! string), so one secret file holds both keys.
+//! string), so one secret file holds both keys. The scalar alone can be exported
+//! ([`MemberKeySecret::secret_file_text`]) for processes that derive member keys but must not
+//! sign checkpoints (a distributed build's executors): it does not reveal the seed.
 //!
 //! [`MemberKeySecret::member_key`] computes only the output (one hash to the group, one scalar
 //! multiplication, no proof) for building commitments; it is tested equal to the crate's
@@ -31,7 +33,7 @@ pub const KEY_SCHEME: &str = "c2sp.org/vrf-r255:consentgate/member-key/v1";
 /// The `vrf-r255` suite string (C2SP vrf-r255).
 const SUITE: &[u8] = b"\xFFc2sp.org/vrf-r255";
 
-/// Why a member key proof does not verify.
+/// Why a member key proof does not verify, or a member-key secret cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MemberKeyError {
     /// Not a valid public key encoding.
@@ -43,7 +45,13 @@ pub enum MemberKeyError {
     /// The proof does not verify for this member and dataset.
     #[error("the member key proof does not verify for this member and dataset")]
     Mismatch,
+    /// Not a member-key secret file.
+    #[error("not a consentgate member-key secret: {0}")]
+    BadSecret(&'static str),
 }
+
+/// The first line of a member-key secret file ([`MemberKeySecret::secret_file_text`]).
+pub const SECRET_FILE_HEADER: &str = "consentgate/member-key-secret/v1";
 
 /// The VRF input for a member in a dataset.
 pub fn alpha(dataset_id: &str, member: i64) -> Vec<u8> {
@@ -75,9 +83,15 @@ impl MemberKeySecret {
         let mut h = Sha512::new();
         h.update(b"consentgate/member-key-vrf/v1\0");
         h.update(seed);
-        let x = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        MemberKeySecret::from_scalar(Scalar::from_bytes_mod_order_wide(&h.finalize().into()))
+    }
+
+    fn from_scalar(x: Scalar) -> Result<MemberKeySecret, MemberKeyError> {
+        if x == Scalar::ZERO {
+            return Err(MemberKeyError::BadSecret("the scalar is zero"));
+        }
         let sk: Option<vrf_r255::SecretKey> = vrf_r255::SecretKey::from_bytes(x.to_bytes()).into();
-        let sk = sk.ok_or(MemberKeyError::BadPublicKey)?;
+        let sk = sk.ok_or(MemberKeyError::BadSecret("the scalar is zero"))?;
         let public = vrf_r255::PublicKey::from(sk).to_bytes();
         let half_x = x * Scalar::from(2u8).invert();
         Ok(MemberKeySecret {
@@ -91,6 +105,62 @@ impl MemberKeySecret {
     /// The public key (32 bytes, ristretto255).
     pub fn public_key(&self) -> [u8; 32] {
         self.public
+    }
+
+    /// The secret as the text of a file (to be kept private): a header line, the public key
+    /// and the secret scalar, each in hex —
+    ///
+    /// ```text
+    /// consentgate/member-key-secret/v1
+    /// public <64 hex digits>
+    /// secret <64 hex digits>
+    /// ```
+    ///
+    /// Whoever holds it can derive and prove member keys; it does not reveal the log key's
+    /// seed, so it cannot sign checkpoints.
+    pub fn secret_file_text(&self) -> String {
+        format!(
+            "{SECRET_FILE_HEADER}\npublic {}\nsecret {}\n",
+            crate::hex(&self.public),
+            crate::hex(self.x.as_bytes())
+        )
+    }
+
+    /// Reads [`MemberKeySecret::secret_file_text`]: the scalar must be canonical and not zero,
+    /// and the public key line must be the scalar's (a file edited by hand or cut short is
+    /// refused, never used to derive other keys).
+    pub fn from_secret_file_text(text: &str) -> Result<MemberKeySecret, MemberKeyError> {
+        let mut lines = text.lines();
+        if lines.next() != Some(SECRET_FILE_HEADER) {
+            return Err(MemberKeyError::BadSecret(
+                "the first line is not the header",
+            ));
+        }
+        let mut field = |name: &str| -> Result<[u8; 32], MemberKeyError> {
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix(name))
+                .and_then(|l| l.strip_prefix(' '))
+                .and_then(unhex32)
+                .ok_or(MemberKeyError::BadSecret(
+                    "expected `public <hex>` then `secret <hex>`",
+                ))
+        };
+        let public = field("public")?;
+        let secret = field("secret")?;
+        if lines.any(|l| !l.trim().is_empty()) {
+            return Err(MemberKeyError::BadSecret("text after the secret"));
+        }
+        let x: Option<Scalar> = Scalar::from_canonical_bytes(secret).into();
+        let key = MemberKeySecret::from_scalar(
+            x.ok_or(MemberKeyError::BadSecret("the scalar is not canonical"))?,
+        )?;
+        if key.public != public {
+            return Err(MemberKeyError::BadSecret(
+                "the public key is not the secret's",
+            ));
+        }
+        Ok(key)
     }
 
     /// The member's key in a dataset, without a proof (fast path for commitments).
@@ -136,6 +206,19 @@ impl MemberKeySecret {
         let proof = self.sk.prove(&alpha(dataset_id, member));
         (self.member_key(dataset_id, member), proof.to_bytes())
     }
+}
+
+/// 64 hex digits as 32 bytes.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim_end();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The VRF output's first 32 bytes for an encoded gamma.
@@ -199,5 +282,57 @@ mod tests {
         let other = MemberKeySecret::from_seed(&[6u8; 32]).unwrap();
         let (_, proof) = other.prove("a", 1);
         assert!(verify_member_key(&s.public_key(), "a", 1, &proof).is_err());
+    }
+
+    #[test]
+    fn an_exported_secret_derives_the_same_keys_and_nothing_else_reads_as_one() {
+        let s = MemberKeySecret::from_seed(&[9u8; 32]).unwrap();
+        let text = s.secret_file_text();
+        assert!(text.starts_with(SECRET_FILE_HEADER));
+        assert!(
+            !text.contains(&crate::hex(&[9u8; 32])),
+            "the seed is not in it"
+        );
+        let back = MemberKeySecret::from_secret_file_text(&text).unwrap();
+        assert_eq!(back.public_key(), s.public_key());
+        assert_eq!(back.member_key("ds-1", 42), s.member_key("ds-1", 42));
+        assert_eq!(
+            back.member_keys("ds-1", &[1, 2]),
+            s.member_keys("ds-1", &[1, 2])
+        );
+        // Debug never prints the secret.
+        let secret_hex = crate::hex(s.x.as_bytes());
+        assert!(!format!("{back:?}").contains(&secret_hex));
+
+        let other = MemberKeySecret::from_seed(&[8u8; 32]).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let swapped_public = format!(
+            "{}\npublic {}\n{}\n",
+            lines[0],
+            crate::hex(&other.public_key()),
+            lines[2]
+        );
+        let zero = format!("{}\n{}\nsecret {}\n", lines[0], lines[1], "0".repeat(64));
+        // ℓ itself (the group order) is not a canonical scalar.
+        let order = "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010";
+        let non_canonical = format!("{}\n{}\nsecret {order}\n", lines[0], lines[1]);
+        for (bad, why) in [
+            ("", "empty"),
+            (&text[..text.len() - 10], "cut short"),
+            (&text.replacen("v1", "v2", 1), "another version"),
+            (&swapped_public, "another public key"),
+            (&zero, "zero"),
+            (&non_canonical, "not canonical"),
+            (&format!("{text}more\n"), "trailing text"),
+            (&text.replace("secret ", "secret  "), "malformed"),
+        ] {
+            assert!(
+                matches!(
+                    MemberKeySecret::from_secret_file_text(bad),
+                    Err(MemberKeyError::BadSecret(_))
+                ),
+                "{why}"
+            );
+        }
     }
 }

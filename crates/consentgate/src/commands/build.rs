@@ -270,11 +270,12 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
         printer.status(
             "Received",
             format!(
-                "{} bytes ({:.1} MiB) in {} rows, {} batches from the cluster",
+                "{} bytes ({:.1} MiB) in {} rows, {} batches from the cluster; {} member keys derived by the executors",
                 r.bytes,
                 r.bytes as f64 / (1024.0 * 1024.0),
                 r.rows,
-                r.batches
+                r.batches,
+                r.member_keys
             ),
         );
     }

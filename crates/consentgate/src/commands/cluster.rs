@@ -53,6 +53,11 @@ pub struct ExecutorArgs {
     #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
           value_parser = crate::commands::build::memory_mb)]
     pub memory_mb: usize,
+    /// The member-key secret (`consentgate keys export-member-key`, mode 0600): the executor's
+    /// tasks then derive the member keys of the shards they write, where the members are,
+    /// instead of the client deriving every key. It cannot sign the log's checkpoints.
+    #[arg(long, value_name = "PATH")]
+    pub member_key: Option<PathBuf>,
 }
 
 /// Ballista's own log (task starts and failures, executors joining and leaving) goes to stderr,
@@ -145,6 +150,24 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let member_key = a
+        .member_key
+        .as_deref()
+        .map(crate::commands::keys::read_member_key)
+        .transpose()?;
+    if let Some(key) = &member_key {
+        printer.status(
+            "Loaded",
+            format!(
+                "the member key {} (VRF public key {})",
+                a.member_key
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display(),
+                cg_proof::hex(&key.public_key())
+            ),
+        );
+    }
     printer.status(
         "Executing",
         format!(
@@ -162,6 +185,7 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
         work_dir,
         heartbeat_secs: a.heartbeat,
         memory_mb: a.memory_mb,
+        member_key,
     };
     runtime()?
         .block_on(cg_build::distributed::run_executor(opts))

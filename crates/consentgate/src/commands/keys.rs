@@ -1,5 +1,7 @@
-//! `consentgate keys init|show`: the log's signing key — one Ed25519 seed, kept in a 0600 file
-//! in the Go `note` text form, from which the member-key VRF secret is also derived.
+//! `consentgate keys init|show|export-member-key`: the log's signing key — one Ed25519 seed,
+//! kept in a 0600 file in the Go `note` text form, from which the member-key VRF secret is also
+//! derived — and the member-key secret alone, for a distributed build's executors (they derive
+//! member keys where the members are, and must not be able to sign checkpoints).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,54 +113,51 @@ impl LogKey {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
         let signer = NoteSigner::from_seed(origin, &seed)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        cg_io::private_dir(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-        // Write a private temporary file, then link it into place: the key appears whole or not
-        // at all, and an existing key is never replaced.
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        {
-            let mut f = open_private(&tmp)?;
-            writeln!(f, "{}", signer.private_key())
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-        }
-        let linked = std::fs::hard_link(&tmp, path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                // The new directory entry is durable too, not only the file's bytes.
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .with_context(|| format!("cannot sync `{}`", dir.display()))?;
-                LogKey::from_signer(signer)
-            }
+        match create_private(path, format!("{}\n", signer.private_key()).as_bytes()) {
+            Ok(()) => LogKey::from_signer(signer),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => LogKey::read(path),
             Err(e) => Err(e).with_context(|| format!("cannot create `{}`", path.display())),
         }
     }
 }
 
+/// Creates `path` (mode 0600) holding `contents`, whole or not at all: a private temporary
+/// file is written and synced, then linked into place, so an existing file is never replaced
+/// (`AlreadyExists`) and a crash never leaves half a secret. The directory is created (0700)
+/// if missing and synced after the link.
+fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    cg_io::private_dir(dir)?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = open_private(&tmp).and_then(|mut f| {
+        f.write_all(contents)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
+}
+
 #[cfg(unix)]
-fn open_private(path: &Path) -> anyhow::Result<std::fs::File> {
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create `{}`", path.display()))
 }
 
 #[cfg(not(unix))]
-fn open_private(path: &Path) -> anyhow::Result<std::fs::File> {
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .with_context(|| format!("cannot create `{}`", path.display()))
 }
 
 /// `keys` subcommands.
@@ -168,6 +167,60 @@ pub enum KeysCommand {
     Init(InitArgs),
     /// Print the verifier key of an existing log key.
     Show(ShowArgs),
+    /// Write the member-key secret alone (derived from the log key; it cannot sign
+    /// checkpoints) to a new 0600 file, for `consentgate executor --member-key`.
+    ExportMemberKey(ExportMemberKeyArgs),
+}
+
+/// Arguments of `keys export-member-key`.
+#[derive(Debug, Args)]
+pub struct ExportMemberKeyArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The file to create (mode 0600; an existing file is never replaced).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads a member-key secret written by `keys export-member-key`; a file others can read is
+/// refused (it is a secret, as the log key is).
+pub fn read_member_key(path: &Path) -> anyhow::Result<MemberKeySecret> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the member key `{}`", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Hinted {
+                message: format!(
+                    "the member key `{}` can be read by others (mode {:o})",
+                    path.display(),
+                    mode & 0o777
+                ),
+                hint: format!("run `chmod 600 {}`", path.display()),
+            }
+            .into());
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the member key `{}`", path.display()))?;
+    MemberKeySecret::from_secret_file_text(&text).with_context(|| {
+        format!(
+            "`{}` is not a member key (write one with `consentgate keys export-member-key`)",
+            path.display()
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct ExportedInfo {
+    member_key_file: String,
+    vrf_public_key: String,
 }
 
 /// Arguments of `keys init`.
@@ -230,6 +283,35 @@ pub fn run(cmd: KeysCommand, printer: Printer) -> anyhow::Result<()> {
                 ..printer
             }
             .data(&i, || format!("{}\n", i.verifier_key))
+        }
+        KeysCommand::ExportMemberKey(a) => {
+            let key = a.key.load()?;
+            let text = key.member_keys.secret_file_text();
+            create_private(&a.out, text.as_bytes()).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    anyhow::Error::new(Hinted {
+                        message: format!("`{}` already exists", a.out.display()),
+                        hint:
+                            "a member key file is never replaced; remove it or choose another --out"
+                                .into(),
+                    })
+                } else {
+                    anyhow::Error::new(e).context(format!("cannot create `{}`", a.out.display()))
+                }
+            })?;
+            printer.status(
+                "Exported",
+                format!("the member key to {} (mode 0600)", a.out.display()),
+            );
+            let i = ExportedInfo {
+                member_key_file: a.out.display().to_string(),
+                vrf_public_key: cg_proof::hex(&key.member_keys.public_key()),
+            };
+            Printer {
+                json: a.json,
+                ..printer
+            }
+            .data(&i, || format!("{}\n", i.vrf_public_key))
         }
         KeysCommand::Show(a) => {
             let key = a.key.load()?;

@@ -53,8 +53,55 @@ fn spawn(args: &[&str], log: Option<&Path>) -> Child {
         .unwrap()
 }
 
+/// The member-key secret a cluster's executors hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecutorKey {
+    /// The one the tests' builds derive member keys with (exported from their log key).
+    Builds,
+    /// None: the client derives every member key.
+    Without,
+    /// Another log key's.
+    Other,
+}
+
+/// A scheduler and `executors` executors holding the builds' member key.
 pub(crate) fn cluster(executors: usize) -> Cluster {
+    cluster_with(executors, ExecutorKey::Builds)
+}
+
+/// Exports the member key of the log key at `log_key` (the builds' when `None`, created if
+/// missing) to `out`.
+fn export_member_key(log_key: Option<&Path>, out: &Path) {
+    let key_args: Vec<&str> = match log_key {
+        Some(path) => vec!["--key", path.to_str().unwrap()],
+        None => Vec::new(),
+    };
+    let exists = match log_key {
+        Some(path) => path.exists(),
+        None => crate::util::consentgate(&["keys", "show"]).status.success(),
+    };
+    if !exists {
+        let mut args = vec!["keys", "init"];
+        args.extend(&key_args);
+        let o = crate::util::consentgate(&args);
+        assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    }
+    let mut args = vec!["keys", "export-member-key", "--out", out.to_str().unwrap()];
+    args.extend(&key_args);
+    let o = crate::util::consentgate(&args);
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+}
+
+pub(crate) fn cluster_with(executors: usize, key: ExecutorKey) -> Cluster {
     let work = cg_test_support::tempdir();
+    let member_key = work.path().join("member.key");
+    match key {
+        ExecutorKey::Builds => export_member_key(None, &member_key),
+        ExecutorKey::Other => {
+            export_member_key(Some(&work.path().join("other-log.key")), &member_key)
+        }
+        ExecutorKey::Without => {}
+    }
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let scheduler = spawn(
@@ -74,24 +121,26 @@ pub(crate) fn cluster(executors: usize) -> Cluster {
             let (flight, grpc) = (free_port(), free_port());
             let dir = work.path().join(format!("executor-{i}"));
             let log = work.path().join(format!("executor-{i}.log"));
-            let child = spawn(
-                &[
-                    "executor",
-                    "--scheduler",
-                    &bind,
-                    "--bind",
-                    &format!("127.0.0.1:{flight}"),
-                    "--grpc-port",
-                    &grpc.to_string(),
-                    "--concurrency",
-                    "2",
-                    "--work-dir",
-                    dir.to_str().unwrap(),
-                    "--heartbeat",
-                    "1",
-                ],
-                Some(&log),
-            );
+            let (flight_bind, grpc) = (format!("127.0.0.1:{flight}"), grpc.to_string());
+            let mut args = vec![
+                "executor",
+                "--scheduler",
+                &bind,
+                "--bind",
+                &flight_bind,
+                "--grpc-port",
+                &grpc,
+                "--concurrency",
+                "2",
+                "--work-dir",
+                dir.to_str().unwrap(),
+                "--heartbeat",
+                "1",
+            ];
+            if key != ExecutorKey::Without {
+                args.extend(["--member-key", member_key.to_str().unwrap()]);
+            }
+            let child = spawn(&args, Some(&log));
             wait_listening(flight, "an executor");
             child
         })
@@ -206,9 +255,16 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         .unwrap_or_else(|| panic!("{said}"));
     let shards = embedded["shard_count"].as_u64().unwrap();
     let tasks = 4; // the default partitions of a distributed build
+    // A shard, and per task its records and its member keys.
     assert!(
-        received > 0 && received <= shards + tasks && received < rows,
+        received > 0 && received <= shards + 2 * tasks && received < rows,
         "{received} summary rows for {rows} content rows: {said}"
+    );
+    // The executors hold the member key: they derived every member's key, the client none.
+    assert_eq!(
+        keys_by_executors(&said),
+        embedded["member_commitment"]["members"].as_u64().unwrap(),
+        "{said}"
     );
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
     let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
@@ -222,6 +278,61 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         let o = crate::util::consentgate(&["dataset", "verify", dir.to_str().unwrap()]);
         assert!(o.status.success(), "{}", crate::util::stderr(&o));
     }
+}
+
+/// The member keys the executors derived, from a build's `Received` line.
+fn keys_by_executors(said: &str) -> u64 {
+    said.lines()
+        .find(|l| l.contains("Received"))
+        .and_then(|l| l.split("; ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"))
+}
+
+#[test]
+fn executors_without_the_member_key_leave_it_to_the_client_and_another_key_fails_the_build() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let embedded = build(&files, "2025-12-01", &out.path().join("embedded"), &[]);
+    let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
+    // Without a member key the executors write the shards and the client derives the keys:
+    // the same dataset, commitment included.
+    let without = cluster_with(1, ExecutorKey::Without);
+    let dir = out.path().join("without");
+    let args: Vec<String> = build_args(&files, "2025-12-01", &dir, &["--engine", &without.url])
+        .into_iter()
+        .filter(|a| a != "-q")
+        .collect();
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    assert_eq!(keys_by_executors(&crate::util::stderr(&o)), 0);
+    let manifest: serde_json::Value = serde_json::from_str(&crate::util::stdout(&o)).unwrap();
+    assert_eq!(comparable(manifest.clone()), comparable(embedded.clone()));
+    assert_eq!(files_of(&dataset_dir(&dir, &manifest)), a);
+    drop(without);
+    // An executor holding another log's member key fails the build: nothing is published and
+    // the error names both public keys.
+    let other = cluster_with(1, ExecutorKey::Other);
+    let dir = out.path().join("other");
+    let args = build_args(&files, "2025-12-01", &dir, &["--engine", &other.url]);
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1), "{}", crate::util::stdout(&o));
+    let err = crate::util::stderr(&o);
+    assert!(
+        err.contains("member key")
+            && err.contains(
+                embedded["member_commitment"]["vrf_public_key"]
+                    .as_str()
+                    .unwrap()
+            ),
+        "{err}"
+    );
+    assert!(
+        !dir.exists() || walk(&dir).is_empty(),
+        "left {:?}",
+        walk(&dir)
+    );
 }
 
 /// `build_args` with `--shards` set to `shards` (it gives 8).
@@ -566,7 +677,7 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     assert!(
         left.iter().all(|p| {
             let p = p.to_string_lossy();
-            !p.contains(".partial") && !p.contains("/records")
+            !p.contains(".partial") && !p.contains("/records") && !p.contains("/keys")
         }),
         "a temporary dataset, a partial shard or decision records were left behind: {left:?}"
     );

@@ -452,6 +452,60 @@ fn keys_init_is_private_and_never_overwrites() {
     assert_eq!(stdout(&o).trim(), info["verifier_key"].as_str().unwrap());
 }
 
+#[test]
+fn the_exported_member_key_is_private_never_overwritten_and_cannot_sign() {
+    let o = consentgate(&["keys", "init", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let dir = cg_test_support::tempdir();
+    let out = dir.path().join("exec/member.key");
+    let o = consentgate(&[
+        "keys",
+        "export-member-key",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(exported["vrf_public_key"], info["vrf_public_key"]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.starts_with("consentgate/member-key-secret/v1\n"),
+        "{text}"
+    );
+    // It is not a log key: nothing that signs checkpoints takes it.
+    let o = consentgate(&["keys", "show", "--key", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let o = consentgate(&["keys", "export-member-key", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+    // An executor refuses a member key others can read, before it connects anywhere.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = consentgate(&[
+            "executor",
+            "--scheduler",
+            "127.0.0.1:1",
+            "--member-key",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    }
+}
+
 /// A receipt signs a checkpoint only when the latest one does not cover its manifest: new
 /// consent events after the build do not make every receipt request sign another.
 #[test]
