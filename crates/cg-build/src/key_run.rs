@@ -4,10 +4,11 @@
 //! checks them against the decision record and builds the commitment from them.
 //!
 //! A record is [`KEY_RECORD_BYTES`] bytes: the key (32), then the member id (8, little-endian).
-//! The file is written as a `.partial`, synced and renamed into place, so a listed run is whole.
+//! The file is written as a `.partial`, synced and renamed into place
+//! ([`crate::layout::write_run`]), so a listed run is whole.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use cg_proof::commitment::MemberKey;
@@ -34,35 +35,26 @@ pub(crate) fn write(
     let keys = secret.member_keys(domain, members);
     let mut pairs: Vec<(MemberKey, i64)> = keys.into_iter().zip(members.iter().copied()).collect();
     pairs.sort_unstable();
-    let folder = dir.join(KEYS_DIR);
-    std::fs::create_dir_all(&folder).map_err(|e| BuildError::io(&folder, e))?;
     let file = format!("{KEYS_DIR}/part-{partition:05}-{tag}.bin");
-    let path = dir.join(&file);
-    let partial = dir.join(format!("{file}.partial"));
-    let out = File::create(&partial).map_err(|e| BuildError::io(&partial, e))?;
-    let mut w = BufWriter::with_capacity(1 << 16, out);
-    let mut digest = Sha256::new();
-    for (key, member) in &pairs {
-        let mut record = [0u8; KEY_RECORD_BYTES];
-        record[..32].copy_from_slice(key);
-        record[32..].copy_from_slice(&member.to_le_bytes());
-        digest.update(record);
-        w.write_all(&record)
-            .map_err(|e| BuildError::io(&partial, e))?;
-    }
-    let out = w
-        .into_inner()
-        .map_err(|e| BuildError::io(&partial, e.into_error()))?;
-    out.sync_all().map_err(|e| BuildError::io(&partial, e))?;
-    drop(out);
-    std::fs::rename(&partial, &path).map_err(|e| BuildError::io(&path, e))?;
+    let sha256 = crate::layout::write_run(dir, &file, |w, partial| {
+        let mut digest = Sha256::new();
+        for (key, member) in &pairs {
+            let mut record = [0u8; KEY_RECORD_BYTES];
+            record[..32].copy_from_slice(key);
+            record[32..].copy_from_slice(&member.to_le_bytes());
+            digest.update(record);
+            w.write_all(&record)
+                .map_err(|e| BuildError::io(partial, e))?;
+        }
+        Ok(crate::layout::hex(&digest.finalize()))
+    })?;
     Ok(SinkItem {
         attempt: tag.to_owned(),
         output: Output::MemberKeys,
         file,
         rows: pairs.len() as u64,
         bytes: (pairs.len() * KEY_RECORD_BYTES) as u64,
-        sha256: crate::layout::hex(&digest.finalize()),
+        sha256,
         members: pairs.len() as u64,
         seen: Vec::new(),
     })

@@ -31,6 +31,31 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
     Ok(hex(&h.finalize()))
 }
 
+/// Writes the run `file` (relative to `dir`, its folder created) whole or not at all: `write`
+/// fills `file.partial` (its path is the second argument, for errors) through a buffer, which
+/// is then fsynced and renamed into place, so a reader that finds `file` finds all of it.
+pub(crate) fn write_run<T>(
+    dir: &Path,
+    file: &str,
+    write: impl FnOnce(&mut dyn std::io::Write, &Path) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    let path = dir.join(file);
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| BuildError::io(folder, e))?;
+    }
+    let partial = dir.join(format!("{file}.partial"));
+    let out = File::create(&partial).map_err(|e| BuildError::io(&partial, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    let value = write(&mut w, &partial)?;
+    let out = w
+        .into_inner()
+        .map_err(|e| BuildError::io(&partial, e.into_error()))?;
+    out.sync_all().map_err(|e| BuildError::io(&partial, e))?;
+    drop(out);
+    std::fs::rename(&partial, &path).map_err(|e| BuildError::io(&path, e))?;
+    Ok(value)
+}
+
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -1163,25 +1163,16 @@ fn write_records_run(
     records: &Records,
     seen: Vec<u32>,
 ) -> Result<crate::sink::SinkItem, BuildError> {
-    let folder = dir.join(RECORDS_DIR);
-    std::fs::create_dir_all(&folder).map_err(|e| BuildError::io(&folder, e))?;
     let file = format!("{RECORDS_DIR}/part-{partition:05}-{tag}.bin");
-    let path = dir.join(&file);
-    let partial = dir.join(format!("{file}.partial"));
-    let out = File::create(&partial).map_err(|e| BuildError::io(&partial, e))?;
-    let mut w = BufWriter::with_capacity(1 << 16, out);
-    let mut rows = 0u64;
-    for d in Merged::new(std::slice::from_ref(records))? {
-        w.write_all(&d?.encode())
-            .map_err(|e| BuildError::io(&partial, e))?;
-        rows += 1;
-    }
-    let out = w
-        .into_inner()
-        .map_err(|e| BuildError::io(&partial, e.into_error()))?;
-    out.sync_all().map_err(|e| BuildError::io(&partial, e))?;
-    drop(out);
-    std::fs::rename(&partial, &path).map_err(|e| BuildError::io(&path, e))?;
+    let rows = crate::layout::write_run(dir, &file, |w, partial| {
+        let mut rows = 0u64;
+        for d in Merged::new(std::slice::from_ref(records))? {
+            w.write_all(&d?.encode())
+                .map_err(|e| BuildError::io(partial, e))?;
+            rows += 1;
+        }
+        Ok(rows)
+    })?;
     for run in &records.spilled {
         let _ = std::fs::remove_file(run);
     }
