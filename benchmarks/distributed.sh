@@ -69,7 +69,7 @@ echo "== distributed build"
 # Not quiet: the build's `Received` line is the client's count of what came from the cluster.
 LOUD=()
 for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
-/usr/bin/time -f "%e %M" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
+/usr/bin/time -f "%e %M %U %S" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
   --engine "ballista://127.0.0.1:$PORT${ENGINE_QUERY:-}" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
 RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
 KEYS_REMOTE=$(grep -o '[0-9]* member keys derived by the executors' "$WORK/ballista.err" | grep -o '^[0-9]*' || echo 0)
@@ -92,8 +92,10 @@ each_rss = [int(k) for k in (sys.argv[3] or "0").split(",") if k]
 exec_rss = sum(each_rss)
 received, members = int(sys.argv[4] or 0), int(sys.argv[5])
 def times(name):
-    secs, kib = open(f"{work}/{name}.time").read().split()
+    secs, kib = open(f"{work}/{name}.time").read().split()[:2]
     return float(secs), int(kib) // 1024
+def client_cpu():
+    return sum(float(x) for x in open(f"{work}/ballista.time").read().split()[2:4])
 def dataset(name):
     m = json.load(open(f"{work}/{name}.json"))
     d = os.path.join(work, name, m["dataset_id"])
@@ -113,7 +115,7 @@ same = em == bm and ef == bf
 print(f"rows {rows}: embedded {e_s:.1f} s ({rows / e_s / 1000:.0f} k rows/s, peak RSS {e_mb} MiB); "
       f"scheduler + 2 executors {b_s:.1f} s ({rows / b_s / 1000:.0f} k rows/s, client peak RSS {b_mb} MiB, "
       f"executors {exec_rss // 1024} MiB together)")
-print(f"ratio distributed/embedded: {b_s / e_s:.2f}")
+print(f"ratio distributed/embedded: {b_s / e_s:.2f}; the client used {client_cpu():.1f} CPU-s")
 print(f"members {members}: client received {received / 2**20:.1f} MiB from the cluster "
       f"({received / rows:.0f} bytes per content row); executors' peak RSS {exec_rss // 1024} MiB "
       f"("

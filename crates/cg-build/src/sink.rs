@@ -7,7 +7,7 @@
 //!    gate's and the sink's                    hash-partitioned by      whole shards written to the
 //!    specs)                                   `cg_shard`               build's temporary directory,
 //!                                                                      decision records beside them
-//!   ◄──────────────────── one summary row per file written (kind, shard, file, rows, bytes, sha256)
+//!   ◄──────────────────── one summary row per file written (output, shard, file, rows, bytes, sha256)
 //! ```
 //!
 //! Each task of the sink's stage receives every row of the shards its partition holds (the
@@ -17,7 +17,9 @@
 //! complete, under a name no other attempt uses, so a retried task rewrites its own files and
 //! a lost one leaves at most `.partial` files, which the client removes before publishing. The
 //! client receives only the summaries (bytes independent of the row count) and merges the
-//! decision records into `decisions.parquet` ([`crate::pass`]).
+//! decision records into `decisions.parquet` ([`crate::pass`]). An executor holding the
+//! member-key secret ([`set_executor_member_key`]) also writes the member keys of its shards'
+//! members ([`crate::key_run`]), which the client checks and builds the commitment from.
 //!
 //! The node and its physical plan travel with the gate's [`GateSpec`] and the [`SinkSpec`]
 //! through consentgate's extension codecs ([`crate::distributed`]); the scheduler plans the
