@@ -25,9 +25,9 @@ use crate::gate::Gate;
 use crate::layout::{ShardOut, keyed_shard};
 use crate::manifest::FileRef;
 use crate::pass::{
-    PassOut, PassSpec, RECORD_BYTES, RECORDS_DIR, Records, find_duplicates, tally, write_record,
+    PassOut, PassSpec, RECORD_BYTES, RECORDS_PREFIX, Records, find_duplicates, tally, write_record,
 };
-use crate::sink::{KEY_RECORD_BYTES, KEYS_DIR, Output, SinkItem, summary_items};
+use crate::sink::{KEY_RECORD_BYTES, KEYS_PREFIX, Output, SinkItem, scratch_dir, summary_items};
 
 /// Finishes a distributed pass from the sink's summary `streams`.
 pub(crate) fn finish(
@@ -79,8 +79,9 @@ fn finish_unswept(
         let items = one_attempt_per_task(items)?;
         let written = checked(spec, cfg.shards, &items)?;
         let mut runs = Vec::new();
+        let scratch = scratch_dir(spec.dir);
         for item in items.iter().filter(|i| i.output == Output::Records) {
-            runs.push(Records::on_disk(spec.dir.join(&item.file)));
+            runs.push(Records::on_disk(scratch.join(&item.file)));
             progress.advance(item.rows);
         }
         // Every row the pass reads has its record: an output the cluster did not list would
@@ -172,7 +173,13 @@ fn finish_unswept(
         }
         if let Some((secret, domain)) = spec.member_keys {
             let (keys, from_executors) = member_keys_of(
-                spec.dir, &items, &members, shard_key, cfg.shards, secret, domain,
+                &scratch_dir(spec.dir),
+                &items,
+                &members,
+                shard_key,
+                cfg.shards,
+                secret,
+                domain,
             )?;
             out.member_keys = keys;
             out.received.member_keys = from_executors;
@@ -268,7 +275,8 @@ fn one_attempt_per_task(items: Vec<SinkItem>) -> Result<Vec<SinkItem>, BuildErro
 }
 
 /// The shards the summaries name (file, members), after checking each file: a shard of this
-/// pass, written by one task only, present with the size the task reported; records whole.
+/// pass, written by one task only, present with the size the task reported; runs (records,
+/// member keys) whole, by a name of theirs in the scratch directory.
 fn checked(
     spec: &PassSpec<'_>,
     shards: u32,
@@ -276,28 +284,29 @@ fn checked(
 ) -> Result<BTreeMap<u32, (FileRef, u64)>, BuildError> {
     let bad = |what: String| BuildError::Engine(format!("the cluster's output: {what}"));
     let wanted: FxHashSet<u32> = spec.shards.iter().copied().collect();
+    let scratch = scratch_dir(spec.dir);
     let mut written = BTreeMap::new();
     for item in items {
-        let run_in = |folder: &str| {
-            item.file.starts_with(&format!("{folder}/part-"))
+        let run = |prefix: &str| {
+            let ok = item.file.starts_with(prefix)
                 && item.file.ends_with(".bin")
                 && !item.file.contains("..")
-                && item.file.matches('/').count() == 1
+                && !item.file.contains('/');
+            (scratch.join(&item.file), ok)
         };
-        let (expected, name_ok) = match item.output {
+        let (path, name_ok) = match item.output {
             Output::Shard(shard) => {
                 if shard >= shards || !spec.text || !wanted.contains(&shard) {
                     return Err(bad(format!("shard {shard} was not to be written")));
                 }
-                let expected = format!("shards/part-{shard:05}.parquet");
-                let ok = item.file == expected;
-                (expected, ok)
+                let ok = item.file == format!("shards/part-{shard:05}.parquet");
+                (spec.dir.join(&item.file), ok)
             }
             Output::Records => {
                 if item.bytes != item.rows * RECORD_BYTES as u64 {
                     return Err(bad(format!("`{}`: records of another size", item.file)));
                 }
-                (item.file.clone(), run_in(RECORDS_DIR))
+                run(RECORDS_PREFIX)
             }
             Output::MemberKeys => {
                 if spec.member_keys.is_none() || !spec.text {
@@ -309,25 +318,24 @@ fn checked(
                 if item.bytes != item.rows * KEY_RECORD_BYTES as u64 || item.rows != item.members {
                     return Err(bad(format!("`{}`: member keys of another size", item.file)));
                 }
-                (item.file.clone(), run_in(KEYS_DIR))
+                run(KEYS_PREFIX)
             }
         };
         if !name_ok {
             return Err(bad(format!("unexpected file `{}`", item.file)));
         }
-        let path = spec.dir.join(&expected);
         let size = std::fs::metadata(&path)
             .map_err(|e| BuildError::io(&path, e))?
             .len();
         if size != item.bytes {
             return Err(bad(format!(
-                "`{expected}` holds {size} bytes, its task wrote {}",
-                item.bytes
+                "`{}` holds {size} bytes, its task wrote {}",
+                item.file, item.bytes
             )));
         }
         if let Output::Shard(shard) = item.output {
             let file = FileRef {
-                file: expected,
+                file: item.file.clone(),
                 rows: item.rows,
                 sha256: item.sha256.clone(),
             };
@@ -341,14 +349,18 @@ fn checked(
     Ok(written)
 }
 
-/// Removes the records, the key runs and every file in `shards/` that is not a finished shard
-/// (the partial files of attempts that did not finish).
+/// Removes the scratch directory (the runs of records and member keys, partial files of
+/// attempts that did not finish) and every file in `shards/` that is not a finished shard.
+///
+/// This fences attempts the scheduler gave up on but that still run: tasks create files only
+/// in the scratch directory and never create it, so once it is gone such an attempt can
+/// neither create a file nor rename one into `shards/` (its source is gone with it) — nothing
+/// it does can reach the published dataset. (A finished shard it renamed before this point has
+/// the same bytes as the kept attempt's.)
 fn sweep(dir: &Path) -> Result<(), BuildError> {
-    for folder in [RECORDS_DIR, KEYS_DIR] {
-        let runs = dir.join(folder);
-        if runs.exists() {
-            std::fs::remove_dir_all(&runs).map_err(|e| BuildError::io(&runs, e))?;
-        }
+    let scratch = scratch_dir(dir);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(|e| BuildError::io(&scratch, e))?;
     }
     let shards = dir.join("shards");
     let Ok(entries) = std::fs::read_dir(&shards) else {
@@ -377,7 +389,7 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
 /// shards; a few keys of each re-derived here) and taken; the keys of the other shards'
 /// members are derived here, on every core. A member is never left out of the commitment.
 fn member_keys_of(
-    dir: &Path,
+    scratch: &Path,
     items: &[SinkItem],
     members: &[i64],
     shard_key: &[u8],
@@ -398,7 +410,7 @@ fn member_keys_of(
     let mut keys = Vec::with_capacity(members.len());
     let mut from_runs: Vec<i64> = Vec::new();
     for item in items.iter().filter(|i| i.output == Output::MemberKeys) {
-        let pairs = crate::key_run::read(&dir.join(&item.file), &item.sha256)?;
+        let pairs = crate::key_run::read(&scratch.join(&item.file), &item.sha256)?;
         crate::key_run::spot_check(&pairs, secret, domain, &item.file)?;
         for (key, member) in pairs {
             keys.push(key);
@@ -430,7 +442,7 @@ mod tests {
         SinkItem {
             attempt: attempt.into(),
             output: Output::Records,
-            file: format!("records/part-00000-{attempt}.bin"),
+            file: format!("records-00000-{attempt}.bin"),
             rows,
             bytes: rows * RECORD_BYTES as u64,
             sha256: String::new(),
@@ -547,19 +559,21 @@ mod tests {
 
     #[test]
     fn only_files_as_reported_are_accepted_and_the_rest_is_swept() {
-        let dir = cg_test_support::tempdir();
-        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
-        std::fs::create_dir_all(dir.path().join(RECORDS_DIR)).unwrap();
-        std::fs::write(dir.path().join("shards/part-00001.parquet"), [0u8; 100]).unwrap();
+        let root = cg_test_support::tempdir();
+        let dir = root.path().join(".ds-1.partial-7");
+        let scratch = scratch_dir(&dir);
+        std::fs::create_dir_all(dir.as_path().join("shards")).unwrap();
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(dir.as_path().join("shards/part-00001.parquet"), [0u8; 100]).unwrap();
         std::fs::write(
-            dir.path().join("records/part-00000-a.bin"),
+            scratch.join("records-00000-a.bin"),
             [0u8; 10 * RECORD_BYTES],
         )
         .unwrap();
         let spec = PassSpec {
             text: true,
             only_shards: None,
-            dir: dir.path(),
+            dir: dir.as_path(),
             decisions: true,
             shards: vec![0, 1],
             member_keys: None,
@@ -577,7 +591,11 @@ mod tests {
                 ..shard("a", 1, "x1")
             }],
             vec![SinkItem {
-                file: "records/../../etc/passwd.bin".into(),
+                file: "records-/../../etc/passwd.bin".into(),
+                ..records("a", 10, &[1])
+            }],
+            vec![SinkItem {
+                file: "keys-00000-a.bin".into(),
                 ..records("a", 10, &[1])
             }],
             vec![shard("a", 1, "x1"), shard("b", 1, "x1")],
@@ -585,19 +603,29 @@ mod tests {
             assert!(checked(&spec, 2, &bad).is_err());
         }
 
-        // A partial shard of a lost attempt and the records are swept; finished shards stay.
-        std::fs::write(
-            dir.path().join("shards/part-00000.parquet.77-ab.partial"),
-            b"half",
-        )
-        .unwrap();
-        sweep(dir.path()).unwrap();
-        let left: Vec<String> = std::fs::read_dir(dir.path().join("shards"))
+        // The scratch directory (a lost attempt's partial shard, the records) is swept, and any
+        // stray file in `shards/`; finished shards stay.
+        std::fs::write(scratch.join("part-00000.parquet.77-ab.partial"), b"half").unwrap();
+        std::fs::write(dir.as_path().join("shards/stray"), b"?").unwrap();
+        sweep(dir.as_path()).unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.as_path().join("shards"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(left, ["part-00001.parquet"]);
-        assert!(!dir.path().join(RECORDS_DIR).exists());
+        assert!(!scratch.exists());
+
+        // An attempt that still runs after the sweep can create nothing: not a shard (its
+        // partial file), not a run, in the scratch directory or anywhere else.
+        let late = crate::layout::ShardOut::create_attempt(dir.as_path(), &scratch, 0, "88-cd");
+        assert!(late.is_err());
+        let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[7u8; 32]).unwrap();
+        assert!(crate::key_run::write(&scratch, 0, "88-cd", &secret, "ds", &[1]).is_err());
+        assert!(!scratch.exists());
+        assert_eq!(
+            files_under(root.path()),
+            [".ds-1.partial-7/shards/part-00001.parquet"]
+        );
     }
 
     #[test]
@@ -661,10 +689,32 @@ mod tests {
 
     #[test]
     fn the_sweep_removes_key_runs_too() {
-        let dir = cg_test_support::tempdir();
+        let root = cg_test_support::tempdir();
+        let dir = root.path().join(".ds-1.partial-7");
+        let scratch = scratch_dir(&dir);
+        std::fs::create_dir_all(&scratch).unwrap();
         let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[7u8; 32]).unwrap();
-        crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &[1, 2]).unwrap();
-        sweep(dir.path()).unwrap();
-        assert!(!dir.path().join(KEYS_DIR).exists());
+        crate::key_run::write(&scratch, 0, "a", &secret, "ds", &[1, 2]).unwrap();
+        sweep(&dir).unwrap();
+        assert!(!scratch.exists());
+        assert!(files_under(root.path()).is_empty());
+    }
+
+    /// Every file under `root`, relative, sorted.
+    fn files_under(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
     }
 }

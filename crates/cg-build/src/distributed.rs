@@ -453,6 +453,7 @@ mod tests {
         use datafusion::logical_expr::LogicalPlanBuilder;
         let sink = crate::sink::SinkSpec {
             dir: "/shared/out/.ds-1.partial-1".into(),
+            scratch: "/shared/out/.ds-1.partial-1.scratch".into(),
             shards: 8,
             key: "ab01".into(),
             text: true,

@@ -1,6 +1,6 @@
 //! Member-key runs: the member keys a distributed build's task derived for the members of the
 //! shards it wrote, with their member ids, sorted by key — one file per task attempt
-//! (`keys/part-PPPPP-TAG.bin`), written where the members are and read by the client, which
+//! (`keys-PPPPP-TAG.bin` in the build's scratch directory), written where the members are and read by the client, which
 //! checks them against the decision record and builds the commitment from them.
 //!
 //! A record is [`KEY_RECORD_BYTES`] bytes: the key (32), then the member id (8, little-endian).
@@ -16,14 +16,14 @@ use cg_proof::member_key::MemberKeySecret;
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::sink::{KEY_RECORD_BYTES, KEYS_DIR, Output, SinkItem};
+use crate::sink::{KEY_RECORD_BYTES, KEYS_PREFIX, Output, SinkItem};
 
 /// Members whose keys the client re-derives from each run, to check the executor's secret
 /// and arithmetic (a wrong key would put a member in the wrong gap of the commitment).
 pub(crate) const SPOT_CHECKS: usize = 8;
 
 /// Derives the keys of `members` (any order, distinct) in `domain`, and writes them sorted by
-/// key as `keys/part-PPPPP-TAG.bin` in `dir`.
+/// key as `keys-PPPPP-TAG.bin` in `dir` (the scratch directory, which must exist).
 pub(crate) fn write(
     dir: &Path,
     partition: usize,
@@ -35,7 +35,7 @@ pub(crate) fn write(
     let keys = secret.member_keys(domain, members);
     let mut pairs: Vec<(MemberKey, i64)> = keys.into_iter().zip(members.iter().copied()).collect();
     pairs.sort_unstable();
-    let file = format!("{KEYS_DIR}/part-{partition:05}-{tag}.bin");
+    let file = format!("{KEYS_PREFIX}{partition:05}-{tag}.bin");
     let sha256 = crate::layout::write_run(dir, &file, |w, partial| {
         let mut digest = Sha256::new();
         for (key, member) in &pairs {
@@ -133,9 +133,9 @@ mod tests {
         let secret = MemberKeySecret::from_seed(&[3u8; 32]).unwrap();
         let members: Vec<i64> = vec![9, -4, 17, 1_000_000, 0];
         let item = write(dir.path(), 2, "7-ab", &secret, "ds-1", &members).unwrap();
-        assert_eq!(item.file, "keys/part-00002-7-ab.bin");
+        assert_eq!(item.file, "keys-00002-7-ab.bin");
         assert_eq!((item.rows, item.members), (5, 5));
-        assert!(!dir.path().join("keys/part-00002-7-ab.bin.partial").exists());
+        assert!(!dir.path().join("keys-00002-7-ab.bin.partial").exists());
         let path = dir.path().join(&item.file);
         let pairs = read(&path, &item.sha256).unwrap();
         let mut expected: Vec<(MemberKey, i64)> = members

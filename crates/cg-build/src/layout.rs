@@ -31,18 +31,17 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
     Ok(hex(&h.finalize()))
 }
 
-/// Writes the run `file` (relative to `dir`, its folder created) whole or not at all: `write`
-/// fills `file.partial` (its path is the second argument, for errors) through a buffer, which
-/// is then fsynced and renamed into place, so a reader that finds `file` finds all of it.
+/// Writes the run `file` in `dir` whole or not at all: `write` fills `file.partial` (its path
+/// is the second argument, for errors) through a buffer, which is then fsynced and renamed into
+/// place, so a reader that finds `file` finds all of it. `dir` is not created: a distributed
+/// task writes into the build's scratch directory, and once the client has removed it a late
+/// attempt fails instead of leaving files behind.
 pub(crate) fn write_run<T>(
     dir: &Path,
     file: &str,
     write: impl FnOnce(&mut dyn std::io::Write, &Path) -> Result<T, BuildError>,
 ) -> Result<T, BuildError> {
     let path = dir.join(file);
-    if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder).map_err(|e| BuildError::io(folder, e))?;
-    }
     let partial = dir.join(format!("{file}.partial"));
     let out = File::create(&partial).map_err(|e| BuildError::io(&partial, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
@@ -108,13 +107,24 @@ impl ShardOut {
         })
     }
 
-    /// `dir/shards/part-NNNNN.parquet`, through a partial file named with `tag` (a distributed
-    /// task's attempt: another attempt of the same shard never writes into it).
-    pub(crate) fn create_attempt(dir: &Path, i: u32, tag: &str) -> Result<ShardOut, BuildError> {
-        let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
+    /// `dir/shards/part-NNNNN.parquet`, through `scratch/part-NNNNN.parquet.TAG.partial` (a
+    /// distributed task's attempt `tag`: another attempt of the same shard never writes into
+    /// it, and once the client has removed `scratch`, a late attempt can create nothing).
+    pub(crate) fn create_attempt(
+        dir: &Path,
+        scratch: &Path,
+        i: u32,
+        tag: &str,
+    ) -> Result<ShardOut, BuildError> {
+        let name = format!("part-{i:05}.parquet");
+        let partial = scratch.join(format!("{name}.{tag}.partial"));
         Ok(ShardOut {
-            writer: cg_io::TableWriter::create_tagged(&path, tag, shard_schema())
-                .map_err(BuildError::from)?,
+            writer: cg_io::TableWriter::create_through(
+                &dir.join("shards").join(name),
+                partial,
+                shard_schema(),
+            )
+            .map_err(BuildError::from)?,
         })
     }
 

@@ -776,8 +776,16 @@ async fn plan(
             keep.push(col(crate::sink::SHARD_COLUMN));
             let decided = df.select(keep).map_err(engine)?.into_unoptimized_plan();
             let dir = std::fs::canonicalize(spec.dir).map_err(|e| BuildError::io(spec.dir, e))?;
+            // Every file a task creates is created in the scratch directory; the client
+            // removes it before publishing (and `publish` when the build fails).
+            let scratch = crate::sink::scratch_dir(&dir);
+            if scratch.exists() {
+                std::fs::remove_dir_all(&scratch).map_err(|e| BuildError::io(&scratch, e))?;
+            }
+            std::fs::create_dir(&scratch).map_err(|e| BuildError::io(&scratch, e))?;
             let sink = crate::sink::SinkSpec {
                 dir,
+                scratch,
                 shards: cfg.shards,
                 key: crate::layout::hex(shard_key),
                 text: spec.text,
@@ -1104,7 +1112,11 @@ pub(crate) async fn sink_partition(
         .collect();
     seen.sort_unstable();
     let mut items = vec![write_records_run(
-        &sink.dir, partition, &tag, &records, seen,
+        &sink.scratch,
+        partition,
+        &tag,
+        &records,
+        seen,
     )?];
     // The executor's secret, checked before any shard is written (another secret fails the
     // task); without one the client derives the keys.
@@ -1115,7 +1127,7 @@ pub(crate) async fn sink_partition(
     let mut members: Vec<i64> = Vec::new();
     if let Some(spools) = &spools {
         for shard in spools.held() {
-            let out = ShardOut::create_attempt(&sink.dir, shard, &tag)?;
+            let out = ShardOut::create_attempt(&sink.dir, &sink.scratch, shard, &tag)?;
             let written = spools.write_shard(shard, out, &FxHashSet::default())?;
             let bytes = std::fs::metadata(&written.path)
                 .map_err(|e| BuildError::io(&written.path, e))?
@@ -1135,11 +1147,16 @@ pub(crate) async fn sink_partition(
             });
         }
     }
-    // A member's rows are all in one shard, so the members of the shards are distinct.
+    // A member's rows are all in one shard, so the members of the shards are distinct. The VRF
+    // evaluations take seconds (44 µs a member): on a blocking thread, not the runtime's.
     if let Some((secret, domain)) = secret {
-        items.push(crate::key_run::write(
-            &sink.dir, partition, &tag, secret, domain, &members,
-        )?);
+        let (dir, tag, domain) = (sink.scratch.clone(), tag.clone(), domain.to_owned());
+        let keys = tokio::task::spawn_blocking(move || {
+            crate::key_run::write(&dir, partition, &tag, secret, &domain, &members)
+        })
+        .await
+        .map_err(|e| BuildError::Engine(format!("deriving member keys failed: {e}")))??;
+        items.push(keys);
     }
     Ok(items)
 }
@@ -1154,8 +1171,8 @@ fn attempt_tag() -> String {
     format!("{}-{:016x}", std::process::id(), h.finish())
 }
 
-/// Writes a partition's records as one sorted run, `records/part-PPPPP-TAG.bin` in `dir`
-/// (through a `.partial` file, fsynced, renamed into place).
+/// Writes a partition's records as one sorted run, `records-PPPPP-TAG.bin` in `dir` (the
+/// scratch directory; through a `.partial` file, fsynced, renamed into place).
 fn write_records_run(
     dir: &Path,
     partition: usize,
@@ -1163,7 +1180,7 @@ fn write_records_run(
     records: &Records,
     seen: Vec<u32>,
 ) -> Result<crate::sink::SinkItem, BuildError> {
-    let file = format!("{RECORDS_DIR}/part-{partition:05}-{tag}.bin");
+    let file = format!("{RECORDS_PREFIX}{partition:05}-{tag}.bin");
     let rows = crate::layout::write_run(dir, &file, |w, partial| {
         let mut rows = 0u64;
         for d in Merged::new(std::slice::from_ref(records))? {
@@ -1224,8 +1241,9 @@ fn watch_routes(
     Ok(Box::pin(RecordBatchStreamAdapter::new(schema, watched)))
 }
 
-/// Where a distributed build's tasks write their decision records (removed before publishing).
-pub(crate) const RECORDS_DIR: &str = "records";
+/// The prefix of a distributed build's decision-record runs in its scratch directory
+/// ([`crate::sink::scratch_dir`], removed before publishing).
+pub(crate) const RECORDS_PREFIX: &str = "records-";
 
 /// Sorts a partition's records and writes them out as a run (the pass is over its budget).
 fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), BuildError> {

@@ -75,6 +75,8 @@ pub(crate) fn publish(
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
+            // A distributed build's scratch directory, if the pass did not get to remove it.
+            let _ = std::fs::remove_dir_all(crate::sink::scratch_dir(&tmp));
             Err(e)
         }
     }

@@ -28,7 +28,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -60,8 +60,13 @@ pub(crate) const MAGIC: &[u8] = b"consentgate-sink/1\0";
 /// What the sink's tasks write, and where.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SinkSpec {
-    /// The build's temporary directory (absolute, on storage every executor shares).
+    /// The build's temporary directory (absolute, on storage every executor shares): finished
+    /// shards are renamed into its `shards/`.
     pub dir: PathBuf,
+    /// The build's scratch directory ([`scratch_dir`]): every file a task creates is created
+    /// here (partial shards, decision records, member keys), so a task the scheduler gave up
+    /// on but that still runs can create nothing once the client has removed it.
+    pub scratch: PathBuf,
     /// The build's shard count.
     pub shards: u32,
     /// The shard key, hex.
@@ -129,7 +134,8 @@ pub(crate) struct SinkItem {
     pub attempt: String,
     /// What the file holds.
     pub output: Output,
-    /// The file, relative to the build's temporary directory.
+    /// The file: a shard's path relative to the build's temporary directory, a run's name in
+    /// the scratch directory.
     pub file: String,
     /// Rows (records) in it.
     pub rows: u64,
@@ -149,12 +155,13 @@ pub(crate) struct SinkItem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Output {
     /// The decision records of every row the task received, one sorted run
-    /// (`records/part-PPPPP-TAG.bin`, [`crate::pass::RECORD_BYTES`] a row).
+    /// (`records-PPPPP-TAG.bin` in the scratch directory, [`crate::pass::RECORD_BYTES`] a row).
     Records,
     /// A shard, whole (`shards/part-SSSSS.parquet`).
     Shard(u32),
     /// The member keys of the members of every shard the task wrote, with their member ids,
-    /// sorted by key (`keys/part-PPPPP-TAG.bin`, [`KEY_RECORD_BYTES`] a member).
+    /// sorted by key (`keys-PPPPP-TAG.bin` in the scratch directory, [`KEY_RECORD_BYTES`] a
+    /// member).
     MemberKeys,
 }
 
@@ -176,8 +183,17 @@ impl Output {
     }
 }
 
-/// The folder of the member-key runs in the build's temporary directory.
-pub(crate) const KEYS_DIR: &str = "keys";
+/// The scratch directory of a distributed build whose temporary directory is `dir`: beside it
+/// (the same file system, so a finished shard is renamed from one into the other), removed by
+/// the client before it publishes, and by `publish` when the build fails.
+pub(crate) fn scratch_dir(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".scratch");
+    PathBuf::from(name)
+}
+
+/// The prefix of the member-key runs in the scratch directory.
+pub(crate) const KEYS_PREFIX: &str = "keys-";
 
 /// Bytes per member in a member-key run: the key (32), then the member id (8, little-endian).
 pub(crate) const KEY_RECORD_BYTES: usize = 40;

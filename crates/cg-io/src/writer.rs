@@ -49,18 +49,17 @@ impl TableWriter {
         TableWriter::create_as(path, PathBuf::from(partial), schema)
     }
 
-    /// Like [`TableWriter::create`], through `<name>.<tag>.partial`: for writers of one file
-    /// that may run at once (a task retried on another machine while the first attempt still
-    /// runs), each through its own partial file; they write the same bytes, and the last
-    /// rename wins.
-    pub fn create_tagged(
+    /// Like [`TableWriter::create`], through the caller's `partial` file (on the same file
+    /// system as `path`; its directory must exist), renamed to `path` when finished: for
+    /// writers of one file that may run at once (a task retried on another machine while the
+    /// first attempt still runs), each through its own partial file in a directory the caller
+    /// can take away from late writers; they write the same bytes, and the last rename wins.
+    pub fn create_through(
         path: &Path,
-        tag: &str,
+        partial: PathBuf,
         schema: SchemaRef,
     ) -> Result<TableWriter, IoError> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(format!(".{tag}.partial"));
-        TableWriter::create_as(path, PathBuf::from(partial), schema)
+        TableWriter::create_as(path, partial, schema)
     }
 
     fn create_as(path: &Path, partial: PathBuf, schema: SchemaRef) -> Result<TableWriter, IoError> {

@@ -609,8 +609,8 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     let out = cg_test_support::tempdir();
     let mut cluster = cluster(2);
     // Kill the executor that is writing a shard, while it writes it: a task writes a shard
-    // through `part-NNNNN.parquet.<pid>-<random>.partial` in the build's temporary directory,
-    // so the file names the process to kill. A build that ends before any write was seen (a
+    // through `part-NNNNN.parquet.<pid>-<random>.partial` in the build's scratch directory, so
+    // the file names the process to kill. A build that ends before any write was seen (a
     // fast machine) is run again.
     let mut attempt = 0;
     let (child, dist_out, writer) = loop {
@@ -677,9 +677,9 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     assert!(
         left.iter().all(|p| {
             let p = p.to_string_lossy();
-            !p.contains(".partial") && !p.contains("/records") && !p.contains("/keys")
+            !p.contains(".partial") && !p.contains(".scratch")
         }),
-        "a temporary dataset, a partial shard or decision records were left behind: {left:?}"
+        "a temporary dataset, its scratch directory or a partial shard was left behind: {left:?}"
     );
     eprintln!(
         "after the executor was killed the build {}",
@@ -714,17 +714,22 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     }
 }
 
-/// The process writing a shard in a build's temporary directory under `out`, if one is.
+/// The process writing a shard of a build under `out`, if one is: a task writes a shard through
+/// `part-NNNNN.parquet.<pid>-<random>.partial` in the build's scratch directory
+/// (`out/.<dataset>.partial-<pid>.scratch`).
 fn shard_writer(out: &Path) -> Option<u32> {
-    for dataset in std::fs::read_dir(out).ok()?.flatten() {
-        let Ok(shards) = std::fs::read_dir(dataset.path().join("shards")) else {
+    for entry in std::fs::read_dir(out).ok()?.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with(".scratch") {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
             continue;
         };
-        for file in shards.flatten() {
+        for file in files.flatten() {
             let name = file.file_name().to_string_lossy().into_owned();
-            // part-00003.parquet.<pid>-<random>.partial
             let Some(tag) = name
-                .strip_suffix(".partial")
+                .strip_prefix("part-")
+                .and_then(|n| n.strip_suffix(".partial"))
                 .and_then(|n| n.rsplit('.').next())
             else {
                 continue;
