@@ -1111,11 +1111,33 @@ pub(crate) async fn sink_partition(
         .copied()
         .collect();
     seen.sort_unstable();
+    drop(shared);
+    // Writing the files and deriving member keys take seconds of blocking I/O and CPU: on a
+    // blocking thread, so the executor's runtime (its heartbeats among others) keeps running.
+    let sink = sink.clone();
+    tokio::task::spawn_blocking(move || {
+        write_outputs(&sink, partition, &tag, &records, seen, spools.as_ref())
+    })
+    .await
+    .map_err(|e| BuildError::Engine(format!("a shard sink's writer failed: {e}")))?
+}
+
+/// What a sink task writes once it has decided its rows: its records as one run, each shard
+/// it holds, and (when its executor holds the member-key secret the pass asks for) the member
+/// keys of those shards' members; one summary row per file.
+fn write_outputs(
+    sink: &crate::sink::SinkSpec,
+    partition: usize,
+    tag: &str,
+    records: &Records,
+    seen: Vec<u32>,
+    spools: Option<&ShardSpools>,
+) -> Result<Vec<crate::sink::SinkItem>, BuildError> {
     let mut items = vec![write_records_run(
         &sink.scratch,
         partition,
-        &tag,
-        &records,
+        tag,
+        records,
         seen,
     )?];
     // The executor's secret, checked before any shard is written (another secret fails the
@@ -1125,9 +1147,9 @@ pub(crate) async fn sink_partition(
         None => None,
     };
     let mut members: Vec<i64> = Vec::new();
-    if let Some(spools) = &spools {
+    if let Some(spools) = spools {
         for shard in spools.held() {
-            let out = ShardOut::create_attempt(&sink.dir, &sink.scratch, shard, &tag)?;
+            let out = ShardOut::create_attempt(&sink.dir, &sink.scratch, shard, tag)?;
             let written = spools.write_shard(shard, out, &FxHashSet::default())?;
             let bytes = std::fs::metadata(&written.path)
                 .map_err(|e| BuildError::io(&written.path, e))?
@@ -1136,7 +1158,7 @@ pub(crate) async fn sink_partition(
                 members.extend_from_slice(&written.members);
             }
             items.push(crate::sink::SinkItem {
-                attempt: tag.clone(),
+                attempt: tag.to_owned(),
                 output: crate::sink::Output::Shard(shard),
                 file: format!("shards/part-{shard:05}.parquet"),
                 rows: written.rows,
@@ -1147,16 +1169,16 @@ pub(crate) async fn sink_partition(
             });
         }
     }
-    // A member's rows are all in one shard, so the members of the shards are distinct. The VRF
-    // evaluations take seconds (44 µs a member): on a blocking thread, not the runtime's.
+    // A member's rows are all in one shard, so the members of the shards are distinct.
     if let Some((secret, domain)) = secret {
-        let (dir, tag, domain) = (sink.scratch.clone(), tag.clone(), domain.to_owned());
-        let keys = tokio::task::spawn_blocking(move || {
-            crate::key_run::write(&dir, partition, &tag, secret, &domain, &members)
-        })
-        .await
-        .map_err(|e| BuildError::Engine(format!("deriving member keys failed: {e}")))??;
-        items.push(keys);
+        items.push(crate::key_run::write(
+            &sink.scratch,
+            partition,
+            tag,
+            secret,
+            domain,
+            &members,
+        )?);
     }
     Ok(items)
 }
