@@ -155,15 +155,12 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
         .as_deref()
         .map(crate::commands::keys::read_member_key)
         .transpose()?;
-    if let Some(key) = &member_key {
+    if let (Some(path), Some(key)) = (&a.member_key, &member_key) {
         printer.status(
             "Loaded",
             format!(
                 "the member key {} (VRF public key {})",
-                a.member_key
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display(),
+                path.display(),
                 cg_proof::hex(&key.public_key())
             ),
         );
