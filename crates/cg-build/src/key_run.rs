@@ -1,7 +1,8 @@
 //! Member-key runs: the member keys a distributed build's task derived for the members of the
 //! shards it wrote, with their member ids, sorted by key — one file per task attempt
-//! (`keys-PPPPP-TAG.bin` in the build's scratch directory), written where the members are and read by the client, which
-//! checks them against the decision record and builds the commitment from them.
+//! (`keys-PPPPP-TAG.bin` in the build's scratch directory), written where the members are and
+//! read by the client, which checks them against the decision record and builds the
+//! commitment from them.
 //!
 //! A record is [`KEY_RECORD_BYTES`] bytes: the key (32), then the member id (8, little-endian).
 //! The file is written as a `.partial`, synced and renamed into place
