@@ -131,11 +131,12 @@ fn finish_unswept(
     if spec.text && !spec.shards.is_empty() {
         // Every member with a kept row in a written shard is in exactly that shard.
         let in_shards: u64 = written.values().map(|(_, members)| members).sum();
-        let members: Vec<i64> = record
+        // (member, its shard), ascending by member: each member's shard hashed once.
+        let members: Vec<(i64, u32)> = record
             .kept_members
             .iter()
-            .copied()
-            .filter(|m| spooled.contains(&keyed_shard(shard_key, *m, cfg.shards)))
+            .map(|&m| (m, keyed_shard(shard_key, m, cfg.shards)))
+            .filter(|(_, shard)| spooled.contains(shard))
             .collect();
         if in_shards != members.len() as u64 {
             return Err(BuildError::Engine(format!(
@@ -172,15 +173,8 @@ fn finish_unswept(
             out.shards.push((shard, file));
         }
         if let Some((secret, domain)) = spec.member_keys {
-            let (keys, from_executors) = member_keys_of(
-                &scratch_dir(spec.dir),
-                &items,
-                &members,
-                shard_key,
-                cfg.shards,
-                secret,
-                domain,
-            )?;
+            let (keys, from_executors) =
+                member_keys_of(&scratch_dir(spec.dir), &items, &members, secret, domain)?;
             out.member_keys = keys;
             out.received.member_keys = from_executors;
         }
@@ -391,9 +385,7 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
 fn member_keys_of(
     scratch: &Path,
     items: &[SinkItem],
-    members: &[i64],
-    shard_key: &[u8],
-    shards: u32,
+    members: &[(i64, u32)],
     secret: &cg_proof::member_key::MemberKeySecret,
     domain: &str,
 ) -> Result<(Vec<cg_proof::commitment::MemberKey>, u64), BuildError> {
@@ -418,10 +410,12 @@ fn member_keys_of(
         }
     }
     from_runs.sort_unstable();
-    let (in_runs, here): (Vec<i64>, Vec<i64>) = members
+    let (in_runs, here): (Vec<_>, Vec<_>) = members
         .iter()
         .copied()
-        .partition(|m| keyed_shards.contains(&keyed_shard(shard_key, *m, shards)));
+        .partition(|(_, shard)| keyed_shards.contains(shard));
+    let ids = |pairs: Vec<(i64, u32)>| -> Vec<i64> { pairs.into_iter().map(|(m, _)| m).collect() };
+    let (in_runs, here) = (ids(in_runs), ids(here));
     if from_runs != in_runs {
         return Err(BuildError::Engine(format!(
             "the executors derived the keys of {} members of their shards, the decision record has {} (or other members)",
@@ -634,6 +628,10 @@ mod tests {
         let secret = cg_proof::member_key::MemberKeySecret::from_seed(&[7u8; 32]).unwrap();
         let (key, shards) = (b"k".as_slice(), 4);
         let members: Vec<i64> = (1..=40).collect();
+        let with_shards: Vec<(i64, u32)> = members
+            .iter()
+            .map(|&m| (m, keyed_shard(key, m, shards)))
+            .collect();
         let of = |s: u32| -> Vec<i64> {
             members
                 .iter()
@@ -653,7 +651,7 @@ mod tests {
             shard("b", 3, "x3"),
         ];
         let (mut keys, from_executors) =
-            member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds").unwrap();
+            member_keys_of(dir.path(), &items, &with_shards, &secret, "ds").unwrap();
         assert_eq!(from_executors, a_members.len() as u64);
         let mut all = secret.member_keys("ds", &members);
         keys.sort();
@@ -672,16 +670,14 @@ mod tests {
             let dir = cg_test_support::tempdir();
             let run = crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &wrong).unwrap();
             let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
-            assert!(
-                member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds").is_err()
-            );
+            assert!(member_keys_of(dir.path(), &items, &with_shards, &secret, "ds").is_err());
         }
         // Keys derived with another secret fail the spot check.
         let other = cg_proof::member_key::MemberKeySecret::from_seed(&[8u8; 32]).unwrap();
         let dir = cg_test_support::tempdir();
         let run = crate::key_run::write(dir.path(), 0, "a", &other, "ds", &a_members).unwrap();
         let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
-        let err = member_keys_of(dir.path(), &items, &members, key, shards, &secret, "ds")
+        let err = member_keys_of(dir.path(), &items, &with_shards, &secret, "ds")
             .unwrap_err()
             .to_string();
         assert!(err.contains("another member key"), "{err}");
