@@ -28,7 +28,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use reader::{Contract, ReadError, check_utf8, read_table};
+pub use reader::{Contract, ReadError, Utf8Check, check_utf8, read_table};
 pub use writer::TableWriter;
 
 /// Creates `dir` and missing parents readable by the owner only (0700 on Unix); an existing

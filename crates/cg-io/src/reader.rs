@@ -57,6 +57,42 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// The same error naming `to` where it named the file `from` (a local copy of an object
+    /// names the object).
+    pub fn renamed(self, from: &Path, to: &Path) -> ReadError {
+        let swap = |p: PathBuf| if p == from { to.to_owned() } else { p };
+        match self {
+            ReadError::File { path, message } => ReadError::File {
+                path: swap(path),
+                message,
+            },
+            ReadError::MissingColumn {
+                path,
+                table,
+                column,
+                required,
+            } => ReadError::MissingColumn {
+                path: swap(path),
+                table,
+                column,
+                required,
+            },
+            ReadError::BadValue {
+                path,
+                row,
+                column,
+                message,
+            } => ReadError::BadValue {
+                path: swap(path),
+                row,
+                column,
+                message,
+            },
+        }
+    }
+}
+
 /// Checks that a CSV file is valid UTF-8, streaming (1 MiB at a time). Arrow's CSV reader
 /// validates the bytes of a batch's fields concatenated, not each field: a multi-byte sequence
 /// split by a delimiter (`\xd8,\x9c`) passes, and the two fields become `&str`s that are not
@@ -65,43 +101,96 @@ pub enum ReadError {
 /// every CSV input is checked first. The error names the line.
 pub fn check_utf8(path: &Path) -> Result<(), ReadError> {
     use std::io::Read;
-    let err = |message: String| ReadError::File {
+    let mut file = File::open(path).map_err(|e| ReadError::File {
         path: path.to_owned(),
-        message,
-    };
-    let mut file = File::open(path).map_err(|e| err(e.to_string()))?;
+        message: e.to_string(),
+    })?;
+    let mut check = Utf8Check::new(path);
     let mut buf = vec![0u8; 1 << 20];
-    let (mut carried, mut line) = (0usize, 1u64);
     loop {
-        let n = file
-            .read(&mut buf[carried..])
-            .map_err(|e| err(e.to_string()))?;
-        let end = carried + n;
-        let chunk = &buf[..end];
-        match std::str::from_utf8(chunk) {
+        let n = file.read(&mut buf).map_err(|e| ReadError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if n == 0 {
+            return check.finish();
+        }
+        check.feed(&buf[..n])?;
+    }
+}
+
+/// [`check_utf8`] over bytes that arrive in chunks of any size (a file read, or an object
+/// streamed from a store): [`Utf8Check::feed`] each chunk, then [`Utf8Check::finish`].
+#[derive(Debug)]
+pub struct Utf8Check {
+    path: PathBuf,
+    /// The bytes of a sequence cut by the end of the last chunk (at most 3).
+    carried: Vec<u8>,
+    /// Lines seen so far, counting the current one.
+    line: u64,
+}
+
+impl Utf8Check {
+    /// A check of the file or object `path` (named in errors).
+    pub fn new(path: &Path) -> Utf8Check {
+        Utf8Check {
+            path: path.to_owned(),
+            carried: Vec::new(),
+            line: 1,
+        }
+    }
+
+    /// Checks the next chunk; the error names the line of the first invalid byte.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ReadError> {
+        let mut joined;
+        let bytes = if self.carried.is_empty() {
+            chunk
+        } else {
+            joined = std::mem::take(&mut self.carried);
+            joined.extend_from_slice(chunk);
+            &joined[..]
+        };
+        match std::str::from_utf8(bytes) {
             Ok(_) => {
-                if n == 0 {
-                    return Ok(());
-                }
-                line += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-                carried = 0;
+                self.line += newlines(bytes);
+                Ok(())
             }
-            // An incomplete sequence at the end of the chunk: carry it into the next read.
-            Err(e) if e.error_len().is_none() && n > 0 => {
+            // An incomplete sequence at the end: carry it into the next chunk.
+            Err(e) if e.error_len().is_none() => {
                 let valid = e.valid_up_to();
-                line += chunk[..valid].iter().filter(|b| **b == b'\n').count() as u64;
-                buf.copy_within(valid..end, 0);
-                carried = end - valid;
+                self.line += newlines(&bytes[..valid]);
+                self.carried = bytes[valid..].to_vec();
+                Ok(())
             }
             Err(e) => {
-                let valid = e.valid_up_to();
-                line += chunk[..valid].iter().filter(|b| **b == b'\n').count() as u64;
-                return Err(err(format!(
-                    "line {line} is not valid UTF-8 (CSV input must be UTF-8)"
-                )));
+                self.line += newlines(&bytes[..e.valid_up_to()]);
+                Err(self.invalid())
             }
         }
     }
+
+    /// Ends the check: bytes cut off at the end are an error.
+    pub fn finish(self) -> Result<(), ReadError> {
+        if self.carried.is_empty() {
+            Ok(())
+        } else {
+            Err(self.invalid())
+        }
+    }
+
+    fn invalid(&self) -> ReadError {
+        ReadError::File {
+            path: self.path.clone(),
+            message: format!(
+                "line {} is not valid UTF-8 (CSV input must be UTF-8)",
+                self.line
+            ),
+        }
+    }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// Which columns of a contract schema are required (the rest are optional: absent → null).
@@ -828,5 +917,53 @@ mod tests {
         let q = dir.path().join("text.csv");
         std::fs::write(&q, &big).unwrap();
         check_utf8(&q).unwrap();
+    }
+
+    #[test]
+    fn the_utf8_check_finds_the_same_line_whatever_the_chunks() {
+        // Line 4 holds a byte that is never UTF-8.
+        let mut bytes = b"id,text\n1,caf".to_vec();
+        bytes.extend_from_slice("\u{e9}\n2,\u{1F600} ok\n3,bad ".as_bytes());
+        bytes.extend_from_slice(b"\xff\n");
+        for size in [1, 2, 3, 5, 64] {
+            let mut check = Utf8Check::new(Path::new("s3://b/content.csv"));
+            let err = bytes
+                .chunks(size)
+                .try_for_each(|c| check.feed(c))
+                .map(|()| check.finish())
+                .and_then(|r| r)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line 4 is not valid UTF-8"), "{size}: {err}");
+            assert!(err.contains("s3://b/content.csv"), "{err}");
+        }
+        let good = "a,b\n\u{1F600},\u{e9}\n".as_bytes();
+        for size in [1, 2, 3] {
+            let mut check = Utf8Check::new(Path::new("x.csv"));
+            good.chunks(size).for_each(|c| check.feed(c).unwrap());
+            check.finish().unwrap();
+        }
+        // Cut off inside a sequence at the very end.
+        let mut check = Utf8Check::new(Path::new("x.csv"));
+        check.feed(&"a\u{1F600}".as_bytes()[..3]).unwrap();
+        assert!(check.finish().is_err());
+    }
+
+    #[test]
+    fn a_renamed_error_names_the_object() {
+        let e = ReadError::BadValue {
+            path: "/tmp/copy/members.csv".into(),
+            row: 3,
+            column: "member_id".into(),
+            message: "not an integer".into(),
+        }
+        .renamed(
+            Path::new("/tmp/copy/members.csv"),
+            Path::new("s3://b/members.csv"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "`s3://b/members.csv`: row 3, column `member_id`: not an integer"
+        );
     }
 }
