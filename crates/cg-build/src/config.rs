@@ -148,8 +148,13 @@ pub struct BuildConfig {
     pub purpose: Purpose,
     /// The policy (shared with the gate's UDFs).
     pub policy: Arc<Policy>,
-    /// Output directory (the dataset lands in `out/<dataset_id>/`).
+    /// Output directory (the dataset lands in `out/<dataset_id>/`), or an object prefix
+    /// `s3://bucket/prefix` (see [`crate::store`]).
     pub out: PathBuf,
+    /// Where a dataset bound for object storage is written before it is uploaded (`None`:
+    /// `$TMPDIR`). A distributed build's executors write into it, so it must be storage they
+    /// share.
+    pub staging: Option<PathBuf>,
     /// Shard count.
     pub shards: u32,
     /// Exclude malformed rows as `invalid_record` instead of failing.

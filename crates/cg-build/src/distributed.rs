@@ -28,6 +28,7 @@ use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtens
 use datafusion::common::{DataFusionError, Result, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
@@ -337,7 +338,13 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
 /// ([`crate::sink`]).
 fn scheduler_session(config: SessionConfig) -> Result<datafusion::execution::SessionState> {
     let state = ballista_core::utils::default_session_builder(config)?;
+    // Planning a scan of `s3://…` content lists it through a store made from this process's
+    // environment (the client's credentials never travel in the plan).
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(crate::store::EnvObjectStores::default()))
+        .build_arc()?;
     Ok(SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
         .with_query_planner(Arc::new(SinkQueryPlanner))
         .build())
 }
@@ -379,6 +386,17 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
     if let Some(secret) = opts.member_key {
         crate::sink::set_executor_member_key(secret);
     }
+    // Each task's runtime reads `s3://…` content through a store made from this executor's
+    // environment; spill files go to the work directory when one is given.
+    let stores: Arc<crate::store::EnvObjectStores> = Arc::default();
+    let spill_dir = opts.work_dir.clone();
+    let runtime_producer: ballista_core::RuntimeProducer = Arc::new(move |_| {
+        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+        if let Some(dir) = &spill_dir {
+            builder = builder.with_temp_file_path(dir);
+        }
+        builder.build_arc()
+    });
     let config = ballista_executor::executor_process::ExecutorProcessConfig {
         scheduler_host: opts.scheduler_host,
         scheduler_port: opts.scheduler_port,
@@ -391,6 +409,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
         executor_heartbeat_interval_seconds: opts.heartbeat_secs,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_runtime_producer: Some(runtime_producer),
         ..Default::default()
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config))

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 use crate::config::{ConsentSourceArg, FactInputs};
-use crate::layout::{file_name, hex, sha256_file};
+use crate::layout::{file_name, hex};
 use crate::manifest::{FactsSummary, InputRef, MemberSources};
 
 /// All members, by id.
@@ -288,12 +288,13 @@ pub(crate) fn load_facts(
     let mut inputs = Vec::new();
     let mut members = match &f.members {
         Some(path) => {
+            let (members, sha256) = crate::store::with_local(path, load_members)?;
             inputs.push(InputRef {
                 table: "members".into(),
                 source: file_name(path),
-                sha256: sha256_file(path)?,
+                sha256,
             });
-            load_members(path)?
+            members
         }
         None if matches!(f.consent, ConsentSourceArg::Store(_)) => Members::default(),
         None => {
@@ -313,11 +314,11 @@ pub(crate) fn load_facts(
         ("erasures", &f.erasures, load_erasures),
     ] {
         if let Some(p) = path {
-            load(p, &mut members)?;
+            let ((), sha256) = crate::store::with_local(p, |local| load(local, &mut members))?;
             inputs.push(InputRef {
                 table: table.into(),
                 source: file_name(p),
-                sha256: sha256_file(p)?,
+                sha256,
             });
         }
     }
@@ -325,11 +326,14 @@ pub(crate) fn load_facts(
     let mut member_sources = None;
     let ignored_purposes = match &f.consent {
         ConsentSourceArg::File(p) => {
-            let ignored = load_consent_events(p, purpose, as_of, &f.catalogue(), &mut members)?;
+            let catalogue = f.catalogue();
+            let (ignored, sha256) = crate::store::with_local(p, |local| {
+                load_consent_events(local, purpose, as_of, &catalogue, &mut members)
+            })?;
             inputs.push(InputRef {
                 table: "consent".into(),
                 source: file_name(p),
-                sha256: sha256_file(p)?,
+                sha256,
             });
             ignored
         }

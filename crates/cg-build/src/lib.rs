@@ -45,11 +45,15 @@ mod run;
 pub mod sink;
 pub mod spec;
 mod spool;
+pub mod store;
 mod udf;
 mod verify;
 mod withdrawal;
 
 use std::path::{Path, PathBuf};
+
+/// A dataset's manifest, written last: a dataset without one is not a dataset.
+pub const MANIFEST_FILE: &str = "manifest.json";
 
 pub use commitment::member_commitment;
 pub use config::{BuildConfig, ConsentSourceArg, DEFAULT_MEMORY_MB, Engine, FactInputs};
@@ -110,6 +114,14 @@ pub enum BuildError {
     /// The dataset already exists.
     #[error("the dataset `{}` already exists", .0.display())]
     Exists(PathBuf),
+    /// An object on an S3-compatible store could not be read or written.
+    #[error("`{url}`: {message}")]
+    Store {
+        /// The object (or bucket) URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A file-system error.
     #[error("`{}`: {source}", path.display())]
     Io {
@@ -263,6 +275,50 @@ impl BuildError {
         BuildError::Io {
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// The same error, naming `to` wherever it named `from` or a file under it (a local copy
+    /// of an object, or of a dataset on a store, names the object).
+    pub(crate) fn renamed(self, from: &Path, to: &Path) -> BuildError {
+        let swap = |p: PathBuf| match p.strip_prefix(from) {
+            Ok(rest) if rest.as_os_str().is_empty() => to.to_owned(),
+            Ok(rest) => to.join(rest),
+            Err(_) => p,
+        };
+        let swap_text =
+            |s: String| s.replace(&from.display().to_string(), &to.display().to_string());
+        match self {
+            BuildError::Read(e) => BuildError::Read(e.renamed(from, to)),
+            BuildError::Io { path, source } => BuildError::Io {
+                path: swap(path),
+                source,
+            },
+            BuildError::Source { file, message } => BuildError::Source {
+                file: swap_text(file),
+                message: swap_text(message),
+            },
+            BuildError::MissingColumn { file, column } => BuildError::MissingColumn {
+                file: swap_text(file),
+                column,
+            },
+            BuildError::BadRow {
+                file,
+                row,
+                column,
+                message,
+            } => BuildError::BadRow {
+                file: swap_text(file),
+                row,
+                column,
+                message: swap_text(message),
+            },
+            BuildError::Input(m) => BuildError::Input(swap_text(m)),
+            BuildError::Invalid { dir, problems } => BuildError::Invalid {
+                dir: swap(dir),
+                problems: problems.into_iter().map(swap_text).collect(),
+            },
+            other => other,
         }
     }
 }

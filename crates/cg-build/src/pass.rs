@@ -869,7 +869,13 @@ fn route_by_shard(
 
 /// The content file as a DataFrame, with its required columns checked.
 async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, BuildError> {
-    // Absolute: a distributed build's executors resolve the path themselves.
+    // Absolute: a distributed build's executors resolve the path themselves. An object is
+    // read through its store, registered here for this session (a scheduler and executors
+    // make theirs from their own environment: `store::EnvObjectStores`).
+    if let Some(url) = crate::store::ObjectUrl::of_path(&cfg.content) {
+        let url = url?;
+        session.register_object_store(&url.bucket_url()?, url.store()?);
+    }
     let scan = std::fs::canonicalize(&cfg.content).unwrap_or_else(|_| cfg.content.clone());
     let path = scan
         .to_str()
@@ -889,7 +895,7 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
         cg_io::Format::Csv => {
             // Arrow's CSV reader trusts fields cut from bytes it validated together: make sure
             // the file is UTF-8 first (see `cg_io::check_utf8`).
-            cg_io::check_utf8(&cfg.content)?;
+            crate::store::check_utf8(&cfg.content)?;
             session
                 .read_csv(
                     path,

@@ -78,6 +78,17 @@ pub fn rebuild(
     mut cfg: BuildConfig,
     progress: &dyn Progress,
 ) -> Result<RebuildOutput, BuildError> {
+    for (what, path) in [
+        ("the parent dataset", parent_dir),
+        ("--out", cfg.out.as_path()),
+    ] {
+        if crate::store::ObjectUrl::of_path(path).is_some() {
+            return Err(BuildError::Input(format!(
+                "an incremental rebuild reads and writes datasets on a file system; {what} `{}` is an object URL (run a full build, which can publish to a store)",
+                path.display()
+            )));
+        }
+    }
     let manifest_path = parent_dir.join("manifest.json");
     let parent_bytes =
         std::fs::read(&manifest_path).map_err(|e| BuildError::io(&manifest_path, e))?;
@@ -125,7 +136,7 @@ pub fn rebuild(
             "the shard key differs from the parent's (set the same CG_SHARD_KEY)".into(),
         );
     }
-    let content_sha = sha256_file(&cfg.content)?;
+    let content_sha = crate::store::sha256_of(&cfg.content)?;
     let parent_content = parent
         .inputs
         .iter()

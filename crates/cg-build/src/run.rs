@@ -1,7 +1,7 @@
 //! The build: load member facts, run one pass (decide, redact, write shards and decisions),
 //! commit to the members, publish atomically with the manifest last.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cg_model::progress::Progress;
@@ -14,21 +14,30 @@ use crate::config::{BuildConfig, Engine, FactInputs, shard_key_of};
 use crate::facts::{self, LoadedFacts, load_facts};
 use crate::facts_data;
 use crate::gate::Gate;
-use crate::layout::{file_name, hex, sha256_file};
+use crate::layout::{file_name, hex};
 use crate::manifest::{InputRef, Manifest};
 use crate::publish::{BuildOutput, Received, finish_dataset, finish_shards, publish};
 use crate::spec::{GateRef, GateSpec};
+use crate::store::{ObjectUrl, PrivateDir};
 
 /// Runs a build and publishes it.
-pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, BuildError> {
+///
+/// `cfg.out` may be an object prefix (`s3://bucket/prefix`): the dataset is then written to a
+/// private staging directory and uploaded, manifest last ([`crate::store`]); the output's `dir`
+/// is the dataset's URL.
+pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, BuildError> {
     if cfg.shards == 0 {
         return Err(BuildError::Input("--shards must be at least 1".into()));
+    }
+    let remote_out = ObjectUrl::of_path(&cfg.out).transpose()?;
+    if let Some(c) = ObjectUrl::of_path(&cfg.content) {
+        c?;
     }
     let mut facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
     facts.inputs.push(InputRef {
         table: "content".into(),
         source: file_name(&cfg.content),
-        sha256: sha256_file(&cfg.content)?,
+        sha256: crate::store::sha256_of(&cfg.content)?,
     });
 
     let shard_key = shard_key_of(&cfg);
@@ -53,6 +62,20 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
     }
     let dataset_id = format!("ds-{}", &hex(&id.finalize())[..16]);
 
+    // Bound for a store: refuse a published dataset before the work, and write to staging.
+    let staging = match &remote_out {
+        Some(prefix) => {
+            let dest = prefix.join(&dataset_id);
+            if crate::store::dataset_exists(&dest)? {
+                return Err(BuildError::Exists(PathBuf::from(dest.to_string())));
+            }
+            let dir = PrivateDir::new(cfg.staging.as_deref(), "staging")?;
+            cfg.out = dir.path().to_owned();
+            Some(dir)
+        }
+        None => None,
+    };
+
     let mut received = Received::default();
     let mut out = publish(&cfg.out, &dataset_id, |tmp| {
         write_dataset(
@@ -66,6 +89,13 @@ pub fn build(cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutput, B
         )
     })?;
     out.received = received;
+    if let (Some(prefix), Some(_staging)) = (remote_out, staging) {
+        let dest = prefix.join(&dataset_id);
+        progress.stage("upload", None);
+        crate::store::upload_dataset(&out.dir, &dest)?;
+        progress.finish_stage();
+        out.dir = PathBuf::from(dest.to_string());
+    }
     Ok(out)
 }
 

@@ -158,7 +158,7 @@ impl GateSpec {
         let as_of = Timestamp::from_micros(self.as_of_micros);
         if let Some((path, sha256)) = &self.content {
             let here =
-                crate::layout::sha256_file(path).map_err(|e| SpecError::Content(Box::new(e)))?;
+                crate::store::sha256_of(path).map_err(|e| SpecError::Content(Box::new(e)))?;
             if &here != sha256 {
                 return Err(SpecError::ContentDiffers(path.clone()));
             }

@@ -41,11 +41,20 @@ pub fn included_members(dir: &Path) -> Result<Vec<i64>, BuildError> {
 
 /// Verifies a dataset directory against its manifest (every file's digest and rows, through
 /// [`cg_report::dataset::check_files`]); with `keys`, also recomputes the member commitment
-/// from the decision record.
+/// from the decision record. A dataset on a store (`s3://bucket/prefix/<dataset_id>`) is
+/// streamed through it to a private local copy first (so every digest is of the bytes the store
+/// returns), verified there, and the copy removed.
 pub fn verify_dataset(
     dir: &Path,
     keys: Option<&MemberKeySecret>,
 ) -> Result<DatasetReport, BuildError> {
+    if let Some(url) = crate::store::ObjectUrl::of_path(dir) {
+        let url = url?;
+        let copy = crate::store::PrivateDir::new(None, "verify")?;
+        let local = copy.path().join("dataset");
+        crate::store::download_dataset(&url, &local)?;
+        return verify_dataset(&local, keys).map_err(|e| e.renamed(&local, dir));
+    }
     let manifest_path = dir.join("manifest.json");
     let bytes = std::fs::read(&manifest_path).map_err(|e| BuildError::io(&manifest_path, e))?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| BuildError::Invalid {

@@ -39,6 +39,7 @@ fn config(
         engine: Engine::Embedded,
         license: None,
         memory_mb,
+        staging: None,
     }
 }
 

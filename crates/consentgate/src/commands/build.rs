@@ -78,9 +78,15 @@ pub struct BuildArgs {
     pub inputs: InputArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Output directory; the dataset is published as `DIR/<dataset_id>/`.
+    /// Output directory; the dataset is published as `DIR/<dataset_id>/`. Or an S3-compatible
+    /// store, `s3://bucket/prefix` (credentials, region and endpoint from the `AWS_*`
+    /// environment): the dataset is written to `--staging`, then uploaded, manifest last.
     #[arg(long)]
     pub out: PathBuf,
+    /// With `--out s3://…`: where the dataset is written before it is uploaded (default
+    /// `$TMPDIR`; with `--engine ballista://` a directory the executors share).
+    #[arg(long, value_name = "DIR")]
+    pub staging: Option<PathBuf>,
     /// Number of shards.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub shards: u32,
@@ -172,6 +178,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         engine: a.engine,
         license: a.license,
         memory_mb: a.memory_mb,
+        staging: a.staging,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
@@ -208,8 +215,9 @@ pub fn log_dataset(
 ) -> anyhow::Result<()> {
     let path = dir.join("manifest.json");
     let logged = (|| -> anyhow::Result<(u64, u64)> {
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        // Through the store for a dataset published to one.
+        let bytes = cg_build::store::read_bytes(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         let m: Manifest = serde_json::from_slice(&bytes)?;
         let sha: [u8; 32] =
             sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &bytes))
@@ -435,6 +443,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             engine: cg_build::Engine::Embedded,
             license: None,
             memory_mb: cg_build::DEFAULT_MEMORY_MB,
+            staging: None,
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

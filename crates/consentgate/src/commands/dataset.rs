@@ -18,7 +18,8 @@ pub enum DatasetCommand {
 /// Arguments of `dataset verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The dataset directory.
+    /// The dataset directory, or a dataset on an S3-compatible store
+    /// (`s3://bucket/prefix/<dataset_id>`, read through it).
     pub dir: PathBuf,
     /// Recompute the member commitment with this log key (the operator's check).
     #[arg(long, value_name = "PATH")]

@@ -444,6 +444,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         engine: a.engine.clone(),
         license: a.license.clone().or_else(|| manifest.license.clone()),
         memory_mb: a.memory_mb,
+        staging: None,
     };
     printer.status(
         "Rebuilding",

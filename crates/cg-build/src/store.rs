@@ -1,0 +1,797 @@
+//! Object storage: a build's inputs and outputs at `s3://bucket/key` on an S3-compatible store,
+//! through the `object_store` crate DataFusion reads with.
+//!
+//! Where the data goes:
+//! - **Content** is read in place: DataFusion scans the object through the store (on the client,
+//!   the scheduler and every executor — each builds its store from its own environment, so no
+//!   credential travels in a plan), and its digest is computed by streaming it through the store.
+//! - **Member-side tables** (members, consent, residences, notices, erasures) are small beside
+//!   the content and read whole by the fact loader: each is streamed to a private (0600) local
+//!   copy, its digest computed on the way, read, and removed; errors name the object, not the copy.
+//! - **The dataset** is written as on a local path into a private staging directory (the
+//!   build's `staging`, else `$TMPDIR`), then uploaded under `s3://bucket/prefix/<dataset_id>/`:
+//!   every file but the manifest, each read back through the store and its digest compared with
+//!   the local file's, then `manifest.json` last and only if absent (an S3 conditional put,
+//!   `If-None-Match: *`). A dataset on a store is one whose manifest is there: a failed or
+//!   interrupted upload leaves objects without a manifest, which are not a dataset (and are
+//!   removed when the upload fails in this process).
+//!
+//! The store is configured from the environment, as AWS's tools read it: `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL` (an
+//! S3-compatible server) and `AWS_ALLOW_HTTP=true` for one without TLS. A URL with a user or
+//! password in it is refused: secrets never appear in a path, a plan or a log.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use futures_lite::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::BuildError;
+use crate::layout::hex;
+
+/// The URL scheme of an S3-compatible store.
+pub const S3_SCHEME: &str = "s3";
+
+/// Files at least this large are uploaded in parts of this size (S3's parts are 5 MiB at least).
+const PART_BYTES: usize = 8 << 20;
+/// Parts of one file in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// An object (or a prefix) on an S3-compatible store: `s3://bucket/key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectUrl {
+    bucket: String,
+    key: ObjectPath,
+}
+
+impl ObjectUrl {
+    /// Parses `s3://bucket/key` (the key may be empty for a bucket's root). Refuses other
+    /// schemes, a user or password, a port, a query or a fragment, and keys with empty
+    /// segments (`.` and `..` segments are resolved, as in any URL).
+    pub fn parse(s: &str) -> Result<ObjectUrl, BuildError> {
+        let bad = |why: &str| BuildError::Input(format!("`{}`: {why}", redact(s)));
+        let url = Url::parse(s).map_err(|e| bad(&format!("not a URL: {e}")))?;
+        if url.scheme() != S3_SCHEME {
+            return Err(bad(
+                "only s3:// object URLs are supported (an S3-compatible store; other paths are files)",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "a URL must not hold credentials: give them as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment",
+            ));
+        }
+        if url.port().is_some() || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(
+                "expected s3://bucket/key (the endpoint is AWS_ENDPOINT_URL, not part of the URL)",
+            ));
+        }
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| bad("no bucket"))?
+            .to_owned();
+        let key = url.path().trim_start_matches('/').trim_end_matches('/');
+        if key
+            .split('/')
+            .any(|seg| seg == "." || seg == ".." || (seg.is_empty() && !key.is_empty()))
+        {
+            return Err(bad("a key with an empty, `.` or `..` segment"));
+        }
+        let key = ObjectPath::parse(key).map_err(|e| bad(&e.to_string()))?;
+        Ok(ObjectUrl { bucket, key })
+    }
+
+    /// The object URL a path names, if it names one (`s3://…`); `None` for a file path.
+    pub fn of_path(p: &Path) -> Option<Result<ObjectUrl, BuildError>> {
+        let s = p.to_str()?;
+        is_object_url(s).then(|| ObjectUrl::parse(s))
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key within the bucket.
+    pub fn key(&self) -> &ObjectPath {
+        &self.key
+    }
+
+    /// `s3://bucket`: what DataFusion registers a store under.
+    pub fn bucket_url(&self) -> Result<Url, BuildError> {
+        Url::parse(&format!("{S3_SCHEME}://{}", self.bucket))
+            .map_err(|e| BuildError::Input(format!("bucket `{}`: {e}", self.bucket)))
+    }
+
+    /// The object `name` under this prefix (`name` may hold `/`).
+    pub fn join(&self, name: &str) -> ObjectUrl {
+        let key = self
+            .key
+            .parts()
+            .chain(ObjectPath::from(name).parts())
+            .collect();
+        ObjectUrl {
+            bucket: self.bucket.clone(),
+            key,
+        }
+    }
+
+    /// The last segment of the key (the object's file name).
+    pub fn file_name(&self) -> Option<&str> {
+        self.key.filename()
+    }
+
+    /// The store holding the bucket (made once per bucket and process, from the environment).
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, BuildError> {
+        store_of_bucket(&self.bucket)
+    }
+}
+
+impl std::fmt::Display for ObjectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.as_ref().is_empty() {
+            write!(f, "{S3_SCHEME}://{}", self.bucket)
+        } else {
+            write!(f, "{S3_SCHEME}://{}/{}", self.bucket, self.key)
+        }
+    }
+}
+
+/// Whether `s` names an object (`s3://…`) rather than a file.
+pub fn is_object_url(s: &str) -> bool {
+    s.get(..S3_SCHEME.len() + 3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("s3://"))
+}
+
+/// `s` with any password in it replaced, for messages.
+fn redact(s: &str) -> String {
+    match Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+fn store_error(url: &ObjectUrl, e: impl std::fmt::Display) -> BuildError {
+    BuildError::Store {
+        url: url.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Stores made in this process, by bucket.
+static STORES: Mutex<Option<HashMap<String, Arc<dyn ObjectStore>>>> = Mutex::new(None);
+
+fn store_of_bucket(bucket: &str) -> Result<Arc<dyn ObjectStore>, BuildError> {
+    let mut stores = STORES
+        .lock()
+        .map_err(|_| BuildError::Engine("the object-store cache is poisoned".into()))?;
+    let stores = stores.get_or_insert_with(HashMap::new);
+    if let Some(s) = stores.get(bucket) {
+        return Ok(s.clone());
+    }
+    // Credentials, region, endpoint and TLS from the environment. Every wait is bounded:
+    // object_store's request timeout (30 s, connecting 5 s) and at most 3 retries within 30 s
+    // (its default would keep a build waiting up to 3 min on a wrong endpoint).
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(retry)
+            .build()
+            .map_err(|e| BuildError::Store {
+                url: format!("{S3_SCHEME}://{bucket}"),
+                message: e.to_string(),
+            })?,
+    );
+    stores.insert(bucket.to_owned(), store.clone());
+    Ok(store)
+}
+
+/// DataFusion's object-store registry for processes that plan or run a build's scans without
+/// being told where the content is (a Ballista scheduler and its executors): a store for
+/// `s3://bucket` is made from this process's environment the first time a plan names it.
+#[derive(Debug, Default)]
+pub struct EnvObjectStores {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for EnvObjectStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.inner.get_store(url) {
+            return Ok(store);
+        }
+        match url.host_str() {
+            Some(bucket) if url.scheme() == S3_SCHEME => {
+                let store = store_of_bucket(bucket)
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                self.inner.register_store(url, store.clone());
+                Ok(store)
+            }
+            _ => self.inner.get_store(url),
+        }
+    }
+}
+
+/// Runs `fut` to completion on a runtime of its own, on a thread of its own: callable from
+/// synchronous code whether or not it runs inside another runtime.
+pub(crate) fn blocking<T: Send>(
+    fut: impl std::future::Future<Output = Result<T, BuildError>> + Send,
+) -> Result<T, BuildError> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(BuildError::Runtime)?
+                .block_on(fut)
+        })
+        .join()
+        .map_err(|_| BuildError::Engine("an object-store transfer panicked".into()))?
+    })
+}
+
+/// Streams an object's bytes to `sink`, returning its SHA-256 (hex) and size.
+async fn stream_object(
+    store: &dyn ObjectStore,
+    url: &ObjectUrl,
+    mut sink: impl FnMut(&[u8]) -> Result<(), BuildError>,
+) -> Result<(String, u64), BuildError> {
+    let got = store
+        .get(url.key())
+        .await
+        .map_err(|e| store_error(url, e))?;
+    let mut stream = got.into_stream();
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| store_error(url, e))?;
+        h.update(&chunk);
+        size += chunk.len() as u64;
+        sink(&chunk)?;
+    }
+    Ok((hex(&h.finalize()), size))
+}
+
+/// SHA-256 (hex) of a file or an object, the object's computed by streaming it through the store.
+pub fn sha256_of(path: &Path) -> Result<String, BuildError> {
+    match ObjectUrl::of_path(path) {
+        None => crate::layout::sha256_file(path),
+        Some(url) => {
+            let url = url?;
+            let store = url.store()?;
+            blocking(async {
+                stream_object(&*store, &url, |_| Ok(()))
+                    .await
+                    .map(|(sha, _)| sha)
+            })
+        }
+    }
+}
+
+/// The bytes of a file or an object.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, BuildError> {
+    match ObjectUrl::of_path(path) {
+        None => std::fs::read(path).map_err(|e| BuildError::io(path, e)),
+        Some(url) => {
+            let url = url?;
+            blocking(async {
+                let store = url.store()?;
+                let got = store
+                    .get(url.key())
+                    .await
+                    .map_err(|e| store_error(&url, e))?;
+                let bytes = got.bytes().await.map_err(|e| store_error(&url, e))?;
+                Ok(bytes.to_vec())
+            })
+        }
+    }
+}
+
+/// Checks that a CSV file or object is UTF-8 (see [`cg_io::check_utf8`]), an object's by
+/// streaming it.
+pub(crate) fn check_utf8(path: &Path) -> Result<(), BuildError> {
+    match ObjectUrl::of_path(path) {
+        None => cg_io::check_utf8(path).map_err(BuildError::from),
+        Some(url) => {
+            let url = url?;
+            let mut check = cg_io::Utf8Check::new(path);
+            let store = url.store()?;
+            blocking(async {
+                stream_object(&*store, &url, |chunk| {
+                    check.feed(chunk).map_err(BuildError::from)
+                })
+                .await
+            })?;
+            check.finish().map_err(BuildError::from)
+        }
+    }
+}
+
+/// A private directory (0700) removed with everything in it when dropped.
+#[derive(Debug)]
+pub(crate) struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    /// A new directory `consentgate-<what>-<pid>-<n>` under `parent` (default `$TMPDIR`).
+    pub(crate) fn new(parent: Option<&Path>, what: &str) -> Result<PrivateDir, BuildError> {
+        use std::os::unix::fs::DirBuilderExt;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = parent.join(format!(
+            "consentgate-{what}-{}-{nanos:x}{n}",
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(false)
+            .create(&path)
+            .map_err(|e| BuildError::io(&path, e))?;
+        Ok(PrivateDir { path })
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs `read` on a local file holding `path`'s bytes and returns its result with their
+/// SHA-256: a file is read where it is; an object is streamed to a private local copy first
+/// (its digest computed on the way), and errors that name the copy are made to name the object.
+pub(crate) fn with_local<T>(
+    path: &Path,
+    read: impl FnOnce(&Path) -> Result<T, BuildError>,
+) -> Result<(T, String), BuildError> {
+    let Some(url) = ObjectUrl::of_path(path) else {
+        let value = read(path)?;
+        return Ok((value, crate::layout::sha256_file(path)?));
+    };
+    let url = url?;
+    let dir = PrivateDir::new(None, "input")?;
+    // The copy keeps the object's name: its extension chooses the reader.
+    let copy = dir.path().join(url.file_name().unwrap_or("object"));
+    let sha256 = download(&url, &copy)?;
+    let value = read(&copy).map_err(|e| e.renamed(&copy, path))?;
+    Ok((value, sha256))
+}
+
+/// Streams an object into a new private (0600) file; returns its SHA-256.
+fn download(url: &ObjectUrl, dest: &Path) -> Result<String, BuildError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| BuildError::io(dest, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let store = url.store()?;
+    let (sha256, _) = blocking(async {
+        stream_object(&*store, url, |chunk| {
+            w.write_all(chunk).map_err(|e| BuildError::io(dest, e))
+        })
+        .await
+    })?;
+    w.flush().map_err(|e| BuildError::io(dest, e))?;
+    Ok(sha256)
+}
+
+/// Whether a dataset is published at `prefix` (its `manifest.json` is there).
+pub(crate) fn dataset_exists(prefix: &ObjectUrl) -> Result<bool, BuildError> {
+    let manifest = prefix.join(crate::MANIFEST_FILE);
+    blocking(async {
+        match manifest.store()?.head(manifest.key()).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(&manifest, e)),
+        }
+    })
+}
+
+/// Uploads the dataset published in the local directory `dir` under `prefix`: every file but
+/// the manifest (each read back through the store and compared with the local file's digest),
+/// then the manifest, only if none is there. On failure the objects uploaded are removed and
+/// an already-published dataset is [`BuildError::Exists`].
+pub(crate) fn upload_dataset(dir: &Path, prefix: &ObjectUrl) -> Result<(), BuildError> {
+    let mut files = Vec::new();
+    list_files(dir, dir, &mut files)?;
+    files.sort();
+    if !files.iter().any(|f| f == crate::MANIFEST_FILE) {
+        return Err(BuildError::Engine(format!(
+            "`{}` has no manifest to upload",
+            dir.display()
+        )));
+    }
+    upload_dataset_to(prefix.store()?, dir, &files, prefix)
+}
+
+fn upload_dataset_to(
+    store: Arc<dyn ObjectStore>,
+    dir: &Path,
+    files: &[String],
+    prefix: &ObjectUrl,
+) -> Result<(), BuildError> {
+    let manifest_name = crate::MANIFEST_FILE;
+    blocking(async {
+        let mut uploaded = Vec::new();
+        let result = async {
+            for name in files.iter().filter(|f| *f != manifest_name) {
+                let url = prefix.join(name);
+                uploaded.push(url.clone());
+                let local = upload_file(&*store, &dir.join(name), &url).await?;
+                let (remote, _) = stream_object(&*store, &url, |_| Ok(())).await?;
+                if remote != local {
+                    return Err(store_error(
+                        &url,
+                        format!("read back with SHA-256 {remote}, uploaded {local}"),
+                    ));
+                }
+            }
+            let manifest = prefix.join(manifest_name);
+            let bytes = std::fs::read(dir.join(manifest_name))
+                .map_err(|e| BuildError::io(&dir.join(manifest_name), e))?;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match store
+                .put_opts(manifest.key(), PutPayload::from(bytes), opts)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    // Another build published it first: its objects are the same bytes (the
+                    // dataset id names the inputs), but ours are not removed blindly either.
+                    uploaded.clear();
+                    Err(BuildError::Exists(PathBuf::from(prefix.to_string())))
+                }
+                Err(e) => Err(store_error(&manifest, e)),
+            }
+        }
+        .await;
+        if result.is_err() {
+            for url in &uploaded {
+                let _ = store.delete(url.key()).await;
+            }
+        }
+        result
+    })
+}
+
+/// Uploads one file (in parts when large); returns the SHA-256 of the bytes read.
+async fn upload_file(
+    store: &dyn ObjectStore,
+    path: &Path,
+    url: &ObjectUrl,
+) -> Result<String, BuildError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| BuildError::io(path, e))?;
+    let size = file.metadata().map_err(|e| BuildError::io(path, e))?.len();
+    let mut h = Sha256::new();
+    if size < PART_BYTES as u64 {
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|e| BuildError::io(path, e))?;
+        h.update(&bytes);
+        store
+            .put(url.key(), PutPayload::from(bytes))
+            .await
+            .map_err(|e| store_error(url, e))?;
+        return Ok(hex(&h.finalize()));
+    }
+    let upload = store
+        .put_multipart(url.key())
+        .await
+        .map_err(|e| store_error(url, e))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut buf = vec![0u8; PART_BYTES];
+    let copied = async {
+        loop {
+            let n = file.read(&mut buf).map_err(|e| BuildError::io(path, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            h.update(&buf[..n]);
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| store_error(url, e))?;
+            writer.write(&buf[..n]);
+        }
+    }
+    .await;
+    match copied {
+        Ok(()) => {
+            writer.finish().await.map_err(|e| store_error(url, e))?;
+            Ok(hex(&h.finalize()))
+        }
+        Err(e) => {
+            let _ = writer.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// The files under `dir`, as `/`-separated paths relative to `root`.
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), BuildError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| BuildError::io(dir, e))? {
+        let entry = entry.map_err(|e| BuildError::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| BuildError::io(&path, e))?;
+        if kind.is_dir() {
+            list_files(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).map_err(|_| {
+                BuildError::Engine(format!("`{}` outside its dataset", path.display()))
+            })?;
+            let rel = rel
+                .to_str()
+                .ok_or_else(|| BuildError::Engine(format!("`{}` is not UTF-8", path.display())))?;
+            out.push(rel.replace(std::path::MAIN_SEPARATOR, "/"));
+        }
+    }
+    Ok(())
+}
+
+/// Downloads the dataset published at `prefix` (the manifest, then the files it names) into
+/// the local directory `dest`, for commands that read a dataset as files.
+pub fn download_dataset(prefix: &ObjectUrl, dest: &Path) -> Result<(), BuildError> {
+    let manifest_url = prefix.join(crate::MANIFEST_FILE);
+    let manifest_path = dest.join(crate::MANIFEST_FILE);
+    if !dataset_exists(prefix)? {
+        return Err(BuildError::Input(format!(
+            "no dataset at `{prefix}` (no {})",
+            crate::MANIFEST_FILE
+        )));
+    }
+    std::fs::create_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
+    download(&manifest_url, &manifest_path)?;
+    let bytes = std::fs::read(&manifest_path).map_err(|e| BuildError::io(&manifest_path, e))?;
+    let manifest: crate::manifest::Manifest =
+        serde_json::from_slice(&bytes).map_err(BuildError::from)?;
+    let mut names: Vec<String> = manifest.shards.iter().map(|s| s.file.clone()).collect();
+    names.push(manifest.decisions.file.clone());
+    names.extend(manifest.member_commitment.iter().map(|c| c.file.clone()));
+    names.extend(manifest.card.iter().map(|c| c.file.clone()));
+    for name in names {
+        if name
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(BuildError::Input(format!(
+                "`{manifest_url}` names the file `{name}`, outside its dataset"
+            )));
+        }
+        let path = dest.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;
+        }
+        download(&prefix.join(&name), &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_and_key() {
+        let u = ObjectUrl::parse("s3://data-lake/corpus/content.parquet").unwrap();
+        assert_eq!(u.bucket(), "data-lake");
+        assert_eq!(u.key().as_ref(), "corpus/content.parquet");
+        assert_eq!(u.file_name(), Some("content.parquet"));
+        assert_eq!(u.to_string(), "s3://data-lake/corpus/content.parquet");
+        assert_eq!(u.bucket_url().unwrap().as_str(), "s3://data-lake");
+        let root = ObjectUrl::parse("s3://data-lake").unwrap();
+        assert_eq!(root.to_string(), "s3://data-lake");
+        assert_eq!(
+            root.join("ds-1/shards/part-00000.parquet").to_string(),
+            "s3://data-lake/ds-1/shards/part-00000.parquet"
+        );
+        assert_eq!(
+            ObjectUrl::parse("s3://b/out/")
+                .unwrap()
+                .join("ds-1")
+                .to_string(),
+            "s3://b/out/ds-1"
+        );
+    }
+
+    #[test]
+    fn refuses_credentials_other_schemes_and_odd_keys() {
+        for (s, says) in [
+            ("s3://AKIA:secret@bucket/k", "credentials"),
+            ("s3://user@bucket/k", "credentials"),
+            ("gs://bucket/k", "only s3://"),
+            ("s3://bucket:9000/k", "AWS_ENDPOINT_URL"),
+            ("s3://bucket/k?versionId=1", "AWS_ENDPOINT_URL"),
+            ("s3://bucket/a//b", "segment"),
+            ("s3:///k", "bucket"),
+        ] {
+            let e = ObjectUrl::parse(s).unwrap_err().to_string();
+            assert!(e.contains(says), "{s}: {e}");
+            assert!(!e.contains("secret"), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn tells_object_urls_from_paths() {
+        assert!(is_object_url("s3://b/k"));
+        assert!(is_object_url("S3://b/k"));
+        assert!(!is_object_url("/data/s3://x"));
+        assert!(!is_object_url("s3:/b"));
+        assert!(ObjectUrl::of_path(Path::new("content.parquet")).is_none());
+        assert!(ObjectUrl::of_path(Path::new("s3://b/content.parquet")).is_some());
+    }
+
+    #[test]
+    fn private_dirs_are_0700_and_removed_when_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::new(Some(parent.path()), "test").unwrap();
+        let path = dir.path().to_owned();
+        std::fs::write(path.join("x"), b"1").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn blocking_runs_inside_and_outside_a_runtime() {
+        assert_eq!(blocking(async { Ok(1) }).unwrap(), 1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(async { blocking(async { Ok(2) }) }).unwrap(), 2);
+    }
+
+    /// A client of the test server, made from its environment the way `store_of_bucket` makes
+    /// one from the process's.
+    fn client_of(s3: &cg_test_support::S3Server, bucket: &str) -> Arc<dyn ObjectStore> {
+        let env: HashMap<String, String> = s3.env().into_iter().collect();
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(&env["AWS_REGION"])
+                .with_access_key_id(&env["AWS_ACCESS_KEY_ID"])
+                .with_secret_access_key(&env["AWS_SECRET_ACCESS_KEY"])
+                .with_endpoint(&env["AWS_ENDPOINT_URL"])
+                .with_allow_http(true)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn uploads_in_parts_reads_back_and_puts_the_manifest_last_and_once() {
+        let s3 = cg_test_support::S3Server::start("cg-upload");
+        let store = client_of(&s3, "cg-upload");
+        let dir = tempfile::tempdir().unwrap();
+        // 20 MiB and a bit: three parts, the last short.
+        let big: Vec<u8> = (0..(20 << 20) + 12_345u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::create_dir(dir.path().join("shards")).unwrap();
+        std::fs::write(dir.path().join("shards/part-00000.parquet"), &big).unwrap();
+        std::fs::write(dir.path().join("decisions.parquet"), b"small").unwrap();
+        std::fs::write(dir.path().join(crate::MANIFEST_FILE), b"{\"first\": true}").unwrap();
+        let mut files = Vec::new();
+        list_files(dir.path(), dir.path(), &mut files).unwrap();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "decisions.parquet",
+                "manifest.json",
+                "shards/part-00000.parquet"
+            ]
+        );
+        let prefix = ObjectUrl::parse("s3://cg-upload/datasets/ds-1").unwrap();
+        upload_dataset_to(store.clone(), dir.path(), &files, &prefix).unwrap();
+        assert_eq!(
+            s3.get("datasets/ds-1/shards/part-00000.parquet").unwrap(),
+            big
+        );
+        assert_eq!(s3.get("datasets/ds-1/decisions.parquet").unwrap(), b"small");
+        assert_eq!(
+            s3.get("datasets/ds-1/manifest.json").unwrap(),
+            b"{\"first\": true}"
+        );
+
+        // A second upload to the same prefix: the conditional put refuses the manifest, and
+        // the first dataset's manifest is untouched.
+        std::fs::write(dir.path().join(crate::MANIFEST_FILE), b"{\"second\": true}").unwrap();
+        let err = upload_dataset_to(store.clone(), dir.path(), &files, &prefix).unwrap_err();
+        assert!(matches!(err, BuildError::Exists(_)), "{err}");
+        assert_eq!(
+            s3.get("datasets/ds-1/manifest.json").unwrap(),
+            b"{\"first\": true}"
+        );
+    }
+
+    #[test]
+    fn a_failed_upload_removes_what_it_wrote_and_publishes_no_manifest() {
+        let s3 = cg_test_support::S3Server::start("cg-upload");
+        let store = client_of(&s3, "cg-upload");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a-decisions.parquet"), b"rows").unwrap();
+        std::fs::write(dir.path().join(crate::MANIFEST_FILE), b"{}").unwrap();
+        // Listed after the first file, unreadable when its turn comes.
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b-shard")).unwrap();
+        let mut files = Vec::new();
+        list_files(dir.path(), dir.path(), &mut files).unwrap();
+        files.sort();
+        let prefix = ObjectUrl::parse("s3://cg-upload/datasets/ds-2").unwrap();
+        let err = upload_dataset_to(store, dir.path(), &files, &prefix).unwrap_err();
+        assert!(err.to_string().contains("b-shard"), "{err}");
+        assert_eq!(s3.list("datasets"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn objects_stream_with_their_digest() {
+        let s3 = cg_test_support::S3Server::start("cg-read");
+        let store = client_of(&s3, "cg-read");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 7) as u8).collect();
+        s3.put("in/content.csv", bytes.clone());
+        let url = ObjectUrl::parse("s3://cg-read/in/content.csv").unwrap();
+        let mut seen = Vec::new();
+        let (sha, size) = blocking(async {
+            stream_object(&*store, &url, |c| {
+                seen.extend_from_slice(c);
+                Ok(())
+            })
+            .await
+        })
+        .unwrap();
+        assert_eq!(seen, bytes);
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(sha, hex(&Sha256::digest(&bytes)));
+        let missing = ObjectUrl::parse("s3://cg-read/in/nope.csv").unwrap();
+        let err = blocking(async { stream_object(&*store, &missing, |_| Ok(())).await })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3://cg-read/in/nope.csv"), "{err}");
+    }
+}
