@@ -276,7 +276,7 @@ mod tests {
                     handle: Some(format!("m{i}")),
                     ..MemberFacts::default()
                 };
-                (i, facts)
+                (i, Box::new(facts))
             })
             .collect()
     }
@@ -311,7 +311,7 @@ mod tests {
             assert!(rows.is_sorted_by_key(|(id, _)| *id));
             for (id, facts) in rows {
                 assert_eq!(keyed_shard(&key, id, 4), shard);
-                assert_eq!(members[&id], facts);
+                assert_eq!(*members[&id], facts);
                 seen += 1;
             }
         }

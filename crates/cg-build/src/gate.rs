@@ -242,7 +242,7 @@ impl Gate {
         let mut decider = engine.decider();
         let members = members
             .into_iter()
-            .map(|(id, facts)| (id, compile_member(&engine, &mut decider, ctx.as_of, facts)))
+            .map(|(id, facts)| (id, compile_member(&engine, &mut decider, ctx.as_of, *facts)))
             .collect();
         drop(decider);
         Ok(Gate {
@@ -339,7 +339,7 @@ impl Gate {
         for (id, facts) in members {
             // The same compilation a gate keeps (one rule for who is excluded and which names
             // are scrubbed), dropped after its entry is taken.
-            let m = compile_member(&engine, &mut decider, ctx.as_of, facts.clone());
+            let m = compile_member(&engine, &mut decider, ctx.as_of, (**facts).clone());
             add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
         }
         data.included.sort_unstable();
