@@ -314,7 +314,7 @@ pub(crate) fn snapshot_of(
     SnapshotRow {
         member_id: member,
         explicit_seq: state.explicit.as_ref().and(explicit_seq),
-        explicit: state.explicit,
+        explicit: state.explicit.map(|c| *c),
         gpc_at: state.gpc_signal.map(|g| g.at),
         other_purpose_grant,
     }

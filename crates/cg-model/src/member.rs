@@ -264,8 +264,8 @@ mod tests {
             erasure_requested_at: None,
             notice_at: Some(t("2024-09-18")),
             consent: ConsentState {
-                explicit: Some(choice(true, "2024-10-01T00:00:00.5Z", "settings")),
-                gpc_signal: Some(choice(false, "2024-11-01", "gpc")),
+                explicit: Some(Box::new(choice(true, "2024-10-01T00:00:00.5Z", "settings"))),
+                gpc_signal: Some(Box::new(choice(false, "2024-11-01", "gpc"))),
             },
             other_purpose_grant: true,
             display_name: Some("Anna \"A\" Müller".into()),
@@ -331,7 +331,7 @@ mod tests {
             country: Some("FR".into()),
             birth_date: Some(time::macros::date!(1990 - 01 - 01)),
             consent: ConsentState {
-                explicit: Some(choice(true, "2025-05-01")),
+                explicit: Some(Box::new(choice(true, "2025-05-01"))),
                 gpc_signal: None,
             },
             ..MemberFacts::default()
@@ -341,7 +341,7 @@ mod tests {
             birth_date: Some(time::macros::date!(2008 - 01 - 01)),
             erasure_requested_at: Some(t("2025-03-01")),
             consent: ConsentState {
-                explicit: Some(choice(false, "2025-01-01")),
+                explicit: Some(Box::new(choice(false, "2025-01-01"))),
                 gpc_signal: None,
             },
             ..MemberFacts::default()

@@ -164,7 +164,12 @@ fn import_of_a_generated_corpus_and_snapshot_equal_the_fold() {
         assert!(rows.len() > 100);
         for r in rows.iter().take(300) {
             let (state, _) = s.state_at(r.member_id, &purpose, as_of).unwrap();
-            assert_eq!(state.explicit, r.explicit, "member {}", r.member_id);
+            assert_eq!(
+                state.explicit.as_deref(),
+                r.explicit.as_ref(),
+                "member {}",
+                r.member_id
+            );
             assert_eq!(state.gpc_signal.map(|g| g.at), r.gpc_at);
         }
         let facts = s.member(MemberId(1)).unwrap().unwrap();
