@@ -33,7 +33,7 @@ pub enum LogCommand {
 pub struct AppendArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// The dataset's manifest.json.
+    /// The dataset's manifest.json (a path, or `s3://bucket/…/manifest.json`).
     #[arg(long, value_name = "FILE")]
     pub manifest: PathBuf,
     /// Print JSON.
@@ -126,7 +126,8 @@ struct Proved {
 pub fn run(cmd: LogCommand, printer: Printer) -> anyhow::Result<()> {
     match cmd {
         LogCommand::Append(a) => {
-            let bytes = std::fs::read(&a.manifest)
+            // Through the store for a dataset published to one (`s3://…/manifest.json`).
+            let bytes = cg_build::store::read_bytes(&a.manifest)
                 .with_context(|| format!("cannot read `{}`", a.manifest.display()))?;
             let m: cg_build::Manifest = serde_json::from_slice(&bytes)
                 .with_context(|| format!("`{}` is not a dataset manifest", a.manifest.display()))?;

@@ -156,6 +156,18 @@ fn a_build_from_and_to_an_object_store_equals_the_build_from_local_paths() {
         "{}",
         stdout(&o)
     );
+    // The build logged the manifest; appending it again from the store finds the same entry.
+    let manifest = format!("{dataset}/manifest.json");
+    let o = consentgate_with(
+        &["log", "append", "--manifest", &manifest, "--json"],
+        &s3.env(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let appended: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        appended["manifest_sha256"].as_str().unwrap(),
+        sha256(&s3.get(&format!("datasets/{id}/manifest.json")).unwrap())
+    );
 
     // Datasets are immutable: a second build of the same inputs is refused, and nothing it
     // staged or uploaded is left.
