@@ -342,7 +342,8 @@ pub(crate) struct PrivateDir {
 }
 
 impl PrivateDir {
-    /// A new directory `consentgate-<what>-<pid>-<n>` under `parent` (default `$TMPDIR`).
+    /// A new directory `consentgate-<what>-<pid>-<unique>` under `parent` (default `$TMPDIR`),
+    /// which must exist.
     pub(crate) fn new(parent: Option<&Path>, what: &str) -> Result<PrivateDir, BuildError> {
         use std::os::unix::fs::DirBuilderExt;
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
