@@ -24,7 +24,7 @@ use crate::manifest::{FactsSummary, InputRef, MemberSources};
 /// All members, by id.
 ///
 /// Boxed: a hash table keeps its slots half empty after it grows (1 M members sit in 2 M
-/// slots) and holds the old and the new slots while it grows, so facts stored inline (~330
+/// slots) and holds the old and the new slots while it grows, so facts stored inline (~310
 /// bytes each) made a 1 M-member load peak at ~1 GiB in the table alone; boxed, a slot is 16
 /// bytes and each member's facts are allocated once, at their size.
 pub type Members = FxHashMap<i64, Box<MemberFacts>>;
