@@ -56,7 +56,10 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 pub use commitment::member_commitment;
-pub use config::{BuildConfig, ConsentSourceArg, DEFAULT_MEMORY_MB, Engine, FactInputs};
+pub use config::{
+    BuildConfig, ConsentSourceArg, DEFAULT_EXECUTOR_MEMORY_MB, DEFAULT_MEMORY_MB, Engine,
+    FactInputs,
+};
 pub use gate::RowError;
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};
 pub use layout::{decisions_schema, sha256_file};

@@ -50,7 +50,7 @@ pub struct ExecutorArgs {
     /// Memory the executor's build tasks may hold before they spill to its temporary
     /// directory, in MiB, shared by the tasks running at once (half of it for rows waiting to
     /// be sorted into their shards, as in an embedded build).
-    #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
+    #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_EXECUTOR_MEMORY_MB,
           value_parser = crate::commands::build::memory_mb)]
     pub memory_mb: usize,
     /// The member-key secret (`consentgate keys export-member-key`, mode 0600): the executor's
