@@ -302,15 +302,16 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, BuildError> {
         None => std::fs::read(path).map_err(|e| BuildError::io(path, e)),
         Some(url) => {
             let url = url?;
+            let store = url.store()?;
+            let mut bytes = Vec::new();
             blocking(async {
-                let store = url.store()?;
-                let got = store
-                    .get(url.key())
-                    .await
-                    .map_err(|e| store_error(&url, e))?;
-                let bytes = got.bytes().await.map_err(|e| store_error(&url, e))?;
-                Ok(bytes.to_vec())
-            })
+                stream_object(&*store, &url, |chunk| {
+                    bytes.extend_from_slice(chunk);
+                    Ok(())
+                })
+                .await
+            })?;
+            Ok(bytes)
         }
     }
 }
