@@ -576,8 +576,25 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Buil
 }
 
 /// Downloads the dataset published at `prefix` (the manifest, then the files it names) into
-/// the local directory `dest`, for commands that read a dataset as files.
+/// the local directory `dest`, for commands that read a whole dataset as files.
 pub fn download_dataset(prefix: &ObjectUrl, dest: &Path) -> Result<(), BuildError> {
+    download_dataset_files(prefix, dest, |m| {
+        let mut names: Vec<String> = m.shards.iter().map(|s| s.file.clone()).collect();
+        names.push(m.decisions.file.clone());
+        names.extend(m.member_commitment.iter().map(|c| c.file.clone()));
+        names.extend(m.card.iter().map(|c| c.file.clone()));
+        names
+    })
+}
+
+/// Downloads the manifest of the dataset published at `prefix`, then the files `pick` names
+/// from it, into the local directory `dest` (made if missing). A name that would leave the
+/// dataset (`..`, empty or `.` segments) is refused.
+fn download_dataset_files(
+    prefix: &ObjectUrl,
+    dest: &Path,
+    pick: impl FnOnce(&crate::manifest::Manifest) -> Vec<String>,
+) -> Result<(), BuildError> {
     let manifest_url = prefix.join(crate::MANIFEST_FILE);
     let manifest_path = dest.join(crate::MANIFEST_FILE);
     if !dataset_exists(prefix)? {
@@ -589,13 +606,9 @@ pub fn download_dataset(prefix: &ObjectUrl, dest: &Path) -> Result<(), BuildErro
     std::fs::create_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
     download(&manifest_url, &manifest_path)?;
     let bytes = std::fs::read(&manifest_path).map_err(|e| BuildError::io(&manifest_path, e))?;
-    let manifest: crate::manifest::Manifest =
-        serde_json::from_slice(&bytes).map_err(BuildError::from)?;
-    let mut names: Vec<String> = manifest.shards.iter().map(|s| s.file.clone()).collect();
-    names.push(manifest.decisions.file.clone());
-    names.extend(manifest.member_commitment.iter().map(|c| c.file.clone()));
-    names.extend(manifest.card.iter().map(|c| c.file.clone()));
-    for name in names {
+    let manifest: crate::manifest::Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| BuildError::Input(format!("`{manifest_url}` is not a manifest: {e}")))?;
+    for name in pick(&manifest) {
         if name
             .split('/')
             .any(|seg| seg.is_empty() || seg == "." || seg == "..")
@@ -611,6 +624,60 @@ pub fn download_dataset(prefix: &ObjectUrl, dest: &Path) -> Result<(), BuildErro
         download(&prefix.join(&name), &path)?;
     }
     Ok(())
+}
+
+/// A published dataset as local files, for commands that read a few of its files: a dataset
+/// directory is used where it is; of a dataset on a store (`s3://bucket/prefix/<dataset_id>`)
+/// the manifest and the files a command names are streamed into a private directory, removed
+/// when this is dropped. Messages of readers given [`LocalDataset::dir`] are made to name the
+/// dataset with [`LocalDataset::rename`].
+#[derive(Debug)]
+pub struct LocalDataset {
+    /// Where the files are read.
+    dir: PathBuf,
+    /// What the caller named.
+    origin: PathBuf,
+    /// The private copy's directory, when there is one.
+    _copy: Option<PrivateDir>,
+}
+
+impl LocalDataset {
+    /// The dataset at `dataset`, with (for one on a store) the manifest and the files `pick`
+    /// names from it downloaded.
+    pub fn open(
+        dataset: &Path,
+        pick: impl FnOnce(&crate::manifest::Manifest) -> Vec<String>,
+    ) -> Result<LocalDataset, BuildError> {
+        let Some(url) = ObjectUrl::of_path(dataset) else {
+            return Ok(LocalDataset {
+                dir: dataset.to_owned(),
+                origin: dataset.to_owned(),
+                _copy: None,
+            });
+        };
+        let url = url?;
+        let copy = PrivateDir::new(None, "dataset")?;
+        let dir = copy.path().join("dataset");
+        download_dataset_files(&url, &dir, pick).map_err(|e| e.renamed(&dir, dataset))?;
+        Ok(LocalDataset {
+            dir,
+            origin: dataset.to_owned(),
+            _copy: Some(copy),
+        })
+    }
+
+    /// The local directory holding the files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `text` (a message about files under [`LocalDataset::dir`]) naming the dataset instead.
+    pub fn rename(&self, text: &str) -> String {
+        text.replace(
+            &self.dir.display().to_string(),
+            &self.origin.display().to_string(),
+        )
+    }
 }
 
 #[cfg(test)]

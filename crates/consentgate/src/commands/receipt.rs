@@ -27,8 +27,9 @@ pub enum ReceiptCommand {
 /// Arguments of `receipt issue`.
 #[derive(Debug, Args)]
 pub struct IssueArgs {
-    /// The dataset directory (`…/<dataset_id>/`).
-    #[arg(long, value_name = "DIR")]
+    /// The dataset directory (`…/<dataset_id>/`), or its prefix on an object store
+    /// (`s3://bucket/…/<dataset_id>`: only the manifest and the member commitment are read).
+    #[arg(long, value_name = "DIR|URL")]
     pub dataset: PathBuf,
     /// The member.
     #[arg(long, value_name = "M", allow_negative_numbers = true)]
@@ -58,31 +59,36 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Issues a receipt for `member` in the dataset at `dir`, signing a new checkpoint if the latest
-/// does not cover the dataset's manifest yet.
+/// Issues a receipt for `member` in the dataset at `dataset` (a directory or an object-store
+/// prefix), signing a new checkpoint if the latest does not cover the dataset's manifest yet.
 pub fn issue(
-    dir: &Path,
+    dataset: &Path,
     member: i64,
     store: &mut dyn Store,
     key: &LogKey,
 ) -> anyhow::Result<Receipt> {
     use cg_ledger::receipts::ReceiptIssueError as E;
-    cg_ledger::receipts::issue(dir, member, store, &key.signer, &key.member_keys).map_err(|e| {
-        match e {
+    // A receipt reads the manifest and the member commitment, never the shards.
+    let local = cg_build::store::LocalDataset::open(dataset, |m| {
+        m.member_commitment.iter().map(|c| c.file.clone()).collect()
+    })?;
+    cg_ledger::receipts::issue(local.dir(), member, store, &key.signer, &key.member_keys).map_err(
+        |e| match e {
             E::OtherKey(id) => anyhow::Error::new(Hinted {
                 message: format!("the dataset {id} was committed with another key"),
                 hint: "pass the log key the dataset was built with (--key)".into(),
             }),
             E::NotLogged(m) => anyhow::Error::new(Hinted {
-                message: m,
+                message: local.rename(&m),
                 hint: format!(
                     "a dataset's manifest must be in the log: consentgate log append --manifest {}",
-                    dir.join("manifest.json").display()
+                    dataset.join("manifest.json").display()
                 ),
             }),
+            E::Dataset(m) => anyhow::Error::new(E::Dataset(local.rename(&m))),
             other => anyhow::Error::new(other),
-        }
-    })
+        },
+    )
 }
 
 /// Reads and verifies a receipt file.

@@ -1,7 +1,8 @@
 //! Issue 21, object storage: a build reads its inputs from, and publishes its dataset to, an
 //! S3-compatible store (moto's server on loopback, started per test) and equals the build from
 //! local paths, embedded and on a loopback Ballista cluster; `dataset verify` reads a dataset
-//! through the store and catches a damaged object; a published dataset is never overwritten;
+//! through the store and catches a damaged object; receipts are issued from a dataset on the
+//! store; a published dataset is never overwritten;
 //! errors name the object, never a local copy, and a URL with a secret in it is refused without
 //! echoing it.
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cg_test_support::S3Server;
 
 use crate::build::{build, build_args, corpus, walk};
-use crate::util::{consentgate_with, stderr, stdout};
+use crate::util::{consentgate, consentgate_with, decision_rows, stderr, stdout};
 
 const BUCKET: &str = "cg-datasets";
 
@@ -168,6 +169,68 @@ fn a_build_from_and_to_an_object_store_equals_the_build_from_local_paths() {
         appended["manifest_sha256"].as_str().unwrap(),
         sha256(&s3.get(&format!("datasets/{id}/manifest.json")).unwrap())
     );
+
+    // A receipt is issued from the dataset on the store (its manifest and commitment), and
+    // verifies offline: for a member with rows in the shards, and for one without.
+    let rows = decision_rows(&local_out.path().join(id));
+    let included = rows.iter().find_map(|r| r.2.and(r.1)).unwrap();
+    let in_shards: std::collections::BTreeSet<i64> =
+        rows.iter().filter_map(|r| r.2.and(r.1)).collect();
+    let excluded = rows
+        .iter()
+        .filter_map(|r| r.1)
+        .find(|m| !in_shards.contains(m))
+        .unwrap();
+    let o = consentgate(&["keys", "show"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vkey = stdout(&o).trim().to_owned();
+    for (member, in_it) in [(included, true), (excluded, false)] {
+        let receipt = staging.path().join("receipt.json");
+        let o = consentgate_with(
+            &[
+                "receipt",
+                "issue",
+                "--dataset",
+                &dataset,
+                "--member",
+                &member.to_string(),
+                "--out",
+                receipt.to_str().unwrap(),
+            ],
+            &s3.env(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = consentgate(&[
+            "receipt",
+            "verify",
+            receipt.to_str().unwrap(),
+            "--vkey",
+            &vkey,
+            "--member",
+            &member.to_string(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let verified: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(verified["included"], in_it, "member {member}: {verified}");
+        assert_eq!(verified["dataset_id"], id);
+        std::fs::remove_file(&receipt).unwrap();
+    }
+    // No dataset at a prefix: the error names it.
+    let nowhere = s3.url("datasets/no-such-dataset");
+    let o = consentgate_with(
+        &[
+            "receipt",
+            "issue",
+            "--dataset",
+            &nowhere,
+            "--member",
+            &included.to_string(),
+        ],
+        &s3.env(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&nowhere), "{}", stderr(&o));
 
     // Datasets are immutable: a second build of the same inputs is refused, and nothing it
     // staged or uploaded is left.
