@@ -6,6 +6,7 @@
 #   BUILD_ARGS="--memory-mb 512" benchmarks/distributed.sh ...     # extra flags for both builds
 #   EXECUTOR_ARGS="--memory-mb 512" benchmarks/distributed.sh ...  # extra flags for the executors
 #   ENGINE_QUERY="?shuffle-mb=64" benchmarks/distributed.sh ...     # engine URL parameters
+#   CG_BIN=/path/to/consentgate benchmarks/distributed.sh ...      # a prebuilt binary
 #   EXECUTOR_KEY=none benchmarks/distributed.sh ...                 # executors without the member
 #                                                                  # key: the client derives them
 #
@@ -27,8 +28,13 @@ WORK="${BENCH_DIR:-/tmp/consentgate-distributed-$ROWS-$MEMBERS}"
 AS_OF=2025-12-01
 PORT="${BENCH_PORT:-50150}"
 
-cargo build --release -q -p consentgate
-BIN="$TARGET/release/consentgate"
+# CG_BIN=path measures a binary built otherwise (other features, another commit) instead.
+if [ -n "${CG_BIN:-}" ]; then
+  BIN="$CG_BIN"
+else
+  cargo build --release -q -p consentgate
+  BIN="$TARGET/release/consentgate"
+fi
 mkdir -p "$WORK"
 export CG_DATA_DIR="$WORK/data"
 C="$WORK/corpus"

@@ -2,6 +2,7 @@
 # End-to-end build benchmark against a named peer (DuckDB) on the same generated data.
 #
 #   benchmarks/run.sh [CONTENT_ROWS] [MEMBERS]   # default 1000000 and rows / 10
+#   CG_BIN=/path/to/consentgate benchmarks/run.sh ...   # a prebuilt binary (no cargo build)
 #
 # MEMBERS apart from rows shows what the member commitment costs: one VRF evaluation per member
 # with a kept row (docs/build.md), which DuckDB's SQL does not do.
@@ -17,8 +18,13 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 WORK="${BENCH_DIR:-/tmp/consentgate-bench-$ROWS-$MEMBERS}"
 AS_OF=2025-12-01
 
-cargo build --release -q -p consentgate
-BIN="$TARGET/release/consentgate"
+# CG_BIN=path measures a binary built otherwise (other features, another commit) instead.
+if [ -n "${CG_BIN:-}" ]; then
+  BIN="$CG_BIN"
+else
+  cargo build --release -q -p consentgate
+  BIN="$TARGET/release/consentgate"
+fi
 rm -rf "$WORK" && mkdir -p "$WORK"
 echo "== generating $MEMBERS members, $ROWS content rows"
 "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$WORK/corpus" -q

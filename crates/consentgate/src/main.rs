@@ -17,6 +17,15 @@ use clap::{Parser, Subcommand};
 
 use crate::printer::Printer;
 
+/// mimalloc instead of glibc's malloc: the build allocates and frees batch buffers by the
+/// million on many threads, and glibc's malloc keeps more of that memory mapped. At 10 M rows
+/// the build's peak RSS is ~20 % lower (a cluster's client ~20 %, executors ~8 %) at the same
+/// speed, with identical output (docs/build.md, "The allocator"). Off with
+/// `--no-default-features --features ballista`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// consentgate: decides, provably, which member data may train generative-AI models.
 #[derive(Debug, Parser)]
 #[command(name = "consentgate", version, about, long_about = None, propagate_version = true)]
