@@ -676,7 +676,7 @@ async fn plan(
                 .engine
                 .ballista()
                 .ok_or_else(|| BuildError::Engine("a Ballista engine without an address".into()))?;
-            remote_session(address, partitions, cfg.engine.shuffle_mb()).await?
+            remote_session(address, partitions, cfg.engine.shuffle_mb(), &cfg.content).await?
         }
     };
     let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
@@ -1573,13 +1573,22 @@ fn mistyped(column: &str) -> BuildError {
     ))
 }
 
-/// A session on a Ballista scheduler.
+/// A session on a Ballista scheduler, with the tasks per stage the engine URL asks for or,
+/// without `?partitions=N`, as many as the content's size calls for
+/// ([`crate::distributed::partitions_for`]; the content's size unknown — a missing file, which
+/// the scan reports — the default).
 #[cfg(feature = "ballista")]
 async fn remote_session(
     url: &str,
     partitions: Option<usize>,
     shuffle_mb: Option<usize>,
+    content: &Path,
 ) -> Result<SessionContext, BuildError> {
+    let partitions = partitions.or_else(|| {
+        crate::store::size_of(content)
+            .ok()
+            .map(crate::distributed::partitions_for)
+    });
     crate::distributed::client_session(url, partitions, shuffle_mb).await
 }
 
@@ -1589,6 +1598,7 @@ async fn remote_session(
     url: &str,
     _partitions: Option<usize>,
     _shuffle_mb: Option<usize>,
+    _content: &Path,
 ) -> Result<SessionContext, BuildError> {
     Err(BuildError::Input(format!(
         "cannot run on {url}: this consentgate was built without the `ballista` feature"

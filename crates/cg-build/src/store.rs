@@ -296,6 +296,29 @@ pub fn sha256_of(path: &Path) -> Result<String, BuildError> {
     }
 }
 
+/// The size in bytes of a file or an object (the object's from a `HEAD` request).
+pub(crate) fn size_of(path: &Path) -> Result<u64, BuildError> {
+    match ObjectUrl::of_path(path) {
+        None => std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|e| BuildError::io(path, e)),
+        Some(url) => {
+            let url = url?;
+            let store = url.store()?;
+            blocking(object_size(&*store, &url))
+        }
+    }
+}
+
+/// The size in bytes of an object.
+async fn object_size(store: &dyn ObjectStore, url: &ObjectUrl) -> Result<u64, BuildError> {
+    store
+        .head(url.key())
+        .await
+        .map(|meta| meta.size)
+        .map_err(|e| store_error(url, e))
+}
+
 /// The bytes of a file or an object.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, BuildError> {
     match ObjectUrl::of_path(path) {
@@ -839,6 +862,21 @@ mod tests {
     }
 
     #[test]
+    fn sizes_of_files() {
+        let dir = cg_test_support::tempdir();
+        let path = dir.path().join("content.csv");
+        std::fs::write(&path, vec![b'x'; 12_345]).unwrap();
+        assert_eq!(size_of(&path).unwrap(), 12_345);
+        let missing = dir.path().join("nope.csv");
+        assert!(
+            size_of(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("nope.csv")
+        );
+    }
+
+    #[test]
     fn objects_stream_with_their_digest() {
         let s3 = cg_test_support::S3Server::start("cg-read");
         let store = client_of(&s3, "cg-read");
@@ -857,7 +895,15 @@ mod tests {
         assert_eq!(seen, bytes);
         assert_eq!(size, bytes.len() as u64);
         assert_eq!(sha, hex(&Sha256::digest(&bytes)));
+        assert_eq!(
+            blocking(object_size(&*store, &url)).unwrap(),
+            bytes.len() as u64
+        );
         let missing = ObjectUrl::parse("s3://cg-read/in/nope.csv").unwrap();
+        let err = blocking(object_size(&*store, &missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3://cg-read/in/nope.csv"), "{err}");
         let err = blocking(async { stream_object(&*store, &missing, |_| Ok(())).await })
             .unwrap_err()
             .to_string();

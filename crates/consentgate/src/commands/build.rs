@@ -113,7 +113,8 @@ pub struct BuildArgs {
     pub key: KeyArgs,
     /// Where the plan runs: `datafusion` (embedded, this process) or `ballista://HOST:PORT` (a
     /// Ballista scheduler started with `consentgate scheduler`; inputs and `--out` must be on
-    /// storage the executors share; `?partitions=N` splits each stage into N tasks, default 4;
+    /// storage the executors share; `?partitions=N` splits each stage into N tasks, default
+    /// ⌈√(content bytes / 2 MiB)⌉, at least 4;
     /// `shuffle-mb=M` bounds what each task buffers while it shuffles, default 256). The dataset
     /// is the same either way.
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
