@@ -124,6 +124,7 @@ fn finish_unswept(
             rows: received[1].load(Ordering::Relaxed),
             bytes: received[2].load(Ordering::Relaxed),
             member_keys: 0,
+            tasks: 0,
         },
         ..PassOut::default()
     };

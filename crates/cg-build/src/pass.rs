@@ -374,11 +374,14 @@ pub(crate) fn run_pass(
         .enable_all()
         .build()
         .map_err(BuildError::Runtime)?;
-    let streams = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
+    let (streams, tasks) = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
     if matches!(cfg.engine, Engine::Ballista(_)) {
         // The executors wrote the shards and the decision records; the stream is their
         // summaries (`crate::sink`).
-        return crate::cluster::finish(cfg, gate, shard_key, &spec, streams, &runtime, progress);
+        let mut out =
+            crate::cluster::finish(cfg, gate, shard_key, &spec, streams, &runtime, progress)?;
+        out.received.tasks = tasks as u64;
+        return Ok(out);
     }
 
     // Narrow records and shard rows: half the memory budget together; the rest is the engine's
@@ -531,6 +534,7 @@ pub(crate) fn run_pass(
             rows: rows.load(Ordering::Relaxed),
             bytes: bytes.load(Ordering::Relaxed),
             member_keys: 0,
+            tasks: 0,
         },
         ..PassOut::default()
     };
@@ -657,7 +661,7 @@ async fn plan(
     shard_key: &[u8],
     spec: &PassSpec<'_>,
     threads: usize,
-) -> Result<Vec<SendableRecordBatchStream>, BuildError> {
+) -> Result<(Vec<SendableRecordBatchStream>, usize), BuildError> {
     // A bounded memory pool for the engine's own operators (`BuildConfig::memory_mb`).
     let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
         cfg.memory_mb.max(1) << 20,
@@ -810,7 +814,10 @@ async fn plan(
                 .map(|s| vec![s])
         }
     };
-    streams.map_err(|e| engine_error(&cfg.content, e))
+    let tasks = session.state().config().target_partitions();
+    streams
+        .map(|s| (s, tasks))
+        .map_err(|e| engine_error(&cfg.content, e))
 }
 
 /// A distributed plan's content, routed by its author's shard so that each task decides whole

@@ -41,6 +41,8 @@ pub struct Received {
     /// Member keys the executors derived (read from the key runs they wrote; the client
     /// derived the rest).
     pub member_keys: u64,
+    /// A distributed build's tasks per stage (0 for an embedded build).
+    pub tasks: u64,
 }
 
 /// Publishes a dataset atomically: `write` fills a temporary directory next to `out/<id>`

@@ -279,12 +279,13 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
         printer.status(
             "Received",
             format!(
-                "{} bytes ({:.1} MiB) in {} rows, {} batches from the cluster; {} member keys derived by the executors",
+                "{} bytes ({:.1} MiB) in {} rows, {} batches from the cluster; {} member keys derived by the executors; {} tasks per stage",
                 r.bytes,
                 r.bytes as f64 / (1024.0 * 1024.0),
                 r.rows,
                 r.batches,
-                r.member_keys
+                r.member_keys,
+                r.tasks
             ),
         );
     }
