@@ -229,8 +229,9 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 }
 
-/// Tasks per stage of a distributed build by default (the scan is split into this many
-/// partitions); the engine URL's `?partitions=N` sets it, e.g. to the cluster's task slots.
+/// The fewest tasks per stage a distributed build chooses by itself ([`partitions_for`] sizes
+/// them from the content), and the tasks of a client session not told otherwise; the engine
+/// URL's `?partitions=N` sets any number, e.g. the cluster's task slots.
 pub const DISTRIBUTED_PARTITIONS: usize = 4;
 
 /// The most tasks per stage [`partitions_for`] chooses by itself.
