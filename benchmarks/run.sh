@@ -3,9 +3,11 @@
 #
 #   benchmarks/run.sh [CONTENT_ROWS] [MEMBERS]   # default 1000000 and rows / 10
 #   CG_BIN=/path/to/consentgate benchmarks/run.sh ...   # a prebuilt binary (no cargo build)
+#   BUILD_ARGS="--key-scheme vrf" benchmarks/run.sh ... # extra flags for consentgate's build
 #
-# MEMBERS apart from rows shows what the member commitment costs: one VRF evaluation per member
-# with a kept row (docs/build.md), which DuckDB's SQL does not do.
+# MEMBERS apart from rows shows what the member commitment costs per member (docs/build.md):
+# three SHA-256 for the default roster, one VRF evaluation per member with a kept row with
+# `--key-scheme vrf`; DuckDB's SQL does neither.
 #
 # Prints consentgate's build time, rows/s, text MB/s and peak RSS, then DuckDB's time on an
 # equivalent SQL (join, as-of consent, filters, regexp_replace redaction, Parquet write) and the
@@ -34,7 +36,7 @@ echo "== consentgate build"
   --members "$WORK/corpus/members.parquet" --content "$WORK/corpus/content.parquet" \
   --consent "$WORK/corpus/consent.parquet" --residences "$WORK/corpus/residences.parquet" \
   --notices "$WORK/corpus/notices.parquet" --erasures "$WORK/corpus/erasures.parquet" \
-  --as-of "$AS_OF" --out "$WORK/out" --shards 16 > "$WORK/manifest.json"
+  --as-of "$AS_OF" --out "$WORK/out" --shards 16 ${BUILD_ARGS:-} > "$WORK/manifest.json"
 read -r SECS RSS_KB USER_S SYS_S < "$WORK/time.txt"
 
 if [ ! -x benchmarks/.venv/bin/python ]; then

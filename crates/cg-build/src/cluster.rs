@@ -113,6 +113,7 @@ fn finish_unswept(
             &later_copies,
             spec.decisions.then_some(spec.dir),
             spec.collect,
+            spec.roster,
         )?;
         Ok((written, record, items))
     });
@@ -181,6 +182,7 @@ fn finish_unswept(
         }
     }
     out.kept_members = record.kept_members;
+    out.roster = record.roster;
     out.rows = record.rows;
     out.decisions = record.decisions;
     tally(&mut out, record.counts, gate);
@@ -573,6 +575,7 @@ mod tests {
             shards: vec![0, 1],
             member_keys: None,
             collect: false,
+            roster: false,
         };
         let good = vec![records("a", 10, &[1]), shard("a", 1, "x1")];
         let written = checked(&spec, 2, &good).unwrap();

@@ -161,8 +161,10 @@ pub struct BuildConfig {
     pub quarantine: bool,
     /// Secret for the keyed shard hash (default: derived from purpose and shard count).
     pub shard_key: Option<Vec<u8>>,
-    /// The VRF secret for the member commitment's keys.
+    /// The member-key secret: VRF keys (interval scheme) or the roster's salts.
     pub member_keys: Arc<MemberKeySecret>,
+    /// Which member commitment the build makes (`build --key-scheme`).
+    pub key_scheme: crate::KeyScheme,
     /// The ledger log's signed head when the build started (builds from the ledger).
     pub ledger_checkpoint: Option<crate::manifest::LedgerCheckpoint>,
     /// Where the plan runs.

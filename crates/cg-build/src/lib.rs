@@ -14,9 +14,10 @@
 //!    (`spool.rs`); every row goes to `decisions.parquet` in `content_id` order; the manifest is
 //!    written last and the dataset directory is renamed into place (atomic publish).
 //!
-//! 4. the member commitment (`members.commitment`, a sorted-interval Merkle tree over VRF member
-//!    keys) is written before the manifest, which names its root; [`verify_dataset`] re-checks
-//!    every digest and the commitment.
+//! 4. the member commitment (`members.commitment`: by default a roster of salted bits of every
+//!    member in the decision record, or with [`KeyScheme::Vrf`] a sorted-interval Merkle tree
+//!    over VRF member keys) is written before the manifest, which names its root;
+//!    [`verify_dataset`] re-checks every digest and the commitment.
 //!
 //! Fail closed: a malformed row fails the build (or, with quarantine, is `invalid_record`); an
 //! unknown author is `member_unknown`; a Cedar error is `policy_error`.
@@ -55,7 +56,7 @@ use std::path::{Path, PathBuf};
 /// A dataset's manifest, written last: a dataset without one is not a dataset.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-pub use commitment::member_commitment;
+pub use commitment::{KeyScheme, MemberCommitment, member_commitment};
 pub use config::{
     BuildConfig, ConsentSourceArg, DEFAULT_EXECUTOR_MEMORY_MB, DEFAULT_MEMORY_MB, Engine,
     FactInputs,

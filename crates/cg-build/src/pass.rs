@@ -74,6 +74,9 @@ pub(crate) struct PassSpec<'a> {
     pub member_keys: Option<(&'a MemberKeySecret, &'a str)>,
     /// Keep each row's (shard, fingerprint) by content id.
     pub collect: bool,
+    /// Collect the roster's members (every member of the decision record, and whether a row
+    /// of theirs went to a shard) while the record is written.
+    pub roster: bool,
 }
 
 /// What a pass saw.
@@ -88,6 +91,9 @@ pub(crate) struct PassOut {
     pub regions: BTreeMap<String, [u64; 3]>,
     /// Every member with a kept row, ascending.
     pub kept_members: Vec<i64>,
+    /// Every member of the decision record → whether a row of theirs is in a shard (what the
+    /// roster commits to), when asked for ([`PassSpec::roster`]).
+    pub roster: Option<FxHashMap<i64, bool>>,
     /// content id → (shard, redaction fingerprint), when collected.
     pub rows: FxHashMap<i64, (Option<u32>, i64)>,
     /// `decisions.parquet`, when written.
@@ -470,8 +476,15 @@ pub(crate) fn run_pass(
         return Err(missing_content_id(cfg, &runtime));
     }
 
-    let later_copies = find_duplicates(cfg, &runs, &runtime)?;
-    drop(runtime);
+    // With quarantine the later copies of a repeated content id must be known before the
+    // shards are written (they are left out); without, a repeated id fails the build, which
+    // the record's own merge finds (`Record::first_repeated`) — no separate pass over every
+    // record first.
+    let later_copies = if cfg.quarantine {
+        find_duplicates(cfg, &runs, &runtime)?
+    } else {
+        FxHashSet::default()
+    };
 
     // 3. The record and the shards, at once.
     let next_shard = AtomicUsize::new(0);
@@ -483,6 +496,7 @@ pub(crate) fn run_pass(
                 &later_copies,
                 spec.decisions.then_some(spec.dir),
                 spec.collect,
+                spec.roster,
             )
         });
         let writers: Vec<_> = match &spools {
@@ -522,11 +536,24 @@ pub(crate) fn run_pass(
         (record, written)
     });
     let record = record?;
+    if !cfg.quarantine
+        && let Some(id) = record.first_repeated
+    {
+        let rows = runtime.block_on(locate(cfg, Some(id)))?;
+        return Err(bad_content_id(
+            cfg,
+            &rows,
+            format!("duplicate content id {id}"),
+            QUARANTINE_HINT,
+        ));
+    }
+    drop(runtime);
     let mut written = written?;
     written.sort_by_key(|w: &ShardWritten| w.shard);
     let [batches, rows, bytes] = &shared.received;
     let mut out = PassOut {
         kept_members: record.kept_members,
+        roster: record.roster,
         rows: record.rows,
         decisions: record.decisions,
         received: crate::publish::Received {
@@ -1456,22 +1483,50 @@ fn take_batch(
     Ok(())
 }
 
+fn roster_lost() -> BuildError {
+    BuildError::Engine("the roster's thread panicked".into())
+}
+
 /// The decision record and what is counted from it.
 pub(crate) struct Record {
     pub counts: FxHashMap<(u32, u8), u64>,
     pub kept_members: Vec<i64>,
+    pub roster: Option<FxHashMap<i64, bool>>,
+    /// The smallest content id the record holds more than once (its copies are adjacent).
+    pub first_repeated: Option<i64>,
     pub rows: FxHashMap<i64, (Option<u32>, i64)>,
     pub decisions: Option<FileRef>,
 }
 
 /// Writes `decisions.parquet` (when `dir` is given) in record order; later copies of a content
-/// id (quarantined) become `invalid_record`. Counts verdicts by (code, region) and collects kept members.
+/// id (quarantined) become `invalid_record`. Counts verdicts by (code, region) and collects kept
+/// members; with `roster`, also every member the record names (as `decisions.parquet` names
+/// them: rows with a content id, erased rows naming nobody) and whether a row of theirs is in a
+/// shard, hashed on a second thread so the record's own thread does not wait for it.
 pub(crate) fn write_record(
     runs: &[Records],
     later_copies: &FxHashSet<u64>,
     dir: Option<&Path>,
     collect: bool,
+    roster: bool,
 ) -> Result<Record, BuildError> {
+    const ROSTER_CHUNK: usize = 1 << 16;
+    let roster_thread = roster.then(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(i64, bool)>>(4);
+        let handle = std::thread::spawn(move || {
+            let mut members: FxHashMap<i64, bool> = FxHashMap::default();
+            for chunk in rx {
+                for (member, kept) in chunk {
+                    *members.entry(member).or_insert(false) |= kept;
+                }
+            }
+            members
+        });
+        (tx, handle)
+    });
+    let mut roster_chunk: Vec<(i64, bool)> = Vec::new();
+    let mut previous_id: Option<i64> = None;
+    let mut first_repeated: Option<i64> = None;
     let invalid = codes().invalid;
     let mut writer = dir.map(DecisionsOut::create).transpose()?;
     let mut counts: FxHashMap<(u32, u8), u64> = FxHashMap::default();
@@ -1490,7 +1545,22 @@ pub(crate) fn write_record(
         if shard.is_some() {
             kept_members.push(d.member_id);
         }
+        if let Some(id) = d.id() {
+            if first_repeated.is_none() && previous_id == Some(id) {
+                first_repeated = Some(id);
+            }
+            previous_id = Some(id);
+        }
         let erased = d.flags & ERASED != 0;
+        if let (Some((tx, _)), false, Some(_), Some(member)) =
+            (&roster_thread, erased, d.id(), d.member())
+        {
+            roster_chunk.push((member, shard.is_some()));
+            if roster_chunk.len() == ROSTER_CHUNK {
+                let full = std::mem::replace(&mut roster_chunk, Vec::with_capacity(ROSTER_CHUNK));
+                tx.send(full).map_err(|_| roster_lost())?;
+            }
+        }
         if collect
             && !erased
             && let Some(id) = d.id()
@@ -1520,9 +1590,19 @@ pub(crate) fn write_record(
     kept_members.sort_unstable();
     kept_members.dedup();
     let decisions = writer.map(DecisionsOut::finish).transpose()?;
+    let roster = match roster_thread {
+        Some((tx, handle)) => {
+            tx.send(roster_chunk).map_err(|_| roster_lost())?;
+            drop(tx);
+            Some(handle.join().map_err(|_| roster_lost())?)
+        }
+        None => None,
+    };
     Ok(Record {
         counts,
         kept_members,
+        roster,
+        first_repeated,
         rows,
         decisions,
     })

@@ -5,8 +5,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::commitment::MemberCommitment;
 use cg_model::Timestamp;
-use cg_proof::commitment::Commitment;
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
@@ -123,7 +123,7 @@ pub(crate) fn finish_dataset(
     shard_key: &[u8],
     shard_refs: Vec<FileRef>,
     pass: crate::pass::PassOut,
-    commitment: &Commitment,
+    commitment: &MemberCommitment,
     key_domain: &str,
     lineage: Option<crate::manifest::Lineage>,
 ) -> Result<Manifest, BuildError> {
@@ -132,8 +132,8 @@ pub(crate) fn finish_dataset(
         .ok_or_else(|| BuildError::Engine("the pass wrote no decision record".into()))?;
     write_input_paths(cfg, dir)?;
     let commitment_path = dir.join("members.commitment");
-    write_synced(&commitment_path, &commitment.encode())?;
-    let root_hex = cg_proof::hex(&commitment.root());
+    write_synced(&commitment_path, &commitment.tree.encode())?;
+    let root_hex = cg_proof::hex(&commitment.tree.root());
     let manifest = Manifest {
         format: crate::manifest::FORMAT.into(),
         dataset_id: dataset_id.to_owned(),
@@ -178,9 +178,13 @@ pub(crate) fn finish_dataset(
         member_commitment_root: Some(root_hex.clone()),
         member_commitment: Some(CommitmentRef {
             file: "members.commitment".into(),
-            members: commitment.len() as u64,
+            members: commitment.members,
+            roster_members: match &commitment.tree {
+                cg_proof::commitment::DatasetCommitment::Roster(r) => r.len() as u64,
+                cg_proof::commitment::DatasetCommitment::Intervals(_) => 0,
+            },
             root: root_hex,
-            key_scheme: cg_proof::member_key::KEY_SCHEME.into(),
+            key_scheme: commitment.tree.scheme().into(),
             key_domain: key_domain.to_owned(),
             vrf_public_key: cg_proof::hex(&cfg.member_keys.public_key()),
             sha256: sha256_file(&commitment_path)?,

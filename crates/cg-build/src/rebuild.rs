@@ -8,9 +8,10 @@
 //!    (another verdict, another phone hint, another excluded member mentioned);
 //! 3. a pass with text reads and redacts only the rows of the changed shards and rewrites them;
 //!    every other shard is the parent's file, byte for byte (hard-linked, or copied);
-//! 4. the member commitment is the parent's keys minus the keys of members who left plus those of
-//!    members who joined (keys are derived in the parent's key domain, so only changed members
-//!    cost a VRF evaluation).
+//! 4. the member commitment is of the parent's scheme, in the parent's key domain: a roster is
+//!    made again from the new decision record (three SHA-256 a member); VRF intervals are the
+//!    parent's keys minus the keys of members who left plus those of members who joined (so only
+//!    changed members cost a VRF evaluation).
 //!
 //! The result has the same decisions and the same shard bytes as a full build at the new
 //! cut-off (tested); its manifest names the parent and the changed shards.
@@ -24,7 +25,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::commitment::member_keys;
+use crate::commitment::{MemberCommitment, member_keys};
 use crate::config::{BuildConfig, FactInputs, shard_key_of};
 use crate::facts::{LoadedFacts, load_facts};
 use crate::layout::{file_name, hex, sha256_file};
@@ -191,6 +192,7 @@ pub fn rebuild(
                 decisions: true,
                 shards: Vec::new(),
                 member_keys: None,
+                roster: false,
                 collect: true,
             },
             progress,
@@ -231,6 +233,7 @@ pub fn rebuild(
                     decisions: false,
                     shards: rewrite,
                     member_keys: None,
+                    roster: false,
                     collect: false,
                 },
                 progress,
@@ -264,7 +267,9 @@ pub fn rebuild(
             parent.shards.get(*i as usize).map(|s| &s.sha256)
                 != shard_refs.get(*i as usize).map(|s| &s.sha256)
         });
-        // 4. The commitment: the parent's keys, minus members who left, plus members who joined.
+        // 4. The commitment, in the parent's scheme and key domain: a roster from the new
+        //    decision record; VRF intervals as the parent's keys, minus members who left, plus
+        //    members who joined.
         let old: FxHashSet<i64> = parent_rows
             .values()
             .filter(|(_, s, _)| s.is_some())
@@ -275,25 +280,21 @@ pub fn rebuild(
         let mut removed: Vec<i64> = old.difference(&new).copied().collect();
         added.sort_unstable();
         removed.sort_unstable();
-        let domain = parent_commitment.key_domain.clone();
-        let parent_tree_path = parent_dir.join(&parent_commitment.file);
-        let parent_tree = std::fs::read(&parent_tree_path)
-            .map_err(|e| BuildError::io(&parent_tree_path, e))
-            .and_then(|b| {
-                Commitment::decode(&b).map_err(|source| BuildError::Commitment {
-                    path: parent_tree_path.clone(),
-                    source,
-                })
-            })?;
-        let mut keys: FxHashSet<MemberKey> = parent_tree.keys().iter().copied().collect();
-        for k in member_keys(&cfg.member_keys, &domain, &removed)? {
-            if !keys.remove(&k) {
-                return Err(BuildError::Input("the parent's member commitment does not hold a member its decisions include (run `consentgate dataset verify --key`)".into()));
-            }
-        }
-        keys.extend(member_keys(&cfg.member_keys, &domain, &added)?);
-        let commitment =
-            Commitment::from_keys(keys.into_iter().collect()).map_err(BuildError::from)?;
+        let domain = parent_commitment
+            .key_domain_of(&parent.dataset_id)
+            .to_owned();
+        let commitment = if parent_commitment.key_scheme == cg_proof::roster::ROSTER_SCHEME {
+            MemberCommitment::roster(tmp, &cfg.member_keys, &domain)?
+        } else {
+            vrf_intervals(
+                &cfg,
+                parent_dir,
+                &parent_commitment.file,
+                &domain,
+                &added,
+                &removed,
+            )?
+        };
         let mut changed_shards: Vec<String> = changed
             .iter()
             .map(|i| format!("shards/part-{i:05}.parquet"))
@@ -326,4 +327,33 @@ pub fn rebuild(
         dir: out.dir,
         manifest: out.manifest,
     })
+}
+
+/// A rebuild's VRF interval commitment: the parent's keys, minus those of `removed`, plus those
+/// of `added` (derived in the parent's key domain).
+fn vrf_intervals(
+    cfg: &BuildConfig,
+    parent_dir: &Path,
+    file: &str,
+    domain: &str,
+    added: &[i64],
+    removed: &[i64],
+) -> Result<MemberCommitment, BuildError> {
+    let parent_tree_path = parent_dir.join(file);
+    let parent_tree = std::fs::read(&parent_tree_path)
+        .map_err(|e| BuildError::io(&parent_tree_path, e))
+        .and_then(|b| {
+            Commitment::decode(&b).map_err(|source| BuildError::Commitment {
+                path: parent_tree_path.clone(),
+                source,
+            })
+        })?;
+    let mut keys: FxHashSet<MemberKey> = parent_tree.keys().iter().copied().collect();
+    for k in member_keys(&cfg.member_keys, domain, removed)? {
+        if !keys.remove(&k) {
+            return Err(BuildError::Input("the parent's member commitment does not hold a member its decisions include (run `consentgate dataset verify --key`)".into()));
+        }
+    }
+    keys.extend(member_keys(&cfg.member_keys, domain, added)?);
+    MemberCommitment::intervals(keys.into_iter().collect())
 }

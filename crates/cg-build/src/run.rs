@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::commitment::MemberCommitment;
 use cg_model::progress::Progress;
 use cg_policy::EvalContext;
-use cg_proof::commitment::Commitment;
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
@@ -33,11 +33,23 @@ pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutpu
     if let Some(c) = ObjectUrl::of_path(&cfg.content) {
         c?;
     }
-    let mut facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress)?;
+    // The content's digest (a read of the whole file) runs beside the member facts' load,
+    // which is mostly one thread's work.
+    let (facts, content_sha256) = std::thread::scope(|scope| {
+        let digest = scope.spawn(|| crate::store::sha256_of(&cfg.content));
+        let facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress);
+        let digest = digest.join().unwrap_or_else(|_| {
+            Err(BuildError::Engine(
+                "the content digest thread panicked".into(),
+            ))
+        });
+        (facts, digest)
+    });
+    let mut facts = facts?;
     facts.inputs.push(InputRef {
         table: "content".into(),
         source: file_name(&cfg.content),
-        sha256: crate::store::sha256_of(&cfg.content)?,
+        sha256: content_sha256?,
     });
 
     let shard_key = shard_key_of(&cfg);
@@ -126,7 +138,11 @@ fn write_dataset(
             dir,
             decisions: true,
             shards: (0..cfg.shards).collect(),
-            member_keys: Some((&cfg.member_keys, dataset_id)),
+            // VRF keys are derived by the shard writers, where the members are; a roster is
+            // made from the decision record afterwards.
+            member_keys: (cfg.key_scheme == crate::KeyScheme::Vrf)
+                .then_some((&*cfg.member_keys, dataset_id)),
+            roster: cfg.key_scheme == crate::KeyScheme::Roster,
             collect: false,
         },
         progress,
@@ -136,8 +152,18 @@ fn write_dataset(
     facts_data::discard(dir)?;
     *received = pass.received;
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
-    let commitment =
-        Commitment::from_keys(std::mem::take(&mut pass.member_keys)).map_err(BuildError::from)?;
+    let commitment = match cfg.key_scheme {
+        crate::KeyScheme::Vrf => {
+            MemberCommitment::intervals(std::mem::take(&mut pass.member_keys))?
+        }
+        crate::KeyScheme::Roster => MemberCommitment::roster_of(
+            pass.roster
+                .take()
+                .ok_or_else(|| BuildError::Engine("the pass collected no roster".into()))?,
+            &cfg.member_keys,
+            dataset_id,
+        )?,
+    };
     finish_dataset(
         cfg,
         dir,

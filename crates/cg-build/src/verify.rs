@@ -1,6 +1,7 @@
 //! `dataset verify`: a published dataset against its manifest — every file's digest and rows
-//! (`cg_report::dataset::check_files`, which the reports share); with the VRF secret, also that
-//! the member commitment holds exactly the members with rows in the shards.
+//! (`cg_report::dataset::check_files`, which the reports share); with the member-key secret,
+//! also that the member commitment is the one the decision record makes (a roster: every member
+//! of the record with the right bit; VRF intervals: exactly the members with rows in the shards).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,8 +10,9 @@ use cg_proof::member_key::MemberKeySecret;
 use serde::Serialize;
 
 use crate::BuildError;
-use crate::commitment::member_commitment;
+use crate::commitment::{MemberCommitment, member_commitment};
 use crate::manifest::Manifest;
+use cg_proof::commitment::DatasetCommitment;
 
 /// What a sound dataset holds.
 #[derive(Clone, Debug, Serialize)]
@@ -66,16 +68,38 @@ pub fn verify_dataset(
     let mut recomputed = false;
     if let (Some(keys), Some(c), Some(tree)) = (keys, &m.member_commitment, &checked.commitment) {
         if cg_proof::hex(&keys.public_key()) != c.vrf_public_key {
-            problems.push("the manifest's VRF public key is not this key's".into());
+            problems.push("the manifest's member-key public key is not this key's".into());
         }
-        let expected = member_commitment(keys, &c.key_domain, &included_members(dir)?)?;
+        let domain = c.key_domain_of(&m.dataset_id);
+        let (expected_root, expected_members, what) = match tree {
+            DatasetCommitment::Intervals(_) => {
+                let expected = member_commitment(keys, domain, &included_members(dir)?)?;
+                (
+                    expected.root(),
+                    expected.len() as u64,
+                    "the members with rows in the shards",
+                )
+            }
+            DatasetCommitment::Roster(_) => {
+                let expected = MemberCommitment::roster(dir, keys, domain)?;
+                (
+                    expected.tree.root(),
+                    expected.members,
+                    "the members of the decision record, with rows in the shards or not",
+                )
+            }
+        };
         recomputed = true;
-        if expected.root() != tree.root() {
+        if expected_root != tree.root() {
             problems.push(format!(
-                "{}: does not hold exactly the members with rows in the shards ({} expected, {} committed)",
+                "{}: does not hold exactly {what} ({expected_members} in the dataset expected)",
                 c.file,
-                expected.len(),
-                tree.len()
+            ));
+        }
+        if expected_members != c.members {
+            problems.push(format!(
+                "the manifest says {} members are in the dataset, the decision record {expected_members}",
+                c.members
             ));
         }
     }
@@ -89,7 +113,7 @@ pub fn verify_dataset(
         dataset_id: m.dataset_id,
         shards: m.shards.len(),
         rows: m.shards.iter().map(|s| s.rows).sum(),
-        members: checked.commitment.as_ref().map_or(0, |t| t.len() as u64),
+        members: m.member_commitment.as_ref().map_or(0, |c| c.members),
         commitment_recomputed: recomputed,
     })
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cg_proof::commitment::{Commitment, Membership, verify_interval};
+use cg_proof::commitment::{DatasetCommitment, Membership, verify_interval};
 use cg_proof::member_key::MemberKeySecret;
 use serde::Serialize;
 
@@ -84,12 +84,12 @@ pub fn dataset_holding(
             let t = std::fs::read(&p)
                 .map_err(|e| BuildError::io(&p, e))
                 .and_then(|b| {
-                    Commitment::decode(&b).map_err(|source| BuildError::Commitment {
+                    DatasetCommitment::decode(&b).map_err(|source| BuildError::Commitment {
                         path: p.clone(),
                         source,
                     })
                 })?;
-            Some((t, c.key_domain.clone()))
+            Some((t, c.key_domain_of(&m.dataset_id).to_owned()))
         }
         _ => None,
     };
@@ -100,10 +100,18 @@ pub fn dataset_holding(
         let (rows, shards, excluded) = by_member.get(member).cloned().unwrap_or_default();
         let in_commitment = match (&tree, keys) {
             (Some((t, domain)), Some(k)) => {
-                let key = k.member_key(domain, *member);
-                let present = verify_interval(&t.prove(&key), &key, &t.root())
-                    .map_err(BuildError::from)?
-                    == Membership::Present;
+                let present = match t {
+                    DatasetCommitment::Roster(r) => r
+                        .bit_of(&k.salt_key(), domain, *member)
+                        .map_err(BuildError::from)?
+                        .unwrap_or(false),
+                    DatasetCommitment::Intervals(t) => {
+                        let key = k.member_key(domain, *member);
+                        verify_interval(&t.prove(&key), &key, &t.root())
+                            .map_err(BuildError::from)?
+                            == Membership::Present
+                    }
+                };
                 if present != (rows > 0) {
                     return Err(BuildError::Invalid {
                         dir: dir.to_owned(),

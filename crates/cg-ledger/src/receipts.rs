@@ -1,5 +1,6 @@
-//! Issuing member receipts for a published dataset: the member's VRF key and proof, the
-//! commitment's interval proof, and a C2SP tlog-proof of the manifest against a signed checkpoint
+//! Issuing member receipts for a published dataset: the member's roster proof (their salt and
+//! leaf, or the leaves around their position) or, for datasets of the VRF scheme, their key
+//! and its proof with the commitment's interval proof; and a C2SP tlog-proof of the manifest against a signed checkpoint
 //! (signed now if the latest does not cover the manifest yet). Used by `consentgate receipt
 //! issue` and the service's `GET /v1/me/receipts`.
 
@@ -8,10 +9,11 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use cg_model::manifest::ReceiptView;
-use cg_proof::commitment::{Commitment, Membership, verify_interval};
+use cg_proof::commitment::{DatasetCommitment, Membership, verify_interval};
 use cg_proof::member_key::MemberKeySecret;
 use cg_proof::note::NoteSigner;
-use cg_proof::receipt::{FORMAT, IntervalJson, Receipt, statement};
+use cg_proof::receipt::{FORMAT, IntervalJson, Receipt, RosterJson, statement};
+use cg_proof::roster::verify_roster;
 use sha2::{Digest, Sha256};
 
 use crate::Store;
@@ -67,19 +69,48 @@ pub fn issue(
     let tree = std::fs::read(&commitment_path)
         .map_err(|e| bad(format!("cannot read `{}`: {e}", commitment_path.display())))
         .and_then(|b| {
-            Commitment::decode(&b).map_err(|e| bad(format!("`{}`: {e}", commitment_path.display())))
+            DatasetCommitment::decode(&b)
+                .map_err(|e| bad(format!("`{}`: {e}", commitment_path.display())))
         })?;
-    if cg_proof::hex(&tree.root()) != root {
+    if cg_proof::hex(&tree.root()) != root || tree.scheme() != c.key_scheme {
         return Err(bad(format!(
-            "`{}` does not match the manifest's commitment root",
+            "`{}` does not match the manifest's commitment (root and key scheme)",
             commitment_path.display()
         )));
     }
-    let (member_key, key_proof) = keys.prove(&domain, member);
-    let interval = tree.prove(&member_key);
-    let included = verify_interval(&interval, &member_key, &tree.root())
-        .map_err(|e| bad(e.to_string()))?
-        == Membership::Present;
+    let proof = match &tree {
+        DatasetCommitment::Roster(roster) => {
+            let proof = roster.prove(&keys.salt_key(), &domain, member);
+            let included = verify_roster(&proof, &domain, member, &roster.root()).map_err(|e| {
+                bad(format!(
+                    "`{}`: member {member}: {e} (was the dataset built with this key?)",
+                    commitment_path.display()
+                ))
+            })?;
+            Proof {
+                included,
+                member_key: cg_proof::hex(&cg_proof::roster::position(&domain, member)),
+                member_key_proof: String::new(),
+                interval: None,
+                roster: Some(RosterJson::from(&proof)),
+            }
+        }
+        DatasetCommitment::Intervals(intervals) => {
+            let (member_key, key_proof) = keys.prove(&domain, member);
+            let interval = intervals.prove(&member_key);
+            let included = verify_interval(&interval, &member_key, &intervals.root())
+                .map_err(|e| bad(e.to_string()))?
+                == Membership::Present;
+            Proof {
+                included,
+                member_key: cg_proof::hex(&member_key),
+                member_key_proof: cg_proof::hex(&key_proof),
+                interval: Some(IntervalJson::from(&interval)),
+                roster: None,
+            }
+        }
+    };
+    let included = proof.included;
     let sha: [u8; 32] = Sha256::digest(&manifest_bytes).into();
     let logged = store.log_manifest_entries(&dataset_id)?;
     if logged.is_empty() {
@@ -114,10 +145,20 @@ pub fn issue(
         member_id: member,
         dataset_id,
         included,
-        member_key: cg_proof::hex(&member_key),
-        member_key_proof: cg_proof::hex(&key_proof),
-        interval: IntervalJson::from(&interval),
+        member_key: proof.member_key,
+        member_key_proof: proof.member_key_proof,
+        interval: proof.interval,
+        roster: proof.roster,
         manifest: B64.encode(&manifest_bytes),
         log_proof: log_proof.to_text(),
     })
+}
+
+/// The scheme-specific part of a receipt.
+struct Proof {
+    included: bool,
+    member_key: String,
+    member_key_proof: String,
+    interval: Option<IntervalJson>,
+    roster: Option<RosterJson>,
 }

@@ -179,11 +179,16 @@ pub struct Count {
 pub struct CommitmentRef {
     /// Path relative to the dataset directory (`members.commitment`).
     pub file: String,
-    /// Members committed to (those with at least one row in the shards).
+    /// Members in the dataset (those with at least one row in the shards).
     pub members: u64,
-    /// Merkle root over the interval leaves (hex).
+    /// Leaves of a roster (`cg_proof::roster`): every member with a content row in the input,
+    /// in the dataset or not. Absent for the interval scheme, whose leaves are `members` + 1.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub roster_members: u64,
+    /// Merkle root over the commitment's leaves (hex).
     pub root: String,
-    /// How member keys are derived (`cg_proof::member_key::KEY_SCHEME`).
+    /// The commitment's scheme: `consentgate/member-roster/v2` (`cg_proof::roster`), or
+    /// `c2sp.org/vrf-r255:consentgate/member-key/v1` (sorted intervals over VRF member keys).
     pub key_scheme: String,
     /// The VRF input's dataset part: this dataset's id, or for a rebuild its first ancestor's
     /// (so unchanged members keep their keys and a rebuild re-derives only the changed ones).
@@ -191,10 +196,15 @@ pub struct CommitmentRef {
     /// ([`CommitmentRef::key_domain_of`]).
     #[serde(default)]
     pub key_domain: String,
-    /// The VRF public key (hex) that verifies member keys.
+    /// The public key (hex) of the member-key secret: it verifies VRF member keys (interval
+    /// scheme) and names the secret whose salts a roster was made with.
     pub vrf_public_key: String,
     /// SHA-256 of the file.
     pub sha256: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CommitmentRef {

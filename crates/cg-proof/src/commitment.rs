@@ -51,6 +51,9 @@ pub enum CommitmentError {
     /// The interval is not well formed for its position.
     #[error("the proven interval is not a valid leaf at its position: {0}")]
     BadInterval(&'static str),
+    /// A roster proof is not well formed, or its leaves do not show what it claims.
+    #[error("the roster proof is not valid: {0}")]
+    BadRoster(&'static str),
     /// The Merkle proof fails.
     #[error("the interval is not in the commitment: {0}")]
     Proof(#[from] ProofError),
@@ -198,6 +201,61 @@ impl Commitment {
             })
             .collect();
         Commitment::from_sorted(keys)
+    }
+}
+
+/// A `members.commitment` file of either scheme, told apart by its first line: the sorted
+/// interval tree over VRF member keys ([`Commitment`], [`crate::member_key::KEY_SCHEME`]) or
+/// the roster ([`crate::roster::Roster`], [`crate::roster::ROSTER_SCHEME`]).
+#[derive(Clone, Debug)]
+pub enum DatasetCommitment {
+    /// Sorted intervals over VRF keys.
+    Intervals(Commitment),
+    /// A roster of salted bits.
+    Roster(crate::roster::Roster),
+}
+
+impl DatasetCommitment {
+    /// Parses a `members.commitment` file of either scheme.
+    pub fn decode(bytes: &[u8]) -> Result<DatasetCommitment, CommitmentError> {
+        if bytes.starts_with(crate::roster::ROSTER_FILE_HEADER) {
+            crate::roster::Roster::decode(bytes).map(DatasetCommitment::Roster)
+        } else {
+            Commitment::decode(bytes).map(DatasetCommitment::Intervals)
+        }
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            DatasetCommitment::Intervals(c) => c.encode(),
+            DatasetCommitment::Roster(r) => r.encode(),
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> Hash {
+        match self {
+            DatasetCommitment::Intervals(c) => c.root(),
+            DatasetCommitment::Roster(r) => r.root(),
+        }
+    }
+
+    /// The key scheme a manifest names for it.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            DatasetCommitment::Intervals(_) => crate::member_key::KEY_SCHEME,
+            DatasetCommitment::Roster(_) => crate::roster::ROSTER_SCHEME,
+        }
+    }
+
+    /// The count a manifest records for the file itself: members committed to (intervals: the
+    /// included members), or leaves (roster: every member with content in the input).
+    pub fn entries(&self) -> u64 {
+        match self {
+            DatasetCommitment::Intervals(c) => c.len() as u64,
+            DatasetCommitment::Roster(r) => r.len() as u64,
+        }
     }
 }
 

@@ -17,7 +17,10 @@
 //! - [`leaves`]: the encodings of consentgate's log entries (consent events, dataset manifests);
 //! - [`commitment`]: a dataset's member commitment (sorted interval Merkle tree) whose one
 //!   inclusion proof shows presence or absence;
-//! - [`member_key`]: per-dataset member keys from a VRF (RFC 9381 ECVRF on ristretto255);
+//! - [`roster`]: a dataset's member roster (the default commitment since 2026-12-06): every
+//!   member with content in the input, each with a salted bit, three SHA-256 a member;
+//! - [`member_key`]: per-dataset member keys from a VRF (RFC 9381 ECVRF on ristretto255), for
+//!   the interval commitment (builds with `--key-scheme vrf`, and datasets made before);
 //! - [`receipt`]: per-member receipts, verifiable offline with only the log's verifier key.
 //!
 //! Storage-free: callers pass leaf hashes; nothing here does I/O.
@@ -37,6 +40,7 @@ pub mod leaves;
 pub mod member_key;
 pub mod note;
 pub mod receipt;
+pub mod roster;
 pub mod tiles;
 pub mod tlog_proof;
 

@@ -102,9 +102,23 @@ impl MemberKeySecret {
         })
     }
 
-    /// The public key (32 bytes, ristretto255).
+    /// The public key (32 bytes, ristretto255). It also names the secret in manifests of the
+    /// roster scheme, whose salts come from [`MemberKeySecret::salt_key`].
     pub fn public_key(&self) -> [u8; 32] {
         self.public
+    }
+
+    /// The key that salts members' bits in a roster ([`crate::roster`]): SHA-256 of a
+    /// domain-separation string and the secret scalar, so whoever holds this secret (the
+    /// operator, or an exported secret file) derives the same salts.
+    pub fn salt_key(&self) -> crate::roster::SaltKey {
+        let mut h = Sha512::new();
+        h.update(b"consentgate/member-salt-key/v2\0");
+        h.update(self.x.as_bytes());
+        let wide: [u8; 64] = h.finalize().into();
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&wide[..32]);
+        crate::roster::SaltKey::new(&k)
     }
 
     /// The secret as the text of a file (to be kept private): a header line, the public key

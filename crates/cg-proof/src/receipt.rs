@@ -3,12 +3,16 @@
 //!
 //! 1. the dataset's `manifest.json` bytes, and a C2SP `tlog-proof` that the manifest's log entry
 //!    is in a checkpoint signed by the log key;
-//! 2. from the manifest: the member commitment's root and the VRF public key;
-//! 3. the member's key with its VRF proof (it is the member's, for this dataset, and unique);
-//! 4. the interval leaf of the commitment that holds or brackets the key, with its Merkle path.
+//! 2. from the manifest: the member commitment's root and its key scheme;
+//! 3. for a roster ([`crate::roster`], the default): the member's salt and leaf with its Merkle
+//!    path, or the two leaves around the member's position (`roster`);
+//!    for the interval scheme (VRF keys, [`crate::commitment`]): the member's key with its VRF
+//!    proof and the interval leaf that holds or brackets the key (`member_key_proof`,
+//!    `interval`).
 //!
-//! [`verify`] checks all four; the statement follows from the interval alone, and must match
-//! what the receipt claims.
+//! [`verify`] checks them all; the statement follows from the commitment proof alone, and must
+//! match what the receipt claims. Both schemes' receipts have the same format string and
+//! top-level fields; the manifest inside says which scheme applies.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -21,6 +25,7 @@ use crate::commitment::{CommitmentError, IntervalProof, Membership, verify_inter
 use crate::leaves::Entry;
 use crate::member_key::{KEY_SCHEME, MemberKeyError, verify_member_key};
 use crate::note::Checkpoint;
+use crate::roster::{ProvenEntry, ROSTER_SCHEME, RosterProof, verify_roster};
 use crate::tlog_proof::{LogProof, LogProofError};
 use crate::{Hash, hex, unhex};
 
@@ -40,12 +45,17 @@ pub struct Receipt {
     pub dataset_id: String,
     /// Whether the member's content is in the dataset.
     pub included: bool,
-    /// The member's key in this dataset (hex).
+    /// The member's key in this dataset (hex): their roster position, or their VRF key.
     pub member_key: String,
-    /// Its VRF proof (hex, 80 bytes).
+    /// The VRF key's proof (hex, 80 bytes; interval scheme only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub member_key_proof: String,
-    /// The interval leaf and its path in the member commitment.
-    pub interval: IntervalJson,
+    /// The interval leaf and its path in the member commitment (interval scheme only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<IntervalJson>,
+    /// The member's roster proof (roster scheme only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<RosterJson>,
     /// `manifest.json`, base64 of its exact bytes.
     pub manifest: String,
     /// C2SP `tlog-proof` of the manifest's log entry.
@@ -76,6 +86,80 @@ impl From<&IntervalProof> for IntervalJson {
             high: hex(&p.high),
             path: p.path.iter().map(|h| hex(h)).collect(),
         }
+    }
+}
+
+/// A [`RosterProof`] in JSON (hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterJson {
+    /// Leaves in the roster.
+    pub size: u64,
+    /// The member's salt, when they have a leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// The member's own leaf, or the leaves around their position.
+    pub leaves: Vec<RosterLeafJson>,
+}
+
+/// A [`ProvenEntry`] in JSON (hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterLeafJson {
+    /// Leaf index.
+    pub index: u64,
+    /// The leaf's position.
+    pub position: String,
+    /// The leaf's opening (the commitment to its member's bit).
+    pub opening: String,
+    /// Audit path, leaf to root.
+    pub path: Vec<String>,
+}
+
+impl From<&RosterProof> for RosterJson {
+    fn from(p: &RosterProof) -> RosterJson {
+        RosterJson {
+            size: p.size,
+            salt: p.salt.map(|s| hex(&s)),
+            leaves: p
+                .entries
+                .iter()
+                .map(|e| RosterLeafJson {
+                    index: e.index,
+                    position: hex(&e.position),
+                    opening: hex(&e.opening),
+                    path: e.path.iter().map(|h| hex(h)).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl RosterJson {
+    fn parse(&self) -> Result<RosterProof, ReceiptError> {
+        let h = |s: &str, what: &'static str| unhex::<32>(s).ok_or(ReceiptError::Field(what));
+        Ok(RosterProof {
+            size: self.size,
+            salt: self
+                .salt
+                .as_deref()
+                .map(|s| h(s, "roster.salt"))
+                .transpose()?,
+            entries: self
+                .leaves
+                .iter()
+                .map(|l| {
+                    Ok(ProvenEntry {
+                        index: l.index,
+                        position: h(&l.position, "roster.leaves.position")?,
+                        opening: h(&l.opening, "roster.leaves.opening")?,
+                        path: l
+                            .path
+                            .iter()
+                            .map(|p| h(p, "roster.leaves.path"))
+                            .collect::<Result<_, _>>()?,
+                    })
+                })
+                .collect::<Result<_, ReceiptError>>()?,
+        })
     }
 }
 
@@ -131,8 +215,8 @@ pub enum ReceiptError {
     /// The member key proof.
     #[error("member key: {0}")]
     MemberKey(#[from] MemberKeyError),
-    /// The key in the receipt is not the verified one.
-    #[error("the member key in the receipt is not the one its proof yields")]
+    /// The key in the receipt is not the verified one (or not the member's roster position).
+    #[error("the member key in the receipt is not the member's")]
     KeyMismatch,
     /// The interval proof.
     #[error("member commitment: {0}")]
@@ -207,29 +291,49 @@ pub fn verify(
     let c = m
         .member_commitment
         .ok_or_else(|| ReceiptError::Manifest("it has no member commitment".into()))?;
-    if c.key_scheme != KEY_SCHEME {
-        return Err(ReceiptError::Manifest(format!(
-            "the key scheme is not {KEY_SCHEME}"
-        )));
-    }
     let field = |name: &str, value: &str| {
         unhex::<32>(value)
             .ok_or_else(|| ReceiptError::Manifest(format!("no member_commitment.{name}")))
     };
     let commitment_root = field("root", &c.root)?;
-    let vrf_public_key = field("vrf_public_key", &c.vrf_public_key)?;
-    // 3. The member's key.
-    let proof =
-        unhex::<80>(&receipt.member_key_proof).ok_or(ReceiptError::Field("member_key_proof"))?;
-    // The VRF input's dataset part: the dataset's own id, or its first ancestor's for a rebuild.
+    // The key domain: the dataset's own id, or its first ancestor's for a rebuild.
     let domain = c.key_domain_of(&receipt.dataset_id);
-    let key = verify_member_key(&vrf_public_key, domain, receipt.member_id, &proof)?;
-    if unhex::<32>(&receipt.member_key) != Some(key) {
-        return Err(ReceiptError::KeyMismatch);
-    }
-    // 4. Presence or absence.
-    let shown =
-        verify_interval(&receipt.interval.parse()?, &key, &commitment_root)? == Membership::Present;
+    // 3. Presence or absence, by the manifest's scheme.
+    let shown = if c.key_scheme == ROSTER_SCHEME {
+        let roster = receipt
+            .roster
+            .as_ref()
+            .ok_or(ReceiptError::Field("roster"))?;
+        if unhex::<32>(&receipt.member_key)
+            != Some(crate::roster::position(domain, receipt.member_id))
+        {
+            return Err(ReceiptError::KeyMismatch);
+        }
+        verify_roster(
+            &roster.parse()?,
+            domain,
+            receipt.member_id,
+            &commitment_root,
+        )?
+    } else if c.key_scheme == KEY_SCHEME {
+        let vrf_public_key = field("vrf_public_key", &c.vrf_public_key)?;
+        let proof = unhex::<80>(&receipt.member_key_proof)
+            .ok_or(ReceiptError::Field("member_key_proof"))?;
+        let key = verify_member_key(&vrf_public_key, domain, receipt.member_id, &proof)?;
+        if unhex::<32>(&receipt.member_key) != Some(key) {
+            return Err(ReceiptError::KeyMismatch);
+        }
+        let interval = receipt
+            .interval
+            .as_ref()
+            .ok_or(ReceiptError::Field("interval"))?;
+        verify_interval(&interval.parse()?, &key, &commitment_root)? == Membership::Present
+    } else {
+        return Err(ReceiptError::Manifest(format!(
+            "the key scheme `{}` is neither {ROSTER_SCHEME} nor {KEY_SCHEME}",
+            c.key_scheme
+        )));
+    };
     if shown != receipt.included {
         return Err(ReceiptError::WrongClaim {
             claimed: receipt.included,

@@ -11,7 +11,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use cg_model::Timestamp;
 use cg_model::manifest::Manifest;
-use cg_proof::commitment::Commitment;
+use cg_proof::commitment::DatasetCommitment;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
@@ -118,7 +118,7 @@ pub struct FileCheck {
     /// Everything that does not match the manifest (empty: the dataset is sound).
     pub problems: Vec<String>,
     /// The member commitment, when it could be read.
-    pub commitment: Option<Commitment>,
+    pub commitment: Option<DatasetCommitment>,
 }
 
 /// SHA-256 of a file, streamed.
@@ -198,19 +198,30 @@ pub fn check_files(dir: &Path, m: &Manifest) -> FileCheck {
             }
             match std::fs::read(dir.join(&c.file))
                 .map_err(|e| e.to_string())
-                .and_then(|b| Commitment::decode(&b).map_err(|e| e.to_string()))
+                .and_then(|b| DatasetCommitment::decode(&b).map_err(|e| e.to_string()))
             {
                 Err(e) => problems.push(format!("{}: {e}", c.file)),
                 Ok(tree) => {
                     if cg_proof::hex(&tree.root()) != c.root {
                         problems.push(format!("{}: its root differs from the manifest", c.file));
                     }
-                    if tree.len() as u64 != c.members {
+                    if tree.scheme() != c.key_scheme {
                         problems.push(format!(
-                            "{}: {} members, the manifest says {}",
+                            "{}: a {} file, the manifest says {}",
                             c.file,
-                            tree.len(),
-                            c.members
+                            tree.scheme(),
+                            c.key_scheme
+                        ));
+                    }
+                    let (what, announced) = match &tree {
+                        DatasetCommitment::Roster(_) => ("roster members", c.roster_members),
+                        DatasetCommitment::Intervals(_) => ("members", c.members),
+                    };
+                    if tree.entries() != announced {
+                        problems.push(format!(
+                            "{}: {} {what}, the manifest says {announced}",
+                            c.file,
+                            tree.entries(),
                         ));
                     }
                     commitment = Some(tree);

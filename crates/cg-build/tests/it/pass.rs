@@ -35,6 +35,7 @@ fn config(
         quarantine,
         shard_key: None,
         member_keys: Arc::new(cg_proof::member_key::MemberKeySecret::from_seed(&[7; 32]).unwrap()),
+        key_scheme: Default::default(),
         ledger_checkpoint: None,
         engine: Engine::Embedded,
         license: None,

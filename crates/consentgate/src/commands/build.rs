@@ -102,6 +102,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "MIB", default_value_t = cg_build::DEFAULT_MEMORY_MB,
           value_parser = memory_mb)]
     pub memory_mb: usize,
+    /// The member commitment receipts are proven against: `roster` (every member with content
+    /// in the input, each with a salted bit; three SHA-256 a member) or `vrf` (sorted intervals
+    /// over one VRF key per included member; ~40 µs of a core per member, and a receipt never
+    /// shows that two other members had content in the input). See docs/formats/receipt.md.
+    #[arg(long, value_name = "SCHEME", default_value = "roster", value_parser = key_scheme)]
+    pub key_scheme: cg_build::KeyScheme,
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
@@ -142,6 +148,11 @@ pub fn license(s: &str) -> Result<String, String> {
     }
 }
 
+/// Parses `--key-scheme`.
+pub fn key_scheme(s: &str) -> Result<cg_build::KeyScheme, String> {
+    cg_build::KeyScheme::parse(s).ok_or_else(|| "expected `roster` or `vrf`".into())
+}
+
 fn engine(s: &str) -> Result<cg_build::Engine, String> {
     cg_build::Engine::parse(s)
 }
@@ -175,6 +186,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         quarantine: a.quarantine,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
+        key_scheme: a.key_scheme,
         ledger_checkpoint: ledger_head(&facts_consent, &key)?,
         engine: a.engine,
         license: a.license,
@@ -441,6 +453,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             quarantine: false,
             shard_key: None,
             member_keys: std::sync::Arc::new(key.member_keys.clone()),
+            key_scheme: cg_build::KeyScheme::default(),
             ledger_checkpoint: ledger_head(&ConsentSourceArg::Store(store_url.clone()), &key)?,
             engine: cg_build::Engine::Embedded,
             license: None,

@@ -54,8 +54,9 @@ pub struct ExecutorArgs {
           value_parser = crate::commands::build::memory_mb)]
     pub memory_mb: usize,
     /// The member-key secret (`consentgate keys export-member-key`, mode 0600): the executor's
-    /// tasks then derive the member keys of the shards they write, where the members are,
-    /// instead of the client deriving every key. It cannot sign the log's checkpoints.
+    /// tasks of builds with `--key-scheme vrf` then derive the member keys of the shards they
+    /// write, where the members are, instead of the client deriving every key (a roster, the
+    /// default, needs no key on the executors). It cannot sign the log's checkpoints.
     #[arg(long, value_name = "PATH")]
     pub member_key: Option<PathBuf>,
 }

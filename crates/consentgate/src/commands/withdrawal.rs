@@ -440,6 +440,8 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         quarantine: false,
         shard_key: std::env::var("CG_SHARD_KEY").ok().map(String::into_bytes),
         member_keys: std::sync::Arc::new(key.member_keys.clone()),
+        // A rebuild keeps its parent's scheme (`cg_build::rebuild`).
+        key_scheme: cg_build::KeyScheme::default(),
         ledger_checkpoint: crate::commands::build::ledger_head(&consent_src, &key)?,
         engine: a.engine.clone(),
         license: a.license.clone().or_else(|| manifest.license.clone()),

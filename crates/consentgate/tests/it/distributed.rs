@@ -271,16 +271,16 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{said}"));
     assert_eq!(tasks, 4, "{said}");
-    // A shard, and per task its records and its member keys.
+    // A shard, and per task its records (a roster is made from the decision record: no task
+    // derives member keys).
     assert!(
-        received > 0 && received <= shards + 2 * tasks && received < rows,
+        received > 0 && received <= shards + tasks && received < rows,
         "{received} summary rows for {rows} content rows: {said}"
     );
-    // The executors hold the member key: they derived every member's key, the client none.
+    assert_eq!(keys_by_executors(&said), 0, "{said}");
     assert_eq!(
-        keys_by_executors(&said),
-        embedded["member_commitment"]["members"].as_u64().unwrap(),
-        "{said}"
+        embedded["member_commitment"]["key_scheme"],
+        cg_proof::roster::ROSTER_SCHEME
     );
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
     let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
@@ -307,19 +307,54 @@ fn keys_by_executors(said: &str) -> u64 {
 }
 
 #[test]
-fn executors_without_the_member_key_leave_it_to_the_client_and_another_key_fails_the_build() {
+fn vrf_keys_are_derived_by_executors_holding_the_member_key_else_by_the_client_and_another_key_fails()
+ {
     let (_c, files) = corpus();
     let out = cg_test_support::tempdir();
-    let embedded = build(&files, "2025-12-01", &out.path().join("embedded"), &[]);
+    let vrf = ["--key-scheme", "vrf"];
+    let embedded = build(&files, "2025-12-01", &out.path().join("embedded"), &vrf);
+    assert_eq!(
+        embedded["member_commitment"]["key_scheme"],
+        cg_proof::member_key::KEY_SCHEME
+    );
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
+    // Executors holding the member key derive every member's key, the client none: the same
+    // dataset, commitment included.
+    let holding = cluster(2);
+    let dir = out.path().join("holding");
+    let args: Vec<String> = build_args(
+        &files,
+        "2025-12-01",
+        &dir,
+        &["--engine", &holding.url, "--key-scheme", "vrf"],
+    )
+    .into_iter()
+    .filter(|a| a != "-q")
+    .collect();
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    assert_eq!(
+        keys_by_executors(&crate::util::stderr(&o)),
+        embedded["member_commitment"]["members"].as_u64().unwrap(),
+        "{}",
+        crate::util::stderr(&o)
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&crate::util::stdout(&o)).unwrap();
+    assert_eq!(files_of(&dataset_dir(&dir, &manifest)), a);
+    drop(holding);
     // Without a member key the executors write the shards and the client derives the keys:
     // the same dataset, commitment included.
     let without = cluster_with(1, ExecutorKey::Without);
     let dir = out.path().join("without");
-    let args: Vec<String> = build_args(&files, "2025-12-01", &dir, &["--engine", &without.url])
-        .into_iter()
-        .filter(|a| a != "-q")
-        .collect();
+    let args: Vec<String> = build_args(
+        &files,
+        "2025-12-01",
+        &dir,
+        &["--engine", &without.url, "--key-scheme", "vrf"],
+    )
+    .into_iter()
+    .filter(|a| a != "-q")
+    .collect();
     let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", crate::util::stderr(&o));
     assert_eq!(keys_by_executors(&crate::util::stderr(&o)), 0);
@@ -331,7 +366,12 @@ fn executors_without_the_member_key_leave_it_to_the_client_and_another_key_fails
     // the error names both public keys.
     let other = cluster_with(1, ExecutorKey::Other);
     let dir = out.path().join("other");
-    let args = build_args(&files, "2025-12-01", &dir, &["--engine", &other.url]);
+    let args = build_args(
+        &files,
+        "2025-12-01",
+        &dir,
+        &["--engine", &other.url, "--key-scheme", "vrf"],
+    );
     let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(1), "{}", crate::util::stdout(&o));
     let err = crate::util::stderr(&o);

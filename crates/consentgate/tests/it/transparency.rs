@@ -15,8 +15,13 @@ struct Built {
     vkey: String,
 }
 
-/// A corpus imported into a ledger, a key, and one build from the ledger.
+/// A corpus imported into a ledger, a key, and one build from the ledger (default key scheme).
 fn built() -> Built {
+    built_with("roster")
+}
+
+/// The same with the member commitment of `scheme` (`roster` or `vrf`).
+fn built_with(scheme: &str) -> Built {
     let (corpus, files) = crate::util::corpus_files(1_500, 8_000);
     let out = cg_test_support::tempdir();
     let store = format!("sqlite:{}", out.path().join("ledger.sqlite").display());
@@ -49,6 +54,8 @@ fn built() -> Built {
         out.path().join("ds").to_str().unwrap(),
         "--shards",
         "4",
+        "--key-scheme",
+        scheme,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("Logged"), "{}", stderr(&o));
@@ -113,8 +120,35 @@ fn verify(b: &Built, receipt: &Path, member: Option<i64>) -> std::process::Outpu
 
 #[test]
 fn receipts_state_exactly_what_the_decision_record_says() {
-    let b = built();
+    receipts_match_the_decision_record("roster", cg_proof::roster::ROSTER_SCHEME);
+}
+
+#[test]
+fn receipts_of_the_vrf_scheme_state_exactly_what_the_decision_record_says() {
+    receipts_match_the_decision_record("vrf", cg_proof::member_key::KEY_SCHEME);
+}
+
+fn receipts_match_the_decision_record(scheme: &str, key_scheme: &str) {
+    let b = built_with(scheme);
     let members = members_in(&b.dataset);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.dataset.join("manifest.json")).unwrap())
+            .unwrap();
+    let c = &manifest["member_commitment"];
+    assert_eq!(c["key_scheme"], key_scheme);
+    assert_eq!(
+        c["members"].as_u64().unwrap() as usize,
+        members.values().filter(|k| **k).count()
+    );
+    if scheme == "roster" {
+        // Every member of the decision record has a leaf, included or not.
+        assert_eq!(
+            c["roster_members"].as_u64().unwrap() as usize,
+            members.len()
+        );
+    } else {
+        assert!(c.get("roster_members").is_none(), "{c}");
+    }
     let included: Vec<i64> = members
         .iter()
         .filter(|(_, k)| **k)
@@ -194,7 +228,16 @@ type Edit = Box<dyn Fn(&mut serde_json::Value)>;
 
 #[test]
 fn a_tampered_receipt_or_a_foreign_key_fails() {
-    let b = built();
+    tampered_receipts_fail("roster");
+}
+
+#[test]
+fn a_tampered_receipt_of_the_vrf_scheme_fails() {
+    tampered_receipts_fail("vrf");
+}
+
+fn tampered_receipts_fail(scheme: &str) {
+    let b = built_with(scheme);
     let members = members_in(&b.dataset);
     let excluded = *members.iter().find(|(_, k)| !**k).unwrap().0;
     let included = *members.iter().find(|(_, k)| **k).unwrap().0;
@@ -205,6 +248,66 @@ fn a_tampered_receipt_or_a_foreign_key_fails() {
     let other = issue(&b, included);
     let other: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    let scheme_edits: Vec<(&str, Edit, &str)> = if scheme == "vrf" {
+        let other = other.clone();
+        vec![
+            (
+                "another member's key proof",
+                Box::new(move |v| {
+                    v["member_key"] = other["member_key"].clone();
+                    v["member_key_proof"] = other["member_key_proof"].clone();
+                }),
+                "member key",
+            ),
+            (
+                "a shifted interval",
+                Box::new(|v| {
+                    v["interval"]["index"] = (v["interval"]["index"].as_u64().unwrap() ^ 1).into()
+                }),
+                "member commitment",
+            ),
+        ]
+    } else {
+        let other = other.clone();
+        let other_salt = other["roster"]["salt"].clone();
+        vec![
+            (
+                "another member's position and leaf",
+                Box::new(move |v| {
+                    v["member_key"] = other["member_key"].clone();
+                    v["roster"] = other["roster"].clone();
+                }),
+                "member key",
+            ),
+            (
+                "another member's salt",
+                Box::new(move |v| v["roster"]["salt"] = other_salt.clone()),
+                "member commitment",
+            ),
+            (
+                "a shifted leaf",
+                Box::new(|v| {
+                    let leaf = &mut v["roster"]["leaves"][0];
+                    leaf["index"] = (leaf["index"].as_u64().unwrap() ^ 1).into()
+                }),
+                "member commitment",
+            ),
+            (
+                "the salt withheld (a gap claimed)",
+                Box::new(|v| {
+                    v["roster"].as_object_mut().unwrap().remove("salt");
+                }),
+                "member commitment",
+            ),
+            (
+                "no roster proof",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("roster");
+                }),
+                "roster",
+            ),
+        ]
+    };
     let edits: Vec<(&str, Edit, &str)> = vec![
         (
             "claim inclusion",
@@ -215,21 +318,6 @@ fn a_tampered_receipt_or_a_foreign_key_fails() {
             "another member id",
             Box::new(move |v| v["member_id"] = (excluded + 1).into()),
             "member key",
-        ),
-        (
-            "another member's key proof",
-            Box::new(move |v| {
-                v["member_key"] = other["member_key"].clone();
-                v["member_key_proof"] = other["member_key_proof"].clone();
-            }),
-            "member key",
-        ),
-        (
-            "a shifted interval",
-            Box::new(|v| {
-                v["interval"]["index"] = (v["interval"]["index"].as_u64().unwrap() ^ 1).into()
-            }),
-            "member commitment",
         ),
         (
             "an edited manifest",
@@ -251,7 +339,7 @@ fn a_tampered_receipt_or_a_foreign_key_fails() {
             "signed log",
         ),
     ];
-    for (what, edit, expected) in edits {
+    for (what, edit, expected) in edits.into_iter().chain(scheme_edits) {
         let mut v = original.clone();
         edit(&mut v);
         let path = b.out.path().join("tampered.json");
