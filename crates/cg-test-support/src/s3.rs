@@ -90,25 +90,35 @@ impl S3Server {
         }
     }
 
-    /// `PUT /bucket` (object_store does not create buckets).
+    /// `PUT /bucket` (object_store does not create buckets). A server that listens may not
+    /// answer yet (or drop the first connection while it starts): retried for up to 20 s.
     fn create_bucket(&self) {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        write!(
-            s,
-            "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.bucket, self.port
-        )
-        .expect("send");
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        assert!(
-            reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"),
-            "creating bucket {}: {reply}",
-            self.bucket
-        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = (|| -> std::io::Result<String> {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+                s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                write!(
+                    s,
+                    "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    self.bucket, self.port
+                )?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply)?;
+                Ok(reply)
+            })();
+            match reply {
+                Ok(r) if r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200") => return,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "creating bucket {}: {other:?}; server log: {}",
+                    self.bucket,
+                    std::fs::read_to_string(self.log.path()).unwrap_or_default()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The environment a consentgate process reads the server from (`AWS_*`).
