@@ -146,9 +146,24 @@ impl ShardOut {
     }
 }
 
-/// The `decisions.parquet` writer.
+type RecordWriterThread = std::thread::JoinHandle<Result<Option<(u64, PathBuf)>, BuildError>>;
+
+/// What the decision record's writing thread is told.
+enum ToRecordWriter {
+    /// Encode and write these rows.
+    Rows(RecordBatch),
+    /// Close the file (without this, a closed channel abandons it unfinished).
+    Finish,
+}
+
+/// The `decisions.parquet` writer. Full batches go to a thread of its own that encodes and
+/// writes them (Parquet's encoding and compression are most of the record's cost), so that
+/// building the next batch overlaps with writing the last.
 pub(crate) struct DecisionsOut {
-    writer: cg_io::TableWriter,
+    to_writer: std::sync::mpsc::SyncSender<ToRecordWriter>,
+    /// The writing thread: the file's rows and path once told to finish, `None` if its channel
+    /// closed first. Taken when joined.
+    writer: Option<RecordWriterThread>,
     id: Int64Builder,
     member: Int64Builder,
     decision: StringBuilder,
@@ -161,12 +176,27 @@ pub(crate) struct DecisionsOut {
 impl DecisionsOut {
     /// `dir/decisions.parquet`.
     pub(crate) fn create(dir: &Path) -> Result<DecisionsOut, BuildError> {
+        let mut file = cg_io::TableWriter::create(
+            &dir.join(crate::decisions::DECISIONS_FILE),
+            decisions_schema(),
+        )
+        .map_err(BuildError::from)?;
+        let (to_writer, batches) = std::sync::mpsc::sync_channel(2);
+        let writer = std::thread::spawn(move || {
+            for message in batches {
+                match message {
+                    ToRecordWriter::Rows(rows) => file.write(&rows).map_err(BuildError::from)?,
+                    ToRecordWriter::Finish => {
+                        let rows = file.rows();
+                        return Ok(Some((rows, file.finish().map_err(BuildError::from)?)));
+                    }
+                }
+            }
+            Ok(None)
+        });
         Ok(DecisionsOut {
-            writer: cg_io::TableWriter::create(
-                &dir.join(crate::decisions::DECISIONS_FILE),
-                decisions_schema(),
-            )
-            .map_err(BuildError::from)?,
+            to_writer,
+            writer: Some(writer),
             id: Int64Builder::new(),
             member: Int64Builder::new(),
             decision: StringBuilder::new(),
@@ -206,8 +236,14 @@ impl DecisionsOut {
     /// Writes the last rows and closes the file; returns its manifest entry.
     pub(crate) fn finish(mut self) -> Result<FileRef, BuildError> {
         self.flush()?;
-        let rows = self.writer.rows();
-        let path = self.writer.finish().map_err(BuildError::from)?;
+        if self.to_writer.send(ToRecordWriter::Finish).is_err() {
+            return Err(self.writer_failure());
+        }
+        let (rows, path) = match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(Some(done)))) => done,
+            Some(Ok(Err(e))) => return Err(e),
+            _ => return Err(record_writer_lost()),
+        };
         Ok(FileRef {
             file: crate::decisions::DECISIONS_FILE.into(),
             rows,
@@ -229,8 +265,24 @@ impl DecisionsOut {
             Arc::new(self.fingerprint.finish()),
         ];
         let b = RecordBatch::try_new(decisions_schema(), cols).map_err(BuildError::from)?;
-        self.writer.write(&b).map_err(BuildError::from)
+        match self.to_writer.send(ToRecordWriter::Rows(b)) {
+            Ok(()) => Ok(()),
+            // The writing thread stopped: its error says why.
+            Err(_) => Err(self.writer_failure()),
+        }
     }
+
+    /// Why the writing thread stopped, once it has (it stops early only on an error).
+    fn writer_failure(&mut self) -> BuildError {
+        match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => e,
+            _ => record_writer_lost(),
+        }
+    }
+}
+
+fn record_writer_lost() -> BuildError {
+    BuildError::Engine("the decision record's writing thread stopped".into())
 }
 
 /// Bytes from lowercase or uppercase hex (`None` for anything else, or an odd length).
