@@ -21,7 +21,7 @@ use crate::BuildError;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KeyScheme {
     /// Salted bits of every member with content in the input ([`cg_proof::roster`]): about
-    /// 1–2 µs of a core per member.
+    /// 0.4 µs of a core per member.
     #[default]
     Roster,
     /// Sorted intervals over one VRF key per included member: about 40 µs of a core per

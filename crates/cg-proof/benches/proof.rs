@@ -94,6 +94,9 @@ fn bench(c: &mut Criterion) {
     let manifest = serde_json::json!({
         "dataset_id": "ds-bench",
         "member_commitment": {
+            "file": "members.commitment",
+            "members": 0,
+            "sha256": "",
             "root": hex(&c1.root()),
             "key_scheme": KEY_SCHEME,
             "vrf_public_key": hex(&secret.public_key()),
@@ -153,6 +156,9 @@ fn bench(c: &mut Criterion) {
     let roster_manifest = serde_json::json!({
         "dataset_id": "ds-bench",
         "member_commitment": {
+            "file": "members.commitment",
+            "members": 0,
+            "sha256": "",
             "root": hex(&r1.root()),
             "key_scheme": ROSTER_SCHEME,
             "vrf_public_key": hex(&secret.public_key()),
