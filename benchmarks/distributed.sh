@@ -131,8 +131,13 @@ shards = int(sys.argv[6])
 print(f"client received {received} bytes for {shards} shards: "
       f"{received / shards * 1000 / 2**20:.3f} MiB per 1 000 shards (goal: at most 1)")
 held = [facts_held(i) for i in (1, 2)]
-print(f"member keys derived by the executors: {int(sys.argv[7] or 0)} "
-      f"of {em['member_commitment']['members']} in the commitment")
+commitment = em['member_commitment']
+if commitment.get('roster_members'):
+    print(f"member commitment: a roster of {commitment['roster_members']} members "
+          f"({commitment['members']} in the dataset), made by the client from the decision record")
+else:
+    print(f"member keys derived by the executors: {int(sys.argv[7] or 0)} "
+          f"of {commitment['members']} in the commitment")
 print("member facts compiled per executor: " + ", ".join(f"{m} members in {s} shards" for s, m in held))
 print(f"identical datasets ({len(ef)} files, manifests equal but for created_at and engine): {same}")
 sys.exit(0 if same else 1)
