@@ -44,6 +44,18 @@ fn config(
     }
 }
 
+/// `dataset verify --key` on a build's output: every digest, and the member roster the pass
+/// collected while writing the record equal to the one made again from `decisions.parquet`.
+fn verify_with_key(out: &cg_build::BuildOutput) {
+    let key = cg_proof::member_key::MemberKeySecret::from_seed(&[7; 32]).unwrap();
+    let report = cg_build::verify_dataset(&out.dir, Some(&key)).unwrap();
+    assert!(report.commitment_recomputed);
+    assert_eq!(
+        out.manifest.member_commitment.as_ref().unwrap().key_scheme,
+        cg_proof::roster::ROSTER_SCHEME
+    );
+}
+
 /// The `content_id` column of a Parquet file, nulls as `None`.
 fn ids(path: &Path) -> Vec<Option<i64>> {
     let reader =
@@ -103,6 +115,8 @@ fn a_spilling_build_is_byte_identical_and_every_file_is_in_content_id_order() {
             .any(|e| e.unwrap().file_name().to_string_lossy().contains(".spill"))
     };
     assert!(!spill(&tight.dir), "no spill directory is left behind");
+    verify_with_key(&roomy);
+    verify_with_key(&tight);
 
     let mut kept = 0;
     for s in &roomy.manifest.shards {
@@ -264,6 +278,18 @@ fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
         "{texts:?}"
     );
     assert_eq!(reference.manifest.shards, out.manifest.shards);
+    // The roster counts the author of both copies once, with the first copy's bit: the same
+    // members in the dataset as without the later copy.
+    assert_eq!(
+        reference
+            .manifest
+            .member_commitment
+            .as_ref()
+            .unwrap()
+            .members,
+        out.manifest.member_commitment.as_ref().unwrap().members
+    );
+    verify_with_key(&out);
 }
 
 #[test]
