@@ -164,6 +164,14 @@ fn write_dataset(
             dataset_id,
         )?,
     };
+    // Both commitments must hold exactly the members with a row in the shards.
+    if commitment.members != pass.kept_members.len() as u64 {
+        return Err(BuildError::Engine(format!(
+            "the member commitment has {} members in the dataset, the decision record {}",
+            commitment.members,
+            pass.kept_members.len()
+        )));
+    }
     finish_dataset(
         cfg,
         dir,
