@@ -57,7 +57,7 @@ pub struct Gate {
 #[derive(Debug)]
 enum Table {
     /// Every member, compiled when the gate is made (an embedded build).
-    Whole(FxHashMap<i64, GateMember>),
+    Whole(WholeTable<GateMember>),
     /// A distributed build's executor: each shard's members compiled when a row of that shard
     /// is first decided, from the facts the client wrote ([`crate::facts_data`]).
     Parted(Box<Parted>),
@@ -65,6 +65,86 @@ enum Table {
 
 /// One shard's members, compiled.
 type ShardMembers = FxHashMap<i64, GateMember>;
+
+/// An embedded build's members by id. Member ids are usually dense (a platform numbers its
+/// members), and then the table is a vector indexed by `id - base`: one memory read per
+/// lookup, where a hash table reads its control bytes and then its slot, both cache misses
+/// in a table of a million members. Sparse ids keep the hash table.
+#[derive(Debug)]
+enum WholeTable<T> {
+    /// Ids within twice the member count of each other: slot `id - base`.
+    Dense {
+        base: i64,
+        slots: Vec<Option<T>>,
+        len: usize,
+    },
+    /// Any other ids.
+    Hashed(FxHashMap<i64, T>),
+}
+
+impl<T> WholeTable<T> {
+    /// Slack a dense table may have over its member count (absent ids are empty slots).
+    const DENSE_SLACK: u128 = 2;
+
+    /// Compiles `members` into the table their ids suit.
+    fn new<F>(members: FxHashMap<i64, F>, mut compile: impl FnMut(F) -> T) -> WholeTable<T> {
+        let (min, max) = members.keys().fold((i64::MAX, i64::MIN), |(lo, hi), id| {
+            (lo.min(*id), hi.max(*id))
+        });
+        let len = members.len();
+        let span = (i128::from(max) - i128::from(min) + 1).max(0) as u128;
+        if len > 0 && span <= Self::DENSE_SLACK * len as u128 + 1024 {
+            let mut slots: Vec<Option<T>> = Vec::new();
+            slots.resize_with(span as usize, || None);
+            for (id, facts) in members {
+                // `id - min` is below `span`, which fits in memory.
+                slots[(i128::from(id) - i128::from(min)) as usize] = Some(compile(facts));
+            }
+            WholeTable::Dense {
+                base: min,
+                slots,
+                len,
+            }
+        } else {
+            WholeTable::Hashed(
+                members
+                    .into_iter()
+                    .map(|(id, facts)| (id, compile(facts)))
+                    .collect(),
+            )
+        }
+    }
+
+    fn get(&self, id: i64) -> Option<&T> {
+        match self {
+            WholeTable::Dense { base, slots, .. } => {
+                let at = usize::try_from(i128::from(id) - i128::from(*base)).ok()?;
+                slots.get(at)?.as_ref()
+            }
+            WholeTable::Hashed(m) => m.get(&id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            WholeTable::Dense { len, .. } => *len,
+            WholeTable::Hashed(m) => m.len(),
+        }
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> Box<dyn Iterator<Item = (i64, &T)> + '_> {
+        match self {
+            WholeTable::Dense { base, slots, .. } => Box::new(
+                slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, m)| Some((*base + i as i64, m.as_ref()?))),
+            ),
+            WholeTable::Hashed(m) => Box::new(m.iter().map(|(id, m)| (*id, m))),
+        }
+    }
+}
 
 /// The members of a gate made from facts as data.
 #[derive(Debug)]
@@ -240,10 +320,9 @@ impl Gate {
     ) -> Result<Gate, cg_redact::RedactError> {
         let engine = Engine::new(policy, ctx.purpose, ctx.as_of);
         let mut decider = engine.decider();
-        let members = members
-            .into_iter()
-            .map(|(id, facts)| (id, compile_member(&engine, &mut decider, ctx.as_of, *facts)))
-            .collect();
+        let members = WholeTable::new(members, |facts| {
+            compile_member(&engine, &mut decider, ctx.as_of, *facts)
+        });
         drop(decider);
         Ok(Gate {
             engine,
@@ -317,8 +396,8 @@ impl Gate {
             return None;
         };
         let mut data = crate::facts_data::MentionsData::default();
-        for (id, m) in members {
-            add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
+        for (id, m) in members.iter() {
+            add_mention_entry(&mut data, id, m.excluded_now, m.names.as_deref());
         }
         data.included.sort_unstable();
         data.names.sort_unstable_by_key(|(id, _, _)| *id);
@@ -356,7 +435,7 @@ impl Gate {
         shard: Option<u32>,
     ) -> Result<Option<&GateMember>, Arc<FactsDataError>> {
         let parted = match &self.members {
-            Table::Whole(m) => return Ok(m.get(&id)),
+            Table::Whole(m) => return Ok(m.get(id)),
             Table::Parted(p) => p,
         };
         let count = u32::try_from(parted.shards.len()).unwrap_or(u32::MAX);
@@ -403,7 +482,7 @@ impl Gate {
     /// consent cannot be shown.
     fn member_excluded(&self, id: i64) -> bool {
         match &self.members {
-            Table::Whole(m) => m.get(&id).is_none_or(|m| m.excluded_now),
+            Table::Whole(m) => m.get(id).is_none_or(|m| m.excluded_now),
             Table::Parted(p) => p.included.binary_search(&id).is_err(),
         }
     }
@@ -411,7 +490,7 @@ impl Gate {
     /// The handle and display name scrubbed for an excluded member.
     fn names_of(&self, id: i64) -> Option<&Names> {
         match &self.members {
-            Table::Whole(m) => m.get(&id).and_then(|x| x.names.as_deref()),
+            Table::Whole(m) => m.get(id).and_then(|x| x.names.as_deref()),
             Table::Parted(p) => p.names.get(&id),
         }
     }
@@ -627,8 +706,46 @@ fn scrub(text: &str, needle: &str, with: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{region_labels, scrub};
+    use super::{WholeTable, region_labels, scrub};
     use cg_model::{Region, RegionSet};
+    use rustc_hash::FxHashMap;
+
+    #[test]
+    fn dense_and_sparse_member_tables_find_exactly_their_ids() {
+        let cases: Vec<Vec<i64>> = vec![
+            vec![],
+            (1..=1000).collect(),
+            (-500..500).step_by(2).collect(),
+            vec![i64::MIN, -1, 0, 7, i64::MAX],
+            (0..100).map(|i| i * 1_000_003).collect(),
+        ];
+        for ids in cases {
+            let entries: FxHashMap<i64, i64> =
+                ids.iter().map(|id| (*id, id.wrapping_mul(3))).collect();
+            let table = WholeTable::new(entries, |v| v);
+            let dense = matches!(table, WholeTable::Dense { .. });
+            assert_eq!(table.len(), ids.len());
+            for id in &ids {
+                assert_eq!(
+                    table.get(*id),
+                    Some(&id.wrapping_mul(3)),
+                    "{id}, dense {dense}"
+                );
+            }
+            for absent in [i64::MIN + 1, -501, -499, 1001, 1_000_004, i64::MAX - 1] {
+                if !ids.contains(&absent) {
+                    assert_eq!(table.get(absent), None, "{absent}");
+                }
+            }
+            let mut seen: Vec<i64> = table.iter().map(|(id, _)| id).collect();
+            seen.sort_unstable();
+            let mut expected = ids.clone();
+            expected.sort_unstable();
+            assert_eq!(seen, expected);
+            // Dense where the ids are (1 000 ids in 1 000 or 1 000 slots); sparse ids hashed.
+            assert_eq!(dense, ids.len() >= 500, "{ids:?}");
+        }
+    }
 
     #[test]
     fn every_report_label_has_an_index() {
