@@ -539,13 +539,7 @@ pub(crate) fn run_pass(
     if !cfg.quarantine
         && let Some(id) = record.first_repeated
     {
-        let rows = runtime.block_on(locate(cfg, Some(id)))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            format!("duplicate content id {id}"),
-            QUARANTINE_HINT,
-        ));
+        return Err(duplicate_content_id(cfg, &runtime, id));
     }
     drop(runtime);
     let mut written = written?;
@@ -585,6 +579,24 @@ pub(crate) fn run_pass(
     }
     tally(&mut out, record.counts, gate);
     Ok(out)
+}
+
+/// A repeated content id outside quarantine: the error naming the file and the rows of its
+/// copies (found by a second, narrow scan).
+fn duplicate_content_id(
+    cfg: &BuildConfig,
+    runtime: &tokio::runtime::Runtime,
+    id: i64,
+) -> BuildError {
+    match runtime.block_on(locate(cfg, Some(id))) {
+        Ok(rows) => bad_content_id(
+            cfg,
+            &rows,
+            format!("duplicate content id {id}"),
+            QUARANTINE_HINT,
+        ),
+        Err(e) => e,
+    }
 }
 
 /// The positions of the later copies of repeated content ids in `runs` (quarantined by the
@@ -637,13 +649,7 @@ pub(crate) fn find_duplicates(
     if !cfg.quarantine
         && let Some(id) = duplicates.iter().min().copied()
     {
-        let rows = runtime.block_on(locate(cfg, Some(id)))?;
-        return Err(bad_content_id(
-            cfg,
-            &rows,
-            format!("duplicate content id {id}"),
-            QUARANTINE_HINT,
-        ));
+        return Err(duplicate_content_id(cfg, runtime, id));
     }
     // Only a distributed pass gets this far with a row without an id outside quarantine (its
     // tasks record such rows; an embedded pass halts on the first).
