@@ -1,8 +1,8 @@
 //! Issuing member receipts for a published dataset: the member's roster proof (their salt and
 //! leaf, or the leaves around their position) or, for datasets of the VRF scheme, their key
-//! and its proof with the commitment's interval proof; and a C2SP tlog-proof of the manifest against a signed checkpoint
-//! (signed now if the latest does not cover the manifest yet). Used by `consentgate receipt
-//! issue` and the service's `GET /v1/me/receipts`.
+//! and its proof with the commitment's interval proof; and a C2SP tlog-proof of the manifest
+//! against a signed checkpoint (signed now if the latest does not cover the manifest yet).
+//! Used by `consentgate receipt issue` and the service's `GET /v1/me/receipts`.
 
 use std::path::Path;
 

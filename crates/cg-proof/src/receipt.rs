@@ -218,7 +218,7 @@ pub enum ReceiptError {
     /// The key in the receipt is not the verified one (or not the member's roster position).
     #[error("the member key in the receipt is not the member's")]
     KeyMismatch,
-    /// The interval proof.
+    /// The commitment proof (the roster's leaves, or the VRF scheme's interval).
     #[error("member commitment: {0}")]
     Commitment(#[from] CommitmentError),
     /// The receipt claims the opposite of what its proof shows.
