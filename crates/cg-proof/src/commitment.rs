@@ -177,21 +177,7 @@ impl Commitment {
 
     /// Parses a `members.commitment` file and rebuilds the tree.
     pub fn decode(bytes: &[u8]) -> Result<Commitment, CommitmentError> {
-        let rest = bytes
-            .strip_prefix(FILE_HEADER)
-            .ok_or_else(|| CommitmentError::Malformed("missing header line".into()))?;
-        let (count, keys) = rest
-            .split_at_checked(8)
-            .ok_or_else(|| CommitmentError::Malformed("missing member count".into()))?;
-        let mut n = [0u8; 8];
-        n.copy_from_slice(count);
-        let n = u64::from_be_bytes(n);
-        if keys.len() as u64 != n.saturating_mul(32) {
-            return Err(CommitmentError::Malformed(format!(
-                "{n} members announced, {} bytes of keys",
-                keys.len()
-            )));
-        }
+        let keys = counted_records(bytes, FILE_HEADER, 32, "members")?;
         let keys: Vec<MemberKey> = keys
             .chunks_exact(32)
             .map(|c| {
@@ -202,6 +188,33 @@ impl Commitment {
             .collect();
         Commitment::from_sorted(keys)
     }
+}
+
+/// The records of a commitment file: after `header`, their count (8 bytes big-endian), then
+/// the records, `width` bytes each — checked to be exactly that many (`what` names them in
+/// errors).
+pub(crate) fn counted_records<'a>(
+    bytes: &'a [u8],
+    header: &[u8],
+    width: u64,
+    what: &str,
+) -> Result<&'a [u8], CommitmentError> {
+    let rest = bytes
+        .strip_prefix(header)
+        .ok_or_else(|| CommitmentError::Malformed("missing header line".into()))?;
+    let (count, records) = rest
+        .split_at_checked(8)
+        .ok_or_else(|| CommitmentError::Malformed(format!("missing count of {what}")))?;
+    let mut n = [0u8; 8];
+    n.copy_from_slice(count);
+    let n = u64::from_be_bytes(n);
+    if records.len() as u64 != n.saturating_mul(width) {
+        return Err(CommitmentError::Malformed(format!(
+            "{n} {what} announced, {} bytes of records",
+            records.len()
+        )));
+    }
+    Ok(records)
 }
 
 /// A `members.commitment` file of either scheme, told apart by its first line: the sorted

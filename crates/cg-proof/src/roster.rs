@@ -189,9 +189,15 @@ impl Roster {
     /// error: it is one member listed twice).
     pub fn from_entries(mut entries: Vec<RosterEntry>) -> Result<Roster, CommitmentError> {
         entries.sort_unstable_by_key(|e| e.position);
-        if entries.windows(2).any(|w| w[0].position == w[1].position) {
+        Roster::from_sorted(entries)
+    }
+
+    /// The roster of entries sorted by position, each position once (checked: a position
+    /// twice is one member listed twice).
+    fn from_sorted(entries: Vec<RosterEntry>) -> Result<Roster, CommitmentError> {
+        if entries.windows(2).any(|w| w[0].position >= w[1].position) {
             return Err(CommitmentError::Malformed(
-                "a member is listed twice in the roster".into(),
+                "roster positions are not sorted and unique (a member listed twice?)".into(),
             ));
         }
         let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf).collect();
@@ -284,21 +290,8 @@ impl Roster {
 
     /// Parses a roster file and rebuilds the tree; positions must be strictly increasing.
     pub fn decode(bytes: &[u8]) -> Result<Roster, CommitmentError> {
-        let rest = bytes
-            .strip_prefix(ROSTER_FILE_HEADER)
-            .ok_or_else(|| CommitmentError::Malformed("missing roster header line".into()))?;
-        let (count, body) = rest
-            .split_at_checked(8)
-            .ok_or_else(|| CommitmentError::Malformed("missing leaf count".into()))?;
-        let mut n = [0u8; 8];
-        n.copy_from_slice(count);
-        let n = u64::from_be_bytes(n);
-        if body.len() as u64 != n.saturating_mul(64) {
-            return Err(CommitmentError::Malformed(format!(
-                "{n} leaves announced, {} bytes of entries",
-                body.len()
-            )));
-        }
+        let body =
+            crate::commitment::counted_records(bytes, ROSTER_FILE_HEADER, 64, "roster leaves")?;
         let entries: Vec<RosterEntry> = body
             .chunks_exact(64)
             .map(|c| {
@@ -313,14 +306,7 @@ impl Roster {
                 }
             })
             .collect();
-        if entries.windows(2).any(|w| w[0].position >= w[1].position) {
-            return Err(CommitmentError::Malformed(
-                "roster positions are not sorted and unique".into(),
-            ));
-        }
-        let leaves: Vec<Hash> = entries.iter().map(|e| e.leaf).collect();
-        let root = root(&leaves);
-        Ok(Roster { entries, root })
+        Roster::from_sorted(entries)
     }
 }
 
