@@ -30,15 +30,7 @@ pub enum KeyScheme {
 }
 
 impl KeyScheme {
-    /// The name `--key-scheme` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyScheme::Roster => "roster",
-            KeyScheme::Vrf => "vrf",
-        }
-    }
-
-    /// Parses [`KeyScheme::name`].
+    /// Parses the name `--key-scheme` takes: `roster` or `vrf`.
     pub fn parse(s: &str) -> Option<KeyScheme> {
         match s {
             "roster" => Some(KeyScheme::Roster),
@@ -97,6 +89,15 @@ impl MemberCommitment {
             members: included,
         })
     }
+}
+
+/// Reads a `members.commitment` file of either scheme; errors name the file.
+pub(crate) fn read_commitment(path: &Path) -> Result<DatasetCommitment, BuildError> {
+    let bytes = std::fs::read(path).map_err(|e| BuildError::io(path, e))?;
+    DatasetCommitment::decode(&bytes).map_err(|source| BuildError::Commitment {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The roster entries of `members` (member, included), spread over the available cores.

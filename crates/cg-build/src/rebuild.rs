@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cg_model::progress::Progress;
-use cg_proof::commitment::{Commitment, MemberKey};
+use cg_proof::commitment::{DatasetCommitment, MemberKey};
 use rustc_hash::{FxHashMap, FxHashSet};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::commitment::{MemberCommitment, member_keys};
+use crate::commitment::{MemberCommitment, member_keys, read_commitment};
 use crate::config::{BuildConfig, FactInputs, shard_key_of};
 use crate::facts::{LoadedFacts, load_facts};
 use crate::layout::{file_name, hex, sha256_file};
@@ -128,6 +128,16 @@ pub fn rebuild(
     };
     if parent_commitment.vrf_public_key != hex(&cfg.member_keys.public_key()) {
         return refuse("its member commitment was made with another log key".into());
+    }
+    let known_schemes = [
+        cg_proof::roster::ROSTER_SCHEME,
+        cg_proof::member_key::KEY_SCHEME,
+    ];
+    if !known_schemes.contains(&parent_commitment.key_scheme.as_str()) {
+        return refuse(format!(
+            "its member commitment's key scheme `{}` is not one this version makes",
+            parent_commitment.key_scheme
+        ));
     }
     cfg.shards = parent.shard_count;
     cfg.quarantine = false;
@@ -340,14 +350,12 @@ fn vrf_intervals(
     removed: &[i64],
 ) -> Result<MemberCommitment, BuildError> {
     let parent_tree_path = parent_dir.join(file);
-    let parent_tree = std::fs::read(&parent_tree_path)
-        .map_err(|e| BuildError::io(&parent_tree_path, e))
-        .and_then(|b| {
-            Commitment::decode(&b).map_err(|source| BuildError::Commitment {
-                path: parent_tree_path.clone(),
-                source,
-            })
-        })?;
+    let DatasetCommitment::Intervals(parent_tree) = read_commitment(&parent_tree_path)? else {
+        return Err(BuildError::Input(format!(
+            "`{}` is a roster, not the VRF commitment its manifest names",
+            parent_tree_path.display()
+        )));
+    };
     let mut keys: FxHashSet<MemberKey> = parent_tree.keys().iter().copied().collect();
     for k in member_keys(&cfg.member_keys, domain, removed)? {
         if !keys.remove(&k) {

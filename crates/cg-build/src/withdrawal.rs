@@ -79,18 +79,10 @@ pub fn dataset_holding(
         Ok(())
     })?;
     let tree = match (keys, &m.member_commitment) {
-        (Some(_), Some(c)) => {
-            let p = dir.join(&c.file);
-            let t = std::fs::read(&p)
-                .map_err(|e| BuildError::io(&p, e))
-                .and_then(|b| {
-                    DatasetCommitment::decode(&b).map_err(|source| BuildError::Commitment {
-                        path: p.clone(),
-                        source,
-                    })
-                })?;
-            Some((t, c.key_domain_of(&m.dataset_id).to_owned()))
-        }
+        (Some(_), Some(c)) => Some((
+            crate::commitment::read_commitment(&dir.join(&c.file))?,
+            c.key_domain_of(&m.dataset_id).to_owned(),
+        )),
         _ => None,
     };
     let name = |s: u32| format!("shards/part-{s:05}.parquet");

@@ -517,6 +517,31 @@ fn models_trained_before_and_after_a_withdrawal() {
         "{}",
         stderr(&o)
     );
+    // Nor one whose member commitment is of a scheme this version does not make.
+    let scheme = format!("\"key_scheme\": \"{}\"", cg_proof::roster::ROSTER_SCHEME);
+    assert!(text.contains(&scheme), "{text}");
+    std::fs::write(
+        &manifest,
+        text.replace(&scheme, "\"key_scheme\": \"example.org/unknown\""),
+    )
+    .unwrap();
+    let o = consentgate(&[
+        "rebuild",
+        "--dataset",
+        parent.to_str().unwrap(),
+        "--as-of",
+        T2,
+        "--store",
+        &w.store,
+        "--out",
+        w.out.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("key scheme `example.org/unknown`"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(&ids, "12\nabc\n").unwrap();
     let o = consentgate(&[
         "impact",
