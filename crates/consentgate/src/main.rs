@@ -33,6 +33,10 @@ struct Cli {
     /// No status lines or progress bars on stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Print each stage's wall time on stderr as it ends (member facts, compile, decide,
+    /// write, …), even with `--quiet`: where a long job spends its time.
+    #[arg(long, global = true)]
+    timings: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
     let printer = Printer {
         json: false,
         quiet: cli.quiet,
+        timings: cli.timings,
     };
     let result = match cli.command {
         Command::Demo(args) => commands::build::demo(args, printer),

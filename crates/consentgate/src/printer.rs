@@ -12,6 +12,8 @@ pub struct Printer {
     pub json: bool,
     /// Suppress status lines and progress bars.
     pub quiet: bool,
+    /// Print each stage's wall time on stderr when it ends (`--timings`).
+    pub timings: bool,
 }
 
 impl Printer {

@@ -1,28 +1,57 @@
 //! Progress bars on stderr (indicatif), behind the library's `Progress` trait. Hidden when
-//! stderr is not a terminal or with `--quiet`.
+//! stderr is not a terminal or with `--quiet`; with `--timings`, each stage's wall time is
+//! printed when it ends.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use cg_model::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::printer::Printer;
 
 /// Draws one bar per stage.
 #[derive(Debug)]
 pub struct Bars {
     hidden: bool,
-    current: Mutex<Option<ProgressBar>>,
+    timings: bool,
+    current: Mutex<Option<Stage>>,
+}
+
+/// The stage being drawn.
+#[derive(Debug)]
+struct Stage {
+    name: String,
+    started: Instant,
+    bar: ProgressBar,
+}
+
+impl Stage {
+    /// Clears the bar; prints the stage's wall time when asked to.
+    fn end(self, timings: bool) {
+        self.bar.finish_and_clear();
+        if timings {
+            eprintln!("{}", timing_line(&self.name, self.started.elapsed()));
+        }
+    }
+}
+
+/// `--timings`' line for a stage that took `took`.
+fn timing_line(name: &str, took: Duration) -> String {
+    format!("timing: {name}: {:.3} s", took.as_secs_f64())
 }
 
 impl Bars {
-    /// Bars on stderr, or none when `hidden`.
-    pub fn new(hidden: bool) -> Bars {
+    /// Bars on stderr unless the printer is quiet; stage times if it asks for them.
+    pub fn new(printer: Printer) -> Bars {
         Bars {
-            hidden,
+            hidden: printer.quiet,
+            timings: printer.timings,
             current: Mutex::new(None),
         }
     }
 
-    fn with_bar(&self, f: impl FnOnce(&mut Option<ProgressBar>)) {
+    fn with_stage(&self, f: impl FnOnce(&mut Option<Stage>)) {
         if let Ok(mut guard) = self.current.lock() {
             f(&mut guard);
         }
@@ -50,26 +79,60 @@ impl Progress for Bars {
             ),
         };
         bar.set_prefix(name.to_owned());
-        self.with_bar(|slot| {
-            if let Some(old) = slot.replace(bar) {
-                old.finish_and_clear();
+        let stage = Stage {
+            name: name.to_owned(),
+            started: Instant::now(),
+            bar,
+        };
+        self.with_stage(|slot| {
+            if let Some(old) = slot.replace(stage) {
+                old.end(self.timings);
             }
         });
     }
 
     fn advance(&self, n: u64) {
-        self.with_bar(|slot| {
-            if let Some(bar) = slot {
-                bar.inc(n);
+        self.with_stage(|slot| {
+            if let Some(stage) = slot {
+                stage.bar.inc(n);
             }
         });
     }
 
     fn finish_stage(&self) {
-        self.with_bar(|slot| {
-            if let Some(bar) = slot.take() {
-                bar.finish_and_clear();
+        self.with_stage(|slot| {
+            if let Some(stage) = slot.take() {
+                stage.end(self.timings);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timing_line_names_the_stage_and_its_seconds() {
+        assert_eq!(
+            timing_line("member facts", Duration::from_millis(1_234)),
+            "timing: member facts: 1.234 s"
+        );
+    }
+
+    #[test]
+    fn stages_replace_and_finish_without_a_terminal() {
+        let bars = Bars::new(Printer {
+            json: false,
+            quiet: true,
+            timings: false,
+        });
+        bars.stage("one", Some(3));
+        bars.advance(2);
+        bars.stage("two", None);
+        bars.finish_stage();
+        bars.finish_stage();
+        let current = bars.current.lock().map(|c| c.is_none());
+        assert_eq!(current.ok(), Some(true));
     }
 }

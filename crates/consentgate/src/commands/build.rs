@@ -275,7 +275,7 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
     );
     let started = Instant::now();
     let out = cfg.out.clone();
-    let bars = Bars::new(printer.quiet);
+    let bars = Bars::new(printer);
     let built = cg_build::build(cfg, &bars).map_err(|e| match e {
         cg_build::BuildError::Exists(ref p) => anyhow::Error::new(Hinted {
             message: format!("the dataset `{}` already exists", p.display()),
@@ -395,7 +395,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot write `{}`", marker.display()))?;
     let corpus = a.dir.join("corpus");
-    let bars = Bars::new(printer.quiet);
+    let bars = Bars::new(printer);
     printer.status(
         "Generating",
         format!("{} members, {} content rows", a.members, a.content),

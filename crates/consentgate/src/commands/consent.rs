@@ -324,7 +324,7 @@ pub fn run(cmd: ConsentCommand, printer: Printer) -> anyhow::Result<()> {
             };
             let catalogue = config.catalogue();
             let mut store = a.store.open()?;
-            let bars = Bars::new(printer.quiet);
+            let bars = Bars::new(printer);
             let mut reports = Vec::new();
             for f in &a.files {
                 let started = Instant::now();

@@ -89,7 +89,7 @@ pub fn run(args: GenerateArgs, printer: Printer) -> anyhow::Result<()> {
         ),
     );
     let started = Instant::now();
-    let bars = Bars::new(printer.quiet);
+    let bars = Bars::new(printer);
     let summary = cg_synth::generate(&cfg, &args.out, &bars).map_err(|e| {
         let hint = format!(
             "check that `{}` is a writable directory",

@@ -324,7 +324,7 @@ fn impact(a: ImpactArgs, printer: Printer) -> anyhow::Result<()> {
         to,
         examples: a.examples,
     };
-    let bars = crate::progress::Bars::new(printer.quiet);
+    let bars = crate::progress::Bars::new(printer);
     let r = cg_build::impact(cfg, &bars).context("the impact report failed")?;
     printer.data(&r, || {
         let mut s = format!(

@@ -453,7 +453,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         format!("{} as of {}", a.dataset.display(), cfg.as_of),
     );
     let started = std::time::Instant::now();
-    let bars = Bars::new(printer.quiet);
+    let bars = Bars::new(printer);
     let out = cg_build::rebuild(&a.dataset, cfg, &bars).map_err(|e| match e {
         cg_build::BuildError::Exists(ref p) => anyhow::Error::new(Hinted {
             message: format!("the dataset `{}` already exists", p.display()),
