@@ -20,6 +20,7 @@ use crate::BuildError;
 use crate::config::{ConsentSourceArg, FactInputs};
 use crate::layout::{file_name, hex};
 use crate::manifest::{FactsSummary, InputRef, MemberSources};
+use crate::store::with_local;
 
 /// All members, by id.
 ///
@@ -92,72 +93,84 @@ pub fn load_members(path: &Path) -> Result<Members, BuildError> {
     Ok(out)
 }
 
-/// Adds residence history.
-pub fn load_residences(path: &Path, members: &mut Members) -> Result<(), BuildError> {
+/// A residence: when it began and the country (as given).
+type Residence = (i64, Timestamp, Option<String>);
+
+/// Reads residence history (added to the members by [`add_residences`]).
+fn read_residences(path: &Path) -> Result<Vec<Residence>, BuildError> {
+    let mut rows = Vec::new();
     read(path, "residences", |b, _| {
         let id = b.column(0).as_primitive::<Int64Type>();
         let country = b.column(1).as_string::<i32>();
         let from = b.column(2).as_primitive::<TimestampMicrosecondType>();
+        rows.reserve(b.num_rows());
         for r in 0..b.num_rows() {
-            if let Some(m) = members.get_mut(&id.value(r)) {
-                m.residences.push((
-                    Timestamp::from_micros(from.value(r)),
-                    country.is_valid(r).then(|| country.value(r).to_owned()),
-                ));
-            }
+            rows.push((
+                id.value(r),
+                Timestamp::from_micros(from.value(r)),
+                country.is_valid(r).then(|| country.value(r).to_owned()),
+            ));
         }
         Ok(())
     })?;
+    Ok(rows)
+}
+
+/// Adds residence history to the members it names.
+fn add_residences(rows: Vec<Residence>, members: &mut Members) {
+    for (id, from, country) in rows {
+        if let Some(m) = members.get_mut(&id) {
+            m.residences.push((from, country));
+        }
+    }
     for m in members.values_mut() {
         m.sort_residences();
     }
-    Ok(())
 }
 
-/// Adds notice deliveries (the earliest counts).
-pub fn load_notices(path: &Path, members: &mut Members) -> Result<(), BuildError> {
-    read(path, "notices", |b, _| {
+/// Reads a table of dated events per member (`at`: the time column's index): notices or
+/// erasure requests, folded by [`earliest`].
+fn read_dated(path: &Path, table: &str, at: usize) -> Result<Vec<(i64, Timestamp)>, BuildError> {
+    let mut rows = Vec::new();
+    read(path, table, |b, _| {
         let id = b.column(0).as_primitive::<Int64Type>();
-        let at = b.column(2).as_primitive::<TimestampMicrosecondType>();
-        for r in 0..b.num_rows() {
-            if let Some(m) = members.get_mut(&id.value(r)) {
-                let t = Timestamp::from_micros(at.value(r));
-                m.notice_at = Some(m.notice_at.map_or(t, |x| x.min(t)));
-            }
-        }
+        let at = b.column(at).as_primitive::<TimestampMicrosecondType>();
+        rows.extend((0..b.num_rows()).map(|r| (id.value(r), Timestamp::from_micros(at.value(r)))));
         Ok(())
-    })
+    })?;
+    Ok(rows)
 }
 
-/// Adds erasure requests (the earliest counts, with closures).
-pub fn load_erasures(path: &Path, members: &mut Members) -> Result<(), BuildError> {
-    read(path, "erasures", |b, _| {
-        let id = b.column(0).as_primitive::<Int64Type>();
-        let at = b.column(1).as_primitive::<TimestampMicrosecondType>();
-        for r in 0..b.num_rows() {
-            if let Some(m) = members.get_mut(&id.value(r)) {
-                let t = Timestamp::from_micros(at.value(r));
-                m.erasure_requested_at = Some(m.erasure_requested_at.map_or(t, |x| x.min(t)));
-            }
+/// Folds dated events into the members they name: the earliest counts.
+fn earliest(
+    rows: Vec<(i64, Timestamp)>,
+    members: &mut Members,
+    field: fn(&mut MemberFacts) -> &mut Option<Timestamp>,
+) {
+    for (id, t) in rows {
+        if let Some(m) = members.get_mut(&id) {
+            let slot = field(m);
+            *slot = Some(slot.map_or(t, |x| x.min(t)));
         }
-        Ok(())
-    })
+    }
 }
 
-/// Folds a consent-events file as of `as_of` for `purpose`. Events of other purposes never
-/// affect a decision: they are counted by name (the manifest's `ignored_purposes`); a purpose
-/// that looks like a misspelling of the build's (edit distance 2 after normalisation) fails
-/// the build naming both, so an objection cannot vanish under a typo. Catalogue purposes
-/// (`catalogue`) other than the build's only tell "granted another purpose" apart from "no
-/// event" in the reason code.
-pub fn load_consent_events(
+/// Consent events folded per member, not yet given to the members.
+type ConsentFolds<'p> = FxHashMap<i64, ConsentFold<'p>>;
+
+/// Folds a consent-events file as of `as_of` for `purpose`, per member (given to the members
+/// by [`add_consent`]). Events of other purposes never affect a decision: they are counted by
+/// name (the manifest's `ignored_purposes`); a purpose that looks like a misspelling of the
+/// build's (edit distance 2 after normalisation) fails the build naming both, so an objection
+/// cannot vanish under a typo. Catalogue purposes (`catalogue`) other than the build's only
+/// tell "granted another purpose" apart from "no event" in the reason code.
+fn fold_consent_events<'p>(
     path: &Path,
-    purpose: &Purpose,
+    purpose: &'p Purpose,
     as_of: Timestamp,
     catalogue: &[&str],
-    members: &mut Members,
-) -> Result<IgnoredPurposes, BuildError> {
-    let mut folds: FxHashMap<i64, ConsentFold<'_>> = FxHashMap::default();
+) -> Result<(ConsentFolds<'p>, IgnoredPurposes), BuildError> {
+    let mut folds = ConsentFolds::default();
     let mut ignored = IgnoredPurposes::new();
     read(path, "consent", |b, first| {
         let eid = b.column(0).as_primitive::<Int64Type>();
@@ -196,9 +209,6 @@ pub fn load_consent_events(
                     Err(_) => continue,
                 }
             };
-            if !members.contains_key(&id.value(r)) {
-                continue;
-            }
             folds
                 .entry(id.value(r))
                 .or_insert_with(|| ConsentFold::new(purpose, as_of))
@@ -218,12 +228,17 @@ pub fn load_consent_events(
         }
         Ok(())
     })?;
+    Ok((folds, ignored))
+}
+
+/// Gives each member its folded consent (events of members the build does not know are
+/// dropped).
+fn add_consent(folds: ConsentFolds<'_>, members: &mut Members) {
     for (id, fold) in folds {
         if let Some(m) = members.get_mut(&id) {
             fold.finish_into(m);
         }
     }
-    Ok(ignored)
 }
 
 /// Takes every member fact the ledger holds as of `as_of` (members, residences, notices,
@@ -290,56 +305,79 @@ pub(crate) fn load_facts(
     progress: &dyn Progress,
 ) -> Result<LoadedFacts, BuildError> {
     progress.stage("member facts", None);
-    let mut inputs = Vec::new();
-    let mut members = match &f.members {
-        Some(path) => {
-            let (members, sha256) = crate::store::with_local(path, load_members)?;
-            inputs.push(InputRef {
-                table: "members".into(),
-                source: file_name(path),
-                sha256,
-            });
-            members
-        }
-        None if matches!(f.consent, ConsentSourceArg::Store(_)) => Members::default(),
-        None => {
-            return Err(BuildError::Input(
-                "no members: pass --members FILE, or --store to take members from the ledger"
-                    .into(),
-            ));
-        }
-    };
-    for (table, path, load) in [
-        (
-            "residences",
-            &f.residences,
-            load_residences as fn(&Path, &mut Members) -> Result<(), BuildError>,
-        ),
-        ("notices", &f.notices, load_notices),
-        ("erasures", &f.erasures, load_erasures),
-    ] {
-        if let Some(p) = path {
-            let ((), sha256) = crate::store::with_local(p, |local| load(local, &mut members))?;
-            inputs.push(InputRef {
-                table: table.into(),
-                source: file_name(p),
-                sha256,
-            });
-        }
+    if f.members.is_none() && !matches!(f.consent, ConsentSourceArg::Store(_)) {
+        return Err(BuildError::Input(
+            "no members: pass --members FILE, or --store to take members from the ledger".into(),
+        ));
     }
+    let catalogue = f.catalogue();
+    // Every file is read (decoded, folded, digested) on a thread of its own, all at once;
+    // this thread reads the members, then adds the side tables to them in a fixed order as
+    // their readers finish, so the facts, the inputs' order and the first error reported do
+    // not depend on which reader finished first.
+    let mut inputs = Vec::new();
+    let (mut members, consent_file) = std::thread::scope(|scope| {
+        let residences = f
+            .residences
+            .as_deref()
+            .map(|p| scope.spawn(move || with_local(p, read_residences)));
+        let notices = f
+            .notices
+            .as_deref()
+            .map(|p| scope.spawn(move || with_local(p, |l| read_dated(l, "notices", 2))));
+        let erasures = f
+            .erasures
+            .as_deref()
+            .map(|p| scope.spawn(move || with_local(p, |l| read_dated(l, "erasures", 1))));
+        let consent = match &f.consent {
+            ConsentSourceArg::File(p) => {
+                let catalogue = &catalogue;
+                Some(scope.spawn(move || {
+                    with_local(p, |l| fold_consent_events(l, purpose, as_of, catalogue))
+                }))
+            }
+            ConsentSourceArg::Store(_) => None,
+        };
+        let mut members = match &f.members {
+            Some(path) => {
+                let (members, sha256) = with_local(path, load_members)?;
+                inputs.push(input_ref("members", path, sha256));
+                members
+            }
+            None => Members::default(),
+        };
+        if let (Some(path), Some(reader)) = (&f.residences, residences) {
+            let (rows, sha256) = joined(reader)?;
+            add_residences(rows, &mut members);
+            inputs.push(input_ref("residences", path, sha256));
+        }
+        if let (Some(path), Some(reader)) = (&f.notices, notices) {
+            let (rows, sha256) = joined(reader)?;
+            earliest(rows, &mut members, |m| &mut m.notice_at);
+            inputs.push(input_ref("notices", path, sha256));
+        }
+        if let (Some(path), Some(reader)) = (&f.erasures, erasures) {
+            let (rows, sha256) = joined(reader)?;
+            earliest(rows, &mut members, |m| &mut m.erasure_requested_at);
+            inputs.push(input_ref("erasures", path, sha256));
+        }
+        let consent_file = match consent {
+            Some(reader) => {
+                let ((folds, ignored), sha256) = joined(reader)?;
+                add_consent(folds, &mut members);
+                Some((ignored, sha256))
+            }
+            None => None,
+        };
+        Ok::<_, BuildError>((members, consent_file))
+    })?;
     let file_members = members.len() as u64;
     let mut member_sources = None;
     let ignored_purposes = match &f.consent {
         ConsentSourceArg::File(p) => {
-            let catalogue = f.catalogue();
-            let (ignored, sha256) = crate::store::with_local(p, |local| {
-                load_consent_events(local, purpose, as_of, &catalogue, &mut members)
-            })?;
-            inputs.push(InputRef {
-                table: "consent".into(),
-                source: file_name(p),
-                sha256,
-            });
+            let (ignored, sha256) = consent_file
+                .ok_or_else(|| BuildError::Engine("the consent file was not read".into()))?;
+            inputs.push(input_ref("consent", p, sha256));
             ignored
         }
         ConsentSourceArg::Store(url) => {
@@ -376,6 +414,24 @@ pub(crate) fn load_facts(
             member_sources,
         },
     })
+}
+
+/// An input of the manifest: a table, its file's name and digest.
+fn input_ref(table: &str, path: &Path, sha256: String) -> InputRef {
+    InputRef {
+        table: table.into(),
+        source: file_name(path),
+        sha256,
+    }
+}
+
+/// A reader thread's result (a panic is an error, not a crash of the build).
+fn joined<T>(
+    reader: std::thread::ScopedJoinHandle<'_, Result<T, BuildError>>,
+) -> Result<T, BuildError> {
+    reader
+        .join()
+        .unwrap_or_else(|_| Err(BuildError::Engine("a member-facts reader panicked".into())))
 }
 
 /// A ledger URL without its password, for messages.

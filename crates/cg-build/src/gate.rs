@@ -20,6 +20,7 @@ use sha2::Digest;
 
 use crate::facts::Members;
 use crate::facts_data::{FactsData, FactsDataError};
+use crate::layout::keyed_shard;
 
 /// One member as the gate keeps them.
 #[derive(Debug)]
@@ -35,6 +36,32 @@ struct GateMember {
     region: u8,
     /// Country at the cut-off (the phone-number hint for redaction).
     hint: Option<cg_model::CountryCode>,
+    /// The member's keyed shard, computed once when compiled, or [`UNROUTED`] for a gate made
+    /// without the build's shard key (the writer then computes it).
+    shard: u32,
+}
+
+/// [`GateMember::shard`] of a gate that does not know the build's shard key.
+const UNROUTED: u32 = u32::MAX;
+
+/// The build's shard key and shard count, for a gate that routes its members.
+#[derive(Clone, Copy, Debug)]
+pub struct Routing<'k> {
+    /// The shard key.
+    pub key: &'k [u8],
+    /// Shards.
+    pub shards: u32,
+}
+
+/// What the writer needs of a row's author ([`Gate::author`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Author {
+    /// Asked for erasure on or before the cut-off (or their facts could not be loaded).
+    pub erased: bool,
+    /// Report region at the cut-off, an index for [`Gate::region_label`].
+    pub region: u8,
+    /// The author's keyed shard, when the gate was made with the build's [`Routing`].
+    pub shard: Option<u32>,
 }
 
 /// What is scrubbed when a kept row mentions an excluded member.
@@ -86,32 +113,88 @@ impl<T> WholeTable<T> {
     /// Slack a dense table may have over its member count (absent ids are empty slots).
     const DENSE_SLACK: u128 = 2;
 
-    /// Compiles `members` into the table their ids suit.
-    fn new<F>(members: FxHashMap<i64, F>, mut compile: impl FnMut(F) -> T) -> WholeTable<T> {
+    /// Members a compiling thread takes at least (fewer members are compiled on one thread).
+    const MEMBERS_PER_THREAD: usize = 1 << 14;
+
+    /// Compiles `members` into the table their ids suit, on up to `threads` threads: each
+    /// makes its own context (`context`, e.g. a decider with its memo) and compiles its part.
+    fn new<F, C>(
+        members: FxHashMap<i64, F>,
+        threads: usize,
+        context: impl Fn() -> C + Sync,
+        compile: impl Fn(&mut C, i64, F) -> T + Sync,
+    ) -> WholeTable<T>
+    where
+        F: Send,
+        T: Send,
+    {
         let (min, max) = members.keys().fold((i64::MAX, i64::MIN), |(lo, hi), id| {
             (lo.min(*id), hi.max(*id))
         });
         let len = members.len();
+        let threads = threads.clamp(1, len / Self::MEMBERS_PER_THREAD + 1);
         let span = (i128::from(max) - i128::from(min) + 1).max(0) as u128;
         if len > 0 && span <= Self::DENSE_SLACK * len as u128 + 1024 {
-            let mut slots: Vec<Option<T>> = Vec::new();
-            slots.resize_with(span as usize, || None);
+            // `id - min` is below `span`, which fits in memory. Each thread fills one run of
+            // slots, so the parts are split by slot.
+            let span = span as usize;
+            let per_thread = span.div_ceil(threads);
+            let mut parts: Vec<Vec<(i64, F)>> = (0..threads)
+                .map(|_| Vec::with_capacity(len / threads + 1))
+                .collect();
             for (id, facts) in members {
-                // `id - min` is below `span`, which fits in memory.
-                slots[(i128::from(id) - i128::from(min)) as usize] = Some(compile(facts));
+                let at = (i128::from(id) - i128::from(min)) as usize;
+                parts[at / per_thread].push((id, facts));
             }
+            let mut slots: Vec<Option<T>> = Vec::new();
+            slots.resize_with(span, || None);
+            std::thread::scope(|scope| {
+                for (run, (slots, part)) in slots.chunks_mut(per_thread).zip(parts).enumerate() {
+                    let (context, compile) = (&context, &compile);
+                    scope.spawn(move || {
+                        let first = run * per_thread;
+                        let mut cx = context();
+                        for (id, facts) in part {
+                            let at = (i128::from(id) - i128::from(min)) as usize;
+                            slots[at - first] = Some(compile(&mut cx, id, facts));
+                        }
+                    });
+                }
+            });
             WholeTable::Dense {
                 base: min,
                 slots,
                 len,
             }
         } else {
-            WholeTable::Hashed(
-                members
+            let mut parts: Vec<Vec<(i64, F)>> = (0..threads)
+                .map(|_| Vec::with_capacity(len / threads + 1))
+                .collect();
+            for (i, entry) in members.into_iter().enumerate() {
+                parts[i % threads].push(entry);
+            }
+            let compiled: Vec<Vec<(i64, T)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
                     .into_iter()
-                    .map(|(id, facts)| (id, compile(facts)))
-                    .collect(),
-            )
+                    .map(|part| {
+                        let (context, compile) = (&context, &compile);
+                        scope.spawn(move || {
+                            let mut cx = context();
+                            part.into_iter()
+                                .map(|(id, facts)| (id, compile(&mut cx, id, facts)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
+            let mut table = FxHashMap::default();
+            table.reserve(len);
+            table.extend(compiled.into_iter().flatten());
+            WholeTable::Hashed(table)
         }
     }
 
@@ -197,6 +280,7 @@ fn compile_member(
     decider: &mut Decider<'_>,
     as_of: Timestamp,
     facts: MemberFacts,
+    shard: u32,
 ) -> GateMember {
     let flags = engine.policy().config().region_flags();
     let compiled = engine.compile(&facts);
@@ -220,6 +304,7 @@ fn compile_member(
         }),
         compiled,
         excluded_now,
+        shard,
     }
 }
 
@@ -311,19 +396,27 @@ pub struct Row<'a> {
 }
 
 impl Gate {
-    /// A gate for one build: compiles every member once.
+    /// A gate for one build: compiles every member once, on every core. With the build's
+    /// `routing`, each member's keyed shard is computed then too (the writer needs it for
+    /// each kept row, [`Gate::author`]).
     pub fn new(
         policy: Arc<Policy>,
         ctx: EvalContext,
         members: Members,
         quarantine: bool,
+        routing: Option<Routing<'_>>,
     ) -> Result<Gate, cg_redact::RedactError> {
         let engine = Engine::new(policy, ctx.purpose, ctx.as_of);
-        let mut decider = engine.decider();
-        let members = WholeTable::new(members, |facts| {
-            compile_member(&engine, &mut decider, ctx.as_of, *facts)
-        });
-        drop(decider);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let members = WholeTable::new(
+            members,
+            threads,
+            || engine.decider(),
+            |decider, id, facts| {
+                let shard = routing.map_or(UNROUTED, |r| keyed_shard(r.key, id, r.shards));
+                compile_member(&engine, decider, ctx.as_of, *facts, shard)
+            },
+        );
         Ok(Gate {
             engine,
             members: Table::Whole(members),
@@ -418,7 +511,13 @@ impl Gate {
         for (id, facts) in members {
             // The same compilation a gate keeps (one rule for who is excluded and which names
             // are scrubbed), dropped after its entry is taken.
-            let m = compile_member(&engine, &mut decider, ctx.as_of, (**facts).clone());
+            let m = compile_member(
+                &engine,
+                &mut decider,
+                ctx.as_of,
+                (**facts).clone(),
+                UNROUTED,
+            );
             add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
         }
         data.included.sort_unstable();
@@ -450,7 +549,10 @@ impl Gate {
             let as_of = self.engine.as_of();
             let map: ShardMembers = rows
                 .into_iter()
-                .map(|(id, facts)| (id, compile_member(&self.engine, &mut decider, as_of, facts)))
+                .map(|(id, facts)| {
+                    let m = compile_member(&self.engine, &mut decider, as_of, facts, UNROUTED);
+                    (id, m)
+                })
                 .collect();
             parted.loaded.fetch_add(map.len() as u64, Ordering::Relaxed);
             log::info!(
@@ -648,17 +750,29 @@ impl Gate {
     }
 
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
-    /// on or before the cut-off, and their report region at the cut-off as an index for
-    /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author).
-    /// A member whose facts could not be loaded reads as erased (excluded). `shard`: as for
-    /// [`Row::shard`].
-    pub fn author(&self, member_id: Option<i64>, shard: Option<u32>) -> (bool, u8) {
+    /// on or before the cut-off, their report region at the cut-off as an index for
+    /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author), and their keyed
+    /// shard when the gate routes. A member whose facts could not be loaded reads as erased
+    /// (excluded). `shard`: as for [`Row::shard`].
+    pub fn author(&self, member_id: Option<i64>, shard: Option<u32>) -> Author {
+        let unknown = Author {
+            erased: false,
+            region: 0,
+            shard: None,
+        };
         let Some(id) = member_id else {
-            return (false, 0);
+            return unknown;
         };
         match self.member(id, shard) {
-            Ok(m) => m.map_or((false, 0), |m| (m.compiled.erasure_requested(), m.region)),
-            Err(_) => (true, 0),
+            Ok(m) => m.map_or(unknown, |m| Author {
+                erased: m.compiled.erasure_requested(),
+                region: m.region,
+                shard: (m.shard != UNROUTED).then_some(m.shard),
+            }),
+            Err(_) => Author {
+                erased: true,
+                ..unknown
+            },
         }
     }
 
@@ -718,11 +832,18 @@ mod tests {
             (-500..500).step_by(2).collect(),
             vec![i64::MIN, -1, 0, 7, i64::MAX],
             (0..100).map(|i| i * 1_000_003).collect(),
+            // Enough members for several compiling threads, dense and sparse.
+            (7..100_007).collect(),
+            (0..40_000).map(|i| i * 1_000_003).collect(),
         ];
-        for ids in cases {
+        // One thread, and more threads than parts of a few ids each.
+        for (ids, threads) in cases
+            .iter()
+            .flat_map(|ids| [(ids.clone(), 1), (ids.clone(), 3)])
+        {
             let entries: FxHashMap<i64, i64> =
                 ids.iter().map(|id| (*id, id.wrapping_mul(3))).collect();
-            let table = WholeTable::new(entries, |v| v);
+            let table = WholeTable::new(entries, threads, || (), |(), _, v| v);
             let dense = matches!(table, WholeTable::Dense { .. });
             assert_eq!(table.len(), ids.len());
             for id in &ids {
@@ -743,7 +864,8 @@ mod tests {
             expected.sort_unstable();
             assert_eq!(seen, expected);
             // Dense where the ids are (1 000 ids in 1 000 or 1 000 slots); sparse ids hashed.
-            assert_eq!(dense, ids.len() >= 500, "{ids:?}");
+            let spread = ids.len() > 1 && ids[1] - ids[0] > 1_000;
+            assert_eq!(dense, ids.len() >= 500 && !spread, "{} ids", ids.len());
         }
     }
 

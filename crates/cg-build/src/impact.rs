@@ -88,9 +88,9 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
     };
-    let from = Gate::new(cfg.from.clone(), ctx.clone(), members.clone(), true)
+    let from = Gate::new(cfg.from.clone(), ctx.clone(), members.clone(), true, None)
         .map_err(BuildError::from)?;
-    let to = Gate::new(cfg.to.clone(), ctx, members, true).map_err(BuildError::from)?;
+    let to = Gate::new(cfg.to.clone(), ctx, members, true, None).map_err(BuildError::from)?;
     let contract = cg_io::schema::contract("content")
         .ok_or_else(|| BuildError::Input("no content contract".into()))?;
     type Key = (String, String, String, String, String);
@@ -155,7 +155,7 @@ pub fn impact(cfg: ImpactConfig, progress: &dyn Progress) -> Result<ImpactReport
             let headline =
                 |v: &cg_model::Verdict| v.reasons().first().map_or("", |r| r.as_str()).to_owned();
             let key = (
-                from.region_label(from.author(r.member_id, None).1)
+                from.region_label(from.author(r.member_id, None).region)
                     .to_owned(),
                 va.decision().to_string(),
                 headline(&va),

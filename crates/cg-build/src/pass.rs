@@ -487,6 +487,7 @@ pub(crate) fn run_pass(
     };
 
     // 3. The record and the shards, at once.
+    progress.stage("write", None);
     let next_shard = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let (record, written) = std::thread::scope(|scope| {
@@ -1395,7 +1396,8 @@ fn take_batch(
             return Err(BuildError::Engine(format!("unknown outcome {code}")).into());
         };
         let route = routes.and_then(|r| r.is_valid(i).then(|| r.value(i)));
-        let (erased, region) = gate.author(member, route);
+        let author = gate.author(member, route);
+        let (erased, region) = (author.erased, author.region);
         if content_id.is_none() {
             if !shared.quarantine {
                 return Err(Halt::MissingId);
@@ -1415,8 +1417,11 @@ fn take_batch(
             code = codes.policy_error;
             is_kept = false;
         }
-        let shard = match (is_kept, member) {
-            (true, Some(m)) => *part
+        // The gate computed the author's shard when it compiled them (an embedded build);
+        // an executor's gate does not route, and the shard is computed here once a member.
+        let shard = match (is_kept, member, author.shard) {
+            (true, Some(_), Some(shard)) => shard,
+            (true, Some(m), None) => *part
                 .shard_of
                 .entry(m)
                 .or_insert_with(|| keyed_shard(shared.shard_key, m, shared.shards)),

@@ -100,6 +100,7 @@ pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutpu
             &mut received,
         )
     })?;
+    progress.finish_stage();
     out.received = received;
     if let (Some(prefix), Some(_staging)) = (remote_out, staging) {
         let dest = prefix.join(&dataset_id);
@@ -126,8 +127,9 @@ fn write_dataset(
         inputs,
         summary,
     } = facts;
+    progress.stage("compile members", None);
     let gate = new_gate(cfg, members, &inputs, shard_key, dir)?;
-    progress.stage("gate", None);
+    progress.stage("decide", None);
     let mut pass = crate::pass::run_pass(
         cfg,
         &gate,
@@ -147,7 +149,7 @@ fn write_dataset(
         },
         progress,
     )?;
-    progress.finish_stage();
+    progress.stage("commit and publish", None);
     drop(gate);
     facts_data::discard(dir)?;
     *received = pass.received;
@@ -204,8 +206,18 @@ pub(crate) fn new_gate(
         as_of: cfg.as_of,
     };
     if cfg.engine == Engine::Embedded {
-        let gate = Gate::new(cfg.policy.clone(), ctx, members, cfg.quarantine)
-            .map_err(BuildError::from)?;
+        let routing = crate::gate::Routing {
+            key: shard_key,
+            shards: cfg.shards,
+        };
+        let gate = Gate::new(
+            cfg.policy.clone(),
+            ctx,
+            members,
+            cfg.quarantine,
+            Some(routing),
+        )
+        .map_err(BuildError::from)?;
         return Ok(Arc::new(GateRef::ready(None, Arc::new(gate))));
     }
     // A distributed build's client never decides a row: it writes the facts as data, and the

@@ -272,7 +272,25 @@ mod tests {
             purpose: Purpose::genai_training(),
             as_of,
         };
-        let gate = Gate::new(policy.clone(), ctx.clone(), members.clone(), false).unwrap();
+        let routing = crate::gate::Routing {
+            key: KEY,
+            shards: SHARDS,
+        };
+        let gate = Gate::new(
+            policy.clone(),
+            ctx.clone(),
+            members.clone(),
+            false,
+            Some(routing),
+        )
+        .unwrap();
+        // The client's gate routes every member to its keyed shard; no other shard.
+        for id in members.keys() {
+            assert_eq!(
+                gate.author(Some(*id), None).shard,
+                Some(crate::layout::keyed_shard(KEY, *id, SHARDS))
+            );
+        }
         let mentions = gate.mentions_data().unwrap();
         // A distributed client computes the same table without keeping a gate.
         assert_eq!(
@@ -406,7 +424,13 @@ mod tests {
                 remade.redaction_fingerprint(id, hint, m, &verdict),
                 direct.redaction_fingerprint(id, None, m, &verdict)
             );
-            assert_eq!(remade.author(Some(id), hint), direct.author(Some(id), None));
+            // The same author, except that an executor's gate leaves the shard to the writer.
+            let (executor, client) = (remade.author(Some(id), hint), direct.author(Some(id), None));
+            assert_eq!(
+                (executor.erased, executor.region),
+                (client.erased, client.region)
+            );
+            assert_eq!(executor.shard, None);
         }
         let misrouted: Vec<Row<'_>> = all
             .iter()
@@ -474,7 +498,11 @@ mod tests {
         );
         assert_eq!(
             gate.author(two[0].member_id, None),
-            (true, 0),
+            crate::gate::Author {
+                erased: true,
+                region: 0,
+                shard: None
+            },
             "read as erased"
         );
         let others = rows((0..400).filter(|i| shard(*i) != 2));
