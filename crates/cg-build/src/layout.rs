@@ -92,6 +92,17 @@ pub fn decisions_schema() -> SchemaRef {
     ]))
 }
 
+/// A shard's columns that seldom repeat are written without a dictionary (`kind` keeps one).
+const SHARD_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
+    plain_columns: &["content_id", "created_at", "text"],
+};
+
+/// `decisions.parquet`'s ids and fingerprints are written without a dictionary (`decision`,
+/// `reasons` and `shard` keep one).
+const DECISIONS_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
+    plain_columns: &["content_id", "member_id", "fingerprint"],
+};
+
 /// One shard's writer. Its caller hands it rows in `content_id` order, in batches of exactly
 /// [`CHUNK`] rows but the last (identical rows ⇒ identical bytes, however the engine split them).
 pub(crate) struct ShardOut {
@@ -103,7 +114,8 @@ impl ShardOut {
     pub(crate) fn create(dir: &Path, i: u32) -> Result<ShardOut, BuildError> {
         let path = dir.join("shards").join(format!("part-{i:05}.parquet"));
         Ok(ShardOut {
-            writer: cg_io::TableWriter::create(&path, shard_schema()).map_err(BuildError::from)?,
+            writer: cg_io::TableWriter::create_with(&path, shard_schema(), SHARD_ENCODING)
+                .map_err(BuildError::from)?,
         })
     }
 
@@ -123,6 +135,7 @@ impl ShardOut {
                 &dir.join("shards").join(name),
                 partial,
                 shard_schema(),
+                SHARD_ENCODING,
             )
             .map_err(BuildError::from)?,
         })
@@ -176,9 +189,10 @@ pub(crate) struct DecisionsOut {
 impl DecisionsOut {
     /// `dir/decisions.parquet`.
     pub(crate) fn create(dir: &Path) -> Result<DecisionsOut, BuildError> {
-        let mut file = cg_io::TableWriter::create(
+        let mut file = cg_io::TableWriter::create_with(
             &dir.join(crate::decisions::DECISIONS_FILE),
             decisions_schema(),
+            DECISIONS_ENCODING,
         )
         .map_err(BuildError::from)?;
         let (to_writer, batches) = std::sync::mpsc::sync_channel(2);

@@ -29,7 +29,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use reader::{Contract, ReadError, Utf8Check, check_utf8, read_table};
-pub use writer::TableWriter;
+pub use writer::{TableWriter, WriteOptions};
 
 /// Creates `dir` and missing parents readable by the owner only (0700 on Unix); an existing
 /// directory is left as it is. For directories that hold personal data or keys (the ledger,

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::{Format, IoError};
 
@@ -20,6 +21,16 @@ enum Sink {
     Parquet(ArrowWriter<BufWriter<File>>),
     Csv(arrow::csv::Writer<BufWriter<File>>),
     Jsonl(arrow::json::LineDelimitedWriter<BufWriter<File>>),
+}
+
+/// How a table is written, beyond its schema.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Parquet columns written without a dictionary: values that seldom repeat (ids, times,
+    /// text). Parquet's writer would otherwise hash every value into a dictionary until the
+    /// dictionary outgrows its page, in every column chunk, only to fall back to plain
+    /// encoding.
+    pub plain_columns: &'static [&'static str],
 }
 
 /// Writes record batches of one schema to one file.
@@ -44,9 +55,18 @@ impl std::fmt::Debug for TableWriter {
 impl TableWriter {
     /// Creates `path` (format from its extension) for batches of `schema`.
     pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter, IoError> {
+        TableWriter::create_with(path, schema, WriteOptions::default())
+    }
+
+    /// [`TableWriter::create`] with `options`.
+    pub fn create_with(
+        path: &Path,
+        schema: SchemaRef,
+        options: WriteOptions,
+    ) -> Result<TableWriter, IoError> {
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
-        TableWriter::create_as(path, PathBuf::from(partial), schema)
+        TableWriter::create_as(path, PathBuf::from(partial), schema, options)
     }
 
     /// Like [`TableWriter::create`], through the caller's `partial` file (on the same file
@@ -58,11 +78,17 @@ impl TableWriter {
         path: &Path,
         partial: PathBuf,
         schema: SchemaRef,
+        options: WriteOptions,
     ) -> Result<TableWriter, IoError> {
-        TableWriter::create_as(path, partial, schema)
+        TableWriter::create_as(path, partial, schema, options)
     }
 
-    fn create_as(path: &Path, partial: PathBuf, schema: SchemaRef) -> Result<TableWriter, IoError> {
+    fn create_as(
+        path: &Path,
+        partial: PathBuf,
+        schema: SchemaRef,
+        options: WriteOptions,
+    ) -> Result<TableWriter, IoError> {
         let format = Format::from_path(path)?;
         let file = File::create(&partial).map_err(|source| IoError::File {
             action: "cannot create",
@@ -72,10 +98,15 @@ impl TableWriter {
         let out = BufWriter::with_capacity(1 << 20, file);
         let sink = match format {
             Format::Parquet => {
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(256 * 1024))
-                    .build();
+                let props = options.plain_columns.iter().fold(
+                    WriterProperties::builder()
+                        .set_compression(Compression::SNAPPY)
+                        .set_max_row_group_row_count(Some(256 * 1024)),
+                    |props, column| {
+                        props.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+                    },
+                );
+                let props = props.build();
                 let w = ArrowWriter::try_new(out, schema, Some(props)).map_err(|source| {
                     IoError::Parquet {
                         path: path.to_owned(),
@@ -270,6 +301,38 @@ mod tests {
         let jsonl = std::fs::read_to_string(dir.path().join("content.jsonl")).unwrap();
         assert_eq!(jsonl.lines().count(), 2);
         assert!(jsonl.contains("[17,42]"), "{jsonl}");
+    }
+
+    #[test]
+    fn plain_columns_are_written_without_a_dictionary_and_read_back_equal() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content.parquet");
+        let options = WriteOptions {
+            plain_columns: &["content_id", "text"],
+        };
+        let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
+        w.write(&content_batch()).unwrap();
+        w.finish().unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            let column = (0..group.num_columns())
+                .map(|i| group.column(i))
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            column.dictionary_page_offset().is_some()
+        };
+        assert!(!dictionary("content_id") && !dictionary("text"));
+        assert!(dictionary("member_id") && dictionary("kind"));
+        let file = File::open(&path).unwrap();
+        let back: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].columns(), content_batch().columns());
     }
 
     #[test]
