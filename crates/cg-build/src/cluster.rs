@@ -10,12 +10,18 @@
 //! What the client receives from the cluster is one summary row per file written: its size
 //! does not grow with the rows. It still reads the records (48 bytes a row) from the shared
 //! directory, to write the one `decisions.parquet` the layout has.
+//!
+//! The wait for the cluster is bounded (the engine URL's `timeout=SECS`, a day by default):
+//! past it the client cancels the job on the scheduler and fails; nothing is published.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
 use futures_lite::StreamExt;
 use rustc_hash::FxHashSet;
 
@@ -29,17 +35,38 @@ use crate::pass::{
 };
 use crate::sink::{KEY_RECORD_BYTES, KEYS_PREFIX, Output, SinkItem, scratch_dir, summary_items};
 
-/// Finishes a distributed pass from the sink's summary `streams`.
+/// A distributed pass's job on the cluster.
+pub(crate) struct Job {
+    /// The sink's summaries.
+    pub streams: Vec<SendableRecordBatchStream>,
+    /// The job's physical plan (to cancel it by).
+    pub plan: Option<Arc<dyn ExecutionPlan>>,
+}
+
+/// Asks the scheduler to cancel the job `plan` runs as (its tasks stop; files they would still
+/// write land in a scratch directory the client removes). Returns the job's id if the scheduler
+/// took the request; a cluster that does not answer within seconds is left as it is.
+#[cfg(feature = "ballista")]
+async fn cancel(scheduler: &str, plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    crate::distributed::cancel_job(scheduler, plan).await
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn cancel(_scheduler: &str, _plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    None
+}
+
+/// Finishes a distributed pass from the sink's summaries.
 pub(crate) fn finish(
     cfg: &BuildConfig,
     gate: &Gate,
     shard_key: &[u8],
     spec: &PassSpec<'_>,
-    streams: Vec<SendableRecordBatchStream>,
+    job: Job,
     runtime: &tokio::runtime::Runtime,
     progress: &dyn cg_model::progress::Progress,
 ) -> Result<PassOut, BuildError> {
-    let out = finish_unswept(cfg, gate, shard_key, spec, streams, runtime, progress);
+    let out = finish_unswept(cfg, gate, shard_key, spec, job, runtime, progress);
     // Records, key runs and files of failed attempts are scratch, whether the pass succeeded
     // or not.
     let swept = sweep(spec.dir);
@@ -53,12 +80,17 @@ fn finish_unswept(
     gate: &Gate,
     shard_key: &[u8],
     spec: &PassSpec<'_>,
-    streams: Vec<SendableRecordBatchStream>,
+    job: Job,
     runtime: &tokio::runtime::Runtime,
     progress: &dyn cg_model::progress::Progress,
 ) -> Result<PassOut, BuildError> {
     let received = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-    let items = runtime.block_on(async {
+    let Job { streams, plan } = job;
+    let wait = cfg
+        .engine
+        .timeout()
+        .unwrap_or(Duration::from_secs(crate::config::DEFAULT_TIMEOUT_SECS));
+    let summaries = async {
         let mut items = Vec::new();
         for mut stream in streams {
             while let Some(batch) = stream.next().await {
@@ -74,6 +106,22 @@ fn finish_unswept(
             }
         }
         Ok::<_, BuildError>(items)
+    };
+    let items = runtime.block_on(async {
+        match tokio::time::timeout(wait, summaries).await {
+            Ok(items) => items,
+            Err(_) => {
+                let cancelled = match (&plan, cfg.engine.ballista()) {
+                    (Some(plan), Some((scheduler, _))) => cancel(scheduler, plan).await,
+                    _ => None,
+                };
+                Err(BuildError::Engine(format!(
+                    "the cluster did not finish the build within {} s (the engine URL's `timeout=SECS`); {}nothing is published",
+                    wait.as_secs(),
+                    cancelled.map_or(String::new(), |job| format!("job {job} cancelled; ")),
+                )))
+            }
+        }
     });
     let result = items.and_then(|items| {
         let items = one_attempt_per_task(items)?;

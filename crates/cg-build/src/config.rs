@@ -34,11 +34,12 @@ pub enum Engine {
 pub const MAX_PARTITIONS: usize = 65_536;
 
 impl Engine {
-    /// `datafusion` (or `embedded`) or `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M]`.
+    /// `datafusion` (or `embedded`) or
+    /// `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M][&timeout=SECS]`.
     pub fn parse(s: &str) -> Result<Engine, String> {
         let not_an_engine = || {
             format!(
-                "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M]`"
+                "`{s}` is not an engine: use `datafusion` or `ballista://HOST:PORT[?partitions=N][&shuffle-mb=M][&timeout=SECS]`"
             )
         };
         match s {
@@ -58,7 +59,7 @@ impl Engine {
                 if let Some(q) = query {
                     params_of(q).ok_or_else(|| {
                         format!(
-                            "`{s}`: the engine parameters are `partitions=N` (1..={MAX_PARTITIONS}) and `shuffle-mb=M` ({MIN_SHUFFLE_MB}..={MAX_SHUFFLE_MB}), each at most once"
+                            "`{s}`: the engine parameters are `partitions=N` (1..={MAX_PARTITIONS}), `shuffle-mb=M` ({MIN_SHUFFLE_MB}..={MAX_SHUFFLE_MB}) and `timeout=SECS` (1..={MAX_TIMEOUT_SECS}), each at most once"
                         )
                     })?;
                 }
@@ -73,9 +74,26 @@ impl Engine {
         match self {
             Engine::Embedded => None,
             Engine::Ballista(url) => Some(match url.split_once('?') {
-                Some((address, query)) => (address, params_of(query).and_then(|p| p.0)),
+                Some((address, query)) => (address, params_of(query).and_then(|p| p.partitions)),
                 None => (url.as_str(), None),
             }),
+        }
+    }
+
+    /// How long a distributed build's client waits for the cluster to finish the job before
+    /// it cancels the job and fails, publishing nothing (`timeout=SECS`; default
+    /// [`DEFAULT_TIMEOUT_SECS`]); `None` for the embedded engine, which waits on nobody.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Engine::Embedded => None,
+            Engine::Ballista(url) => {
+                let secs = url
+                    .split_once('?')
+                    .and_then(|(_, query)| params_of(query))
+                    .and_then(|p| p.timeout_secs)
+                    .unwrap_or(DEFAULT_TIMEOUT_SECS);
+                Some(std::time::Duration::from_secs(secs))
+            }
         }
     }
 
@@ -87,7 +105,7 @@ impl Engine {
             Engine::Ballista(url) => url
                 .split_once('?')
                 .and_then(|(_, query)| params_of(query))
-                .and_then(|p| p.1),
+                .and_then(|p| p.shuffle_mb),
         }
     }
 
@@ -105,26 +123,50 @@ pub const MIN_SHUFFLE_MB: usize = 16;
 /// The most `shuffle-mb` an engine URL may ask for.
 pub const MAX_SHUFFLE_MB: usize = 1 << 20;
 
+/// How long a distributed build waits for its cluster by default: a day. Long enough for a
+/// build of the size docs/distributed.md projects (minutes on 100 executors) many times over;
+/// a bound, so that a job the cluster stalls on (an executor lost at an unlucky moment, no
+/// executor left) ends in an error instead of a client waiting for ever.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 86_400;
+/// The longest `timeout` an engine URL may ask for: a week.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
+
+/// An engine URL's parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Params {
+    partitions: Option<usize>,
+    shuffle_mb: Option<usize>,
+    timeout_secs: Option<u64>,
+}
+
 /// An engine URL's parameters, each at most once: `partitions=N` with N in
-/// 1..=[`MAX_PARTITIONS`], `shuffle-mb=M` with M in [`MIN_SHUFFLE_MB`]..=[`MAX_SHUFFLE_MB`].
-fn params_of(query: &str) -> Option<(Option<usize>, Option<usize>)> {
-    let (mut partitions, mut shuffle_mb) = (None, None);
+/// 1..=[`MAX_PARTITIONS`], `shuffle-mb=M` with M in [`MIN_SHUFFLE_MB`]..=[`MAX_SHUFFLE_MB`],
+/// `timeout=SECS` with SECS in 1..=[`MAX_TIMEOUT_SECS`].
+fn params_of(query: &str) -> Option<Params> {
+    let mut params = Params::default();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=')?;
         let n = value.parse::<usize>().ok()?;
         match key {
-            "partitions" if partitions.is_none() && (1..=MAX_PARTITIONS).contains(&n) => {
-                partitions = Some(n);
+            "partitions" if params.partitions.is_none() && (1..=MAX_PARTITIONS).contains(&n) => {
+                params.partitions = Some(n);
             }
             "shuffle-mb"
-                if shuffle_mb.is_none() && (MIN_SHUFFLE_MB..=MAX_SHUFFLE_MB).contains(&n) =>
+                if params.shuffle_mb.is_none()
+                    && (MIN_SHUFFLE_MB..=MAX_SHUFFLE_MB).contains(&n) =>
             {
-                shuffle_mb = Some(n);
+                params.shuffle_mb = Some(n);
+            }
+            "timeout"
+                if params.timeout_secs.is_none()
+                    && (1..=MAX_TIMEOUT_SECS).contains(&(n as u64)) =>
+            {
+                params.timeout_secs = Some(n as u64);
             }
             _ => return None,
         }
     }
-    Some((partitions, shuffle_mb))
+    Some(params)
 }
 
 /// Everything a build needs.
@@ -234,5 +276,40 @@ impl FactInputs {
             return Purpose::DEFAULT_CATALOGUE.to_vec();
         }
         self.purposes.iter().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_engine_url_bounds_the_wait_for_its_cluster() {
+        let engine = Engine::parse("ballista://127.0.0.1:50050").unwrap();
+        assert_eq!(
+            engine.timeout(),
+            Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS))
+        );
+        let engine =
+            Engine::parse("ballista://127.0.0.1:50050?partitions=8&timeout=90&shuffle-mb=64")
+                .unwrap();
+        assert_eq!(engine.timeout(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            engine.ballista(),
+            Some(("ballista://127.0.0.1:50050", Some(8)))
+        );
+        assert_eq!(engine.shuffle_mb(), Some(64));
+        assert_eq!(Engine::parse("datafusion").unwrap().timeout(), None);
+        for bad in [
+            "ballista://h:1?timeout=0",
+            "ballista://h:1?timeout=604801",
+            "ballista://h:1?timeout=-5",
+            "ballista://h:1?timeout=10&timeout=20",
+            "ballista://h:1?timeout=",
+        ] {
+            let err = Engine::parse(bad).unwrap_err();
+            assert!(err.contains("timeout=SECS"), "{bad}: {err}");
+        }
     }
 }

@@ -263,6 +263,38 @@ pub fn partitions_for(content_bytes: u64) -> usize {
 /// consentgate's codecs, splitting each stage into `partitions` tasks (default
 /// [`DISTRIBUTED_PARTITIONS`]), each map task buffering up to `shuffle_mb` MiB while it
 /// shuffles (default Ballista's).
+/// Cancels the cluster job a client's `plan` runs as (Ballista's `DistributedQueryExec`),
+/// asking the scheduler at `scheduler` (`ballista://HOST:PORT`). Returns the job's id once
+/// the scheduler took the request; `None` if the plan is not a job yet, or the scheduler did
+/// not answer within [`CANCEL_WAIT`].
+pub(crate) async fn cancel_job(scheduler: &str, plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    use ballista_core::execution_plans::DistributedQueryExec;
+    use ballista_core::serde::protobuf::CancelJobParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    let job_id = plan
+        .downcast_ref::<DistributedQueryExec<datafusion_proto::protobuf::LogicalPlanNode>>()?
+        .job_id()?
+        .to_string();
+    let address = format!("http://{}", scheduler.strip_prefix("ballista://")?);
+    let request = async {
+        let mut client = SchedulerGrpcClient::connect(address).await.ok()?;
+        client
+            .cancel_job(CancelJobParams {
+                job_id: job_id.clone(),
+            })
+            .await
+            .ok()
+    };
+    tokio::time::timeout(CANCEL_WAIT, request)
+        .await
+        .ok()
+        .flatten()
+        .map(|_| job_id)
+}
+
+/// How long a client that stopped waiting for its job waits for the scheduler to cancel it.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) async fn client_session(
     url: &str,
     partitions: Option<usize>,
@@ -304,6 +336,14 @@ fn client_config(
     optimizer.hash_join_single_partition_threshold = 0;
     optimizer.hash_join_single_partition_threshold_rows = 0;
     optimizer.prefer_hash_join = true;
+    // The client tracks its job by asking for its status (pull) rather than by the scheduler's
+    // pushed updates: a pulled job's id is known as soon as the scheduler took it, so a client
+    // that stops waiting (`timeout=SECS`) can cancel it; a pushed job's id only arrives with
+    // its first status update, which a stalled cluster may never send.
+    config
+        .options_mut()
+        .set(ballista_core::config::BALLISTA_CLIENT_PULL, "true")
+        .map_err(BuildError::from)?;
     if let Some(mb) = shuffle_mb {
         config
             .options_mut()

@@ -58,8 +58,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 pub use commitment::{KeyScheme, MemberCommitment, member_commitment};
 pub use config::{
-    BuildConfig, ConsentSourceArg, DEFAULT_EXECUTOR_MEMORY_MB, DEFAULT_MEMORY_MB, Engine,
-    FactInputs,
+    BuildConfig, ConsentSourceArg, DEFAULT_EXECUTOR_MEMORY_MB, DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_SECS, Engine, FactInputs, MAX_TIMEOUT_SECS,
 };
 pub use gate::RowError;
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};

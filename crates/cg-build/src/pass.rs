@@ -380,12 +380,23 @@ pub(crate) fn run_pass(
         .enable_all()
         .build()
         .map_err(BuildError::Runtime)?;
-    let (streams, tasks) = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
+    let Planned {
+        streams,
+        tasks,
+        job,
+    } = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
     if matches!(cfg.engine, Engine::Ballista(_)) {
         // The executors wrote the shards and the decision records; the stream is their
         // summaries (`crate::sink`).
-        let mut out =
-            crate::cluster::finish(cfg, gate, shard_key, &spec, streams, &runtime, progress)?;
+        let mut out = crate::cluster::finish(
+            cfg,
+            gate,
+            shard_key,
+            &spec,
+            crate::cluster::Job { streams, plan: job },
+            &runtime,
+            progress,
+        )?;
         out.received.tasks = tasks as u64;
         return Ok(out);
     }
@@ -695,7 +706,7 @@ async fn plan(
     shard_key: &[u8],
     spec: &PassSpec<'_>,
     threads: usize,
-) -> Result<(Vec<SendableRecordBatchStream>, usize), BuildError> {
+) -> Result<Planned, BuildError> {
     // A bounded memory pool for the engine's own operators (`BuildConfig::memory_mb`).
     let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
         cfg.memory_mb.max(1) << 20,
@@ -802,12 +813,12 @@ async fn plan(
         keep.push(col("redacted"));
     }
     let streams = match cfg.engine {
-        Engine::Embedded => {
-            df.select(keep)
-                .map_err(engine)?
-                .execute_stream_partitioned()
-                .await
-        }
+        Engine::Embedded => df
+            .select(keep)
+            .map_err(engine)?
+            .execute_stream_partitioned()
+            .await
+            .map(|streams| (streams, None)),
         Engine::Ballista(_) => {
             // The executors write the shards and the records (`crate::sink`): the client gets
             // one summary row per file.
@@ -842,16 +853,35 @@ async fn plan(
             };
             let node =
                 crate::sink::ShardSinkNode::new(sink, gate_ref.clone(), decided).map_err(engine)?;
-            DataFrame::new(session.state(), node.into_plan())
-                .execute_stream()
-                .await
-                .map(|s| vec![s])
+            // The physical plan is the cluster's job: kept, so that a client that stops
+            // waiting can cancel it (`crate::cluster`).
+            let job = DataFrame::new(session.state(), node.into_plan())
+                .create_physical_plan()
+                .await;
+            job.and_then(|job| {
+                datafusion::physical_plan::execute_stream(job.clone(), session.task_ctx())
+                    .map(|stream| (vec![stream], Some(job)))
+            })
         }
     };
     let tasks = session.state().config().target_partitions();
     streams
-        .map(|s| (s, tasks))
+        .map(|(streams, job)| Planned {
+            streams,
+            tasks,
+            job,
+        })
         .map_err(|e| engine_error(&cfg.content, e))
+}
+
+/// A pass's plan, executing.
+struct Planned {
+    /// One stream per partition (embedded), or the cluster's summaries (distributed).
+    streams: Vec<SendableRecordBatchStream>,
+    /// Tasks per stage.
+    tasks: usize,
+    /// A distributed build's job (its physical plan), for cancelling it.
+    job: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
 }
 
 /// A distributed plan's content, routed by its author's shard so that each task decides whole

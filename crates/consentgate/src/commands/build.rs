@@ -122,8 +122,9 @@ pub struct BuildArgs {
     /// Ballista scheduler started with `consentgate scheduler`; inputs and `--out` must be on
     /// storage the executors share; `?partitions=N` splits each stage into N tasks, default
     /// ⌈√(content bytes / 2 MiB)⌉, at least 4;
-    /// `shuffle-mb=M` bounds what each task buffers while it shuffles, default 256). The dataset
-    /// is the same either way.
+    /// `shuffle-mb=M` bounds what each task buffers while it shuffles, default 256;
+    /// `timeout=SECS` bounds the wait for the cluster, default a day, past which the job is
+    /// cancelled and nothing published). The dataset is the same either way.
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
     pub engine: cg_build::Engine,
 }

@@ -660,6 +660,42 @@ fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
 }
 
 #[test]
+fn a_cluster_that_stalls_fails_the_build_within_its_timeout_and_publishes_nothing() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let cluster = cluster(1);
+    // The only executor is frozen (SIGSTOP): the scheduler takes the job and nothing runs it.
+    let executor = cluster.executors[0].id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &executor])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {executor}");
+    };
+    signal("-STOP");
+    let url = format!("{}?timeout=3", cluster.url);
+    let args = build_args(&files, "2025-12-01", out.path(), &["--engine", &url]);
+    let started = Instant::now();
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let took = started.elapsed();
+    let left = walk(out.path());
+    signal("-CONT");
+    let err = crate::util::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not finish the build within 3 s") && err.contains("nothing is published"),
+        "{err}"
+    );
+    // The scheduler took the job, so the client cancelled it by its id.
+    assert!(err.contains("cancelled"), "{err}");
+    // A hang check, not a speed test: the wait ends with the timeout (plus the cancellation's
+    // own bound), whatever the cluster does.
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     let (_c, files) = corpus_files(20_000, 200_000);
     let out = cg_test_support::tempdir();
