@@ -51,6 +51,7 @@ async fn cancel(scheduler: &str, plan: &Arc<dyn ExecutionPlan>) -> Option<String
     crate::distributed::cancel_job(scheduler, plan).await
 }
 
+/// Without the `ballista` feature there is no cluster to cancel a job on.
 #[cfg(not(feature = "ballista"))]
 async fn cancel(_scheduler: &str, _plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
     None

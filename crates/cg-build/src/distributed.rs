@@ -259,10 +259,6 @@ pub fn partitions_for(content_bytes: u64) -> usize {
         .clamp(DISTRIBUTED_PARTITIONS, MAX_DEFAULT_PARTITIONS)
 }
 
-/// A client session on the Ballista scheduler at `url` (`ballista://HOST:PORT`) with
-/// consentgate's codecs, splitting each stage into `partitions` tasks (default
-/// [`DISTRIBUTED_PARTITIONS`]), each map task buffering up to `shuffle_mb` MiB while it
-/// shuffles (default Ballista's).
 /// Cancels the cluster job a client's `plan` runs as (Ballista's `DistributedQueryExec`),
 /// asking the scheduler at `scheduler` (`ballista://HOST:PORT`). Returns the job's id once
 /// the scheduler took the request; `None` if the plan is not a job yet, or the scheduler did
@@ -295,6 +291,10 @@ pub(crate) async fn cancel_job(scheduler: &str, plan: &Arc<dyn ExecutionPlan>) -
 /// How long a client that stopped waiting for its job waits for the scheduler to cancel it.
 const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A client session on the Ballista scheduler at `url` (`ballista://HOST:PORT`) with
+/// consentgate's codecs, splitting each stage into `partitions` tasks (default
+/// [`DISTRIBUTED_PARTITIONS`]), each map task buffering up to `shuffle_mb` MiB while it
+/// shuffles (default Ballista's).
 pub(crate) async fn client_session(
     url: &str,
     partitions: Option<usize>,
