@@ -235,17 +235,11 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
     );
     // Without -q the client says what it received from the cluster: one summary row per file
     // the executors wrote (a shard, or a task's decision records), never the content rows.
-    let args: Vec<String> = build_args(
+    let o = build_loud(
         &files,
-        "2025-12-01",
         &out.path().join("ballista-loud"),
         &["--engine", &cluster.url],
-    )
-    .into_iter()
-    .filter(|a| a != "-q")
-    .collect();
-    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    );
     let rows: u64 = embedded["totals"]
         .as_object()
         .unwrap()
@@ -297,6 +291,22 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
 }
 
 /// The member keys the executors derived, from a build's `Received` line.
+/// A build of `files` as of 2025-12-01 into `out` with `extra` flags and without `-q` (so that
+/// it says what it received and who derived the keys); it must succeed.
+fn build_loud(
+    files: &BTreeMap<String, PathBuf>,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let args: Vec<String> = build_args(files, "2025-12-01", out, extra)
+        .into_iter()
+        .filter(|a| a != "-q")
+        .collect();
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    o
+}
+
 fn keys_by_executors(said: &str) -> u64 {
     said.lines()
         .find(|l| l.contains("Received"))
@@ -322,17 +332,11 @@ fn vrf_keys_are_derived_by_executors_holding_the_member_key_else_by_the_client_a
     // dataset, commitment included.
     let holding = cluster(2);
     let dir = out.path().join("holding");
-    let args: Vec<String> = build_args(
+    let o = build_loud(
         &files,
-        "2025-12-01",
         &dir,
         &["--engine", &holding.url, "--key-scheme", "vrf"],
-    )
-    .into_iter()
-    .filter(|a| a != "-q")
-    .collect();
-    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    );
     assert_eq!(
         keys_by_executors(&crate::util::stderr(&o)),
         embedded["member_commitment"]["members"].as_u64().unwrap(),
@@ -346,17 +350,11 @@ fn vrf_keys_are_derived_by_executors_holding_the_member_key_else_by_the_client_a
     // the same dataset, commitment included.
     let without = cluster_with(1, ExecutorKey::Without);
     let dir = out.path().join("without");
-    let args: Vec<String> = build_args(
+    let o = build_loud(
         &files,
-        "2025-12-01",
         &dir,
         &["--engine", &without.url, "--key-scheme", "vrf"],
-    )
-    .into_iter()
-    .filter(|a| a != "-q")
-    .collect();
-    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(o.status.success(), "{}", crate::util::stderr(&o));
+    );
     assert_eq!(keys_by_executors(&crate::util::stderr(&o)), 0);
     let manifest: serde_json::Value = serde_json::from_str(&crate::util::stdout(&o)).unwrap();
     assert_eq!(comparable(manifest.clone()), comparable(embedded.clone()));

@@ -500,17 +500,21 @@ fn models_trained_before_and_after_a_withdrawal() {
         ),
     )
     .unwrap();
-    let o = consentgate(&[
-        "rebuild",
-        "--dataset",
-        parent.to_str().unwrap(),
-        "--as-of",
-        T2,
-        "--store",
-        &w.store,
-        "--out",
-        w.out.path().join("x").to_str().unwrap(),
-    ]);
+    let out = w.out.path().join("x");
+    let rebuild_parent = || {
+        consentgate(&[
+            "rebuild",
+            "--dataset",
+            parent.to_str().unwrap(),
+            "--as-of",
+            T2,
+            "--store",
+            &w.store,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = rebuild_parent();
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("built by consentgate 0.0.1"),
@@ -525,17 +529,7 @@ fn models_trained_before_and_after_a_withdrawal() {
         text.replace(&scheme, "\"key_scheme\": \"example.org/unknown\""),
     )
     .unwrap();
-    let o = consentgate(&[
-        "rebuild",
-        "--dataset",
-        parent.to_str().unwrap(),
-        "--as-of",
-        T2,
-        "--store",
-        &w.store,
-        "--out",
-        w.out.path().join("x").to_str().unwrap(),
-    ]);
+    let o = rebuild_parent();
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("key scheme `example.org/unknown`"),
