@@ -93,6 +93,16 @@ enum Table {
 /// One shard's members, compiled.
 type ShardMembers = FxHashMap<i64, GateMember>;
 
+/// A dense table's slot, aligned to a cache line: a lookup in a table far larger than the caches
+/// waits for one line from memory, never two (an unaligned 56-byte member straddles two lines
+/// in three slots of eight).
+#[derive(Debug)]
+#[repr(align(64))]
+struct Line<T>(T);
+
+// A member's slot is one line.
+const _: () = assert!(std::mem::size_of::<Option<Line<GateMember>>>() == 64);
+
 /// An embedded build's members by id. Member ids are usually dense (a platform numbers its
 /// members), and then the table is a vector indexed by `id - base`: one memory read per
 /// lookup, where a hash table reads its control bytes and then its slot, both cache misses
@@ -102,7 +112,7 @@ enum WholeTable<T> {
     /// Ids within twice the member count of each other: slot `id - base`.
     Dense {
         base: i64,
-        slots: Vec<Option<T>>,
+        slots: Vec<Option<Line<T>>>,
         len: usize,
     },
     /// Any other ids.
@@ -146,7 +156,7 @@ impl<T> WholeTable<T> {
                 let at = (i128::from(id) - i128::from(min)) as usize;
                 parts[at / per_thread].push((id, facts));
             }
-            let mut slots: Vec<Option<T>> = Vec::new();
+            let mut slots: Vec<Option<Line<T>>> = Vec::new();
             slots.resize_with(span, || None);
             std::thread::scope(|scope| {
                 for (run, (slots, part)) in slots.chunks_mut(per_thread).zip(parts).enumerate() {
@@ -156,7 +166,7 @@ impl<T> WholeTable<T> {
                         let mut cx = context();
                         for (id, facts) in part {
                             let at = (i128::from(id) - i128::from(min)) as usize;
-                            slots[at - first] = Some(compile(&mut cx, id, facts));
+                            slots[at - first] = Some(Line(compile(&mut cx, id, facts)));
                         }
                     });
                 }
@@ -202,7 +212,7 @@ impl<T> WholeTable<T> {
         match self {
             WholeTable::Dense { base, slots, .. } => {
                 let at = usize::try_from(i128::from(id) - i128::from(*base)).ok()?;
-                slots.get(at)?.as_ref()
+                slots.get(at)?.as_ref().map(|line| &line.0)
             }
             WholeTable::Hashed(m) => m.get(&id),
         }
@@ -222,7 +232,7 @@ impl<T> WholeTable<T> {
                 slots
                     .iter()
                     .enumerate()
-                    .filter_map(move |(i, m)| Some((*base + i as i64, m.as_ref()?))),
+                    .filter_map(move |(i, m)| Some((*base + i as i64, &m.as_ref()?.0))),
             ),
             WholeTable::Hashed(m) => Box::new(m.iter().map(|(id, m)| (*id, m))),
         }
@@ -697,7 +707,23 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return None;
         }
-        let hint = self.known(member_id, shard).and_then(|m| m.hint);
+        let hint = self.phone_hint(member_id, shard);
+        self.redact_hinted(text, hint, member_id, mentions, outcome)
+    }
+
+    /// [`Gate::redact`] with the author's phone hint already looked up ([`Gate::phone_hint`]):
+    /// a batch looks its authors up first, in a loop of independent reads.
+    pub fn redact_hinted<'t>(
+        &self,
+        text: &'t str,
+        hint: Option<cg_model::CountryCode>,
+        member_id: i64,
+        mentions: &[i64],
+        outcome: &Verdict,
+    ) -> Option<std::borrow::Cow<'t, str>> {
+        if !outcome.decision().is_kept() {
+            return None;
+        }
         let mut out = self.redactor.redact(
             text,
             hint.as_ref().map(|c| c.as_str()),
@@ -716,6 +742,12 @@ impl Gate {
         Some(out)
     }
 
+    /// The author's country at the cut-off, the phone-number hint of redaction (`None` for an
+    /// unknown member or one whose facts could not be loaded). `shard`: as for [`Row::shard`].
+    pub fn phone_hint(&self, member_id: i64, shard: Option<u32>) -> Option<cg_model::CountryCode> {
+        self.known(member_id, shard).and_then(|m| m.hint)
+    }
+
     /// What a kept row's redacted text depends on besides the row itself: the author's
     /// phone-hint country at the cut-off, and the handles and names scrubbed for the excluded
     /// members it mentions (in order; only when the verdict has `mention_redacted`). 0 for a
@@ -731,22 +763,39 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return 0;
         }
-        let mut h = sha2::Sha256::new();
-        h.update([1]);
-        let hint = self.known(member_id, shard).and_then(|m| m.hint);
-        h.update(hint.as_ref().map_or("-", |c| c.as_str()));
-        if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
-            for member in self.excluded_mentions(member_id, mentions) {
-                h.update([2]);
-                h.update(member.and_then(|x| x.handle.as_deref()).unwrap_or(""));
-                h.update([3]);
-                h.update(member.and_then(|x| x.display_name.as_deref()).unwrap_or(""));
-            }
+        self.hinted_fingerprint(
+            &mut FingerprintMemo::default(),
+            self.phone_hint(member_id, shard),
+            member_id,
+            mentions,
+            outcome,
+        )
+    }
+
+    /// [`Gate::redaction_fingerprint`], the same value, with the author's phone hint already
+    /// looked up ([`Gate::phone_hint`]) and the fingerprints of rows that scrub no mention
+    /// taken from `memo`: those depend on the hint alone, a handful of distinct values, so a
+    /// batch hashes each once instead of once a row.
+    pub fn hinted_fingerprint(
+        &self,
+        memo: &mut FingerprintMemo,
+        hint: Option<cg_model::CountryCode>,
+        member_id: i64,
+        mentions: &[i64],
+        outcome: &Verdict,
+    ) -> i64 {
+        if !outcome.decision().is_kept() {
+            return 0;
         }
-        let d = h.finalize();
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&d[..8]);
-        i64::from_le_bytes(x)
+        let scrubbed = outcome.reasons().contains(&ReasonCode::MentionRedacted)
+            && self.excluded_mentions(member_id, mentions).next().is_some();
+        if !scrubbed {
+            return *memo
+                .0
+                .entry(hint)
+                .or_insert_with(|| fingerprint(hint, std::iter::empty()));
+        }
+        fingerprint(hint, self.excluded_mentions(member_id, mentions))
     }
 
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
@@ -816,6 +865,32 @@ fn scrub(text: &str, needle: &str, with: &str) -> String {
     }
     out.push_str(&text[last..]);
     out
+}
+
+/// The fingerprints of kept rows that scrub no mention, by the author's phone hint
+/// ([`Gate::hinted_fingerprint`]).
+#[derive(Debug, Default)]
+pub struct FingerprintMemo(FxHashMap<Option<cg_model::CountryCode>, i64>);
+
+/// [`Gate::redaction_fingerprint`]'s hash: the phone hint, then the handle and display name of
+/// each excluded member scrubbed, in order (`None`: a member whose names are unknown).
+fn fingerprint<'a>(
+    hint: Option<cg_model::CountryCode>,
+    scrubbed: impl Iterator<Item = Option<&'a Names>>,
+) -> i64 {
+    let mut h = sha2::Sha256::new();
+    h.update([1]);
+    h.update(hint.as_ref().map_or("-", |c| c.as_str()));
+    for member in scrubbed {
+        h.update([2]);
+        h.update(member.and_then(|x| x.handle.as_deref()).unwrap_or(""));
+        h.update([3]);
+        h.update(member.and_then(|x| x.display_name.as_deref()).unwrap_or(""));
+    }
+    let d = h.finalize();
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&d[..8]);
+    i64::from_le_bytes(x)
 }
 
 #[cfg(test)]

@@ -1414,7 +1414,16 @@ fn take_batch(
     }
     let first = position(part.index, part.rows);
     part.rows += batch.num_rows() as u64;
-    for i in 0..batch.num_rows() {
+    // Every author first, in a loop of independent lookups whose memory reads overlap (the
+    // member table is far larger than the caches).
+    let authors: Vec<crate::gate::Author> = (0..batch.num_rows())
+        .map(|i| {
+            let member = members.is_valid(i).then(|| members.value(i));
+            let route = routes.and_then(|r| r.is_valid(i).then(|| r.value(i)));
+            gate.author(member, route)
+        })
+        .collect();
+    for (i, author) in authors.into_iter().enumerate() {
         let content_id = ids.is_valid(i).then(|| ids.value(i));
         let member = members.is_valid(i).then(|| members.value(i));
         let mut code = outcomes.value(i);
@@ -1425,8 +1434,6 @@ fn take_batch(
         let Some(mut is_kept) = known else {
             return Err(BuildError::Engine(format!("unknown outcome {code}")).into());
         };
-        let route = routes.and_then(|r| r.is_valid(i).then(|| r.value(i)));
-        let author = gate.author(member, route);
         let (erased, region) = (author.erased, author.region);
         if content_id.is_none() {
             if !shared.quarantine {

@@ -384,6 +384,9 @@ mod tests {
         assert_eq!(a, remade.decide(&all, &named).unwrap());
         assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));
         let mut redacted = 0;
+        // One memo across every row (many authors, hints and verdicts): the same fingerprint
+        // as computed afresh.
+        let mut memo = crate::gate::FingerprintMemo::default();
         for (i, code) in a.iter().enumerate() {
             let verdict = cg_model::Verdict::from_code(*code).unwrap();
             let id = all[i].content_id;
@@ -392,6 +395,10 @@ mod tests {
             assert_eq!(
                 direct.redaction_fingerprint(id, None, m, &verdict),
                 remade.redaction_fingerprint(id, None, m, &verdict)
+            );
+            assert_eq!(
+                remade.hinted_fingerprint(&mut memo, remade.phone_hint(id, None), id, m, &verdict),
+                direct.redaction_fingerprint(id, None, m, &verdict)
             );
             assert_eq!(
                 direct.redact(&text, id, None, m, &verdict),

@@ -93,9 +93,25 @@ fn shard_at(shards: &Option<UInt32Array>, i: usize) -> Option<u32> {
         .and_then(|s| s.is_valid(i).then(|| s.value(i)))
 }
 
-fn ints(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
-    let c = cast(a, &DataType::Int64)?;
-    Ok(c.as_primitive::<Int64Type>().iter().collect())
+/// An integer column read in place when it is `Int64` (no copy), cast to it once otherwise (a
+/// value that does not convert reads as null, which the gate never keeps).
+struct Ints(arrow::array::Int64Array);
+
+impl Ints {
+    fn new(a: &ArrayRef) -> Result<Ints> {
+        let c = cast(a, &DataType::Int64)?;
+        Ok(Ints(c.as_primitive::<Int64Type>().clone()))
+    }
+
+    /// Row `i`, `None` when null.
+    fn get(&self, i: usize) -> Option<i64> {
+        self.0.is_valid(i).then(|| self.0.value(i))
+    }
+
+    /// Every row in order.
+    fn iter(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        self.0.iter()
+    }
 }
 
 /// Times from any timestamp type or RFC 3339 text.
@@ -201,6 +217,28 @@ impl Verdicts {
     }
 }
 
+/// The phone hint of each kept row's author ([`Gate::phone_hint`]; `None` for other rows), looked
+/// up for the whole batch first: a loop of independent reads of a member table far larger than
+/// the caches overlaps them, where looking each up as its row is redacted waits for each.
+fn phone_hints(
+    gate: &crate::gate::Gate,
+    verdicts: &mut Verdicts,
+    members: &Ints,
+    outcomes: &arrow::array::UInt32Array,
+    shards: &Option<UInt32Array>,
+) -> Result<Vec<Option<cg_model::CountryCode>>> {
+    let mut hints = Vec::with_capacity(members.0.len());
+    for (i, member) in members.iter().enumerate() {
+        let kept = verdicts.of(gate, outcomes.value(i))?.decision().is_kept();
+        hints.push(
+            member
+                .filter(|_| kept)
+                .and_then(|m| gate.phone_hint(m, shard_at(shards, i))),
+        );
+    }
+    Ok(hints)
+}
+
 /// `cg_gate`.
 #[derive(Debug)]
 pub struct GateUdf {
@@ -248,16 +286,16 @@ impl ScalarUDFImpl for GateUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let ids = ints(&a[0])?;
-        let members = ints(&a[1])?;
+        let ids = Ints::new(&a[0])?;
+        let members = Ints::new(&a[1])?;
         let kinds = StrColumn::new(&a[2])?;
         let created = times(&a[3])?;
         let mentions = mention_lists(&a[4])?;
         let shards = shards_arg(&a, 5)?;
         let rows: Vec<Row<'_>> = (0..args.number_rows)
             .map(|i| Row {
-                content_id: ids[i].unwrap_or(0),
-                member_id: members[i],
+                content_id: ids.get(i).unwrap_or(0),
+                member_id: members.get(i),
                 kind: kinds.get(i),
                 created_at: created[i],
                 shard: shard_at(&shards, i),
@@ -290,7 +328,7 @@ impl ScalarUDFImpl for RedactUdf {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
         let text = StrColumn::new(&a[0])?;
-        let members = ints(&a[1])?;
+        let members = Ints::new(&a[1])?;
         let mentions = mention_lists(&a[2])?;
         let outcomes = cast(&a[3], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
@@ -301,13 +339,14 @@ impl ScalarUDFImpl for RedactUdf {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut b = StringBuilder::with_capacity(args.number_rows, text.bytes());
         let mut verdicts = Verdicts::default();
+        let hints = phone_hints(gate, &mut verdicts, &members, outcomes, &shards)?;
         for (i, member) in members.iter().enumerate() {
             let verdict = verdicts.of(gate, outcomes.value(i))?;
             let t = text.get(i).unwrap_or("");
-            b.append_option(gate.redact(
+            b.append_option(gate.redact_hinted(
                 t,
+                hints[i],
                 member.unwrap_or(0),
-                shard_at(&shards, i),
                 mentions_of(&mentions, i)?,
                 verdict,
             ));
@@ -340,33 +379,28 @@ impl ScalarUDFImpl for FingerprintUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let members = ints(&a[0])?;
+        let members = Ints::new(&a[0])?;
         let mentions = mention_lists(&a[1])?;
         let outcomes = cast(&a[2], &DataType::UInt32)?;
         let outcomes = outcomes.as_primitive::<UInt32Type>();
         let shards = shards_arg(&a, 3)?;
-        // Rows without mentions differ only by (outcome, author): memoised per batch.
         let gate = self
             .gate
             .gate()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut memo: rustc_hash::FxHashMap<(u32, i64), i64> = rustc_hash::FxHashMap::default();
+        let mut memo = crate::gate::FingerprintMemo::default();
         let mut out = Vec::with_capacity(args.number_rows);
         let mut verdicts = Verdicts::default();
+        let hints = phone_hints(gate, &mut verdicts, &members, outcomes, &shards)?;
         for (i, member) in members.iter().enumerate() {
-            let member = member.unwrap_or(0);
-            let id = outcomes.value(i);
-            let verdict = verdicts.of(gate, id)?;
-            let named = mentions_of(&mentions, i)?;
-            let shard = shard_at(&shards, i);
-            let fp = if named.is_empty() {
-                *memo
-                    .entry((id, member))
-                    .or_insert_with(|| gate.redaction_fingerprint(member, shard, &[], verdict))
-            } else {
-                gate.redaction_fingerprint(member, shard, named, verdict)
-            };
-            out.push(fp);
+            let verdict = verdicts.of(gate, outcomes.value(i))?;
+            out.push(gate.hinted_fingerprint(
+                &mut memo,
+                hints[i],
+                member.unwrap_or(0),
+                mentions_of(&mentions, i)?,
+                verdict,
+            ));
         }
         Ok(ColumnarValue::Array(Arc::new(
             arrow::array::Int64Array::from(out),
@@ -411,7 +445,7 @@ impl ScalarUDFImpl for ShardFilterUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let members = ints(&a[0])?;
+        let members = Ints::new(&a[0])?;
         let mut memo: rustc_hash::FxHashMap<i64, bool> = rustc_hash::FxHashMap::default();
         let out: arrow::array::BooleanArray = members
             .iter()
@@ -466,7 +500,7 @@ impl ScalarUDFImpl for ShardOfUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = arrays(&args)?;
-        let members = ints(&a[0])?;
+        let members = Ints::new(&a[0])?;
         let out: UInt32Array = members
             .iter()
             .map(|m| m.map(|m| crate::layout::keyed_shard(&self.key, m, self.shards)))
