@@ -1355,8 +1355,10 @@ fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), Build
             .map_err(|e| BuildError::io(&path, e))?;
     }
     w.flush().map_err(|e| BuildError::io(&path, e))?;
-    spools.release(part.decided.capacity() * std::mem::size_of::<Decided>());
-    part.decided = Vec::new();
+    // The vector is emptied, not freed: it fills again to the same size before the next run, and
+    // growing it anew would copy it at every doubling into memory the kernel must clear first.
+    // Its capacity stays counted against the budget.
+    part.decided.clear();
     part.spilled.push(path);
     Ok(())
 }

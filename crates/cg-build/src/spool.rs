@@ -184,15 +184,6 @@ impl ShardSpools {
         self.buffered.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire) > self.budget
     }
 
-    /// Gives back reserved bytes (records spilled by the pass).
-    pub(crate) fn release(&self, bytes: usize) {
-        let _ = self
-            .reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
-                Some(r.saturating_sub(bytes))
-            });
-    }
-
     fn write_run(&self, sorted: &RecordBatch) -> Result<PathBuf, BuildError> {
         let path = self.run_path("shard-rows")?;
         let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
