@@ -189,6 +189,27 @@ fn split(n: usize) -> usize {
     k
 }
 
+/// [`root`] on up to `threads` threads, the same tree head: the two subtrees of RFC 6962's
+/// split (the largest power of two below the leaf count, then the rest) are independent, so
+/// each is hashed on a thread of its own, recursively while threads remain. Trees under
+/// 2¹⁵ leaves are hashed on the calling thread (a thread costs more than their hashes).
+pub fn root_on(leaves: &[Hash], threads: usize) -> Hash {
+    const MIN_SPLIT: usize = 1 << 15;
+    if threads < 2 || leaves.len() < MIN_SPLIT {
+        return root(leaves);
+    }
+    let (left, right) = leaves.split_at(split(leaves.len()));
+    let (l, r) = std::thread::scope(|scope| {
+        let l = scope.spawn(|| root_on(left, threads / 2));
+        let r = root_on(right, threads - threads / 2);
+        (l.join(), r)
+    });
+    match l {
+        Ok(l) => node_hash(&l, &r),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// The tree head of `leaves` (leaf hashes).
 pub fn root(leaves: &[Hash]) -> Hash {
     match leaves.len() {

@@ -240,6 +240,27 @@ fn naive_root(d: &[Hash]) -> Hash {
 }
 
 #[test]
+fn the_root_on_several_threads_is_the_root() {
+    // Around the sizes where root_on splits (2^15 leaves and up) and at uneven splits; the
+    // naive recursive root as the reference where it is cheap enough.
+    let all: Vec<Hash> = (0..140_000u32)
+        .map(|i| leaf_hash(&i.to_le_bytes()))
+        .collect();
+    for n in [
+        0, 1, 2, 300, 32_767, 32_768, 32_769, 65_537, 100_003, 140_000,
+    ] {
+        let d = &all[..n];
+        let expected = root(d);
+        if n <= 32_769 {
+            assert_eq!(expected, naive_root(d), "size {n}");
+        }
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(root_on(d, threads), expected, "size {n}, {threads} threads");
+        }
+    }
+}
+
+#[test]
 fn every_proof_verifies_for_every_size_up_to_300() {
     let all: Vec<Hash> = (0..300u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
     let roots: Vec<Hash> = (0..=300).map(|n| naive_root(&all[..n])).collect();
