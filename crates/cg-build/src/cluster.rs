@@ -213,11 +213,11 @@ fn finish_unswept(
             let file = match written.get(&shard) {
                 Some((file, _)) => file.clone(),
                 None => {
-                    let path = ShardOut::create(spec.dir, shard)?.finish()?;
+                    let (_, sha256) = ShardOut::create(spec.dir, shard)?.finish()?;
                     FileRef {
                         file: format!("shards/part-{shard:05}.parquet"),
                         rows: 0,
-                        sha256: crate::layout::sha256_file(&path)?,
+                        sha256,
                     }
                 }
             };

@@ -95,12 +95,15 @@ pub fn decisions_schema() -> SchemaRef {
 /// A shard's columns that seldom repeat are written without a dictionary (`kind` keeps one).
 const SHARD_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
     plain_columns: &["content_id", "created_at", "text"],
+    column_threads: false,
 };
 
 /// `decisions.parquet`'s ids and fingerprints are written without a dictionary (`decision`,
-/// `reasons` and `shard` keep one).
+/// `reasons` and `shard` keep one). Its columns are encoded on threads of their own: it is the
+/// build's longest file, and its encoding alone was the last stretch of the write stage.
 const DECISIONS_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
     plain_columns: &["content_id", "member_id", "fingerprint"],
+    column_threads: true,
 };
 
 /// One shard's writer. Its caller hands it rows in `content_id` order, in batches of exactly
@@ -153,13 +156,15 @@ impl ShardOut {
         self.writer.rows()
     }
 
-    /// Closes the file (fsynced, renamed into place) and returns its path.
-    pub(crate) fn finish(self) -> Result<PathBuf, BuildError> {
-        self.writer.finish().map_err(BuildError::from)
+    /// Closes the file (fsynced, renamed into place) and returns its path and digest (hex),
+    /// the digest computed as the file was written.
+    pub(crate) fn finish(self) -> Result<(PathBuf, String), BuildError> {
+        let written = self.writer.finish_digest().map_err(BuildError::from)?;
+        Ok((written.path, hex(&written.sha256)))
     }
 }
 
-type RecordWriterThread = std::thread::JoinHandle<Result<Option<(u64, PathBuf)>, BuildError>>;
+type RecordWriterThread = std::thread::JoinHandle<Result<Option<cg_io::Written>, BuildError>>;
 
 /// What the decision record's writing thread is told.
 enum ToRecordWriter {
@@ -201,8 +206,7 @@ impl DecisionsOut {
                 match message {
                     ToRecordWriter::Rows(rows) => file.write(&rows).map_err(BuildError::from)?,
                     ToRecordWriter::Finish => {
-                        let rows = file.rows();
-                        return Ok(Some((rows, file.finish().map_err(BuildError::from)?)));
+                        return Ok(Some(file.finish_digest().map_err(BuildError::from)?));
                     }
                 }
             }
@@ -211,12 +215,12 @@ impl DecisionsOut {
         Ok(DecisionsOut {
             to_writer,
             writer: Some(writer),
-            id: Int64Builder::new(),
-            member: Int64Builder::new(),
-            decision: StringBuilder::new(),
-            reasons: ListBuilder::new(StringBuilder::new()),
-            shard: Int32Builder::new(),
-            fingerprint: Int64Builder::new(),
+            id: Int64Builder::with_capacity(CHUNK),
+            member: Int64Builder::with_capacity(CHUNK),
+            decision: text_builder(),
+            reasons: ListBuilder::with_capacity(text_builder(), CHUNK),
+            shard: Int32Builder::with_capacity(CHUNK),
+            fingerprint: Int64Builder::with_capacity(CHUNK),
             len: 0,
         })
     }
@@ -253,15 +257,15 @@ impl DecisionsOut {
         if self.to_writer.send(ToRecordWriter::Finish).is_err() {
             return Err(self.writer_failure());
         }
-        let (rows, path) = match self.writer.take().map(std::thread::JoinHandle::join) {
+        let written = match self.writer.take().map(std::thread::JoinHandle::join) {
             Some(Ok(Ok(Some(done)))) => done,
             Some(Ok(Err(e))) => return Err(e),
             _ => return Err(record_writer_lost()),
         };
         Ok(FileRef {
             file: crate::decisions::DECISIONS_FILE.into(),
-            rows,
-            sha256: sha256_file(&path)?,
+            rows: written.rows,
+            sha256: hex(&written.sha256),
         })
     }
 
@@ -270,13 +274,24 @@ impl DecisionsOut {
             return Ok(());
         }
         self.len = 0;
+        // Finishing a builder would leave it without capacity: each is replaced by one with a
+        // chunk's worth, so that the next chunk's values are not copied at every doubling.
+        let ints = || Int64Builder::with_capacity(CHUNK);
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.id.finish()),
-            Arc::new(self.member.finish()),
-            Arc::new(self.decision.finish()),
-            Arc::new(self.reasons.finish()),
-            Arc::new(self.shard.finish()),
-            Arc::new(self.fingerprint.finish()),
+            Arc::new(std::mem::replace(&mut self.id, ints()).finish()),
+            Arc::new(std::mem::replace(&mut self.member, ints()).finish()),
+            Arc::new(std::mem::replace(&mut self.decision, text_builder()).finish()),
+            Arc::new(
+                std::mem::replace(
+                    &mut self.reasons,
+                    ListBuilder::with_capacity(text_builder(), CHUNK),
+                )
+                .finish(),
+            ),
+            Arc::new(
+                std::mem::replace(&mut self.shard, Int32Builder::with_capacity(CHUNK)).finish(),
+            ),
+            Arc::new(std::mem::replace(&mut self.fingerprint, ints()).finish()),
         ];
         let b = RecordBatch::try_new(decisions_schema(), cols).map_err(BuildError::from)?;
         match self.to_writer.send(ToRecordWriter::Rows(b)) {
@@ -293,6 +308,11 @@ impl DecisionsOut {
             _ => record_writer_lost(),
         }
     }
+}
+
+/// A builder of a chunk of short strings (decisions, reason codes).
+fn text_builder() -> StringBuilder {
+    StringBuilder::with_capacity(CHUNK, CHUNK * 16)
 }
 
 fn record_writer_lost() -> BuildError {

@@ -74,6 +74,8 @@ pub(crate) struct WrittenShard {
     pub rows: u64,
     /// The finished file.
     pub path: PathBuf,
+    /// Its SHA-256 (hex), computed as it was written.
+    pub sha256: String,
     /// The distinct authors of its rows, ascending.
     pub members: Vec<i64>,
 }
@@ -267,10 +269,11 @@ impl ShardSpools {
         members.sort_unstable();
         members.dedup();
         let rows = out.rows_written();
-        let path = out.finish()?;
+        let (path, sha256) = out.finish()?;
         Ok(WrittenShard {
             rows,
             path,
+            sha256,
             members,
         })
     }

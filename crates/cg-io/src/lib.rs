@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod columns;
 mod reader;
 pub mod schema;
 mod writer;
@@ -29,7 +30,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use reader::{Contract, ReadError, Utf8Check, check_utf8, read_table};
-pub use writer::{TableWriter, WriteOptions};
+pub use writer::{TableWriter, WriteOptions, Written};
 
 /// Creates `dir` and missing parents readable by the owner only (0700 on Unix); an existing
 /// directory is left as it is. For directories that hold personal data or keys (the ledger,
