@@ -1,15 +1,16 @@
 //! One pass of content through the gate, with every core busy and no global sort.
 //!
 //! ```text
-//!            DataFusion plan, one stream per partition (scan → cg_gate → cg_fingerprint → cg_redact)
-//!                 │ partition 0                │ partition 1             ...
+//!            DataFusion plan, one stream per range of the file (scan → cg_gate → cg_fingerprint
+//!            → cg_redact), sixteen per core, taken in turn by one thread per core
+//!                 │ thread 0                   │ thread 1                ...
 //!                 ▼                            ▼
 //!   per row: final verdict (quarantine, erasure, fail-closed checks), shard = keyed hash(member)
 //!        │ narrow record (ids, verdict code,      │ kept rows, taken per shard as Arrow batches
 //!        │ shard, fingerprint, region, position) ▼
 //!        │                               ShardSpools (one per shard, shared budget, sorted runs
 //!        ▼                                 spilled to disk when over it)
-//!   sorted per partition                          │
+//!   sorted per thread                             │
 //!        │                                        │
 //!        ├─► k-way merge: duplicate content ids ──┤ (skipped in shards; quarantined or an error
 //!        │                                        │  naming the file and rows)
@@ -283,13 +284,19 @@ impl Iterator for Merged<'_> {
     type Item = Result<Decided, BuildError>;
 
     fn next(&mut self) -> Option<Result<Decided, BuildError>> {
-        let Reverse((_, i)) = self.order.pop()?;
+        // The source's next record replaces its head in place (one sift down), rather than a
+        // pop and a push.
+        let mut top = self.order.peek_mut()?;
+        let Reverse((_, i)) = *top;
         let d = self.heads[i]?;
         match self.sources[i].next_record() {
             Ok(next) => {
                 self.heads[i] = next;
-                if let Some(n) = next {
-                    self.order.push(Reverse((n.key(), i)));
+                match next {
+                    Some(n) => *top = Reverse((n.key(), i)),
+                    None => {
+                        std::collections::binary_heap::PeekMut::pop(top);
+                    }
                 }
             }
             Err(e) => return Some(Err(e)),
@@ -333,9 +340,9 @@ struct Shared<'a> {
     received: [AtomicU64; 3],
 }
 
-/// One partition's state.
+/// One pass thread's state, over the streams it takes in turn.
 struct Partition {
-    /// The stream's index (the top bits of [`Decided::pos`]).
+    /// The index of the stream being read (the top bits of [`Decided::pos`]).
     index: u64,
     /// Rows seen so far.
     rows: u64,
@@ -426,16 +433,15 @@ pub(crate) fn run_pass(
         received: Default::default(),
     };
 
-    // 1. Every partition on its own thread: decide, route, spool.
+    // 1. One thread per core, each taking the next stream until none is left: decide, route,
+    // spool.
+    let queue = StreamQueue::new(streams);
     let results: Vec<Result<Records, Halt>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = streams
-            .into_iter()
-            .enumerate()
-            .map(|(index, stream)| {
-                let shared = &shared;
-                let runtime = &runtime;
+        let handles: Vec<_> = (0..threads.min(queue.len()).max(1))
+            .map(|_| {
+                let (shared, runtime, queue) = (&shared, &runtime, &queue);
                 scope.spawn(move || {
-                    let out = runtime.block_on(consume(shared, stream, index as u64));
+                    let out = runtime.block_on(consume(shared, queue));
                     if out.is_err() {
                         shared.stop.store(true, Ordering::Release);
                     }
@@ -717,7 +723,13 @@ async fn plan(
         .map_err(BuildError::from)?;
     let session = match &cfg.engine {
         Engine::Embedded => SessionContext::new_with_config_rt(
-            SessionConfig::new().with_target_partitions(threads),
+            SessionConfig::new()
+                .with_target_partitions(threads * STREAMS_PER_THREAD)
+                // Every stream reads one consecutive range of the file (record order rests on
+                // it, see `Decided::pos`): no round-robin repartition dealing batches out in
+                // turn; a file too small to split is one stream.
+                .with_round_robin_repartition(false)
+                .with_repartition_file_min_size(SPLIT_FILES_FROM_BYTES),
             runtime_env,
         ),
         Engine::Ballista(_) => {
@@ -813,12 +825,17 @@ async fn plan(
         keep.push(col("redacted"));
     }
     let streams = match cfg.engine {
-        Engine::Embedded => df
-            .select(keep)
-            .map_err(engine)?
-            .execute_stream_partitioned()
-            .await
-            .map(|streams| (streams, None)),
+        Engine::Embedded => {
+            let df = df.select(keep).map_err(engine)?;
+            let task_ctx = Arc::new(df.task_ctx());
+            let physical = df
+                .create_physical_plan()
+                .await
+                .map_err(|e| engine_error(&cfg.content, e))?;
+            streams_in_file_order(physical.as_ref())?;
+            datafusion::physical_plan::execute_stream_partitioned(physical, task_ctx)
+                .map(|streams| (streams, None))
+        }
         Engine::Ballista(_) => {
             // The executors write the shards and the records (`crate::sink`): the client gets
             // one summary row per file.
@@ -882,6 +899,91 @@ struct Planned {
     tasks: usize,
     /// A distributed build's job (its physical plan), for cancelling it.
     job: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+}
+
+/// Streams per thread of an embedded pass: more streams than threads, pulled by the threads
+/// in turn ([`StreamQueue`]), so that one thread is not left alone with the file's last range.
+/// A Parquet range holds whole row groups (a range without one is an empty stream), so the
+/// last stretch is at most about one row group. A stream not yet taken holds no buffers.
+const STREAMS_PER_THREAD: usize = 16;
+
+/// Content files from this size on are read as several ranges (DataFusion's default is 10 MB).
+const SPLIT_FILES_FROM_BYTES: usize = 1 << 20;
+
+/// Checks that each output stream of an embedded plan is one range of the input, in its order:
+/// every operator has at most one input, keeps its order and its partitions. Record order
+/// (which copy of a content id came first, where rows without one go) depends on it; a plan
+/// that dealt rows between streams fails the build instead of misordering them.
+fn streams_in_file_order(
+    plan: &dyn datafusion::physical_plan::ExecutionPlan,
+) -> Result<(), BuildError> {
+    use datafusion::physical_plan::ExecutionPlanProperties;
+    let children = plan.children();
+    let kept = match children.as_slice() {
+        [] => true,
+        [child] => {
+            plan.maintains_input_order().first() == Some(&true)
+                && plan.output_partitioning().partition_count()
+                    == child.output_partitioning().partition_count()
+        }
+        _ => false,
+    };
+    if !kept {
+        return Err(BuildError::Engine(format!(
+            "the embedded plan's {} does not keep each stream's rows in file order",
+            plan.name()
+        )));
+    }
+    children
+        .into_iter()
+        .try_for_each(|child| streams_in_file_order(child.as_ref()))
+}
+
+/// The streams of a pass, taken one at a time by the threads that consume them, in order.
+struct StreamQueue {
+    /// The index of the first stream in the input.
+    first: u64,
+    streams: Vec<std::sync::Mutex<Option<SendableRecordBatchStream>>>,
+    next: AtomicUsize,
+}
+
+impl StreamQueue {
+    fn new(streams: Vec<SendableRecordBatchStream>) -> StreamQueue {
+        StreamQueue {
+            first: 0,
+            streams: streams
+                .into_iter()
+                .map(|s| std::sync::Mutex::new(Some(s)))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// One stream, the `index`th of the input (a distributed task's partition).
+    fn one(stream: SendableRecordBatchStream, index: usize) -> StreamQueue {
+        StreamQueue {
+            first: index as u64,
+            ..StreamQueue::new(vec![stream])
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The next stream no thread has taken, with its index.
+    fn take(&self) -> Result<Option<(u64, SendableRecordBatchStream)>, BuildError> {
+        let index = self.next.fetch_add(1, Ordering::AcqRel);
+        let Some(slot) = self.streams.get(index) else {
+            return Ok(None);
+        };
+        let stream = slot
+            .lock()
+            .map_err(|_| BuildError::Engine("a pass stream's slot was poisoned".into()))?
+            .take()
+            .ok_or_else(|| BuildError::Engine(format!("pass stream {index} taken twice")))?;
+        Ok(Some((self.first + index as u64, stream)))
+    }
 }
 
 /// A distributed plan's content, routed by its author's shard so that each task decides whole
@@ -967,11 +1069,15 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
             // Arrow's CSV reader trusts fields cut from bytes it validated together: make sure
             // the file is UTF-8 first (see `cg_io::check_utf8`).
             crate::store::check_utf8(&cfg.content)?;
+            // Quoted text may hold line breaks: the file is read from its start, never as
+            // ranges that would each begin after some line break (a break inside a text would
+            // cut a row in two). One stream, so a CSV build decides on one core.
             session
                 .read_csv(
                     path,
                     CsvReadOptions::new()
                         .has_header(true)
+                        .newlines_in_values(true)
                         .file_extension(&ext_dot),
                 )
                 .await
@@ -1086,14 +1192,10 @@ fn bad_content_id(cfg: &BuildConfig, rows: &[u64], what: String, hint: &str) -> 
     }
 }
 
-/// Drains one partition's stream; returns its records sorted.
-async fn consume(
-    shared: &Shared<'_>,
-    mut stream: SendableRecordBatchStream,
-    index: u64,
-) -> Result<Records, Halt> {
+/// Drains streams taken from `queue` until none is left; returns their records sorted.
+async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Halt> {
     let mut part = Partition {
-        index,
+        index: 0,
         rows: 0,
         decided: Vec::new(),
         spilled: Vec::new(),
@@ -1102,20 +1204,25 @@ async fn consume(
         kept: FxHashMap::default(),
     };
     let codes = codes();
-    while let Some(batch) = stream.next().await {
-        if shared.stop.load(Ordering::Acquire) {
-            return Err(Halt::Cancelled);
+    while let Some((index, mut stream)) = queue.take()? {
+        // One thread's records hold rows of several streams: each row's position says which.
+        part.index = index;
+        part.rows = 0;
+        while let Some(batch) = stream.next().await {
+            if shared.stop.load(Ordering::Acquire) {
+                return Err(Halt::Cancelled);
+            }
+            let batch = batch.map_err(|e| engine_error(shared.content, e))?;
+            for (counter, n) in shared.received.iter().zip([
+                1,
+                batch.num_rows() as u64,
+                batch.get_array_memory_size() as u64,
+            ]) {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+            take_batch(shared, &mut part, &codes, &batch)?;
+            shared.progress.advance(batch.num_rows() as u64);
         }
-        let batch = batch.map_err(|e| engine_error(shared.content, e))?;
-        for (counter, n) in shared.received.iter().zip([
-            1,
-            batch.num_rows() as u64,
-            batch.get_array_memory_size() as u64,
-        ]) {
-            counter.fetch_add(n, Ordering::Relaxed);
-        }
-        take_batch(shared, &mut part, &codes, &batch)?;
-        shared.progress.advance(batch.num_rows() as u64);
     }
     part.decided.sort_unstable_by_key(Decided::key);
     Ok(Records {
@@ -1172,7 +1279,7 @@ pub(crate) async fn sink_partition(
     // The routing shards of every row received (see `SinkItem::seen`).
     let seen = Arc::new(std::sync::Mutex::new(FxHashSet::<u32>::default()));
     let stream = watch_routes(stream, seen.clone())?;
-    let records = match consume(&shared, stream, partition as u64).await {
+    let records = match consume(&shared, &StreamQueue::one(stream, partition)).await {
         Ok(records) => records,
         Err(Halt::Failed(e)) => return Err(e),
         Err(Halt::MissingId | Halt::Cancelled) => {
@@ -1240,7 +1347,7 @@ fn write_outputs(
                 file: format!("shards/part-{shard:05}.parquet"),
                 rows: written.rows,
                 bytes,
-                sha256: crate::layout::sha256_file(&written.path)?,
+                sha256: written.sha256,
                 members: written.members.len() as u64,
                 seen: Vec::new(),
             });
@@ -1637,9 +1744,20 @@ pub(crate) fn write_record(
             }
         }
     }
-    kept_members.sort_unstable();
-    kept_members.dedup();
-    let decisions = writer.map(DecisionsOut::finish).transpose()?;
+    // The kept members are sorted while the record's last rows are encoded.
+    let (kept_members, decisions) = std::thread::scope(|scope| {
+        let sorted = scope.spawn(move || {
+            kept_members.sort_unstable();
+            kept_members.dedup();
+            kept_members
+        });
+        let decisions = writer.map(DecisionsOut::finish).transpose();
+        let sorted = sorted
+            .join()
+            .map_err(|_| BuildError::Engine("the kept members' sort panicked".into()));
+        (sorted, decisions)
+    });
+    let (kept_members, decisions) = (kept_members?, decisions?);
     let roster = match roster_thread {
         Some((tx, handle)) => {
             tx.send(roster_chunk).map_err(|_| roster_lost())?;
@@ -1683,7 +1801,7 @@ fn write_shard(
         file: FileRef {
             file: format!("shards/part-{shard:05}.parquet"),
             rows: written.rows,
-            sha256: crate::layout::sha256_file(&written.path)?,
+            sha256: written.sha256,
         },
         members: written.members.len(),
         keys,

@@ -293,6 +293,112 @@ fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
 }
 
 #[test]
+fn the_first_copy_in_the_file_is_kept_when_the_copies_are_batches_apart() {
+    // 20 000 rows are three batches of the engine's reader. The first copy is in the second
+    // batch and the later copy, appended, in the third: an engine that dealt batches to its
+    // partitions in turn would see the later copy first.
+    let (corpus, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Csv);
+    let reference = build(
+        config(
+            corpus.path(),
+            edited_content(corpus.path(), |_| {}),
+            corpus.path().join("r"),
+            2048,
+            true,
+        ),
+        &NoProgress,
+    )
+    .unwrap();
+    let mut duplicated = 0;
+    let content = edited_content(corpus.path(), |lines| {
+        let row = (10_000..16_000)
+            .find(|&i| !shard_texts(&reference, first_field(&lines[i])).is_empty())
+            .unwrap();
+        duplicated = first_field(&lines[row]);
+        let fields: Vec<&str> = lines[row].splitn(5, ',').collect();
+        let text = match fields[4].strip_prefix('"') {
+            Some(quoted) => format!("\"LATER COPY {quoted}"),
+            None => format!("LATER COPY {}", fields[4]),
+        };
+        let again = format!(
+            "{},{},{},{},{text}",
+            fields[0], fields[1], fields[2], fields[3]
+        );
+        lines.push(again);
+    });
+    let out = build(
+        config(corpus.path(), content, corpus.path().join("b"), 2048, true),
+        &NoProgress,
+    )
+    .unwrap();
+    let texts = shard_texts(&out, duplicated);
+    assert!(
+        texts.len() == 1 && !texts[0].contains("LATER COPY"),
+        "{texts:?}"
+    );
+    assert_eq!(reference.manifest.shards, out.manifest.shards);
+}
+
+#[test]
+fn a_csv_file_with_line_breaks_in_its_text_is_read_whole() {
+    // Large enough to be read as several ranges if the engine split CSV files; every text past
+    // the first 2 000 rows holds a line break followed by something shaped like a row, which a
+    // reader starting a range at a line break would take for one. (The first rows are plain:
+    // DataFusion infers a CSV's schema from its first records, cut at every line break.)
+    let (corpus, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Csv);
+    let (same, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Parquet);
+    let reader = ParquetRecordBatchReader::try_new(
+        std::fs::File::open(same.path().join("content.parquet")).unwrap(),
+        4096,
+    )
+    .unwrap();
+    let content = corpus.path().join("broken.csv");
+    let mut out = cg_io::TableWriter::create(&content, cg_io::schema::content()).unwrap();
+    let mut row = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let text = batch.column(4).as_string::<i32>();
+        let broken: arrow::array::StringArray = (0..batch.num_rows())
+            .map(|i| {
+                row += 1;
+                Some(if row <= 2_000 {
+                    text.value(i).to_owned()
+                } else {
+                    format!(
+                        "{}\n{},1,post,2024-01-01T00:00:00.000000Z,not a row",
+                        text.value(i),
+                        ids.value(i) + 900_000_000
+                    )
+                })
+            })
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        columns[4] = Arc::new(broken);
+        out.write(
+            &arrow::array::RecordBatch::try_new(cg_io::schema::content(), columns).unwrap(),
+        )
+        .unwrap();
+    }
+    out.finish().unwrap();
+    assert!(content.metadata().unwrap().len() > 2 << 20);
+    let out = build(
+        config(corpus.path(), content, corpus.path().join("o"), 2048, false),
+        &NoProgress,
+    )
+    .unwrap();
+    let record = ids(&out.dir.join("decisions.parquet"));
+    assert_eq!(record.len(), 20_000);
+    // Erased rows are recorded without an id.
+    assert!(record.iter().all(|id| id.is_none_or(|id| id < 900_000_000)));
+    // The line breaks are in the published texts.
+    let kept = out.manifest.shards.iter().map(|s| s.rows).sum::<u64>();
+    assert!(kept > 0);
+    let with_break = (2_000..20_000).find_map(|i| shard_texts(&out, record[i]?).pop());
+    assert!(with_break.is_some_and(|t| t.contains("\n") && t.contains("not a row")));
+}
+
+#[test]
 fn a_missing_content_id_is_named_by_row() {
     let (corpus, _) = cg_test_support::small_corpus(200, 500, cg_io::Format::Csv);
     let content = edited_content(corpus.path(), |lines| {
