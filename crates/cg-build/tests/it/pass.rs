@@ -375,10 +375,8 @@ fn a_csv_file_with_line_breaks_in_its_text_is_read_whole() {
             .collect();
         let mut columns = batch.columns().to_vec();
         columns[4] = Arc::new(broken);
-        out.write(
-            &arrow::array::RecordBatch::try_new(cg_io::schema::content(), columns).unwrap(),
-        )
-        .unwrap();
+        out.write(&arrow::array::RecordBatch::try_new(cg_io::schema::content(), columns).unwrap())
+            .unwrap();
     }
     out.finish().unwrap();
     assert!(content.metadata().unwrap().len() > 2 << 20);
