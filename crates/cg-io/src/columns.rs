@@ -25,8 +25,8 @@ use parquet::file::writer::SerializedFileWriter;
 
 /// What a column's thread is told.
 enum ToColumn {
-    /// A new row group's writer for this column.
-    Start(ArrowColumnWriter),
+    /// A new row group's writer for this column (boxed: it is large, the other messages small).
+    Start(Box<ArrowColumnWriter>),
     /// Values of this column to encode.
     Leaf(ArrowLeafColumn),
     /// Close the row group's column chunk and send it back.
@@ -53,7 +53,7 @@ impl ColumnThread {
                 for message in from {
                     match message {
                         ToColumn::Start(w) => {
-                            writer = Some(w);
+                            writer = Some(*w);
                             failed = None;
                         }
                         ToColumn::Leaf(leaf) => {
@@ -151,7 +151,7 @@ impl<W: Write + Send> ColumnParallelWriter<W> {
                 for (column, writer) in self.columns.iter().zip(writers) {
                     column
                         .to
-                        .send(ToColumn::Start(writer))
+                        .send(ToColumn::Start(Box::new(writer)))
                         .map_err(|_| column_thread_lost())?;
                 }
             }

@@ -159,6 +159,28 @@ fn first_field(line: &str) -> i64 {
     line.split(',').next().unwrap().parse().unwrap()
 }
 
+/// A CSV copy of the corpus's content with the data line `pick` chooses copied to a new last
+/// line with another text (starting `LATER COPY`); returns the file, the copied line's index
+/// and its content id.
+fn with_later_copy(corpus: &Path, pick: impl FnOnce(&[String]) -> usize) -> (PathBuf, usize, i64) {
+    let (mut row, mut id) = (0, 0);
+    let content = edited_content(corpus, |lines| {
+        row = pick(lines);
+        id = first_field(&lines[row]);
+        let fields: Vec<&str> = lines[row].splitn(5, ',').collect();
+        let text = match fields[4].strip_prefix('"') {
+            Some(quoted) => format!("\"LATER COPY {quoted}"),
+            None => format!("LATER COPY {}", fields[4]),
+        };
+        let again = format!(
+            "{},{},{},{},{text}",
+            fields[0], fields[1], fields[2], fields[3]
+        );
+        lines.push(again);
+    });
+    (content, row, id)
+}
+
 /// How many rows of the dataset's shards have content id `id`, and their texts.
 fn shard_texts(out: &cg_build::BuildOutput, id: i64) -> Vec<String> {
     let mut texts = Vec::new();
@@ -201,24 +223,11 @@ fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
     .unwrap();
     // A row that is kept, copied to a new last row with another text: the later copy is the
     // violation, whatever it says.
-    let mut row = 0;
-    let mut duplicated = 0;
-    let content = edited_content(corpus.path(), |lines| {
-        row = lines
+    let (content, row, duplicated) = with_later_copy(corpus.path(), |lines| {
+        lines
             .iter()
             .position(|l| !shard_texts(&reference, first_field(l)).is_empty())
-            .unwrap();
-        duplicated = first_field(&lines[row]);
-        let fields: Vec<&str> = lines[row].splitn(5, ',').collect();
-        let text = match fields[4].strip_prefix('"') {
-            Some(quoted) => format!("\"LATER COPY {quoted}"),
-            None => format!("LATER COPY {}", fields[4]),
-        };
-        let again = format!(
-            "{},{},{},{},{text}",
-            fields[0], fields[1], fields[2], fields[3]
-        );
-        lines.push(again);
+            .unwrap()
     });
     let err = build(
         config(
@@ -296,7 +305,7 @@ fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
 fn the_first_copy_in_the_file_is_kept_when_the_copies_are_batches_apart() {
     // 20 000 rows are three batches of the engine's reader. The first copy is in the second
     // batch and the later copy, appended, in the third: an engine that dealt batches to its
-    // partitions in turn would see the later copy first.
+    // streams in turn would see the later copy first.
     let (corpus, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Csv);
     let reference = build(
         config(
@@ -309,22 +318,10 @@ fn the_first_copy_in_the_file_is_kept_when_the_copies_are_batches_apart() {
         &NoProgress,
     )
     .unwrap();
-    let mut duplicated = 0;
-    let content = edited_content(corpus.path(), |lines| {
-        let row = (10_000..16_000)
+    let (content, _, duplicated) = with_later_copy(corpus.path(), |lines| {
+        (10_000..16_000)
             .find(|&i| !shard_texts(&reference, first_field(&lines[i])).is_empty())
-            .unwrap();
-        duplicated = first_field(&lines[row]);
-        let fields: Vec<&str> = lines[row].splitn(5, ',').collect();
-        let text = match fields[4].strip_prefix('"') {
-            Some(quoted) => format!("\"LATER COPY {quoted}"),
-            None => format!("LATER COPY {}", fields[4]),
-        };
-        let again = format!(
-            "{},{},{},{},{text}",
-            fields[0], fields[1], fields[2], fields[3]
-        );
-        lines.push(again);
+            .unwrap()
     });
     let out = build(
         config(corpus.path(), content, corpus.path().join("b"), 2048, true),
