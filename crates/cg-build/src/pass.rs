@@ -1040,6 +1040,26 @@ fn route_by_shard(
         .map_err(engine)
 }
 
+/// Records a CSV content file's column types are inferred from (DataFusion's default).
+const CSV_SCHEMA_RECORDS: usize = 1000;
+
+/// The column types of a local CSV content file, inferred from its first records as DataFusion
+/// would, but from records read whole: DataFusion cuts the file at every line break before it
+/// infers, so a quoted text holding one in the first records made the build fail. An object
+/// in a store is left to DataFusion (`None`).
+fn local_csv_schema(content: &Path) -> Result<Option<arrow::datatypes::Schema>, BuildError> {
+    if crate::store::ObjectUrl::of_path(content).is_some() {
+        return Ok(None);
+    }
+    let file = File::open(content).map_err(|e| BuildError::io(content, e))?;
+    let (schema, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .with_quote(b'"')
+        .infer_schema(BufReader::new(file), Some(CSV_SCHEMA_RECORDS))
+        .map_err(|e| engine_error(content, e.into()))?;
+    Ok(Some(schema))
+}
+
 /// The content file as a DataFrame, with its required columns checked.
 async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, BuildError> {
     // Absolute: a distributed build's executors resolve the path themselves. An object is
@@ -1072,15 +1092,15 @@ async fn scan(session: &SessionContext, cfg: &BuildConfig) -> Result<DataFrame, 
             // Quoted text may hold line breaks: the file is read from its start, never as
             // ranges that would each begin after some line break (a break inside a text would
             // cut a row in two). One stream, so a CSV build decides on one core.
-            session
-                .read_csv(
-                    path,
-                    CsvReadOptions::new()
-                        .has_header(true)
-                        .newlines_in_values(true)
-                        .file_extension(&ext_dot),
-                )
-                .await
+            let schema = local_csv_schema(&cfg.content)?;
+            let mut options = CsvReadOptions::new()
+                .has_header(true)
+                .newlines_in_values(true)
+                .file_extension(&ext_dot);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            session.read_csv(path, options).await
         }
         cg_io::Format::Jsonl => {
             session
