@@ -722,16 +722,9 @@ async fn plan(
         .build_arc()
         .map_err(BuildError::from)?;
     let session = match &cfg.engine {
-        Engine::Embedded => SessionContext::new_with_config_rt(
-            SessionConfig::new()
-                .with_target_partitions(threads * STREAMS_PER_THREAD)
-                // Every stream reads one consecutive range of the file (record order rests on
-                // it, see `Decided::pos`): no round-robin repartition dealing batches out in
-                // turn; a file too small to split is one stream.
-                .with_round_robin_repartition(false)
-                .with_repartition_file_min_size(SPLIT_FILES_FROM_BYTES),
-            runtime_env,
-        ),
+        Engine::Embedded => {
+            SessionContext::new_with_config_rt(embedded_session_config(threads), runtime_env)
+        }
         Engine::Ballista(_) => {
             let (address, partitions) = cfg
                 .engine
@@ -909,6 +902,16 @@ const STREAMS_PER_THREAD: usize = 16;
 
 /// Content files from this size on are read as several ranges (DataFusion's default is 10 MB).
 const SPLIT_FILES_FROM_BYTES: usize = 1 << 20;
+
+/// An embedded pass's session: [`STREAMS_PER_THREAD`] streams a thread, each one consecutive
+/// range of the file (record order rests on it, see `Decided::pos`), so no round-robin
+/// repartition dealing batches out in turn; a file too small to split is one stream.
+fn embedded_session_config(threads: usize) -> SessionConfig {
+    SessionConfig::new()
+        .with_target_partitions(threads * STREAMS_PER_THREAD)
+        .with_round_robin_repartition(false)
+        .with_repartition_file_min_size(SPLIT_FILES_FROM_BYTES)
+}
 
 /// Checks that each output stream of an embedded plan is one range of the input, in its order:
 /// every operator has at most one input, keeps its order and its partitions. Record order
@@ -1883,6 +1886,62 @@ async fn remote_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The physical plan of `t` (one partition of three rows) → filter → a computed column
+    /// under the embedded pass's session, with a round-robin repartition into 4 partitions
+    /// asked for when `round_robin`.
+    fn embedded_plan(round_robin: bool) -> Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+        use arrow::array::Int64Array;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ctx = SessionContext::new_with_config(embedded_session_config(2));
+            let batch = RecordBatch::try_from_iter(vec![(
+                "a",
+                Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+            )])
+            .unwrap();
+            let table =
+                datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
+                    .unwrap();
+            ctx.register_table("t", Arc::new(table)).unwrap();
+            let mut df = ctx
+                .table("t")
+                .await
+                .unwrap()
+                .filter(col("a").gt(lit(1i64)))
+                .unwrap()
+                .select(vec![(col("a") * lit(7i64)).alias("b")])
+                .unwrap();
+            if round_robin {
+                df = df
+                    .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
+                    .unwrap();
+            }
+            df.create_physical_plan().await.unwrap()
+        })
+    }
+
+    #[test]
+    fn a_plan_that_deals_rows_between_streams_is_refused() {
+        use datafusion::physical_plan::ExecutionPlanProperties;
+        use datafusion::physical_plan::repartition::RepartitionExec;
+        // The pass's session drops a round-robin repartition even when one is asked for.
+        for asked in [false, true] {
+            let plan = embedded_plan(asked);
+            streams_in_file_order(plan.as_ref()).unwrap();
+            assert_eq!(plan.output_partitioning().partition_count(), 1);
+        }
+        // One that is there anyway fails the build.
+        let dealt = RepartitionExec::try_new(
+            embedded_plan(false),
+            datafusion::physical_plan::Partitioning::RoundRobinBatch(4),
+        )
+        .unwrap();
+        let err = streams_in_file_order(&dealt).unwrap_err();
+        assert!(err.to_string().contains("RepartitionExec"), "{err}");
+    }
 
     #[test]
     fn a_spilled_record_reads_back_as_written() {

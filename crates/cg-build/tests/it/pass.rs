@@ -159,6 +159,16 @@ fn first_field(line: &str) -> i64 {
     line.split(',').next().unwrap().parse().unwrap()
 }
 
+/// A quarantining build of an unedited CSV copy of the corpus's content, in `corpus/r`.
+fn unedited_build(corpus: &Path) -> cg_build::BuildOutput {
+    let content = edited_content(corpus, |_| {});
+    build(
+        config(corpus, content, corpus.join("r"), 2048, true),
+        &NoProgress,
+    )
+    .unwrap()
+}
+
 /// A CSV copy of the corpus's content with the data line `pick` chooses copied to a new last
 /// line with another text (starting `LATER COPY`); returns the file, the copied line's index
 /// and its content id.
@@ -210,17 +220,7 @@ fn shard_texts(out: &cg_build::BuildOutput, id: i64) -> Vec<String> {
 #[test]
 fn duplicate_content_ids_are_named_by_row_or_the_later_copy_is_quarantined() {
     let (corpus, _) = cg_test_support::small_corpus(200, 1_000, cg_io::Format::Csv);
-    let reference = build(
-        config(
-            corpus.path(),
-            edited_content(corpus.path(), |_| {}),
-            corpus.path().join("r"),
-            2048,
-            true,
-        ),
-        &NoProgress,
-    )
-    .unwrap();
+    let reference = unedited_build(corpus.path());
     // A row that is kept, copied to a new last row with another text: the later copy is the
     // violation, whatever it says.
     let (content, row, duplicated) = with_later_copy(corpus.path(), |lines| {
@@ -307,17 +307,7 @@ fn the_first_copy_in_the_file_is_kept_when_the_copies_are_batches_apart() {
     // batch and the later copy, appended, in the third: an engine that dealt batches to its
     // streams in turn would see the later copy first.
     let (corpus, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Csv);
-    let reference = build(
-        config(
-            corpus.path(),
-            edited_content(corpus.path(), |_| {}),
-            corpus.path().join("r"),
-            2048,
-            true,
-        ),
-        &NoProgress,
-    )
-    .unwrap();
+    let reference = unedited_build(corpus.path());
     let (content, _, duplicated) = with_later_copy(corpus.path(), |lines| {
         (10_000..16_000)
             .find(|&i| !shard_texts(&reference, first_field(&lines[i])).is_empty())
