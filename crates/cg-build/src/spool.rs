@@ -149,9 +149,7 @@ impl ShardSpools {
         }
         let batches = std::mem::take(&mut spool.batches);
         let bytes = std::mem::take(&mut spool.bytes);
-        let sorted = sort_by_content_id(&batches)?;
-        drop(batches);
-        let run = self.write_run(&sorted)?;
+        let run = self.write_run(SortedChunks::new(batches))?;
         spool.runs.push(run);
         self.buffered.fetch_sub(bytes, Ordering::AcqRel);
         Ok(())
@@ -186,7 +184,7 @@ impl ShardSpools {
         self.buffered.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire) > self.budget
     }
 
-    fn write_run(&self, sorted: &RecordBatch) -> Result<PathBuf, BuildError> {
+    fn write_run(&self, mut sorted: SortedChunks) -> Result<PathBuf, BuildError> {
         let path = self.run_path("shard-rows")?;
         let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
         let spill = |e: arrow::error::ArrowError| BuildError::Spill {
@@ -194,9 +192,8 @@ impl ShardSpools {
             source: e,
         };
         let mut w = StreamWriter::try_new(BufWriter::new(file), &spool_schema()).map_err(spill)?;
-        for start in (0..sorted.num_rows()).step_by(CHUNK) {
-            let len = CHUNK.min(sorted.num_rows() - start);
-            w.write(&sorted.slice(start, len)).map_err(spill)?;
+        while let Some(chunk) = sorted.next_chunk()? {
+            w.write(&chunk).map_err(spill)?;
         }
         w.finish().map_err(spill)?;
         Ok(path)
@@ -229,18 +226,11 @@ impl ShardSpools {
             members.extend(authors.values().iter().copied());
             out.write(&chunk.project(&[0, 1, 2, 3]).map_err(arrow_err)?)
         };
-        let memory = if batches.is_empty() {
-            None
-        } else {
-            Some(sort_by_content_id(&batches)?)
-        };
-        drop(batches);
+        let mut memory = SortedChunks::new(batches);
         if runs.is_empty() {
-            // Everything is in memory: slices of the sorted rows.
-            if let Some(sorted) = &memory {
-                for start in (0..sorted.num_rows()).step_by(CHUNK) {
-                    emit(sorted.slice(start, CHUNK.min(sorted.num_rows() - start)))?;
-                }
+            // Everything is in memory: its rows in order, a chunk at a time.
+            while let Some(chunk) = memory.next_chunk()? {
+                emit(chunk)?;
             }
         } else {
             let mut sources: Vec<Source> = Vec::with_capacity(runs.len() + 1);
@@ -254,13 +244,7 @@ impl ShardSpools {
                 })?;
                 sources.push(Source::Run(run.clone(), Box::new(reader)));
             }
-            if let Some(sorted) = memory {
-                let chunks: Vec<RecordBatch> = (0..sorted.num_rows())
-                    .step_by(CHUNK)
-                    .map(|s| sorted.slice(s, CHUNK.min(sorted.num_rows() - s)))
-                    .collect();
-                sources.push(Source::Memory(chunks.into_iter()));
-            }
+            sources.push(Source::Memory(memory));
             merge(sources, &mut emit)?;
             for run in &runs {
                 let _ = std::fs::remove_file(run);
@@ -290,11 +274,57 @@ fn arrow_err(e: arrow::error::ArrowError) -> BuildError {
     BuildError::Arrow(e)
 }
 
-/// The rows of `batches` in one batch, ordered by `content_id`.
-fn sort_by_content_id(batches: &[RecordBatch]) -> Result<RecordBatch, BuildError> {
-    let all = arrow::compute::concat_batches(&spool_schema(), batches).map_err(arrow_err)?;
-    let order = arrow::compute::sort_to_indices(all.column(0), None, None).map_err(arrow_err)?;
-    arrow::compute::take_record_batch(&all, &order).map_err(arrow_err)
+/// The rows of a spool's batches ordered by `content_id` (then input position, so the order
+/// is total), handed out in chunks of [`CHUNK`] rows, each gathered from the batches as it is
+/// asked for: the text is copied once, a chunk at a time, instead of into one concatenated
+/// batch and again into one sorted batch as large as the spool.
+struct SortedChunks {
+    batches: Vec<RecordBatch>,
+    /// `(batch, row)` of every row, in order.
+    order: Vec<(usize, usize)>,
+    /// The next row of `order` to hand out.
+    at: usize,
+}
+
+impl SortedChunks {
+    fn new(batches: Vec<RecordBatch>) -> SortedChunks {
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut keyed: Vec<(i64, u64, usize, usize)> = Vec::with_capacity(rows);
+        for (b, batch) in batches.iter().enumerate() {
+            let ids = batch.column(0).as_primitive::<Int64Type>();
+            let positions = batch
+                .column(5)
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            keyed.extend(
+                ids.values()
+                    .iter()
+                    .zip(positions.values().iter())
+                    .enumerate()
+                    .map(|(r, (id, pos))| (*id, *pos, b, r)),
+            );
+        }
+        keyed.sort_unstable_by_key(|&(id, pos, _, _)| (id, pos));
+        SortedChunks {
+            batches,
+            order: keyed.into_iter().map(|(_, _, b, r)| (b, r)).collect(),
+            at: 0,
+        }
+    }
+
+    /// The next [`CHUNK`] rows in order (fewer at the end), `None` when all were handed out.
+    fn next_chunk(&mut self) -> Result<Option<RecordBatch>, BuildError> {
+        if self.at >= self.order.len() {
+            // Every row is out: the spool's batches are freed now, not with the merge.
+            self.batches = Vec::new();
+            return Ok(None);
+        }
+        let end = self.order.len().min(self.at + CHUNK);
+        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+        let chunk = arrow::compute::interleave_record_batch(&refs, &self.order[self.at..end])
+            .map_err(arrow_err)?;
+        self.at = end;
+        Ok(Some(chunk))
+    }
 }
 
 /// `batch` without the rows whose input position is in `skip`.
@@ -316,7 +346,7 @@ fn without(batch: RecordBatch, skip: &FxHashSet<u64>) -> Result<RecordBatch, Bui
 /// One sorted input of a merge.
 enum Source {
     Run(PathBuf, Box<StreamReader<BufReader<File>>>),
-    Memory(std::vec::IntoIter<RecordBatch>),
+    Memory(SortedChunks),
 }
 
 impl Source {
@@ -329,7 +359,7 @@ impl Source {
                         source: e,
                     })?
                 }
-                Source::Memory(chunks) => chunks.next(),
+                Source::Memory(chunks) => chunks.next_chunk()?,
             };
             match next {
                 Some(b) if b.num_rows() == 0 => continue,
