@@ -92,9 +92,11 @@ pub fn decisions_schema() -> SchemaRef {
     ]))
 }
 
-/// A shard's columns that seldom repeat are written without a dictionary (`kind` keeps one).
+/// A shard's columns that seldom repeat are written without a dictionary (`kind` keeps one), and
+/// its text without min/max statistics (nobody prunes a shard by its texts' order).
 const SHARD_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
     plain_columns: &["content_id", "created_at", "text"],
+    unsummarised_columns: &["text"],
     column_threads: false,
 };
 
@@ -103,6 +105,7 @@ const SHARD_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
 /// build's longest file, and its encoding alone was the last stretch of the write stage.
 const DECISIONS_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
     plain_columns: &["content_id", "member_id", "fingerprint"],
+    unsummarised_columns: &[],
     column_threads: true,
 };
 

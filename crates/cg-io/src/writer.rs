@@ -14,7 +14,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
@@ -71,6 +71,10 @@ pub struct WriteOptions {
     /// dictionary outgrows its page, in every column chunk, only to fall back to plain
     /// encoding.
     pub plain_columns: &'static [&'static str],
+    /// Parquet columns written without min/max statistics (long free text): the writer would
+    /// compare every value with the chunk's and the page's minimum and maximum, and store
+    /// up to 64 bytes of two texts in the footer, for statistics no reader prunes by.
+    pub unsummarised_columns: &'static [&'static str],
     /// Parquet only: each column encoded on a thread of its own (the same bytes). For a long,
     /// narrow table written while other work waits for it; a table of few rows, or one of
     /// many written at once, gains nothing from the threads.
@@ -153,7 +157,16 @@ impl TableWriter {
                         props.set_column_dictionary_enabled(ColumnPath::from(*column), false)
                     },
                 );
-                let props = props.build();
+                let props = options
+                    .unsummarised_columns
+                    .iter()
+                    .fold(props, |props, column| {
+                        props.set_column_statistics_enabled(
+                            ColumnPath::from(*column),
+                            EnabledStatistics::None,
+                        )
+                    })
+                    .build();
                 let parquet_err = |source| IoError::Parquet {
                     path: path.to_owned(),
                     source,
@@ -411,6 +424,7 @@ mod tests {
         let path = dir.path().join("content.parquet");
         let options = WriteOptions {
             plain_columns: &["content_id", "text"],
+            unsummarised_columns: &["text"],
             column_threads: false,
         };
         let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
@@ -427,6 +441,19 @@ mod tests {
         };
         assert!(!dictionary("content_id") && !dictionary("text"));
         assert!(dictionary("member_id") && dictionary("kind"));
+        let statistics = |name: &str| {
+            (0..group.num_columns())
+                .map(|i| group.column(i))
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+                .statistics()
+                .is_some_and(|s| s.min_bytes_opt().is_some())
+        };
+        assert!(
+            !statistics("text"),
+            "the text column has min/max statistics"
+        );
+        assert!(statistics("content_id") && statistics("kind"));
         let file = File::open(&path).unwrap();
         let back: Vec<RecordBatch> =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
@@ -445,6 +472,7 @@ mod tests {
             let path = dir.path().join(format!("c-{column_threads}.parquet"));
             let options = WriteOptions {
                 plain_columns: &["content_id", "text"],
+                unsummarised_columns: &["text"],
                 column_threads,
             };
             let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
