@@ -78,6 +78,10 @@ pub struct Gate {
     members: Table,
     redactor: cg_redact::Redactor,
     quarantine: bool,
+    /// Deciders' caches between batches ([`Gate::decide`]): a batch takes one and puts it
+    /// back, so the tuples a thread has seen are not asked of the shared memo (and its lock)
+    /// batch after batch.
+    caches: std::sync::Mutex<Vec<cg_policy::DeciderCache>>,
 }
 
 /// The members a gate decides with.
@@ -266,7 +270,21 @@ fn region_labels() -> &'static [&'static str] {
     })
 }
 
-/// Compiles one member: what the gate keeps of them.
+/// The index in [`region_labels`] of the report label of a member in `regions` (`None`: no
+/// known country, `UNKNOWN`), found by region rather than by comparing label strings (once
+/// per member, a million times a build).
+fn region_index(regions: Option<RegionSet>) -> u8 {
+    let Some(set) = regions else {
+        return 0;
+    };
+    let at = RegionSet::REPORT_ORDER
+        .iter()
+        .position(|r| set.contains(*r))
+        .unwrap_or(RegionSet::REPORT_ORDER.len());
+    // `UNKNOWN` is label 0, `REPORT_ORDER` follows, then `ROW`; at most 8.
+    u8::try_from(at + 1).unwrap_or(0)
+}
+
 /// One member's entry in the mentions table: included members by id, excluded ones by the
 /// names the rule scrubs (when they have any).
 fn add_mention_entry(
@@ -285,6 +303,7 @@ fn add_mention_entry(
     }
 }
 
+/// Compiles one member: what the gate keeps of them.
 fn compile_member(
     engine: &Engine,
     decider: &mut Decider<'_>,
@@ -296,15 +315,8 @@ fn compile_member(
     let compiled = engine.compile(&facts);
     let excluded_now = decider.member_excluded(Some(&compiled));
     let j = Jurisdiction::normalize(facts.country_at(as_of)).ok();
-    let label = j
-        .as_ref()
-        .map_or("UNKNOWN", |j| j.regions(flags).report_label());
-    let region = region_labels()
-        .iter()
-        .position(|r| *r == label)
-        .unwrap_or(0);
     GateMember {
-        region: u8::try_from(region).unwrap_or(0),
+        region: region_index(j.as_ref().map(|j| j.regions(flags))),
         hint: j.map(|j| j.country()),
         names: excluded_now.then(|| {
             Box::new(Names {
@@ -432,6 +444,7 @@ impl Gate {
             members: Table::Whole(members),
             redactor: cg_redact::Redactor::new()?,
             quarantine,
+            caches: Default::default(),
         })
     }
 
@@ -478,6 +491,7 @@ impl Gate {
             })),
             redactor: cg_redact::Redactor::new().map_err(SpecError::Redactor)?,
             quarantine,
+            caches: Default::default(),
         })
     }
 
@@ -610,7 +624,28 @@ impl Gate {
     /// Decides a batch of rows; `mentions[i]` are the members row `i` names. Returns verdict
     /// codes. A malformed row fails the build, or with quarantine is `invalid_record`.
     pub fn decide(&self, rows: &[Row<'_>], mentions: &Mentions) -> Result<Vec<u32>, RowError> {
-        let mut decider = self.engine.decider();
+        // A poisoned pool only costs the cache: the batch starts from an empty one.
+        let cache = self
+            .caches
+            .lock()
+            .ok()
+            .and_then(|mut c| c.pop())
+            .unwrap_or_default();
+        let mut decider = self.engine.decider_with(cache);
+        let out = self.decide_with(&mut decider, rows, mentions);
+        if let Ok(mut caches) = self.caches.lock() {
+            caches.push(decider.into_cache());
+        }
+        out
+    }
+
+    /// [`Gate::decide`] with a decider.
+    fn decide_with(
+        &self,
+        decider: &mut Decider<'_>,
+        rows: &[Row<'_>],
+        mentions: &Mentions,
+    ) -> Result<Vec<u32>, RowError> {
         let mut kinds: Vec<(&str, u8)> = Vec::new();
         let mut out = Vec::with_capacity(rows.len());
         // Every author first, in a loop of independent lookups: the member table is far larger
@@ -958,8 +993,14 @@ mod tests {
         for set in sets {
             let label = set.report_label();
             assert!(region_labels().contains(&label), "{label}");
+            assert_eq!(
+                region_labels()[usize::from(super::region_index(Some(set)))],
+                label,
+                "{set:?}"
+            );
         }
         assert_eq!(region_labels()[0], "UNKNOWN");
+        assert_eq!(super::region_index(None), 0);
     }
 
     #[test]

@@ -256,10 +256,28 @@ impl Engine {
 
     /// A decider with its own cache (one per thread or batch).
     pub fn decider(&self) -> Decider<'_> {
+        self.decider_with(DeciderCache::default())
+    }
+
+    /// A decider starting from the cache an earlier decider of this engine's memo left
+    /// ([`Decider::into_cache`]): a caller deciding batch after batch keeps what each batch
+    /// learnt instead of asking the shared memo (and its lock) again.
+    /// A cache from a decider of another memo (another policy or purpose) is not used.
+    pub fn decider_with(&self, cache: DeciderCache) -> Decider<'_> {
+        let local = if cache.memo == self.memo_id() {
+            cache.codes
+        } else {
+            FxHashMap::default()
+        };
         Decider {
             engine: self,
-            local: FxHashMap::default(),
+            local,
         }
+    }
+
+    /// Which memo this engine decides with (its address: engines of one memo share it).
+    fn memo_id(&self) -> usize {
+        Arc::as_ptr(&self.memo) as usize
     }
 
     /// The full evaluation context (for explanations).
@@ -370,7 +388,26 @@ pub struct Decider<'e> {
     local: FxHashMap<u64, u32>,
 }
 
+/// A [`Decider`]'s cache of tuple key → verdict code, kept from one decider to the next
+/// ([`Engine::decider_with`]). It says which [`DecisionMemo`] its codes came from: a tuple's
+/// code does not depend on the cut-off but does on the policy and purpose, so an engine of
+/// another memo starts afresh instead of using it.
+#[derive(Debug, Default)]
+pub struct DeciderCache {
+    /// [`Engine::memo_id`] of the decider that filled it (0: none).
+    memo: usize,
+    codes: FxHashMap<u64, u32>,
+}
+
 impl Decider<'_> {
+    /// The tuples this decider has learnt, for the next one ([`Engine::decider_with`]).
+    pub fn into_cache(self) -> DeciderCache {
+        DeciderCache {
+            memo: self.engine.memo_id(),
+            codes: self.local,
+        }
+    }
+
     /// The verdict code of an item by `member` (`None`: not in the members input), of kind
     /// index `kind` (see [`Engine::kind`]), created at `created_at`.
     #[inline]

@@ -45,8 +45,8 @@ pub mod facts;
 pub mod request;
 
 pub use compiled::{
-    CompiledMember, Decider, DecisionMemo, Engine, decision_of, most_protective_code, verdict_of,
-    with_mention_redacted,
+    CompiledMember, Decider, DeciderCache, DecisionMemo, Engine, decision_of, most_protective_code,
+    verdict_of, with_mention_redacted,
 };
 pub use config::PolicyConfig;
 pub use engine::{

@@ -185,3 +185,57 @@ fn engine_equals_direct_cedar_on_100k_random_items() {
     }
     assert!(total >= 100_000);
 }
+
+/// A decider's cache carried from batch to batch (`Engine::decider_with`) changes no verdict,
+/// and a cache filled under another policy is not used: each item is decided by a fresh
+/// decider, by one carrying its own policy's cache from item to item, and by one starting from
+/// the cache the other policy's decider just filled with the same item; all must agree.
+#[test]
+fn a_carried_decider_cache_changes_no_verdict_and_never_crosses_policies() {
+    let purpose = Purpose::genai_training();
+    let memo = |name: &str| {
+        let policy = Arc::new(Policy::bundled(name, PolicyConfig::default()).unwrap());
+        DecisionMemo::new(policy, purpose.clone())
+    };
+    let as_of = day(2_500);
+    let (open, strict) = (memo("li-2024-09").at(as_of), memo("strict-optin").at(as_of));
+    let carried: std::cell::RefCell<[cg_policy::DeciderCache; 2]> = Default::default();
+    let differ = std::cell::Cell::new(0usize);
+    let mut runner = TestRunner::new(Config {
+        cases: 4_000,
+        ..Config::default()
+    });
+    runner
+        .run(&raw(), |mut r| {
+            r.as_of = 2_500;
+            let m = facts(&r, &purpose);
+            let created = day(r.created);
+            let engines = [&open, &strict];
+            let mut fresh = [0u32; 2];
+            for (i, engine) in engines.iter().enumerate() {
+                let (member, kind) = (engine.compile(&m), engine.kind(KINDS[r.kind]));
+                fresh[i] = engine.decider().decide(Some(&member), kind, created);
+                let mut carried = carried.borrow_mut();
+                let mut d = engine.decider_with(std::mem::take(&mut carried[i]));
+                prop_assert_eq!(d.decide(Some(&member), kind, created), fresh[i]);
+                carried[i] = d.into_cache();
+            }
+            for (from, to) in [(0, 1), (1, 0)] {
+                let (member, kind) = (engines[from].compile(&m), engines[from].kind(KINDS[r.kind]));
+                let mut d = engines[from].decider();
+                d.decide(Some(&member), kind, created);
+                let crossed = d.into_cache();
+                let (member, kind) = (engines[to].compile(&m), engines[to].kind(KINDS[r.kind]));
+                let mut d = engines[to].decider_with(crossed);
+                prop_assert_eq!(d.decide(Some(&member), kind, created), fresh[to]);
+            }
+            differ.set(differ.get() + usize::from(fresh[0] != fresh[1]));
+            Ok(())
+        })
+        .unwrap();
+    let differ = differ.get();
+    assert!(
+        differ > 100,
+        "the two policies differed on only {differ} items"
+    );
+}
