@@ -1974,6 +1974,62 @@ async fn remote_session(
 mod tests {
     use super::*;
 
+    fn record(content_id: i64, pos: u64) -> Decided {
+        Decided {
+            content_id,
+            member_id: 1,
+            fingerprint: 0,
+            code: 0,
+            shard: NO_SHARD,
+            region: 0,
+            flags: HAS_ID | HAS_MEMBER,
+            pos,
+        }
+    }
+
+    #[test]
+    fn record_blocks_hand_out_every_record_once_in_order() {
+        // Ids in a scrambled order, pushed a "batch" at a time into blocks no larger than
+        // 3 000 records, so that blocks fill mid-stream and batches open new ones.
+        let ids: Vec<i64> = (0..20_000i64).map(|i| (i * 7_919) % 20_000).collect();
+        let mut blocks = RecordBlocks::default();
+        let mut allocated = 0;
+        for (b, batch) in ids.chunks(1_000).enumerate() {
+            allocated += blocks.make_room(batch.len(), 3_000);
+            for (i, id) in batch.iter().enumerate() {
+                blocks.push(record(*id, (b * 1_000 + i) as u64));
+            }
+        }
+        assert_eq!(blocks.len, ids.len());
+        let records = Records {
+            spilled: Vec::new(),
+            memory: blocks.finish(),
+        };
+        assert!(records.memory.len() > 5, "{} blocks", records.memory.len());
+        assert!(allocated >= ids.len() * std::mem::size_of::<Decided>());
+        let merged: Vec<i64> = Merged::new(std::slice::from_ref(&records))
+            .unwrap()
+            .map(|d| d.unwrap().content_id)
+            .collect();
+        assert_eq!(merged, (0..20_000).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn emptied_blocks_are_reused_before_new_ones() {
+        let mut blocks = RecordBlocks::default();
+        assert!(blocks.make_room(10, 100) > 0);
+        for i in 0..10 {
+            blocks.push(record(i, i as u64));
+        }
+        blocks.seal();
+        for mut block in std::mem::take(&mut blocks.full) {
+            block.clear();
+            blocks.spare.push(block);
+        }
+        blocks.len = 0;
+        assert_eq!(blocks.make_room(10, 100), 0, "a spare block was not reused");
+    }
+
     /// The physical plan of `t` (one partition of three rows) → filter → a computed column
     /// under the embedded pass's session, with a round-robin repartition into 4 partitions
     /// asked for when `round_robin`.

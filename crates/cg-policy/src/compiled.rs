@@ -563,6 +563,32 @@ mod tests {
     }
 
     #[test]
+    fn a_decider_cache_is_kept_for_its_own_memo_only() {
+        let memo = |name: &str| {
+            let policy = Arc::new(Policy::bundled(name, crate::PolicyConfig::default()).unwrap());
+            DecisionMemo::new(policy, Purpose::genai_training())
+        };
+        let as_of = Timestamp::parse("2025-12-01").unwrap();
+        let (open, strict) = (memo("li-2024-09"), memo("strict-optin"));
+        let (open_now, open_later) = (open.at(as_of), open.at(as_of.plus_days(30)));
+        let member = open_now.compile(&MemberFacts {
+            country: Some("US".into()),
+            ..MemberFacts::default()
+        });
+        let mut d = open_now.decider();
+        d.decide(Some(&member), open_now.kind("post"), as_of);
+        let learnt = d.into_cache();
+        assert!(!learnt.codes.is_empty());
+        // Another cut-off of the same memo keeps what was learnt ...
+        let kept = open_later.decider_with(learnt);
+        assert!(!kept.local.is_empty());
+        // ... another policy's engine does not.
+        let strict_now = strict.at(as_of);
+        let crossed = strict_now.decider_with(kept.into_cache());
+        assert!(crossed.local.is_empty());
+    }
+
+    #[test]
     fn a_compiled_member_is_32_bytes() {
         assert_eq!(std::mem::size_of::<CompiledMember>(), 32);
     }

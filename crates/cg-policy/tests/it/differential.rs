@@ -186,10 +186,12 @@ fn engine_equals_direct_cedar_on_100k_random_items() {
     assert!(total >= 100_000);
 }
 
-/// A decider's cache carried from batch to batch (`Engine::decider_with`) changes no verdict,
-/// and a cache filled under another policy is not used: each item is decided by a fresh
-/// decider, by one carrying its own policy's cache from item to item, and by one starting from
-/// the cache the other policy's decider just filled with the same item; all must agree.
+/// A decider's cache carried from batch to batch (`Engine::decider_with`) changes no verdict:
+/// each item is decided by a fresh decider, by one carrying its own policy's cache from item
+/// to item, and by one starting from the cache the other policy's decider just filled with the
+/// same item; all must agree. The last part does not test the guard against a crossed cache
+/// (these two policies' tuple keys differ, so it passes with the guard removed: checked);
+/// `compiled::tests::a_decider_cache_is_kept_for_its_own_memo_only` does.
 #[test]
 fn a_carried_decider_cache_changes_no_verdict_and_never_crosses_policies() {
     let purpose = Purpose::genai_training();
