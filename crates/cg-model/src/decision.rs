@@ -256,21 +256,31 @@ impl Verdict {
     /// no reason, unknown decision). Fail closed: the decision is never less protective than its
     /// reasons imply.
     pub fn from_code(code: u32) -> Option<Verdict> {
+        let decision = Verdict::decision_of_code(code)?;
+        let reasons: Vec<ReasonCode> = ReasonCode::ALL
+            .iter()
+            .copied()
+            .filter(|r| code & (1 << (*r as u32)) != 0)
+            .collect();
+        Some(Verdict { decision, reasons })
+    }
+
+    /// The decision of a [`Verdict::code`] — `Verdict::from_code(code).map(|v| v.decision())`
+    /// without building the verdict, so without allocating: the gate asks this of every row.
+    /// `None` for a value no verdict has, as [`Verdict::from_code`].
+    pub fn decision_of_code(code: u32) -> Option<Decision> {
         let decision = *Decision::ALL.get((code >> DECISION_SHIFT) as usize)?;
         let reason_bits = code & ((1 << DECISION_SHIFT) - 1);
         if reason_bits == 0 || reason_bits >> ReasonCode::ALL.len() != 0 {
             return None;
         }
-        let reasons: Vec<ReasonCode> = ReasonCode::ALL
-            .iter()
-            .copied()
-            .filter(|r| reason_bits & (1 << (*r as u32)) != 0)
-            .collect();
-        let decision = reasons
-            .iter()
-            .map(|r| r.decision())
-            .fold(decision, Decision::most_protective);
-        Some(Verdict { decision, reasons })
+        Some(
+            ReasonCode::ALL
+                .iter()
+                .filter(|r| reason_bits & (1 << (**r as u32)) != 0)
+                .map(|r| r.decision())
+                .fold(decision, Decision::most_protective),
+        )
     }
 }
 
@@ -280,6 +290,29 @@ const DECISION_SHIFT: u32 = 24;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every code a verdict can have (each decision, every set of reasons) and the values just
+    /// outside: the allocation-free decision is the verdict's, and `None` exactly where there
+    /// is no verdict.
+    #[test]
+    fn the_decision_of_a_code_is_its_verdicts_for_every_code() {
+        let reasons = ReasonCode::ALL.len() as u32;
+        for decision in 0..=Decision::ALL.len() as u32 {
+            for bits in (0..1u32 << reasons).chain([1 << reasons, (1 << DECISION_SHIFT) - 1]) {
+                let code = (decision << DECISION_SHIFT) | bits;
+                assert_eq!(
+                    Verdict::decision_of_code(code),
+                    Verdict::from_code(code).map(|v| v.decision()),
+                    "{code:#x}"
+                );
+            }
+        }
+        assert_eq!(Verdict::decision_of_code(u32::MAX), None);
+        assert_eq!(
+            Verdict::decision_of_code(Verdict::exclude(ReasonCode::ALL[0]).code()),
+            Some(Decision::Exclude)
+        );
+    }
 
     #[test]
     fn names_are_stable_and_round_trip() {

@@ -485,7 +485,7 @@ fn code_of(reason: ReasonCode) -> u32 {
 /// The decision a verdict code carries (codes come from [`Verdict::code`]; anything else reads
 /// as exclude).
 pub fn decision_of(code: u32) -> Decision {
-    Verdict::from_code(code).map_or(Decision::Exclude, |v| v.decision())
+    Verdict::decision_of_code(code).unwrap_or(Decision::Exclude)
 }
 
 /// The verdict of a code; a code no verdict has is a `policy_error` exclusion (fail closed).
