@@ -38,15 +38,47 @@ pub struct DecisionMemo {
     policy: Arc<Policy>,
     purpose: Purpose,
     codes: Mutex<FxHashMap<u64, u32>>,
+    /// [`packed_jurisdiction`] of every two-upper-case-letter string, by [`clean_code_slot`]:
+    /// what nearly every member's country is, answered without normalising it again.
+    clean_codes: Box<[u32; CLEAN_CODES]>,
+}
+
+/// Strings of two ASCII upper-case letters.
+const CLEAN_CODES: usize = 26 * 26;
+
+/// The slot of a raw country that is two ASCII upper-case letters (`None` for anything else,
+/// which is normalised each time).
+#[inline]
+fn clean_code_slot(raw: &str) -> Option<usize> {
+    match raw.as_bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
+        _ => None,
+    }
+}
+
+/// The packed jurisdiction bits of a raw country under a policy's configuration: normalised,
+/// then its regions and age of digital consent.
+fn packed_jurisdiction(raw: Option<&str>, config: &crate::PolicyConfig) -> u32 {
+    let (j, _) = classify(raw, config);
+    pack_jurisdiction(jurisdiction_bits(j.country, j.regions, j.consent_age))
 }
 
 impl DecisionMemo {
     /// An empty memo for `policy` and `purpose`.
     pub fn new(policy: Arc<Policy>, purpose: Purpose) -> Arc<DecisionMemo> {
+        let mut clean_codes = Box::new([0; CLEAN_CODES]);
+        for (slot, packed) in clean_codes.iter_mut().enumerate() {
+            let code = [b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8];
+            let raw = std::str::from_utf8(&code).ok();
+            *packed = packed_jurisdiction(raw, policy.config());
+        }
         Arc::new(DecisionMemo {
             policy,
             purpose,
             codes: Mutex::new(FxHashMap::default()),
+            clean_codes,
         })
     }
 
@@ -209,9 +241,9 @@ impl Engine {
     pub fn compile(&self, m: &MemberFacts) -> CompiledMember {
         let policy = &self.memo.policy;
         let config = policy.config();
-        let jbits = |raw: Option<&str>| {
-            let (j, _) = classify(raw, config);
-            pack_jurisdiction(jurisdiction_bits(j.country, j.regions, j.consent_age))
+        let jbits = |raw: Option<&str>| match raw.and_then(clean_code_slot) {
+            Some(slot) => self.memo.clean_codes[slot],
+            None => packed_jurisdiction(raw, config),
         };
         let (age_known, age_now, capped_from_day) = match m.birth_date {
             Some(b) => (
@@ -559,6 +591,42 @@ mod tests {
         fn jurisdiction_bits_pack_losslessly(bits in any::<u64>()) {
             let j = bits & (0xFFFF << 7 | 0x1F << 49);
             prop_assert_eq!(unpack_jurisdiction(pack_jurisdiction(j)), j);
+        }
+    }
+
+    /// The table of clean codes holds, for every string of two upper-case letters (countries,
+    /// aliases such as `UK` and `EL`, codes that are not countries such as `EU`, unassigned
+    /// ones), what normalising it gives; other strings are not in it.
+    #[test]
+    fn clean_codes_are_classified_as_normalising_them_would() {
+        for (name, config) in [
+            ("li-2024-09", crate::PolicyConfig::default()),
+            ("strict-optin", crate::PolicyConfig::default()),
+        ] {
+            let policy = Arc::new(Policy::bundled(name, config).unwrap());
+            let memo = DecisionMemo::new(policy.clone(), Purpose::genai_training());
+            for a in b'A'..=b'Z' {
+                for b in b'A'..=b'Z' {
+                    let raw = String::from_utf8(vec![a, b]).unwrap();
+                    let slot = clean_code_slot(&raw).unwrap();
+                    assert_eq!(
+                        memo.clean_codes[slot],
+                        packed_jurisdiction(Some(&raw), policy.config()),
+                        "{raw}"
+                    );
+                }
+            }
+            let gb = packed_jurisdiction(Some("GB"), policy.config());
+            assert_eq!(memo.clean_codes[clean_code_slot("UK").unwrap()], gb);
+            assert_ne!(gb, packed_jurisdiction(None, policy.config()));
+            assert_eq!(
+                memo.clean_codes[clean_code_slot("EU").unwrap()],
+                packed_jurisdiction(None, policy.config()),
+                "EU is not a country"
+            );
+        }
+        for not_clean in ["", "G", "gb", "Gb", "GBR", " GB", "GB-SCT", "\u{c9}U", "G1"] {
+            assert_eq!(clean_code_slot(not_clean), None, "{not_clean:?}");
         }
     }
 
