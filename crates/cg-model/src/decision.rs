@@ -292,26 +292,49 @@ mod tests {
     use super::*;
 
     /// Every code a verdict can have (each decision, every set of reasons) and the values just
-    /// outside: the allocation-free decision is the verdict's, and `None` exactly where there
-    /// is no verdict.
+    /// outside. The reference is written out here, not taken from `from_code` (which uses
+    /// `decision_of_code`): a code's decision is the most protective of the decision it states
+    /// and of every reason's, `None` exactly where there is no verdict. Every verdict made from
+    /// reasons decodes to its own decision.
     #[test]
-    fn the_decision_of_a_code_is_its_verdicts_for_every_code() {
+    fn the_decision_of_a_code_is_the_most_protective_it_states_for_every_code() {
+        // `Decision::ALL` runs from least to most protective.
+        assert_eq!(
+            Decision::ALL,
+            [
+                Decision::Include,
+                Decision::IncludeRedacted,
+                Decision::Exclude
+            ]
+        );
+        let rank = |d: Decision| Decision::ALL.iter().position(|x| *x == d).unwrap();
         let reasons = ReasonCode::ALL.len() as u32;
         for decision in 0..=Decision::ALL.len() as u32 {
             for bits in (0..1u32 << reasons).chain([1 << reasons, (1 << DECISION_SHIFT) - 1]) {
                 let code = (decision << DECISION_SHIFT) | bits;
+                let valid =
+                    (decision as usize) < Decision::ALL.len() && bits != 0 && bits >> reasons == 0;
+                let expected = valid.then(|| {
+                    let most = ReasonCode::ALL
+                        .iter()
+                        .filter(|r| bits & (1 << (**r as u32)) != 0)
+                        .map(|r| rank(r.decision()))
+                        .fold(decision as usize, usize::max);
+                    Decision::ALL[most]
+                });
+                assert_eq!(Verdict::decision_of_code(code), expected, "{code:#x}");
                 assert_eq!(
-                    Verdict::decision_of_code(code),
                     Verdict::from_code(code).map(|v| v.decision()),
+                    expected,
                     "{code:#x}"
                 );
             }
         }
         assert_eq!(Verdict::decision_of_code(u32::MAX), None);
-        assert_eq!(
-            Verdict::decision_of_code(Verdict::exclude(ReasonCode::ALL[0]).code()),
-            Some(Decision::Exclude)
-        );
+        for r in ReasonCode::ALL {
+            let v = Verdict::from_reasons(vec![*r, ReasonCode::ALL[0]]);
+            assert_eq!(Verdict::decision_of_code(v.code()), Some(v.decision()));
+        }
     }
 
     #[test]
