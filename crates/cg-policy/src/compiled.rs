@@ -38,6 +38,9 @@ pub struct DecisionMemo {
     policy: Arc<Policy>,
     purpose: Purpose,
     codes: Mutex<FxHashMap<u64, u32>>,
+    /// This memo's identity for [`DeciderCache`]s: from a process-wide counter, never reused
+    /// (an address could be, once the memo is dropped and another allocated in its place).
+    id: u64,
     /// [`packed_jurisdiction`] of every two-upper-case-letter string, by [`clean_code_slot`]:
     /// what nearly every member's country is, answered without normalising it again.
     clean_codes: Box<[u32; CLEAN_CODES]>,
@@ -74,10 +77,12 @@ impl DecisionMemo {
             let raw = std::str::from_utf8(&code).ok();
             *packed = packed_jurisdiction(raw, policy.config());
         }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(DecisionMemo {
             policy,
             purpose,
             codes: Mutex::new(FxHashMap::default()),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             clean_codes,
         })
     }
@@ -307,9 +312,9 @@ impl Engine {
         }
     }
 
-    /// Which memo this engine decides with (its address: engines of one memo share it).
-    fn memo_id(&self) -> usize {
-        Arc::as_ptr(&self.memo) as usize
+    /// Which memo this engine decides with ([`DecisionMemo::id`]: engines of one memo share it).
+    fn memo_id(&self) -> u64 {
+        self.memo.id
     }
 
     /// The full evaluation context (for explanations).
@@ -426,8 +431,8 @@ pub struct Decider<'e> {
 /// another memo starts afresh instead of using it.
 #[derive(Debug, Default)]
 pub struct DeciderCache {
-    /// [`Engine::memo_id`] of the decider that filled it (0: none).
-    memo: usize,
+    /// [`Engine::memo_id`] of the decider that filled it (0: none; memos count from 1).
+    memo: u64,
     codes: FxHashMap<u64, u32>,
 }
 
@@ -628,6 +633,46 @@ mod tests {
         for not_clean in ["", "G", "gb", "Gb", "GBR", " GB", "GB-SCT", "\u{c9}U", "G1"] {
             assert_eq!(clean_code_slot(not_clean), None, "{not_clean:?}");
         }
+    }
+
+    /// A memo's identity is never reused: a cache outliving its memo is not taken by a memo
+    /// of another policy made afterwards, even one the allocator puts at the same address.
+    /// (With ids taken from the memo's address this passed too in the runs tried: whether the
+    /// allocator reuses the address is not up to the test. The identities are checked below.)
+    #[test]
+    fn a_cache_from_a_dropped_memo_is_never_taken_by_a_later_one() {
+        let as_of = Timestamp::parse("2025-12-01").unwrap();
+        let member = MemberFacts {
+            country: Some("US".into()),
+            ..MemberFacts::default()
+        };
+        for _ in 0..20 {
+            let learnt = {
+                let policy = Arc::new(
+                    Policy::bundled("li-2024-09", crate::PolicyConfig::default()).unwrap(),
+                );
+                let engine = DecisionMemo::new(policy, Purpose::genai_training()).at(as_of);
+                let compiled = engine.compile(&member);
+                let mut d = engine.decider();
+                d.decide(Some(&compiled), engine.kind("post"), as_of);
+                d.into_cache()
+            };
+            assert!(!learnt.codes.is_empty());
+            let policy =
+                Arc::new(Policy::bundled("strict-optin", crate::PolicyConfig::default()).unwrap());
+            let engine = DecisionMemo::new(policy, Purpose::genai_training()).at(as_of);
+            assert!(engine.decider_with(learnt).local.is_empty());
+        }
+        let ids: Vec<u64> = (0..3)
+            .map(|_| {
+                let policy = Arc::new(
+                    Policy::bundled("li-2024-09", crate::PolicyConfig::default()).unwrap(),
+                );
+                DecisionMemo::new(policy, Purpose::genai_training()).id
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(ids[0] > 0, "0 is no memo's");
     }
 
     #[test]
