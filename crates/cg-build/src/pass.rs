@@ -277,6 +277,16 @@ impl RecordBlocks {
         self.full.push(block);
     }
 
+    /// Takes blocks back after their records were written out: emptied, kept as spares (their
+    /// capacity stays counted against the budget), and no record is held any more.
+    fn recycle(&mut self, blocks: Vec<Vec<Decided>>) {
+        for mut block in blocks {
+            block.clear();
+            self.spare.push(block);
+        }
+        self.len = 0;
+    }
+
     /// The sorted blocks, the spare ones dropped.
     fn finish(mut self) -> Vec<Vec<Decided>> {
         self.seal();
@@ -1568,13 +1578,8 @@ fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), Build
     }
     w.flush().map_err(|e| BuildError::io(&path, e))?;
     // The blocks are emptied, not freed: they fill again before the next run, and new ones
-    // would be memory the kernel must clear first. Their capacity stays counted against the
-    // budget.
-    for mut block in held.memory {
-        block.clear();
-        part.decided.spare.push(block);
-    }
-    part.decided.len = 0;
+    // would be memory the kernel must clear first.
+    part.decided.recycle(held.memory);
     part.spilled.push(path);
     Ok(())
 }
@@ -2022,11 +2027,9 @@ mod tests {
             blocks.push(record(i, i as u64));
         }
         blocks.seal();
-        for mut block in std::mem::take(&mut blocks.full) {
-            block.clear();
-            blocks.spare.push(block);
-        }
-        blocks.len = 0;
+        let full = std::mem::take(&mut blocks.full);
+        blocks.recycle(full);
+        assert_eq!(blocks.len, 0);
         assert_eq!(blocks.make_room(10, 100), 0, "a spare block was not reused");
     }
 
