@@ -149,6 +149,10 @@ fn write_dataset(
         },
         progress,
     )?;
+    if let Ok(g) = gate.gate() {
+        let tuples = g.engine().memo().len();
+        progress.figure("attribute tuples decided by Cedar", tuples as u64);
+    }
     progress.stage("commit and publish", None);
     drop(gate);
     facts_data::discard(dir)?;

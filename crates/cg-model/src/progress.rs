@@ -8,6 +8,9 @@ pub trait Progress: Sync {
     fn advance(&self, n: u64);
     /// The current stage is done.
     fn finish_stage(&self) {}
+    /// A figure about the job worth knowing when measuring it (e.g. how many attribute tuples
+    /// Cedar decided); ignored unless the receiver reports them.
+    fn figure(&self, _name: &str, _value: u64) {}
 }
 
 /// Discards all progress (tests, libraries used quietly).

@@ -34,7 +34,8 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
     /// Print each stage's wall time on stderr as it ends (member facts, compile, decide,
-    /// write, …), even with `--quiet`: where a long job spends its time.
+    /// write, …), even with `--quiet`: where a long job spends its time; and figures such
+    /// as how many attribute tuples Cedar decided.
     #[arg(long, global = true)]
     timings: bool,
     #[command(subcommand)]
