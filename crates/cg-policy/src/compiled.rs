@@ -61,11 +61,20 @@ fn clean_code_slot(raw: &str) -> Option<usize> {
     }
 }
 
-/// The packed jurisdiction bits of a raw country under a policy's configuration: normalised,
-/// then its regions and age of digital consent.
-fn packed_jurisdiction(raw: Option<&str>, config: &crate::PolicyConfig) -> u32 {
-    let (j, _) = classify(raw, config);
-    pack_jurisdiction(jurisdiction_bits(j.country, j.regions, j.consent_age))
+/// The packed jurisdiction bits of a raw country under a policy: normalised, then its regions
+/// and age of digital consent. A policy that does not read the country itself
+/// ([`Policy::reads_country`]) sees every known country as the first of ISO 3166's table with
+/// the regions and age of the real one, so countries that imply the same are one tuple for
+/// Cedar instead of one each (whether the country is known is never changed).
+fn packed_jurisdiction(raw: Option<&str>, policy: &Policy) -> u32 {
+    let (j, _) = classify(raw, policy.config());
+    let country = if policy.reads_country() {
+        j.country
+    } else {
+        j.country
+            .map(|c| cg_model::CountryCode::from_index(0).unwrap_or(c))
+    };
+    pack_jurisdiction(jurisdiction_bits(country, j.regions, j.consent_age))
 }
 
 impl DecisionMemo {
@@ -75,7 +84,7 @@ impl DecisionMemo {
         for (slot, packed) in clean_codes.iter_mut().enumerate() {
             let code = [b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8];
             let raw = std::str::from_utf8(&code).ok();
-            *packed = packed_jurisdiction(raw, policy.config());
+            *packed = packed_jurisdiction(raw, &policy);
         }
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Arc::new(DecisionMemo {
@@ -248,7 +257,7 @@ impl Engine {
         let config = policy.config();
         let jbits = |raw: Option<&str>| match raw.and_then(clean_code_slot) {
             Some(slot) => self.memo.clean_codes[slot],
-            None => packed_jurisdiction(raw, config),
+            None => packed_jurisdiction(raw, policy),
         };
         let (age_known, age_now, capped_from_day) = match m.birth_date {
             Some(b) => (
@@ -616,17 +625,17 @@ mod tests {
                     let slot = clean_code_slot(&raw).unwrap();
                     assert_eq!(
                         memo.clean_codes[slot],
-                        packed_jurisdiction(Some(&raw), policy.config()),
+                        packed_jurisdiction(Some(&raw), &policy),
                         "{raw}"
                     );
                 }
             }
-            let gb = packed_jurisdiction(Some("GB"), policy.config());
+            let gb = packed_jurisdiction(Some("GB"), &policy);
             assert_eq!(memo.clean_codes[clean_code_slot("UK").unwrap()], gb);
-            assert_ne!(gb, packed_jurisdiction(None, policy.config()));
+            assert_ne!(gb, packed_jurisdiction(None, &policy));
             assert_eq!(
                 memo.clean_codes[clean_code_slot("EU").unwrap()],
-                packed_jurisdiction(None, policy.config()),
+                packed_jurisdiction(None, &policy),
                 "EU is not a country"
             );
         }
@@ -721,5 +730,88 @@ mod tests {
         );
         assert_eq!(with_mention_redacted(a), a);
         assert_eq!(decision_of(0), Decision::Exclude, "garbage is exclude");
+    }
+
+    /// An adult member of `country` with no consent record, and a post of theirs.
+    fn adult_of(engine: &Engine, country: &str) -> CompiledMember {
+        engine.compile(&MemberFacts {
+            country: Some(country.into()),
+            birth_date: Some(Date::from_calendar_date(1980, Month::May, 4).unwrap()),
+            ..MemberFacts::default()
+        })
+    }
+
+    /// Two distinct countries whose jurisdiction bits are equal under `memo`'s policy
+    /// (the same regions and age of digital consent): the first such pair after `US`.
+    fn twin_of_us(memo: &DecisionMemo) -> String {
+        let us = clean_code_slot("US").unwrap();
+        let twin = (0..CLEAN_CODES)
+            .find(|&slot| {
+                let raw =
+                    String::from_utf8(vec![b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8])
+                        .unwrap();
+                slot != us
+                    && memo.clean_codes[slot] == memo.clean_codes[us]
+                    && cg_model::Jurisdiction::normalize(Some(&raw))
+                        .is_ok_and(|j| j.country().as_str() != "US")
+            })
+            .expect("another country of the United States' class");
+        String::from_utf8(vec![b'A' + (twin / 26) as u8, b'A' + (twin % 26) as u8]).unwrap()
+    }
+
+    /// No bundled policy names the country: countries of one class are one tuple for Cedar.
+    /// A policy that does name it, even spelt with an escape, is decided per country: two
+    /// countries of one class are told apart (with one tuple for both, whichever was decided
+    /// first would decide the other).
+    #[test]
+    fn a_policy_that_reads_the_country_tells_countries_of_one_class_apart() {
+        for name in crate::BUNDLED_NAMES {
+            let policy = Policy::bundled(name, crate::PolicyConfig::default()).unwrap();
+            assert!(!policy.reads_country(), "{name}");
+        }
+        let as_of = Timestamp::parse("2025-12-01").unwrap();
+        let bundled =
+            Arc::new(Policy::bundled("li-2024-09", crate::PolicyConfig::default()).unwrap());
+        let blind = DecisionMemo::new(bundled, Purpose::genai_training());
+        let twin = twin_of_us(&blind);
+        let engine = blind.at(as_of);
+        let (us, other) = (adult_of(&engine, "US"), adult_of(&engine, &twin));
+        let mut d = engine.decider();
+        let post = engine.kind("post");
+        assert!(decision_of(d.decide(Some(&us), post, as_of)).is_kept());
+        assert!(decision_of(d.decide(Some(&other), post, as_of)).is_kept());
+        assert_eq!(blind.len(), 1, "one tuple for two countries of one class");
+
+        for condition in [
+            r#"principal.country == "US""#,
+            r#"principal["\u{63}ountry"] == "US""#,
+            r#"principal has country && principal.country like "U*""#,
+        ] {
+            let text = format!(
+                "@id(\"no-us\") @reason(\"region_suspended\")\nforbid (principal, action, resource) when {{ {condition} }};\n"
+            );
+            let policy = Policy::with_files(
+                vec![crate::SourceFile {
+                    name: "no-us.cedar".into(),
+                    text,
+                }],
+                crate::PolicyConfig::default(),
+            )
+            .unwrap();
+            assert!(policy.reads_country(), "{condition}");
+            let memo = DecisionMemo::new(Arc::new(policy), Purpose::genai_training());
+            let engine = memo.at(as_of);
+            let (us, other) = (adult_of(&engine, "US"), adult_of(&engine, &twin));
+            let mut d = engine.decider();
+            let post = engine.kind("post");
+            // The twin first: its verdict must not be taken for the United States'.
+            assert!(
+                decision_of(d.decide(Some(&other), post, as_of)).is_kept(),
+                "{condition}"
+            );
+            let excluded = verdict_of(d.decide(Some(&us), post, as_of));
+            assert_eq!(excluded.decision(), Decision::Exclude, "{condition}");
+            assert!(excluded.reasons().contains(&ReasonCode::RegionSuspended));
+        }
     }
 }

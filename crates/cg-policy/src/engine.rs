@@ -131,6 +131,27 @@ pub enum PolicyRecipe {
     },
 }
 
+/// Whether any policy of `set` may read the attribute `attr` of an entity: whether the name
+/// occurs anywhere in a policy's JSON form (Cedar's EST), as an attribute accessed (`.attr`,
+/// `["attr"]`, `has attr`) or as any other string. The EST holds names decoded (`\u{..}`
+/// escapes resolved), and Cedar has no way to name an attribute other than literally, so a
+/// policy that reads it always says so; a policy that merely contains the string is counted
+/// too, and one whose JSON form cannot be made counts as reading it (the conservative answers:
+/// they only cost memoisation).
+fn reads_attribute(set: &PolicySet, attr: &str) -> bool {
+    fn names(v: &serde_json::Value, attr: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) => s == attr,
+            serde_json::Value::Array(items) => items.iter().any(|v| names(v, attr)),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k == attr || names(v, attr)),
+            _ => false,
+        }
+    }
+    set.policies()
+        .any(|p| p.to_json().map_or(true, |est| names(&est, attr)))
+        || set.templates().next().is_some()
+}
+
 /// A loaded, validated policy.
 #[derive(Debug)]
 pub struct Policy {
@@ -145,6 +166,8 @@ pub struct Policy {
     selection: Selection,
     kinds: Vec<String>,
     authorizer: Authorizer,
+    /// Whether any policy reads the member's `country` attribute ([`reads_attribute`]).
+    reads_country: bool,
 }
 
 impl Policy {
@@ -420,6 +443,7 @@ impl Policy {
             .collect();
         kinds.sort();
         kinds.dedup();
+        let reads_country = reads_attribute(&set, "country");
         Ok(Policy {
             recipe,
             name: name.to_owned(),
@@ -432,6 +456,7 @@ impl Policy {
             selection,
             kinds,
             authorizer: Authorizer::new(),
+            reads_country,
         })
     }
 
@@ -470,6 +495,15 @@ impl Policy {
     /// Whether the set is empty (never, for a loaded policy).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether a decision can depend on the member's country itself, not only on what the
+    /// country implies (`jurisdiction_known`, `regions`, `consent_age`): whether any policy
+    /// names the attribute `country`. When none does, two members whose countries differ but
+    /// imply the same are decided alike, and the compiled engine asks Cedar once for both
+    /// ([`crate::Engine`]).
+    pub fn reads_country(&self) -> bool {
+        self.reads_country
     }
 
     /// The regime at `as_of` and whether a pinned regime is used before its first day.
