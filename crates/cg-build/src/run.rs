@@ -149,7 +149,11 @@ fn write_dataset(
         },
         progress,
     )?;
-    if let Ok(g) = gate.gate() {
+    // An embedded build decided every row with this gate; a distributed build's executors
+    // decided them with their own (their count is theirs).
+    if matches!(cfg.engine, Engine::Embedded)
+        && let Ok(g) = gate.gate()
+    {
         let tuples = g.engine().memo().len();
         progress.figure("attribute tuples decided by Cedar", tuples as u64);
     }

@@ -718,3 +718,33 @@ fn builds_from_the_same_ledger_are_identical() {
         "sqlite"
     );
 }
+
+/// `--timings` names each stage's wall time and how many attribute tuples Cedar decided, on
+/// stderr, even with `-q`; stdout still holds the manifest alone.
+#[test]
+fn timings_name_the_stages_and_the_tuples_cedar_decided() {
+    let (_c, files) = corpus();
+    let out = cg_test_support::tempdir();
+    let args = build_args(&files, "2025-03-01", &out.path().join("t"), &["--timings"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = consentgate(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let manifest: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(manifest["dataset_id"].is_string());
+    let err = stderr(&o);
+    for stage in ["member facts", "compile members", "decide", "write"] {
+        assert!(
+            err.contains(&format!("timing: {stage}: ")),
+            "{stage}: {err}"
+        );
+    }
+    let tuples: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("figure: attribute tuples decided by Cedar: "))
+        .unwrap_or_else(|| panic!("no tuple count: {err}"))
+        .parse()
+        .unwrap();
+    // Every row was decided, and 30 000 rows of 3 000 members meet more than one tuple but
+    // far fewer than one a row.
+    assert!((2..30_000).contains(&tuples), "{tuples}");
+}
