@@ -26,6 +26,17 @@ use crate::printer::Printer;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Transparent huge pages off for this process, before any thread starts. mimalloc asks the
+/// kernel for huge pages, and each first touch of one is 2 MiB cleared where the build meant
+/// to use a few kilobytes, again after every purge: at 10 M rows the build was ~7 % faster
+/// (9.63 s against 10.39 s median, 17.4 against 18.9 CPU-s) with a lower peak RSS without them
+/// (docs/build.md, "The allocator"). A kernel that refuses the request changes nothing else.
+#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+fn without_transparent_huge_pages() {
+    // A hint about page sizes, nothing the output depends on: a refusal is not an error.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 /// consentgate: decides, provably, which member data may train generative-AI models.
 #[derive(Debug, Parser)]
 #[command(name = "consentgate", version, about, long_about = None, propagate_version = true)]
@@ -97,6 +108,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    #[cfg(all(feature = "mimalloc", target_os = "linux"))]
+    without_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -145,4 +158,17 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(all(test, feature = "mimalloc", target_os = "linux"))]
+mod tests {
+    /// After the start-up call the kernel reports huge pages off for the process.
+    #[test]
+    fn transparent_huge_pages_are_off_after_start_up() {
+        super::without_transparent_huge_pages();
+        assert_eq!(
+            rustix::thread::transparent_huge_pages_are_disabled().ok(),
+            Some(true)
+        );
+    }
 }
