@@ -27,10 +27,10 @@ use crate::printer::Printer;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Transparent huge pages off for this process, before any thread starts. mimalloc asks the
-/// kernel for huge pages, and each first touch of one is 2 MiB cleared where the build meant
-/// to use a few kilobytes, again after every purge: at 10 M rows the build was ~7 % faster
-/// (9.63 s against 10.39 s median, 17.4 against 18.9 CPU-s) with a lower peak RSS without them
-/// (docs/build.md, "The allocator"). A kernel that refuses the request changes nothing else.
+/// kernel for huge pages, and the first touch of one clears all 2 MiB however little of it is
+/// used, again after every purge: at 10 M rows the build was ~9 % faster without them (8.97 s
+/// against 9.89 s median, 16.5 against 18.3 CPU-s) at a lower peak RSS (docs/build.md, "The
+/// allocator"). A kernel that refuses the request changes nothing else.
 #[cfg(all(feature = "mimalloc", target_os = "linux"))]
 fn without_transparent_huge_pages() {
     // A hint about page sizes, nothing the output depends on: a refusal is not an error.
