@@ -343,13 +343,14 @@ impl ScalarUDFImpl for RedactUdf {
         let mut verdicts = Verdicts::default();
         let hints = phone_hints(gate, &mut verdicts, &members, outcomes, &shards)?;
         // Room for the kept rows' text only (about half of a batch's); placeholders rarely make
-        // a text longer, and the builder grows when they do.
-        let mut kept_bytes = 0;
-        for i in 0..members.0.len() {
-            if verdicts.of(gate, outcomes.value(i))?.decision().is_kept() {
-                kept_bytes += text.get(i).map_or(0, str::len);
-            }
-        }
+        // a text longer, and the builder grows when they do. Only a capacity: the code's
+        // decision is read without decoding the verdict (an unknown code fails the loop below).
+        let kept_bytes: usize = (0..members.0.len())
+            .filter(|&i| {
+                cg_model::Verdict::decision_of_code(outcomes.value(i)).is_some_and(|d| d.is_kept())
+            })
+            .map(|i| text.get(i).map_or(0, str::len))
+            .sum();
         let mut b = StringBuilder::with_capacity(args.number_rows, kept_bytes);
         for (i, member) in members.iter().enumerate() {
             let verdict = verdicts.of(gate, outcomes.value(i))?;
