@@ -359,13 +359,34 @@ fn client_config(
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default())))
 }
 
+/// How tasks reach the executors: each executor asks the scheduler for work when it has a free
+/// task slot (Ballista's pull-staged policy), every process of a cluster alike.
+///
+/// Not Ballista's default, push-staged, where the scheduler counts each executor's free slots
+/// itself and hands them back when a task's status arrives. In Ballista 55 the status of a task
+/// whose stage was rolled back meanwhile gives nothing back (the slots are looked up in the
+/// stage's task list, gone with the rollback): when an executor is lost while a later stage
+/// runs on a survivor, that stage is rolled back, its task on the survivor cancelled, and the
+/// survivor's slots stay taken for good, so the rerun of the lost work is never scheduled and
+/// the build never ends (seen in the test that kills an executor mid-build, three runs in three
+/// on a loaded machine; the scheduler's log showed the rollback, the ignored status and
+/// nothing after; the same class as apache/datafusion-ballista#2418). A pulling executor
+/// counts its own slots.
+const SCHEDULING: ballista_core::config::TaskSchedulingPolicy =
+    ballista_core::config::TaskSchedulingPolicy::PullStaged;
+
+/// The least `executor_timeout_secs` a scheduler accepts: a pulling executor's polls are its
+/// heartbeats, and a busy one polls only every 5 s (Ballista 55's `HEARTBEAT_POLL_INTERVAL`), so
+/// a shorter timeout would count busy executors as lost.
+pub const MIN_EXECUTOR_TIMEOUT_SECS: u64 = 10;
+
 /// How to run a scheduler.
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
     /// Address of its gRPC service (executors and clients connect here).
     pub bind: SocketAddr,
-    /// Seconds without a heartbeat before an executor counts as lost and its tasks are
-    /// scheduled elsewhere.
+    /// Seconds without a poll from an executor before it counts as lost and its tasks are
+    /// scheduled elsewhere (at least [`MIN_EXECUTOR_TIMEOUT_SECS`]).
     pub executor_timeout_secs: u64,
     /// Hand tasks to executors in turn (one each while slots are free) instead of filling
     /// one executor's slots first (Ballista's default).
@@ -375,10 +396,18 @@ pub struct SchedulerOptions {
 /// Runs a Ballista scheduler with consentgate's codecs until the process is stopped.
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<(), BuildError> {
     let engine = BuildError::from;
+    if opts.executor_timeout_secs < MIN_EXECUTOR_TIMEOUT_SECS {
+        return Err(BuildError::Input(format!(
+            "an executor timeout of {} s is shorter than the {MIN_EXECUTOR_TIMEOUT_SECS} s a busy executor may go between its polls",
+            opts.executor_timeout_secs
+        )));
+    }
     let config = ballista_scheduler::config::SchedulerConfig {
         bind_host: opts.bind.ip().to_string(),
         bind_port: opts.bind.port(),
         external_host: opts.bind.ip().to_string(),
+        // Executors pull their tasks (see [`SCHEDULING`]).
+        scheduling_policy: SCHEDULING,
         executor_timeout_seconds: opts.executor_timeout_secs,
         expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
@@ -426,14 +455,14 @@ pub struct ExecutorOptions {
     pub bind_host: String,
     /// Arrow Flight port (results and shuffle data are fetched here).
     pub flight_port: u16,
-    /// gRPC port (the scheduler pushes tasks here).
+    /// gRPC port, advertised to the scheduler. An executor that pulls its tasks does not
+    /// listen on it; the scheduler's calls to it (cancelling a lost job's tasks) fail and are
+    /// logged, and the tasks run to their end (their files are fenced, see `cluster`).
     pub grpc_port: u16,
     /// Tasks run at once (0: one per core).
     pub concurrency: usize,
     /// Directory for shuffle files (default: a temporary directory).
     pub work_dir: Option<String>,
-    /// Seconds between heartbeats to the scheduler.
-    pub heartbeat_secs: u64,
     /// Memory the shard sink's tasks may hold before they spill, in MiB, shared by the task
     /// slots ([`crate::sink::task_budget`]).
     pub memory_mb: usize,
@@ -472,7 +501,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<(), BuildError> {
         grpc_port: opts.grpc_port,
         vcores: opts.concurrency,
         work_dir: opts.work_dir,
-        executor_heartbeat_interval_seconds: opts.heartbeat_secs,
+        task_scheduling_policy: SCHEDULING,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         override_runtime_producer: Some(runtime_producer),

@@ -15,9 +15,10 @@ pub struct SchedulerArgs {
     /// Address of the scheduler's gRPC service (executors and `build --engine` connect here).
     #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
     pub bind: SocketAddr,
-    /// Seconds without a heartbeat before an executor counts as lost and its tasks run
-    /// elsewhere.
-    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(2..))]
+    /// Seconds without a poll from an executor before it counts as lost and its tasks run
+    /// elsewhere (at least 10: executors pull their tasks, and a busy one polls every 5 s).
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(cg_build::distributed::MIN_EXECUTOR_TIMEOUT_SECS..))]
     pub executor_timeout: u64,
     /// Hand tasks to the executors in turn instead of filling one executor's task slots first:
     /// each executor then decides (and holds the member facts of) a share of the shards.
@@ -35,7 +36,8 @@ pub struct ExecutorArgs {
     /// service listens on the next port unless --grpc-port says otherwise.
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "HOST:PORT")]
     pub bind: SocketAddr,
-    /// Port of the executor's gRPC service (tasks are pushed here).
+    /// gRPC port advertised to the scheduler. Executors pull their tasks, so nothing listens
+    /// on it; kept so existing command lines run unchanged.
     #[arg(long, value_name = "PORT")]
     pub grpc_port: Option<u16>,
     /// Tasks run at once (default: one per core).
@@ -44,7 +46,9 @@ pub struct ExecutorArgs {
     /// Directory for shuffle files (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Seconds between heartbeats to the scheduler.
+    /// Has no effect: executors pull their tasks, and each request for work is a heartbeat
+    /// (every 50 ms while idle, at most 5 s apart while busy; Ballista 55's fixed intervals).
+    /// Kept so existing command lines run unchanged.
     #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat: u64,
     /// Memory the executor's build tasks may hold before they spill to its temporary
@@ -169,7 +173,7 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
     printer.status(
         "Executing",
         format!(
-            "Ballista executor on {} (gRPC port {grpc_port}) for the scheduler at {host}:{port}",
+            "Ballista executor on {} for the scheduler at {host}:{port} (asking it for tasks)",
             a.bind
         ),
     );
@@ -181,7 +185,6 @@ pub fn executor(a: ExecutorArgs, printer: Printer) -> anyhow::Result<()> {
         grpc_port,
         concurrency: a.concurrency.unwrap_or(0),
         work_dir,
-        heartbeat_secs: a.heartbeat,
         memory_mb: a.memory_mb,
         member_key,
     };

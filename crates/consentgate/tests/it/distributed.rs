@@ -116,10 +116,10 @@ pub(crate) fn cluster_in(executors: usize, key: ExecutorKey, env: &[(String, Str
             "--bind",
             &bind,
             "--executor-timeout",
-            "4",
+            "10",
             "--round-robin",
         ],
-        None,
+        Some(&work.path().join("scheduler.log")),
         env,
     );
     wait_listening(port, "the scheduler");
@@ -185,6 +185,28 @@ impl Cluster {
                 loaded
             })
             .collect()
+    }
+
+    /// The last `lines` lines of the scheduler's and each executor's log, for a failure
+    /// message.
+    fn log_tails(&self, lines: usize) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.work.path())
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = String::new();
+        for log in logs {
+            let name = log.file_name().unwrap_or_default().to_string_lossy();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {name} (last {lines} lines)\n"));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 
@@ -658,6 +680,19 @@ fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
 }
 
 #[test]
+fn a_scheduler_refuses_an_executor_timeout_shorter_than_a_busy_executors_polls() {
+    let port = free_port().to_string();
+    let bind = format!("127.0.0.1:{port}");
+    let o = crate::util::consentgate(&["scheduler", "--bind", &bind, "--executor-timeout", "9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", crate::util::stderr(&o));
+    assert!(
+        crate::util::stderr(&o).contains("--executor-timeout"),
+        "{}",
+        crate::util::stderr(&o)
+    );
+}
+
+#[test]
 fn a_cluster_that_stalls_fails_the_build_within_its_timeout_and_publishes_nothing() {
     let (_c, files) = corpus();
     let out = cg_test_support::tempdir();
@@ -691,6 +726,39 @@ fn a_cluster_that_stalls_fails_the_build_within_its_timeout_and_publishes_nothin
     // own bound), whatever the cluster does.
     assert!(took < Duration::from_secs(120), "took {took:?}");
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_build_cancelled_while_its_tasks_run_leaves_the_cluster_able_to_build() {
+    let (_c, files) = corpus_files(20_000, 200_000);
+    let out = cg_test_support::tempdir();
+    let cluster = cluster(1);
+    // A one-second wait ends while the first stage's tasks run on the only executor: the
+    // client cancels the job.
+    let url = format!("{}?timeout=1", cluster.url);
+    let args = build_args(
+        &files,
+        "2025-12-01",
+        &out.path().join("cancelled"),
+        &["--engine", &url],
+    );
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = crate::util::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not finish the build within 1 s"), "{err}");
+    // The next build on the same cluster runs to its end: the executor is asked for nothing
+    // (it pulls its tasks), so the cancelled job's tasks run on until they end, and then its
+    // task slots take the new job's.
+    let url = format!("{}?timeout=150", cluster.url);
+    let again = out.path().join("again");
+    let args = build_args(&files, "2025-12-01", &again, &["--engine", &url]);
+    let o = crate::util::consentgate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        crate::util::stderr(&o),
+        cluster.log_tails(40)
+    );
 }
 
 #[test]
@@ -760,7 +828,17 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
         Ok(result) => result.unwrap(),
         Err(_) => {
             let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("the build neither finished nor failed within 180 s of losing an executor");
+            let client = rx
+                .recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .unwrap_or_default();
+            panic!(
+                "the build neither finished nor failed within 180 s of losing executor {writer}\n\
+                 --- the client's stderr\n{client}{}",
+                cluster.log_tails(60)
+            );
         }
     };
     let left: Vec<PathBuf> = walk(&dist_out);
