@@ -32,8 +32,8 @@ pub struct ExecutorArgs {
     /// The scheduler.
     #[arg(long, value_name = "HOST:PORT")]
     pub scheduler: String,
-    /// Address of the executor's Arrow Flight service (results and shuffle data); its gRPC
-    /// service listens on the next port unless --grpc-port says otherwise.
+    /// Address of the executor's Arrow Flight service (results and shuffle data); the next
+    /// port is advertised as its gRPC port unless --grpc-port says otherwise.
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "HOST:PORT")]
     pub bind: SocketAddr,
     /// gRPC port advertised to the scheduler. Executors pull their tasks, so nothing listens

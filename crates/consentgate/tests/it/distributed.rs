@@ -733,8 +733,8 @@ fn a_build_cancelled_while_its_tasks_run_leaves_the_cluster_able_to_build() {
     let (_c, files) = corpus_files(20_000, 200_000);
     let out = cg_test_support::tempdir();
     let cluster = cluster(1);
-    // A one-second wait ends while the first stage's tasks run on the only executor: the
-    // client cancels the job.
+    // A one-second wait ends before the job does (the kill test's corpus takes seconds): the
+    // client cancels the job, whose tasks the executor may be running.
     let url = format!("{}?timeout=1", cluster.url);
     let args = build_args(
         &files,
@@ -746,9 +746,9 @@ fn a_build_cancelled_while_its_tasks_run_leaves_the_cluster_able_to_build() {
     let err = crate::util::stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("did not finish the build within 1 s"), "{err}");
-    // The next build on the same cluster runs to its end: the executor is asked for nothing
-    // (it pulls its tasks), so the cancelled job's tasks run on until they end, and then its
-    // task slots take the new job's.
+    // The next build on the same cluster runs to its end: the executor pulls its tasks, so
+    // any of the cancelled job's run on until they end (the scheduler's call to cancel them
+    // has nobody to answer it), and then its task slots take the new job's.
     let url = format!("{}?timeout=150", cluster.url);
     let again = out.path().join("again");
     let args = build_args(&files, "2025-12-01", &again, &["--engine", &url]);
