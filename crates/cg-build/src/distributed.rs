@@ -540,6 +540,27 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduler_refuses_an_executor_timeout_shorter_than_a_busy_executors_polls() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = SchedulerOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            executor_timeout_secs: MIN_EXECUTOR_TIMEOUT_SECS - 1,
+            round_robin: false,
+        };
+        // Bounded: a scheduler that accepted the timeout would serve until stopped.
+        let refused = runtime
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), run_scheduler(opts)).await
+            })
+            .expect("the scheduler started instead of refusing the timeout");
+        let err = refused.unwrap_err().to_string();
+        assert!(err.contains("shorter than the 10 s"), "{err}");
+    }
+
+    #[test]
     fn both_codecs_carry_every_gate_udf_with_its_spec() {
         let spec = spec();
         let logical = LogicalCodec::default();

@@ -681,15 +681,27 @@ fn an_unreachable_scheduler_fails_the_build_and_publishes_nothing() {
 
 #[test]
 fn a_scheduler_refuses_an_executor_timeout_shorter_than_a_busy_executors_polls() {
-    let port = free_port().to_string();
-    let bind = format!("127.0.0.1:{port}");
-    let o = crate::util::consentgate(&["scheduler", "--bind", &bind, "--executor-timeout", "9"]);
-    assert_eq!(o.status.code(), Some(2), "{}", crate::util::stderr(&o));
-    assert!(
-        crate::util::stderr(&o).contains("--executor-timeout"),
-        "{}",
-        crate::util::stderr(&o)
-    );
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .args(["scheduler", "--bind", &bind, "--executor-timeout", "9"])
+        .env("CG_DATA_DIR", data_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a scheduler that accepted the timeout would serve until stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the scheduler started with a 9 s executor timeout");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = crate::util::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--executor-timeout"), "{err}");
 }
 
 #[test]
