@@ -62,6 +62,8 @@ pub struct Author {
     pub region: u8,
     /// The author's keyed shard, when the gate was made with the build's [`Routing`].
     pub shard: Option<u32>,
+    /// The author's country at the cut-off, the phone hint of redaction ([`Gate::phone_hint`]).
+    pub hint: Option<cg_model::CountryCode>,
 }
 
 /// What is scrubbed when a kept row mentions an excluded member.
@@ -759,12 +761,27 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return None;
         }
+        let scrub = outcome.reasons().contains(&ReasonCode::MentionRedacted);
+        Some(self.redact_kept(text, hint, member_id, mentions, scrub))
+    }
+
+    /// The redacted text of a row already known to be kept: [`Gate::redact_hinted`] without
+    /// the verdict, `scrub_mentions` saying whether it has `mention_redacted` (the writer reads
+    /// both off the verdict's code, [`Verdict::code_has_reason`]).
+    pub fn redact_kept<'t>(
+        &self,
+        text: &'t str,
+        hint: Option<cg_model::CountryCode>,
+        member_id: i64,
+        mentions: &[i64],
+        scrub_mentions: bool,
+    ) -> std::borrow::Cow<'t, str> {
         let mut out = self.redactor.redact(
             text,
             hint.as_ref().map(|c| c.as_str()),
             cg_redact::Replacement::Placeholder,
         );
-        if outcome.reasons().contains(&ReasonCode::MentionRedacted) {
+        if scrub_mentions {
             for m in self.excluded_mentions(member_id, mentions).flatten() {
                 if let Some(h) = &m.handle {
                     out = std::borrow::Cow::Owned(scrub(&out, h, "<MENTION>"));
@@ -774,7 +791,7 @@ impl Gate {
                 }
             }
         }
-        Some(out)
+        out
     }
 
     /// The author's country at the cut-off, the phone-number hint of redaction (`None` for an
@@ -822,8 +839,22 @@ impl Gate {
         if !outcome.decision().is_kept() {
             return 0;
         }
-        let scrubbed = outcome.reasons().contains(&ReasonCode::MentionRedacted)
-            && self.excluded_mentions(member_id, mentions).next().is_some();
+        let scrub = outcome.reasons().contains(&ReasonCode::MentionRedacted);
+        self.kept_fingerprint(memo, hint, member_id, mentions, scrub)
+    }
+
+    /// The fingerprint of a row already known to be kept: [`Gate::hinted_fingerprint`] without
+    /// the verdict, `scrub_mentions` saying whether it has `mention_redacted`.
+    pub fn kept_fingerprint(
+        &self,
+        memo: &mut FingerprintMemo,
+        hint: Option<cg_model::CountryCode>,
+        member_id: i64,
+        mentions: &[i64],
+        scrub_mentions: bool,
+    ) -> i64 {
+        let scrubbed =
+            scrub_mentions && self.excluded_mentions(member_id, mentions).next().is_some();
         if !scrubbed {
             return *memo
                 .0
@@ -835,14 +866,15 @@ impl Gate {
 
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
     /// on or before the cut-off, their report region at the cut-off as an index for
-    /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author), and their keyed
-    /// shard when the gate routes. A member whose facts could not be loaded reads as erased
+    /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author), their keyed
+    /// shard when the gate routes, and their phone hint for redaction. A member whose facts could not be loaded reads as erased
     /// (excluded). `shard`: as for [`Row::shard`].
     pub fn author(&self, member_id: Option<i64>, shard: Option<u32>) -> Author {
         let unknown = Author {
             erased: false,
             region: 0,
             shard: None,
+            hint: None,
         };
         let Some(id) = member_id else {
             return unknown;
@@ -852,6 +884,7 @@ impl Gate {
                 erased: m.compiled.erasure_requested(),
                 region: m.region,
                 shard: (m.shard != UNROUTED).then_some(m.shard),
+                hint: m.hint,
             }),
             Err(_) => Author {
                 erased: true,

@@ -5,10 +5,10 @@
 //!
 //! 1. member facts (members, residences, notices, erasures, and consent from a file or the
 //!    ledger's as-of snapshot) are loaded once;
-//! 2. content streams through a DataFusion plan whose UDFs decide each row (`cg_gate`: Cedar once
+//! 2. content streams through a DataFusion plan whose UDF decides each row (`cg_gate`: Cedar once
 //!    per distinct attribute tuple, then lookups; mentions of excluded members make a row
-//!    `include_redacted`) and redact kept text (`cg_redact`), one stream per core, no global sort
-//!    (the pass: `pass.rs`);
+//!    `include_redacted`), one stream per core, no global sort; the thread reading a stream
+//!    fixes each row's verdict and redacts the text of the rows it keeps (the pass: `pass.rs`);
 //! 3. kept rows go to `shards/part-NNNNN.parquet` by a keyed hash of the member (one member, one
 //!    shard), through per-shard spools that sort by `content_id` and spill past a budget
 //!    (`spool.rs`); every row goes to `decisions.parquet` in `content_id` order; the manifest is

@@ -1,11 +1,12 @@
 //! One pass of content through the gate, with every core busy and no global sort.
 //!
 //! ```text
-//!            DataFusion plan, one stream per range of the file (scan → cg_gate → cg_fingerprint
-//!            → cg_redact), sixteen per core, taken in turn by one thread per core
+//!            DataFusion plan, one stream per range of the file (scan → cg_gate), sixteen
+//!            per core, taken in turn by one thread per core
 //!                 │ thread 0                   │ thread 1                ...
 //!                 ▼                            ▼
-//!   per row: final verdict (quarantine, erasure, fail-closed checks), shard = keyed hash(member)
+//!   per row: final verdict (quarantine, erasure, fail-closed checks), shard = keyed hash(member),
+//!   redaction fingerprint; the text of kept rows of a written shard redacted into its column
 //!        │ narrow record (ids, verdict code,      │ kept rows, taken per shard as Arrow batches
 //!        │ shard, fingerprint, region, position) ▼
 //!        │                               ShardSpools (one per shard, shared budget, sorted runs
@@ -35,7 +36,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, RecordBatch, StringBuilder, TimestampMicrosecondArray, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Int64Type, UInt32Type};
 use cg_model::{Decision, ReasonCode, Verdict};
@@ -441,6 +443,8 @@ struct Partition {
     by_shard: Vec<Vec<u32>>,
     /// Whether a verdict code keeps its row (`None`: a code no verdict has).
     kept: FxHashMap<u32, Option<bool>>,
+    /// The fingerprints of kept rows that scrub no mention, by phone hint.
+    fingerprints: crate::gate::FingerprintMemo,
 }
 
 /// Codes the pass itself assigns.
@@ -821,10 +825,8 @@ async fn plan(
             remote_session(address, partitions, cfg.engine.shuffle_mb(), &cfg.content).await?
         }
     };
-    let (gate_udf, redact_udf, fingerprint_udf) = crate::udf::udfs(gate_ref.clone());
+    let gate_udf = crate::udf::gate_udf(gate_ref.clone());
     session.register_udf(gate_udf.clone());
-    session.register_udf(redact_udf.clone());
-    session.register_udf(fingerprint_udf.clone());
     let df = scan(&session, cfg).await?;
     let mentions = if df.schema().field_with_unqualified_name("mentions").is_ok() {
         col("mentions")
@@ -861,7 +863,10 @@ async fn plan(
         }
         args
     };
-    let mut df = df
+    // The gate decides in the plan; the writer (`take_batch`, on the thread that reads the
+    // stream, or a distributed task's sink) fingerprints and redacts the rows it keeps, with
+    // the author it has already looked up.
+    let df = df
         .with_column(
             "outcome",
             gate_udf.call(with_shard(vec![
@@ -872,16 +877,6 @@ async fn plan(
                 col("mentions"),
             ])),
         )
-        .and_then(|df| {
-            df.with_column(
-                "fingerprint",
-                fingerprint_udf.call(with_shard(vec![
-                    col("member_id"),
-                    col("mentions"),
-                    col("outcome"),
-                ])),
-            )
-        })
         .map_err(engine)?;
     let mut keep = vec![
         col("content_id"),
@@ -889,21 +884,10 @@ async fn plan(
         col("kind"),
         col("created_at"),
         col("outcome"),
-        col("fingerprint"),
+        col("mentions"),
     ];
     if spec.text {
-        df = df
-            .with_column(
-                "redacted",
-                redact_udf.call(with_shard(vec![
-                    col("text"),
-                    col("member_id"),
-                    col("mentions"),
-                    col("outcome"),
-                ])),
-            )
-            .map_err(engine)?;
-        keep.push(col("redacted"));
+        keep.push(col("text"));
     }
     let streams = match cfg.engine {
         Engine::Embedded => {
@@ -1313,6 +1297,7 @@ async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Ha
         shard_of: FxHashMap::default(),
         by_shard: vec![Vec::new(); shared.shards as usize],
         kept: FxHashMap::default(),
+        fingerprints: Default::default(),
     };
     let codes = codes();
     while let Some((index, mut stream)) = queue.take()? {
@@ -1600,7 +1585,6 @@ fn take_batch(
     let ids = primitive::<Int64Type>(batch, "content_id")?;
     let members = primitive::<Int64Type>(batch, "member_id")?;
     let outcomes = primitive::<UInt32Type>(batch, "outcome")?;
-    let fingerprints = primitive::<Int64Type>(batch, "fingerprint")?;
     // A distributed task's rows carry their author's shard (`cg_shard`).
     let routes = batch
         .column_by_name(crate::sink::SHARD_COLUMN)
@@ -1609,15 +1593,15 @@ fn take_batch(
                 .ok_or_else(|| mistyped("cg_shard"))
         })
         .transpose()?;
-    let redacted = if shared.text {
-        Some(get("redacted")?)
+    // What the writer computes itself (once a row's verdict is final): the fingerprint of
+    // every kept row, from its mentions, and the redacted text of every kept row of a shard it
+    // writes, straight into that shard's column (no text for the whole batch, then copied).
+    let mentions = crate::udf::mention_lists(&get("mentions")?).map_err(BuildError::from)?;
+    let texts = if shared.text {
+        Some(crate::udf::StrColumn::new(&get("text")?).map_err(BuildError::from)?)
     } else {
         None
     };
-    let texts = redacted
-        .as_ref()
-        .map(|r| r.as_string_opt::<i32>().ok_or_else(|| mistyped("redacted")))
-        .transpose()?;
     let gate = shared.gate;
     // Records count against the budget as their vector grows; over it, they are spilled
     // first (before this batch's rows, so every byte of capacity is counted).
@@ -1647,7 +1631,7 @@ fn take_batch(
             gate.author(member, route)
         })
         .collect();
-    for (i, author) in authors.into_iter().enumerate() {
+    for (i, author) in authors.iter().enumerate() {
         let content_id = ids.is_valid(i).then(|| ids.value(i));
         let member = members.is_valid(i).then(|| members.value(i));
         let mut code = outcomes.value(i);
@@ -1672,12 +1656,26 @@ fn take_batch(
             code = codes.erased;
             is_kept = false;
         }
-        // A kept row must have an author and (when text is read) redacted text: anything else
-        // is a gate failure.
-        if is_kept && (member.is_none() || texts.is_some_and(|t| t.is_null(i))) {
+        // A kept row must have an author: anything else is a gate failure.
+        if is_kept && member.is_none() {
             code = codes.policy_error;
             is_kept = false;
         }
+        // A kept row's code is the gate's (the checks above only exclude).
+        let fingerprint = if is_kept {
+            let named = mentions
+                .get(i)
+                .ok_or_else(|| BuildError::Engine("the mentions column is short".into()))?;
+            gate.kept_fingerprint(
+                &mut part.fingerprints,
+                author.hint,
+                member.unwrap_or(0),
+                named,
+                Verdict::code_has_reason(code, ReasonCode::MentionRedacted),
+            )
+        } else {
+            0
+        };
         // The gate computed the author's shard when it compiled them (an embedded build);
         // an executor's gate does not route, and the shard is computed here once a member.
         let shard = match (is_kept, member, author.shard) {
@@ -1694,7 +1692,7 @@ fn take_batch(
         part.decided.push(Decided {
             content_id: content_id.unwrap_or(0),
             member_id: member.unwrap_or(0),
-            fingerprint: if is_kept { fingerprints.value(i) } else { 0 },
+            fingerprint,
             code,
             shard,
             region,
@@ -1729,11 +1727,32 @@ fn take_batch(
             at.iter().map(|t| t.map(|t| t.micros())).collect::<Vec<_>>(),
         )
         .with_timezone("+00:00");
-        let text = arrow::compute::cast(
-            &pick(redacted.as_ref().ok_or_else(|| mistyped("redacted"))?)?,
-            &DataType::Utf8,
-        )
-        .map_err(BuildError::from)?;
+        // Every row here is kept (`by_shard` holds kept rows only), with the gate's code: its
+        // text goes through the PII engine, and the names of excluded members it mentions are
+        // scrubbed when the verdict says so. A missing text is redacted as empty.
+        let texts = texts.as_ref().ok_or_else(|| mistyped("text"))?;
+        let mut text = StringBuilder::with_capacity(
+            take.len(),
+            take.values()
+                .iter()
+                .map(|&i| texts.get(i as usize).map_or(0, str::len))
+                .sum(),
+        );
+        for &i in take.values() {
+            let i = i as usize;
+            let code = outcomes.value(i);
+            let named = mentions
+                .get(i)
+                .ok_or_else(|| BuildError::Engine("the mentions column is short".into()))?;
+            text.append_value(gate.redact_kept(
+                texts.get(i).unwrap_or(""),
+                authors[i].hint,
+                members.value(i),
+                named,
+                Verdict::code_has_reason(code, ReasonCode::MentionRedacted),
+            ));
+        }
+        let text: ArrayRef = Arc::new(text.finish());
         let rows = RecordBatch::try_new(
             spool_schema(),
             vec![

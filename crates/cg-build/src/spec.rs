@@ -508,7 +508,8 @@ mod tests {
             crate::gate::Author {
                 erased: true,
                 region: 0,
-                shard: None
+                shard: None,
+                hint: None,
             },
             "read as erased"
         );

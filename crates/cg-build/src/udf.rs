@@ -1,17 +1,18 @@
 //! The DataFusion extension points, kept in one module (their API changes each release):
-//! `cg_gate(content_id, member_id, kind, created_at, mentions) -> UInt32` (the outcome id) and
-//! `cg_redact(text, member_id, mentions, outcome) -> Utf8` (null when excluded). Strings may
-//! arrive as `Utf8`, `LargeUtf8` or `Utf8View`; times as any timestamp or RFC 3339 text; mentions
-//! as `list<int64>` or `;`-joined text.
+//! `cg_gate(content_id, member_id, kind, created_at, mentions) -> UInt32` (the outcome id), and
+//! the shard functions `cg_shard` and `cg_in_shards`. Strings may arrive as `Utf8`, `LargeUtf8`
+//! or `Utf8View`; times as any timestamp or RFC 3339 text; mentions as `list<int64>` or
+//! `;`-joined text. Redaction and the redaction fingerprint are not functions of the plan: the
+//! writer computes them for the rows it keeps (`crate::pass`), with the author it has looked up.
 //!
-//! The gate UDFs hold a [`GateRef`]: the planning process's gate, or on a distributed build's
+//! The gate UDF holds a [`GateRef`]: the planning process's gate, or on a distributed build's
 //! executor the spec it is made from ([`crate::spec`]); [`gate_udf_spec`] and [`udf_from_spec`]
 //! are what the Ballista codec ships and rebuilds.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType, UInt32Type};
 use cg_model::Timestamp;
@@ -47,14 +48,14 @@ fn strings(a: &ArrayRef) -> Result<ArrayRef> {
 /// The column's type is resolved once, when it is made: reading a row is then one typed
 /// access, not a match on the data type and a downcast per row (which a profile of the 10 M-row
 /// build put at ~2 % of its CPU, in `cg_gate`'s kinds alone).
-enum StrColumn {
+pub(crate) enum StrColumn {
     Utf8(arrow::array::StringArray),
     Large(arrow::array::LargeStringArray),
     View(arrow::array::StringViewArray),
 }
 
 impl StrColumn {
-    fn new(a: &ArrayRef) -> Result<StrColumn> {
+    pub(crate) fn new(a: &ArrayRef) -> Result<StrColumn> {
         let typed = match a.data_type() {
             DataType::LargeUtf8 => a.as_string_opt::<i64>().cloned().map(StrColumn::Large),
             DataType::Utf8View => a.as_string_view_opt().cloned().map(StrColumn::View),
@@ -68,7 +69,7 @@ impl StrColumn {
     }
 
     /// Row `i`, `None` when null.
-    fn get(&self, i: usize) -> Option<&str> {
+    pub(crate) fn get(&self, i: usize) -> Option<&str> {
         match self {
             StrColumn::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             StrColumn::Large(a) => a.is_valid(i).then(|| a.value(i)),
@@ -197,61 +198,9 @@ pub fn mention_lists(a: &ArrayRef) -> Result<Mentions> {
     }
 }
 
-/// Row `i`'s mentions; a missing row is an engine fault (never read as "names nobody").
-fn mentions_of(m: &Mentions, i: usize) -> Result<&[i64]> {
-    m.get(i)
-        .ok_or_else(|| exec_err("the mentions column is shorter than the batch"))
-}
-
-/// Verdicts by code, decoded once per batch (a batch holds a handful of distinct codes; decoding
-/// allocates).
-#[derive(Default)]
-struct Verdicts(rustc_hash::FxHashMap<u32, cg_model::Verdict>);
-
-impl Verdicts {
-    fn of(&mut self, gate: &crate::gate::Gate, code: u32) -> Result<&cg_model::Verdict> {
-        match self.0.entry(code) {
-            std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(
-                gate.outcome(code)
-                    .ok_or_else(|| exec_err("unknown outcome id"))?,
-            )),
-        }
-    }
-}
-
-/// The phone hint of each kept row's author ([`Gate::phone_hint`]; `None` for other rows), looked
-/// up for the whole batch first: a loop of independent reads of a member table far larger than
-/// the caches overlaps them, where looking each up as its row is redacted waits for each.
-fn phone_hints(
-    gate: &crate::gate::Gate,
-    verdicts: &mut Verdicts,
-    members: &Ints,
-    outcomes: &arrow::array::UInt32Array,
-    shards: &Option<UInt32Array>,
-) -> Result<Vec<Option<cg_model::CountryCode>>> {
-    let mut hints = Vec::with_capacity(members.0.len());
-    for (i, member) in members.iter().enumerate() {
-        let kept = verdicts.of(gate, outcomes.value(i))?.decision().is_kept();
-        hints.push(
-            member
-                .filter(|_| kept)
-                .and_then(|m| gate.phone_hint(m, shard_at(shards, i))),
-        );
-    }
-    Ok(hints)
-}
-
 /// `cg_gate`.
 #[derive(Debug)]
 pub struct GateUdf {
-    gate: Arc<GateRef>,
-    signature: Signature,
-}
-
-/// `cg_redact`.
-#[derive(Debug)]
-pub struct RedactUdf {
     gate: Arc<GateRef>,
     signature: Signature,
 }
@@ -272,7 +221,6 @@ macro_rules! identity_eq {
     };
 }
 identity_eq!(GateUdf);
-identity_eq!(RedactUdf);
 
 impl ScalarUDFImpl for GateUdf {
     fn name(&self) -> &str {
@@ -312,111 +260,6 @@ impl ScalarUDFImpl for GateUdf {
             .decide(&rows, &mentions)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(Arc::new(UInt32Array::from(out))))
-    }
-}
-
-impl ScalarUDFImpl for RedactUdf {
-    fn name(&self) -> &str {
-        "cg_redact"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = arrays(&args)?;
-        let text = StrColumn::new(&a[0])?;
-        let members = Ints::new(&a[1])?;
-        let mentions = mention_lists(&a[2])?;
-        let outcomes = cast(&a[3], &DataType::UInt32)?;
-        let outcomes = outcomes.as_primitive::<UInt32Type>();
-        let shards = shards_arg(&a, 4)?;
-        let gate = self
-            .gate
-            .gate()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut verdicts = Verdicts::default();
-        let hints = phone_hints(gate, &mut verdicts, &members, outcomes, &shards)?;
-        // Room for the kept rows' text only (about half of a batch's); placeholders rarely make
-        // a text longer, and the builder grows when they do. Only a capacity: the code's
-        // decision is read without decoding the verdict (an unknown code fails the loop below).
-        let kept_bytes: usize = (0..members.0.len())
-            .filter(|&i| {
-                cg_model::Verdict::decision_of_code(outcomes.value(i)).is_some_and(|d| d.is_kept())
-            })
-            .map(|i| text.get(i).map_or(0, str::len))
-            .sum();
-        let mut b = StringBuilder::with_capacity(args.number_rows, kept_bytes);
-        for (i, member) in members.iter().enumerate() {
-            let verdict = verdicts.of(gate, outcomes.value(i))?;
-            let t = text.get(i).unwrap_or("");
-            b.append_option(gate.redact_hinted(
-                t,
-                hints[i],
-                member.unwrap_or(0),
-                mentions_of(&mentions, i)?,
-                verdict,
-            ));
-        }
-        Ok(ColumnarValue::Array(Arc::new(b.finish())))
-    }
-}
-
-/// `cg_fingerprint(member_id, mentions, outcome) -> Int64`: [`Gate::redaction_fingerprint`].
-#[derive(Debug)]
-struct FingerprintUdf {
-    gate: Arc<GateRef>,
-    signature: Signature,
-}
-
-identity_eq!(FingerprintUdf);
-
-impl ScalarUDFImpl for FingerprintUdf {
-    fn name(&self) -> &str {
-        "cg_fingerprint"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = arrays(&args)?;
-        let members = Ints::new(&a[0])?;
-        let mentions = mention_lists(&a[1])?;
-        let outcomes = cast(&a[2], &DataType::UInt32)?;
-        let outcomes = outcomes.as_primitive::<UInt32Type>();
-        let shards = shards_arg(&a, 3)?;
-        let gate = self
-            .gate
-            .gate()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut memo = crate::gate::FingerprintMemo::default();
-        let mut out = Vec::with_capacity(args.number_rows);
-        let mut verdicts = Verdicts::default();
-        let hints = phone_hints(gate, &mut verdicts, &members, outcomes, &shards)?;
-        for (i, member) in members.iter().enumerate() {
-            let verdict = verdicts.of(gate, outcomes.value(i))?;
-            out.push(gate.hinted_fingerprint(
-                &mut memo,
-                hints[i],
-                member.unwrap_or(0),
-                mentions_of(&mentions, i)?,
-                verdict,
-            ));
-        }
-        Ok(ColumnarValue::Array(Arc::new(
-            arrow::array::Int64Array::from(out),
-        )))
     }
 }
 
@@ -612,59 +455,36 @@ pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32
 
 #[cfg(feature = "ballista")]
 /// The names of the UDFs that carry a gate (and so a [`GateSpec`] across processes).
-pub const GATE_UDFS: [&str; 3] = ["cg_gate", "cg_redact", "cg_fingerprint"];
+pub const GATE_UDFS: [&str; 1] = ["cg_gate"];
 
 #[cfg(feature = "ballista")]
 /// The spec a gate UDF carries (`None` for any other function).
 pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
-    let inner = udf.inner();
-    inner
+    udf.inner()
         .downcast_ref::<GateUdf>()
-        .map(|u| &u.gate)
-        .or_else(|| inner.downcast_ref::<RedactUdf>().map(|u| &u.gate))
-        .or_else(|| inner.downcast_ref::<FingerprintUdf>().map(|u| &u.gate))
-        .and_then(|g| g.spec())
+        .and_then(|u| u.gate.spec())
 }
 
 #[cfg(feature = "ballista")]
 /// The gate UDF `name` over the gate `spec` describes (made on first use), or `None` when
 /// `name` is not one of [`GATE_UDFS`].
 pub fn udf_from_spec(name: &str, spec: GateSpec) -> Option<ScalarUDF> {
-    let (gate, redact, fingerprint) = udfs(Arc::new(GateRef::from_spec(spec)));
-    match name {
-        "cg_gate" => Some(gate),
-        "cg_redact" => Some(redact),
-        "cg_fingerprint" => Some(fingerprint),
-        _ => None,
-    }
+    (name == "cg_gate").then(|| gate_udf(Arc::new(GateRef::from_spec(spec))))
 }
 
-/// The UDFs over one gate: decide, redact, fingerprint.
+/// `cg_gate` over one gate.
 ///
-/// Each takes its author's keyed shard as an optional last argument (`cg_shard`, which a
+/// It takes its author's keyed shard as an optional last argument (`cg_shard`, which a
 /// distributed plan has computed to route the row): given, the gate looks the author up without
 /// hashing the id again.
-pub fn udfs(gate: Arc<GateRef>) -> (ScalarUDF, ScalarUDF, ScalarUDF) {
-    let sig = |n| {
-        Signature::one_of(
-            vec![TypeSignature::Any(n), TypeSignature::Any(n + 1)],
+pub fn gate_udf(gate: Arc<GateRef>) -> ScalarUDF {
+    ScalarUDF::from(GateUdf {
+        gate,
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(5), TypeSignature::Any(6)],
             Volatility::Immutable,
-        )
-    };
-    (
-        ScalarUDF::from(GateUdf {
-            gate: gate.clone(),
-            signature: sig(5),
-        }),
-        ScalarUDF::from(RedactUdf {
-            gate: gate.clone(),
-            signature: sig(4),
-        }),
-        ScalarUDF::from(FingerprintUdf {
-            gate,
-            signature: sig(3),
-        }),
-    )
+        ),
+    })
 }
 
 #[cfg(test)]

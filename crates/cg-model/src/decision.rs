@@ -265,6 +265,13 @@ impl Verdict {
         Some(Verdict { decision, reasons })
     }
 
+    /// Whether a [`Verdict::code`] holds `reason` — `Verdict::from_code(code)` and a search of
+    /// its reasons, without building the verdict. Only meaningful for a code
+    /// [`Verdict::decision_of_code`] accepts (an invalid code may hold any bit).
+    pub fn code_has_reason(code: u32, reason: ReasonCode) -> bool {
+        code & (1 << (reason as u32)) != 0
+    }
+
     /// The decision of a [`Verdict::code`] — `Verdict::from_code(code).map(|v| v.decision())`
     /// without building the verdict, so without allocating: the gate asks this of every row.
     /// `None` for a value no verdict has, as [`Verdict::from_code`].
@@ -391,6 +398,13 @@ mod tests {
                 for v in [Verdict::from_reasons(vec![*a, *b]), Verdict::exclude(*a)] {
                     let code = v.code();
                     assert_eq!(Verdict::from_code(code).as_ref(), Some(&v), "{v:?}");
+                    for r in ReasonCode::ALL {
+                        assert_eq!(
+                            Verdict::code_has_reason(code, *r),
+                            v.reasons().contains(r),
+                            "{v:?} {r:?}"
+                        );
+                    }
                     seen.insert(code);
                 }
             }
