@@ -52,6 +52,11 @@ pub(crate) struct ShardSpools {
     /// Bytes the pass holds elsewhere that count against the same budget (its narrow decision
     /// records), so the spools spill earlier as those grow.
     reserved: AtomicUsize,
+    /// Of `buffered`, the bytes taken out of their spool and being written as a run: freed
+    /// when the run is written, so another thread over the budget does not spill a second
+    /// spool for them (memory may exceed the budget by the spools being written, at most one
+    /// per pass thread).
+    spilling: AtomicUsize,
     /// Above this many buffered (plus reserved) bytes the largest spool is spilled.
     budget: usize,
     /// The smallest spool worth a run.
@@ -88,6 +93,7 @@ impl ShardSpools {
             spools: (0..shards).map(|_| Mutex::new(Spool::default())).collect(),
             buffered: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
+            spilling: AtomicUsize::new(0),
             budget: budget.max(1),
             min_run: MIN_RUN_BYTES.min(budget / 64).max(1),
             spill_dir,
@@ -115,8 +121,8 @@ impl ShardSpools {
             spool.batches.push(batch);
             spool.bytes += bytes;
         }
-        let buffered = self.buffered.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        if buffered + self.reserved.load(Ordering::Acquire) > self.budget {
+        self.buffered.fetch_add(bytes, Ordering::AcqRel);
+        if self.over_budget() {
             self.spill_largest()?;
         }
         Ok(())
@@ -124,14 +130,17 @@ impl ShardSpools {
 
     /// Counts `bytes` held elsewhere by the pass against the budget; spills when over it.
     pub(crate) fn reserve(&self, bytes: usize) -> Result<(), BuildError> {
-        let reserved = self.reserved.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        if reserved + self.buffered.load(Ordering::Acquire) > self.budget {
+        self.reserved.fetch_add(bytes, Ordering::AcqRel);
+        if self.over_budget() {
             self.spill_largest()?;
         }
         Ok(())
     }
 
-    /// Sorts the largest spool and writes it out as a run.
+    /// Sorts the largest spool and writes it out as a run. The spool's lock is held only to
+    /// take its rows and to add the run: other threads keep adding rows to it meanwhile (every
+    /// batch adds rows to most shards, so a lock held while a run is sorted and written would
+    /// stop them all).
     fn spill_largest(&self) -> Result<(), BuildError> {
         let mut largest = (0, 0);
         for i in 0..self.spools.len() {
@@ -140,18 +149,26 @@ impl ShardSpools {
                 largest = (i, bytes);
             }
         }
-        let mut spool = self.spool(largest.0 as u32)?;
-        if spool.bytes < self.min_run {
-            // Another thread spilled it first, or what is buffered is too little to be worth a
-            // run (the budget is then taken by the reserved bytes; memory stays bounded by
-            // shards × min_run above it).
-            return Ok(());
-        }
-        let batches = std::mem::take(&mut spool.batches);
-        let bytes = std::mem::take(&mut spool.bytes);
-        let run = self.write_run(SortedChunks::new(batches))?;
-        spool.runs.push(run);
+        let (batches, bytes) = {
+            let mut spool = self.spool(largest.0 as u32)?;
+            if spool.bytes < self.min_run {
+                // Another thread spilled it first, or what is buffered is too little to be
+                // worth a run (the budget is then taken by the reserved bytes; memory stays
+                // bounded by shards × min_run above it).
+                return Ok(());
+            }
+            (
+                std::mem::take(&mut spool.batches),
+                std::mem::take(&mut spool.bytes),
+            )
+        };
+        self.spilling.fetch_add(bytes, Ordering::AcqRel);
+        let run = self.write_run(SortedChunks::new(batches));
         self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+        self.spilling.fetch_sub(bytes, Ordering::AcqRel);
+        // A shard is written only once every thread has stopped adding rows, so the run is
+        // in its spool by then; the runs' order does not matter (they are merged by id).
+        self.spool(largest.0 as u32)?.runs.push(run?);
         Ok(())
     }
 
@@ -179,9 +196,14 @@ impl ShardSpools {
         self.budget
     }
 
-    /// Whether the spools and the reserved bytes are over the budget together.
+    /// Whether the spools and the reserved bytes are over the budget together, not counting
+    /// the spools being written as runs (their memory is on its way out).
     pub(crate) fn over_budget(&self) -> bool {
-        self.buffered.load(Ordering::Acquire) + self.reserved.load(Ordering::Acquire) > self.budget
+        let held = self
+            .buffered
+            .load(Ordering::Acquire)
+            .saturating_sub(self.spilling.load(Ordering::Acquire));
+        held + self.reserved.load(Ordering::Acquire) > self.budget
     }
 
     fn write_run(&self, mut sorted: SortedChunks) -> Result<PathBuf, BuildError> {
@@ -528,6 +550,57 @@ mod tests {
         }
         assert_eq!(written.rows, ids.len() as u64);
         (bytes, ids, written.members)
+    }
+
+    /// Threads pushing rows of both shards while spills run (the spool's lock is not held
+    /// while a run is written): each shard is the same bytes as one made in memory on one
+    /// thread, and every row is in it once.
+    #[test]
+    fn spools_filled_by_threads_while_they_spill_write_every_row_once() {
+        let all: Vec<i64> = (0..40_000).map(|i| (i * 7919) % 40_009).collect();
+        let pieces: Vec<Vec<i64>> = all.chunks(499).map(<[i64]>::to_vec).collect();
+        let shard_rows = |shard: i64| -> Vec<Vec<i64>> {
+            pieces
+                .iter()
+                .map(|p| p.iter().copied().filter(|i| i % 2 == shard).collect())
+                .collect()
+        };
+        for budget in [1, 300_000] {
+            let dir = cg_test_support::tempdir();
+            std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+            let spools = ShardSpools::new(2, budget, dir.path().join("spill"));
+            std::thread::scope(|scope| {
+                for half in pieces.chunks(pieces.len() / 2 + 1) {
+                    let spools = &spools;
+                    scope.spawn(move || {
+                        for p in half {
+                            for shard in [0, 1] {
+                                let ids: Vec<i64> =
+                                    p.iter().copied().filter(|i| i % 2 == shard).collect();
+                                spools.push(shard as u32, rows(&ids)).unwrap();
+                            }
+                        }
+                    });
+                }
+            });
+            assert!(
+                spools.runs_written.load(Ordering::Acquire) > 2,
+                "the budget of {budget} bytes spilled runs"
+            );
+            for shard in [0, 1] {
+                let out = ShardOut::create(dir.path(), shard as u32).unwrap();
+                let written = spools
+                    .write_shard(shard as u32, out, &FxHashSet::default())
+                    .unwrap();
+                let (reference, ids, _) = shard_of(&shard_rows(shard), usize::MAX, &[]);
+                assert_eq!(std::fs::read(&written.path).unwrap(), reference, "{budget}");
+                let mut expected: Vec<i64> =
+                    all.iter().copied().filter(|i| i % 2 == shard).collect();
+                expected.sort_unstable();
+                assert_eq!(ids, expected);
+                assert_eq!(written.rows, expected.len() as u64);
+            }
+        }
     }
 
     #[test]
