@@ -55,6 +55,7 @@ use crate::spec::{GateRef, GateSpec};
 pub(crate) const SHARD_COLUMN: &str = "cg_shard";
 
 /// Marks a sink payload in a plan (and its format version).
+#[cfg(feature = "ballista")]
 pub(crate) const MAGIC: &[u8] = b"consentgate-sink/1\0";
 
 /// What the sink's tasks write, and where.
@@ -94,6 +95,7 @@ pub struct SinkKeys {
 }
 
 /// What travels in a plan: the sink's spec and the gate's.
+#[cfg(feature = "ballista")]
 #[derive(Serialize, Deserialize)]
 struct Payload {
     sink: SinkSpec,
@@ -101,6 +103,7 @@ struct Payload {
 }
 
 /// The node's or the exec's payload.
+#[cfg(feature = "ballista")]
 pub(crate) fn encode(sink: &SinkSpec, gate: &GateRef) -> Result<Vec<u8>> {
     let gate = gate.spec().cloned().ok_or_else(|| {
         DataFusionError::Plan("consentgate: a shard sink without its build spec".into())
@@ -117,6 +120,7 @@ pub(crate) fn encode(sink: &SinkSpec, gate: &GateRef) -> Result<Vec<u8>> {
 }
 
 /// A payload's specs; `None` when `buf` is not a sink payload.
+#[cfg(feature = "ballista")]
 pub(crate) fn decode(buf: &[u8]) -> Option<Result<(SinkSpec, Arc<GateRef>)>> {
     let body = buf.strip_prefix(MAGIC)?;
     Some(
@@ -385,11 +389,13 @@ impl ShardSinkNode {
     }
 
     /// Its payload in a plan.
+    #[cfg(feature = "ballista")]
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         encode(&self.sink, &self.gate)
     }
 
     /// The node from its payload and input.
+    #[cfg(feature = "ballista")]
     pub(crate) fn decode(buf: &[u8], input: LogicalPlan) -> Option<Result<ShardSinkNode>> {
         decode(buf).map(|r| r.and_then(|(sink, gate)| ShardSinkNode::new(sink, gate, input)))
     }
@@ -504,11 +510,13 @@ impl ShardSinkExec {
     }
 
     /// Its payload in a plan.
+    #[cfg(feature = "ballista")]
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         encode(&self.sink, &self.gate)
     }
 
     /// The exec from its payload and input.
+    #[cfg(feature = "ballista")]
     pub(crate) fn decode(
         buf: &[u8],
         input: Arc<dyn ExecutionPlan>,
