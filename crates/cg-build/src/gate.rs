@@ -1,7 +1,7 @@
-//! [`Gate`]: the per-row decision, shared by the UDFs of one build, through the compiled
-//! decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate is made
-//! (jurisdiction classes, age instants, consent class, and whether the member is excluded as
-//! of the cut-off, for mentions) — all of them when an embedded build makes the gate, or, in a
+//! [`Gate`]: the per-row decision, shared by the gate UDF and the writer of one build, through
+//! the compiled decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate
+//! is made (jurisdiction classes, age instants, consent class, and whether the member is
+//! excluded as of the cut-off, for mentions) — all of them when an embedded build makes the gate, or, in a
 //! distributed build, each shard's members when a row of that shard is first decided, from the
 //! facts the client wrote as data ([`crate::facts_data`]; the client's own gate is made over
 //! that data too and compiles nothing, since it decides no row). A batch of
@@ -73,7 +73,7 @@ struct Names {
     display_name: Option<String>,
 }
 
-/// Everything the UDFs need to decide and redact a row.
+/// Everything the gate UDF and the writer need to decide and redact a row.
 #[derive(Debug)]
 pub struct Gate {
     engine: Engine,
@@ -403,7 +403,7 @@ impl Mentions {
     }
 }
 
-/// One content row as the UDFs see it.
+/// One content row as the gate UDF sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     /// Content id (for error messages).
@@ -745,29 +745,14 @@ impl Gate {
             return None;
         }
         let hint = self.phone_hint(member_id, shard);
-        self.redact_hinted(text, hint, member_id, mentions, outcome)
-    }
-
-    /// [`Gate::redact`] with the author's phone hint already looked up ([`Gate::phone_hint`]):
-    /// a batch looks its authors up first, in a loop of independent reads.
-    pub fn redact_hinted<'t>(
-        &self,
-        text: &'t str,
-        hint: Option<cg_model::CountryCode>,
-        member_id: i64,
-        mentions: &[i64],
-        outcome: &Verdict,
-    ) -> Option<std::borrow::Cow<'t, str>> {
-        if !outcome.decision().is_kept() {
-            return None;
-        }
         let scrub = outcome.reasons().contains(&ReasonCode::MentionRedacted);
         Some(self.redact_kept(text, hint, member_id, mentions, scrub))
     }
 
-    /// The redacted text of a row already known to be kept: [`Gate::redact_hinted`] without
-    /// the verdict, `scrub_mentions` saying whether it has `mention_redacted` (the writer reads
-    /// both off the verdict's code, [`Verdict::code_has_reason`]).
+    /// The redacted text of a row already known to be kept, with its author's phone hint
+    /// already looked up: [`Gate::redact`] without the verdict, `scrub_mentions` saying whether
+    /// it has `mention_redacted` (the writer reads both off the verdict's code,
+    /// [`Verdict::code_has_reason`]).
     pub fn redact_kept<'t>(
         &self,
         text: &'t str,
@@ -867,8 +852,8 @@ impl Gate {
     /// What the writer needs of a row's author, in one lookup: whether they asked for erasure
     /// on or before the cut-off, their report region at the cut-off as an index for
     /// [`Gate::region_label`] (`UNKNOWN` for an unknown or missing author), their keyed
-    /// shard when the gate routes, and their phone hint for redaction. A member whose facts could not be loaded reads as erased
-    /// (excluded). `shard`: as for [`Row::shard`].
+    /// shard when the gate routes, and their phone hint for redaction. A member whose facts
+    /// could not be loaded reads as erased (excluded). `shard`: as for [`Row::shard`].
     pub fn author(&self, member_id: Option<i64>, shard: Option<u32>) -> Author {
         let unknown = Author {
             erased: false,

@@ -1597,6 +1597,12 @@ fn take_batch(
     // every kept row, from its mentions, and the redacted text of every kept row of a shard it
     // writes, straight into that shard's column (no text for the whole batch, then copied).
     let mentions = crate::udf::mention_lists(&get("mentions")?).map_err(BuildError::from)?;
+    // A row whose mentions are missing is an engine fault, never read as naming nobody.
+    let named = |i: usize| {
+        mentions.get(i).ok_or_else(|| {
+            BuildError::Engine("the mentions column is shorter than the batch".into())
+        })
+    };
     let texts = if shared.text {
         Some(crate::udf::StrColumn::new(&get("text")?).map_err(BuildError::from)?)
     } else {
@@ -1663,14 +1669,11 @@ fn take_batch(
         }
         // A kept row's code is the gate's (the checks above only exclude).
         let fingerprint = if is_kept {
-            let named = mentions
-                .get(i)
-                .ok_or_else(|| BuildError::Engine("the mentions column is short".into()))?;
             gate.kept_fingerprint(
                 &mut part.fingerprints,
                 author.hint,
                 member.unwrap_or(0),
-                named,
+                named(i)?,
                 Verdict::code_has_reason(code, ReasonCode::MentionRedacted),
             )
         } else {
@@ -1740,16 +1743,12 @@ fn take_batch(
         );
         for &i in take.values() {
             let i = i as usize;
-            let code = outcomes.value(i);
-            let named = mentions
-                .get(i)
-                .ok_or_else(|| BuildError::Engine("the mentions column is short".into()))?;
             text.append_value(gate.redact_kept(
                 texts.get(i).unwrap_or(""),
                 authors[i].hint,
                 members.value(i),
-                named,
-                Verdict::code_has_reason(code, ReasonCode::MentionRedacted),
+                named(i)?,
+                Verdict::code_has_reason(outcomes.value(i), ReasonCode::MentionRedacted),
             ));
         }
         let text: ArrayRef = Arc::new(text.finish());

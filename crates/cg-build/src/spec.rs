@@ -1,6 +1,6 @@
 //! [`GateSpec`]: what a process needs to make a build's gate by itself — where the member facts
 //! the client wrote as data are and their digests, the purpose, cut-off and policy recipe — and
-//! [`GateRef`], the handle the UDFs decide with.
+//! [`GateRef`], the handle the gate UDF and the writer decide with.
 //!
 //! On the machine that plans a build the gate is made once from the loaded facts. A distributed
 //! build's executors receive only the spec (inside the plan, through the extension codec) and
