@@ -104,10 +104,11 @@ const SHARD_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
 
 /// `decisions.parquet`: `content_id` (ascending) and `member_id` (a dense range) as deltas;
 /// `fingerprint` (keyed hashes, zero for excluded rows) without a dictionary; `decision`,
-/// `reasons` and `shard` in a dictionary, the first two without min/max statistics (every row group
-/// holds most decisions and reasons, so no reader could prune by them; the writer compared
-/// every value with the page's bounds). Its columns are encoded on threads of their own: it is
-/// the build's longest file, and its encoding alone was the last stretch of the write stage.
+/// `reasons` and `shard` in a dictionary, the first two without min/max statistics (every row
+/// group holds most decisions and reasons, so no reader could prune by them; the writer
+/// compared every value with the page's bounds). Its columns are encoded on threads of their
+/// own: it is the build's longest file, and its encoding alone was the last stretch of the
+/// write stage.
 const DECISIONS_ENCODING: cg_io::WriteOptions = cg_io::WriteOptions {
     plain_columns: &["fingerprint"],
     unsummarised_columns: &["decision", "reasons.list.item"],
@@ -351,4 +352,40 @@ pub(crate) fn keyed_shard(key: &[u8], member: i64, shards: u32) -> u32 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&d[..8]);
     (u64::from_le_bytes(x) % u64::from(shards)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every column an encoding names is a leaf of its table's Parquet schema: a name that
+    /// matches nothing (a nested leaf not spelled as its dotted path) would be ignored by the
+    /// writer without a word.
+    #[test]
+    fn encodings_name_leaves_of_their_tables() {
+        for (table, schema, options) in [
+            ("shard", shard_schema(), SHARD_ENCODING),
+            ("decisions", decisions_schema(), DECISIONS_ENCODING),
+        ] {
+            let parquet = parquet::arrow::ArrowSchemaConverter::new()
+                .convert(&schema)
+                .unwrap();
+            let leaves: Vec<String> = parquet
+                .columns()
+                .iter()
+                .map(|c| c.path().string())
+                .collect();
+            for name in options
+                .plain_columns
+                .iter()
+                .chain(options.unsummarised_columns)
+                .chain(options.delta_columns)
+            {
+                assert!(
+                    leaves.iter().any(|l| l == name),
+                    "{table}: `{name}` is not among {leaves:?}"
+                );
+            }
+        }
+    }
 }

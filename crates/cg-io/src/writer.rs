@@ -71,7 +71,8 @@ pub struct WriteOptions {
     /// dictionary outgrows its page, in every column chunk, only to fall back to plain
     /// encoding.
     pub plain_columns: &'static [&'static str],
-    /// Parquet columns written without min/max statistics (long free text): the writer would
+    /// Parquet columns written without min/max statistics (long free text; a nested leaf by its
+    /// dotted path, e.g. `reasons.list.item`): the writer would
     /// compare every value with the chunk's and the page's minimum and maximum, and store
     /// up to 64 bytes of two texts in the footer, for statistics no reader prunes by.
     pub unsummarised_columns: &'static [&'static str],
@@ -84,6 +85,13 @@ pub struct WriteOptions {
     /// narrow table written while other work waits for it; a table of few rows, or one of
     /// many written at once, gains nothing from the threads.
     pub column_threads: bool,
+}
+
+/// A column named in [`WriteOptions`]: a top-level name, or a nested leaf's path with dots
+/// (`reasons.list.item`). Parquet's `ColumnPath::from` takes a string as one part, so a dotted
+/// name would silently match nothing.
+fn column_path(name: &str) -> ColumnPath {
+    ColumnPath::new(name.split('.').map(str::to_owned).collect())
 }
 
 /// Writes record batches of one schema to one file.
@@ -158,16 +166,14 @@ impl TableWriter {
                     WriterProperties::builder()
                         .set_compression(Compression::SNAPPY)
                         .set_max_row_group_row_count(Some(256 * 1024)),
-                    |props, column| {
-                        props.set_column_dictionary_enabled(ColumnPath::from(*column), false)
-                    },
+                    |props, column| props.set_column_dictionary_enabled(column_path(column), false),
                 );
                 let props = options
                     .unsummarised_columns
                     .iter()
                     .fold(props, |props, column| {
                         props.set_column_statistics_enabled(
-                            ColumnPath::from(*column),
+                            column_path(column),
                             EnabledStatistics::None,
                         )
                     });
@@ -176,11 +182,8 @@ impl TableWriter {
                     .iter()
                     .fold(props, |props, column| {
                         props
-                            .set_column_dictionary_enabled(ColumnPath::from(*column), false)
-                            .set_column_encoding(
-                                ColumnPath::from(*column),
-                                Encoding::DELTA_BINARY_PACKED,
-                            )
+                            .set_column_dictionary_enabled(column_path(column), false)
+                            .set_column_encoding(column_path(column), Encoding::DELTA_BINARY_PACKED)
                     })
                     .build();
                 let parquet_err = |source| IoError::Parquet {
@@ -440,7 +443,7 @@ mod tests {
         let path = dir.path().join("content.parquet");
         let options = WriteOptions {
             plain_columns: &["content_id", "text"],
-            unsummarised_columns: &["text"],
+            unsummarised_columns: &["text", "mentions.list.item"],
             ..WriteOptions::default()
         };
         let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
@@ -468,6 +471,10 @@ mod tests {
         assert!(
             !statistics("text"),
             "the text column has min/max statistics"
+        );
+        assert!(
+            !statistics("mentions.list.item"),
+            "a nested leaf named by its dotted path has min/max statistics"
         );
         assert!(statistics("content_id") && statistics("kind"));
         let file = File::open(&path).unwrap();
