@@ -436,35 +436,51 @@ mod tests {
         assert!(jsonl.contains("[17,42]"), "{jsonl}");
     }
 
-    #[test]
-    fn plain_columns_are_written_without_a_dictionary_and_read_back_equal() {
+    /// `content_batch()` written as Parquet with `options`: its first row group's metadata and
+    /// the batches read back.
+    fn written_with(
+        options: WriteOptions,
+    ) -> (parquet::file::metadata::RowGroupMetaData, Vec<RecordBatch>) {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("content.parquet");
-        let options = WriteOptions {
-            plain_columns: &["content_id", "text"],
-            unsummarised_columns: &["text", "mentions.list.item"],
-            ..WriteOptions::default()
-        };
         let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
         w.write(&content_batch()).unwrap();
         w.finish().unwrap();
         let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
-        let group = reader.metadata().row_group(0);
-        let dictionary = |name: &str| {
-            let column = (0..group.num_columns())
-                .map(|i| group.column(i))
-                .find(|c| c.column_path().string() == name)
-                .unwrap();
-            column.dictionary_page_offset().is_some()
-        };
+        let group = reader.metadata().row_group(0).clone();
+        let file = File::open(&path).unwrap();
+        let back = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (group, back)
+    }
+
+    /// The column chunk of the leaf `name` (its dotted path).
+    fn chunk<'a>(
+        group: &'a parquet::file::metadata::RowGroupMetaData,
+        name: &str,
+    ) -> &'a parquet::file::metadata::ColumnChunkMetaData {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    #[test]
+    fn plain_columns_are_written_without_a_dictionary_and_read_back_equal() {
+        let (group, back) = written_with(WriteOptions {
+            plain_columns: &["content_id", "text"],
+            unsummarised_columns: &["text", "mentions.list.item"],
+            ..WriteOptions::default()
+        });
+        let dictionary = |name: &str| chunk(&group, name).dictionary_page_offset().is_some();
         assert!(!dictionary("content_id") && !dictionary("text"));
         assert!(dictionary("member_id") && dictionary("kind"));
         let statistics = |name: &str| {
-            (0..group.num_columns())
-                .map(|i| group.column(i))
-                .find(|c| c.column_path().string() == name)
-                .unwrap()
+            chunk(&group, name)
                 .statistics()
                 .is_some_and(|s| s.min_bytes_opt().is_some())
         };
@@ -477,12 +493,6 @@ mod tests {
             "a nested leaf named by its dotted path has min/max statistics"
         );
         assert!(statistics("content_id") && statistics("kind"));
-        let file = File::open(&path).unwrap();
-        let back: Vec<RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].columns(), content_batch().columns());
     }
@@ -490,47 +500,24 @@ mod tests {
     #[test]
     fn delta_columns_are_written_as_deltas_and_read_back_equal() {
         use parquet::basic::Encoding;
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("content.parquet");
-        let options = WriteOptions {
+        let (group, back) = written_with(WriteOptions {
             plain_columns: &["text"],
             delta_columns: &["content_id", "member_id"],
             ..WriteOptions::default()
-        };
-        let mut w = TableWriter::create_with(&path, schema::content(), options).unwrap();
-        w.write(&content_batch()).unwrap();
-        w.finish().unwrap();
-        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
-        let group = reader.metadata().row_group(0);
-        let column = |name: &str| {
-            (0..group.num_columns())
-                .map(|i| group.column(i))
-                .find(|c| c.column_path().string() == name)
-                .unwrap()
+        });
+        let delta = |name: &str| {
+            chunk(&group, name)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED)
         };
         for name in ["content_id", "member_id"] {
-            let c = column(name);
+            assert!(delta(name), "{name} is not written as deltas");
             assert!(
-                c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED),
-                "{name}"
-            );
-            assert!(
-                c.dictionary_page_offset().is_none(),
+                chunk(&group, name).dictionary_page_offset().is_none(),
                 "{name} has a dictionary"
             );
         }
-        assert!(
-            !column("created_at")
-                .encodings()
-                .any(|e| e == Encoding::DELTA_BINARY_PACKED)
-        );
-        let file = File::open(&path).unwrap();
-        let back: Vec<RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+        assert!(!delta("created_at"));
         assert_eq!(back[0].columns(), content_batch().columns());
     }
 
