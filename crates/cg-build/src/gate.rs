@@ -1,10 +1,10 @@
 //! [`Gate`]: the per-row decision, shared by the gate UDF and the writer of one build, through
 //! the compiled decision engine ([`cg_policy::Engine`]). Members are compiled once when the gate
 //! is made (jurisdiction classes, age instants, consent class, and whether the member is
-//! excluded as of the cut-off, for mentions) — all of them when an embedded build makes the gate, or, in a
-//! distributed build, each shard's members when a row of that shard is first decided, from the
-//! facts the client wrote as data ([`crate::facts_data`]; the client's own gate is made over
-//! that data too and compiles nothing, since it decides no row). A batch of
+//! excluded as of the cut-off, for mentions) — all of them when an embedded build makes the
+//! gate, or, in a distributed build, each shard's members when a row of that shard is first
+//! decided, from the facts the client wrote as data ([`crate::facts_data`]; the client's own
+//! gate is made over that data too and compiles nothing, since it decides no row). A batch of
 //! rows is then decided by a [`cg_policy::Decider`] of its own, with no lock shared between
 //! partitions once a tuple has been seen. A row
 //! carries its verdict through the plan as a self-describing `u32` ([`Verdict::code`]), the
