@@ -505,3 +505,71 @@ fn a_row_without_a_kind_is_named_by_row_and_column() {
             > 0
     );
 }
+
+#[test]
+fn content_compressed_with_any_common_codec_builds_the_same_dataset() {
+    use arrow::array::RecordBatchReader;
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    // Exports come compressed as their writer chose: zstd (Polars, Spark on request), LZ4,
+    // gzip, brotli. Every codec must be compiled in (a trimmed `parquet` feature set would
+    // fail here), and the codec must change nothing but the input's digest.
+    let (corpus, _) = cg_test_support::small_corpus(200, 2_000, cg_io::Format::Parquet);
+    let snappy = corpus.path().join("content.parquet");
+    let reference = build(
+        config(
+            corpus.path(),
+            snappy.clone(),
+            corpus.path().join("snappy"),
+            2048,
+            false,
+        ),
+        &NoProgress,
+    )
+    .unwrap();
+    for (name, codec) in [
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+        ("lz4", Compression::LZ4_RAW),
+        ("gzip", Compression::GZIP(GzipLevel::default())),
+        ("brotli", Compression::BROTLI(BrotliLevel::default())),
+    ] {
+        let content = corpus.path().join(format!("{name}.parquet"));
+        let reader =
+            ParquetRecordBatchReader::try_new(std::fs::File::open(&snappy).unwrap(), 512).unwrap();
+        let props = WriterProperties::builder().set_compression(codec).build();
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&content).unwrap(),
+            reader.schema(),
+            Some(props),
+        )
+        .unwrap();
+        for batch in reader {
+            writer.write(&batch.unwrap()).unwrap();
+        }
+        writer.close().unwrap();
+        let out = build(
+            config(
+                corpus.path(),
+                content,
+                corpus.path().join(name),
+                2048,
+                false,
+            ),
+            &NoProgress,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out.manifest.shards, reference.manifest.shards, "{name}");
+        assert_eq!(
+            out.manifest.decisions, reference.manifest.decisions,
+            "{name}"
+        );
+        assert_eq!(out.manifest.counts, reference.manifest.counts, "{name}");
+        // The input is another file: the dataset is another one, by its digest.
+        assert_ne!(
+            out.manifest.dataset_id, reference.manifest.dataset_id,
+            "{name}"
+        );
+    }
+}
