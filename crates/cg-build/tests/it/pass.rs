@@ -1,5 +1,6 @@
-//! The pass: the same dataset whatever the memory budget (spilled or not), shards and the
-//! decision record in content-id order, and duplicate or missing content ids named by row.
+//! The pass: the same dataset whatever the memory budget (spilled or not) or the content's
+//! Parquet codec, shards and the decision record in content-id order, and duplicate or
+//! missing content ids named by row.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
