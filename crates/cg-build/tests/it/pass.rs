@@ -1,6 +1,6 @@
-//! The pass: the same dataset whatever the memory budget (spilled or not) or the content's
-//! Parquet codec, shards and the decision record in content-id order, and duplicate or
-//! missing content ids named by row.
+//! The pass: the same dataset whatever the memory budget (spilled or not), the content's
+//! Parquet codec or its columns' common types, shards and the decision record in content-id
+//! order, and duplicate or missing content ids named by row.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -572,5 +572,105 @@ fn content_compressed_with_any_common_codec_builds_the_same_dataset() {
             out.manifest.dataset_id, reference.manifest.dataset_id,
             "{name}"
         );
+    }
+}
+
+#[test]
+fn content_columns_of_other_common_types_build_the_same_dataset() {
+    use arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+
+    // What other writers choose: 32-bit ids, times without a zone (UTC by convention), times
+    // as RFC 3339 text. The decisions and shards must not change (the shards' `created_at` is
+    // always written as UTC microseconds).
+    let (corpus, _) = cg_test_support::small_corpus(200, 2_000, cg_io::Format::Parquet);
+    let original = corpus.path().join("content.parquet");
+    let reference = build(
+        config(
+            corpus.path(),
+            original.clone(),
+            corpus.path().join("ref"),
+            2048,
+            false,
+        ),
+        &NoProgress,
+    )
+    .unwrap();
+    let variants: [(&str, &[(&str, DataType)]); 3] = [
+        (
+            "int32",
+            &[
+                ("content_id", DataType::Int32),
+                ("member_id", DataType::Int32),
+            ],
+        ),
+        (
+            "naive",
+            &[(
+                "created_at",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+            )],
+        ),
+        ("text_time", &[("created_at", DataType::Utf8)]),
+    ];
+    for (name, retyped) in variants {
+        let content = corpus.path().join(format!("{name}.parquet"));
+        let reader =
+            ParquetRecordBatchReader::try_new(std::fs::File::open(&original).unwrap(), 512)
+                .unwrap();
+        let to = |field: &Field| {
+            retyped
+                .iter()
+                .find(|(n, _)| n == field.name())
+                .map(|(_, t)| t.clone())
+        };
+        let schema = Arc::new(Schema::new(
+            reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| match to(f) {
+                    Some(t) => Field::new(f.name(), t, f.is_nullable()),
+                    None => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&content).unwrap(),
+            schema.clone(),
+            None,
+        )
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(f, c)| arrow::compute::cast(c, f.data_type()).unwrap())
+                .collect();
+            writer
+                .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+                .unwrap();
+        }
+        writer.close().unwrap();
+        let out = build(
+            config(
+                corpus.path(),
+                content,
+                corpus.path().join(name),
+                2048,
+                false,
+            ),
+            &NoProgress,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out.manifest.counts, reference.manifest.counts, "{name}");
+        assert_eq!(
+            out.manifest.decisions, reference.manifest.decisions,
+            "{name}"
+        );
+        assert_eq!(out.manifest.shards, reference.manifest.shards, "{name}");
     }
 }
