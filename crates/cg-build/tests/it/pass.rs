@@ -507,10 +507,76 @@ fn a_row_without_a_kind_is_named_by_row_and_column() {
     );
 }
 
+/// Builds from a Parquet copy of the corpus's content with the columns `retyped` cast to other
+/// types and written with `props` (in `corpus/<name>`), and asserts the same counts, decision
+/// record and shards as the build of the original content, `reference`.
+fn same_dataset_from_rewritten_content(
+    corpus: &Path,
+    reference: &cg_build::BuildOutput,
+    name: &str,
+    retyped: &[(&str, arrow::datatypes::DataType)],
+    props: Option<parquet::file::properties::WriterProperties>,
+) -> cg_build::BuildOutput {
+    use arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    let original = corpus.join("content.parquet");
+    let content = corpus.join(format!("{name}.parquet"));
+    let reader =
+        ParquetRecordBatchReader::try_new(std::fs::File::open(&original).unwrap(), 512).unwrap();
+    let schema = Arc::new(Schema::new(
+        reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match retyped.iter().find(|(n, _)| n == f.name()) {
+                Some((_, t)) => Field::new(f.name(), t.clone(), f.is_nullable()),
+                None => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let file = std::fs::File::create(&content).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), props).unwrap();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| arrow::compute::cast(c, f.data_type()).unwrap())
+            .collect();
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    let out = build(
+        config(corpus, content, corpus.join(name), 2048, false),
+        &NoProgress,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(out.manifest.counts, reference.manifest.counts, "{name}");
+    assert_eq!(
+        out.manifest.decisions, reference.manifest.decisions,
+        "{name}"
+    );
+    assert_eq!(out.manifest.shards, reference.manifest.shards, "{name}");
+    out
+}
+
+/// The build of a small Parquet corpus's own content, in `corpus/ref`.
+fn parquet_reference(corpus: &Path) -> cg_build::BuildOutput {
+    let content = corpus.join("content.parquet");
+    build(
+        config(corpus, content, corpus.join("ref"), 2048, false),
+        &NoProgress,
+    )
+    .unwrap()
+}
+
 #[test]
 fn content_compressed_with_any_common_codec_builds_the_same_dataset() {
-    use arrow::array::RecordBatchReader;
-    use parquet::arrow::ArrowWriter;
     use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
     use parquet::file::properties::WriterProperties;
 
@@ -518,55 +584,16 @@ fn content_compressed_with_any_common_codec_builds_the_same_dataset() {
     // gzip, brotli. Every codec must be compiled in (a trimmed `parquet` feature set would
     // fail here), and the codec must change nothing but the input's digest.
     let (corpus, _) = cg_test_support::small_corpus(200, 2_000, cg_io::Format::Parquet);
-    let snappy = corpus.path().join("content.parquet");
-    let reference = build(
-        config(
-            corpus.path(),
-            snappy.clone(),
-            corpus.path().join("snappy"),
-            2048,
-            false,
-        ),
-        &NoProgress,
-    )
-    .unwrap();
+    let reference = parquet_reference(corpus.path());
     for (name, codec) in [
         ("zstd", Compression::ZSTD(ZstdLevel::default())),
         ("lz4", Compression::LZ4_RAW),
         ("gzip", Compression::GZIP(GzipLevel::default())),
         ("brotli", Compression::BROTLI(BrotliLevel::default())),
     ] {
-        let content = corpus.path().join(format!("{name}.parquet"));
-        let reader =
-            ParquetRecordBatchReader::try_new(std::fs::File::open(&snappy).unwrap(), 512).unwrap();
         let props = WriterProperties::builder().set_compression(codec).build();
-        let mut writer = ArrowWriter::try_new(
-            std::fs::File::create(&content).unwrap(),
-            reader.schema(),
-            Some(props),
-        )
-        .unwrap();
-        for batch in reader {
-            writer.write(&batch.unwrap()).unwrap();
-        }
-        writer.close().unwrap();
-        let out = build(
-            config(
-                corpus.path(),
-                content,
-                corpus.path().join(name),
-                2048,
-                false,
-            ),
-            &NoProgress,
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(out.manifest.shards, reference.manifest.shards, "{name}");
-        assert_eq!(
-            out.manifest.decisions, reference.manifest.decisions,
-            "{name}"
-        );
-        assert_eq!(out.manifest.counts, reference.manifest.counts, "{name}");
+        let out =
+            same_dataset_from_rewritten_content(corpus.path(), &reference, name, &[], Some(props));
         // The input is another file: the dataset is another one, by its digest.
         assert_ne!(
             out.manifest.dataset_id, reference.manifest.dataset_id,
@@ -577,26 +604,13 @@ fn content_compressed_with_any_common_codec_builds_the_same_dataset() {
 
 #[test]
 fn content_columns_of_other_common_types_build_the_same_dataset() {
-    use arrow::array::{ArrayRef, RecordBatch, RecordBatchReader};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use parquet::arrow::ArrowWriter;
+    use arrow::datatypes::{DataType, TimeUnit};
 
     // What other writers choose: 32-bit ids, times without a zone (UTC by convention), times
     // as RFC 3339 text. The decisions and shards must not change (the shards' `created_at` is
     // always written as UTC microseconds).
     let (corpus, _) = cg_test_support::small_corpus(200, 2_000, cg_io::Format::Parquet);
-    let original = corpus.path().join("content.parquet");
-    let reference = build(
-        config(
-            corpus.path(),
-            original.clone(),
-            corpus.path().join("ref"),
-            2048,
-            false,
-        ),
-        &NoProgress,
-    )
-    .unwrap();
+    let reference = parquet_reference(corpus.path());
     let variants: [(&str, &[(&str, DataType)]); 3] = [
         (
             "int32",
@@ -615,62 +629,6 @@ fn content_columns_of_other_common_types_build_the_same_dataset() {
         ("text_time", &[("created_at", DataType::Utf8)]),
     ];
     for (name, retyped) in variants {
-        let content = corpus.path().join(format!("{name}.parquet"));
-        let reader =
-            ParquetRecordBatchReader::try_new(std::fs::File::open(&original).unwrap(), 512)
-                .unwrap();
-        let to = |field: &Field| {
-            retyped
-                .iter()
-                .find(|(n, _)| n == field.name())
-                .map(|(_, t)| t.clone())
-        };
-        let schema = Arc::new(Schema::new(
-            reader
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| match to(f) {
-                    Some(t) => Field::new(f.name(), t, f.is_nullable()),
-                    None => f.as_ref().clone(),
-                })
-                .collect::<Vec<_>>(),
-        ));
-        let mut writer = ArrowWriter::try_new(
-            std::fs::File::create(&content).unwrap(),
-            schema.clone(),
-            None,
-        )
-        .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let columns: Vec<ArrayRef> = schema
-                .fields()
-                .iter()
-                .zip(batch.columns())
-                .map(|(f, c)| arrow::compute::cast(c, f.data_type()).unwrap())
-                .collect();
-            writer
-                .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
-                .unwrap();
-        }
-        writer.close().unwrap();
-        let out = build(
-            config(
-                corpus.path(),
-                content,
-                corpus.path().join(name),
-                2048,
-                false,
-            ),
-            &NoProgress,
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(out.manifest.counts, reference.manifest.counts, "{name}");
-        assert_eq!(
-            out.manifest.decisions, reference.manifest.decisions,
-            "{name}"
-        );
-        assert_eq!(out.manifest.shards, reference.manifest.shards, "{name}");
+        same_dataset_from_rewritten_content(corpus.path(), &reference, name, retyped, None);
     }
 }
