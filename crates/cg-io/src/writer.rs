@@ -72,9 +72,9 @@ pub struct WriteOptions {
     /// encoding.
     pub plain_columns: &'static [&'static str],
     /// Parquet columns written without min/max statistics (long free text; a nested leaf by its
-    /// dotted path, e.g. `reasons.list.item`): the writer would
-    /// compare every value with the chunk's and the page's minimum and maximum, and store
-    /// up to 64 bytes of two texts in the footer, for statistics no reader prunes by.
+    /// dotted path, e.g. `reasons.list.item`): the writer would compare every value with the
+    /// chunk's and the page's minimum and maximum, and store up to 64 bytes of two texts in
+    /// the footer, for statistics no reader prunes by.
     pub unsummarised_columns: &'static [&'static str],
     /// Parquet integer columns whose values lie near each other (ids in ascending order, or
     /// drawn from a dense range) written as deltas (`DELTA_BINARY_PACKED`, no dictionary): a
