@@ -779,6 +779,31 @@ impl Gate {
         out
     }
 
+    /// [`Gate::redact_kept`] handed to `put` in pieces (the text between entities, and their
+    /// placeholders) instead of returned, finding entities into a span buffer the caller
+    /// reuses: a row that scrubs no mention costs no allocation, and the writer puts its text
+    /// straight into the shard's column. Gives exactly [`Gate::redact_kept`]'s text.
+    #[allow(clippy::too_many_arguments)]
+    pub fn redact_kept_with(
+        &self,
+        text: &str,
+        hint: Option<cg_model::CountryCode>,
+        member_id: i64,
+        mentions: &[i64],
+        scrub_mentions: bool,
+        spans: &mut Vec<cg_redact::Span>,
+        mut put: impl FnMut(&str),
+    ) {
+        if scrub_mentions {
+            put(&self.redact_kept(text, hint, member_id, mentions, true));
+            return;
+        }
+        self.redactor
+            .find_into(text, hint.as_ref().map(|c| c.as_str()), spans);
+        self.redactor
+            .apply_with(text, spans, cg_redact::Replacement::Placeholder, put);
+    }
+
     /// The author's country at the cut-off, the phone-number hint of redaction (`None` for an
     /// unknown member or one whose facts could not be loaded). `shard`: as for [`Row::shard`].
     pub fn phone_hint(&self, member_id: i64, shard: Option<u32>) -> Option<cg_model::CountryCode> {

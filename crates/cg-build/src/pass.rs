@@ -445,6 +445,8 @@ struct Partition {
     kept: FxHashMap<u32, Option<bool>>,
     /// The fingerprints of kept rows that scrub no mention, by phone hint.
     fingerprints: crate::gate::FingerprintMemo,
+    /// The entities found in the text being redacted (a buffer reused from row to row).
+    spans: Vec<cg_redact::Span>,
 }
 
 /// Codes the pass itself assigns.
@@ -1298,6 +1300,7 @@ async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Ha
         by_shard: vec![Vec::new(); shared.shards as usize],
         kept: FxHashMap::default(),
         fingerprints: Default::default(),
+        spans: Vec::new(),
     };
     let codes = codes();
     while let Some((index, mut stream)) = queue.take()? {
@@ -1743,13 +1746,20 @@ fn take_batch(
         );
         for &i in take.values() {
             let i = i as usize;
-            text.append_value(gate.redact_kept(
+            gate.redact_kept_with(
                 texts.get(i).unwrap_or(""),
                 authors[i].hint,
                 members.value(i),
                 named(i)?,
                 Verdict::code_has_reason(outcomes.value(i), ReasonCode::MentionRedacted),
-            ));
+                &mut part.spans,
+                // A string builder's `write_str` only appends (it cannot fail).
+                |piece| {
+                    let _ = std::fmt::Write::write_str(&mut text, piece);
+                },
+            );
+            // Ends the row's value (what was written, then nothing).
+            text.append_value("");
         }
         let text: ArrayRef = Arc::new(text.finish());
         let rows = RecordBatch::try_new(

@@ -387,6 +387,7 @@ mod tests {
         // One memo across every row (many authors, hints and verdicts): the same fingerprint
         // as computed afresh.
         let mut memo = crate::gate::FingerprintMemo::default();
+        let (mut spans, mut with_pieces) = (Vec::new(), 0);
         for (i, code) in a.iter().enumerate() {
             let verdict = cg_model::Verdict::from_code(*code).unwrap();
             let id = all[i].content_id;
@@ -404,6 +405,25 @@ mod tests {
                 direct.redact(&text, id, None, m, &verdict),
                 remade.redact(&text, id, None, m, &verdict)
             );
+            // The writer's way (pieces into the shard's column, one span buffer for every
+            // row): the same text as whole, with and without entities, scrubbing mentions or
+            // not (every kept row here mentions an excluded member, so both are asked for).
+            if verdict.decision().is_kept() {
+                let hint = direct.phone_hint(id, None);
+                for text in [text.as_str(), "nothing personal here"] {
+                    for scrub in [false, true] {
+                        let mut pieces = String::new();
+                        direct.redact_kept_with(text, hint, id, m, scrub, &mut spans, |p| {
+                            pieces.push_str(p)
+                        });
+                        let whole = direct.redact_kept(text, hint, id, m, scrub);
+                        assert_eq!(pieces, whole, "{text}, scrubbing {scrub}");
+                    }
+                }
+                let whole = direct.redact(&text, id, None, m, &verdict).unwrap();
+                assert_ne!(whole, text, "an entity and a mention are redacted");
+                with_pieces += 1;
+            }
             redacted += usize::from(
                 verdict
                     .reasons()
@@ -411,6 +431,7 @@ mod tests {
             );
         }
         assert!(redacted > 0, "some kept rows mention excluded members");
+        assert_eq!(with_pieces, redacted, "every kept row scrubs a mention");
         assert!(remade.members_held() <= members.len() as u64);
 
         // Given each author's shard (a distributed plan's `cg_shard`), the same answers; given a

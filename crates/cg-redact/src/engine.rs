@@ -245,8 +245,16 @@ impl Redactor {
         });
     }
 
-    /// The pieces of the redacted text, in order.
-    fn apply_with(&self, text: &str, spans: &[Span], how: Replacement, mut put: impl FnMut(&str)) {
+    /// The pieces of the redacted text, in order: the text between spans and each span's
+    /// replacement, handed to `put` (a caller writing into a buffer of its own, such as an
+    /// Arrow string column, needs no `String` per text).
+    pub fn apply_with(
+        &self,
+        text: &str,
+        spans: &[Span],
+        how: Replacement,
+        mut put: impl FnMut(&str),
+    ) {
         let mut last = 0;
         for s in spans {
             put(&text[last..s.start]);
