@@ -150,7 +150,7 @@ fn reference(
     files: &BTreeMap<String, PathBuf>,
     policy: &Policy,
     as_of: Timestamp,
-) -> BTreeMap<i64, Verdict> {
+) -> (BTreeMap<i64, Verdict>, impl Fn(i64) -> bool) {
     let ms = load(files);
     let ctx = EvalContext {
         purpose: Purpose::genai_training(),
@@ -208,7 +208,13 @@ fn reference(
             out.insert(id.value(i), v);
         }
     }
-    out
+    // Whose names a kept row's text must not keep when it mentions them (an unknown id too).
+    let excluded: std::collections::HashSet<i64> =
+        ms.keys().copied().filter(|m| member_excluded(*m)).collect();
+    let known: std::collections::HashSet<i64> = ms.keys().copied().collect();
+    (out, move |id| {
+        !known.contains(&id) || excluded.contains(&id)
+    })
 }
 
 fn run_build(
@@ -287,7 +293,7 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
         config.set(s).unwrap();
     }
     let policy = Policy::resolve(policy, config).unwrap();
-    let expected = reference(&files, &policy, Timestamp::parse(as_of).unwrap());
+    let (expected, mention_excluded) = reference(&files, &policy, Timestamp::parse(as_of).unwrap());
     // Every input row decided exactly once, and exactly as the reference decides it.
     let mut seen = 0;
     let mut seen_ids = std::collections::HashSet::new();
@@ -356,15 +362,38 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
     // that scrubs no mention holds exactly the redaction engine's text of its input (a
     // missing text redacts as empty).
     let redactor = cg_redact::Redactor::new().unwrap();
-    let mut originals: HashMap<i64, String> = HashMap::new();
+    // Each row's text, author and the members it names.
+    let mut originals: HashMap<i64, (String, i64, Vec<i64>)> = HashMap::new();
     for b in read_parquet(&files["content"]) {
-        let (id, text) = (
+        let (id, author, text, mentions) = (
             b.column(0).as_primitive::<Int64Type>(),
+            b.column(1).as_primitive::<Int64Type>(),
             b.column(4).as_string::<i32>(),
+            b.column(5).as_list::<i32>(),
         );
         for i in 0..b.num_rows() {
             let text = if text.is_valid(i) { text.value(i) } else { "" };
-            originals.insert(id.value(i), text.to_owned());
+            let named: Vec<i64> = if mentions.is_null(i) {
+                Vec::new()
+            } else {
+                let m = mentions.value(i);
+                m.as_primitive::<Int64Type>().iter().flatten().collect()
+            };
+            originals.insert(id.value(i), (text.to_owned(), author.value(i), named));
+        }
+    }
+    // Members' display names and handles (what a mention of an excluded member must lose).
+    let mut names: HashMap<i64, Vec<String>> = HashMap::new();
+    for b in read_parquet(&files["members"]) {
+        let id = b.column(0).as_primitive::<Int64Type>();
+        let (display, handle) = (
+            b.column_by_name("display_name").unwrap().as_string::<i32>(),
+            b.column_by_name("handle").unwrap().as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let both = [display, handle];
+            let known = both.iter().filter(|c| c.is_valid(i)).map(|c| c.value(i));
+            names.insert(id.value(i), known.map(str::to_owned).collect());
         }
     }
     let (mut in_shards, mut exact) = (0, 0);
@@ -392,11 +421,11 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
                     left,
                     text.value(i)
                 );
+                let (original, author, named) = &originals[&id.value(i)];
                 if !expected[&id.value(i)]
                     .reasons()
                     .contains(&ReasonCode::MentionRedacted)
                 {
-                    let original = &originals[&id.value(i)];
                     assert_eq!(
                         text.value(i),
                         redactor.redact(original, None, cg_redact::Replacement::Placeholder),
@@ -404,6 +433,21 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
                         id.value(i)
                     );
                     exact += 1;
+                } else {
+                    // No name or handle of an excluded member it mentions survives.
+                    for m in named
+                        .iter()
+                        .filter(|m| *m != author && mention_excluded(**m))
+                    {
+                        for name in names.get(m).into_iter().flatten() {
+                            assert!(
+                                !has_word(text.value(i), name.trim()),
+                                "content {}: `{name}` of excluded member {m} kept in `{}`",
+                                id.value(i),
+                                text.value(i)
+                            );
+                        }
+                    }
                 }
                 in_shards += 1;
             }
@@ -416,6 +460,21 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
         exact > 0 || in_shards < 20,
         "no kept row without a scrubbed mention among {in_shards}"
     );
+}
+
+/// Whether `word` (two characters or more) stands in `text` as a whole word, ignoring ASCII
+/// case: what the build's mention scrub replaces.
+fn has_word(text: &str, word: &str) -> bool {
+    if word.chars().count() < 2 {
+        return false;
+    }
+    let (text_lower, word_lower) = (text.to_ascii_lowercase(), word.to_ascii_lowercase());
+    text_lower.match_indices(&word_lower).any(|(at, _)| {
+        let end = at + word_lower.len();
+        let before = text[..at].chars().next_back();
+        let after = text[end..].chars().next();
+        before.is_none_or(|c| !c.is_alphanumeric()) && after.is_none_or(|c| !c.is_alphanumeric())
+    })
 }
 
 proptest! {
