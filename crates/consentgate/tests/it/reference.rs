@@ -146,11 +146,14 @@ fn facts(m: &M, created: Timestamp, as_of: Timestamp) -> MemberView<'_> {
 }
 
 /// The reference decision of every content row.
+/// Each content row's text, author and the members it names, by content id.
+type Rows = HashMap<i64, (String, i64, Vec<i64>)>;
+
 fn reference(
     files: &BTreeMap<String, PathBuf>,
     policy: &Policy,
     as_of: Timestamp,
-) -> (BTreeMap<i64, Verdict>, impl Fn(i64) -> bool) {
+) -> (BTreeMap<i64, Verdict>, Rows, impl Fn(i64) -> bool) {
     let ms = load(files);
     let ctx = EvalContext {
         purpose: Purpose::genai_training(),
@@ -173,12 +176,13 @@ fn reference(
                 == cg_model::Decision::Exclude
         }
     };
-    let mut out = BTreeMap::new();
+    let (mut out, mut rows) = (BTreeMap::new(), Rows::new());
     for b in read_parquet(&files["content"]) {
-        let (id, mem, kind, mentions) = (
+        let (id, mem, kind, text, mentions) = (
             b.column(0).as_primitive::<Int64Type>(),
             b.column(1).as_primitive::<Int64Type>(),
             b.column(2).as_string::<i32>(),
+            b.column(4).as_string::<i32>(),
             b.column(5).as_list::<i32>(),
         );
         for i in 0..b.num_rows() {
@@ -190,29 +194,23 @@ fn reference(
                 member: ms.get(&author).map(|m| facts(m, created, as_of)),
             };
             let mut v = policy.evaluate_direct(&item, &ctx).verdict;
-            let named: Vec<i64> = if mentions.is_null(i) {
-                Vec::new()
-            } else {
-                mentions
-                    .value(i)
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .flatten()
-                    .collect()
-            };
+            let named = mentioned(mentions, i);
             if v.decision().is_kept() && named.iter().any(|m| *m != author && member_excluded(*m)) {
                 let mut r = v.reasons().to_vec();
                 r.push(ReasonCode::MentionRedacted);
                 v = Verdict::from_reasons(r);
             }
             out.insert(id.value(i), v);
+            // A missing text redacts as empty.
+            let text = if text.is_valid(i) { text.value(i) } else { "" };
+            rows.insert(id.value(i), (text.to_owned(), author, named));
         }
     }
     // Whose names a kept row's text must not keep when it mentions them (an unknown id too).
     let excluded: std::collections::HashSet<i64> =
         ms.keys().copied().filter(|m| member_excluded(*m)).collect();
     let known: std::collections::HashSet<i64> = ms.keys().copied().collect();
-    (out, move |id| {
+    (out, rows, move |id| {
         !known.contains(&id) || excluded.contains(&id)
     })
 }
@@ -293,7 +291,8 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
         config.set(s).unwrap();
     }
     let policy = Policy::resolve(policy, config).unwrap();
-    let (expected, mention_excluded) = reference(&files, &policy, Timestamp::parse(as_of).unwrap());
+    let (expected, originals, mention_excluded) =
+        reference(&files, &policy, Timestamp::parse(as_of).unwrap());
     // Every input row decided exactly once, and exactly as the reference decides it.
     let mut seen = 0;
     let mut seen_ids = std::collections::HashSet::new();
@@ -362,26 +361,6 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
     // that scrubs no mention holds exactly the redaction engine's text of its input (a
     // missing text redacts as empty).
     let redactor = cg_redact::Redactor::new().unwrap();
-    // Each row's text, author and the members it names.
-    let mut originals: HashMap<i64, (String, i64, Vec<i64>)> = HashMap::new();
-    for b in read_parquet(&files["content"]) {
-        let (id, author, text, mentions) = (
-            b.column(0).as_primitive::<Int64Type>(),
-            b.column(1).as_primitive::<Int64Type>(),
-            b.column(4).as_string::<i32>(),
-            b.column(5).as_list::<i32>(),
-        );
-        for i in 0..b.num_rows() {
-            let text = if text.is_valid(i) { text.value(i) } else { "" };
-            let named: Vec<i64> = if mentions.is_null(i) {
-                Vec::new()
-            } else {
-                let m = mentions.value(i);
-                m.as_primitive::<Int64Type>().iter().flatten().collect()
-            };
-            originals.insert(id.value(i), (text.to_owned(), author.value(i), named));
-        }
-    }
     // Members' display names and handles (what a mention of an excluded member must lose).
     let mut names: HashMap<i64, Vec<String>> = HashMap::new();
     for b in read_parquet(&files["members"]) {
@@ -460,6 +439,15 @@ fn check(seed: u64, members: u64, content: u64, as_of: &str, policy: &str, sets:
         exact > 0 || in_shards < 20,
         "no kept row without a scrubbed mention among {in_shards}"
     );
+}
+
+/// The members row `i` of a content file's `mentions` column names (none when null).
+fn mentioned(mentions: &arrow::array::ListArray, i: usize) -> Vec<i64> {
+    if mentions.is_null(i) {
+        return Vec::new();
+    }
+    let named = mentions.value(i);
+    named.as_primitive::<Int64Type>().iter().flatten().collect()
 }
 
 /// Whether `word` (two characters or more) stands in `text` as a whole word, ignoring ASCII
