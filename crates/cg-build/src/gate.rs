@@ -938,8 +938,12 @@ fn scrub(text: &str, needle: &str, with: &str) -> String {
             out.push_str(&text[last..start]);
             out.push_str(with);
             last = end;
+            from = end;
+        } else {
+            // A match inside a word may overlap a whole-word one (`Ana Ana` in `xAna Ana
+            // Ana`): look again from its second character, not past its end.
+            from = start + lower_text[start..].chars().next().map_or(1, char::len_utf8);
         }
-        from = end;
     }
     out.push_str(&text[last..]);
     out
@@ -1056,5 +1060,7 @@ mod tests {
             scrub("annamuller12 vs annamuller1", "annamuller1", "<M>"),
             "annamuller12 vs <M>"
         );
+        // A whole-word occurrence overlapping one inside a word is still found.
+        assert_eq!(scrub("xAna Ana Ana", "Ana Ana", "<P>"), "xAna <P>");
     }
 }
