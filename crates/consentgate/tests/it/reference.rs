@@ -145,10 +145,11 @@ fn facts(m: &M, created: Timestamp, as_of: Timestamp) -> MemberView<'_> {
     }
 }
 
-/// The reference decision of every content row.
 /// Each content row's text, author and the members it names, by content id.
 type Rows = HashMap<i64, (String, i64, Vec<i64>)>;
 
+/// The reference decision of every content row, the rows themselves, and whether a mentioned
+/// member's names must be scrubbed (excluded at the cut-off, or unknown).
 fn reference(
     files: &BTreeMap<String, PathBuf>,
     policy: &Policy,
@@ -206,13 +207,14 @@ fn reference(
             rows.insert(id.value(i), (text.to_owned(), author, named));
         }
     }
-    // Whose names a kept row's text must not keep when it mentions them (an unknown id too).
-    let excluded: std::collections::HashSet<i64> =
-        ms.keys().copied().filter(|m| member_excluded(*m)).collect();
-    let known: std::collections::HashSet<i64> = ms.keys().copied().collect();
-    (out, rows, move |id| {
-        !known.contains(&id) || excluded.contains(&id)
-    })
+    // Whose names a kept row's text may keep when it mentions them: anyone else's (an
+    // unknown id too) must be scrubbed.
+    let included: std::collections::HashSet<i64> = ms
+        .keys()
+        .copied()
+        .filter(|m| !member_excluded(*m))
+        .collect();
+    (out, rows, move |id| !included.contains(&id))
 }
 
 fn run_build(
@@ -450,18 +452,25 @@ fn mentioned(mentions: &arrow::array::ListArray, i: usize) -> Vec<i64> {
     named.as_primitive::<Int64Type>().iter().flatten().collect()
 }
 
-/// Whether `word` (two characters or more) stands in `text` as a whole word, ignoring ASCII
-/// case: what the build's mention scrub replaces.
+/// Whether `word` (two characters or more) stands in `text` as a whole word at any character
+/// position (overlapping matches included), ignoring ASCII case: what the build's mention
+/// scrub must replace.
 fn has_word(text: &str, word: &str) -> bool {
     if word.chars().count() < 2 {
         return false;
     }
     let (text_lower, word_lower) = (text.to_ascii_lowercase(), word.to_ascii_lowercase());
-    text_lower.match_indices(&word_lower).any(|(at, _)| {
+    text.char_indices().any(|(at, _)| {
         let end = at + word_lower.len();
-        let before = text[..at].chars().next_back();
-        let after = text[end..].chars().next();
-        before.is_none_or(|c| !c.is_alphanumeric()) && after.is_none_or(|c| !c.is_alphanumeric())
+        text_lower[at..].starts_with(&word_lower)
+            && text[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphanumeric())
+            && text[end..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_alphanumeric())
     })
 }
 
