@@ -336,6 +336,13 @@ fn client_config(
     optimizer.hash_join_single_partition_threshold = 0;
     optimizer.hash_join_single_partition_threshold_rows = 0;
     optimizer.prefer_hash_join = true;
+    // Each task reads its own part of the content: DataFusion 55's file streams would otherwise
+    // take work from sibling streams that an executor running one task never polls (its docs
+    // ask executors that run partitions as isolated tasks to turn this off).
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
     // The client tracks its job by asking for its status (pull) rather than by the scheduler's
     // pushed updates: a pulled job's id is known as soon as the scheduler took it, so a client
     // that stops waiting (`timeout=SECS`) can cancel it; a pushed job's id only arrives with

@@ -981,10 +981,19 @@ const SPLIT_FILES_FROM_BYTES: usize = 1 << 20;
 /// range of the file (record order rests on it, see `Decided::pos`), so no round-robin
 /// repartition dealing batches out in turn; a file too small to split is one stream.
 fn embedded_session_config(threads: usize) -> SessionConfig {
-    SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(threads * STREAMS_PER_THREAD)
         .with_round_robin_repartition(false)
-        .with_repartition_file_min_size(SPLIT_FILES_FROM_BYTES)
+        .with_repartition_file_min_size(SPLIT_FILES_FROM_BYTES);
+    // DataFusion 55's file streams steal row groups from each other by default, which makes a
+    // stream's rows an interleaving of ranges: a row's position would no longer follow the
+    // file (which copy of a repeated id comes first), nor could shards be written in stream
+    // order. Each stream reads its own range.
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    config
 }
 
 /// Checks that each output stream of an embedded plan is one range of the input, in its order:
