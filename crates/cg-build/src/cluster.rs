@@ -158,7 +158,7 @@ fn finish_unswept(
             ));
         }
         let record = write_record(
-            &runs,
+            crate::pass::Merged::new(&runs)?,
             &later_copies,
             spec.decisions.then_some(spec.dir),
             spec.collect,

@@ -217,6 +217,31 @@ pub struct BuildConfig {
     /// `build --memory-mb`): half for the shard spools (kept rows waiting to be sorted into
     /// their shard), the whole as the engine's own pool.
     pub memory_mb: usize,
+    /// How a text pass writes its shards (`build --shard-writes`).
+    pub shard_writes: ShardWrites,
+}
+
+/// How a pass with text writes its shards; the dataset's bytes are the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShardWrites {
+    /// Into the shards' files while the pass decides, when the content arrives in
+    /// `content_id` order (checked row by row: otherwise the pass runs again with the spools).
+    /// A distributed build's executors always spool.
+    #[default]
+    Auto,
+    /// Always through the shard spools (kept rows sorted into runs, merged per shard).
+    Spool,
+}
+
+impl ShardWrites {
+    /// `auto` or `spool`.
+    pub fn parse(s: &str) -> Option<ShardWrites> {
+        match s {
+            "auto" => Some(ShardWrites::Auto),
+            "spool" => Some(ShardWrites::Spool),
+            _ => None,
+        }
+    }
 }
 
 /// The pass's memory budget when none is given: 1 GiB. Measured at 10 M rows / 1 M members

@@ -29,6 +29,7 @@ mod cluster;
 mod commitment;
 mod config;
 pub mod decisions;
+mod direct;
 #[cfg(feature = "ballista")]
 pub mod distributed;
 mod facts;
@@ -59,7 +60,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub use commitment::{KeyScheme, MemberCommitment, member_commitment};
 pub use config::{
     BuildConfig, ConsentSourceArg, DEFAULT_EXECUTOR_MEMORY_MB, DEFAULT_MEMORY_MB,
-    DEFAULT_TIMEOUT_SECS, Engine, FactInputs, MAX_TIMEOUT_SECS,
+    DEFAULT_TIMEOUT_SECS, Engine, FactInputs, MAX_TIMEOUT_SECS, ShardWrites,
 };
 pub use gate::RowError;
 pub use impact::{Change, ImpactConfig, ImpactReport, impact};

@@ -9,23 +9,26 @@
 //!   redaction fingerprint; the text of kept rows of a written shard redacted into its column
 //!        │ narrow record (ids, verdict code,      │ kept rows, taken per shard as Arrow batches
 //!        │ shard, fingerprint, region, position) ▼
-//!        │                               ShardSpools (one per shard, shared budget, sorted runs
-//!        ▼                                 spilled to disk when over it)
+//!        │                  content in id order: each finished stream's rows, in stream
+//!        │                  order, into the shards' writers while the pass decides
+//!        │                  (crate::direct); otherwise ShardSpools (one per shard, shared
+//!        ▼                  budget, sorted runs spilled to disk when over it)
 //!   sorted per thread                             │
 //!        │                                        │
-//!        ├─► k-way merge: duplicate content ids ──┤ (skipped in shards; quarantined or an error
-//!        │                                        │  naming the file and rows)
+//!        ├─► k-way merge: duplicate content ids ──┤ (spools: skipped in shards; quarantined
+//!        │                                        │  or an error naming the file and rows)
 //!        ▼                                        ▼
-//!   decisions.parquet + counts (one thread)   shards/part-NNNNN.parquet, merged by content id,
-//!                                              each written whole by one of N threads, with the
-//!                                              member keys of its members
+//!   decisions.parquet + counts (one thread)   shards/part-NNNNN.parquet, in content id order,
+//!                                              each finished (or merged and written) whole by
+//!                                              one of N threads, with the member keys of its
+//!                                              members
 //! ```
 //!
 //! The bytes of a shard depend only on its rows (sorted by `content_id`, written in fixed
 //! batches), and `decisions.parquet` is in `content_id` order, so the dataset is the same
-//! however the engine split the input. A full build is one pass with text; an incremental
-//! rebuild is a decisions-only pass over every row, then a pass with text over the rows of the
-//! shards it rewrites.
+//! however the engine split the input, and whether the shards were written while deciding or
+//! spooled. A full build is one pass with text; an incremental rebuild is a decisions-only
+//! pass over every row, then a pass with text over the rows of the shards it rewrites.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -53,13 +56,14 @@ use futures_lite::StreamExt;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::BuildError;
-use crate::config::{BuildConfig, Engine};
+use crate::config::{BuildConfig, Engine, ShardWrites};
+use crate::direct::{DirectShards, Handed, Handover, StreamRows, ToRecord};
 use crate::engine_error;
 use crate::gate::Gate;
 use crate::layout::{DecisionsOut, ShardOut, keyed_shard};
 use crate::manifest::FileRef;
 use crate::spec::GateRef;
-use crate::spool::{ShardSpools, spill_dir_for, spool_schema};
+use crate::spool::{ShardSpools, WrittenShard, spill_dir_for, spool_schema};
 
 /// What a pass reads and writes.
 pub(crate) struct PassSpec<'a> {
@@ -117,7 +121,7 @@ const ERASED: u8 = 4;
 
 /// One row's decision as the pass keeps it until the record is written (no text).
 #[derive(Clone, Copy, Debug)]
-struct Decided {
+pub(crate) struct Decided {
     content_id: i64,
     member_id: i64,
     fingerprint: i64,
@@ -330,7 +334,7 @@ impl RecordSource<'_> {
 
 /// The records of all partitions (memory and spilled runs, each sorted), read as one sequence
 /// in record order.
-struct Merged<'a> {
+pub(crate) struct Merged<'a> {
     sources: Vec<RecordSource<'a>>,
     heads: Vec<Option<Decided>>,
     order: BinaryHeap<Reverse<(RecordKey, usize)>>,
@@ -339,7 +343,7 @@ struct Merged<'a> {
 type RecordKey = (bool, i64, u64);
 
 impl<'a> Merged<'a> {
-    fn new(records: &'a [Records]) -> Result<Merged<'a>, BuildError> {
+    pub(crate) fn new(records: &'a [Records]) -> Result<Merged<'a>, BuildError> {
         let mut sources = Vec::new();
         for r in records {
             for block in &r.memory {
@@ -402,11 +406,22 @@ enum Halt {
     MissingId,
     /// Another partition failed.
     Cancelled,
+    /// Shards written while deciding met content out of `content_id` order.
+    Unsorted,
 }
 
 impl From<BuildError> for Halt {
     fn from(e: BuildError) -> Halt {
         Halt::Failed(e)
+    }
+}
+
+impl From<Handover> for Halt {
+    fn from(h: Handover) -> Halt {
+        match h {
+            Handover::Unsorted => Halt::Unsorted,
+            Handover::Failed(e) => Halt::Failed(e),
+        }
     }
 }
 
@@ -422,12 +437,17 @@ struct Shared<'a> {
     shard_key: &'a [u8],
     text: bool,
     spools: Option<&'a ShardSpools>,
+    /// The shards' writers when kept rows are written while deciding (content in id order);
+    /// the spools then only hold the budget and the records' spills.
+    direct: Option<&'a DirectShards<Decided>>,
     /// Whether shard `i` is spooled (a text pass writes these).
     spooled: Vec<bool>,
     stop: AtomicBool,
     progress: &'a dyn cg_model::progress::Progress,
     /// Batches, rows and bytes received from the engine, over every stream.
     received: [AtomicU64; 3],
+    /// Streams that delivered at least one row.
+    streams_with_rows: AtomicU64,
 }
 
 /// One pass thread's state, over the streams it takes in turn.
@@ -447,6 +467,8 @@ struct Partition {
     fingerprints: crate::gate::FingerprintMemo,
     /// The entities found in the text being redacted (a buffer reused from row to row).
     spans: Vec<cg_redact::Span>,
+    /// The current stream's kept rows, by shard, when shards are written while deciding.
+    stream: Option<StreamRows<Decided>>,
 }
 
 /// Codes the pass itself assigns.
@@ -481,27 +503,60 @@ pub(crate) fn run_pass(
         .enable_all()
         .build()
         .map_err(BuildError::Runtime)?;
-    let Planned {
-        streams,
-        tasks,
-        job,
-    } = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
-    if matches!(cfg.engine, Engine::Ballista(_)) {
-        // The executors wrote the shards and the decision records; the stream is their
-        // summaries (`crate::sink`).
-        let mut out = crate::cluster::finish(
-            cfg,
-            gate,
-            shard_key,
-            &spec,
-            crate::cluster::Job { streams, plan: job },
-            &runtime,
-            progress,
-        )?;
-        out.received.tasks = tasks as u64;
-        return Ok(out);
+    // Kept rows go straight to their shards' writers while the pass decides, unless the content
+    // turns out not to be in `content_id` order (then the pass runs again with the spools).
+    let mut direct = cfg.shard_writes == ShardWrites::Auto
+        && spec.text
+        && !spec.shards.is_empty()
+        && matches!(cfg.engine, Engine::Embedded);
+    loop {
+        let Planned {
+            streams,
+            tasks,
+            job,
+        } = runtime.block_on(plan(cfg, gate_ref, shard_key, &spec, threads))?;
+        if matches!(cfg.engine, Engine::Ballista(_)) {
+            // The executors wrote the shards and the decision records; the stream is their
+            // summaries (`crate::sink`).
+            let mut out = crate::cluster::finish(
+                cfg,
+                gate,
+                shard_key,
+                &spec,
+                crate::cluster::Job { streams, plan: job },
+                &runtime,
+                progress,
+            )?;
+            out.received.tasks = tasks as u64;
+            return Ok(out);
+        }
+        match embedded_pass(
+            cfg, gate, shard_key, &spec, progress, &runtime, streams, threads, direct,
+        )? {
+            Some(out) => return Ok(out),
+            None => {
+                direct = false;
+                progress.stage("decide again (content not in content_id order)", None);
+            }
+        }
     }
+}
 
+/// The embedded engine's pass over the plan's `streams`; `direct`: shards written as streams
+/// finish in order ([`crate::direct`]) instead of spooled. `None`: the content was not in
+/// `content_id` order for `direct`, and nothing the pass wrote may be kept.
+#[allow(clippy::too_many_arguments)]
+fn embedded_pass(
+    cfg: &BuildConfig,
+    gate: &Gate,
+    shard_key: &[u8],
+    spec: &PassSpec<'_>,
+    progress: &dyn cg_model::progress::Progress,
+    runtime: &tokio::runtime::Runtime,
+    streams: Vec<SendableRecordBatchStream>,
+    threads: usize,
+    direct: bool,
+) -> Result<Option<PassOut>, BuildError> {
     // Narrow records and shard rows: half the memory budget together; the rest is the engine's
     // batches in flight and the writers' buffers.
     let budget = (cfg.memory_mb.max(1) << 20) / 2;
@@ -513,6 +568,25 @@ pub(crate) fn run_pass(
             *x = true;
         }
     }
+    // Shards written while deciding: the record is written meanwhile too, by a thread of its
+    // own fed each stream's records in order.
+    let (direct_shards, from_streams) = if direct && spools.is_some() {
+        let (to_record, from_streams) = std::sync::mpsc::sync_channel::<ToRecord<Decided>>(2);
+        let shards = DirectShards::create(spec.dir, cfg.shards, &spec.shards, 0, Some(to_record))?;
+        (Some(shards), Some(from_streams))
+    } else {
+        (None, None)
+    };
+    let record_thread = match (&direct_shards, from_streams) {
+        (Some(direct), Some(from_streams)) => {
+            Some(RecordThread::start(direct, from_streams, spec)?)
+        }
+        _ => None,
+    };
+    progress.figure(
+        "shards written while deciding",
+        u64::from(direct_shards.is_some()),
+    );
     let shared = Shared {
         content: &cfg.content,
         shards: cfg.shards,
@@ -521,19 +595,21 @@ pub(crate) fn run_pass(
         shard_key,
         text: spec.text,
         spools: spools.as_ref(),
+        direct: direct_shards.as_ref(),
         spooled,
         stop: AtomicBool::new(false),
         progress,
         received: Default::default(),
+        streams_with_rows: AtomicU64::new(0),
     };
 
     // 1. One thread per core, each taking the next stream until none is left: decide, route,
-    // spool.
+    // spool (or hand each finished stream's rows to the shard writers).
     let queue = StreamQueue::new(streams);
     let results: Vec<Result<Records, Halt>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads.min(queue.len()).max(1))
             .map(|_| {
-                let (shared, runtime, queue) = (&shared, &runtime, &queue);
+                let (shared, queue) = (&shared, &queue);
                 scope.spawn(move || {
                     let out = runtime.block_on(consume(shared, queue));
                     if out.is_err() {
@@ -554,14 +630,20 @@ pub(crate) fn run_pass(
             })
             .collect()
     });
+    progress.figure(
+        "pass streams with rows",
+        shared.streams_with_rows.load(Ordering::Relaxed),
+    );
     let mut runs = Vec::with_capacity(results.len());
     let mut missing_id = false;
+    let mut unsorted = false;
     let mut failure = None;
     for r in results {
         match r {
             Ok(run) => runs.push(run),
             Err(Halt::Failed(e)) => failure = failure.or(Some(e)),
             Err(Halt::MissingId) => missing_id = true,
+            Err(Halt::Unsorted) => unsorted = true,
             Err(Halt::Cancelled) => {}
         }
     }
@@ -584,48 +666,90 @@ pub(crate) fn run_pass(
         return Err(e);
     }
     if missing_id {
-        return Err(missing_content_id(cfg, &runtime));
+        return Err(missing_content_id(cfg, runtime));
     }
+    if unsorted {
+        // Nothing this pass wrote is kept (the record's writer is stopped and joined as it
+        // goes out of scope, before a second pass writes the same files).
+        return Ok(None);
+    }
+    // Every stream was handed over and written in order (else the pass ends here).
+    let direct_writers = match &direct_shards {
+        Some(d) => Some(std::sync::Mutex::new(d.take_writers()?)),
+        None => None,
+    };
 
     // With quarantine the later copies of a repeated content id must be known before the
     // shards are written (they are left out); without, a repeated id fails the build, which
     // the record's own merge finds (`Record::first_repeated`) — no separate pass over every
     // record first.
     let later_copies = if cfg.quarantine {
-        find_duplicates(cfg, &runs, &runtime)?
+        find_duplicates(cfg, &runs, runtime)?
     } else {
         FxHashSet::default()
     };
+    // Shards written while deciding saw every id rise strictly, so no id repeats: a copy
+    // found now means the check failed, and the build must not publish those shards.
+    if direct_writers.is_some() && !later_copies.is_empty() {
+        return Err(BuildError::Engine(
+            "a repeated content id reached shards written in id order".into(),
+        ));
+    }
 
     // 3. The record and the shards, at once.
     progress.stage("write", None);
     let next_shard = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let (record, written) = std::thread::scope(|scope| {
-        let record = scope.spawn(|| {
-            write_record(
-                &runs,
+        let record = scope.spawn(|| match record_thread {
+            // Written while the pass decided: its last rows and footer.
+            Some(thread) => thread.join(),
+            None => write_record(
+                Merged::new(&runs)?,
                 &later_copies,
                 spec.decisions.then_some(spec.dir),
                 spec.collect,
                 spec.roster,
-            )
+            ),
         });
         let writers: Vec<_> = match &spools {
             None => Vec::new(),
             Some(spools) => (0..threads)
                 .map(|_| {
-                    let (next_shard, failed, duplicates, spec) =
-                        (&next_shard, &failed, &later_copies, &spec);
+                    let (next_shard, failed, duplicates, spec, direct_writers) =
+                        (&next_shard, &failed, &later_copies, &spec, &direct_writers);
                     scope.spawn(move || {
                         let mut done = Vec::new();
                         while !failed.load(Ordering::Acquire) {
-                            let Some(&shard) =
-                                spec.shards.get(next_shard.fetch_add(1, Ordering::AcqRel))
-                            else {
-                                break;
+                            let outcome = match direct_writers {
+                                // Shards written while deciding: their last rows and footers.
+                                Some(writers) => {
+                                    let next = writers
+                                        .lock()
+                                        .map_err(|_| {
+                                            BuildError::Engine(
+                                                "the shard writers' list was poisoned".into(),
+                                            )
+                                        })
+                                        .map(|mut w| w.pop());
+                                    match next {
+                                        Ok(None) => break,
+                                        Ok(Some((shard, writer))) => writer
+                                            .finish()
+                                            .map(|written| shard_written(spec, shard, written)),
+                                        Err(e) => Err(e),
+                                    }
+                                }
+                                None => {
+                                    let Some(&shard) =
+                                        spec.shards.get(next_shard.fetch_add(1, Ordering::AcqRel))
+                                    else {
+                                        break;
+                                    };
+                                    write_shard(spools, spec, shard, duplicates)
+                                }
                             };
-                            match write_shard(spools, spec, shard, duplicates) {
+                            match outcome {
                                 Ok(w) => done.push(w),
                                 Err(e) => {
                                     failed.store(true, Ordering::Release);
@@ -651,9 +775,8 @@ pub(crate) fn run_pass(
     if !cfg.quarantine
         && let Some(id) = record.first_repeated
     {
-        return Err(duplicate_content_id(cfg, &runtime, id));
+        return Err(duplicate_content_id(cfg, runtime, id));
     }
-    drop(runtime);
     let mut written = written?;
     written.sort_by_key(|w: &ShardWritten| w.shard);
     let [batches, rows, bytes] = &shared.received;
@@ -690,7 +813,69 @@ pub(crate) fn run_pass(
         out.member_keys.extend(w.keys);
     }
     tally(&mut out, record.counts, gate);
-    Ok(out)
+    Ok(Some(out))
+}
+
+/// The decision record's writer while shards are written as the pass decides: a thread fed
+/// each stream's records in order ([`crate::direct::Handed`]). Stopped (its channel closed
+/// without an end) and joined on every path out of the pass, so it never finishes a record
+/// from part of the rows, and is done before a second pass writes the same file.
+struct RecordThread<'a> {
+    direct: &'a DirectShards<Decided>,
+    handle: Option<std::thread::JoinHandle<Result<Record, BuildError>>>,
+}
+
+impl<'a> RecordThread<'a> {
+    fn start(
+        direct: &'a DirectShards<Decided>,
+        from_streams: std::sync::mpsc::Receiver<ToRecord<Decided>>,
+        spec: &PassSpec<'_>,
+    ) -> Result<RecordThread<'a>, BuildError> {
+        let dir = spec.decisions.then(|| spec.dir.to_path_buf());
+        let (collect, roster) = (spec.collect, spec.roster);
+        let handle = std::thread::Builder::new()
+            .name("cg-record".into())
+            .spawn(move || {
+                write_record(
+                    Handed::new(from_streams),
+                    &FxHashSet::default(),
+                    dir.as_deref(),
+                    collect,
+                    roster,
+                )
+            })
+            .map_err(|e| {
+                BuildError::Engine(format!("cannot start the decision record's writer: {e}"))
+            })?;
+        Ok(RecordThread {
+            direct,
+            handle: Some(handle),
+        })
+    }
+
+    /// The record, complete once [`DirectShards::take_writers`] told the thread so (else the
+    /// channel is closed here and the thread's error is returned: it never waits for ever).
+    fn join(mut self) -> Result<Record, BuildError> {
+        self.direct.abandon();
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| BuildError::Engine("the decision record's writer was joined".into()))?;
+        handle.join().unwrap_or_else(|_| {
+            Err(BuildError::Engine(
+                "the decision record's writer panicked".into(),
+            ))
+        })
+    }
+}
+
+impl Drop for RecordThread<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            self.direct.abandon();
+            let _ = handle.join();
+        }
+    }
 }
 
 /// A repeated content id outside quarantine: the error naming the file and the rows of its
@@ -1310,12 +1495,20 @@ async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Ha
         kept: FxHashMap::default(),
         fingerprints: Default::default(),
         spans: Vec::new(),
+        stream: None,
     };
     let codes = codes();
-    while let Some((index, mut stream)) = queue.take()? {
+    loop {
+        if let (Some(direct), Some(spools)) = (shared.direct, shared.spools) {
+            direct.wait_for_room(spools, &shared.stop)?;
+        }
+        let Some((index, mut stream)) = queue.take()? else {
+            break;
+        };
         // One thread's records hold rows of several streams: each row's position says which.
         part.index = index;
         part.rows = 0;
+        part.stream = shared.direct.map(|_| StreamRows::new(shared.shards));
         while let Some(batch) = stream.next().await {
             if shared.stop.load(Ordering::Acquire) {
                 return Err(Halt::Cancelled);
@@ -1330,6 +1523,14 @@ async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Ha
             }
             take_batch(shared, &mut part, &codes, &batch)?;
             shared.progress.advance(batch.num_rows() as u64);
+        }
+        if part.rows > 0 {
+            shared.streams_with_rows.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (Some(direct), Some(spools), Some(rows)) =
+            (shared.direct, shared.spools, part.stream.take())
+        {
+            direct.finish_stream(index, rows, spools)?;
         }
     }
     Ok(Records {
@@ -1378,10 +1579,12 @@ pub(crate) async fn sink_partition(
         shard_key: &key,
         text: sink.text,
         spools: spools.as_ref(),
+        direct: None,
         spooled,
         stop: AtomicBool::new(false),
         progress: &cg_model::progress::NoProgress,
         received: Default::default(),
+        streams_with_rows: AtomicU64::new(0),
     };
     // The routing shards of every row received (see `SinkItem::seen`).
     let seen = Arc::new(std::sync::Mutex::new(FxHashSet::<u32>::default()));
@@ -1389,7 +1592,7 @@ pub(crate) async fn sink_partition(
     let records = match consume(&shared, &StreamQueue::one(stream, partition)).await {
         Ok(records) => records,
         Err(Halt::Failed(e)) => return Err(e),
-        Err(Halt::MissingId | Halt::Cancelled) => {
+        Err(Halt::MissingId | Halt::Cancelled | Halt::Unsorted) => {
             return Err(BuildError::Engine(
                 "a shard sink's task stopped without an error".into(),
             ));
@@ -1621,22 +1824,27 @@ fn take_batch(
         None
     };
     let gate = shared.gate;
-    // Records count against the budget as their vector grows; over it, they are spilled
-    // first (before this batch's rows, so every byte of capacity is counted).
-    if let Some(spools) = shared.spools
-        && spools.over_budget()
-        && part.decided.len >= min_spilled_records(spools)
-    {
-        spill_records(spools, part)?;
-    }
-    let max_block = shared.spools.map_or(MAX_BLOCK_RECORDS, |s| {
-        MAX_BLOCK_RECORDS.min(min_spilled_records(s))
-    });
-    let grown = part.decided.make_room(batch.num_rows(), max_block);
-    if let Some(spools) = shared.spools
-        && grown > 0
-    {
-        spools.reserve(grown)?;
+    // With shards written while deciding, the stream's records go with its rows (counted
+    // against the budget below); otherwise they count against the budget as their vector
+    // grows and, over it, are spilled first (before this batch's rows, so every byte of
+    // capacity is counted).
+    let stream_bytes = part.stream.as_ref().map(StreamRows::bytes);
+    if stream_bytes.is_none() {
+        if let Some(spools) = shared.spools
+            && spools.over_budget()
+            && part.decided.len >= min_spilled_records(spools)
+        {
+            spill_records(spools, part)?;
+        }
+        let max_block = shared.spools.map_or(MAX_BLOCK_RECORDS, |s| {
+            MAX_BLOCK_RECORDS.min(min_spilled_records(s))
+        });
+        let grown = part.decided.make_room(batch.num_rows(), max_block);
+        if let Some(spools) = shared.spools
+            && grown > 0
+        {
+            spools.reserve(grown)?;
+        }
     }
     let first = position(part.index, part.rows);
     part.rows += batch.num_rows() as u64;
@@ -1651,6 +1859,14 @@ fn take_batch(
         .collect();
     for (i, author) in authors.iter().enumerate() {
         let content_id = ids.is_valid(i).then(|| ids.value(i));
+        // Shards and a record written while deciding need every id above the one before
+        // (excluded rows too, so that no id repeats), and no row without one (the record
+        // lists those first).
+        if let Some(stream) = part.stream.as_mut()
+            && content_id.is_none_or(|id| stream.see(id).is_err())
+        {
+            return Err(Halt::Unsorted);
+        }
         let member = members.is_valid(i).then(|| members.value(i));
         let mut code = outcomes.value(i);
         let known = *part
@@ -1704,7 +1920,7 @@ fn take_batch(
         let flags = (u8::from(content_id.is_some()) * HAS_ID)
             | (u8::from(member.is_some()) * HAS_MEMBER)
             | (u8::from(erased) * ERASED);
-        part.decided.push(Decided {
+        let decided = Decided {
             content_id: content_id.unwrap_or(0),
             member_id: member.unwrap_or(0),
             fingerprint,
@@ -1713,7 +1929,11 @@ fn take_batch(
             region,
             flags,
             pos: first + i as u64,
-        });
+        };
+        match part.stream.as_mut() {
+            Some(stream) => stream.record(decided),
+            None => part.decided.push(decided),
+        }
         if shard != NO_SHARD
             && shared.spools.is_some()
             && shared.spooled.get(shard as usize) == Some(&true)
@@ -1787,7 +2007,17 @@ fn take_batch(
             shard: shard as u32,
             source,
         })?;
-        spools.push(shard as u32, rows)?;
+        match part.stream.as_mut() {
+            Some(stream) => {
+                stream.push(shard as u32, rows)?;
+            }
+            None => spools.push(shard as u32, rows)?,
+        }
+    }
+    // Rows and records held until their stream's turn to be written count against the budget
+    // now.
+    if let (Some(before), Some(stream)) = (stream_bytes, part.stream.as_ref()) {
+        spools.reserve(stream.bytes() - before)?;
     }
     Ok(())
 }
@@ -1813,7 +2043,7 @@ pub(crate) struct Record {
 /// them: rows with a content id, erased rows naming nobody) and whether a row of theirs is in a
 /// shard, hashed on a second thread so the record's own thread does not wait for it.
 pub(crate) fn write_record(
-    runs: &[Records],
+    records: impl Iterator<Item = Result<Decided, BuildError>>,
     later_copies: &FxHashSet<u64>,
     dir: Option<&Path>,
     collect: bool,
@@ -1842,7 +2072,7 @@ pub(crate) fn write_record(
     let mut verdicts: FxHashMap<u32, Verdict> = FxHashMap::default();
     let mut kept_members = Vec::new();
     let mut rows = FxHashMap::default();
-    for d in Merged::new(runs)? {
+    for d in records {
         let mut d = d?;
         if !later_copies.is_empty() && later_copies.contains(&d.pos) {
             d.code = invalid;
@@ -1944,11 +2174,16 @@ fn write_shard(
 ) -> Result<ShardWritten, BuildError> {
     let out = ShardOut::create(spec.dir, shard)?;
     let written = spools.write_shard(shard, out, later_copies)?;
+    Ok(shard_written(spec, shard, written))
+}
+
+/// What the pass keeps of a written shard, with its members' keys when the pass derives them.
+fn shard_written(spec: &PassSpec<'_>, shard: u32, written: WrittenShard) -> ShardWritten {
     let keys = match spec.member_keys {
         Some((secret, domain)) => secret.member_keys(domain, &written.members),
         None => Vec::new(),
     };
-    Ok(ShardWritten {
+    ShardWritten {
         shard,
         file: FileRef {
             file: format!("shards/part-{shard:05}.parquet"),
@@ -1957,7 +2192,7 @@ fn write_shard(
         },
         members: written.members.len(),
         keys,
-    })
+    }
 }
 
 /// An engine output column of a primitive type; missing or of another type, the build fails.

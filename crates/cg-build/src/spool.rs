@@ -9,6 +9,10 @@
 //! [`CHUNK`] rows: a shard's bytes depend only on its rows, whatever the partitioning, the
 //! budget or the order rows arrived in. Shards are finished independently, so several threads
 //! (or, later, executors) can write them at once.
+//!
+//! Content that arrives in `content_id` order skips the spools: its shards are written while
+//! the pass decides ([`crate::direct`]); the spools then only hold the pass's memory budget
+//! and its records' spills.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -135,6 +139,15 @@ impl ShardSpools {
             self.spill_largest()?;
         }
         Ok(())
+    }
+
+    /// Gives back `bytes` counted with [`ShardSpools::reserve`] (never below zero).
+    pub(crate) fn release(&self, bytes: usize) {
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(bytes))
+            });
     }
 
     /// Sorts the largest spool and writes it out as a run. The spool's lock is held only to

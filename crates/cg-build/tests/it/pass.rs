@@ -42,6 +42,7 @@ fn config(
         license: None,
         memory_mb,
         staging: None,
+        shard_writes: Default::default(),
     }
 }
 
@@ -631,4 +632,143 @@ fn content_columns_of_other_common_types_build_the_same_dataset() {
     for (name, retyped) in variants {
         same_dataset_from_rewritten_content(corpus.path(), &reference, name, retyped, None);
     }
+}
+
+/// The stages and figures a build reported.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<String>>);
+
+impl cg_model::progress::Progress for Recorded {
+    fn stage(&self, name: &str, _total: Option<u64>) {
+        self.0.lock().unwrap().push(format!("stage {name}"));
+    }
+    fn advance(&self, _n: u64) {}
+    fn figure(&self, name: &str, value: u64) {
+        self.0.lock().unwrap().push(format!("{name}: {value}"));
+    }
+}
+
+#[test]
+fn shards_written_while_deciding_or_spooled_and_content_in_any_order_give_the_same_dataset() {
+    use arrow::array::{RecordBatch, RecordBatchReader, UInt32Array};
+    use parquet::arrow::ArrowWriter;
+
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+
+    let (corpus, _) = cg_test_support::small_corpus(400, 20_000, cg_io::Format::Parquet);
+    let reader = ParquetRecordBatchReader::try_new(
+        std::fs::File::open(corpus.path().join("content.parquet")).unwrap(),
+        1024,
+    )
+    .unwrap();
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    // Copies in row groups of 500 rows, uncompressed (over 1 MiB): the pass reads them as
+    // many streams, so rows reach the writers from streams finished out of turn.
+    let copy = |name: &str, rows: &RecordBatch| {
+        let path = corpus.path().join(name);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_max_row_group_row_count(Some(500))
+            .build();
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            schema.clone(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(rows).unwrap();
+        w.close().unwrap();
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 1 << 20,
+            "{name} is split"
+        );
+        path
+    };
+    let content = copy("ordered.parquet", &all);
+    assert!(
+        ids(&content).windows(2).all(|w| w[0] < w[1]),
+        "the generated content is in content_id order (this test's premise)"
+    );
+    let n = all.num_rows() as u32;
+    let reversed =
+        arrow::compute::take_record_batch(&all, &UInt32Array::from_iter_values((0..n).rev()))
+            .unwrap();
+    let reversed_path = copy("reversed.parquet", &reversed);
+    let run = |content: &Path, name: &str, memory_mb: usize, how: cg_build::ShardWrites| {
+        let progress = Recorded::default();
+        let mut cfg = config(
+            corpus.path(),
+            content.to_owned(),
+            corpus.path().join(name),
+            memory_mb,
+            false,
+        );
+        cfg.shard_writes = how;
+        let out = build(cfg, &progress).unwrap_or_else(|e| panic!("{name}: {e}"));
+        (out, progress.0.into_inner().unwrap())
+    };
+    let direct_said = |said: &[String]| {
+        said.iter()
+            .filter(|s| s.starts_with("shards written while deciding"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let again = "stage decide again (content not in content_id order)".to_owned();
+
+    // Content in id order: shards written while deciding, with room and with 1 MiB (finished
+    // streams then wait for the writer before a thread takes the next one).
+    let (direct, said) = run(&content, "direct", 2048, cg_build::ShardWrites::Auto);
+    assert_eq!(direct_said(&said), ["shards written while deciding: 1"]);
+    let streams = said
+        .iter()
+        .find_map(|s| s.strip_prefix("pass streams with rows: "))
+        .map(|n| n.parse::<u64>().unwrap());
+    assert!(streams > Some(4), "{said:?}");
+    assert!(!said.contains(&again));
+    let (tight, said) = run(&content, "tight", 1, cg_build::ShardWrites::Auto);
+    assert_eq!(direct_said(&said), ["shards written while deciding: 1"]);
+    assert!(!said.contains(&again));
+    // The spools, spilling runs and merging them.
+    let (spooled, said) = run(&content, "spooled", 1, cg_build::ShardWrites::Spool);
+    assert_eq!(direct_said(&said), ["shards written while deciding: 0"]);
+    for other in [&tight, &spooled] {
+        assert_eq!(other.manifest.dataset_id, direct.manifest.dataset_id);
+        assert_eq!(other.manifest.shards, direct.manifest.shards);
+        assert_eq!(other.manifest.decisions, direct.manifest.decisions);
+        assert_eq!(other.manifest.counts, direct.manifest.counts);
+    }
+
+    // The same rows in reverse: the first pair of rows is out of order, the pass runs again
+    // with the spools, and the shards and the record are the same files.
+    let (from_reversed, said) = run(
+        &reversed_path,
+        "reversed",
+        2048,
+        cg_build::ShardWrites::Auto,
+    );
+    assert_eq!(
+        direct_said(&said),
+        [
+            "shards written while deciding: 1",
+            "shards written while deciding: 0"
+        ]
+    );
+    assert!(said.contains(&again));
+    assert_eq!(from_reversed.manifest.shards, direct.manifest.shards);
+    assert_eq!(from_reversed.manifest.decisions, direct.manifest.decisions);
+    assert_eq!(from_reversed.manifest.counts, direct.manifest.counts);
+    // Nothing of the abandoned attempt is left: only finished shards, no partial files.
+    let names: Vec<String> = std::fs::read_dir(from_reversed.dir.join("shards"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(".parquet")),
+        "only finished shards: {names:?}"
+    );
+    verify_with_key(&direct);
+    verify_with_key(&from_reversed);
 }

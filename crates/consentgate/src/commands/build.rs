@@ -127,6 +127,11 @@ pub struct BuildArgs {
     /// cancelled and nothing published). The dataset is the same either way.
     #[arg(long, default_value = "datafusion", value_name = "ENGINE", value_parser = engine)]
     pub engine: cg_build::Engine,
+    /// How the shards are written: `auto` (into their files while the pass decides when the
+    /// content is in `content_id` order, checked row by row, else through sorted spools) or
+    /// `spool` (always through the spools). The dataset is the same either way.
+    #[arg(long, value_name = "HOW", default_value = "auto", value_parser = shard_writes)]
+    pub shard_writes: cg_build::ShardWrites,
 }
 
 /// Parses `--memory-mb`: 64 MiB to 1 TiB.
@@ -153,6 +158,11 @@ pub fn license(s: &str) -> Result<String, String> {
 /// Parses `--key-scheme`.
 pub fn key_scheme(s: &str) -> Result<cg_build::KeyScheme, String> {
     cg_build::KeyScheme::parse(s).ok_or_else(|| "expected `roster` or `vrf`".into())
+}
+
+/// Parses `--shard-writes`.
+pub fn shard_writes(s: &str) -> Result<cg_build::ShardWrites, String> {
+    cg_build::ShardWrites::parse(s).ok_or_else(|| "expected `auto` or `spool`".into())
 }
 
 fn engine(s: &str) -> Result<cg_build::Engine, String> {
@@ -194,6 +204,7 @@ pub fn run(a: BuildArgs, printer: Printer) -> anyhow::Result<()> {
         license: a.license,
         memory_mb: a.memory_mb,
         staging: a.staging,
+        shard_writes: a.shard_writes,
     };
     let (dir, manifest, secs) = run_build(cfg, printer)?;
     log_dataset(&dir, &log_url, &key, printer)?;
@@ -461,6 +472,7 @@ pub fn demo(a: DemoArgs, printer: Printer) -> anyhow::Result<()> {
             license: None,
             memory_mb: cg_build::DEFAULT_MEMORY_MB,
             staging: None,
+            shard_writes: Default::default(),
         };
         let (dir, manifest, secs) = run_build(cfg, printer)?;
         log_dataset(&dir, &store_url, &key, printer)?;

@@ -447,6 +447,7 @@ pub fn rebuild(a: RebuildArgs, printer: Printer) -> anyhow::Result<()> {
         license: a.license.clone().or_else(|| manifest.license.clone()),
         memory_mb: a.memory_mb,
         staging: None,
+        shard_writes: Default::default(),
     };
     printer.status(
         "Rebuilding",
