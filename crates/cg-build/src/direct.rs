@@ -24,7 +24,12 @@
 //! Memory: the rows of finished streams wait for the stream before them. They count against
 //! the spools' budget as reserved bytes, and a thread over the budget waits for the writer
 //! before it takes a new stream (the thread with the stream in the way never waits, so the
-//! wait ends; every wait is bounded and gives up when the pass stops).
+//! wait ends; every wait is bounded and gives up when the pass stops). Every shard's writer is
+//! open at once, each holding its row group's encoded pages until the group is complete (up
+//! to 256 Ki rows): many shards or long texts could hold more than the budget, and cutting
+//! row groups short would change the shards' bytes. So when the writers hold more than
+//! their limit the pass stops with [`Handover::OverBudget`] and runs again through the
+//! spools, which write one shard per thread at a time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -48,6 +53,8 @@ pub(crate) struct Unsorted;
 pub(crate) enum Handover {
     /// The content is not in id order.
     Unsorted,
+    /// The shard writers hold more than their share of the memory budget.
+    OverBudget,
     /// Writing a shard failed.
     Failed(BuildError),
 }
@@ -177,6 +184,8 @@ pub(crate) struct DirectShards<R> {
     written: Condvar,
     /// The writers; locked only by the thread that is writing (see [`Order::writing`]).
     writers: Mutex<Writers<R>>,
+    /// The most bytes the shard writers may hold in memory together.
+    writers_limit: usize,
 }
 
 /// Which streams are finished and which is next.
@@ -201,14 +210,16 @@ struct Writers<R> {
 }
 
 impl<R: Send> DirectShards<R> {
-    /// Writers for `write` (shard numbers below `shards`) in `dir/shards/`, and the record's
-    /// writer `records` if any; streams are numbered from `first`.
+    /// Writers for `write` (shard numbers below `shards`) in `dir/shards/`, holding at most
+    /// `writers_limit` bytes in memory together, and the record's writer `records` if any;
+    /// streams are numbered from `first`.
     pub(crate) fn create(
         dir: &Path,
         shards: u32,
         write: &[u32],
         first: u64,
         records: Option<SyncSender<ToRecord<R>>>,
+        writers_limit: usize,
     ) -> Result<DirectShards<R>, BuildError> {
         let mut writers: Vec<Option<ShardWriter>> = (0..shards).map(|_| None).collect();
         for &shard in write {
@@ -230,6 +241,7 @@ impl<R: Send> DirectShards<R> {
                 shards: writers,
                 records,
             }),
+            writers_limit,
         })
     }
 
@@ -294,7 +306,7 @@ impl<R: Send> DirectShards<R> {
                 }
             };
             let bytes = rows.bytes;
-            let outcome = writers.write_stream(rows);
+            let outcome = writers.write_stream(rows, self.writers_limit);
             spools.release(bytes);
             self.written.notify_all();
             outcome?;
@@ -365,7 +377,7 @@ fn record_lost() -> BuildError {
 }
 
 impl<R> Writers<R> {
-    fn write_stream(&mut self, rows: StreamRows<R>) -> Result<(), Handover> {
+    fn write_stream(&mut self, rows: StreamRows<R>, limit: usize) -> Result<(), Handover> {
         if let (Some(last), Some(first)) = (self.last, rows.first)
             && first <= last
         {
@@ -392,6 +404,15 @@ impl<R> Writers<R> {
                 .send(ToRecord::Block(rows.records))
                 .map_err(|_| record_lost())?;
         }
+        let held: usize = self
+            .shards
+            .iter()
+            .flatten()
+            .map(ShardWriter::buffered_bytes)
+            .sum();
+        if held > limit {
+            return Err(Handover::OverBudget);
+        }
         Ok(())
     }
 }
@@ -415,6 +436,16 @@ impl ShardWriter {
             pending_rows: 0,
             members: Vec::new(),
         }
+    }
+
+    /// Bytes held in memory: the row group being written and the rows not yet in it.
+    fn buffered_bytes(&self) -> usize {
+        self.out.buffered_bytes()
+            + self
+                .pending
+                .iter()
+                .map(RecordBatch::get_array_memory_size)
+                .sum::<usize>()
     }
 
     fn append(&mut self, rows: RecordBatch) -> Result<(), BuildError> {
@@ -570,7 +601,8 @@ mod tests {
             .collect();
         // The direct writers, streams finished in the order 2, 0, 3, 1.
         let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
-        let direct = DirectShards::create(&direct_dir, 2, &[0, 1], 0, Some(to_record)).unwrap();
+        let direct =
+            DirectShards::create(&direct_dir, 2, &[0, 1], 0, Some(to_record), 1 << 30).unwrap();
         let budget = ShardSpools::new(2, 1 << 30, dir.path().join("spill2"));
         let streams: Vec<&[i64]> = ids.chunks(10_000).collect();
         for index in [2usize, 0, 3, 1] {
@@ -598,7 +630,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("shards")).unwrap();
         let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
-        let direct = DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record)).unwrap();
+        let direct =
+            DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record), 1 << 30).unwrap();
         let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
         assert!(
             direct
@@ -625,10 +658,36 @@ mod tests {
     }
 
     #[test]
+    fn writers_holding_more_than_their_limit_stop_the_direct_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        let ids: Vec<i64> = (1..=20_000).collect();
+        let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
+        // What the writer holds after a first stream of 12 000 rows (a batch of `CHUNK` rows
+        // in its row group, the rest pending).
+        let roomy = DirectShards::<i64>::create(dir.path(), 1, &[0], 0, None, 1 << 30).unwrap();
+        let rows = stream_of(1, &ids[..12_000], |_| 0);
+        assert!(roomy.finish_stream(0, rows, &budget).is_ok());
+        let held: usize = roomy.writers.lock().unwrap().shards[0]
+            .as_ref()
+            .unwrap()
+            .buffered_bytes();
+        assert!(held > 0);
+        // With a limit just above that, the first stream passes and the second does not.
+        let tight = DirectShards::<i64>::create(dir.path(), 1, &[0], 0, None, held + 1).unwrap();
+        let rows = stream_of(1, &ids[..12_000], |_| 0);
+        assert!(tight.finish_stream(0, rows, &budget).is_ok());
+        let rows = stream_of(1, &ids[12_000..], |_| 0);
+        let outcome = tight.finish_stream(1, rows, &budget);
+        assert!(matches!(outcome, Err(Handover::OverBudget)));
+        assert!(tight.take_writers().is_err());
+    }
+
+    #[test]
     fn a_stream_never_handed_over_keeps_the_writers() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("shards")).unwrap();
-        let direct = DirectShards::<i64>::create(dir.path(), 1, &[0], 0, None).unwrap();
+        let direct = DirectShards::<i64>::create(dir.path(), 1, &[0], 0, None, 1 << 30).unwrap();
         let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
         // Stream 0 never arrives: stream 1 waits for it, so the pass cannot end here.
         assert!(

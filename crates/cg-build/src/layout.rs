@@ -166,6 +166,11 @@ impl ShardOut {
         self.writer.rows()
     }
 
+    /// Bytes held in memory for the row group being written.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.writer.buffered_bytes()
+    }
+
     /// Closes the file (fsynced, renamed into place) and returns its path and digest (hex),
     /// the digest computed as the file was written.
     pub(crate) fn finish(self) -> Result<(PathBuf, String), BuildError> {

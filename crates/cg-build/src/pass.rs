@@ -406,9 +406,13 @@ enum Halt {
     MissingId,
     /// Another partition failed.
     Cancelled,
-    /// Shards written while deciding met content out of `content_id` order.
-    Unsorted,
+    /// Shards written while deciding cannot go on (the reason): the pass must run again
+    /// through the spools.
+    Respool(&'static str),
 }
+
+/// Why a pass writing shards while deciding runs again through the spools.
+const NOT_IN_ORDER: &str = "content not in content_id order";
 
 impl From<BuildError> for Halt {
     fn from(e: BuildError) -> Halt {
@@ -419,7 +423,8 @@ impl From<BuildError> for Halt {
 impl From<Handover> for Halt {
     fn from(h: Handover) -> Halt {
         match h {
-            Handover::Unsorted => Halt::Unsorted,
+            Handover::Unsorted => Halt::Respool(NOT_IN_ORDER),
+            Handover::OverBudget => Halt::Respool("shard writers over the memory budget"),
             Handover::Failed(e) => Halt::Failed(e),
         }
     }
@@ -533,18 +538,19 @@ pub(crate) fn run_pass(
         match embedded_pass(
             cfg, gate, shard_key, &spec, progress, &runtime, streams, threads, direct,
         )? {
-            Some(out) => return Ok(out),
-            None => {
+            Ok(out) => return Ok(out),
+            Err(Respool(why)) => {
                 direct = false;
-                progress.stage("decide again (content not in content_id order)", None);
+                progress.stage(&format!("decide again ({why})"), None);
             }
         }
     }
 }
 
 /// The embedded engine's pass over the plan's `streams`; `direct`: shards written as streams
-/// finish in order ([`crate::direct`]) instead of spooled. `None`: the content was not in
-/// `content_id` order for `direct`, and nothing the pass wrote may be kept.
+/// finish in order ([`crate::direct`]) instead of spooled. [`Respool`]: they could not be
+/// (content out of order, writers over their memory limit), and nothing the pass wrote may
+/// be kept.
 #[allow(clippy::too_many_arguments)]
 fn embedded_pass(
     cfg: &BuildConfig,
@@ -556,7 +562,7 @@ fn embedded_pass(
     streams: Vec<SendableRecordBatchStream>,
     threads: usize,
     direct: bool,
-) -> Result<Option<PassOut>, BuildError> {
+) -> Result<Result<PassOut, Respool>, BuildError> {
     // Narrow records and shard rows: half the memory budget together; the rest is the engine's
     // batches in flight and the writers' buffers.
     let budget = (cfg.memory_mb.max(1) << 20) / 2;
@@ -572,7 +578,16 @@ fn embedded_pass(
     // own fed each stream's records in order.
     let (direct_shards, from_streams) = if direct && spools.is_some() {
         let (to_record, from_streams) = std::sync::mpsc::sync_channel::<ToRecord<Decided>>(2);
-        let shards = DirectShards::create(spec.dir, cfg.shards, &spec.shards, 0, Some(to_record))?;
+        // The writers' row groups may hold as much as the spools would (at least 64 MiB).
+        let writers_limit = budget.max(64 << 20);
+        let shards = DirectShards::create(
+            spec.dir,
+            cfg.shards,
+            &spec.shards,
+            0,
+            Some(to_record),
+            writers_limit,
+        )?;
         (Some(shards), Some(from_streams))
     } else {
         (None, None)
@@ -636,14 +651,14 @@ fn embedded_pass(
     );
     let mut runs = Vec::with_capacity(results.len());
     let mut missing_id = false;
-    let mut unsorted = false;
+    let mut respool = None;
     let mut failure = None;
     for r in results {
         match r {
             Ok(run) => runs.push(run),
             Err(Halt::Failed(e)) => failure = failure.or(Some(e)),
             Err(Halt::MissingId) => missing_id = true,
-            Err(Halt::Unsorted) => unsorted = true,
+            Err(Halt::Respool(why)) => respool = respool.or(Some(why)),
             Err(Halt::Cancelled) => {}
         }
     }
@@ -668,10 +683,10 @@ fn embedded_pass(
     if missing_id {
         return Err(missing_content_id(cfg, runtime));
     }
-    if unsorted {
+    if let Some(why) = respool {
         // Nothing this pass wrote is kept (the record's writer is stopped and joined as it
         // goes out of scope, before a second pass writes the same files).
-        return Ok(None);
+        return Ok(Err(Respool(why)));
     }
     // Every stream was handed over and written in order (else the pass ends here).
     let direct_writers = match &direct_shards {
@@ -813,8 +828,11 @@ fn embedded_pass(
         out.member_keys.extend(w.keys);
     }
     tally(&mut out, record.counts, gate);
-    Ok(Some(out))
+    Ok(Ok(out))
 }
+
+/// Why a pass that wrote shards while deciding must run again through the spools.
+struct Respool(&'static str);
 
 /// The decision record's writer while shards are written as the pass decides: a thread fed
 /// each stream's records in order ([`crate::direct::Handed`]). Stopped (its channel closed
@@ -1592,7 +1610,7 @@ pub(crate) async fn sink_partition(
     let records = match consume(&shared, &StreamQueue::one(stream, partition)).await {
         Ok(records) => records,
         Err(Halt::Failed(e)) => return Err(e),
-        Err(Halt::MissingId | Halt::Cancelled | Halt::Unsorted) => {
+        Err(Halt::MissingId | Halt::Cancelled | Halt::Respool(_)) => {
             return Err(BuildError::Engine(
                 "a shard sink's task stopped without an error".into(),
             ));
@@ -1865,7 +1883,7 @@ fn take_batch(
         if let Some(stream) = part.stream.as_mut()
             && content_id.is_none_or(|id| stream.see(id).is_err())
         {
-            return Err(Halt::Unsorted);
+            return Err(Halt::Respool(NOT_IN_ORDER));
         }
         let member = members.is_valid(i).then(|| members.value(i));
         let mut code = outcomes.value(i);

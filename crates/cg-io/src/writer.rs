@@ -229,6 +229,16 @@ impl TableWriter {
         self.rows
     }
 
+    /// Bytes the writer holds in memory for the row group it is writing (Parquet keeps a row
+    /// group's encoded pages until the group is complete; 0 for CSV and JSON Lines, and for
+    /// a Parquet file whose columns are encoded on threads).
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.sink {
+            Some(Sink::Parquet(w)) => w.memory_size(),
+            _ => 0,
+        }
+    }
+
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
         let path = &self.path;
