@@ -7,8 +7,8 @@
 //! thread finishes the lowest stream not yet written writes it, and every later stream already
 //! finished, into the shards' writers ([`DirectShards`]) while the other threads go on
 //! deciding. Each writer takes fixed batches of [`CHUNK`] rows, so a shard's bytes are the
-//! same as those the spools write ([`crate::spool`]) — no spilled runs, no merge, one copy of
-//! the text fewer.
+//! same as those the spools write ([`crate::spool`]), without their sorting, spilled runs
+//! and merges.
 //!
 //! The narrow decision records go the same way: each stream's records, in stream order, to
 //! the thread writing `decisions.parquet` ([`ToRecord`], [`Handed`]), which so runs while the
@@ -16,10 +16,11 @@
 //!
 //! The order is checked, never assumed: a stream's ids must rise strictly (checked row by
 //! row, excluded rows too, so a repeated id is caught) and each stream's first id must be
-//! above the last id of the stream before it (checked as it is written). Anything else stops
-//! the pass with [`Unsorted`]; the pass then runs again with the spools, and nothing written
-//! here is kept (a shard writer's partial file is created anew by the spools' writer, and the
-//! dataset's temporary directory is never published without it).
+//! above the last id of the stream before it (checked as it is written), and no row may lack
+//! an id (the record lists those first). Anything else stops the pass with [`Unsorted`]; the
+//! pass then runs again with the spools, and nothing written here is kept (a shard writer's
+//! partial file is created anew by the spools' writer, and the dataset's temporary directory
+//! is never published without it).
 //!
 //! Memory: the rows of finished streams wait for the stream before them. They count against
 //! the spools' budget as reserved bytes, and a thread over the budget waits for the writer
@@ -50,11 +51,14 @@ use crate::spool::{ShardSpools, WrittenShard, spool_schema};
 pub(crate) struct Unsorted;
 
 /// Why handing a stream over failed.
+#[derive(Debug)]
 pub(crate) enum Handover {
     /// The content is not in id order.
     Unsorted,
     /// The shard writers hold more than their share of the memory budget.
     OverBudget,
+    /// The record's writer stopped (its own error says why).
+    RecordLost,
     /// Writing a shard failed.
     Failed(BuildError),
 }
@@ -338,20 +342,22 @@ impl<R: Send> DirectShards<R> {
 
     /// Once every stream is handed over: tells the record's writer the record is complete and
     /// returns the shards' writers, to be finished, by shard.
-    pub(crate) fn take_writers(&self) -> Result<Vec<(u32, ShardWriter)>, BuildError> {
+    pub(crate) fn take_writers(&self) -> Result<Vec<(u32, ShardWriter)>, Handover> {
         let order = self.order()?;
         if order.halted || order.writing || !order.finished.is_empty() {
-            return Err(BuildError::Engine(format!(
+            return Err(Handover::Failed(BuildError::Engine(format!(
                 "the pass ended with {} streams not written",
                 order.finished.len()
-            )));
+            ))));
         }
         let mut writers = self
             .writers
             .lock()
             .map_err(|_| BuildError::Engine("the direct writers were poisoned".into()))?;
         if let Some(records) = writers.records.take() {
-            records.send(ToRecord::End).map_err(|_| record_lost())?;
+            records
+                .send(ToRecord::End)
+                .map_err(|_| Handover::RecordLost)?;
         }
         Ok(std::mem::take(&mut writers.shards)
             .into_iter()
@@ -370,10 +376,6 @@ impl<R: Send> DirectShards<R> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         writers.records = None;
     }
-}
-
-fn record_lost() -> BuildError {
-    BuildError::Engine("the decision record's writer stopped".into())
 }
 
 impl<R> Writers<R> {
@@ -402,7 +404,7 @@ impl<R> Writers<R> {
         if let Some(records) = &self.records {
             records
                 .send(ToRecord::Block(rows.records))
-                .map_err(|_| record_lost())?;
+                .map_err(|_| Handover::RecordLost)?;
         }
         let held: usize = self
             .shards
@@ -681,6 +683,21 @@ mod tests {
         let outcome = tight.finish_stream(1, rows, &budget);
         assert!(matches!(outcome, Err(Handover::OverBudget)));
         assert!(tight.take_writers().is_err());
+    }
+
+    #[test]
+    fn a_record_writer_that_stopped_is_told_apart_from_other_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
+        let direct =
+            DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record), 1 << 30).unwrap();
+        let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
+        // The record's writer is gone (it failed on its own): the pass is told so, and stops.
+        drop(from_streams);
+        let outcome = direct.finish_stream(0, stream_of(1, &[1, 2, 3], |_| 0), &budget);
+        assert!(matches!(outcome, Err(Handover::RecordLost)), "{outcome:?}");
+        assert!(direct.take_writers().is_err());
     }
 
     #[test]

@@ -409,6 +409,8 @@ enum Halt {
     /// Shards written while deciding cannot go on (the reason): the pass must run again
     /// through the spools.
     Respool(&'static str),
+    /// The thread writing the record while the pass decides stopped (its error says why).
+    RecordLost,
 }
 
 /// Why a pass writing shards while deciding runs again through the spools.
@@ -425,6 +427,7 @@ impl From<Handover> for Halt {
         match h {
             Handover::Unsorted => Halt::Respool(NOT_IN_ORDER),
             Handover::OverBudget => Halt::Respool("shard writers over the memory budget"),
+            Handover::RecordLost => Halt::RecordLost,
             Handover::Failed(e) => Halt::Failed(e),
         }
     }
@@ -592,7 +595,7 @@ fn embedded_pass(
     } else {
         (None, None)
     };
-    let record_thread = match (&direct_shards, from_streams) {
+    let mut record_thread = match (&direct_shards, from_streams) {
         (Some(direct), Some(from_streams)) => {
             Some(RecordThread::start(direct, from_streams, spec)?)
         }
@@ -652,6 +655,7 @@ fn embedded_pass(
     let mut runs = Vec::with_capacity(results.len());
     let mut missing_id = false;
     let mut respool = None;
+    let mut record_lost = false;
     let mut failure = None;
     for r in results {
         match r {
@@ -659,8 +663,12 @@ fn embedded_pass(
             Err(Halt::Failed(e)) => failure = failure.or(Some(e)),
             Err(Halt::MissingId) => missing_id = true,
             Err(Halt::Respool(why)) => respool = respool.or(Some(why)),
+            Err(Halt::RecordLost) => record_lost = true,
             Err(Halt::Cancelled) => {}
         }
+    }
+    if record_lost && failure.is_none() {
+        return Err(record_failure(record_thread.take()));
     }
     if let Some(e) = failure {
         // A row the gate could not decide is named by its row number too (a second, narrow
@@ -690,7 +698,11 @@ fn embedded_pass(
     }
     // Every stream was handed over and written in order (else the pass ends here).
     let direct_writers = match &direct_shards {
-        Some(d) => Some(std::sync::Mutex::new(d.take_writers()?)),
+        Some(d) => match d.take_writers() {
+            Ok(writers) => Some(std::sync::Mutex::new(writers)),
+            Err(Handover::Failed(e)) => return Err(e),
+            Err(_) => return Err(record_failure(record_thread.take())),
+        },
         None => None,
     };
 
@@ -833,6 +845,15 @@ fn embedded_pass(
 
 /// Why a pass that wrote shards while deciding must run again through the spools.
 struct Respool(&'static str);
+
+/// The error of a record writer that stopped while the pass handed it streams: the cause
+/// (a full disk, say), not the closed channel the pass saw.
+fn record_failure(thread: Option<RecordThread<'_>>) -> BuildError {
+    match thread.map(RecordThread::join) {
+        Some(Err(e)) => e,
+        _ => BuildError::Engine("the decision record's writer stopped without an error".into()),
+    }
+}
 
 /// The decision record's writer while shards are written as the pass decides: a thread fed
 /// each stream's records in order ([`crate::direct::Handed`]). Stopped (its channel closed
@@ -1610,7 +1631,7 @@ pub(crate) async fn sink_partition(
     let records = match consume(&shared, &StreamQueue::one(stream, partition)).await {
         Ok(records) => records,
         Err(Halt::Failed(e)) => return Err(e),
-        Err(Halt::MissingId | Halt::Cancelled | Halt::Respool(_)) => {
+        Err(Halt::MissingId | Halt::Cancelled | Halt::Respool(_) | Halt::RecordLost) => {
             return Err(BuildError::Engine(
                 "a shard sink's task stopped without an error".into(),
             ));
