@@ -340,13 +340,15 @@ impl<R: Send> DirectShards<R> {
         Ok(())
     }
 
-    /// Once every stream is handed over: tells the record's writer the record is complete and
-    /// returns the shards' writers, to be finished, by shard.
-    pub(crate) fn take_writers(&self) -> Result<Vec<(u32, ShardWriter)>, Handover> {
+    /// Once every stream is handed over (`end`: the number after the last stream's): tells
+    /// the record's writer the record is complete and returns the shards' writers, to be
+    /// finished, by shard.
+    pub(crate) fn take_writers(&self, end: u64) -> Result<Vec<(u32, ShardWriter)>, Handover> {
         let order = self.order()?;
-        if order.halted || order.writing || !order.finished.is_empty() {
+        if order.halted || order.writing || !order.finished.is_empty() || order.next != end {
             return Err(Handover::Failed(BuildError::Engine(format!(
-                "the pass ended with {} streams not written",
+                "the pass ended with streams up to {} of {end} written and {} waiting",
+                order.next,
                 order.finished.len()
             ))));
         }
@@ -611,7 +613,9 @@ mod tests {
             let rows = stream_of(2, streams[index], shard_of);
             assert!(direct.finish_stream(index as u64, rows, &budget).is_ok());
         }
-        let writers = direct.take_writers().unwrap();
+        // Streams 0..4 were handed over; a pass that had a fifth is not complete.
+        assert!(direct.take_writers(5).is_err());
+        let writers = direct.take_writers(4).unwrap();
         // Every record, in id order, and the end of the record.
         let handed: Vec<i64> = Handed::new(from_streams).map(Result::unwrap).collect();
         assert_eq!(handed, ids);
@@ -649,7 +653,7 @@ mod tests {
                 .finish_stream(2, stream_of(1, &[50], |_| 0), &budget)
                 .is_ok()
         );
-        assert!(direct.take_writers().is_err());
+        assert!(direct.take_writers(2).is_err());
         // The pass starts again: the record's writer sees the first stream, then an error
         // instead of an end, so it never finishes its file.
         direct.abandon();
@@ -682,7 +686,7 @@ mod tests {
         let rows = stream_of(1, &ids[12_000..], |_| 0);
         let outcome = tight.finish_stream(1, rows, &budget);
         assert!(matches!(outcome, Err(Handover::OverBudget)));
-        assert!(tight.take_writers().is_err());
+        assert!(tight.take_writers(2).is_err());
     }
 
     #[test]
@@ -697,7 +701,7 @@ mod tests {
         drop(from_streams);
         let outcome = direct.finish_stream(0, stream_of(1, &[1, 2, 3], |_| 0), &budget);
         assert!(matches!(outcome, Err(Handover::RecordLost)), "{outcome:?}");
-        assert!(direct.take_writers().is_err());
+        assert!(direct.take_writers(2).is_err());
     }
 
     #[test]
@@ -712,6 +716,6 @@ mod tests {
                 .finish_stream(1, stream_of(1, &[10], |_| 0), &budget)
                 .is_ok()
         );
-        assert!(direct.take_writers().is_err());
+        assert!(direct.take_writers(2).is_err());
     }
 }

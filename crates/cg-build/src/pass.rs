@@ -698,7 +698,7 @@ fn embedded_pass(
     }
     // Every stream was handed over and written in order (else the pass ends here).
     let direct_writers = match &direct_shards {
-        Some(d) => match d.take_writers() {
+        Some(d) => match d.take_writers(queue.len() as u64) {
             Ok(writers) => Some(std::sync::Mutex::new(writers)),
             Err(Handover::Failed(e)) => return Err(e),
             Err(_) => return Err(record_failure(record_thread.take())),
