@@ -561,6 +561,23 @@ mod tests {
         s
     }
 
+    /// Direct writers of one shard in a new temporary directory, the receiving end of their
+    /// record channel, and a roomy budget.
+    fn one_shard() -> (
+        tempfile::TempDir,
+        DirectShards<i64>,
+        Receiver<ToRecord<i64>>,
+        ShardSpools,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
+        let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
+        let direct =
+            DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record), 1 << 30).unwrap();
+        let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
+        (dir, direct, from_streams, budget)
+    }
+
     fn bytes_of(path: &Path) -> Vec<u8> {
         std::fs::read(path).unwrap()
     }
@@ -633,12 +650,7 @@ mod tests {
 
     #[test]
     fn a_stream_starting_below_the_last_written_id_is_unsorted() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
-        let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
-        let direct =
-            DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record), 1 << 30).unwrap();
-        let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
+        let (_dir, direct, from_streams, budget) = one_shard();
         assert!(
             direct
                 .finish_stream(0, stream_of(1, &[10, 20, 30], |_| 0), &budget)
@@ -691,12 +703,7 @@ mod tests {
 
     #[test]
     fn a_record_writer_that_stopped_is_told_apart_from_other_failures() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("shards")).unwrap();
-        let (to_record, from_streams) = std::sync::mpsc::sync_channel(8);
-        let direct =
-            DirectShards::create(dir.path(), 1, &[0], 0, Some(to_record), 1 << 30).unwrap();
-        let budget = ShardSpools::new(1, 1 << 30, dir.path().join("spill"));
+        let (_dir, direct, from_streams, budget) = one_shard();
         // The record's writer is gone (it failed on its own): the pass is told so, and stops.
         drop(from_streams);
         let outcome = direct.finish_stream(0, stream_of(1, &[1, 2, 3], |_| 0), &budget);
