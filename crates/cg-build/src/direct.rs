@@ -17,7 +17,7 @@
 //! The order is checked, never assumed: a stream's ids must rise strictly (checked row by
 //! row, excluded rows too, so a repeated id is caught) and each stream's first id must be
 //! above the last id of the stream before it (checked as it is written), and no row may lack
-//! an id (the record lists those first). Anything else stops the pass with [`Unsorted`]; the
+//! an id (the record lists those first). Anything else stops the pass ([`Handover::Unsorted`]); the
 //! pass then runs again with the spools, and nothing written here is kept (a shard writer's
 //! partial file is created anew by the spools' writer, and the dataset's temporary directory
 //! is never published without it).
@@ -45,10 +45,6 @@ use arrow::datatypes::Int64Type;
 use crate::BuildError;
 use crate::layout::{CHUNK, ShardOut};
 use crate::spool::{ShardSpools, WrittenShard, spool_schema};
-
-/// Content out of `content_id` order (or an id repeated): the pass must use the spools.
-#[derive(Debug)]
-pub(crate) struct Unsorted;
 
 /// Why handing a stream over failed.
 #[derive(Debug)]
@@ -158,26 +154,28 @@ impl<R> StreamRows<R> {
         self.bytes += std::mem::size_of::<R>();
     }
 
-    /// Notes the next row's content id: an id not above the one before is out of order.
+    /// Notes the next row's content id; `false` (and nothing noted) when it is not above the
+    /// one before: the content is out of order, or the id repeats.
     #[inline]
-    pub(crate) fn see(&mut self, id: i64) -> Result<(), Unsorted> {
+    #[must_use]
+    pub(crate) fn see(&mut self, id: i64) -> bool {
         if self.last.is_some_and(|last| id <= last) {
-            return Err(Unsorted);
+            return false;
         }
         self.first.get_or_insert(id);
         self.last = Some(id);
-        Ok(())
+        true
     }
 
-    /// Adds kept rows (in [`spool_schema`]) of `shard`, in id order; returns their bytes.
-    pub(crate) fn push(&mut self, shard: u32, rows: RecordBatch) -> Result<usize, BuildError> {
+    /// Adds kept rows (in [`spool_schema`]) of `shard`, in id order.
+    pub(crate) fn push(&mut self, shard: u32, rows: RecordBatch) -> Result<(), BuildError> {
         let bytes = rows.get_array_memory_size();
         self.shards
             .get_mut(shard as usize)
             .ok_or_else(|| BuildError::Engine(format!("no shard {shard} in a stream's rows")))?
             .push(rows);
         self.bytes += bytes;
-        Ok(bytes)
+        Ok(())
     }
 }
 
@@ -546,7 +544,7 @@ mod tests {
     fn stream_of(shards: u32, ids: &[i64], shard: impl Fn(i64) -> u32) -> StreamRows<i64> {
         let mut s = StreamRows::new(shards);
         for &id in ids {
-            s.see(id).unwrap();
+            assert!(s.see(id));
             s.record(id);
         }
         // Several small batches per shard, as a stream's batches give them.
@@ -585,10 +583,10 @@ mod tests {
     #[test]
     fn a_stream_sees_ids_rise_strictly() {
         let mut s = StreamRows::<()>::new(1);
-        s.see(3).unwrap();
-        s.see(7).unwrap();
-        assert!(s.see(7).is_err(), "a repeated id is out of order");
-        assert!(s.see(5).is_err());
+        assert!(s.see(3));
+        assert!(s.see(7));
+        assert!(!s.see(7), "a repeated id is out of order");
+        assert!(!s.see(5));
     }
 
     #[test]

@@ -710,18 +710,13 @@ fn embedded_pass(
     // shards are written (they are left out); without, a repeated id fails the build, which
     // the record's own merge finds (`Record::first_repeated`) — no separate pass over every
     // record first.
-    let later_copies = if cfg.quarantine {
+    // (Shards written while deciding saw every id rise strictly: none repeats, and their
+    // records went to the record's writer, not to `runs`.)
+    let later_copies = if cfg.quarantine && direct_writers.is_none() {
         find_duplicates(cfg, &runs, runtime)?
     } else {
         FxHashSet::default()
     };
-    // Shards written while deciding saw every id rise strictly, so no id repeats: a copy
-    // found now means the check failed, and the build must not publish those shards.
-    if direct_writers.is_some() && !later_copies.is_empty() {
-        return Err(BuildError::Engine(
-            "a repeated content id reached shards written in id order".into(),
-        ));
-    }
 
     // 3. The record and the shards, at once.
     progress.stage("write", None);
@@ -803,6 +798,15 @@ fn embedded_pass(
         && let Some(id) = record.first_repeated
     {
         return Err(duplicate_content_id(cfg, runtime, id));
+    }
+    // Shards written while deciding rest on no id repeating (checked row by row): the record
+    // checks it again, and a copy there fails the build rather than publish those shards.
+    if direct_writers.is_some()
+        && let Some(id) = record.first_repeated
+    {
+        return Err(BuildError::Engine(format!(
+            "content id {id} repeats in a pass that wrote its shards in id order"
+        )));
     }
     let mut written = written?;
     written.sort_by_key(|w: &ShardWritten| w.shard);
@@ -1902,7 +1906,7 @@ fn take_batch(
         // (excluded rows too, so that no id repeats), and no row without one (the record
         // lists those first).
         if let Some(stream) = part.stream.as_mut()
-            && content_id.is_none_or(|id| stream.see(id).is_err())
+            && !content_id.is_some_and(|id| stream.see(id))
         {
             return Err(Halt::Respool(NOT_IN_ORDER));
         }
@@ -2047,9 +2051,7 @@ fn take_batch(
             source,
         })?;
         match part.stream.as_mut() {
-            Some(stream) => {
-                stream.push(shard as u32, rows)?;
-            }
+            Some(stream) => stream.push(shard as u32, rows)?,
             None => spools.push(shard as u32, rows)?,
         }
     }
