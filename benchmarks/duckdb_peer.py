@@ -1,8 +1,22 @@
 """The peer: the same gate in DuckDB SQL, as a team without consentgate would write it.
 
 Usage: duckdb_peer.py CORPUS_DIR AS_OF OUT.parquet  -> prints "seconds text_mb kept_rows".
-Simplifications (in the peer's favour): country codes are not normalised beyond upper/trim,
-residence history, notices and GPC are ignored, and redaction is a regexp_replace chain.
+
+The gate follows the bundled timeline (DOMAIN.md): the regime in force at AS_OF decides which
+regions are suspended (li-2024-pre: EU, EEA, CH; li-2024-09: also UK, CA, HK; li-2025-11: none,
+everyone opt-out). A member's country at the item's creation and at AS_OF comes from the
+residence history, else from the members row; both must be known and neither suspended. (The
+history is one list of moves per member, joined by member id: an ASOF join sorted every content
+row with its text and took ~6 s more and 5 GiB at 10 M rows.) Opt-out is the latest choice for the purpose at AS_OF (a GPC signal counts as an
+objection until an explicit choice follows it), erasure or a closed account excludes, both ages
+(at creation and at AS_OF) must be at least 18 in full years, and only the included kinds pass.
+
+Simplifications (in the peer's favour): country codes are upper-cased and trimmed and a few
+aliases mapped, but not checked against ISO 3166 (any two letters but the groups and
+placeholders count as known); notices, notice versions and consent for other purposes are
+ignored (the default config needs none of them); mentions of excluded members are not
+scrubbed; and redaction is a regexp_replace chain. benchmarks/run.sh counts where the two
+tools' kept rows differ, so the comparison says how close the peer came.
 """
 import sys
 import time
@@ -12,37 +26,99 @@ import duckdb
 corpus, as_of, out = sys.argv[1:4]
 con = duckdb.connect()
 con.execute("PRAGMA threads=2")
-suspended = "'AT','BE','BG','CY','CZ','DE','DK','EE','ES','FI','FR','GR','HR','HU','IE','IT','LT','LU','LV','MT','NL','PL','PT','RO','SE','SI','SK','IS','LI','NO','CH','GB','UK','CA','HK'"
+con.execute("SET TimeZone = 'UTC'")
+
+EU = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+EEA = EU + "IS LI NO".split()
+# The regimes of the bundled timeline, newest first: (first day, suspended countries).
+REGIMES = [
+    ("2025-11-03", []),
+    ("2024-09-18", EEA + ["CH", "GB", "CA", "HK"]),
+    ("0001-01-01", EEA + ["CH"]),
+]
+suspended = next(codes for start, codes in REGIMES if as_of[:10] >= start)
+# An empty list still has to be valid SQL (and NOT IN (NULL) would drop every row).
+suspended_sql = ", ".join(f"'{c}'" for c in suspended) or "'-'"
+consent_columns = {r[0] for r in con.execute(
+    f"DESCRIBE SELECT * FROM read_parquet('{corpus}/consent.parquet')").fetchall()}
+gpc_grant = "source = 'gpc' AND granted" if "source" in consent_columns else "false"
+gpc_signal = "source = 'gpc'" if "source" in consent_columns else "false"
+
+# A code as the gate reads it: upper-cased, trimmed, subdivision dropped, aliases and the EU's
+# outermost regions mapped to their country (UK → GB, EL → GR, RE → FR, IC → ES, AX → FI, ...;
+# Gibraltar and the crown dependencies count as UK); NULL for groups, placeholders and anything
+# that is not two letters.
+con.execute("""
+CREATE MACRO head(c) AS split_part(upper(trim(c)), '-', 1);
+CREATE MACRO norm(c) AS (
+  CASE
+    WHEN c IS NULL THEN NULL
+    WHEN head(c) IN ('UK', 'XI', 'GI', 'JE', 'GG', 'IM') THEN 'GB'
+    WHEN head(c) = 'EL' THEN 'GR'
+    WHEN head(c) IN ('GF', 'GP', 'MF', 'MQ', 'RE', 'YT') THEN 'FR'
+    WHEN head(c) IN ('EA', 'IC') THEN 'ES'
+    WHEN head(c) = 'AX' THEN 'FI'
+    WHEN head(c) = 'SJ' THEN 'NO'
+    WHEN regexp_full_match(head(c), '[A-Z]{2}')
+      AND head(c) NOT IN ('EU', 'EZ', 'UN', 'XK', 'XX', 'ZZ', 'AA', 'QM', 'QZ')
+      THEN head(c)
+    ELSE NULL
+  END);
+""")
 text_mb = con.execute(f"SELECT sum(strlen(text)) / 1e6 FROM read_parquet('{corpus}/content.parquet')").fetchone()[0]
 start = time.time()
 con.execute(f"""
 COPY (
-  WITH last AS (
-    SELECT member_id, arg_max(granted, ts) AS granted
+  WITH history AS (
+    SELECT member_id,
+      list(struct_pack(valid_from := valid_from, country := norm(country)) ORDER BY valid_from) AS moves
+    FROM read_parquet('{corpus}/residences.parquet') GROUP BY member_id),
+  at_cutoff AS (
+    SELECT member_id, norm(arg_max_null(country, valid_from)) AS country, true AS moved
+    FROM read_parquet('{corpus}/residences.parquet')
+    WHERE valid_from <= TIMESTAMPTZ '{as_of}' GROUP BY member_id),
+  choice AS (
+    SELECT member_id, arg_max(CASE WHEN {gpc_signal} THEN false ELSE granted END, ts) AS granted
     FROM read_parquet('{corpus}/consent.parquet')
-    WHERE purpose = 'genai_training' AND ts <= TIMESTAMPTZ '{as_of}'
+    WHERE purpose = 'genai_training' AND ts <= TIMESTAMPTZ '{as_of}' AND NOT ({gpc_grant})
     GROUP BY member_id),
-  erased AS (SELECT DISTINCT member_id FROM read_parquet('{corpus}/erasures.parquet') WHERE ts <= TIMESTAMPTZ '{as_of}')
-  SELECT c.content_id, c.kind, c.created_at,
-    regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(c.text,
+  erased AS (
+    SELECT DISTINCT member_id FROM read_parquet('{corpus}/erasures.parquet')
+    WHERE ts <= TIMESTAMPTZ '{as_of}'),
+  -- Member-level rules first (a million rows, not ten), then the item-level ones.
+  members AS (
+    SELECT m.member_id, norm(m.country) AS country, m.birth_date, m.closed_at,
+      CASE WHEN a.moved THEN a.country ELSE norm(m.country) END AS country_now
+    FROM read_parquet('{corpus}/members.parquet') m LEFT JOIN at_cutoff a USING (member_id)
+      LEFT JOIN choice l USING (member_id)
+    WHERE m.birth_date IS NOT NULL
+      AND (m.closed_at IS NULL OR m.closed_at > TIMESTAMPTZ '{as_of}')
+      AND m.member_id NOT IN (SELECT member_id FROM erased)
+      AND coalesce(l.granted, true)
+      AND date_sub('year', m.birth_date, CAST(TIMESTAMPTZ '{as_of}' AS DATE)) >= 18),
+  items AS (
+    SELECT c.content_id, c.member_id, c.kind, c.created_at, c.text,
+      CASE WHEN h.moves IS NULL OR h.moves[1].valid_from > c.created_at THEN m.country
+        ELSE list_filter(h.moves, lambda x: x.valid_from <= c.created_at)[-1].country
+      END AS country_then,
+      m.country_now, m.birth_date
+    FROM read_parquet('{corpus}/content.parquet') c
+    JOIN members m USING (member_id)
+    LEFT JOIN history h USING (member_id))
+  SELECT i.content_id, i.kind, i.created_at,
+    regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(i.text,
       '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{{2,}}', '<EMAIL>', 'g'),
       '(https?://|www\\.)[^\\s]+', '<URL>', 'g'),
       '(?:[0-9]{{1,3}}\\.){{3}}[0-9]{{1,3}}', '<IP_ADDRESS>', 'g'),
       '[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,30}}', '<IBAN_CODE>', 'g'),
       '\\+?[0-9][0-9 ().-]{{6,}}[0-9]', '<PHONE>', 'g') AS text
-  FROM read_parquet('{corpus}/content.parquet') c
-  JOIN read_parquet('{corpus}/members.parquet') m USING (member_id)
-  LEFT JOIN last l USING (member_id)
-  WHERE c.created_at <= TIMESTAMPTZ '{as_of}'
-    AND c.kind IN ('post', 'comment', 'article', 'group_message', 'profile')
-    AND m.country IS NOT NULL AND upper(trim(m.country)) NOT IN ({suspended}, 'EU', 'XX', 'ZZ', '', 'N/A')
-    AND m.birth_date IS NOT NULL
-    AND date_diff('year', m.birth_date, CAST(c.created_at AS DATE)) >= 18
-    AND date_diff('year', m.birth_date, DATE '{as_of}') >= 18
-    AND (m.closed_at IS NULL OR m.closed_at > TIMESTAMPTZ '{as_of}')
-    AND member_id NOT IN (SELECT member_id FROM erased)
-    AND coalesce(l.granted, true)
-  ORDER BY c.content_id
+  FROM items i
+  WHERE i.created_at <= TIMESTAMPTZ '{as_of}'
+    AND i.kind IN ('post', 'comment', 'article', 'group_message', 'profile')
+    AND i.country_then IS NOT NULL AND i.country_now IS NOT NULL
+    AND i.country_then NOT IN ({suspended_sql}) AND i.country_now NOT IN ({suspended_sql})
+    AND date_sub('year', i.birth_date, CAST(i.created_at AS DATE)) >= 18
+  ORDER BY i.content_id
 ) TO '{out}' (FORMAT parquet)
 """)
 seconds = time.time() - start

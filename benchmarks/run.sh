@@ -10,8 +10,13 @@
 # `--key-scheme vrf`; DuckDB's SQL does neither.
 #
 # Prints consentgate's build time, rows/s, text MB/s and peak RSS, then DuckDB's time on an
-# equivalent SQL (join, as-of consent, filters, regexp_replace redaction, Parquet write) and the
-# ratio. DuckDB is installed from PyPI into benchmarks/.venv on first use.
+# equivalent SQL (join, as-of residence and consent, filters, regexp_replace redaction, Parquet
+# write) and the ratio, and how far the two tools' kept rows agree (content ids kept by both,
+# by consentgate only, by DuckDB only): a peer that keeps other rows does other work. DuckDB
+# (a pinned version, for figures that compare across runs) is installed from PyPI into
+# benchmarks/.venv on first use.
+#
+# AS_OF=YYYY-MM-DD (2025-12-01 by default) picks the cut-off, hence the regime in force.
 #
 # ROUNDS=N (3 by default) runs both tools N times, taking turns to go first, after flushing
 # the corpus to disk; times are medians (CPU/wall: the median CPU over the median wall; peak
@@ -22,7 +27,7 @@ ROWS="${1:-1000000}"
 MEMBERS="${2:-$((ROWS / 10))}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 WORK="${BENCH_DIR:-/tmp/consentgate-bench-$ROWS-$MEMBERS}"
-AS_OF=2025-12-01
+AS_OF="${AS_OF:-2025-12-01}"
 
 # CG_BIN=path measures a binary built otherwise (other features, another commit) instead.
 if [ -n "${CG_BIN:-}" ]; then
@@ -35,9 +40,12 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 echo "== generating $MEMBERS members, $ROWS content rows"
 "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$WORK/corpus" -q
 
+DUCKDB_VERSION=2.0.1
 if [ ! -x benchmarks/.venv/bin/python ]; then
   python3 -m venv benchmarks/.venv
-  benchmarks/.venv/bin/pip install -q duckdb
+fi
+if ! benchmarks/.venv/bin/python -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
+  benchmarks/.venv/bin/pip install -q "duckdb==$DUCKDB_VERSION"
 fi
 
 # The corpus was just written: flush it before anything is timed, so that neither tool runs
@@ -94,6 +102,25 @@ text_mb, p_rows = peer[0][1], peer[0][2]
 for r in range(rounds):
     print(f"round {r + 1}: consentgate {cg[r][0]:.2f}s ({cg[r][2] / cg[r][0]:.2f} cores, {cg[r][1] / 1024:.0f} MiB), duckdb {peer[r][0]:.2f}s, ratio {cg[r][0] / peer[r][0]:.2f}")
 print(f"consentgate: {rows} rows in {secs:.1f}s = {rows/secs:,.0f} rows/s, {text_mb/secs:.1f} MB/s of text, peak RSS {rss_kb/1024:.0f} MiB, cores used {cpu/secs:.2f} (CPU/wall), kept {kept}")
-print(f"duckdb:      {rows} rows in {p:.1f}s = {rows/p:,.0f} rows/s, kept {p_rows} (simpler rules, regex redaction)")
+print(f"duckdb:      {rows} rows in {p:.1f}s = {rows/p:,.0f} rows/s, kept {p_rows} (regex redaction, no mention scrubbing)")
 print(f"ratio consentgate/duckdb time: {secs/p:.2f} (medians of {rounds} rounds; goal <= 0.33)")
+PY
+
+# Agreement of the last round's outputs: the same gate should keep the same content ids.
+benchmarks/.venv/bin/python - "$WORK" <<'PY'
+import glob, sys
+import duckdb
+work = sys.argv[1]
+decisions = glob.glob(f"{work}/out/*/decisions.parquet")
+if len(decisions) != 1:
+    sys.exit(f"expected one dataset under {work}/out, found {decisions}")
+both, cg_only, peer_only = duckdb.sql(f"""
+  WITH cg AS (SELECT content_id FROM read_parquet('{decisions[0]}')
+              WHERE decision IN ('include', 'include_redacted')),
+       peer AS (SELECT content_id FROM read_parquet('{work}/duckdb.parquet'))
+  SELECT count(*) FILTER (WHERE cg.content_id IS NOT NULL AND peer.content_id IS NOT NULL),
+         count(*) FILTER (WHERE peer.content_id IS NULL),
+         count(*) FILTER (WHERE cg.content_id IS NULL)
+  FROM cg FULL OUTER JOIN peer USING (content_id)""").fetchall()[0]
+print(f"kept rows: {both} by both, {cg_only} by consentgate only, {peer_only} by duckdb only")
 PY
