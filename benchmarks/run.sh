@@ -123,4 +123,8 @@ both, cg_only, peer_only = duckdb.sql(f"""
          count(*) FILTER (WHERE cg.content_id IS NULL)
   FROM cg FULL OUTER JOIN peer USING (content_id)""").fetchall()[0]
 print(f"kept rows: {both} by both, {cg_only} by consentgate only, {peer_only} by duckdb only")
+if cg_only or peer_only:
+    print("warning: the two tools kept different rows, so the ratio compares unequal work "
+          "(other BUILD_ARGS, policy config or corpus than benchmarks/duckdb_peer.py assumes?)",
+          file=sys.stderr)
 PY
