@@ -9,6 +9,9 @@
 #   CG_BIN=/path/to/consentgate benchmarks/distributed.sh ...      # a prebuilt binary
 #   EXECUTOR_KEY=none benchmarks/distributed.sh ...                 # executors without the member
 #                                                                  # key: the client derives them
+#   OUT=s3 benchmarks/distributed.sh ...                           # both builds publish to moto's
+#                                                                  # S3 server on loopback; prints
+#                                                                  # what went through each client
 #
 # Starts `consentgate scheduler` and two `consentgate executor`s on loopback (two task slots
 # each), builds with `--engine datafusion` and with `--engine ballista://…`, prints both times and
@@ -42,13 +45,46 @@ if [ ! -f "$C/content.parquet" ]; then
   echo "== generating $MEMBERS members, $ROWS content rows"
   "$BIN" generate --members "$MEMBERS" --content "$ROWS" --out "$C" -q
 fi
-rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors" "$WORK/member.key"
+rm -rf "$WORK/embedded" "$WORK/ballista" "$WORK/executors" "$WORK/member.key" "$WORK/staging"
 INPUTS=(--members "$C/members.parquet" --content "$C/content.parquet" --consent "$C/consent.parquet"
   --residences "$C/residences.parquet" --notices "$C/notices.parquet" --erasures "$C/erasures.parquet"
   --as-of "$AS_OF" --shards "$SHARDS" --json -q ${BUILD_ARGS:-})
 
+PIDS=()
+MOTO_PID=
+cleanup() {
+  for p in "${PIDS[@]}" $MOTO_PID; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# OUT=s3: both builds publish to a bucket on moto's S3 server (loopback), staging in $WORK; the
+# executors inherit the store's environment (their own credentials, as on a real cluster).
+OUT_EMBEDDED="$WORK/embedded"
+OUT_BALLISTA="$WORK/ballista"
+STAGING=()
+if [ "${OUT:-local}" = s3 ]; then
+  PY=$(scripts/python-venv.sh moto)
+  S3_PORT=$((PORT + 40))
+  "$(dirname "$PY")/moto_server" -H 127.0.0.1 -p "$S3_PORT" > "$WORK/moto.log" 2>&1 &
+  MOTO_PID=$!
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+    AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true
+  for _ in $(seq 1 100); do
+    "$PY" -c "import boto3; boto3.client('s3').create_bucket(Bucket='bench')" 2>/dev/null && break
+    sleep 0.2
+  done
+  mkdir -p "$WORK/staging"
+  OUT_EMBEDDED=s3://bench/embedded
+  OUT_BALLISTA=s3://bench/ballista
+  STAGING=(--staging "$WORK/staging")
+fi
+
 echo "== embedded build"
-/usr/bin/time -f "%e %M" -o "$WORK/embedded.time" "$BIN" build "${INPUTS[@]}" --out "$WORK/embedded" > "$WORK/embedded.json"
+LOUD=()
+for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
+/usr/bin/time -f "%e %M" -o "$WORK/embedded.time" "$BIN" build "${LOUD[@]}" --out "$OUT_EMBEDDED" "${STAGING[@]}" \
+  > "$WORK/embedded.json" 2> "$WORK/embedded.err"
 
 # The embedded build made the log key; the executors get its member key alone (unless
 # EXECUTOR_KEY=none), so they derive the member keys of the shards they write.
@@ -59,9 +95,6 @@ if [ "${EXECUTOR_KEY:-builds}" != none ]; then
 fi
 
 echo "== scheduler and two executors on 127.0.0.1:$PORT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
 "$BIN" scheduler -q --round-robin --bind "127.0.0.1:$PORT" 2> "$WORK/scheduler.log" & PIDS+=($!)
 sleep 1
 for i in 1 2; do
@@ -72,16 +105,39 @@ done
 sleep 2
 
 echo "== distributed build"
-# Not quiet: the build's `Received` line is the client's count of what came from the cluster.
-LOUD=()
-for a in "${INPUTS[@]}"; do [ "$a" = -q ] || LOUD+=("$a"); done
-/usr/bin/time -f "%e %M %U %S" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$WORK/ballista" \
-  --engine "ballista://127.0.0.1:$PORT${ENGINE_QUERY:-}" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
+# Not quiet: the build's `Received` line is the client's count of what came from the cluster,
+# its `Uploaded` line (OUT=s3) what it put on the store and what it copied there.
+/usr/bin/time -f "%e %M %U %S" -o "$WORK/ballista.time" "$BIN" build "${LOUD[@]}" --out "$OUT_BALLISTA" \
+  "${STAGING[@]}" --engine "ballista://127.0.0.1:$PORT${ENGINE_QUERY:-}" > "$WORK/ballista.json" 2> "$WORK/ballista.err"
 RECEIVED=$(grep -o 'Received *[0-9]* bytes' "$WORK/ballista.err" | grep -o '[0-9]*' || echo 0)
 KEYS_REMOTE=$(grep -o '[0-9]* member keys derived by the executors' "$WORK/ballista.err" | grep -o '^[0-9]*' || echo 0)
 # Peak RSS of the executors, from /proc while they are still up.
 # Each executor's peak (KiB, comma-separated).
 EXEC_RSS=$(for p in "${PIDS[@]:1}"; do awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0; done | paste -sd, -)
+
+if [ "${OUT:-local}" = s3 ]; then
+  # Both datasets from the store into $WORK, for the comparison below; and what stayed there
+  # besides them (the attempts' prefix must be gone).
+  "$PY" - "$WORK" <<'PY'
+import json, os, sys, boto3
+work = sys.argv[1]
+s3 = boto3.client("s3")
+keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench")
+        for o in page.get("Contents", [])]
+for name in ("embedded", "ballista"):
+    ds = json.load(open(f"{work}/{name}.json"))["dataset_id"]
+    for k in keys:
+        if k.startswith(f"{name}/{ds}/"):
+            dest = os.path.join(work, k)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            s3.download_file("bench", k, dest)
+stray = [k for k in keys if k.split("/")[1].startswith(".")]
+print(f"objects on the store besides the two datasets: {len(stray)}")
+PY
+  for name in embedded ballista; do
+    echo "$name client: $(grep -o 'Uploaded .*' "$WORK/$name.err" || echo 'no Uploaded line')"
+  done
+fi
 
 python3 - "$WORK" "$ROWS" "$EXEC_RSS" "$RECEIVED" "$MEMBERS" "$SHARDS" "$KEYS_REMOTE" <<'PY'
 import hashlib, json, os, re, sys

@@ -34,6 +34,7 @@ use crate::pass::{
     PassOut, PassSpec, RECORD_BYTES, RECORDS_PREFIX, Records, find_duplicates, tally, write_record,
 };
 use crate::sink::{KEY_RECORD_BYTES, KEYS_PREFIX, Output, SinkItem, scratch_dir, summary_items};
+use crate::store::StoredShard;
 
 /// A distributed pass's job on the cluster.
 pub(crate) struct Job {
@@ -126,10 +127,12 @@ fn finish_unswept(
     });
     let result = items.and_then(|items| {
         let items = one_attempt_per_task(items)?;
-        let written = checked(spec, cfg.shards, &items)?;
+        let (written, stored) = checked(spec, cfg.shards, &items)?;
         let mut runs = Vec::new();
+        let mut run_paths = Vec::new();
         let scratch = scratch_dir(spec.dir);
         for item in items.iter().filter(|i| i.output == Output::Records) {
+            run_paths.push(scratch.join(&item.file));
             runs.push(Records::on_disk(scratch.join(&item.file)));
             progress.advance(item.rows);
         }
@@ -157,16 +160,28 @@ fn finish_unswept(
                 "a distributed pass cannot quarantine repeated content ids".into(),
             ));
         }
+        // The roster is written from the tasks' runs, one task's members at a time, not
+        // collected from the merged record (which would hold every member).
         let record = write_record(
             crate::pass::Merged::new(&runs)?,
             &later_copies,
             spec.decisions.then_some(spec.dir),
             spec.collect,
-            spec.roster,
+            false,
         )?;
-        Ok((written, record, items))
+        let roster = match spec.roster {
+            Some((secret, domain)) => Some(crate::roster_runs::write_roster(
+                &run_paths,
+                &scratch,
+                &spec.dir.join("members.commitment"),
+                secret,
+                domain,
+            )?),
+            None => None,
+        };
+        Ok((written, stored, record, roster, items))
     });
-    let (written, record, items) = result?;
+    let (written, stored, record, roster, items) = result?;
 
     let mut out = PassOut {
         received: crate::publish::Received {
@@ -230,8 +245,10 @@ fn finish_unswept(
             out.received.member_keys = from_executors;
         }
     }
+    out.stored = stored;
     out.kept_members = record.kept_members;
     out.roster = record.roster;
+    out.roster_written = roster;
     out.rows = record.rows;
     out.decisions = record.decisions;
     tally(&mut out, record.counts, gate);
@@ -320,18 +337,24 @@ fn one_attempt_per_task(items: Vec<SinkItem>) -> Result<Vec<SinkItem>, BuildErro
     Ok(kept.into_iter().flat_map(|(_, items)| items).collect())
 }
 
+/// Shards written by a pass's tasks: their manifest entries and distinct members, by shard.
+type WrittenShards = BTreeMap<u32, (FileRef, u64)>;
+
 /// The shards the summaries name (file, members), after checking each file: a shard of this
-/// pass, written by one task only, present with the size the task reported; runs (records,
-/// member keys) whole, by a name of theirs in the scratch directory.
+/// pass, written by one task only, present with the size the task reported (in `shards/`, or
+/// for a build publishing to a store, under its attempt's prefix there: those are also
+/// returned as [`StoredShard`]s); runs (records, member keys) whole, by a name of theirs in the
+/// scratch directory.
 fn checked(
     spec: &PassSpec<'_>,
     shards: u32,
     items: &[SinkItem],
-) -> Result<BTreeMap<u32, (FileRef, u64)>, BuildError> {
+) -> Result<(WrittenShards, Vec<StoredShard>), BuildError> {
     let bad = |what: String| BuildError::Engine(format!("the cluster's output: {what}"));
     let wanted: FxHashSet<u32> = spec.shards.iter().copied().collect();
     let scratch = scratch_dir(spec.dir);
     let mut written = BTreeMap::new();
+    let mut stored = Vec::new();
     for item in items {
         let run = |prefix: &str| {
             let ok = item.file.starts_with(prefix)
@@ -370,14 +393,24 @@ fn checked(
         if !name_ok {
             return Err(bad(format!("unexpected file `{}`", item.file)));
         }
-        let size = std::fs::metadata(&path)
-            .map_err(|e| BuildError::io(&path, e))?
-            .len();
-        if size != item.bytes {
-            return Err(bad(format!(
-                "`{}` holds {size} bytes, its task wrote {}",
-                item.file, item.bytes
-            )));
+        match (item.output, spec.store) {
+            (Output::Shard(shard), Some(prefix)) => stored.push(StoredShard {
+                from: crate::sink::shard_object(prefix, &item.attempt, shard)?,
+                name: item.file.clone(),
+                bytes: item.bytes,
+                sha256: item.sha256.clone(),
+            }),
+            _ => {
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| BuildError::io(&path, e))?
+                    .len();
+                if size != item.bytes {
+                    return Err(bad(format!(
+                        "`{}` holds {size} bytes, its task wrote {}",
+                        item.file, item.bytes
+                    )));
+                }
+            }
         }
         if let Output::Shard(shard) = item.output {
             let file = FileRef {
@@ -392,7 +425,17 @@ fn checked(
             }
         }
     }
-    Ok(written)
+    // The objects on the store, a `HEAD` each: there, with the size their tasks reported.
+    let urls: Vec<_> = stored.iter().map(|s| s.from.clone()).collect();
+    for (shard, size) in stored.iter().zip(crate::store::sizes_of_objects(&urls)?) {
+        if size != shard.bytes {
+            return Err(bad(format!(
+                "`{}` holds {size} bytes, its task wrote {}",
+                shard.from, shard.bytes
+            )));
+        }
+    }
+    Ok((written, stored))
 }
 
 /// Removes the scratch directory (the runs of records and member keys, partial files of
@@ -603,6 +646,73 @@ mod tests {
         assert!(one_attempt_per_task(vec![records("a", 10, &[1]), twice]).is_err());
     }
 
+    /// A text pass writing shards 0 and 1 of two into `dir`.
+    fn text_pass(dir: &Path) -> PassSpec<'_> {
+        PassSpec {
+            text: true,
+            only_shards: None,
+            dir,
+            decisions: true,
+            shards: vec![0, 1],
+            member_keys: None,
+            collect: false,
+            roster: None,
+            store: None,
+        }
+    }
+
+    #[test]
+    fn shards_on_a_store_are_accepted_only_under_their_attempts_name_and_size() {
+        let s3 = cg_test_support::S3Server::start("cg-shards");
+        crate::store::use_test_server(&s3, "cg-shards");
+        let root = cg_test_support::tempdir();
+        let dir = root.path().join(".ds-2.partial-7");
+        let scratch = scratch_dir(&dir);
+        std::fs::create_dir_all(dir.as_path().join("shards")).unwrap();
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(
+            scratch.join("records-00000-a.bin"),
+            [0u8; 10 * RECORD_BYTES],
+        )
+        .unwrap();
+        // Attempt `a` put shard 1 under its own name (100 bytes, as `shard` reports).
+        s3.put("out/.ds-2.attempts-1/a/part-00001.parquet", vec![0u8; 100]);
+        let prefix = crate::store::ObjectUrl::parse("s3://cg-shards/out/.ds-2.attempts-1").unwrap();
+        let spec = PassSpec {
+            store: Some(&prefix),
+            ..text_pass(&dir)
+        };
+        let good = vec![records("a", 10, &[1]), shard("a", 1, "x1")];
+        let (written, stored) = checked(&spec, 2, &good).unwrap();
+        assert_eq!(written.keys().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            stored,
+            [StoredShard {
+                from: prefix.join("a/part-00001.parquet"),
+                name: "shards/part-00001.parquet".into(),
+                bytes: 100,
+                sha256: "x1".into(),
+            }]
+        );
+        // Not in `shards/` on the shared directory: nothing there is looked at.
+        assert_eq!(std::fs::read_dir(dir.join("shards")).unwrap().count(), 0);
+        // Another size, another attempt's name (no object), an attempt name that would leave
+        // the prefix: each refused.
+        for bad in [
+            vec![
+                records("a", 10, &[1]),
+                SinkItem {
+                    bytes: 99,
+                    ..shard("a", 1, "x1")
+                },
+            ],
+            vec![records("b", 10, &[1]), shard("b", 1, "x1")],
+            vec![records("../x", 10, &[1]), shard("../x", 1, "x1")],
+        ] {
+            assert!(checked(&spec, 2, &bad).is_err());
+        }
+    }
+
     #[test]
     fn only_files_as_reported_are_accepted_and_the_rest_is_swept() {
         let root = cg_test_support::tempdir();
@@ -616,19 +726,11 @@ mod tests {
             [0u8; 10 * RECORD_BYTES],
         )
         .unwrap();
-        let spec = PassSpec {
-            text: true,
-            only_shards: None,
-            dir: dir.as_path(),
-            decisions: true,
-            shards: vec![0, 1],
-            member_keys: None,
-            collect: false,
-            roster: false,
-        };
+        let spec = text_pass(&dir);
         let good = vec![records("a", 10, &[1]), shard("a", 1, "x1")];
-        let written = checked(&spec, 2, &good).unwrap();
+        let (written, stored) = checked(&spec, 2, &good).unwrap();
         assert_eq!(written.keys().copied().collect::<Vec<_>>(), [1]);
+        assert!(stored.is_empty());
         // A shard not of this pass, a file of another size, a path outside the directory, a
         // shard twice: each refused.
         for bad in [

@@ -43,10 +43,22 @@ impl KeyScheme {
 /// A built commitment and the number of members in the dataset it commits to.
 #[derive(Clone, Debug)]
 pub struct MemberCommitment {
-    /// The tree.
-    pub tree: DatasetCommitment,
+    /// The tree, or where it was written.
+    tree: Tree,
     /// Members with at least one row in the shards.
     pub members: u64,
+}
+
+/// A commitment held in memory, or one written as a stream ([`crate::roster_runs`]).
+#[derive(Clone, Debug)]
+enum Tree {
+    Held(DatasetCommitment),
+    /// A roster file already written at `path`, with its root and leaf count.
+    WrittenRoster {
+        path: std::path::PathBuf,
+        root: cg_proof::Hash,
+        leaves: u64,
+    },
 }
 
 impl MemberCommitment {
@@ -55,8 +67,64 @@ impl MemberCommitment {
         let tree = Commitment::from_keys(keys).map_err(BuildError::from)?;
         Ok(MemberCommitment {
             members: tree.len() as u64,
-            tree: DatasetCommitment::Intervals(tree),
+            tree: Tree::Held(DatasetCommitment::Intervals(tree)),
         })
+    }
+
+    /// A roster written as a stream to `written.path` ([`crate::roster_runs`]).
+    pub(crate) fn written_roster(written: crate::roster_runs::WrittenRoster) -> Self {
+        MemberCommitment {
+            members: written.included,
+            tree: Tree::WrittenRoster {
+                path: written.path,
+                root: written.root,
+                leaves: written.leaves,
+            },
+        }
+    }
+
+    /// The root.
+    pub fn root(&self) -> cg_proof::Hash {
+        match &self.tree {
+            Tree::Held(t) => t.root(),
+            Tree::WrittenRoster { root, .. } => *root,
+        }
+    }
+
+    /// The key scheme the manifest names.
+    pub fn scheme(&self) -> &'static str {
+        match &self.tree {
+            Tree::Held(t) => t.scheme(),
+            Tree::WrittenRoster { .. } => cg_proof::roster::ROSTER_SCHEME,
+        }
+    }
+
+    /// A roster's leaves (every member of the decision record); 0 for intervals.
+    pub fn roster_leaves(&self) -> u64 {
+        match &self.tree {
+            Tree::Held(DatasetCommitment::Roster(r)) => r.len() as u64,
+            Tree::Held(DatasetCommitment::Intervals(_)) => 0,
+            Tree::WrittenRoster { leaves, .. } => *leaves,
+        }
+    }
+
+    /// Puts the commitment's file at `path`, durably: a held tree is encoded and written; a
+    /// written one must already be there (it was written into the build's directory).
+    pub(crate) fn write_to(&self, path: &Path) -> Result<(), BuildError> {
+        match &self.tree {
+            Tree::Held(t) => {
+                let mut f = std::fs::File::create(path).map_err(|e| BuildError::io(path, e))?;
+                std::io::Write::write_all(&mut f, &t.encode())
+                    .map_err(|e| BuildError::io(path, e))?;
+                f.sync_all().map_err(|e| BuildError::io(path, e))
+            }
+            Tree::WrittenRoster { path: written, .. } if written == path => Ok(()),
+            Tree::WrittenRoster { path: written, .. } => Err(BuildError::Engine(format!(
+                "the member roster was written to `{}`, not `{}`",
+                written.display(),
+                path.display()
+            ))),
+        }
     }
 
     /// The roster of the decision record in `dir` (`decisions.parquet`): every member with a
@@ -85,7 +153,7 @@ impl MemberCommitment {
         let roster = Roster::from_entries(roster_entries(secret, domain, &members)?)
             .map_err(BuildError::from)?;
         Ok(MemberCommitment {
-            tree: DatasetCommitment::Roster(roster),
+            tree: Tree::Held(DatasetCommitment::Roster(roster)),
             members: included,
         })
     }
@@ -101,7 +169,7 @@ pub(crate) fn read_commitment(path: &Path) -> Result<DatasetCommitment, BuildErr
 }
 
 /// The roster entries of `members` (member, included), spread over the available cores.
-fn roster_entries(
+pub(crate) fn roster_entries(
     secret: &MemberKeySecret,
     domain: &str,
     members: &[(i64, bool)],

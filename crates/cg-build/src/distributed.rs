@@ -605,6 +605,7 @@ mod tests {
                 domain: "ds-1".into(),
                 public_key: "ab".repeat(32),
             }),
+            store: Some("s3://bucket/out/.ds-1.attempts-1".into()),
         };
         let gate = Arc::new(crate::spec::GateRef::from_spec(spec()));
         let input = LogicalPlanBuilder::empty(false).build().unwrap();

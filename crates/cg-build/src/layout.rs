@@ -154,6 +154,23 @@ impl ShardOut {
         })
     }
 
+    /// `dir/part-NNNNN.parquet` through a `.partial` file beside it: a shard an executor puts
+    /// on an object store, written in a private directory of its attempt's, not the build's.
+    pub(crate) fn create_private(dir: &Path, i: u32) -> Result<ShardOut, BuildError> {
+        let path = dir.join(format!("part-{i:05}.parquet"));
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        Ok(ShardOut {
+            writer: cg_io::TableWriter::create_through(
+                &path,
+                PathBuf::from(partial),
+                shard_schema(),
+                SHARD_ENCODING,
+            )
+            .map_err(BuildError::from)?,
+        })
+    }
+
     /// Appends rows in the shard's schema.
     pub(crate) fn write(&mut self, rows: &RecordBatch) -> Result<(), BuildError> {
         let rows = RecordBatch::try_new(shard_schema(), rows.columns().to_vec())

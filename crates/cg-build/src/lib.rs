@@ -43,6 +43,7 @@ pub use cg_model::manifest;
 mod pass;
 mod publish;
 mod rebuild;
+mod roster_runs;
 mod run;
 pub mod sink;
 pub mod spec;

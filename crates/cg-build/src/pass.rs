@@ -81,9 +81,17 @@ pub(crate) struct PassSpec<'a> {
     pub member_keys: Option<(&'a MemberKeySecret, &'a str)>,
     /// Keep each row's (shard, fingerprint) by content id.
     pub collect: bool,
-    /// Collect the roster's members (every member of the decision record, and whether a row
-    /// of theirs went to a shard) while the record is written.
-    pub roster: bool,
+    /// Make the member roster (every member of the decision record, and whether a row of
+    /// theirs went to a shard), salted with this secret's salt key in this key domain: an
+    /// embedded pass collects its members while the record is written ([`PassOut::roster`]);
+    /// a distributed pass writes it as a stream from its tasks' runs, `members.commitment` in
+    /// `dir` ([`PassOut::roster_written`], [`crate::roster_runs`]).
+    pub roster: Option<(&'a MemberKeySecret, &'a str)>,
+    /// A distributed build publishing to an object store: the prefix under which the
+    /// executors put the shards they write, one prefix per attempt
+    /// ([`crate::sink::SinkSpec::store`]); the pass then returns them as
+    /// [`PassOut::stored`] instead of files in `dir/shards/`. Ignored by an embedded pass.
+    pub store: Option<&'a crate::store::ObjectUrl>,
 }
 
 /// What a pass saw.
@@ -99,14 +107,19 @@ pub(crate) struct PassOut {
     /// Every member with a kept row, ascending.
     pub kept_members: Vec<i64>,
     /// Every member of the decision record → whether a row of theirs is in a shard (what the
-    /// roster commits to), when asked for ([`PassSpec::roster`]).
+    /// roster commits to), when asked for ([`PassSpec::roster`]) of an embedded pass.
     pub roster: Option<FxHashMap<i64, bool>>,
+    /// The roster a distributed pass wrote as a stream, when asked for.
+    pub roster_written: Option<crate::roster_runs::WrittenRoster>,
     /// content id → (shard, redaction fingerprint), when collected.
     pub rows: FxHashMap<i64, (Option<u32>, i64)>,
     /// `decisions.parquet`, when written.
     pub decisions: Option<FileRef>,
     /// The shards written, by index.
     pub shards: Vec<(u32, FileRef)>,
+    /// Of those, the ones an executor put on the object store ([`PassSpec::store`]), to be
+    /// copied into the dataset there.
+    pub stored: Vec<crate::store::StoredShard>,
     /// The member keys of the written shards' members, when asked for.
     pub member_keys: Vec<MemberKey>,
     /// What the engine's streams delivered.
@@ -731,7 +744,7 @@ fn embedded_pass(
                 &later_copies,
                 spec.decisions.then_some(spec.dir),
                 spec.collect,
-                spec.roster,
+                spec.roster.is_some(),
             ),
         });
         let writers: Vec<_> = match &spools {
@@ -875,7 +888,7 @@ impl<'a> RecordThread<'a> {
         spec: &PassSpec<'_>,
     ) -> Result<RecordThread<'a>, BuildError> {
         let dir = spec.decisions.then(|| spec.dir.to_path_buf());
-        let (collect, roster) = (spec.collect, spec.roster);
+        let (collect, roster) = (spec.collect, spec.roster.is_some());
         let handle = std::thread::Builder::new()
             .name("cg-record".into())
             .spawn(move || {
@@ -1162,6 +1175,7 @@ async fn plan(
                         domain: domain.to_owned(),
                         public_key: cg_proof::hex(&secret.public_key()),
                     }),
+                store: spec.store.map(|prefix| prefix.to_string()),
             };
             let node =
                 crate::sink::ShardSinkNode::new(sink, gate_ref.clone(), decided).map_err(engine)?;
@@ -1683,14 +1697,51 @@ fn write_outputs(
         Some(keys) => crate::sink::executor_member_key(keys)?.map(|s| (s, keys.domain.as_str())),
         None => None,
     };
+    // A build publishing to a store: each shard is written in a private directory of this
+    // attempt's and put under the attempt's own prefix, never into the shared `shards/`.
+    let store = sink
+        .store
+        .as_deref()
+        .map(crate::store::ObjectUrl::parse)
+        .transpose()?;
+    let private = match (&store, spools) {
+        (Some(_), Some(_)) => Some(crate::store::PrivateDir::new(None, "shards")?),
+        _ => None,
+    };
     let mut members: Vec<i64> = Vec::new();
     if let Some(spools) = spools {
         for shard in spools.held() {
-            let out = ShardOut::create_attempt(&sink.dir, &sink.scratch, shard, tag)?;
+            let (out, object) = match (&store, &private) {
+                (Some(prefix), Some(dir)) => (
+                    ShardOut::create_private(dir.path(), shard)?,
+                    Some(crate::sink::shard_object(prefix, tag, shard)?),
+                ),
+                _ => (
+                    ShardOut::create_attempt(&sink.dir, &sink.scratch, shard, tag)?,
+                    None,
+                ),
+            };
             let written = spools.write_shard(shard, out, &FxHashSet::default())?;
-            let bytes = std::fs::metadata(&written.path)
-                .map_err(|e| BuildError::io(&written.path, e))?
-                .len();
+            let bytes = match object {
+                Some(url) => {
+                    // An attempt the client no longer waits for (it removed the scratch
+                    // directory) puts nothing more; one racing past this check puts an object
+                    // under its own attempt's name, which no manifest lists.
+                    if !sink.scratch.is_dir() {
+                        return Err(BuildError::Engine(format!(
+                            "the build's scratch directory `{}` is gone: its client no longer waits for this task",
+                            sink.scratch.display()
+                        )));
+                    }
+                    let bytes = crate::store::put_checked(&written.path, &url, &written.sha256)?;
+                    std::fs::remove_file(&written.path)
+                        .map_err(|e| BuildError::io(&written.path, e))?;
+                    bytes
+                }
+                None => std::fs::metadata(&written.path)
+                    .map_err(|e| BuildError::io(&written.path, e))?
+                    .len(),
+            };
             if secret.is_some() {
                 members.extend_from_slice(&written.members);
             }
@@ -2132,10 +2183,8 @@ pub(crate) fn write_record(
             previous_id = Some(id);
         }
         let erased = d.flags & ERASED != 0;
-        if let (Some((tx, _)), false, Some(_), Some(member)) =
-            (&roster_thread, erased, d.id(), d.member())
-        {
-            roster_chunk.push((member, shard.is_some()));
+        if let (Some((tx, _)), Some(member)) = (&roster_thread, roster_member(&d)) {
+            roster_chunk.push(member);
             if roster_chunk.len() == ROSTER_CHUNK {
                 let full = std::mem::replace(&mut roster_chunk, Vec::with_capacity(ROSTER_CHUNK));
                 tx.send(full).map_err(|_| roster_lost())?;
@@ -2197,6 +2246,28 @@ pub(crate) fn write_record(
         rows,
         decisions,
     })
+}
+
+/// A record's member in the roster, with whether the row went to a shard: rows with a content
+/// id and a member, not erased (an erased row names nobody).
+fn roster_member(d: &Decided) -> Option<(i64, bool)> {
+    if d.flags & ERASED != 0 || d.id().is_none() {
+        return None;
+    }
+    Some((d.member()?, d.shard != NO_SHARD))
+}
+
+/// The roster's members of one run of records (a distributed task's): member → whether a row
+/// of theirs went to a shard, by the rule [`write_record`] applies.
+pub(crate) fn roster_members_of_run(run: &Path) -> Result<FxHashMap<i64, bool>, BuildError> {
+    let records = [Records::on_disk(run.to_owned())];
+    let mut members: FxHashMap<i64, bool> = FxHashMap::default();
+    for d in Merged::new(&records)? {
+        if let Some((member, kept)) = roster_member(&d?) {
+            *members.entry(member).or_insert(false) |= kept;
+        }
+    }
+    Ok(members)
 }
 
 /// One shard, written.

@@ -25,6 +25,8 @@ pub struct BuildOutput {
     pub manifest: Manifest,
     /// What the pass received from the engine.
     pub received: Received,
+    /// What publishing to an object store moved (zero for a dataset on a file system).
+    pub uploaded: crate::store::Uploaded,
 }
 
 /// What the pass received from the engine's output streams: for a distributed build, what
@@ -73,6 +75,7 @@ pub(crate) fn publish(
                 dir: final_dir,
                 manifest,
                 received: Received::default(),
+                uploaded: Default::default(),
             })
         }
         Err(e) => {
@@ -132,8 +135,8 @@ pub(crate) fn finish_dataset(
         .ok_or_else(|| BuildError::Engine("the pass wrote no decision record".into()))?;
     write_input_paths(cfg, dir)?;
     let commitment_path = dir.join("members.commitment");
-    write_synced(&commitment_path, &commitment.tree.encode())?;
-    let root_hex = cg_proof::hex(&commitment.tree.root());
+    commitment.write_to(&commitment_path)?;
+    let root_hex = cg_proof::hex(&commitment.root());
     let manifest = Manifest {
         format: crate::manifest::FORMAT.into(),
         dataset_id: dataset_id.to_owned(),
@@ -179,12 +182,9 @@ pub(crate) fn finish_dataset(
         member_commitment: Some(CommitmentRef {
             file: "members.commitment".into(),
             members: commitment.members,
-            roster_members: match &commitment.tree {
-                cg_proof::commitment::DatasetCommitment::Roster(r) => r.len() as u64,
-                cg_proof::commitment::DatasetCommitment::Intervals(_) => 0,
-            },
+            roster_members: commitment.roster_leaves(),
             root: root_hex,
-            key_scheme: commitment.tree.scheme().into(),
+            key_scheme: commitment.scheme().into(),
             key_domain: key_domain.to_owned(),
             vrf_public_key: cg_proof::hex(&cfg.member_keys.public_key()),
             sha256: sha256_file(&commitment_path)?,

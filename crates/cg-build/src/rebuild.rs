@@ -202,8 +202,9 @@ pub fn rebuild(
                 decisions: true,
                 shards: Vec::new(),
                 member_keys: None,
-                roster: false,
+                roster: None,
                 collect: true,
+                store: None,
             },
             progress,
         )?;
@@ -243,8 +244,9 @@ pub fn rebuild(
                     decisions: false,
                     shards: rewrite,
                     member_keys: None,
-                    roster: false,
+                    roster: None,
                     collect: false,
+                    store: None,
                 },
                 progress,
             )?

@@ -87,40 +87,78 @@ pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutpu
         }
         None => None,
     };
+    // A cluster's executors put the shards of a store-bound build on the store themselves,
+    // each attempt under its own prefix here, beside where the dataset goes.
+    let attempts = match (&remote_out, &cfg.engine) {
+        (Some(prefix), Engine::Ballista(_)) => Some(prefix.join(&attempts_name(&dataset_id))),
+        _ => None,
+    };
 
     let mut received = Received::default();
-    let mut out = publish(&cfg.out, &dataset_id, |tmp| {
+    let mut stored = Vec::new();
+    let published = publish(&cfg.out, &dataset_id, |tmp| {
         write_dataset(
             &cfg,
             facts,
             tmp,
             &dataset_id,
             &shard_key,
+            attempts.as_ref(),
             progress,
             &mut received,
+            &mut stored,
         )
-    })?;
-    progress.finish_stage();
-    out.received = received;
-    if let (Some(prefix), Some(_staging)) = (remote_out, staging) {
-        let dest = prefix.join(&dataset_id);
-        progress.stage("upload", None);
-        crate::store::upload_dataset(&out.dir, &dest)?;
+    })
+    .and_then(|mut out| {
         progress.finish_stage();
-        out.dir = PathBuf::from(dest.to_string());
+        out.received = received;
+        if let (Some(prefix), Some(_staging)) = (&remote_out, &staging) {
+            let dest = prefix.join(&dataset_id);
+            progress.stage("upload", None);
+            out.uploaded = crate::store::upload_dataset(&out.dir, &dest, &stored)?;
+            progress.finish_stage();
+            out.dir = PathBuf::from(dest.to_string());
+        }
+        Ok(out)
+    });
+    // The attempts' objects go whether the build was published or not: the kept ones were
+    // copied into the dataset, the others are never part of one.
+    if let Some(attempts) = &attempts {
+        match (crate::store::remove_prefix(attempts), &published) {
+            (Ok(_), _) => {}
+            // The build failed: its error is the one to report.
+            (Err(_), Err(_)) => {}
+            (Err(e), Ok(_)) => log::warn!(
+                "the dataset is published, but its executors' shard uploads under `{attempts}` could not all be removed: {e}"
+            ),
+        }
     }
-    Ok(out)
+    published
 }
 
-/// Writes a dataset from loaded facts (`facts.inputs` include the content's digest).
+/// The name of a store-bound distributed build's attempts prefix: the dataset's, marked as
+/// not a dataset (a leading `.`), unique to this build.
+fn attempts_name(dataset_id: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(".{dataset_id}.attempts-{}-{nanos:x}", std::process::id())
+}
+
+/// Writes a dataset from loaded facts (`facts.inputs` include the content's digest). With
+/// `attempts` (a distributed build bound for a store) the executors put the shards on the
+/// store; they are returned in `stored`, to be copied into the dataset there.
+#[expect(clippy::too_many_arguments, reason = "one build's parts")]
 fn write_dataset(
     cfg: &BuildConfig,
     facts: LoadedFacts,
     dir: &Path,
     dataset_id: &str,
     shard_key: &[u8],
+    attempts: Option<&crate::store::ObjectUrl>,
     progress: &dyn Progress,
     received: &mut Received,
+    stored: &mut Vec<crate::store::StoredShard>,
 ) -> Result<Manifest, BuildError> {
     let LoadedFacts {
         members,
@@ -141,11 +179,14 @@ fn write_dataset(
             decisions: true,
             shards: (0..cfg.shards).collect(),
             // VRF keys are derived by the shard writers, where the members are; a roster is
-            // made from the decision record afterwards.
+            // made from the decision record's members (a distributed pass's from its tasks'
+            // runs, as a stream).
             member_keys: (cfg.key_scheme == crate::KeyScheme::Vrf)
                 .then_some((&*cfg.member_keys, dataset_id)),
-            roster: cfg.key_scheme == crate::KeyScheme::Roster,
+            roster: (cfg.key_scheme == crate::KeyScheme::Roster)
+                .then_some((&*cfg.member_keys, dataset_id)),
             collect: false,
+            store: attempts,
         },
         progress,
     )?;
@@ -161,18 +202,24 @@ fn write_dataset(
     drop(gate);
     facts_data::discard(dir)?;
     *received = pass.received;
+    *stored = std::mem::take(&mut pass.stored);
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
     let commitment = match cfg.key_scheme {
         crate::KeyScheme::Vrf => {
             MemberCommitment::intervals(std::mem::take(&mut pass.member_keys))?
         }
-        crate::KeyScheme::Roster => MemberCommitment::roster_of(
-            pass.roster
-                .take()
-                .ok_or_else(|| BuildError::Engine("the pass collected no roster".into()))?,
-            &cfg.member_keys,
-            dataset_id,
-        )?,
+        // A distributed pass wrote the roster from its tasks' runs; an embedded one collected
+        // its members.
+        crate::KeyScheme::Roster => match pass.roster_written.take() {
+            Some(written) => MemberCommitment::written_roster(written),
+            None => MemberCommitment::roster_of(
+                pass.roster
+                    .take()
+                    .ok_or_else(|| BuildError::Engine("the pass collected no roster".into()))?,
+                &cfg.member_keys,
+                dataset_id,
+            )?,
+        },
     };
     // Both commitments must hold exactly the members with a row in the shards.
     if commitment.members != pass.kept_members.len() as u64 {

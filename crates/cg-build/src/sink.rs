@@ -15,7 +15,9 @@
 //! so a shard is written whole by one task, with the same bytes an embedded build gives it
 //! ([`crate::pass::sink_partition`]). What a task writes is renamed into place only when
 //! complete, under a name no other attempt uses, so a retried task rewrites its own files and
-//! a lost one leaves at most `.partial` files, which the client removes before publishing. The
+//! a lost one leaves at most `.partial` files, which the client removes before publishing. (A
+//! build publishing to an object store has each attempt put its shards under a prefix of its
+//! own there instead, [`SinkSpec::store`]; the client copies the kept attempts' objects.) The
 //! client receives only the summaries (bytes independent of the row count) and merges the
 //! decision records into `decisions.parquet` ([`crate::pass`]). An executor holding the
 //! member-key secret ([`set_executor_member_key`]) also writes the member keys of its shards'
@@ -82,6 +84,33 @@ pub struct SinkSpec {
     /// Derive the member keys of the written shards' members, where an executor holds the
     /// member-key secret ([`set_executor_member_key`]); the secret itself never travels.
     pub member_keys: Option<SinkKeys>,
+    /// A build publishing to an object store: the prefix (`s3://bucket/…`, never with
+    /// credentials) under which each attempt puts the shards it writes, as
+    /// `<prefix>/<attempt>/part-NNNNN.parquet` ([`shard_object`]), instead of renaming them
+    /// into `dir/shards/`; the client copies the kept attempt's objects into the dataset.
+    #[serde(default)]
+    pub store: Option<String>,
+}
+
+/// Where an attempt puts shard `shard` under a build's store prefix (`SinkSpec::store`). The
+/// attempt is a tag of the sink's ([`SinkItem::attempt`]); one the client did not see made by
+/// a task (anything but ASCII letters, digits and `-`) is refused, so a summary can never name
+/// an object outside the prefix.
+pub(crate) fn shard_object(
+    prefix: &crate::store::ObjectUrl,
+    attempt: &str,
+    shard: u32,
+) -> Result<crate::store::ObjectUrl, BuildError> {
+    if attempt.is_empty()
+        || !attempt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(BuildError::Engine(format!(
+            "the cluster's output: an attempt named `{attempt}`"
+        )));
+    }
+    Ok(prefix.join(&format!("{attempt}/part-{shard:05}.parquet")))
 }
 
 /// The key domain and the public key of the member keys a pass asks for: a task whose

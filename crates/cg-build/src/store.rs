@@ -15,6 +15,11 @@
 //!   `If-None-Match: *`). A dataset on a store is one whose manifest is there: a failed or
 //!   interrupted upload leaves objects without a manifest, which are not a dataset (and are
 //!   removed when the upload fails in this process).
+//! - **A distributed build's shards** never pass through the client: each executor puts the
+//!   shards it writes under its attempt's own prefix (`prefix/.<dataset_id>.attempts-…/<attempt>/`,
+//!   [`put_checked`]: read back, digest compared), and the client copies the kept attempts'
+//!   objects into the dataset on the store (S3 `CopyObject`, [`StoredShard`]) before the
+//!   manifest, then removes the attempts' prefix ([`remove_prefix`]).
 //!
 //! The store is configured from the environment, as AWS's tools read it: `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL` (an
@@ -44,6 +49,9 @@ pub const S3_SCHEME: &str = "s3";
 const PART_BYTES: usize = 8 << 20;
 /// Parts of one file in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// The largest object one S3 `CopyObject` request copies (5 GiB); a larger one is streamed
+/// through this process instead.
+const COPY_LIMIT: u64 = 5 << 30;
 
 /// An object (or a prefix) on an S3-compatible store: `s3://bucket/key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -453,11 +461,46 @@ pub(crate) fn dataset_exists(prefix: &ObjectUrl) -> Result<bool, BuildError> {
     })
 }
 
+/// A shard an executor put on the store for the attempt the client kept, to be copied into the
+/// dataset there: its bytes never pass through the client (but see [`COPY_LIMIT`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredShard {
+    /// The object the executor put (under its attempt's prefix).
+    pub from: ObjectUrl,
+    /// Its name in the dataset (`shards/part-NNNNN.parquet`).
+    pub name: String,
+    /// Its size, as the executor reported it and the client checked with a `HEAD`.
+    pub bytes: u64,
+    /// Its SHA-256 (hex), as the executor computed it while writing and reading it back.
+    pub sha256: String,
+}
+
+/// What publishing a dataset to a store moved, by this process's own counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Files this process put from its staging directory (each read back for its digest).
+    pub files: u64,
+    /// Their bytes (each crossed the network twice: put, then read back).
+    pub bytes: u64,
+    /// Shards copied on the store from the executors' objects.
+    pub copied: u64,
+    /// Their bytes (none through this process, but `streamed_bytes`).
+    pub copied_bytes: u64,
+    /// Bytes of copied shards that were streamed through this process (an object over
+    /// S3's 5 GiB `CopyObject` limit; read once, written once, digest checked).
+    pub streamed_bytes: u64,
+}
+
 /// Uploads the dataset published in the local directory `dir` under `prefix`: every file but
 /// the manifest (each read back through the store and compared with the local file's digest),
-/// then the manifest, only if none is there. On failure the objects uploaded are removed and
-/// an already-published dataset is [`BuildError::Exists`].
-pub(crate) fn upload_dataset(dir: &Path, prefix: &ObjectUrl) -> Result<(), BuildError> {
+/// then the executors' shards copied in place on the store, then the manifest, only if none is
+/// there. On failure the objects uploaded or copied are removed and an already-published
+/// dataset is [`BuildError::Exists`].
+pub(crate) fn upload_dataset(
+    dir: &Path,
+    prefix: &ObjectUrl,
+    shards: &[StoredShard],
+) -> Result<Uploaded, BuildError> {
     let mut files = Vec::new();
     list_files(dir, dir, &mut files)?;
     files.sort();
@@ -467,7 +510,14 @@ pub(crate) fn upload_dataset(dir: &Path, prefix: &ObjectUrl) -> Result<(), Build
             dir.display()
         )));
     }
-    upload_dataset_to(prefix.store()?, dir, &files, prefix)
+    if let Some(twice) = shards.iter().find(|s| files.contains(&s.name)) {
+        return Err(BuildError::Engine(format!(
+            "`{}` is both in `{}` and on the store",
+            twice.name,
+            dir.display()
+        )));
+    }
+    upload_dataset_to(prefix.store()?, dir, &files, prefix, shards, COPY_LIMIT)
 }
 
 fn upload_dataset_to(
@@ -475,8 +525,11 @@ fn upload_dataset_to(
     dir: &Path,
     files: &[String],
     prefix: &ObjectUrl,
-) -> Result<(), BuildError> {
+    shards: &[StoredShard],
+    copy_limit: u64,
+) -> Result<Uploaded, BuildError> {
     let manifest_name = crate::MANIFEST_FILE;
+    let mut moved = Uploaded::default();
     blocking(async {
         let mut uploaded = Vec::new();
         let result = async {
@@ -484,13 +537,24 @@ fn upload_dataset_to(
                 let url = prefix.join(name);
                 uploaded.push(url.clone());
                 let local = upload_file(&*store, &dir.join(name), &url).await?;
-                let (remote, _) = stream_object(&*store, &url, |_| Ok(())).await?;
+                let (remote, size) = stream_object(&*store, &url, |_| Ok(())).await?;
                 if remote != local {
                     return Err(store_error(
                         &url,
                         format!("read back with SHA-256 {remote}, uploaded {local}"),
                     ));
                 }
+                moved.files += 1;
+                moved.bytes += size;
+            }
+            for shard in shards {
+                let url = prefix.join(&shard.name);
+                uploaded.push(url.clone());
+                if copy_object(&*store, shard, &url, copy_limit).await? {
+                    moved.streamed_bytes += shard.bytes;
+                }
+                moved.copied += 1;
+                moved.copied_bytes += shard.bytes;
             }
             let manifest = prefix.join(manifest_name);
             let bytes = std::fs::read(dir.join(manifest_name))
@@ -520,6 +584,144 @@ fn upload_dataset_to(
             }
         }
         result
+    })?;
+    Ok(moved)
+}
+
+/// Copies `shard` to `to` on the store and checks the copy's size; returns whether its bytes
+/// were streamed through this process (an object larger than `limit`, which one `CopyObject`
+/// cannot copy: read and written in parts, its digest compared with the executor's).
+async fn copy_object(
+    store: &dyn ObjectStore,
+    shard: &StoredShard,
+    to: &ObjectUrl,
+    limit: u64,
+) -> Result<bool, BuildError> {
+    let streamed = shard.bytes > limit;
+    if streamed {
+        let got = store
+            .get(shard.from.key())
+            .await
+            .map_err(|e| store_error(&shard.from, e))?;
+        let mut chunks = got.into_stream();
+        let upload = store
+            .put_multipart(to.key())
+            .await
+            .map_err(|e| store_error(to, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut h = Sha256::new();
+        let copied = async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| store_error(&shard.from, e))?;
+                h.update(&chunk);
+                writer
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| store_error(to, e))?;
+                writer.write(&chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match copied {
+            Ok(()) => writer
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| store_error(to, e))?,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        }
+        let sha256 = hex(&h.finalize());
+        if sha256 != shard.sha256 {
+            return Err(store_error(
+                &shard.from,
+                format!(
+                    "holds SHA-256 {sha256}, its executor wrote {}",
+                    shard.sha256
+                ),
+            ));
+        }
+    } else {
+        store
+            .copy(shard.from.key(), to.key())
+            .await
+            .map_err(|e| store_error(to, format!("copying `{}`: {e}", shard.from)))?;
+    }
+    let size = object_size(store, to).await?;
+    if size != shard.bytes {
+        return Err(store_error(
+            to,
+            format!("holds {size} bytes, its executor wrote {}", shard.bytes),
+        ));
+    }
+    Ok(streamed)
+}
+
+/// Puts the finished local file `path` at `url` and reads it back: both digests must be
+/// `sha256` (the one computed while the file was written). Returns its size. An object that
+/// does not match is removed. (A distributed build's executor, for each shard it writes.)
+pub(crate) fn put_checked(path: &Path, url: &ObjectUrl, sha256: &str) -> Result<u64, BuildError> {
+    let store = url.store()?;
+    blocking(async {
+        let checked = async {
+            let put = upload_file(&*store, path, url).await?;
+            let (remote, size) = stream_object(&*store, url, |_| Ok(())).await?;
+            if put != sha256 || remote != sha256 {
+                return Err(store_error(
+                    url,
+                    format!("read back with SHA-256 {remote}, put {put}, written {sha256}"),
+                ));
+            }
+            Ok(size)
+        }
+        .await;
+        if checked.is_err() {
+            let _ = store.delete(url.key()).await;
+        }
+        checked
+    })
+}
+
+/// The sizes of objects (a `HEAD` each), in order.
+pub(crate) fn sizes_of_objects(urls: &[ObjectUrl]) -> Result<Vec<u64>, BuildError> {
+    let Some(first) = urls.first() else {
+        return Ok(Vec::new());
+    };
+    let store = first.store()?;
+    blocking(async {
+        let mut sizes = Vec::with_capacity(urls.len());
+        for url in urls {
+            if url.bucket != first.bucket {
+                return Err(store_error(url, "not in the bucket of the others"));
+            }
+            sizes.push(object_size(&*store, url).await?);
+        }
+        Ok(sizes)
+    })
+}
+
+/// Removes every object under `prefix` (as a directory: `prefix/…`); returns how many.
+pub(crate) fn remove_prefix(prefix: &ObjectUrl) -> Result<u64, BuildError> {
+    remove_prefix_in(&*prefix.store()?, prefix)
+}
+
+fn remove_prefix_in(store: &dyn ObjectStore, prefix: &ObjectUrl) -> Result<u64, BuildError> {
+    blocking(async {
+        let mut listed = store.list(Some(prefix.key()));
+        let mut keys = Vec::new();
+        while let Some(meta) = listed.next().await {
+            keys.push(meta.map_err(|e| store_error(prefix, e))?.location);
+        }
+        for key in &keys {
+            match store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(prefix, e)),
+            }
+        }
+        Ok(keys.len() as u64)
     })
 }
 
@@ -703,6 +905,18 @@ impl LocalDataset {
     }
 }
 
+/// Makes the test server `s3` this process's store of `bucket` (as if the environment named
+/// it), without changing the environment.
+#[cfg(test)]
+pub(crate) fn use_test_server(s3: &cg_test_support::S3Server, bucket: &str) {
+    let store = tests::client_of(s3, bucket);
+    if let Ok(mut stores) = STORES.lock() {
+        stores
+            .get_or_insert_with(HashMap::new)
+            .insert(bucket.to_owned(), store);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,7 +995,7 @@ mod tests {
 
     /// A client of the test server, made from its environment the way `store_of_bucket` makes
     /// one from the process's.
-    fn client_of(s3: &cg_test_support::S3Server, bucket: &str) -> Arc<dyn ObjectStore> {
+    pub(super) fn client_of(s3: &cg_test_support::S3Server, bucket: &str) -> Arc<dyn ObjectStore> {
         let env: HashMap<String, String> = s3.env().into_iter().collect();
         Arc::new(
             AmazonS3Builder::new()
@@ -821,7 +1035,7 @@ mod tests {
             ]
         );
         let prefix = ObjectUrl::parse("s3://cg-upload/datasets/ds-1").unwrap();
-        upload_dataset_to(store.clone(), dir.path(), &files, &prefix).unwrap();
+        upload_dataset_to(store.clone(), dir.path(), &files, &prefix, &[], COPY_LIMIT).unwrap();
         assert_eq!(
             s3.get("datasets/ds-1/shards/part-00000.parquet").unwrap(),
             big
@@ -835,7 +1049,8 @@ mod tests {
         // A second upload to the same prefix: the conditional put refuses the manifest, and
         // the first dataset's manifest is untouched.
         std::fs::write(dir.path().join(crate::MANIFEST_FILE), b"{\"second\": true}").unwrap();
-        let err = upload_dataset_to(store.clone(), dir.path(), &files, &prefix).unwrap_err();
+        let err = upload_dataset_to(store.clone(), dir.path(), &files, &prefix, &[], COPY_LIMIT)
+            .unwrap_err();
         assert!(matches!(err, BuildError::Exists(_)), "{err}");
         assert_eq!(
             s3.get("datasets/ds-1/manifest.json").unwrap(),
@@ -856,9 +1071,138 @@ mod tests {
         list_files(dir.path(), dir.path(), &mut files).unwrap();
         files.sort();
         let prefix = ObjectUrl::parse("s3://cg-upload/datasets/ds-2").unwrap();
-        let err = upload_dataset_to(store, dir.path(), &files, &prefix).unwrap_err();
+        let err =
+            upload_dataset_to(store, dir.path(), &files, &prefix, &[], COPY_LIMIT).unwrap_err();
         assert!(err.to_string().contains("b-shard"), "{err}");
         assert_eq!(s3.list("datasets"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn executors_shards_are_copied_in_place_and_their_attempts_removed() {
+        let s3 = cg_test_support::S3Server::start("cg-copy");
+        let store = client_of(&s3, "cg-copy");
+        // Two shards an executor put for its attempt (9 MiB and a bit: a multipart object).
+        let big: Vec<u8> = (0..(9 << 20) + 77u32).map(|i| (i % 13) as u8).collect();
+        let small = b"a small shard".to_vec();
+        s3.put(
+            "datasets/.ds-3.attempts-1/12-ab/part-00000.parquet",
+            big.clone(),
+        );
+        s3.put(
+            "datasets/.ds-3.attempts-1/12-ab/part-00001.parquet",
+            small.clone(),
+        );
+        let shard = |i: u32, bytes: &[u8]| StoredShard {
+            from: ObjectUrl::parse(&format!(
+                "s3://cg-copy/datasets/.ds-3.attempts-1/12-ab/part-{i:05}.parquet"
+            ))
+            .unwrap(),
+            name: format!("shards/part-{i:05}.parquet"),
+            bytes: bytes.len() as u64,
+            sha256: hex(&Sha256::digest(bytes)),
+        };
+        let shards = [shard(0, &big), shard(1, &small)];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("decisions.parquet"), b"records").unwrap();
+        std::fs::write(dir.path().join(crate::MANIFEST_FILE), b"{}").unwrap();
+        let files = vec!["decisions.parquet".to_owned(), "manifest.json".to_owned()];
+        // A limit below the big shard's size: it is streamed through, the small one copied.
+        let prefix = ObjectUrl::parse("s3://cg-copy/datasets/ds-3").unwrap();
+        let moved = upload_dataset_to(store.clone(), dir.path(), &files, &prefix, &shards, 1 << 20)
+            .unwrap();
+        assert_eq!(
+            moved,
+            Uploaded {
+                files: 1,
+                bytes: 7,
+                copied: 2,
+                copied_bytes: (big.len() + small.len()) as u64,
+                streamed_bytes: big.len() as u64,
+            }
+        );
+        assert_eq!(
+            s3.get("datasets/ds-3/shards/part-00000.parquet").unwrap(),
+            big
+        );
+        assert_eq!(
+            s3.get("datasets/ds-3/shards/part-00001.parquet").unwrap(),
+            small
+        );
+        assert_eq!(s3.get("datasets/ds-3/manifest.json").unwrap(), b"{}");
+        // The attempts' prefix goes, and only it.
+        let attempts = ObjectUrl::parse("s3://cg-copy/datasets/.ds-3.attempts-1").unwrap();
+        assert_eq!(remove_prefix_in(&*store, &attempts).unwrap(), 2);
+        assert_eq!(remove_prefix_in(&*store, &attempts).unwrap(), 0);
+        assert_eq!(s3.list("datasets").len(), 4, "{:?}", s3.list("datasets"));
+
+        // A shard whose object is not what its executor reported publishes nothing.
+        s3.put(
+            "datasets/.ds-4.attempts-1/1-a/part-00000.parquet",
+            small.clone(),
+        );
+        let mut wrong = shard(0, &small);
+        wrong.from =
+            ObjectUrl::parse("s3://cg-copy/datasets/.ds-4.attempts-1/1-a/part-00000.parquet")
+                .unwrap();
+        wrong.bytes += 1;
+        let prefix = ObjectUrl::parse("s3://cg-copy/datasets/ds-4").unwrap();
+        let err = upload_dataset_to(
+            store.clone(),
+            dir.path(),
+            &files,
+            &prefix,
+            &[wrong.clone()],
+            1 << 20,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("its executor wrote"), "{err}");
+        wrong.bytes -= 1;
+        wrong.sha256 = "00".repeat(32);
+        let err = upload_dataset_to(store.clone(), dir.path(), &files, &prefix, &[wrong], 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("its executor wrote"), "{err}");
+        assert!(
+            s3.list("datasets/ds-4").is_empty(),
+            "{:?}",
+            s3.list("datasets/ds-4")
+        );
+    }
+
+    #[test]
+    fn an_executors_put_is_read_back_and_a_mismatch_removed() {
+        let s3 = cg_test_support::S3Server::start("cg-put");
+        // `put_checked` takes the process's store of the bucket (an executor's is made from its
+        // environment): this test's server's, under a bucket name no other test uses.
+        use_test_server(&s3, "cg-put");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-00002.parquet");
+        std::fs::write(&path, b"shard bytes").unwrap();
+        let sha = hex(&Sha256::digest(b"shard bytes"));
+        let url =
+            ObjectUrl::parse("s3://cg-put/out/.ds-5.attempts-9/3-c/part-00002.parquet").unwrap();
+        assert_eq!(put_checked(&path, &url, &sha).unwrap(), 11);
+        assert_eq!(
+            s3.get("out/.ds-5.attempts-9/3-c/part-00002.parquet")
+                .unwrap(),
+            b"shard bytes"
+        );
+        assert_eq!(
+            sizes_of_objects(std::slice::from_ref(&url)).unwrap(),
+            vec![11]
+        );
+        // A digest other than the one written: refused, and the object removed.
+        let err = put_checked(&path, &url, &"11".repeat(32))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read back with SHA-256"), "{err}");
+        assert!(
+            s3.get("out/.ds-5.attempts-9/3-c/part-00002.parquet")
+                .is_none()
+        );
+        let missing = url.join("nope");
+        assert!(sizes_of_objects(&[missing]).is_err());
     }
 
     #[test]

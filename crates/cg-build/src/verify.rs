@@ -83,7 +83,7 @@ pub fn verify_dataset(
             DatasetCommitment::Roster(_) => {
                 let expected = MemberCommitment::roster(dir, keys, domain)?;
                 (
-                    expected.tree.root(),
+                    expected.root(),
                     expected.members,
                     "the members of the decision record, with rows in the shards or not",
                 )

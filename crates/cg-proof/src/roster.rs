@@ -322,6 +322,90 @@ impl Roster {
     }
 }
 
+/// Writes a roster's `members.commitment` file — the bytes of [`Roster::encode`] — from
+/// entries given in position order, computing the root on the way: a roster too large to hold
+/// is written as a stream, from sorted runs merged. The leaf count comes first in the file, so
+/// it is given up front and checked at the end.
+pub struct RosterWriter<W: std::io::Write> {
+    out: W,
+    count: u64,
+    last: Option<Position>,
+    head: crate::CompactRange,
+}
+
+/// Why a roster could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterWriteError {
+    /// Writing failed.
+    #[error("writing the roster: {0}")]
+    Io(#[from] std::io::Error),
+    /// An entry's position is not above the one before.
+    #[error("roster positions are not sorted and unique (a member listed twice?)")]
+    Unsorted,
+    /// More or fewer entries than announced.
+    #[error("the roster was to have {expected} leaves, it was given {given}")]
+    Count {
+        /// Announced.
+        expected: u64,
+        /// Given (so far, when more).
+        given: u64,
+    },
+}
+
+impl<W: std::io::Write> std::fmt::Debug for RosterWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RosterWriter")
+            .field("count", &self.count)
+            .field("written", &self.head.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write> RosterWriter<W> {
+    /// A writer of a roster of `count` leaves into `out`; the header and the count are written
+    /// now.
+    pub fn new(mut out: W, count: u64) -> std::io::Result<RosterWriter<W>> {
+        out.write_all(ROSTER_FILE_HEADER)?;
+        out.write_all(&count.to_be_bytes())?;
+        Ok(RosterWriter {
+            out,
+            count,
+            last: None,
+            head: crate::CompactRange::new(),
+        })
+    }
+
+    /// Appends the next entry: its position must be above the last one's.
+    pub fn push(&mut self, position: &Position, opening: &Hash) -> Result<(), RosterWriteError> {
+        if self.last.is_some_and(|last| last >= *position) {
+            return Err(RosterWriteError::Unsorted);
+        }
+        if self.head.size() == self.count {
+            return Err(RosterWriteError::Count {
+                expected: self.count,
+                given: self.count + 1,
+            });
+        }
+        self.out.write_all(position)?;
+        self.out.write_all(opening)?;
+        self.head.push(roster_leaf(position, opening));
+        self.last = Some(*position);
+        Ok(())
+    }
+
+    /// The file is complete: checks the count, flushes, and returns the output and the root.
+    pub fn finish(mut self) -> Result<(W, Hash), RosterWriteError> {
+        if self.head.size() != self.count {
+            return Err(RosterWriteError::Count {
+                expected: self.count,
+                given: self.head.size(),
+            });
+        }
+        self.out.flush()?;
+        Ok((self.out, self.head.root()))
+    }
+}
+
 /// One leaf of a roster with its audit path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvenEntry {
@@ -565,6 +649,50 @@ mod tests {
                 proptest::prop_assert_eq!(verify_roster(&p, "ds-p", *o, &r.root()), Ok(false));
             }
         }
+    }
+
+    #[test]
+    fn a_roster_written_as_a_stream_is_the_encoded_roster() {
+        for n in [0i64, 1, 2, 3, 7, 300] {
+            let (_, roster) = roster(n);
+            let mut w = RosterWriter::new(Vec::new(), roster.len() as u64).unwrap();
+            for e in roster.entries() {
+                w.push(&e.position, &e.opening).unwrap();
+            }
+            let (bytes, root) = w.finish().unwrap();
+            assert_eq!(bytes, roster.encode(), "{n} members");
+            assert_eq!(root, roster.root());
+            assert_eq!(Roster::decode(&bytes).unwrap().root(), root);
+        }
+        let (_, roster) = roster(3);
+        let e = roster.entries();
+        // Out of order, or a position twice: refused.
+        let mut w = RosterWriter::new(Vec::new(), 3).unwrap();
+        w.push(&e[1].position, &e[1].opening).unwrap();
+        assert!(matches!(
+            w.push(&e[0].position, &e[0].opening),
+            Err(RosterWriteError::Unsorted)
+        ));
+        assert!(matches!(
+            w.push(&e[1].position, &e[1].opening),
+            Err(RosterWriteError::Unsorted)
+        ));
+        // Fewer or more entries than announced: refused.
+        let mut w = RosterWriter::new(Vec::new(), 2).unwrap();
+        w.push(&e[0].position, &e[0].opening).unwrap();
+        assert!(matches!(
+            w.finish(),
+            Err(RosterWriteError::Count {
+                expected: 2,
+                given: 1
+            })
+        ));
+        let mut w = RosterWriter::new(Vec::new(), 1).unwrap();
+        w.push(&e[0].position, &e[0].opening).unwrap();
+        assert!(matches!(
+            w.push(&e[1].position, &e[1].opening),
+            Err(RosterWriteError::Count { .. })
+        ));
     }
 
     #[test]

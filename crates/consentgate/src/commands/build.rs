@@ -314,6 +314,21 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
             ),
         );
     }
+    let u = built.uploaded;
+    if u != cg_build::store::Uploaded::default() {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        printer.status(
+            "Uploaded",
+            format!(
+                "{} files ({:.1} MiB) put and read back by this process; {} shards ({:.1} MiB) copied on the store from the executors' objects, {:.1} MiB of them streamed through this process",
+                u.files,
+                mib(u.bytes),
+                u.copied,
+                mib(u.copied_bytes),
+                mib(u.streamed_bytes)
+            ),
+        );
+    }
     printer.status(
         "Published",
         format!("{} in {secs:.1}s", built.dir.display()),

@@ -78,7 +78,12 @@ fn build_on_store(
     let mut extra = extra.to_vec();
     extra.extend(["--staging", staging.to_str().unwrap()]);
     let args = build_args(inputs, "2025-12-01", Path::new(&s3.url(out)), &extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Not quiet: the build's `Uploaded` line says what it put and copied.
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "-q")
+        .collect();
     consentgate_with(&args, &s3.env())
 }
 
@@ -121,6 +126,19 @@ fn assert_same_dataset(
     assert_eq!(objects, files);
 }
 
+/// The build's `Uploaded` line: files this process put, shards copied on the store.
+fn uploaded(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("Uploaded "))
+        .unwrap_or_else(|| panic!("no `Uploaded` line in {stderr}"));
+    let number_before = |what: &str| -> u64 {
+        let head = &line[..line.find(what).unwrap_or_else(|| panic!("{line}"))];
+        head.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    (number_before(" files ("), number_before(" shards ("))
+}
+
 fn ext_of(manifest: &serde_json::Value) -> String {
     let content = manifest["inputs"]
         .as_array()
@@ -147,8 +165,16 @@ fn a_build_from_and_to_an_object_store_equals_the_build_from_local_paths() {
     assert_same_dataset(&s3, &remote, &local, local_out.path(), "datasets");
     // The staging directory is left empty; the inputs' local copies are gone too.
     assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
-
+    // An embedded build put every file itself, shards included: nothing was copied. (The
+    // line counts the files put before the manifest.)
+    let (put, copied) = uploaded(&stderr(&o));
     let id = remote["dataset_id"].as_str().unwrap();
+    assert_eq!(
+        put,
+        local_files(&local_out.path().join(id)).len() as u64 - 1
+    );
+    assert_eq!(copied, 0);
+
     let dataset = s3.url(&format!("datasets/{id}"));
     let o = consentgate_with(&["dataset", "verify", &dataset], &s3.env());
     assert!(o.status.success(), "{}", stderr(&o));
@@ -360,8 +386,9 @@ fn a_ballista_cluster_reads_and_publishes_through_the_store_like_the_embedded_en
 
     let s3 = S3Server::start(BUCKET);
     let inputs = upload_inputs(&s3, &files);
-    // The executors read the content from the store with their own credentials and write the
-    // shards into the staging directory (shared with the client: one machine here).
+    // The executors read the content from the store with their own credentials and put the
+    // shards on it; the decision records go into the staging directory (shared with the
+    // client: one machine here).
     let cluster = cluster_in(2, ExecutorKey::Builds, &s3.env());
     let staging = cg_test_support::tempdir();
     let o = build_on_store(
@@ -376,4 +403,27 @@ fn a_ballista_cluster_reads_and_publishes_through_the_store_like_the_embedded_en
     assert_eq!(remote["engine"], "ballista");
     assert_same_dataset(&s3, &remote, &local, local_out.path(), "cluster");
     assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
+    // The executors put every shard with rows on the store; the client copied them in place
+    // there and put only the other files (an empty shard is the client's own).
+    let id = remote["dataset_id"].as_str().unwrap();
+    let with_rows = remote["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["rows"].as_u64().unwrap() > 0)
+        .count() as u64;
+    assert!(with_rows > 0);
+    let (put, copied) = uploaded(&stderr(&o));
+    assert_eq!(copied, with_rows, "{}", stderr(&o));
+    assert_eq!(
+        put,
+        local_files(&local_out.path().join(id)).len() as u64 - 1 - with_rows
+    );
+    // Nothing of the attempts is left on the store: every object is the dataset's.
+    let stray: Vec<String> = s3
+        .list("cluster")
+        .into_iter()
+        .filter(|k| !k.starts_with(&format!("cluster/{id}/")))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
