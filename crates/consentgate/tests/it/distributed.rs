@@ -161,6 +161,18 @@ pub(crate) fn cluster_in(executors: usize, key: ExecutorKey, env: &[(String, Str
 }
 
 impl Cluster {
+    /// Kills the executor with process id `pid` (which must be one of the cluster's).
+    pub(crate) fn kill_executor(&mut self, pid: u32) {
+        let at = self
+            .executors
+            .iter()
+            .position(|c| c.id() == pid)
+            .unwrap_or_else(|| panic!("process {pid} is not an executor"));
+        let mut victim = self.executors.remove(at);
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+    }
+
     /// The shards whose member facts each executor compiled, with the member counts its log
     /// gives (`compiled the member facts of shard N: M members`).
     fn facts_loaded(&self) -> Vec<BTreeMap<u32, u64>> {
@@ -189,7 +201,7 @@ impl Cluster {
 
     /// The last `lines` lines of the scheduler's and each executor's log, for a failure
     /// message.
-    fn log_tails(&self, lines: usize) -> String {
+    pub(crate) fn log_tails(&self, lines: usize) -> String {
         let mut logs: Vec<PathBuf> = std::fs::read_dir(self.work.path())
             .map(|dir| dir.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -826,14 +838,7 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
             ),
         }
     };
-    let at = cluster
-        .executors
-        .iter()
-        .position(|c| c.id() == writer)
-        .unwrap_or_else(|| panic!("process {writer} writing a shard is not an executor"));
-    let mut victim = cluster.executors.remove(at);
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    cluster.kill_executor(writer);
 
     // Bounded: a build that neither finishes nor fails after losing an executor is a hang
     // (Ballista 55's adaptive planner did that; the client now runs the static one).

@@ -427,3 +427,127 @@ fn a_ballista_cluster_reads_and_publishes_through_the_store_like_the_embedded_en
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 }
+
+#[cfg(feature = "ballista")]
+#[test]
+fn an_executor_killed_while_putting_shards_leaves_no_partial_dataset_on_the_store() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::distributed::{ExecutorKey, cluster_in};
+    let (_c, files) = crate::util::corpus_files(20_000, 200_000);
+    let local_out = cg_test_support::tempdir();
+    let local = build(&files, "2025-12-01", local_out.path(), &[]);
+    let s3 = S3Server::start(BUCKET);
+    let inputs = upload_inputs(&s3, &files);
+    // The executors' temporary directory: a task writes the shards it puts on the store in a
+    // private directory `consentgate-shards-<pid>-…` there, which names the process to kill.
+    let tmp = cg_test_support::tempdir();
+    let mut env = s3.env();
+    env.push(("TMPDIR".into(), tmp.path().to_str().unwrap().into()));
+    let mut cluster = cluster_in(2, ExecutorKey::Builds, &env);
+    let putting = || -> Option<u32> {
+        std::fs::read_dir(tmp.path()).ok()?.flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("consentgate-shards-")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    // A build that ends before any executor was seen putting a shard (a fast machine) is run
+    // again, to another prefix.
+    let mut attempt = 0;
+    let (child, out, writer) = loop {
+        attempt += 1;
+        let out = format!("killed-{attempt}");
+        let staging = tmp.path().join(format!("staging-{attempt}"));
+        std::fs::create_dir(&staging).unwrap();
+        let args = build_args(
+            &inputs,
+            "2025-12-01",
+            Path::new(&s3.url(&out)),
+            &[
+                "--engine",
+                &cluster.url,
+                "--staging",
+                staging.to_str().unwrap(),
+            ],
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+            .env("NO_COLOR", "1")
+            .env("CG_DATA_DIR", crate::util::data_dir())
+            .envs(s3.env())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let seen = loop {
+            if let Some(pid) = putting() {
+                break Some(pid);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the build neither put a shard nor ended in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        match seen {
+            Some(pid) => break (child, out, pid),
+            None => assert!(
+                attempt < 5,
+                "no executor was seen putting a shard in {attempt} builds"
+            ),
+        }
+    };
+    cluster.kill_executor(writer);
+
+    // Bounded, as in the local-path test: losing an executor must not hang the build.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let result = match rx.recv_timeout(Duration::from_secs(180)) {
+        Ok(result) => result.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!(
+                "the build neither finished nor failed within 180 s of losing executor {writer}{}",
+                cluster.log_tails(60)
+            );
+        }
+    };
+    let objects = s3.list(&out);
+    if result.status.success() {
+        // Finished on the surviving executor: the embedded build's dataset, and nothing else
+        // under the prefix (the killed attempt's objects went with the attempts' prefix).
+        let remote: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        assert_same_dataset(&s3, &remote, &local, local_out.path(), &out);
+        let id = remote["dataset_id"].as_str().unwrap();
+        let stray: Vec<&String> = objects
+            .iter()
+            .filter(|k| !k.starts_with(&format!("{out}/{id}/")))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    } else {
+        // Failed: with an error, and nothing on the store at all.
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(err.contains("error"), "{err}");
+        assert!(objects.is_empty(), "a failed build left {objects:?}");
+    }
+    eprintln!(
+        "after the executor was killed the build {}",
+        if result.status.success() {
+            "completed"
+        } else {
+            "failed"
+        }
+    );
+}
