@@ -170,7 +170,7 @@ fn finish_unswept(
             false,
         )?;
         let roster = match spec.roster {
-            Some((secret, domain)) => Some(crate::roster_runs::write_roster(
+            Some((secret, domain)) => Some(crate::commit_runs::write_roster(
                 &run_paths,
                 &scratch,
                 &spec.dir.join("members.commitment"),
@@ -239,16 +239,24 @@ fn finish_unswept(
             out.shards.push((shard, file));
         }
         if let Some((secret, domain)) = spec.member_keys {
-            let (keys, from_executors) =
-                member_keys_of(&scratch_dir(spec.dir), &items, &members, secret, domain)?;
-            out.member_keys = keys;
+            let (written, from_executors) = write_member_keys(
+                &scratch_dir(spec.dir),
+                &items,
+                &members,
+                secret,
+                domain,
+                &spec.dir.join("members.commitment"),
+            )?;
+            out.commitment_written = Some(written);
             out.received.member_keys = from_executors;
         }
     }
     out.stored = stored;
     out.kept_members = record.kept_members;
     out.roster = record.roster;
-    out.roster_written = roster;
+    if roster.is_some() {
+        out.commitment_written = roster;
+    }
     out.rows = record.rows;
     out.decisions = record.decisions;
     tally(&mut out, record.counts, gate);
@@ -471,19 +479,23 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The member keys of `members` (ascending: every member with a kept row in the pass's
-/// shards) and how many of them the executors derived. A task whose executor holds the
-/// member-key secret wrote the keys of its shards' members ([`crate::key_run`]); those runs are
-/// read, checked (their digests; together they hold exactly the record's members of those
-/// shards; a few keys of each re-derived here) and taken; the keys of the other shards'
-/// members are derived here, on every core. A member is never left out of the commitment.
-fn member_keys_of(
+/// Writes the VRF commitment of `members` (ascending: every member with a kept row in the
+/// pass's shards) to `out` as a stream, and returns how many of the keys the executors
+/// derived. A task whose executor holds the member-key secret wrote the keys of its shards'
+/// members, sorted by key ([`crate::key_run`]); each such run is read, checked (its digest;
+/// together they hold exactly the record's members of those shards; a few keys of each
+/// re-derived here) and merged as it is. The keys of the other shards' members are derived
+/// here, one shard at a time on every core, and written as sorted runs of their own in
+/// `scratch`. A member is never left out of the commitment, and the client never holds more
+/// than one run's keys ([`crate::commit_runs::write_intervals`]).
+fn write_member_keys(
     scratch: &Path,
     items: &[SinkItem],
     members: &[(i64, u32)],
     secret: &cg_proof::member_key::MemberKeySecret,
     domain: &str,
-) -> Result<(Vec<cg_proof::commitment::MemberKey>, u64), BuildError> {
+    out: &Path,
+) -> Result<(crate::commit_runs::WrittenCommitment, u64), BuildError> {
     let keyed_attempts: FxHashSet<&str> = items
         .iter()
         .filter(|i| i.output == Output::MemberKeys)
@@ -494,23 +506,25 @@ fn member_keys_of(
         .filter(|i| keyed_attempts.contains(i.attempt.as_str()))
         .filter_map(|i| i.output.shard())
         .collect();
-    let mut keys = Vec::with_capacity(members.len());
+    let mut runs: Vec<(std::path::PathBuf, usize)> = Vec::new();
     let mut from_runs: Vec<i64> = Vec::new();
     for item in items.iter().filter(|i| i.output == Output::MemberKeys) {
-        let pairs = crate::key_run::read(&scratch.join(&item.file), &item.sha256)?;
+        let path = scratch.join(&item.file);
+        let pairs = crate::key_run::read(&path, &item.sha256)?;
         crate::key_run::spot_check(&pairs, secret, domain, &item.file)?;
-        for (key, member) in pairs {
-            keys.push(key);
-            from_runs.push(member);
-        }
+        from_runs.extend(pairs.iter().map(|(_, member)| *member));
+        runs.push((path, KEY_RECORD_BYTES));
     }
     from_runs.sort_unstable();
-    let (in_runs, here): (Vec<_>, Vec<_>) = members
-        .iter()
-        .copied()
-        .partition(|(_, shard)| keyed_shards.contains(shard));
-    let ids = |pairs: Vec<(i64, u32)>| -> Vec<i64> { pairs.into_iter().map(|(m, _)| m).collect() };
-    let (in_runs, here) = (ids(in_runs), ids(here));
+    let mut in_runs = Vec::new();
+    let mut here: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for &(member, shard) in members {
+        if keyed_shards.contains(&shard) {
+            in_runs.push(member);
+        } else {
+            here.entry(shard).or_default().push(member);
+        }
+    }
     if from_runs != in_runs {
         return Err(BuildError::Engine(format!(
             "the executors derived the keys of {} members of their shards, the decision record has {} (or other members)",
@@ -518,9 +532,24 @@ fn member_keys_of(
             in_runs.len()
         )));
     }
-    let from_executors = keys.len() as u64;
-    keys.extend(crate::commitment::member_keys(secret, domain, &here)?);
-    Ok((keys, from_executors))
+    let from_executors = from_runs.len() as u64;
+    drop((from_runs, in_runs));
+    let mut keys = from_executors;
+    for (shard, ids) in here {
+        let mut derived = crate::commitment::member_keys(secret, domain, &ids)?;
+        derived.sort_unstable();
+        let path = scratch.join(format!("{KEYS_PREFIX}client-{shard:05}.bin"));
+        let file = std::fs::File::create(&path).map_err(|e| BuildError::io(&path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        for key in &derived {
+            std::io::Write::write_all(&mut w, key).map_err(|e| BuildError::io(&path, e))?;
+        }
+        std::io::Write::flush(&mut w).map_err(|e| BuildError::io(&path, e))?;
+        keys += derived.len() as u64;
+        runs.push((path, 32));
+    }
+    let written = crate::commit_runs::write_intervals(&runs, keys, out)?;
+    Ok((written, from_executors))
 }
 
 #[cfg(test)]
@@ -805,13 +834,29 @@ mod tests {
             shard("b", 2, "x2"),
             shard("b", 3, "x3"),
         ];
-        let (mut keys, from_executors) =
-            member_keys_of(dir.path(), &items, &with_shards, &secret, "ds").unwrap();
+        let out = dir.path().join("members.commitment");
+        let (written, from_executors) =
+            write_member_keys(dir.path(), &items, &with_shards, &secret, "ds", &out).unwrap();
         assert_eq!(from_executors, a_members.len() as u64);
-        let mut all = secret.member_keys("ds", &members);
-        keys.sort();
-        all.sort();
-        assert_eq!(keys, all, "the keys of every member, each once");
+        // The keys of every member, each once: the commitment made from all of them in memory.
+        let held = cg_proof::commitment::Commitment::from_keys(secret.member_keys("ds", &members))
+            .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), held.encode());
+        assert_eq!(written.root, held.root());
+        assert_eq!(written.included, members.len() as u64);
+        // Without any executor's keys, the client derives them all, to the same file.
+        let items = vec![
+            shard("a", 0, "x0"),
+            shard("a", 1, "x1"),
+            shard("b", 2, "x2"),
+            shard("b", 3, "x3"),
+        ];
+        let alone = dir.path().join("alone.commitment");
+        let (written, from_executors) =
+            write_member_keys(dir.path(), &items, &with_shards, &secret, "ds", &alone).unwrap();
+        assert_eq!(from_executors, 0);
+        assert_eq!(std::fs::read(&alone).unwrap(), held.encode());
+        assert_eq!(written.root, held.root());
 
         // A run that misses a member of its shards, or holds one of another shard, fails.
         for wrong in [
@@ -825,14 +870,18 @@ mod tests {
             let dir = cg_test_support::tempdir();
             let run = crate::key_run::write(dir.path(), 0, "a", &secret, "ds", &wrong).unwrap();
             let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
-            assert!(member_keys_of(dir.path(), &items, &with_shards, &secret, "ds").is_err());
+            let out = dir.path().join("members.commitment");
+            assert!(
+                write_member_keys(dir.path(), &items, &with_shards, &secret, "ds", &out).is_err()
+            );
         }
         // Keys derived with another secret fail the spot check.
         let other = cg_proof::member_key::MemberKeySecret::from_seed(&[8u8; 32]).unwrap();
         let dir = cg_test_support::tempdir();
         let run = crate::key_run::write(dir.path(), 0, "a", &other, "ds", &a_members).unwrap();
         let items = vec![shard("a", 0, "x0"), shard("a", 1, "x1"), run];
-        let err = member_keys_of(dir.path(), &items, &with_shards, &secret, "ds")
+        let out = dir.path().join("members.commitment");
+        let err = write_member_keys(dir.path(), &items, &with_shards, &secret, "ds", &out)
             .unwrap_err()
             .to_string();
         assert!(err.contains("another member key"), "{err}");

@@ -49,16 +49,11 @@ pub struct MemberCommitment {
     pub members: u64,
 }
 
-/// A commitment held in memory, or one written as a stream ([`crate::roster_runs`]).
+/// A commitment held in memory, or one written as a stream ([`crate::commit_runs`]).
 #[derive(Clone, Debug)]
 enum Tree {
     Held(DatasetCommitment),
-    /// A roster file already written at `path`, with its root and leaf count.
-    WrittenRoster {
-        path: std::path::PathBuf,
-        root: cg_proof::Hash,
-        leaves: u64,
-    },
+    Written(crate::commit_runs::WrittenCommitment),
 }
 
 impl MemberCommitment {
@@ -71,15 +66,11 @@ impl MemberCommitment {
         })
     }
 
-    /// A roster written as a stream to `written.path` ([`crate::roster_runs`]).
-    pub(crate) fn written_roster(written: crate::roster_runs::WrittenRoster) -> Self {
+    /// A commitment written as a stream to `written.path` ([`crate::commit_runs`]).
+    pub(crate) fn written(written: crate::commit_runs::WrittenCommitment) -> Self {
         MemberCommitment {
             members: written.included,
-            tree: Tree::WrittenRoster {
-                path: written.path,
-                root: written.root,
-                leaves: written.leaves,
-            },
+            tree: Tree::Written(written),
         }
     }
 
@@ -87,7 +78,7 @@ impl MemberCommitment {
     pub fn root(&self) -> cg_proof::Hash {
         match &self.tree {
             Tree::Held(t) => t.root(),
-            Tree::WrittenRoster { root, .. } => *root,
+            Tree::Written(w) => w.root,
         }
     }
 
@@ -95,7 +86,7 @@ impl MemberCommitment {
     pub fn scheme(&self) -> &'static str {
         match &self.tree {
             Tree::Held(t) => t.scheme(),
-            Tree::WrittenRoster { .. } => cg_proof::roster::ROSTER_SCHEME,
+            Tree::Written(w) => w.scheme,
         }
     }
 
@@ -104,7 +95,7 @@ impl MemberCommitment {
         match &self.tree {
             Tree::Held(DatasetCommitment::Roster(r)) => r.len() as u64,
             Tree::Held(DatasetCommitment::Intervals(_)) => 0,
-            Tree::WrittenRoster { leaves, .. } => *leaves,
+            Tree::Written(w) => w.roster_leaves,
         }
     }
 
@@ -118,10 +109,10 @@ impl MemberCommitment {
                     .map_err(|e| BuildError::io(path, e))?;
                 f.sync_all().map_err(|e| BuildError::io(path, e))
             }
-            Tree::WrittenRoster { path: written, .. } if written == path => Ok(()),
-            Tree::WrittenRoster { path: written, .. } => Err(BuildError::Engine(format!(
-                "the member roster was written to `{}`, not `{}`",
-                written.display(),
+            Tree::Written(w) if w.path == path => Ok(()),
+            Tree::Written(w) => Err(BuildError::Engine(format!(
+                "the member commitment was written to `{}`, not `{}`",
+                w.path.display(),
                 path.display()
             ))),
         }

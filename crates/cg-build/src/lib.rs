@@ -26,6 +26,7 @@
 
 pub mod card;
 mod cluster;
+mod commit_runs;
 mod commitment;
 mod config;
 pub mod decisions;
@@ -43,7 +44,6 @@ pub use cg_model::manifest;
 mod pass;
 mod publish;
 mod rebuild;
-mod roster_runs;
 mod run;
 pub mod sink;
 pub mod spec;

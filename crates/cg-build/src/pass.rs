@@ -85,7 +85,7 @@ pub(crate) struct PassSpec<'a> {
     /// theirs went to a shard), salted with this secret's salt key in this key domain: an
     /// embedded pass collects its members while the record is written ([`PassOut::roster`]);
     /// a distributed pass writes it as a stream from its tasks' runs, `members.commitment` in
-    /// `dir` ([`PassOut::roster_written`], [`crate::roster_runs`]).
+    /// `dir` ([`PassOut::commitment_written`], [`crate::commit_runs`]).
     pub roster: Option<(&'a MemberKeySecret, &'a str)>,
     /// A distributed build publishing to an object store: the prefix under which the
     /// executors put the shards they write, one prefix per attempt
@@ -109,8 +109,9 @@ pub(crate) struct PassOut {
     /// Every member of the decision record → whether a row of theirs is in a shard (what the
     /// roster commits to), when asked for ([`PassSpec::roster`]) of an embedded pass.
     pub roster: Option<FxHashMap<i64, bool>>,
-    /// The roster a distributed pass wrote as a stream, when asked for.
-    pub roster_written: Option<crate::roster_runs::WrittenRoster>,
+    /// The member commitment a distributed pass wrote as a stream (`members.commitment` in
+    /// its directory): the roster, or the VRF intervals of [`PassSpec::member_keys`].
+    pub commitment_written: Option<crate::commit_runs::WrittenCommitment>,
     /// content id → (shard, redaction fingerprint), when collected.
     pub rows: FxHashMap<i64, (Option<u32>, i64)>,
     /// `decisions.parquet`, when written.

@@ -204,23 +204,31 @@ fn write_dataset(
     *received = pass.received;
     *stored = std::mem::take(&mut pass.stored);
     let shard_refs = finish_shards(cfg.shards, std::mem::take(&mut pass.shards), |_| None)?;
-    let commitment = match cfg.key_scheme {
-        crate::KeyScheme::Vrf => {
+    // A distributed pass wrote the commitment from its tasks' runs; an embedded one collected
+    // the keys or the roster's members.
+    let commitment = match (pass.commitment_written.take(), cfg.key_scheme) {
+        (Some(written), _) => MemberCommitment::written(written),
+        (None, crate::KeyScheme::Vrf) => {
             MemberCommitment::intervals(std::mem::take(&mut pass.member_keys))?
         }
-        // A distributed pass wrote the roster from its tasks' runs; an embedded one collected
-        // its members.
-        crate::KeyScheme::Roster => match pass.roster_written.take() {
-            Some(written) => MemberCommitment::written_roster(written),
-            None => MemberCommitment::roster_of(
-                pass.roster
-                    .take()
-                    .ok_or_else(|| BuildError::Engine("the pass collected no roster".into()))?,
-                &cfg.member_keys,
-                dataset_id,
-            )?,
-        },
+        (None, crate::KeyScheme::Roster) => MemberCommitment::roster_of(
+            pass.roster
+                .take()
+                .ok_or_else(|| BuildError::Engine("the pass collected no roster".into()))?,
+            &cfg.member_keys,
+            dataset_id,
+        )?,
     };
+    let scheme = match cfg.key_scheme {
+        crate::KeyScheme::Vrf => cg_proof::member_key::KEY_SCHEME,
+        crate::KeyScheme::Roster => cg_proof::roster::ROSTER_SCHEME,
+    };
+    if commitment.scheme() != scheme {
+        return Err(BuildError::Engine(format!(
+            "the pass made a `{}` commitment, the build asked for `{scheme}`",
+            commitment.scheme()
+        )));
+    }
     // Both commitments must hold exactly the members with a row in the shards.
     if commitment.members != pass.kept_members.len() as u64 {
         return Err(BuildError::Engine(format!(

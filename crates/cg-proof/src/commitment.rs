@@ -59,6 +59,101 @@ pub enum CommitmentError {
     Proof(#[from] ProofError),
 }
 
+/// Why a commitment file could not be written as a stream ([`IntervalWriter`],
+/// [`crate::roster::RosterWriter`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitmentWriteError {
+    /// Writing failed.
+    #[error("writing the commitment: {0}")]
+    Io(#[from] std::io::Error),
+    /// An entry is not above the one before.
+    #[error("the commitment's entries are not sorted and unique (a member listed twice?)")]
+    Unsorted,
+    /// A member key equals a sentinel.
+    #[error("a member key equals a sentinel")]
+    SentinelKey,
+    /// More or fewer entries than announced.
+    #[error("the commitment was to have {expected} entries, it was given {given}")]
+    Count {
+        /// Announced.
+        expected: u64,
+        /// Given (so far, when more).
+        given: u64,
+    },
+}
+
+/// Writes a `members.commitment` file of VRF keys — the bytes of [`Commitment::encode`] — from
+/// keys given in ascending order, computing the root on the way ([`crate::CompactRange`]):
+/// a commitment too large to hold is written as a stream, from sorted runs merged. The key
+/// count comes first in the file, so it is given up front and checked at the end.
+pub struct IntervalWriter<W: std::io::Write> {
+    out: W,
+    count: u64,
+    given: u64,
+    /// The low end of the next interval: the last key, or [`LOW`].
+    low: MemberKey,
+    range: crate::CompactRange,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for IntervalWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntervalWriter")
+            .field("count", &self.count)
+            .field("given", &self.given)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write> IntervalWriter<W> {
+    /// A writer of `count` keys into `out`; the header and the count are written now.
+    pub fn new(mut out: W, count: u64) -> std::io::Result<IntervalWriter<W>> {
+        out.write_all(FILE_HEADER)?;
+        out.write_all(&count.to_be_bytes())?;
+        Ok(IntervalWriter {
+            out,
+            count,
+            given: 0,
+            low: LOW,
+            range: crate::CompactRange::new(),
+        })
+    }
+
+    /// Appends the next key: above the last one, and neither sentinel.
+    pub fn push(&mut self, key: &MemberKey) -> Result<(), CommitmentWriteError> {
+        if *key == LOW || *key == HIGH {
+            return Err(CommitmentWriteError::SentinelKey);
+        }
+        if self.given > 0 && self.low >= *key {
+            return Err(CommitmentWriteError::Unsorted);
+        }
+        if self.given == self.count {
+            return Err(CommitmentWriteError::Count {
+                expected: self.count,
+                given: self.count + 1,
+            });
+        }
+        self.out.write_all(key)?;
+        self.range.push(interval_leaf(&self.low, key));
+        self.low = *key;
+        self.given += 1;
+        Ok(())
+    }
+
+    /// The file is complete: checks the count, adds the last interval (to [`HIGH`]), flushes,
+    /// and returns the output and the root.
+    pub fn finish(mut self) -> Result<(W, Hash), CommitmentWriteError> {
+        if self.given != self.count {
+            return Err(CommitmentWriteError::Count {
+                expected: self.count,
+                given: self.given,
+            });
+        }
+        self.range.push(interval_leaf(&self.low, &HIGH));
+        self.out.flush()?;
+        Ok((self.out, self.range.root()))
+    }
+}
+
 /// What an interval proof shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Membership {
@@ -332,6 +427,52 @@ mod tests {
         k
     }
 
+    #[test]
+    fn keys_written_as_a_stream_are_the_encoded_commitment() {
+        for n in [0u32, 1, 2, 3, 9, 300] {
+            let keys: Vec<MemberKey> = (0..n).map(key).collect();
+            let held = Commitment::from_keys(keys.clone()).unwrap();
+            let mut w = IntervalWriter::new(Vec::new(), n as u64).unwrap();
+            for k in &keys {
+                w.push(k).unwrap();
+            }
+            let (bytes, root) = w.finish().unwrap();
+            assert_eq!(bytes, held.encode(), "{n} keys");
+            assert_eq!(root, held.root());
+        }
+        // Out of order or twice, a sentinel, fewer or more keys than announced: refused.
+        let mut w = IntervalWriter::new(Vec::new(), 3).unwrap();
+        w.push(&key(2)).unwrap();
+        assert!(matches!(
+            w.push(&key(1)),
+            Err(CommitmentWriteError::Unsorted)
+        ));
+        assert!(matches!(
+            w.push(&key(2)),
+            Err(CommitmentWriteError::Unsorted)
+        ));
+        assert!(matches!(
+            w.push(&HIGH),
+            Err(CommitmentWriteError::SentinelKey)
+        ));
+        assert!(matches!(
+            w.push(&LOW),
+            Err(CommitmentWriteError::SentinelKey)
+        ));
+        assert!(matches!(
+            w.finish(),
+            Err(CommitmentWriteError::Count {
+                expected: 3,
+                given: 1
+            })
+        ));
+        let mut w = IntervalWriter::new(Vec::new(), 1).unwrap();
+        w.push(&key(1)).unwrap();
+        assert!(matches!(
+            w.push(&key(2)),
+            Err(CommitmentWriteError::Count { .. })
+        ));
+    }
     #[test]
     fn every_key_present_every_gap_absent() {
         for n in [0u32, 1, 2, 3, 7, 64] {

@@ -46,7 +46,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::commitment::CommitmentError;
+use crate::commitment::{CommitmentError, CommitmentWriteError};
 use crate::{Hash, inclusion_proof, leaf_hash, verify_inclusion};
 
 /// The key scheme named in manifests (`member_commitment.key_scheme`).
@@ -333,25 +333,6 @@ pub struct RosterWriter<W: std::io::Write> {
     head: crate::CompactRange,
 }
 
-/// Why a roster could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum RosterWriteError {
-    /// Writing failed.
-    #[error("writing the roster: {0}")]
-    Io(#[from] std::io::Error),
-    /// An entry's position is not above the one before.
-    #[error("roster positions are not sorted and unique (a member listed twice?)")]
-    Unsorted,
-    /// More or fewer entries than announced.
-    #[error("the roster was to have {expected} leaves, it was given {given}")]
-    Count {
-        /// Announced.
-        expected: u64,
-        /// Given (so far, when more).
-        given: u64,
-    },
-}
-
 impl<W: std::io::Write> std::fmt::Debug for RosterWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RosterWriter")
@@ -376,12 +357,16 @@ impl<W: std::io::Write> RosterWriter<W> {
     }
 
     /// Appends the next entry: its position must be above the last one's.
-    pub fn push(&mut self, position: &Position, opening: &Hash) -> Result<(), RosterWriteError> {
+    pub fn push(
+        &mut self,
+        position: &Position,
+        opening: &Hash,
+    ) -> Result<(), CommitmentWriteError> {
         if self.last.is_some_and(|last| last >= *position) {
-            return Err(RosterWriteError::Unsorted);
+            return Err(CommitmentWriteError::Unsorted);
         }
         if self.head.size() == self.count {
-            return Err(RosterWriteError::Count {
+            return Err(CommitmentWriteError::Count {
                 expected: self.count,
                 given: self.count + 1,
             });
@@ -394,9 +379,9 @@ impl<W: std::io::Write> RosterWriter<W> {
     }
 
     /// The file is complete: checks the count, flushes, and returns the output and the root.
-    pub fn finish(mut self) -> Result<(W, Hash), RosterWriteError> {
+    pub fn finish(mut self) -> Result<(W, Hash), CommitmentWriteError> {
         if self.head.size() != self.count {
-            return Err(RosterWriteError::Count {
+            return Err(CommitmentWriteError::Count {
                 expected: self.count,
                 given: self.head.size(),
             });
@@ -671,18 +656,18 @@ mod tests {
         w.push(&e[1].position, &e[1].opening).unwrap();
         assert!(matches!(
             w.push(&e[0].position, &e[0].opening),
-            Err(RosterWriteError::Unsorted)
+            Err(CommitmentWriteError::Unsorted)
         ));
         assert!(matches!(
             w.push(&e[1].position, &e[1].opening),
-            Err(RosterWriteError::Unsorted)
+            Err(CommitmentWriteError::Unsorted)
         ));
         // Fewer or more entries than announced: refused.
         let mut w = RosterWriter::new(Vec::new(), 2).unwrap();
         w.push(&e[0].position, &e[0].opening).unwrap();
         assert!(matches!(
             w.finish(),
-            Err(RosterWriteError::Count {
+            Err(CommitmentWriteError::Count {
                 expected: 2,
                 given: 1
             })
@@ -691,7 +676,7 @@ mod tests {
         w.push(&e[0].position, &e[0].opening).unwrap();
         assert!(matches!(
             w.push(&e[1].position, &e[1].opening),
-            Err(RosterWriteError::Count { .. })
+            Err(CommitmentWriteError::Count { .. })
         ));
     }
 

@@ -1,26 +1,32 @@
-//! A distributed build's member roster ([`cg_proof::roster`]), made from its tasks' runs of
-//! decision records without holding every member at once.
+//! A distributed build's member commitment written as a stream, from per-task sorted runs,
+//! without holding every member at once: the client merges the runs by key straight into
+//! `members.commitment`, the tree head computed on the way ([`cg_proof::CompactRange`]), and
+//! holds one buffer per run. The file and root are byte for byte those of the in-memory
+//! commitment (embedded builds keep that one: their members are in one process anyway).
 //!
-//! The plan routes every row by its author's shard, so each task's members are its own: no
-//! member has rows in two tasks' runs. For each run the client collects its members (the rule
-//! of [`crate::pass::roster_members_of_run`], the same as an embedded build's), salts them on
-//! every core, sorts them by position and writes them as a run of 64-byte entries (position,
-//! opening) in the scratch directory; then it merges the runs by position straight into
-//! `members.commitment`, computing the tree head on the way
-//! ([`cg_proof::roster::RosterWriter`]). What the client holds is one task's members and one
-//! buffer per run, not every member, and the file and root are byte for byte those of
-//! [`crate::MemberCommitment::roster`] over the merged record. A member in two runs (a plan that
-//! did not route by shard) is the same position twice: the writer refuses it and the build
-//! fails.
+//! - **The roster** (the default scheme, [`write_roster`]): the plan routes every row by its
+//!   author's shard, so each task's members are its own — no member has rows in two tasks'
+//!   runs. For each run of decision records the client collects its members (the rule of
+//!   [`crate::pass::roster_members_of_run`], the same as an embedded build's), salts them on
+//!   every core, sorts them by position and writes them as a run of 64-byte entries (position,
+//!   opening) in the scratch directory; the runs are then merged
+//!   ([`cg_proof::roster::RosterWriter`]).
+//! - **VRF intervals** ([`write_intervals`]): the executors' key runs are sorted by key already
+//!   (40-byte records: key, member id), and the keys the client derives itself are sorted per
+//!   shard into runs of 32-byte keys; all are merged ([`cg_proof::commitment::IntervalWriter`]).
+//!
+//! A member in two runs (a plan that did not route by shard) is one position or key twice: the
+//! writers refuse it and the build fails.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use cg_proof::commitment::{CommitmentWriteError, IntervalWriter};
 use cg_proof::member_key::MemberKeySecret;
-use cg_proof::roster::{Position, RosterWriter};
+use cg_proof::roster::RosterWriter;
 
 use crate::BuildError;
 
@@ -30,16 +36,18 @@ const ENTRY_BYTES: usize = 64;
 /// The prefix of the roster runs in the scratch directory.
 pub(crate) const ROSTER_PREFIX: &str = "roster-";
 
-/// A roster written as a stream.
+/// A commitment written as a stream.
 #[derive(Clone, Debug)]
-pub(crate) struct WrittenRoster {
+pub(crate) struct WrittenCommitment {
     /// The file (`members.commitment` in the build's directory), fsynced.
     pub path: PathBuf,
     /// Its tree head.
     pub root: cg_proof::Hash,
-    /// Its leaves: every member of the decision record.
-    pub leaves: u64,
-    /// Of those, the members with a row in the shards.
+    /// Its key scheme (as the manifest names it).
+    pub scheme: &'static str,
+    /// A roster's leaves: every member of the decision record (0 for VRF intervals).
+    pub roster_leaves: u64,
+    /// The members with a row in the shards.
     pub included: u64,
 }
 
@@ -52,15 +60,16 @@ pub(crate) fn write_roster(
     out: &Path,
     secret: &MemberKeySecret,
     domain: &str,
-) -> Result<WrittenRoster, BuildError> {
+) -> Result<WrittenCommitment, BuildError> {
     let mut runs = Vec::with_capacity(record_runs.len());
     let result = write_runs(record_runs, scratch, secret, domain, &mut runs).and_then(
         |(leaves, included)| {
-            let root = merge(&runs, out, leaves)?;
-            Ok(WrittenRoster {
+            let root = merge_roster(&runs, out, leaves)?;
+            Ok(WrittenCommitment {
                 path: out.to_owned(),
                 root,
-                leaves,
+                scheme: cg_proof::roster::ROSTER_SCHEME,
+                roster_leaves: leaves,
                 included,
             })
         },
@@ -104,65 +113,129 @@ fn write_runs(
     Ok((leaves, included))
 }
 
-/// A run being merged: its reader and its current entry.
+/// A sorted run being merged: its reader, its record size and its current record (whose
+/// first 32 bytes are its key).
 struct RunHead {
     path: PathBuf,
     reader: BufReader<File>,
-    opening: [u8; 32],
+    record: Vec<u8>,
 }
 
 impl RunHead {
-    /// The run's next entry's position (its opening kept), `None` at its end.
-    fn next(&mut self) -> Result<Option<Position>, BuildError> {
-        let mut entry = [0u8; ENTRY_BYTES];
-        match self.reader.read_exact(&mut entry) {
-            Ok(()) => {
-                let mut position = [0u8; 32];
-                position.copy_from_slice(&entry[..32]);
-                self.opening.copy_from_slice(&entry[32..]);
-                Ok(Some(position))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(BuildError::io(&self.path, e)),
+    /// The run's next record's key (the record kept), `None` at its end. A run ending in a
+    /// partial record is an error.
+    fn next(&mut self) -> Result<Option<[u8; 32]>, BuildError> {
+        let at_end = self
+            .reader
+            .fill_buf()
+            .map_err(|e| BuildError::io(&self.path, e))?
+            .is_empty();
+        if at_end {
+            return Ok(None);
         }
+        self.reader
+            .read_exact(&mut self.record)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => BuildError::Engine(format!(
+                    "`{}` ends in a partial record",
+                    self.path.display()
+                )),
+                _ => BuildError::io(&self.path, e),
+            })?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&self.record[..32]);
+        Ok(Some(key))
     }
 }
 
-/// Merges sorted runs of entries by position into the roster file `out` of `leaves` leaves,
-/// fsynced; returns its root.
-fn merge(runs: &[PathBuf], out: &Path, leaves: u64) -> Result<cg_proof::Hash, BuildError> {
+/// Merges runs of fixed-size records (`(path, record bytes)`), each sorted by its records'
+/// first 32 bytes, calling `each` with every record in that order.
+fn merge_runs(
+    runs: &[(PathBuf, usize)],
+    mut each: impl FnMut(&[u8]) -> Result<(), BuildError>,
+) -> Result<(), BuildError> {
     let mut heads = Vec::with_capacity(runs.len());
     let mut order = BinaryHeap::with_capacity(runs.len());
-    for path in runs {
+    for (path, record) in runs {
         let file = File::open(path).map_err(|e| BuildError::io(path, e))?;
         let mut head = RunHead {
             path: path.clone(),
             reader: BufReader::with_capacity(1 << 16, file),
-            opening: [0u8; 32],
+            record: vec![0u8; (*record).max(32)],
         };
-        if let Some(position) = head.next()? {
-            order.push(Reverse((position, heads.len())));
+        if let Some(key) = head.next()? {
+            order.push(Reverse((key, heads.len())));
         }
         heads.push(head);
     }
-    let written = |e: cg_proof::roster::RosterWriteError| {
-        BuildError::Engine(format!("`{}`: {e}", out.display()))
-    };
-    let file = File::create(out).map_err(|e| BuildError::io(out, e))?;
-    let mut w = RosterWriter::new(BufWriter::with_capacity(1 << 20, file), leaves)
-        .map_err(|e| BuildError::io(out, e))?;
-    while let Some(Reverse((position, i))) = order.pop() {
-        w.push(&position, &heads[i].opening).map_err(written)?;
+    while let Some(Reverse((_, i))) = order.pop() {
+        each(&heads[i].record)?;
         if let Some(next) = heads[i].next()? {
             order.push(Reverse((next, i)));
         }
     }
-    let (buffer, root) = w.finish().map_err(written)?;
+    Ok(())
+}
+
+/// Opens `out` for a commitment file written through `write` (given a buffered writer), then
+/// fsyncs it; returns the root `write` returned.
+fn write_file(
+    out: &Path,
+    write: impl FnOnce(BufWriter<File>) -> Result<(BufWriter<File>, cg_proof::Hash), BuildError>,
+) -> Result<cg_proof::Hash, BuildError> {
+    let file = File::create(out).map_err(|e| BuildError::io(out, e))?;
+    let (buffer, root) = write(BufWriter::with_capacity(1 << 20, file))?;
     let file = buffer
         .into_inner()
         .map_err(|e| BuildError::io(out, e.into_error()))?;
     file.sync_all().map_err(|e| BuildError::io(out, e))?;
     Ok(root)
+}
+
+fn written(out: &Path) -> impl Fn(CommitmentWriteError) -> BuildError + '_ {
+    move |e| BuildError::Engine(format!("`{}`: {e}", out.display()))
+}
+
+/// Merges sorted runs of roster entries into the roster file `out` of `leaves` leaves,
+/// fsynced; returns its root.
+fn merge_roster(runs: &[PathBuf], out: &Path, leaves: u64) -> Result<cg_proof::Hash, BuildError> {
+    let runs: Vec<(PathBuf, usize)> = runs.iter().map(|p| (p.clone(), ENTRY_BYTES)).collect();
+    write_file(out, |buffer| {
+        let mut w = RosterWriter::new(buffer, leaves).map_err(|e| BuildError::io(out, e))?;
+        merge_runs(&runs, |entry| {
+            let (mut position, mut opening) = ([0u8; 32], [0u8; 32]);
+            position.copy_from_slice(&entry[..32]);
+            opening.copy_from_slice(&entry[32..64]);
+            w.push(&position, &opening).map_err(written(out))
+        })?;
+        w.finish().map_err(written(out))
+    })
+}
+
+/// Writes the VRF interval commitment of the keys in `runs` (`(path, record bytes)`: each
+/// sorted by key, the key a record's first 32 bytes; `keys` of them together, every member
+/// once) to `out`, fsynced.
+pub(crate) fn write_intervals(
+    runs: &[(PathBuf, usize)],
+    keys: u64,
+    out: &Path,
+) -> Result<WrittenCommitment, BuildError> {
+    let root = write_file(out, |buffer| {
+        let mut w = IntervalWriter::new(buffer, keys).map_err(|e| BuildError::io(out, e))?;
+        merge_runs(runs, |record| {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&record[..32]);
+            w.push(&key).map_err(written(out))
+        })?;
+        w.finish().map_err(written(out))
+    })?;
+    Ok(WrittenCommitment {
+        path: out.to_owned(),
+        root,
+        scheme: cg_proof::member_key::KEY_SCHEME,
+        roster_leaves: 0,
+        included: keys,
+    })
 }
 
 #[cfg(test)]
@@ -197,7 +270,7 @@ mod tests {
         }
         let leaves = all.len() as u64;
         let out = dir.path().join("members.commitment");
-        let root = merge(&runs, &out, leaves).unwrap();
+        let root = merge_roster(&runs, &out, leaves).unwrap();
         let held = MemberCommitment::roster_of(all, &secret, "ds-9").unwrap();
         assert_eq!(root, held.root());
         let expected = dir.path().join("held.commitment");
@@ -241,7 +314,7 @@ mod tests {
             runs.push(path);
         }
         let out = dir.path().join("members.commitment");
-        let err = merge(&runs, &out, 3).unwrap_err().to_string();
+        let err = merge_roster(&runs, &out, 3).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
     }
 }
