@@ -487,7 +487,10 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
 /// re-derived here) and merged as it is. The keys of the other shards' members are derived
 /// here, one shard at a time on every core, and written as sorted runs of their own in
 /// `scratch`. A member is never left out of the commitment, and the client never holds more
-/// than one run's keys ([`crate::commit_runs::write_intervals`]).
+/// than one run's keys ([`crate::commit_runs::write_intervals`]). An executor's run is read
+/// twice, checked and then merged: one altered in between (by whoever can write the shared
+/// staging directory) is not caught — the executors are trusted that far already, since they
+/// write the shards.
 fn write_member_keys(
     scratch: &Path,
     items: &[SinkItem],

@@ -320,7 +320,7 @@ pub fn run_build(cfg: BuildConfig, printer: Printer) -> anyhow::Result<(PathBuf,
         printer.status(
             "Uploaded",
             format!(
-                "{} files ({:.1} MiB) put and read back by this process; {} shards ({:.1} MiB) copied on the store from the executors' objects, {:.1} MiB of them streamed through this process",
+                "{} files ({:.1} MiB) put and read back by this process before the manifest; {} shards ({:.1} MiB) copied on the store from the executors' objects, {:.1} MiB of them streamed through this process",
                 u.files,
                 mib(u.bytes),
                 u.copied,
