@@ -547,15 +547,28 @@ fn upload_dataset_to(
                 moved.files += 1;
                 moved.bytes += size;
             }
-            for shard in shards {
-                let url = prefix.join(&shard.name);
-                uploaded.push(url.clone());
-                if copy_object(&*store, shard, &url, copy_limit).await? {
-                    moved.streamed_bytes += shard.bytes;
-                }
-                moved.copied += 1;
-                moved.copied_bytes += shard.bytes;
+            // Copies are requests without a body: several in flight at once. An object over
+            // the copy limit is streamed through this process instead, one at a time (each
+            // holds its parts in flight).
+            let copies: Vec<(StoredShard, ObjectUrl)> = shards
+                .iter()
+                .map(|shard| (shard.clone(), prefix.join(&shard.name)))
+                .collect();
+            uploaded.extend(copies.iter().map(|(_, url)| url.clone()));
+            let (streamed, copied): (Vec<_>, Vec<_>) = copies
+                .into_iter()
+                .partition(|(shard, _)| shard.bytes > copy_limit);
+            concurrently(copied, |(shard, url)| {
+                let store = store.clone();
+                async move { copy_object(&*store, &shard, &url, copy_limit).await }
+            })
+            .await?;
+            for (shard, url) in &streamed {
+                copy_object(&*store, shard, url, copy_limit).await?;
+                moved.streamed_bytes += shard.bytes;
             }
+            moved.copied = shards.len() as u64;
+            moved.copied_bytes = shards.iter().map(|s| s.bytes).sum();
             let manifest = prefix.join(manifest_name);
             let bytes = std::fs::read(dir.join(manifest_name))
                 .map_err(|e| BuildError::io(&dir.join(manifest_name), e))?;
@@ -690,17 +703,53 @@ pub(crate) fn sizes_of_objects(urls: &[ObjectUrl]) -> Result<Vec<u64>, BuildErro
     let Some(first) = urls.first() else {
         return Ok(Vec::new());
     };
+    if let Some(other) = urls.iter().find(|u| u.bucket != first.bucket) {
+        return Err(store_error(other, "not in the bucket of the others"));
+    }
     let store = first.store()?;
-    blocking(async {
-        let mut sizes = Vec::with_capacity(urls.len());
-        for url in urls {
-            if url.bucket != first.bucket {
-                return Err(store_error(url, "not in the bucket of the others"));
-            }
-            sizes.push(object_size(&*store, url).await?);
+    blocking(concurrently(urls.to_vec(), move |url| {
+        let store = store.clone();
+        async move { object_size(&*store, &url).await }
+    }))
+}
+
+/// Requests without a body (`HEAD`, `CopyObject`) this process has in flight at once.
+const REQUESTS_IN_FLIGHT: usize = 16;
+
+/// `each` of `items`, at most [`REQUESTS_IN_FLIGHT`] at a time, on the current runtime; the
+/// results in the items' order. The first error is returned and the requests still in flight
+/// are cancelled.
+async fn concurrently<T, R, Fut>(
+    items: Vec<T>,
+    each: impl Fn(T) -> Fut,
+) -> Result<Vec<R>, BuildError>
+where
+    R: Send + 'static,
+    Fut: std::future::Future<Output = Result<R, BuildError>> + Send + 'static,
+{
+    let joined = |done: Result<Result<(usize, R), BuildError>, tokio::task::JoinError>| {
+        done.map_err(|_| BuildError::Engine("an object-store request panicked".into()))?
+    };
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if in_flight.len() >= REQUESTS_IN_FLIGHT
+            && let Some(done) = in_flight.join_next().await
+        {
+            let (j, r) = joined(done)?;
+            results[j] = Some(r);
         }
-        Ok(sizes)
-    })
+        let request = each(item);
+        in_flight.spawn(async move { request.await.map(|r| (i, r)) });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        let (j, r) = joined(done)?;
+        results[j] = Some(r);
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| BuildError::Engine("an object-store request was lost".into())))
+        .collect()
 }
 
 /// Removes every object under `prefix` (as a directory: `prefix/…`); returns how many.
@@ -1203,6 +1252,32 @@ mod tests {
         );
         let missing = url.join("nope");
         assert!(sizes_of_objects(&[missing]).is_err());
+    }
+
+    #[test]
+    fn requests_in_flight_answer_in_order_and_the_first_error_wins() {
+        // Later items finish first: the results still come back in the items' order.
+        let items: Vec<u64> = (0..40).collect();
+        let got = blocking(concurrently(items.clone(), |i| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(40 - i)).await;
+            Ok(i * 2)
+        }))
+        .unwrap();
+        assert_eq!(got, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        let err = blocking(concurrently(items, |i| async move {
+            if i == 23 {
+                Err(BuildError::Engine(format!("request {i} failed")))
+            } else {
+                Ok(i)
+            }
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("request 23 failed"), "{err}");
+        assert!(
+            blocking(concurrently(Vec::<u64>::new(), |i| async move { Ok(i) }))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
