@@ -103,12 +103,7 @@ impl MemberCommitment {
     /// written one must already be there (it was written into the build's directory).
     pub(crate) fn write_to(&self, path: &Path) -> Result<(), BuildError> {
         match &self.tree {
-            Tree::Held(t) => {
-                let mut f = std::fs::File::create(path).map_err(|e| BuildError::io(path, e))?;
-                std::io::Write::write_all(&mut f, &t.encode())
-                    .map_err(|e| BuildError::io(path, e))?;
-                f.sync_all().map_err(|e| BuildError::io(path, e))
-            }
+            Tree::Held(t) => crate::publish::write_synced(path, &t.encode()),
             Tree::Written(w) if w.path == path => Ok(()),
             Tree::Written(w) => Err(BuildError::Engine(format!(
                 "the member commitment was written to `{}`, not `{}`",

@@ -244,7 +244,7 @@ fn write_input_paths(cfg: &BuildConfig, dir: &Path) -> Result<(), BuildError> {
 }
 
 /// Writes a file and fsyncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let mut f = File::create(path).map_err(|e| BuildError::io(path, e))?;
     std::io::Write::write_all(&mut f, bytes).map_err(|e| BuildError::io(path, e))?;
     f.sync_all().map_err(|e| BuildError::io(path, e))

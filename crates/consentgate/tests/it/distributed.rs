@@ -173,6 +173,68 @@ impl Cluster {
         victim.wait().unwrap();
     }
 
+    /// Runs builds (`start(attempt)`: the build's process, and what `writer` looks at) until
+    /// `writer` names the executor writing a shard while the build runs — a build that ends
+    /// first (a fast machine) is run again, at most five — kills that executor, and waits for
+    /// the build to end: bounded, since a build that neither finishes nor fails within 180 s
+    /// of losing an executor is a hang (Ballista 55's adaptive planner did that; the client
+    /// runs the static one).
+    pub(crate) fn kill_the_writer<T>(
+        &mut self,
+        mut start: impl FnMut(u32) -> (std::process::Child, T),
+        writer: impl Fn(&T) -> Option<u32>,
+    ) -> (std::process::Output, T) {
+        let mut attempt = 0;
+        let (child, watched, killed) = loop {
+            attempt += 1;
+            let (mut child, watched) = start(attempt);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let seen = loop {
+                if let Some(pid) = writer(&watched) {
+                    break Some(pid);
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break None;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the build neither wrote a shard nor ended in 120 s"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            match seen {
+                Some(pid) => break (child, watched, pid),
+                None => assert!(
+                    attempt < 5,
+                    "no executor was seen writing a shard in {attempt} builds"
+                ),
+            }
+        };
+        self.kill_executor(killed);
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(result) => (result.unwrap(), watched),
+            Err(_) => {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                let client = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "the build neither finished nor failed within 180 s of losing executor {killed}\n\
+                     --- the client's stderr\n{client}{}",
+                    self.log_tails(60)
+                );
+            }
+        }
+    }
+
     /// The shards whose member facts each executor compiled, with the member counts its log
     /// gives (`compiled the member facts of shard N: M members`).
     fn facts_loaded(&self) -> Vec<BTreeMap<u32, u64>> {
@@ -796,74 +858,30 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
     let (_c, files) = corpus_files(20_000, 200_000);
     let out = cg_test_support::tempdir();
     let mut cluster = cluster(2);
+    let cluster_url = cluster.url.clone();
     // Kill the executor that is writing a shard, while it writes it: a task writes a shard
     // through `part-NNNNN.parquet.<pid>-<random>.partial` in the build's scratch directory, so
     // the file names the process to kill. A build that ends before any write was seen (a
     // fast machine) is run again.
-    let mut attempt = 0;
-    let (child, dist_out, writer) = loop {
-        attempt += 1;
-        let dist_out = out.path().join(format!("ballista-{attempt}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
-            .env("CG_DATA_DIR", data_dir())
-            .args(build_args(
-                &files,
-                "2025-12-01",
-                &dist_out,
-                &["--engine", &cluster.url],
-            ))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let seen = loop {
-            if let Some(pid) = shard_writer(&dist_out) {
-                break Some(pid);
-            }
-            if child.try_wait().unwrap().is_some() {
-                break None;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the build neither wrote a shard nor ended in 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        match seen {
-            Some(pid) => break (child, dist_out, pid),
-            None => assert!(
-                attempt < 5,
-                "no executor was seen writing a shard in {attempt} builds"
-            ),
-        }
-    };
-    cluster.kill_executor(writer);
-
-    // Bounded: a build that neither finishes nor fails after losing an executor is a hang
-    // (Ballista 55's adaptive planner did that; the client now runs the static one).
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let result = match rx.recv_timeout(Duration::from_secs(180)) {
-        Ok(result) => result.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let client = rx
-                .recv_timeout(Duration::from_secs(10))
-                .ok()
-                .and_then(Result::ok)
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            panic!(
-                "the build neither finished nor failed within 180 s of losing executor {writer}\n\
-                 --- the client's stderr\n{client}{}",
-                cluster.log_tails(60)
-            );
-        }
-    };
+    let (result, dist_out) = cluster.kill_the_writer(
+        |attempt| {
+            let dist_out = out.path().join(format!("ballista-{attempt}"));
+            let child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+                .env("CG_DATA_DIR", data_dir())
+                .args(build_args(
+                    &files,
+                    "2025-12-01",
+                    &dist_out,
+                    &["--engine", &cluster_url],
+                ))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, dist_out)
+        },
+        |dist_out| shard_writer(dist_out),
+    );
     let left: Vec<PathBuf> = walk(&dist_out);
     assert!(
         left.iter().all(|p| {

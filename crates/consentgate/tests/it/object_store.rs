@@ -432,7 +432,6 @@ fn a_ballista_cluster_reads_and_publishes_through_the_store_like_the_embedded_en
 #[test]
 fn an_executor_killed_while_putting_shards_leaves_no_partial_dataset_on_the_store() {
     use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
 
     use crate::distributed::{ExecutorKey, cluster_in};
     let (_c, files) = crate::util::corpus_files(20_000, 200_000);
@@ -456,74 +455,38 @@ fn an_executor_killed_while_putting_shards_leaves_no_partial_dataset_on_the_stor
                 .ok()
         })
     };
-    // A build that ends before any executor was seen putting a shard (a fast machine) is run
-    // again, to another prefix.
-    let mut attempt = 0;
-    let (child, out, writer) = loop {
-        attempt += 1;
-        let out = format!("killed-{attempt}");
-        let staging = tmp.path().join(format!("staging-{attempt}"));
-        std::fs::create_dir(&staging).unwrap();
-        let args = build_args(
-            &inputs,
-            "2025-12-01",
-            Path::new(&s3.url(&out)),
-            &[
-                "--engine",
-                &cluster.url,
-                "--staging",
-                staging.to_str().unwrap(),
-            ],
-        );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
-            .env("NO_COLOR", "1")
-            .env("CG_DATA_DIR", crate::util::data_dir())
-            .envs(s3.env())
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let seen = loop {
-            if let Some(pid) = putting() {
-                break Some(pid);
-            }
-            if child.try_wait().unwrap().is_some() {
-                break None;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the build neither put a shard nor ended in 120 s"
+    // Each build goes to a prefix of its own (a build that ends before any executor was seen
+    // putting a shard is run again).
+    let cluster_url = cluster.url.clone();
+    let (result, out) = cluster.kill_the_writer(
+        |attempt| {
+            let out = format!("killed-{attempt}");
+            let staging = tmp.path().join(format!("staging-{attempt}"));
+            std::fs::create_dir(&staging).unwrap();
+            let args = build_args(
+                &inputs,
+                "2025-12-01",
+                Path::new(&s3.url(&out)),
+                &[
+                    "--engine",
+                    &cluster_url,
+                    "--staging",
+                    staging.to_str().unwrap(),
+                ],
             );
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        match seen {
-            Some(pid) => break (child, out, pid),
-            None => assert!(
-                attempt < 5,
-                "no executor was seen putting a shard in {attempt} builds"
-            ),
-        }
-    };
-    cluster.kill_executor(writer);
-
-    // Bounded, as in the local-path test: losing an executor must not hang the build.
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let result = match rx.recv_timeout(Duration::from_secs(180)) {
-        Ok(result) => result.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!(
-                "the build neither finished nor failed within 180 s of losing executor {writer}{}",
-                cluster.log_tails(60)
-            );
-        }
-    };
+            let child = Command::new(env!("CARGO_BIN_EXE_consentgate"))
+                .env("NO_COLOR", "1")
+                .env("CG_DATA_DIR", crate::util::data_dir())
+                .envs(s3.env())
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, out)
+        },
+        |_| putting(),
+    );
     let objects = s3.list(&out);
     if result.status.success() {
         // Finished on the surviving executor: the embedded build's dataset, and nothing else
