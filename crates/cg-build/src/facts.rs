@@ -1,9 +1,11 @@
 //! Member-side facts, loaded once per build into the one model every path decides on
 //! ([`cg_model::MemberFacts`]): from input files (members, residence history, notices,
 //! erasures, consent events), from the ledger as of the cut-off, or from both, merged with the
-//! most protective reading ([`cg_model::MemberFacts::merge`]).
+//! most protective reading ([`cg_model::MemberFacts::merge`]). A distributed build's client,
+//! which only writes the facts out per shard, splits the files' rows by shard first and folds
+//! one shard at a time ([`load_facts_by_shard`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type, TimestampMicrosecondType};
@@ -18,9 +20,10 @@ use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 use crate::config::{ConsentSourceArg, FactInputs};
+use crate::facts_runs::{Partitioner, Sharding, TableRuns, row_numbers};
 use crate::layout::{file_name, hex};
 use crate::manifest::{FactsSummary, InputRef, MemberSources};
-use crate::store::with_local;
+use crate::store::{PrivateDir, with_local};
 
 /// All members, by id.
 ///
@@ -75,7 +78,7 @@ pub fn load_members(path: &Path) -> Result<Members, BuildError> {
         let mut out = Members::default();
         let mut failed = None;
         for (batch, first) in queue.iter() {
-            if let Err(e) = add_members(&mut out, path, &batch, first) {
+            if let Err(e) = add_members(&mut out, path, &batch, RowNumbers::From(first)) {
                 failed = Some(e);
                 break;
             }
@@ -92,12 +95,30 @@ pub fn load_members(path: &Path) -> Result<Members, BuildError> {
     })
 }
 
-/// Adds one batch of the members file (its first row is row `first`) to `out`.
+/// Where a batch's rows are in their file, for errors that name a row.
+#[derive(Clone, Copy)]
+enum RowNumbers<'a> {
+    /// The rows follow each other from this one.
+    From(u64),
+    /// Each row's number (a batch of one shard's rows, [`crate::facts_runs`]).
+    Listed(&'a [u64]),
+}
+
+impl RowNumbers<'_> {
+    fn of(self, r: usize) -> u64 {
+        match self {
+            RowNumbers::From(first) => first + r as u64,
+            RowNumbers::Listed(rows) => rows.get(r).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Adds one batch of the members file to `out`.
 fn add_members(
     out: &mut Members,
     path: &Path,
     b: &RecordBatch,
-    first: u64,
+    rows: RowNumbers<'_>,
 ) -> Result<(), BuildError> {
     let id = b.column(0).as_primitive::<Int64Type>();
     let country = b.column(1).as_string::<i32>();
@@ -122,7 +143,7 @@ fn add_members(
         if out.insert(id.value(r), Box::new(m)).is_some() {
             return Err(BuildError::BadRow {
                 file: path.display().to_string(),
-                row: first + r as u64,
+                row: rows.of(r),
                 column: "member_id".into(),
                 message: format!("duplicate member id {}", id.value(r)),
             });
@@ -138,20 +159,25 @@ type Residence = (i64, Timestamp, Option<String>);
 fn read_residences(path: &Path) -> Result<Vec<Residence>, BuildError> {
     let mut rows = Vec::new();
     read(path, "residences", |b, _| {
-        let id = b.column(0).as_primitive::<Int64Type>();
-        let country = b.column(1).as_string::<i32>();
-        let from = b.column(2).as_primitive::<TimestampMicrosecondType>();
-        rows.reserve(b.num_rows());
-        for r in 0..b.num_rows() {
-            rows.push((
-                id.value(r),
-                Timestamp::from_micros(from.value(r)),
-                country.is_valid(r).then(|| country.value(r).to_owned()),
-            ));
-        }
+        residences_of(b, &mut rows);
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// The residences of one batch of the residences table.
+fn residences_of(b: &RecordBatch, rows: &mut Vec<Residence>) {
+    let id = b.column(0).as_primitive::<Int64Type>();
+    let country = b.column(1).as_string::<i32>();
+    let from = b.column(2).as_primitive::<TimestampMicrosecondType>();
+    rows.reserve(b.num_rows());
+    for r in 0..b.num_rows() {
+        rows.push((
+            id.value(r),
+            Timestamp::from_micros(from.value(r)),
+            country.is_valid(r).then(|| country.value(r).to_owned()),
+        ));
+    }
 }
 
 /// Adds residence history to the members it names.
@@ -171,12 +197,17 @@ fn add_residences(rows: Vec<Residence>, members: &mut Members) {
 fn read_dated(path: &Path, table: &str, at: usize) -> Result<Vec<(i64, Timestamp)>, BuildError> {
     let mut rows = Vec::new();
     read(path, table, |b, _| {
-        let id = b.column(0).as_primitive::<Int64Type>();
-        let at = b.column(at).as_primitive::<TimestampMicrosecondType>();
-        rows.extend((0..b.num_rows()).map(|r| (id.value(r), Timestamp::from_micros(at.value(r)))));
+        dated_of(b, at, &mut rows);
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// The dated events of one batch of a notices or erasures table (`at`: the time column).
+fn dated_of(b: &RecordBatch, at: usize, rows: &mut Vec<(i64, Timestamp)>) {
+    let id = b.column(0).as_primitive::<Int64Type>();
+    let at = b.column(at).as_primitive::<TimestampMicrosecondType>();
+    rows.extend((0..b.num_rows()).map(|r| (id.value(r), Timestamp::from_micros(at.value(r)))));
 }
 
 /// Folds dated events into the members they name: the earliest counts.
@@ -210,7 +241,44 @@ fn fold_consent_events<'p>(
 ) -> Result<(ConsentFolds<'p>, IgnoredPurposes), BuildError> {
     let mut folds = ConsentFolds::default();
     let mut ignored = IgnoredPurposes::new();
+    let rule = ConsentRule {
+        path,
+        purpose,
+        as_of,
+        catalogue,
+    };
     read(path, "consent", |b, first| {
+        rule.batch(b, RowNumbers::From(first), Some(&mut folds), &mut ignored)
+    })?;
+    Ok((folds, ignored))
+}
+
+/// What a consent event is read against: the build's purpose, cut-off and catalogue (and the
+/// file, for errors).
+#[derive(Clone, Copy)]
+struct ConsentRule<'r, 'p> {
+    path: &'r Path,
+    purpose: &'p Purpose,
+    as_of: Timestamp,
+    catalogue: &'r [&'r str],
+}
+
+impl<'p> ConsentRule<'_, 'p> {
+    /// Checks one batch of consent events (a misspelt purpose fails, naming the row), counts
+    /// other purposes' events up to the cut-off into `ignored`, and with `folds` folds them.
+    fn batch(
+        self,
+        b: &RecordBatch,
+        rows: RowNumbers<'_>,
+        mut folds: Option<&mut ConsentFolds<'p>>,
+        ignored: &mut IgnoredPurposes,
+    ) -> Result<(), BuildError> {
+        let ConsentRule {
+            path,
+            purpose,
+            as_of,
+            catalogue,
+        } = self;
         let eid = b.column(0).as_primitive::<Int64Type>();
         let id = b.column(1).as_primitive::<Int64Type>();
         let p = b.column(2).as_string::<i32>();
@@ -226,7 +294,7 @@ fn fold_consent_events<'p>(
             if !this && !catalogue.contains(&name) && looks_like(name, purpose) {
                 return Err(BuildError::BadRow {
                     file: path.display().to_string(),
-                    row: first + r as u64,
+                    row: rows.of(r),
                     column: "purpose".into(),
                     message: format!(
                         "purpose `{name}` looks like a misspelling of the build's purpose `{purpose}`; fix the export (an objection under a misspelt purpose would be lost)"
@@ -239,6 +307,9 @@ fn fold_consent_events<'p>(
             if !this {
                 *ignored.entry(name.to_owned()).or_default() += 1;
             }
+            let Some(folds) = folds.as_deref_mut() else {
+                continue;
+            };
             let event_purpose = if this {
                 purpose.clone()
             } else {
@@ -265,8 +336,7 @@ fn fold_consent_events<'p>(
                 });
         }
         Ok(())
-    })?;
-    Ok((folds, ignored))
+    }
 }
 
 /// Gives each member its folded consent (events of members the build does not know are
@@ -323,15 +393,27 @@ pub struct LedgerCounts {
     pub merged: u64,
 }
 
-/// Member facts as a build loaded them.
+/// Member facts as a build loaded them: every member held ([`Members`], what [`load_facts`]
+/// gives), or as [`MemberSide`] ([`load_facts_by_shard`]).
 #[derive(Debug)]
-pub(crate) struct LoadedFacts {
-    /// The members, by id.
-    pub members: Members,
+pub(crate) struct LoadedFacts<M = Members> {
+    /// The members.
+    pub members: M,
     /// Where each fact came from, with digests (the manifest's member-side `inputs`).
     pub inputs: Vec<InputRef>,
     /// Other purposes and member sources (recorded in the manifest).
     pub summary: FactsSummary,
+}
+
+impl LoadedFacts {
+    /// The same facts as a [`MemberSide`] holding every member.
+    pub(crate) fn held(self) -> LoadedFacts<MemberSide> {
+        LoadedFacts {
+            members: MemberSide::Held(self.members),
+            inputs: self.inputs,
+            summary: self.summary,
+        }
+    }
 }
 
 /// Loads member facts: the files given, and with a ledger every fact it holds as of the
@@ -344,9 +426,7 @@ pub(crate) fn load_facts(
 ) -> Result<LoadedFacts, BuildError> {
     progress.stage("member facts", None);
     if f.members.is_none() && !matches!(f.consent, ConsentSourceArg::Store(_)) {
-        return Err(BuildError::Input(
-            "no members: pass --members FILE, or --store to take members from the ledger".into(),
-        ));
+        return Err(no_members());
     }
     let catalogue = f.catalogue();
     // Every file is read (decoded, folded, digested) on a thread of its own, all at once;
@@ -454,6 +534,257 @@ pub(crate) fn load_facts(
     })
 }
 
+fn no_members() -> BuildError {
+    BuildError::Input(
+        "no members: pass --members FILE, or --store to take members from the ledger".into(),
+    )
+}
+
+/// The member side of a build: every member held, or the input rows split by shard on disk
+/// and folded a shard at a time.
+#[derive(Debug)]
+pub(crate) enum MemberSide {
+    /// Every member, folded.
+    Held(Members),
+    /// The rows, by shard ([`load_facts_by_shard`]).
+    ByShard(Box<ShardedFacts>),
+}
+
+impl MemberSide {
+    /// Every member, folded (all shards at once, for a path that needs them together).
+    pub(crate) fn into_held(self) -> Result<Members, BuildError> {
+        match self {
+            MemberSide::Held(members) => Ok(members),
+            MemberSide::ByShard(sharded) => {
+                let mut members = Members::default();
+                for shard in 0..sharded.shards {
+                    members.extend(sharded.fold(shard)?);
+                }
+                sharded.check_every_row_folded()?;
+                Ok(members)
+            }
+        }
+    }
+}
+
+/// [`load_facts`] for a distributed build's client, which never decides a row and only
+/// writes the facts out per shard for the executors: the files are read as before (checked
+/// against their contracts, digested, other purposes counted, a misspelt purpose refused) but
+/// their rows are split by their member's keyed shard into files in a private directory under
+/// `scratch` (default `$TMPDIR`), not folded; [`ShardedFacts::fold`] then folds one shard at a
+/// time into exactly the facts [`load_facts`] gives its members. The client then holds one
+/// shard's members at a time instead of everyone's (~215 bytes a member).
+///
+/// With the ledger as the consent source the facts are loaded and held as before: its
+/// snapshot is read whole, and its digest (part of the dataset's id) is over every member.
+pub(crate) fn load_facts_by_shard(
+    f: &FactInputs,
+    purpose: &Purpose,
+    as_of: Timestamp,
+    sharding: Sharding<'_>,
+    scratch: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<LoadedFacts<MemberSide>, BuildError> {
+    let ConsentSourceArg::File(consent_path) = &f.consent else {
+        return load_facts(f, purpose, as_of, progress).map(LoadedFacts::held);
+    };
+    let Some(members_path) = &f.members else {
+        return Err(no_members());
+    };
+    progress.stage("member facts", None);
+    let dir = PrivateDir::new(scratch, "member-facts")?;
+    let split_dir = dir.path();
+    let catalogue = f.catalogue();
+    let split = |path: &Path, table: &'static str, member_column: usize| {
+        with_local(path, move |local| {
+            let mut parts = Partitioner::new(split_dir, table, member_column, sharding);
+            read(local, table, |b, first| parts.push(b, first))?;
+            parts.finish()
+        })
+    };
+    // Every file is read and split on a thread of its own; they are taken in a fixed order, as
+    // in `load_facts`, so the inputs' order and the first error reported do not depend on
+    // which finished first.
+    let mut inputs = Vec::new();
+    let tables = std::thread::scope(|scope| {
+        let residences =
+            (f.residences.as_deref()).map(|p| scope.spawn(move || split(p, "residences", 0)));
+        let notices = (f.notices.as_deref()).map(|p| scope.spawn(move || split(p, "notices", 0)));
+        let erasures =
+            (f.erasures.as_deref()).map(|p| scope.spawn(move || split(p, "erasures", 0)));
+        let catalogue = &catalogue;
+        let consent = scope.spawn(move || {
+            with_local(consent_path, |local| {
+                let rule = ConsentRule {
+                    path: local,
+                    purpose,
+                    as_of,
+                    catalogue,
+                };
+                let mut ignored = IgnoredPurposes::new();
+                let mut parts = Partitioner::new(split_dir, "consent", 1, sharding);
+                read(local, "consent", |b, first| {
+                    rule.batch(b, RowNumbers::From(first), None, &mut ignored)?;
+                    parts.push(b, first)
+                })?;
+                Ok((parts.finish()?, ignored))
+            })
+        });
+        let (members, sha256) = split(members_path, "members", 0)?;
+        inputs.push(input_ref("members", members_path, sha256));
+        let mut taken =
+            |path: &Option<PathBuf>, table: &str, reader: Option<_>| match (path, reader) {
+                (Some(path), Some(reader)) => {
+                    let (runs, sha256) = joined(reader)?;
+                    inputs.push(input_ref(table, path, sha256));
+                    Ok::<_, BuildError>(Some((path.clone(), runs)))
+                }
+                _ => Ok(None),
+            };
+        let residences = taken(&f.residences, "residences", residences)?;
+        let notices = taken(&f.notices, "notices", notices)?;
+        let erasures = taken(&f.erasures, "erasures", erasures)?;
+        let ((consent, ignored), sha256) = joined(consent)?;
+        inputs.push(input_ref("consent", consent_path, sha256));
+        Ok::<_, BuildError>((members, residences, notices, erasures, consent, ignored))
+    })?;
+    let (members, residences, notices, erasures, consent, ignored_purposes) = tables;
+    let sharded = ShardedFacts {
+        _dir: dir,
+        shards: sharding.shards,
+        purpose: purpose.clone(),
+        as_of,
+        catalogue: catalogue.iter().map(|c| (*c).to_owned()).collect(),
+        members: (members_path.clone(), members),
+        residences,
+        notices,
+        erasures,
+        consent: (consent_path.clone(), consent),
+        folded_rows: Default::default(),
+    };
+    progress.figure("member-side rows split by shard", sharded.split_rows());
+    progress.finish_stage();
+    Ok(LoadedFacts {
+        members: MemberSide::ByShard(Box::new(sharded)),
+        inputs,
+        summary: FactsSummary {
+            ignored_purposes,
+            member_sources: None,
+        },
+    })
+}
+
+/// A table's rows by shard, with the input as the user named it (for errors).
+type Split = (PathBuf, TableRuns);
+
+/// The member-side input rows of a build split by keyed shard ([`load_facts_by_shard`]).
+#[derive(Debug)]
+pub(crate) struct ShardedFacts {
+    /// Holds the split rows; removed when dropped.
+    _dir: PrivateDir,
+    shards: u32,
+    purpose: Purpose,
+    as_of: Timestamp,
+    catalogue: Vec<String>,
+    members: Split,
+    residences: Option<Split>,
+    notices: Option<Split>,
+    erasures: Option<Split>,
+    consent: Split,
+    /// Rows read back by [`ShardedFacts::fold`] so far, every table.
+    folded_rows: std::sync::atomic::AtomicU64,
+}
+
+impl ShardedFacts {
+    /// How many shards the rows are split into.
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The members of `shard` with their facts folded as [`load_facts`] folds them: members,
+    /// then residences, notices, erasures and consent added in that order, each table's rows
+    /// in file order. A member's rows are all in its shard, so this is every fact of each.
+    pub(crate) fn fold(&self, shard: u32) -> Result<Members, BuildError> {
+        let read = |runs: &TableRuns| -> Result<Vec<RecordBatch>, BuildError> {
+            let batches = runs.batches(shard)?;
+            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+            self.folded_rows
+                .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+            Ok(batches)
+        };
+        let mut members = Members::default();
+        let (path, runs) = &self.members;
+        for b in read(runs)? {
+            add_members(&mut members, path, &b, RowNumbers::Listed(row_numbers(&b)?))?;
+        }
+        if let Some((_, runs)) = &self.residences {
+            let mut rows = Vec::new();
+            for b in read(runs)? {
+                residences_of(&b, &mut rows);
+            }
+            add_residences(rows, &mut members);
+        }
+        let dated = |split: &Option<Split>, at: usize| -> Result<_, BuildError> {
+            let mut rows = Vec::new();
+            if let Some((_, runs)) = split {
+                for b in read(runs)? {
+                    dated_of(&b, at, &mut rows);
+                }
+            }
+            Ok(rows)
+        };
+        earliest(dated(&self.notices, 2)?, &mut members, |m| &mut m.notice_at);
+        earliest(dated(&self.erasures, 1)?, &mut members, |m| {
+            &mut m.erasure_requested_at
+        });
+        let catalogue: Vec<&str> = self.catalogue.iter().map(String::as_str).collect();
+        let (path, runs) = &self.consent;
+        let rule = ConsentRule {
+            path,
+            purpose: &self.purpose,
+            as_of: self.as_of,
+            catalogue: &catalogue,
+        };
+        let mut folds = ConsentFolds::default();
+        let mut ignored = IgnoredPurposes::new();
+        for b in read(runs)? {
+            rule.batch(
+                &b,
+                RowNumbers::Listed(row_numbers(&b)?),
+                Some(&mut folds),
+                &mut ignored,
+            )?;
+        }
+        add_consent(folds, &mut members);
+        Ok(members)
+    }
+
+    /// Checks, once every shard is folded (each once), that the folds read back every row
+    /// split: a row lost between the split and the fold (a consent withdrawal among them)
+    /// fails the build instead of going unseen.
+    pub(crate) fn check_every_row_folded(&self) -> Result<(), BuildError> {
+        let split = self.split_rows();
+        let folded = self.folded_rows.load(std::sync::atomic::Ordering::Relaxed);
+        if folded != split {
+            return Err(BuildError::Engine(format!(
+                "the member facts' folds read {folded} rows back of the {split} split by shard"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every row split, over all tables.
+    fn split_rows(&self) -> u64 {
+        let side = [&self.residences, &self.notices, &self.erasures];
+        self.members.1.rows()
+            + self.consent.1.rows()
+            + side
+                .iter()
+                .filter_map(|t| t.as_ref().map(|(_, r)| r.rows()))
+                .sum::<u64>()
+    }
+}
+
 /// An input of the manifest: a table, its file's name and digest.
 fn input_ref(table: &str, path: &Path, sha256: String) -> InputRef {
     InputRef {
@@ -529,7 +860,7 @@ fn snapshot_digest(members: &Members) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::layout::keyed_shard;
 
     /// A members CSV of `rows` members (ids `0..rows`), more than one reader batch when
     /// `rows` > 65 536; `edit` may change a row's line.
@@ -602,6 +933,201 @@ mod tests {
         let (late, _, message) = duplicate_at(100_010);
         assert!(message.contains("duplicate member id 5"), "{message}");
         assert_eq!(late - early, 100_000);
+    }
+
+    fn corpus_inputs(dir: &Path, ext: &str) -> FactInputs {
+        FactInputs {
+            members: Some(dir.join(format!("members.{ext}"))),
+            consent: ConsentSourceArg::File(dir.join(format!("consent.{ext}"))),
+            residences: Some(dir.join(format!("residences.{ext}"))),
+            notices: Some(dir.join(format!("notices.{ext}"))),
+            erasures: Some(dir.join(format!("erasures.{ext}"))),
+            purposes: Vec::new(),
+        }
+    }
+
+    fn by_shard(f: &FactInputs, as_of: Timestamp, shards: u32) -> LoadedFacts<MemberSide> {
+        let sharding = Sharding {
+            key: b"shard key",
+            shards,
+        };
+        let purpose = Purpose::genai_training();
+        load_facts_by_shard(
+            f,
+            &purpose,
+            as_of,
+            sharding,
+            None,
+            &cg_model::progress::NoProgress,
+        )
+        .unwrap()
+    }
+
+    /// Rows split by shard and folded a shard at a time give every member exactly the facts
+    /// the whole load gives (residences, notices, erasures and consent events of every kind
+    /// in the generated corpus), each shard only its own members, and the same inputs and
+    /// summary (which name the dataset) — in both input formats, with one shard and many.
+    #[test]
+    fn facts_folded_by_shard_are_the_facts_loaded_whole() {
+        for format in [cg_io::Format::Parquet, cg_io::Format::Csv] {
+            let ext = if format == cg_io::Format::Csv {
+                "csv"
+            } else {
+                "parquet"
+            };
+            let (corpus, _) = cg_test_support::small_corpus(3_000, 10, format);
+            let inputs = corpus_inputs(corpus.path(), ext);
+            let purpose = Purpose::genai_training();
+            for as_of in ["2024-11-01", "2025-12-01"] {
+                let as_of = Timestamp::parse(as_of).unwrap();
+                let whole =
+                    load_facts(&inputs, &purpose, as_of, &cg_model::progress::NoProgress).unwrap();
+                assert!(whole.members.values().any(|m| m.consent.explicit.is_some()));
+                assert!(
+                    whole
+                        .members
+                        .values()
+                        .any(|m| m.erasure_requested_at.is_some())
+                );
+                for shards in [1, 7, 64] {
+                    let split = by_shard(&inputs, as_of, shards);
+                    assert_eq!(split.inputs, whole.inputs, "{ext}, {shards} shards");
+                    assert_eq!(split.summary, whole.summary, "{ext}, {shards} shards");
+                    let MemberSide::ByShard(sharded) = &split.members else {
+                        panic!("a file-consent load is split by shard");
+                    };
+                    let mut seen = 0;
+                    for shard in 0..shards {
+                        let members = sharded.fold(shard).unwrap();
+                        for (id, facts) in &members {
+                            assert_eq!(keyed_shard(b"shard key", *id, shards), shard);
+                            assert_eq!(facts, &whole.members[id], "member {id}");
+                        }
+                        seen += members.len();
+                    }
+                    assert_eq!(seen, whole.members.len(), "{ext}, {shards} shards");
+                    sharded.check_every_row_folded().unwrap();
+                    let held = by_shard(&inputs, as_of, shards).members.into_held();
+                    assert_eq!(held.unwrap(), whole.members);
+                }
+            }
+        }
+    }
+
+    /// A shard left unfolded (or folded twice) is a count of rows that differs from the
+    /// split's: refused.
+    #[test]
+    fn every_split_row_must_be_folded_once() {
+        let (corpus, _) = cg_test_support::small_corpus(300, 10, cg_io::Format::Parquet);
+        let inputs = corpus_inputs(corpus.path(), "parquet");
+        let as_of = Timestamp::parse("2025-12-01").unwrap();
+        let MemberSide::ByShard(sharded) = by_shard(&inputs, as_of, 4).members else {
+            panic!("split by shard");
+        };
+        for shard in 0..3 {
+            sharded.fold(shard).unwrap();
+        }
+        let err = sharded.check_every_row_folded().unwrap_err();
+        assert!(err.to_string().contains("split by shard"), "{err}");
+        sharded.fold(3).unwrap();
+        sharded.check_every_row_folded().unwrap();
+        sharded.fold(3).unwrap();
+        assert!(sharded.check_every_row_folded().is_err());
+    }
+
+    /// The split files are private and go with the loaded facts.
+    #[test]
+    fn the_split_rows_are_private_and_removed_with_the_facts() {
+        let (corpus, _) = cg_test_support::small_corpus(200, 10, cg_io::Format::Parquet);
+        let scratch = cg_test_support::tempdir();
+        let inputs = corpus_inputs(corpus.path(), "parquet");
+        let split = load_facts_by_shard(
+            &inputs,
+            &Purpose::genai_training(),
+            Timestamp::parse("2025-12-01").unwrap(),
+            Sharding {
+                key: b"k",
+                shards: 4,
+            },
+            Some(scratch.path()),
+            &cg_model::progress::NoProgress,
+        )
+        .unwrap();
+        let dirs: Vec<_> = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(dirs.len(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dirs[0]), 0o700);
+        let files: Vec<_> = std::fs::read_dir(&dirs[0])
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 5, "a chunk per table: {files:?}");
+        assert!(files.iter().all(|f| mode(f) == 0o600));
+        drop(split);
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    /// A repeated member id is refused when its shard is folded, naming the repeat's row in
+    /// the file; a misspelt purpose is refused while the rows are split, naming its row.
+    #[test]
+    fn bad_rows_are_named_by_their_row_when_split_by_shard() {
+        let dir = cg_test_support::tempdir();
+        let members = members_csv(dir.path(), 100, |i, l| {
+            if i == 60 {
+                l.replacen("60,", "7,", 1)
+            } else {
+                l
+            }
+        });
+        let consent = dir.path().join("consent.csv");
+        std::fs::write(
+            &consent,
+            "member_id,purpose,granted,ts\n3,genai_training,true,2025-01-01\n\
+             4,genai_trainin,false,2025-01-02\n",
+        )
+        .unwrap();
+        let inputs = |members: PathBuf| FactInputs {
+            members: Some(members),
+            consent: ConsentSourceArg::File(consent.clone()),
+            residences: None,
+            notices: None,
+            erasures: None,
+            purposes: Vec::new(),
+        };
+        let at = Timestamp::parse("2025-12-01").unwrap();
+        let err = load_facts_by_shard(
+            &inputs(members.clone()),
+            &Purpose::genai_training(),
+            at,
+            Sharding {
+                key: b"k",
+                shards: 3,
+            },
+            None,
+            &cg_model::progress::NoProgress,
+        )
+        .unwrap_err();
+        let (row, column, message) = bad_row(err);
+        assert_eq!((row, column.as_str()), (2, "purpose"), "{message}");
+
+        std::fs::write(
+            &consent,
+            "member_id,purpose,granted,ts\n3,genai_training,true,2025-01-01\n",
+        )
+        .unwrap();
+        let split = by_shard(&inputs(members), at, 3);
+        let MemberSide::ByShard(sharded) = split.members else {
+            panic!("split by shard");
+        };
+        let shard = keyed_shard(b"shard key", 7, 3);
+        let (row, column, message) = bad_row(sharded.fold(shard).unwrap_err());
+        assert_eq!(column, "member_id");
+        assert!(message.contains("duplicate member id 7"), "{message}");
+        assert_eq!(row, 61, "member 0 is row 1");
     }
 
     /// A bad record in a later batch fails the load (the reader's error is not lost when the

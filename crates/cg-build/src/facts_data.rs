@@ -163,21 +163,51 @@ pub(crate) fn write_shards(
         by_shard[keyed_shard(key, *id, shards) as usize].push(*id);
     }
     let mut out = Vec::with_capacity(by_shard.len());
-    for (shard, mut ids) in (0u32..).zip(by_shard) {
-        ids.sort_unstable();
-        let path = shard_file(dir, shard);
-        let mut w = create(&path)?;
-        for id in &ids {
-            let facts = &members[id];
-            serde_json::to_writer(&mut w, &(id, facts)).map_err(BuildError::from)?;
-            w.write_all(b"\n").map_err(|e| BuildError::io(&path, e))?;
-        }
-        out.push(ShardFacts {
-            sha256: finish(w, &path)?,
-            members: ids.len() as u64,
-        });
+    for (shard, ids) in (0u32..).zip(by_shard) {
+        out.push(write_members(dir, shard, ids, members)?);
     }
     Ok(out)
+}
+
+/// Writes one shard's file into `dir` (which exists) from `members`, the shard's members
+/// (a member of another shard is refused: its facts would be where no executor looks).
+pub(crate) fn write_shard(
+    dir: &Path,
+    shard: u32,
+    key: &[u8],
+    shards: u32,
+    members: &Members,
+) -> Result<ShardFacts, BuildError> {
+    if let Some(id) = members
+        .keys()
+        .find(|id| keyed_shard(key, **id, shards) != shard)
+    {
+        return Err(BuildError::Engine(format!(
+            "member {id} was folded with shard {shard}, which is not its own"
+        )));
+    }
+    write_members(dir, shard, members.keys().copied().collect(), members)
+}
+
+/// Writes the facts file of `shard`: the members `ids` (any order), ascending.
+fn write_members(
+    dir: &Path,
+    shard: u32,
+    mut ids: Vec<i64>,
+    members: &Members,
+) -> Result<ShardFacts, BuildError> {
+    ids.sort_unstable();
+    let path = shard_file(dir, shard);
+    let mut w = create(&path)?;
+    for id in &ids {
+        let facts = &members[id];
+        serde_json::to_writer(&mut w, &(id, facts)).map_err(BuildError::from)?;
+        w.write_all(b"\n").map_err(|e| BuildError::io(&path, e))?;
+    }
+    Ok(ShardFacts {
+        sha256: finish(w, &path)?,
+        members: ids.len() as u64,
+    })
 }
 
 /// Writes `mentions.json` into `dir`; returns its SHA-256.

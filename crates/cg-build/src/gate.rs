@@ -305,6 +305,56 @@ fn add_mention_entry(
     }
 }
 
+/// The mentions table ([`crate::facts_data::MentionsData`]) made from members added in any
+/// number of parts (a distributed build's client adds one shard's members at a time): each
+/// member is compiled as a gate compiles it, its entry taken, and the compilation dropped.
+pub(crate) struct MentionsTable<'e> {
+    engine: &'e Engine,
+    decider: Decider<'e>,
+    data: crate::facts_data::MentionsData,
+}
+
+impl<'e> MentionsTable<'e> {
+    /// An empty table, compiling with `engine`.
+    pub(crate) fn new(engine: &'e Engine) -> MentionsTable<'e> {
+        MentionsTable {
+            engine,
+            decider: engine.decider(),
+            data: crate::facts_data::MentionsData::default(),
+        }
+    }
+
+    /// Adds the entries of `members` (each member once over all parts).
+    pub(crate) fn add(&mut self, members: &Members) {
+        for (id, facts) in members {
+            // The same compilation a gate keeps (one rule for who is excluded and which names
+            // are scrubbed), dropped after its entry is taken.
+            let m = compile_member(
+                self.engine,
+                &mut self.decider,
+                self.engine.as_of(),
+                (**facts).clone(),
+                UNROUTED,
+            );
+            add_mention_entry(&mut self.data, *id, m.excluded_now, m.names.as_deref());
+        }
+    }
+
+    /// Adds the entries another table took (of other members).
+    pub(crate) fn absorb(&mut self, other: MentionsTable<'_>) {
+        self.data.included.extend(other.data.included);
+        self.data.names.extend(other.data.names);
+    }
+
+    /// The table, ascending.
+    pub(crate) fn finish(self) -> crate::facts_data::MentionsData {
+        let mut data = self.data;
+        data.included.sort_unstable();
+        data.names.sort_unstable_by_key(|(id, _, _)| *id);
+        data
+    }
+}
+
 /// Compiles one member: what the gate keeps of them.
 fn compile_member(
     engine: &Engine,
@@ -532,23 +582,9 @@ impl Gate {
         members: &Members,
     ) -> crate::facts_data::MentionsData {
         let engine = Engine::new(policy, ctx.purpose.clone(), ctx.as_of);
-        let mut decider = engine.decider();
-        let mut data = crate::facts_data::MentionsData::default();
-        for (id, facts) in members {
-            // The same compilation a gate keeps (one rule for who is excluded and which names
-            // are scrubbed), dropped after its entry is taken.
-            let m = compile_member(
-                &engine,
-                &mut decider,
-                ctx.as_of,
-                (**facts).clone(),
-                UNROUTED,
-            );
-            add_mention_entry(&mut data, *id, m.excluded_now, m.names.as_deref());
-        }
-        data.included.sort_unstable();
-        data.names.sort_unstable_by_key(|(id, _, _)| *id);
-        data
+        let mut table = MentionsTable::new(&engine);
+        table.add(members);
+        table.finish()
     }
 
     /// The compiled member `id` (`None`: not a member). `shard` is the member's keyed shard

@@ -35,6 +35,7 @@ mod direct;
 pub mod distributed;
 mod facts;
 pub mod facts_data;
+mod facts_runs;
 mod gate;
 mod impact;
 mod key_run;

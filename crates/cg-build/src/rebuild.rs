@@ -188,7 +188,13 @@ pub fn rebuild(
     let parent_sha = hex(&Sha256::digest(&parent_bytes));
 
     let out = publish(&cfg.out, &dataset_id, |tmp| {
-        let gate = new_gate(&cfg, members, &inputs, &shard_key, tmp)?;
+        let gate = new_gate(
+            &cfg,
+            crate::facts::MemberSide::Held(members),
+            &inputs,
+            &shard_key,
+            tmp,
+        )?;
         // 1. Decide every row, without text.
         progress.stage("decide", None);
         let mut pass = run_pass(

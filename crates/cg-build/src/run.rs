@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 use crate::config::{BuildConfig, Engine, FactInputs, shard_key_of};
-use crate::facts::{self, LoadedFacts, load_facts};
+use crate::facts::{LoadedFacts, MemberSide, load_facts, load_facts_by_shard};
 use crate::facts_data;
+use crate::facts_runs::Sharding;
 use crate::gate::Gate;
 use crate::layout::{file_name, hex};
 use crate::manifest::{InputRef, Manifest};
@@ -33,11 +34,31 @@ pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutpu
     if let Some(c) = ObjectUrl::of_path(&cfg.content) {
         c?;
     }
+    let shard_key = shard_key_of(&cfg);
     // The content's digest (a read of the whole file) runs beside the member facts' load,
-    // which is mostly one thread's work.
+    // which is mostly one thread's work. An embedded build holds every member (its gate
+    // decides every row); a distributed build's client only writes the facts out per shard
+    // for the executors, so it splits the member-side rows by shard and folds a shard at a
+    // time (`load_facts_by_shard`).
     let (facts, content_sha256) = std::thread::scope(|scope| {
         let digest = scope.spawn(|| crate::store::sha256_of(&cfg.content));
-        let facts = load_facts(&FactInputs::of(&cfg), &cfg.purpose, cfg.as_of, progress);
+        let inputs = FactInputs::of(&cfg);
+        let facts = match cfg.engine {
+            Engine::Embedded => {
+                load_facts(&inputs, &cfg.purpose, cfg.as_of, progress).map(LoadedFacts::held)
+            }
+            _ => load_facts_by_shard(
+                &inputs,
+                &cfg.purpose,
+                cfg.as_of,
+                Sharding {
+                    key: &shard_key,
+                    shards: cfg.shards,
+                },
+                cfg.staging.as_deref(),
+                progress,
+            ),
+        };
         let digest = digest.join().unwrap_or_else(|_| {
             Err(BuildError::Engine(
                 "the content digest thread panicked".into(),
@@ -52,7 +73,6 @@ pub fn build(mut cfg: BuildConfig, progress: &dyn Progress) -> Result<BuildOutpu
         sha256: content_sha256?,
     });
 
-    let shard_key = shard_key_of(&cfg);
     let mut id = Sha256::new();
     id.update(format!(
         "{}\0{}\0{}\0{}\0{}\0{}\0",
@@ -151,7 +171,7 @@ fn attempts_name(dataset_id: &str) -> String {
 #[expect(clippy::too_many_arguments, reason = "one build's parts")]
 fn write_dataset(
     cfg: &BuildConfig,
-    facts: LoadedFacts,
+    facts: LoadedFacts<MemberSide>,
     dir: &Path,
     dataset_id: &str,
     shard_key: &[u8],
@@ -259,7 +279,7 @@ fn write_dataset(
 /// removes the data with [`crate::facts_data::discard`] before publishing.
 pub(crate) fn new_gate(
     cfg: &BuildConfig,
-    members: facts::Members,
+    members: MemberSide,
     inputs: &[InputRef],
     shard_key: &[u8],
     dir: &Path,
@@ -276,7 +296,7 @@ pub(crate) fn new_gate(
         let gate = Gate::new(
             cfg.policy.clone(),
             ctx,
-            members,
+            members.into_held()?,
             cfg.quarantine,
             Some(routing),
         )
@@ -287,9 +307,27 @@ pub(crate) fn new_gate(
     // mentions table from each member compiled and dropped in turn, and keeps a gate over that
     // data (which compiles nothing unless asked) instead of every member compiled.
     let facts_dir = dir.join(facts_data::DIR);
-    let shards = facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir)?;
-    let mentions = Gate::mentions_data_of(cfg.policy.clone(), &ctx, &members);
-    drop(members);
+    let (shards, mentions) = match members {
+        MemberSide::Held(members) => {
+            let shards = facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir)?;
+            (
+                shards,
+                Gate::mentions_data_of(cfg.policy.clone(), &ctx, &members),
+            )
+        }
+        // One shard's members folded, written and added to the mentions table at a time.
+        MemberSide::ByShard(sharded) => {
+            if sharded.shards() != cfg.shards {
+                return Err(BuildError::Engine(format!(
+                    "the member facts were split into {} shards, the build has {}",
+                    sharded.shards(),
+                    cfg.shards
+                )));
+            }
+            std::fs::create_dir_all(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
+            write_folded_shards(cfg, &ctx, &sharded, shard_key, &facts_dir)?
+        }
+    };
     let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
     drop(mentions);
     let dir = std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
@@ -314,4 +352,104 @@ pub(crate) fn new_gate(
         Some(Arc::new(spec)),
         Arc::new(gate),
     )))
+}
+
+/// Folds the members of each shard ([`crate::facts::ShardedFacts::fold`]), writes its facts
+/// file and adds its members to the mentions table, a shard at a time on every core (each
+/// worker holds the shard it folds). Returns the files in shard order and the table.
+fn write_folded_shards(
+    cfg: &BuildConfig,
+    ctx: &EvalContext,
+    sharded: &crate::facts::ShardedFacts,
+    shard_key: &[u8],
+    facts_dir: &Path,
+) -> Result<(Vec<facts_data::ShardFacts>, facts_data::MentionsData), BuildError> {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let engine = cg_policy::Engine::new(cfg.policy.clone(), ctx.purpose.clone(), ctx.as_of);
+    let next = AtomicU32::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(cfg.shards as usize)
+        .max(1);
+    let work = || {
+        let mut table = crate::gate::MentionsTable::new(&engine);
+        let mut written = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let shard = next.fetch_add(1, Ordering::Relaxed);
+            if shard >= cfg.shards {
+                break;
+            }
+            let done = sharded.fold(shard).and_then(|members| {
+                let file =
+                    facts_data::write_shard(facts_dir, shard, shard_key, cfg.shards, &members)?;
+                table.add(&members);
+                Ok(file)
+            });
+            match done {
+                Ok(file) => written.push((shard, file)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err((shard, e));
+                }
+            }
+        }
+        Ok((written, table))
+    };
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err((
+                        0,
+                        BuildError::Engine("a member-facts worker panicked".into()),
+                    ))
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut files: Vec<Option<facts_data::ShardFacts>> = vec![None; cfg.shards as usize];
+    let mut tables = Vec::with_capacity(results.len());
+    let mut first_error: Option<(u32, BuildError)> = None;
+    for result in results {
+        match result {
+            Ok((written, table)) => {
+                for (shard, file) in written {
+                    files[shard as usize] = Some(file);
+                }
+                tables.push(table);
+            }
+            // The lowest shard's error, whichever worker met it first.
+            Err((shard, e)) => {
+                if first_error.as_ref().is_none_or(|(s, _)| shard < *s) {
+                    first_error = Some((shard, e));
+                }
+            }
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    sharded.check_every_row_folded()?;
+    let files = files
+        .into_iter()
+        .enumerate()
+        .map(|(shard, f)| {
+            f.ok_or_else(|| {
+                BuildError::Engine(format!(
+                    "the member facts of shard {shard} were not written"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tables = tables.into_iter();
+    let mut table = tables
+        .next()
+        .ok_or_else(|| BuildError::Engine("no member-facts worker ran".into()))?;
+    for other in tables {
+        table.absorb(other);
+    }
+    Ok((files, table.finish()))
 }
