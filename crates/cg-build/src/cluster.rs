@@ -488,9 +488,8 @@ fn sweep(dir: &Path) -> Result<(), BuildError> {
 /// here, one shard at a time on every core, and written as sorted runs of their own in
 /// `scratch`. A member is never left out of the commitment, and the client never holds more
 /// than one run's keys ([`crate::commit_runs::write_intervals`]). An executor's run is read
-/// twice, checked and then merged: one altered in between (by whoever can write the shared
-/// staging directory) is not caught — the executors are trusted that far already, since they
-/// write the shards.
+/// twice, checked and then merged, and its digest is checked on both reads: one altered in
+/// between (by whoever can write the shared staging directory) fails the build.
 fn write_member_keys(
     scratch: &Path,
     items: &[SinkItem],
@@ -509,14 +508,19 @@ fn write_member_keys(
         .filter(|i| keyed_attempts.contains(i.attempt.as_str()))
         .filter_map(|i| i.output.shard())
         .collect();
-    let mut runs: Vec<(std::path::PathBuf, usize)> = Vec::new();
+    let mut runs: Vec<crate::commit_runs::Run> = Vec::new();
     let mut from_runs: Vec<i64> = Vec::new();
     for item in items.iter().filter(|i| i.output == Output::MemberKeys) {
         let path = scratch.join(&item.file);
         let pairs = crate::key_run::read(&path, &item.sha256)?;
         crate::key_run::spot_check(&pairs, secret, domain, &item.file)?;
         from_runs.extend(pairs.iter().map(|(_, member)| *member));
-        runs.push((path, KEY_RECORD_BYTES));
+        // The merge hashes the run again: one changed since this check fails the build.
+        runs.push(crate::commit_runs::Run {
+            path,
+            record: KEY_RECORD_BYTES,
+            sha256: Some(item.sha256.clone()),
+        });
     }
     from_runs.sort_unstable();
     let mut in_runs = Vec::new();
@@ -549,7 +553,11 @@ fn write_member_keys(
         }
         std::io::Write::flush(&mut w).map_err(|e| BuildError::io(&path, e))?;
         keys += derived.len() as u64;
-        runs.push((path, 32));
+        runs.push(crate::commit_runs::Run {
+            path,
+            record: 32,
+            sha256: None,
+        });
     }
     let written = crate::commit_runs::write_intervals(&runs, keys, out)?;
     Ok((written, from_executors))

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use cg_proof::commitment::{CommitmentWriteError, IntervalWriter};
 use cg_proof::member_key::MemberKeySecret;
 use cg_proof::roster::RosterWriter;
+use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 
@@ -115,10 +116,25 @@ fn write_runs(
 
 /// A sorted run being merged: its reader, its record size and its current record (whose
 /// first 32 bytes are its key).
+/// A sorted run of fixed-size records to merge, keyed by each record's first 32 bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    /// The file.
+    pub path: PathBuf,
+    /// Bytes a record.
+    pub record: usize,
+    /// The SHA-256 its writer reported, for a run another process wrote: the merge hashes the
+    /// bytes it reads and refuses a run whose bytes are not those (changed after the caller
+    /// checked it, or in the middle of the merge).
+    pub sha256: Option<String>,
+}
+
 struct RunHead {
     path: PathBuf,
     reader: BufReader<File>,
     record: Vec<u8>,
+    /// The digest so far and the one expected at the end.
+    check: Option<(Sha256, String)>,
 }
 
 impl RunHead {
@@ -131,6 +147,14 @@ impl RunHead {
             .map_err(|e| BuildError::io(&self.path, e))?
             .is_empty();
         if at_end {
+            if let Some((digest, expected)) = self.check.take()
+                && crate::layout::hex(&digest.finalize()) != expected
+            {
+                return Err(BuildError::Engine(format!(
+                    "`{}` changed after it was checked: its bytes are not the ones its task reported",
+                    self.path.display()
+                )));
+            }
             return Ok(None);
         }
         self.reader
@@ -142,26 +166,31 @@ impl RunHead {
                 )),
                 _ => BuildError::io(&self.path, e),
             })?;
+        if let Some((digest, _)) = &mut self.check {
+            digest.update(&self.record);
+        }
         let mut key = [0u8; 32];
         key.copy_from_slice(&self.record[..32]);
         Ok(Some(key))
     }
 }
 
-/// Merges runs of fixed-size records (`(path, record bytes)`), each sorted by its records'
+/// Merges runs of fixed-size records ([`Run`]), each sorted by its records'
 /// first 32 bytes, calling `each` with every record in that order.
 fn merge_runs(
-    runs: &[(PathBuf, usize)],
+    runs: &[Run],
     mut each: impl FnMut(&[u8]) -> Result<(), BuildError>,
 ) -> Result<(), BuildError> {
     let mut heads = Vec::with_capacity(runs.len());
     let mut order = BinaryHeap::with_capacity(runs.len());
-    for (path, record) in runs {
+    for run in runs {
+        let path = &run.path;
         let file = File::open(path).map_err(|e| BuildError::io(path, e))?;
         let mut head = RunHead {
             path: path.clone(),
             reader: BufReader::with_capacity(1 << 16, file),
-            record: vec![0u8; (*record).max(32)],
+            record: vec![0u8; run.record.max(32)],
+            check: run.sha256.clone().map(|s| (Sha256::new(), s)),
         };
         if let Some(key) = head.next()? {
             order.push(Reverse((key, heads.len())));
@@ -199,7 +228,14 @@ fn written(out: &Path) -> impl Fn(CommitmentWriteError) -> BuildError + '_ {
 /// Merges sorted runs of roster entries into the roster file `out` of `leaves` leaves,
 /// fsynced; returns its root.
 fn merge_roster(runs: &[PathBuf], out: &Path, leaves: u64) -> Result<cg_proof::Hash, BuildError> {
-    let runs: Vec<(PathBuf, usize)> = runs.iter().map(|p| (p.clone(), ENTRY_BYTES)).collect();
+    let runs: Vec<Run> = runs
+        .iter()
+        .map(|p| Run {
+            path: p.clone(),
+            record: ENTRY_BYTES,
+            sha256: None,
+        })
+        .collect();
     write_file(out, |buffer| {
         let mut w = RosterWriter::new(buffer, leaves).map_err(|e| BuildError::io(out, e))?;
         merge_runs(&runs, |entry| {
@@ -216,7 +252,7 @@ fn merge_roster(runs: &[PathBuf], out: &Path, leaves: u64) -> Result<cg_proof::H
 /// sorted by key, the key a record's first 32 bytes; `keys` of them together, every member
 /// once) to `out`, fsynced.
 pub(crate) fn write_intervals(
-    runs: &[(PathBuf, usize)],
+    runs: &[Run],
     keys: u64,
     out: &Path,
 ) -> Result<WrittenCommitment, BuildError> {
@@ -316,5 +352,58 @@ mod tests {
         let out = dir.path().join("members.commitment");
         let err = merge_roster(&runs, &out, 3).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
+    }
+
+    /// A run another process wrote is merged only if the bytes the merge reads are the ones
+    /// its writer reported: one changed after it was checked fails the build; the client's
+    /// own runs (no digest) and an unchanged one merge into the in-memory commitment's file.
+    #[test]
+    fn a_run_changed_after_its_check_fails_the_merge() {
+        let dir = cg_test_support::tempdir();
+        let keys: Vec<[u8; 32]> = (1u8..=9).map(|i| [i * 20; 32]).collect();
+        // The executor's run: 40-byte records (key, member id), sorted by key.
+        let theirs: Vec<u8> = keys[..5]
+            .iter()
+            .zip(10i64..)
+            .flat_map(|(k, m)| k.iter().copied().chain(m.to_le_bytes()))
+            .collect();
+        let ours: Vec<u8> = keys[5..].iter().flatten().copied().collect();
+        let (executor, client) = (dir.path().join("keys-0"), dir.path().join("keys-c"));
+        std::fs::write(&executor, &theirs).unwrap();
+        std::fs::write(&client, &ours).unwrap();
+        let runs = |sha256: String| {
+            [
+                Run {
+                    path: executor.clone(),
+                    record: 40,
+                    sha256: Some(sha256),
+                },
+                Run {
+                    path: client.clone(),
+                    record: 32,
+                    sha256: None,
+                },
+            ]
+        };
+        let reported = crate::layout::hex(&Sha256::digest(&theirs));
+        let out = dir.path().join("members.commitment");
+        let written = write_intervals(&runs(reported.clone()), 9, &out).unwrap();
+        let held = MemberCommitment::intervals(keys.clone()).unwrap();
+        assert_eq!(written.root, held.root());
+        held.write_to(&dir.path().join("held")).unwrap();
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(dir.path().join("held")).unwrap()
+        );
+
+        // The member id of the last record changed (the keys still sorted): refused.
+        let mut changed = theirs.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        std::fs::write(&executor, &changed).unwrap();
+        let err = write_intervals(&runs(reported), 9, &out)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("changed after it was checked"), "{err}");
     }
 }
