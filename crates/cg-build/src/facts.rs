@@ -965,8 +965,9 @@ mod tests {
 
     /// Rows split by shard and folded a shard at a time give every member exactly the facts
     /// the whole load gives (residences, notices, erasures and consent events of every kind
-    /// in the generated corpus), each shard only its own members, and the same inputs and
-    /// summary (which name the dataset) — in both input formats, with one shard and many.
+    /// in the generated corpus), each shard only its own members, the same mentions table,
+    /// and the same inputs and summary (which name the dataset) — in both input formats, with
+    /// one shard and many.
     #[test]
     fn facts_folded_by_shard_are_the_facts_loaded_whole() {
         for format in [cg_io::Format::Parquet, cg_io::Format::Csv] {
@@ -978,6 +979,9 @@ mod tests {
             let (corpus, _) = cg_test_support::small_corpus(3_000, 10, format);
             let inputs = corpus_inputs(corpus.path(), ext);
             let purpose = Purpose::genai_training();
+            let policy = std::sync::Arc::new(
+                cg_policy::Policy::bundled("timeline", Default::default()).unwrap(),
+            );
             for as_of in ["2024-11-01", "2025-12-01"] {
                 let as_of = Timestamp::parse(as_of).unwrap();
                 let whole =
@@ -996,6 +1000,13 @@ mod tests {
                     let MemberSide::ByShard(sharded) = &split.members else {
                         panic!("a file-consent load is split by shard");
                     };
+                    // The mentions table taken a shard at a time, in two parts as the
+                    // client's workers take it, is the whole load's.
+                    let engine = cg_policy::Engine::new(policy.clone(), purpose.clone(), as_of);
+                    let mut parts = [
+                        crate::gate::MentionsTable::new(&engine),
+                        crate::gate::MentionsTable::new(&engine),
+                    ];
                     let mut seen = 0;
                     for shard in 0..shards {
                         let members = sharded.fold(shard).unwrap();
@@ -1003,9 +1014,20 @@ mod tests {
                             assert_eq!(keyed_shard(b"shard key", *id, shards), shard);
                             assert_eq!(facts, &whole.members[id], "member {id}");
                         }
+                        parts[shard as usize % 2].add(&members);
                         seen += members.len();
                     }
                     assert_eq!(seen, whole.members.len(), "{ext}, {shards} shards");
+                    let [mut mentions, other] = parts;
+                    mentions.absorb(other);
+                    let ctx = cg_policy::EvalContext {
+                        purpose: purpose.clone(),
+                        as_of,
+                    };
+                    let expected =
+                        crate::gate::Gate::mentions_data_of(policy.clone(), &ctx, &whole.members);
+                    assert!(!expected.included.is_empty() && !expected.names.is_empty());
+                    assert_eq!(mentions.finish(), expected, "{ext}, {shards} shards");
                     sharded.check_every_row_folded().unwrap();
                     let held = by_shard(&inputs, as_of, shards).members.into_held();
                     assert_eq!(held.unwrap(), whole.members);
