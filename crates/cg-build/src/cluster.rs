@@ -132,8 +132,13 @@ fn finish_unswept(
         let mut run_paths = Vec::new();
         let scratch = scratch_dir(spec.dir);
         for item in items.iter().filter(|i| i.output == Output::Records) {
-            run_paths.push(scratch.join(&item.file));
-            runs.push(Records::on_disk(scratch.join(&item.file)));
+            // Every read of a run checks it is the bytes its task reported (the merge into
+            // `decisions.parquet`, the scan for repeated ids, the roster).
+            run_paths.push((scratch.join(&item.file), item.sha256.clone()));
+            runs.push(Records::on_disk(
+                scratch.join(&item.file),
+                item.sha256.clone(),
+            ));
             progress.advance(item.rows);
         }
         // Every row the pass reads has its record: an output the cluster did not list would

@@ -52,11 +52,12 @@ pub(crate) struct WrittenCommitment {
     pub included: u64,
 }
 
-/// Writes the roster of the members in `record_runs` (one per task; members disjoint) to
+/// Writes the roster of the members in `record_runs` (one per task, with the SHA-256 it
+/// reported; members disjoint) to
 /// `out`, salted with `secret`'s salt key in `domain`; the runs of entries are written in
 /// `scratch` and removed.
 pub(crate) fn write_roster(
-    record_runs: &[PathBuf],
+    record_runs: &[(PathBuf, String)],
     scratch: &Path,
     out: &Path,
     secret: &MemberKeySecret,
@@ -85,15 +86,15 @@ pub(crate) fn write_roster(
 /// written, so a failure leaves nothing the caller does not remove); returns the leaves and
 /// the included members of them all.
 fn write_runs(
-    record_runs: &[PathBuf],
+    record_runs: &[(PathBuf, String)],
     scratch: &Path,
     secret: &MemberKeySecret,
     domain: &str,
     runs: &mut Vec<PathBuf>,
 ) -> Result<(u64, u64), BuildError> {
     let (mut leaves, mut included) = (0u64, 0u64);
-    for (i, records) in record_runs.iter().enumerate() {
-        let members = crate::pass::roster_members_of_run(records)?;
+    for (i, (records, sha256)) in record_runs.iter().enumerate() {
+        let members = crate::pass::roster_members_of_run(records, sha256)?;
         included += members.values().filter(|kept| **kept).count() as u64;
         let members: Vec<(i64, bool)> = members.into_iter().collect();
         let mut entries = crate::commitment::roster_entries(secret, domain, &members)?;

@@ -54,6 +54,7 @@ use datafusion::prelude::{
 };
 use futures_lite::StreamExt;
 use rustc_hash::{FxHashMap, FxHashSet};
+use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 use crate::config::{BuildConfig, Engine, ShardWrites};
@@ -228,6 +229,9 @@ pub(crate) struct Records {
     spilled: Vec<PathBuf>,
     /// Sorted blocks (each sorted on its own; the merge orders them together).
     memory: Vec<Vec<Decided>>,
+    /// For a run another process wrote ([`Records::on_disk`]): the SHA-256 its writer
+    /// reported, checked against the bytes every read of it reads.
+    reported: Option<String>,
 }
 
 /// Capacity of a pass thread's first block of records; each next block is twice as large, up
@@ -315,11 +319,15 @@ impl RecordBlocks {
 }
 
 impl Records {
-    /// One sorted run written by another process (a distributed task).
-    pub(crate) fn on_disk(path: PathBuf) -> Records {
+    /// One sorted run written by another process (a distributed task), with the SHA-256 the
+    /// task reported for it: every read of the run ([`Merged`]) hashes what it reads and fails
+    /// at the run's end unless it is that, so a run changed between two reads (the merge into
+    /// `decisions.parquet`, the scan for repeated ids, the roster) is never used.
+    pub(crate) fn on_disk(path: PathBuf, sha256: String) -> Records {
         Records {
             spilled: vec![path],
             memory: Vec::new(),
+            reported: Some(sha256),
         }
     }
 }
@@ -327,18 +335,36 @@ impl Records {
 /// One sorted input of [`Merged`].
 enum RecordSource<'a> {
     Memory(std::slice::Iter<'a, Decided>),
-    Run(PathBuf, BufReader<File>),
+    /// A run on disk, with the digest of what was read of it and the one its writer reported
+    /// (a run of another process's).
+    Run(PathBuf, BufReader<File>, Option<(Sha256, String)>),
 }
 
 impl RecordSource<'_> {
     fn next_record(&mut self) -> Result<Option<Decided>, BuildError> {
         match self {
             RecordSource::Memory(it) => Ok(it.next().copied()),
-            RecordSource::Run(path, r) => {
+            RecordSource::Run(path, r, check) => {
                 let mut b = [0u8; RECORD_BYTES];
                 match r.read_exact(&mut b) {
-                    Ok(()) => Ok(Some(Decided::decode(&b))),
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                    Ok(()) => {
+                        if let Some((digest, _)) = check {
+                            digest.update(b);
+                        }
+                        Ok(Some(Decided::decode(&b)))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        // A partial record at the end is in neither digest: it fails too.
+                        if let Some((digest, reported)) = check.take()
+                            && crate::layout::hex(&digest.finalize()) != reported
+                        {
+                            return Err(BuildError::Engine(format!(
+                                "the decision records `{}` are not the bytes their task reported (changed after it wrote them?)",
+                                path.display()
+                            )));
+                        }
+                        Ok(None)
+                    }
                     Err(e) => Err(BuildError::io(path, e)),
                 }
             }
@@ -368,6 +394,7 @@ impl<'a> Merged<'a> {
                 sources.push(RecordSource::Run(
                     path.clone(),
                     BufReader::with_capacity(1 << 16, f),
+                    r.reported.clone().map(|sha| (Sha256::new(), sha)),
                 ));
             }
         }
@@ -1594,6 +1621,7 @@ async fn consume(shared: &Shared<'_>, queue: &StreamQueue) -> Result<Records, Ha
     Ok(Records {
         spilled: part.spilled,
         memory: part.decided.finish(),
+        reported: None,
     })
 }
 
@@ -1792,14 +1820,17 @@ fn write_records_run(
     seen: Vec<u32>,
 ) -> Result<crate::sink::SinkItem, BuildError> {
     let file = format!("{RECORDS_PREFIX}{partition:05}-{tag}.bin");
-    let rows = crate::layout::write_run(dir, &file, |w, partial| {
+    let (rows, sha256) = crate::layout::write_run(dir, &file, |w, partial| {
         let mut rows = 0u64;
+        let mut digest = Sha256::new();
         for d in Merged::new(std::slice::from_ref(records))? {
-            w.write_all(&d?.encode())
+            let record = d?.encode();
+            digest.update(record);
+            w.write_all(&record)
                 .map_err(|e| BuildError::io(partial, e))?;
             rows += 1;
         }
-        Ok(rows)
+        Ok((rows, crate::layout::hex(&digest.finalize())))
     })?;
     for run in &records.spilled {
         let _ = std::fs::remove_file(run);
@@ -1810,7 +1841,7 @@ fn write_records_run(
         file,
         rows,
         bytes: rows * RECORD_BYTES as u64,
-        sha256: String::new(),
+        sha256,
         members: 0,
         seen,
     })
@@ -1863,6 +1894,7 @@ fn spill_records(spools: &ShardSpools, part: &mut Partition) -> Result<(), Build
     let held = Records {
         spilled: Vec::new(),
         memory: std::mem::take(&mut part.decided.full),
+        reported: None,
     };
     let path = spools.run_path("records")?;
     let file = File::create(&path).map_err(|e| BuildError::io(&path, e))?;
@@ -2258,10 +2290,14 @@ fn roster_member(d: &Decided) -> Option<(i64, bool)> {
     Some((d.member()?, d.shard != NO_SHARD))
 }
 
-/// The roster's members of one run of records (a distributed task's): member → whether a row
-/// of theirs went to a shard, by the rule [`write_record`] applies.
-pub(crate) fn roster_members_of_run(run: &Path) -> Result<FxHashMap<i64, bool>, BuildError> {
-    let records = [Records::on_disk(run.to_owned())];
+/// The roster's members of one run of records (a distributed task's, with the SHA-256 it
+/// reported): member → whether a row of theirs went to a shard, by the rule [`write_record`]
+/// applies.
+pub(crate) fn roster_members_of_run(
+    run: &Path,
+    sha256: &str,
+) -> Result<FxHashMap<i64, bool>, BuildError> {
+    let records = [Records::on_disk(run.to_owned(), sha256.to_owned())];
     let mut members: FxHashMap<i64, bool> = FxHashMap::default();
     for d in Merged::new(&records)? {
         if let Some((member, kept)) = roster_member(&d?) {
@@ -2394,6 +2430,7 @@ mod tests {
         let records = Records {
             spilled: Vec::new(),
             memory: blocks.finish(),
+            reported: None,
         };
         assert!(records.memory.len() > 5, "{} blocks", records.memory.len());
         assert!(allocated >= ids.len() * std::mem::size_of::<Decided>());
@@ -2472,6 +2509,41 @@ mod tests {
         .unwrap();
         let err = streams_in_file_order(&dealt).unwrap_err();
         assert!(err.to_string().contains("RepartitionExec"), "{err}");
+    }
+
+    /// A task's run of records is read (for `decisions.parquet`, the scan for repeated ids, the
+    /// roster) only as the bytes the task reported: a run changed after it was written — a
+    /// record altered, or one cut off — fails the read at its end.
+    #[test]
+    fn a_records_run_is_read_only_as_the_bytes_its_task_reported() {
+        let dir = cg_test_support::tempdir();
+        let held = Records {
+            spilled: Vec::new(),
+            memory: vec![(0..50).map(|i| record(i, i as u64)).collect()],
+            reported: None,
+        };
+        let item = write_records_run(dir.path(), 0, "t", &held, Vec::new()).unwrap();
+        assert_eq!(item.sha256.len(), 64);
+        let path = dir.path().join(&item.file);
+        let read = |sha: &str| -> Result<Vec<i64>, BuildError> {
+            let runs = [Records::on_disk(path.clone(), sha.to_owned())];
+            Merged::new(&runs)?
+                .map(|d| d.map(|d| d.content_id))
+                .collect()
+        };
+        assert_eq!(read(&item.sha256).unwrap(), (0..50).collect::<Vec<_>>());
+        assert_eq!(roster_members_of_run(&path, &item.sha256).unwrap().len(), 1);
+
+        let bytes = std::fs::read(&path).unwrap();
+        let mut changed = bytes.clone();
+        // The member of the last record (its content id and so the order unchanged).
+        changed[bytes.len() - RECORD_BYTES + 8] ^= 1;
+        for damaged in [changed, bytes[..bytes.len() - RECORD_BYTES].to_vec()] {
+            std::fs::write(&path, &damaged).unwrap();
+            let err = read(&item.sha256).unwrap_err().to_string();
+            assert!(err.contains("not the bytes their task reported"), "{err}");
+            assert!(roster_members_of_run(&path, &item.sha256).is_err());
+        }
     }
 
     #[test]
