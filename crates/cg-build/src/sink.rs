@@ -174,7 +174,8 @@ pub(crate) struct SinkItem {
     pub rows: u64,
     /// Its size in bytes.
     pub bytes: u64,
-    /// A shard's or a member-key run's SHA-256 (hex); empty for records.
+    /// The file's SHA-256 (hex): a shard's, a member-key run's or a records run's (every read of
+    /// which checks it).
     pub sha256: String,
     /// A shard's distinct members; a member-key run's keys.
     pub members: u64,
