@@ -53,9 +53,8 @@ pub(crate) struct WrittenCommitment {
 }
 
 /// Writes the roster of the members in `record_runs` (one per task, with the SHA-256 it
-/// reported; members disjoint) to
-/// `out`, salted with `secret`'s salt key in `domain`; the runs of entries are written in
-/// `scratch` and removed.
+/// reported; members disjoint) to `out`, salted with `secret`'s salt key in `domain`; the runs
+/// of entries are written in `scratch` and removed.
 pub(crate) fn write_roster(
     record_runs: &[(PathBuf, String)],
     scratch: &Path,
@@ -115,8 +114,6 @@ fn write_runs(
     Ok((leaves, included))
 }
 
-/// A sorted run being merged: its reader, its record size and its current record (whose
-/// first 32 bytes are its key).
 /// A sorted run of fixed-size records to merge, keyed by each record's first 32 bytes.
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
@@ -130,6 +127,8 @@ pub(crate) struct Run {
     pub sha256: Option<String>,
 }
 
+/// A sorted run being merged: its reader, its record size and its current record (whose
+/// first 32 bytes are its key).
 struct RunHead {
     path: PathBuf,
     reader: BufReader<File>,

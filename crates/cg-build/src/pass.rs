@@ -354,7 +354,7 @@ impl RecordSource<'_> {
                         Ok(Some(Decided::decode(&b)))
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        // A partial record at the end is in neither digest: it fails too.
+                        // A partial record at the end was not hashed: a run cut short fails here.
                         if let Some((digest, reported)) = check.take()
                             && crate::layout::hex(&digest.finalize()) != reported
                         {
