@@ -97,11 +97,11 @@ fn finish_unswept(
         for mut stream in streams {
             while let Some(batch) = stream.next().await {
                 let batch = batch.map_err(|e| crate::engine_error(&cfg.content, e))?;
-                for (counter, n) in received.iter().zip([
-                    1,
-                    batch.num_rows() as u64,
-                    batch.get_array_memory_size() as u64,
-                ]) {
+                for (counter, n) in
+                    received
+                        .iter()
+                        .zip([1, batch.num_rows() as u64, ipc_bytes(&batch)?])
+                {
                     counter.fetch_add(n, Ordering::Relaxed);
                 }
                 items.extend(summary_items(&batch)?);
@@ -568,9 +568,64 @@ fn write_member_keys(
     Ok((written, from_executors))
 }
 
+/// The bytes a batch takes as Arrow IPC messages — what an Arrow Flight stream carries for it
+/// (message headers and buffers, before any transport compression): the client's count of what
+/// it received. (A batch's in-memory size counted its buffers' capacity instead, ~14 KB for
+/// a batch of a few summary rows.)
+fn ipc_bytes(batch: &arrow::array::RecordBatch) -> Result<u64, BuildError> {
+    use arrow_ipc::writer::{
+        DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions,
+    };
+    let (dictionaries, encoded) = IpcDataGenerator::default().encode(
+        batch,
+        &mut DictionaryTracker::new(false),
+        &IpcWriteOptions::default(),
+        &mut IpcWriteContext::default(),
+    )?;
+    Ok(dictionaries
+        .iter()
+        .chain(std::iter::once(&encoded))
+        .map(|d| (d.ipc_message.len() + d.arrow_data.len()) as u64)
+        .sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A received batch counts as the bytes of its IPC message — what a stream writer puts
+    /// on the wire for it, but for the 8-byte frame prefix and the padding (the header to 8
+    /// bytes, the body to 64) — not its buffers' capacity, which is far larger for a few
+    /// summary rows.
+    #[test]
+    fn a_received_batch_counts_as_its_ipc_bytes() {
+        use arrow::array::{RecordBatch, StringArray};
+        let mut ids = arrow::array::Int64Builder::with_capacity(4096);
+        ids.append_slice(&[1, 2, 3]);
+        let batch = RecordBatch::try_from_iter([
+            ("rows", std::sync::Arc::new(ids.finish()) as _),
+            (
+                "file",
+                std::sync::Arc::new(StringArray::from(vec!["a", "bb", "ccc"])) as _,
+            ),
+        ])
+        .unwrap();
+        let counted = ipc_bytes(&batch).unwrap();
+        let stream = |batches: &[&RecordBatch]| {
+            let mut w =
+                arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
+            for b in batches {
+                w.write(b).unwrap();
+            }
+            w.into_inner().unwrap().len() as u64
+        };
+        let on_the_wire = stream(&[&batch]) - stream(&[]);
+        assert!(
+            counted <= on_the_wire && on_the_wire - counted < 8 + 8 + 64,
+            "{counted} counted, {on_the_wire} written"
+        );
+        assert!(counted < batch.get_array_memory_size() as u64 / 4);
+    }
 
     fn records(attempt: &str, rows: u64, seen: &[u32]) -> SinkItem {
         SinkItem {
