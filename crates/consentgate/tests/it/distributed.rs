@@ -178,7 +178,7 @@ impl Cluster {
     /// first (a fast machine) is run again, at most five — kills that executor, and waits for
     /// the build to end: bounded, since a build that neither finishes nor fails within 180 s
     /// of losing an executor is a hang (Ballista 55's adaptive planner did that; the client
-    /// runs the static one).
+    /// runs the static one). Says on stderr whether the build completed or failed.
     pub(crate) fn kill_the_writer<T>(
         &mut self,
         mut start: impl FnMut(u32) -> (std::process::Child, T),
@@ -217,7 +217,16 @@ impl Cluster {
             let _ = tx.send(child.wait_with_output());
         });
         match rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(result) => (result.unwrap(), watched),
+            Ok(result) => {
+                let result = result.unwrap();
+                let ended = if result.status.success() {
+                    "completed"
+                } else {
+                    "failed"
+                };
+                eprintln!("after the executor was killed the build {ended}");
+                (result, watched)
+            }
             Err(_) => {
                 let _ = Command::new("kill").arg(pid.to_string()).status();
                 let client = rx
@@ -889,14 +898,6 @@ fn killing_an_executor_mid_build_never_publishes_a_partial_dataset() {
             !p.contains(".partial") && !p.contains(".scratch")
         }),
         "a temporary dataset, its scratch directory or a partial shard was left behind: {left:?}"
-    );
-    eprintln!(
-        "after the executor was killed the build {}",
-        if result.status.success() {
-            "completed"
-        } else {
-            "failed"
-        }
     );
     if result.status.success() {
         // The build finished on the surviving executor: it must equal the embedded build.

@@ -505,12 +505,4 @@ fn an_executor_killed_while_putting_shards_leaves_no_partial_dataset_on_the_stor
         assert!(err.contains("error"), "{err}");
         assert!(objects.is_empty(), "a failed build left {objects:?}");
     }
-    eprintln!(
-        "after the executor was killed the build {}",
-        if result.status.success() {
-            "completed"
-        } else {
-            "failed"
-        }
-    );
 }
