@@ -36,7 +36,8 @@ pub mod tokens;
 pub use import::{ImportReport, import_file, import_file_with, table_of};
 pub use model::{
     Erasure, LedgerError, LedgerFacts, LedgerMember, MemberFacts, MemberRecord, NewEvent, Notice,
-    PolicyActivation, Record, Residence, SnapshotRow, Stats, StoredEvent, fold_stored,
+    PolicyActivation, Record, Residence, SnapshotRow, SnapshotTotals, Stats, StoredEvent,
+    fold_stored,
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -101,6 +102,30 @@ pub trait Store: Send {
         purpose: &Purpose,
         as_of: Timestamp,
     ) -> Result<LedgerFacts, LedgerError>;
+
+    /// [`Store::facts_as_of`] a member at a time: every member's [`LedgerMember`] handed to
+    /// `f` in ascending id order, read in one snapshot, the same facts `facts_as_of` holds
+    /// for them — but the backends read each table in member order and hold one member's rows
+    /// at a time, so a caller that does not keep every member (a distributed build's client)
+    /// does not hold them all. Returns the snapshot's counts. The default reads
+    /// `facts_as_of` whole and hands its members out.
+    fn facts_by_member(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(i64, LedgerMember) -> Result<(), LedgerError>,
+    ) -> Result<SnapshotTotals, LedgerError> {
+        let facts = self.facts_as_of(purpose, as_of)?;
+        let members = facts.members.len() as u64;
+        for (id, member) in facts.members {
+            f(id, member)?;
+        }
+        Ok(SnapshotTotals {
+            members,
+            ignored_purposes: facts.ignored_purposes,
+            events: facts.events,
+        })
+    }
 
     /// One member's facts as of `as_of` for `purpose`, or `None` when the ledger has no row
     /// for the member (an unknown member). Folded exactly as [`Store::facts_as_of`] folds.

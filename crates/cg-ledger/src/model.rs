@@ -480,6 +480,105 @@ impl<'p> FactsBuilder<'p> {
     }
 }
 
+/// The counts of a snapshot streamed by [`crate::Store::facts_by_member`] (its members went
+/// to the caller one at a time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotTotals {
+    /// Members streamed (with a row, or with only events, notices, residences or erasures).
+    pub members: u64,
+    /// Events up to the cut-off of purposes other than the one decided, by name.
+    pub ignored_purposes: cg_model::member::IgnoredPurposes,
+    /// Consent events up to the cut-off.
+    pub events: u64,
+}
+
+/// One row of one of the ledger's member tables, for [`merge_by_member`].
+#[derive(Debug)]
+pub(crate) enum FactRow {
+    /// `members`.
+    Member(MemberRecord),
+    /// `residences`.
+    Residence(Residence),
+    /// `notices`.
+    Notice(Notice),
+    /// `erasures`.
+    Erasure(Erasure),
+    /// `consent_events` (up to the cut-off).
+    Event(StoredEvent),
+}
+
+impl FactRow {
+    fn member_id(&self) -> i64 {
+        match self {
+            FactRow::Member(r) => r.member_id.0,
+            FactRow::Residence(r) => r.member_id.0,
+            FactRow::Notice(r) => r.member_id.0,
+            FactRow::Erasure(r) => r.member_id.0,
+            FactRow::Event(e) => e.new.event.member_id.0,
+        }
+    }
+}
+
+/// How many tables [`merge_by_member`] reads: members, residences, notices, erasures and
+/// consent events, by index in that order.
+pub(crate) const FACT_TABLES: usize = 5;
+
+/// Merges the ledger's member tables, each read in member order (`pull(t)` gives table `t`'s
+/// next row, `None` at its end; events in `(ts, seq)` order within a member), into one
+/// [`LedgerMember`] per member, handed to `f` in ascending id order — each folded by the
+/// [`FactsBuilder`] [`crate::Store::facts_as_of`] uses, so the facts are the same, while only
+/// one member's rows are held at a time. A table whose rows go back in member order fails
+/// the read (it would split a member in two).
+pub(crate) fn merge_by_member(
+    purpose: &Purpose,
+    as_of: Timestamp,
+    mut pull: impl FnMut(usize) -> Result<Option<FactRow>, LedgerError>,
+    f: &mut dyn FnMut(i64, LedgerMember) -> Result<(), LedgerError>,
+) -> Result<SnapshotTotals, LedgerError> {
+    let mut heads = (0..FACT_TABLES)
+        .map(&mut pull)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut totals = SnapshotTotals::default();
+    let mut last: Option<i64> = None;
+    while let Some(id) = heads.iter().flatten().map(FactRow::member_id).min() {
+        if let Some(before) = last
+            && id <= before
+        {
+            return Err(LedgerError::Database {
+                backend: "ledger",
+                message: format!(
+                    "the member tables were not read in member order (member {id} after {before})"
+                ),
+            });
+        }
+        last = Some(id);
+        let mut b = FactsBuilder::new(purpose, as_of);
+        for (t, head) in heads.iter_mut().enumerate() {
+            while head.as_ref().is_some_and(|r| r.member_id() == id) {
+                match head.take() {
+                    Some(FactRow::Member(r)) => b.member(r),
+                    Some(FactRow::Residence(r)) => b.residence(r),
+                    Some(FactRow::Notice(r)) => b.notice(r),
+                    Some(FactRow::Erasure(r)) => b.erasure(r),
+                    Some(FactRow::Event(e)) => b.event(e),
+                    None => {}
+                }
+                *head = pull(t)?;
+            }
+        }
+        let facts = b.finish();
+        totals.events += facts.events;
+        for (purpose, n) in facts.ignored_purposes {
+            *totals.ignored_purposes.entry(purpose).or_default() += n;
+        }
+        for (id, member) in facts.members {
+            totals.members += 1;
+            f(id, member)?;
+        }
+    }
+    Ok(totals)
+}
+
 /// A policy put in force by the service: who, when, which (name and hash) and how to make it
 /// again (the recipe, JSON), so the service restarts with the policy an admin activated.
 /// Recording one also appends a `policy-activation` entry to the transparency log (with the
@@ -515,5 +614,81 @@ impl PolicyActivation {
             policy_hash: self.hash.clone(),
             accepted_widening: self.accepted_widening.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: i64) -> FactRow {
+        FactRow::Member(MemberRecord {
+            member_id: MemberId(id),
+            country: Some("DE".into()),
+            birth_date: None,
+            created_at: None,
+            closed_at: None,
+            display_name: None,
+            handle: None,
+        })
+    }
+
+    fn erasure(id: i64) -> FactRow {
+        FactRow::Erasure(Erasure {
+            member_id: MemberId(id),
+            ts: Timestamp::from_micros(5),
+        })
+    }
+
+    /// Runs [`merge_by_member`] over tables given as lists (missing ones empty).
+    fn merged(
+        tables: Vec<Vec<FactRow>>,
+    ) -> Result<(Vec<(i64, LedgerMember)>, SnapshotTotals), LedgerError> {
+        let mut tables: Vec<std::vec::IntoIter<FactRow>> =
+            tables.into_iter().map(Vec::into_iter).collect();
+        tables.resize_with(FACT_TABLES, || Vec::new().into_iter());
+        let mut out = Vec::new();
+        let totals = merge_by_member(
+            &Purpose::genai_training(),
+            Timestamp::from_micros(100),
+            |t| Ok(tables[t].next()),
+            &mut |id, m| {
+                out.push((id, m));
+                Ok(())
+            },
+        )?;
+        Ok((out, totals))
+    }
+
+    #[test]
+    fn members_are_merged_across_tables_in_id_order() {
+        let (out, totals) = merged(vec![
+            vec![member(1), member(4)],
+            vec![],
+            vec![],
+            vec![erasure(2), erasure(4), erasure(4)],
+        ])
+        .unwrap();
+        let ids: Vec<i64> = out.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [1, 2, 4]);
+        assert!(out[0].1.recorded && !out[1].1.recorded && out[2].1.recorded);
+        assert_eq!(
+            out[2].1.facts.erasure_requested_at,
+            Some(Timestamp::from_micros(5))
+        );
+        assert_eq!(totals.members, 3);
+    }
+
+    #[test]
+    fn a_table_out_of_member_order_fails_the_read() {
+        let err = merged(vec![
+            vec![member(1), member(3)],
+            vec![],
+            vec![],
+            vec![erasure(2), erasure(1)],
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not read in member order"), "{err}");
     }
 }

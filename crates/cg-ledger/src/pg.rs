@@ -13,9 +13,9 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
-    Erasure, FactsBuilder, LedgerError, LedgerFacts, MemberFacts, MemberRecord, NewEvent, Notice,
-    PolicyActivation, Record, Residence, SnapshotFolder, SnapshotRow, Stats, StoredEvent,
-    fold_member,
+    Erasure, FACT_TABLES, FactRow, FactsBuilder, LedgerError, LedgerFacts, LedgerMember,
+    MemberFacts, MemberRecord, NewEvent, Notice, PolicyActivation, Record, Residence,
+    SnapshotFolder, SnapshotRow, SnapshotTotals, Stats, StoredEvent, fold_member, merge_by_member,
 };
 use crate::tokens::TokenRecord;
 use cg_proof::Hash;
@@ -233,6 +233,9 @@ impl PgStore {
 }
 
 const EVENT_COLUMNS: &str = "seq, event_id, member_id, purpose, granted, ts, source, notice_version, actor, metadata, recorded_at";
+
+/// Rows fetched from a portal at a time by [`Store::facts_by_member`] (per table).
+const FACTS_PAGE: i32 = 10_000;
 
 fn row_to_event(r: &Row) -> Result<StoredEvent, LedgerError> {
     row_to_event_at(r, 0)
@@ -780,6 +783,86 @@ impl Store for PgStore {
         }
         tx.commit().map_err(LedgerError::pg)?;
         Ok(b.finish())
+    }
+
+    fn facts_by_member(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(i64, LedgerMember) -> Result<(), LedgerError>,
+    ) -> Result<SnapshotTotals, LedgerError> {
+        // One snapshot (REPEATABLE READ, read only); each table read in member order through
+        // a portal of its own, a page at a time, so only a page of each is held.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(LedgerError::pg)?;
+        let events = format!(
+            "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY member_id, ts, seq"
+        );
+        let as_of_micros = as_of.micros();
+        let queries: [(&str, &[&(dyn postgres::types::ToSql + Sync)]); FACT_TABLES] = [
+            (
+                "SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members ORDER BY member_id",
+                &[],
+            ),
+            (
+                "SELECT member_id, country, valid_from FROM residences ORDER BY member_id",
+                &[],
+            ),
+            (
+                "SELECT member_id, notice_version, delivered_at FROM notices ORDER BY member_id",
+                &[],
+            ),
+            ("SELECT member_id, ts FROM erasures ORDER BY member_id", &[]),
+            (events.as_str(), &[&as_of_micros]),
+        ];
+        let mut pages = Vec::with_capacity(FACT_TABLES);
+        for (sql, params) in queries {
+            let portal = tx.bind(sql, params).map_err(LedgerError::pg)?;
+            pages.push((portal, std::collections::VecDeque::new(), false));
+        }
+        let totals = merge_by_member(
+            purpose,
+            as_of,
+            |table| {
+                let (portal, page, done) = &mut pages[table];
+                if page.is_empty() && !*done {
+                    page.extend(
+                        tx.query_portal(portal, FACTS_PAGE)
+                            .map_err(LedgerError::pg)?,
+                    );
+                    *done = page.is_empty();
+                }
+                let Some(r) = page.pop_front() else {
+                    return Ok(None);
+                };
+                Ok(Some(match table {
+                    0 => FactRow::Member(row_to_member(&r)),
+                    1 => FactRow::Residence(Residence {
+                        member_id: MemberId(r.get(0)),
+                        country: r.get(1),
+                        valid_from: Timestamp::from_micros(r.get(2)),
+                    }),
+                    2 => FactRow::Notice(Notice {
+                        member_id: MemberId(r.get(0)),
+                        notice_version: r.get(1),
+                        delivered_at: Timestamp::from_micros(r.get(2)),
+                    }),
+                    3 => FactRow::Erasure(Erasure {
+                        member_id: MemberId(r.get(0)),
+                        ts: Timestamp::from_micros(r.get(1)),
+                    }),
+                    _ => FactRow::Event(row_to_event(&r)?),
+                }))
+            },
+            f,
+        )?;
+        tx.commit().map_err(LedgerError::pg)?;
+        Ok(totals)
     }
 
     fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<u64, LedgerError> {

@@ -12,8 +12,9 @@ use crate::Store;
 use crate::import::ImportReport;
 use crate::log::{LogEntry, SaltedEvent, Salts, StoredCheckpoint, event_entry};
 use crate::model::{
-    Erasure, FactsBuilder, LedgerError, LedgerFacts, MemberFacts, MemberRecord, NewEvent, Notice,
-    PolicyActivation, Record, Residence, SnapshotFolder, SnapshotRow, Stats, StoredEvent,
+    Erasure, FactRow, FactsBuilder, LedgerError, LedgerFacts, LedgerMember, MemberFacts,
+    MemberRecord, NewEvent, Notice, PolicyActivation, Record, Residence, SnapshotFolder,
+    SnapshotRow, SnapshotTotals, Stats, StoredEvent, merge_by_member,
 };
 use crate::tokens::TokenRecord;
 use cg_proof::Hash;
@@ -721,6 +722,85 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(LedgerError::sqlite)?;
         Ok(b.finish())
+    }
+
+    fn facts_by_member(
+        &mut self,
+        purpose: &Purpose,
+        as_of: Timestamp,
+        f: &mut dyn FnMut(i64, LedgerMember) -> Result<(), LedgerError>,
+    ) -> Result<SnapshotTotals, LedgerError> {
+        // One read transaction (one snapshot), every table read in member order by its index
+        // on `member_id`, all five statements stepped together.
+        let tx = self.conn.transaction().map_err(LedgerError::sqlite)?;
+        let totals = {
+            let mut members = tx
+                .prepare("SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members ORDER BY member_id")
+                .map_err(LedgerError::sqlite)?;
+            let mut members = members
+                .query_map([], |r| row_to_member(r).map(FactRow::Member))
+                .map_err(LedgerError::sqlite)?;
+            let mut residences = tx
+                .prepare("SELECT member_id, country, valid_from FROM residences ORDER BY member_id")
+                .map_err(LedgerError::sqlite)?;
+            let mut residences = residences
+                .query_map([], |r| {
+                    Ok(FactRow::Residence(Residence {
+                        member_id: MemberId(r.get(0)?),
+                        country: r.get(1)?,
+                        valid_from: Timestamp::from_micros(r.get(2)?),
+                    }))
+                })
+                .map_err(LedgerError::sqlite)?;
+            let mut notices = tx
+                .prepare("SELECT member_id, notice_version, delivered_at FROM notices ORDER BY member_id")
+                .map_err(LedgerError::sqlite)?;
+            let mut notices = notices
+                .query_map([], |r| {
+                    Ok(FactRow::Notice(Notice {
+                        member_id: MemberId(r.get(0)?),
+                        notice_version: r.get(1)?,
+                        delivered_at: Timestamp::from_micros(r.get(2)?),
+                    }))
+                })
+                .map_err(LedgerError::sqlite)?;
+            let mut erasures = tx
+                .prepare("SELECT member_id, ts FROM erasures ORDER BY member_id")
+                .map_err(LedgerError::sqlite)?;
+            let mut erasures = erasures
+                .query_map([], |r| {
+                    Ok(FactRow::Erasure(Erasure {
+                        member_id: MemberId(r.get(0)?),
+                        ts: Timestamp::from_micros(r.get(1)?),
+                    }))
+                })
+                .map_err(LedgerError::sqlite)?;
+            let mut events = tx
+                .prepare(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= ?1 ORDER BY member_id, ts, seq"
+                ))
+                .map_err(LedgerError::sqlite)?;
+            let mut events = events
+                .query_map([as_of.micros()], |r| row_to_event(r).map(FactRow::Event))
+                .map_err(LedgerError::sqlite)?;
+            merge_by_member(
+                purpose,
+                as_of,
+                |table| {
+                    let next = match table {
+                        0 => members.next(),
+                        1 => residences.next(),
+                        2 => notices.next(),
+                        3 => erasures.next(),
+                        _ => events.next(),
+                    };
+                    next.transpose().map_err(LedgerError::sqlite)
+                },
+                f,
+            )?
+        };
+        tx.commit().map_err(LedgerError::sqlite)?;
+        Ok(totals)
     }
 
     fn policy_activation_record(&mut self, a: &PolicyActivation) -> Result<u64, LedgerError> {

@@ -263,7 +263,23 @@ fn facts_as_of_equal_member_facts_for_every_member() {
                 assert_eq!(one, None, "member {id} has no row");
             }
         }
+        assert_streams_its_snapshot(s, &purpose, as_of);
+        // A caller's error stops the stream and is returned; the store stays usable.
+        let mut seen = 0;
+        let err = s
+            .facts_by_member(&purpose, as_of, &mut |_, _| {
+                seen += 1;
+                if seen == 10 {
+                    return Err(LedgerError::Log("stop here".into()));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("stop here"), "{err}");
+        assert_eq!(seen, 10);
+        assert_streams_its_snapshot(s, &purpose, as_of);
         // Events after the cut-off are not in the snapshot.
+        assert_streams_its_snapshot(s, &purpose, instant("2000-01-01"));
         let early = s.facts_as_of(&purpose, instant("2000-01-01")).unwrap();
         assert_eq!(early.events, 0);
         assert!(
@@ -274,6 +290,27 @@ fn facts_as_of_equal_member_facts_for_every_member() {
         );
     });
     drop(dir);
+}
+
+/// `Store::facts_by_member` hands out every member `Store::facts_as_of` holds, in ascending
+/// id order, with the same facts, and the same counts.
+fn assert_streams_its_snapshot(s: &mut dyn Store, purpose: &Purpose, as_of: Timestamp) {
+    let all = s.facts_as_of(purpose, as_of).unwrap();
+    let mut streamed = Vec::new();
+    let totals = s
+        .facts_by_member(purpose, as_of, &mut |id, m| {
+            streamed.push((id, m));
+            Ok(())
+        })
+        .unwrap();
+    let held: Vec<_> = all.members.into_iter().collect();
+    assert_eq!(streamed.len(), held.len(), "on {}", s.backend());
+    for (a, b) in streamed.iter().zip(&held) {
+        assert_eq!(a, b, "as of {as_of} for {purpose} on {}", s.backend());
+    }
+    assert_eq!(totals.members, held.len() as u64);
+    assert_eq!(totals.events, all.events);
+    assert_eq!(totals.ignored_purposes, all.ignored_purposes);
 }
 
 /// A check reads only the events that decide (`Store::deciding_events`); folding them must
@@ -359,6 +396,7 @@ fn the_deciding_events_fold_like_the_whole_history() {
         ] {
             let as_of = instant(as_of);
             for p in [&purpose, &other] {
+                assert_streams_its_snapshot(s, p, as_of);
                 let all = s.facts_as_of(p, as_of).unwrap();
                 for m in 0..40i64 {
                     let one = s.member_facts(MemberId(m), p, as_of).unwrap().unwrap();

@@ -87,6 +87,11 @@ fn a_stored_purpose_that_does_not_parse_is_an_error_never_a_default() {
     let err = s.facts_as_of(&purpose, as_of).unwrap_err().to_string();
     assert!(err.contains("Not A Purpose"), "{err}");
     let err = s
+        .facts_by_member(&purpose, as_of, &mut |_, _| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Not A Purpose"), "{err}");
+    let err = s
         .snapshot(&purpose, as_of, &mut |_| Ok(()))
         .unwrap_err()
         .to_string();
