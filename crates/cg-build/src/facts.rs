@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::BuildError;
 use crate::config::{ConsentSourceArg, FactInputs};
-use crate::facts_runs::{Partitioner, Sharding, TableRuns, row_numbers};
+use crate::facts_runs::{
+    LedgerPartitioner, LedgerRuns, Partitioner, Sharding, TableRuns, row_numbers,
+};
 use crate::layout::{file_name, hex};
 use crate::manifest::{FactsSummary, InputRef, MemberSources};
 use crate::store::{PrivateDir, with_local};
@@ -350,36 +352,75 @@ fn add_consent(folds: ConsentFolds<'_>, members: &mut Members) {
 }
 
 /// Takes every member fact the ledger holds as of `as_of` (members, residences, notices,
-/// erasures, consent; one snapshot) and merges it into `members` with the most protective
-/// reading. Members the ledger has a row for join the build; facts of members it has no row
-/// for count only for members the files name. Returns the ledger's counts of other purposes.
+/// erasures, consent; one snapshot, streamed a member at a time in id order) and merges it
+/// into `members` with the most protective reading. Members the ledger has a row for join the
+/// build; facts of members it has no row for count only for members the files name. Returns
+/// the counts, the ledger's other purposes and the snapshot's digest.
 pub fn load_ledger(
     store: &mut dyn cg_ledger::Store,
     purpose: &Purpose,
     as_of: Timestamp,
     members: &mut Members,
-) -> Result<(IgnoredPurposes, LedgerCounts), BuildError> {
-    let facts = store
-        .facts_as_of(purpose, as_of)
+) -> Result<LedgerLoad, BuildError> {
+    let mut digest = LedgerDigest::default();
+    let mut counts = LedgerCounts::default();
+    let totals = store
+        .facts_by_member(purpose, as_of, &mut |id, m| {
+            digest.add(id, &m);
+            merge_ledger_member(members, id, m, &mut counts);
+            Ok(())
+        })
         .map_err(BuildError::Ledger)?;
-    let mut counts = LedgerCounts {
-        events: facts.events,
-        ..LedgerCounts::default()
-    };
-    for (id, m) in facts.members {
-        match members.get_mut(&id) {
-            Some(existing) => {
-                existing.merge(m.facts);
-                counts.merged += 1;
-            }
-            None if m.recorded => {
-                members.insert(id, Box::new(m.facts));
-                counts.from_ledger += 1;
-            }
-            None => {}
+    counts.events = totals.events;
+    Ok(LedgerLoad {
+        counts,
+        ignored_purposes: totals.ignored_purposes,
+        sha256: digest.finish(),
+    })
+}
+
+/// Adds one member of the ledger's snapshot to `members`: merged into the files' member of
+/// that id, or added when the ledger has the member's row; counted in `counts`.
+fn merge_ledger_member(
+    members: &mut Members,
+    id: i64,
+    m: cg_ledger::LedgerMember,
+    counts: &mut LedgerCounts,
+) {
+    match members.get_mut(&id) {
+        Some(existing) => {
+            existing.merge(m.facts);
+            counts.merged += 1;
         }
+        None if m.recorded => {
+            members.insert(id, Box::new(m.facts));
+            counts.from_ledger += 1;
+        }
+        None => {}
     }
-    Ok((facts.ignored_purposes, counts))
+}
+
+/// Fails closed on a ledger that gave the build nothing: an empty ledger would read as
+/// "nobody ever objected".
+fn ledger_not_empty(counts: &LedgerCounts, url: &str, as_of: Timestamp) -> Result<(), BuildError> {
+    if counts.events == 0 && counts.from_ledger == 0 && counts.merged == 0 {
+        return Err(BuildError::Input(format!(
+            "the ledger `{}` holds no member facts or consent events as of {as_of}; pass --consent FILE, or import into the ledger first",
+            redact_url(url)
+        )));
+    }
+    Ok(())
+}
+
+/// What [`load_ledger`] took from the ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerLoad {
+    /// Its counts.
+    pub counts: LedgerCounts,
+    /// Events of other purposes, by name.
+    pub ignored_purposes: IgnoredPurposes,
+    /// The snapshot's digest ([`LedgerDigest`]).
+    pub sha256: String,
 }
 
 /// What a build took from the ledger.
@@ -500,19 +541,13 @@ pub(crate) fn load_facts(
         }
         ConsentSourceArg::Store(url) => {
             let mut store = cg_ledger::open_existing(url).map_err(BuildError::Ledger)?;
-            let (ignored, counts) = load_ledger(store.as_mut(), purpose, as_of, &mut members)?;
-            if counts.events == 0 && counts.from_ledger == 0 && counts.merged == 0 {
-                // Fail closed: an empty ledger would read as "nobody ever objected".
-                return Err(BuildError::Input(format!(
-                    "the ledger `{}` holds no member facts or consent events as of {as_of}; pass --consent FILE, or import into the ledger first",
-                    redact_url(url)
-                )));
-            }
-            let digest = snapshot_digest(&members);
+            let ledger = load_ledger(store.as_mut(), purpose, as_of, &mut members)?;
+            let counts = ledger.counts;
+            ledger_not_empty(&counts, url, as_of)?;
             inputs.push(InputRef {
                 table: "ledger_snapshot".into(),
                 source: store.backend().into(),
-                sha256: digest,
+                sha256: ledger.sha256,
             });
             member_sources = Some(MemberSources {
                 files_only: file_members - counts.merged,
@@ -520,7 +555,7 @@ pub(crate) fn load_facts(
                 merged: counts.merged,
                 ledger_events: counts.events,
             });
-            ignored
+            ledger.ignored_purposes
         }
     };
     progress.finish_stage();
@@ -551,17 +586,18 @@ pub(crate) enum MemberSide {
 }
 
 impl MemberSide {
-    /// Every member, folded (all shards at once, for a path that needs them together).
-    pub(crate) fn into_held(self) -> Result<Members, BuildError> {
+    /// Every member, folded (all shards at once, for a path that needs them together), and
+    /// where they came from when the folds learnt it ([`ShardedFacts::finish_folds`]).
+    pub(crate) fn into_held(self) -> Result<(Members, Option<MemberSources>), BuildError> {
         match self {
-            MemberSide::Held(members) => Ok(members),
+            MemberSide::Held(members) => Ok((members, None)),
             MemberSide::ByShard(sharded) => {
                 let mut members = Members::default();
                 for shard in 0..sharded.shards {
                     members.extend(sharded.fold(shard)?);
                 }
-                sharded.check_every_row_folded()?;
-                Ok(members)
+                let sources = sharded.finish_folds()?;
+                Ok((members, sources))
             }
         }
     }
@@ -575,8 +611,10 @@ impl MemberSide {
 /// time into exactly the facts [`load_facts`] gives its members. The client then holds one
 /// shard's members at a time instead of everyone's (~215 bytes a member).
 ///
-/// With the ledger as the consent source the facts are loaded and held as before: its
-/// snapshot is read whole, and its digest (part of the dataset's id) is over every member.
+/// With the ledger as the consent source its snapshot is streamed a member at a time
+/// ([`cg_ledger::Store::facts_by_member`]) and split by shard the same way (digested on the
+/// way, as [`load_facts`] digests it); each shard's fold merges its ledger members last, as
+/// [`load_ledger`] merges them after the files.
 pub(crate) fn load_facts_by_shard(
     f: &FactInputs,
     purpose: &Purpose,
@@ -585,12 +623,13 @@ pub(crate) fn load_facts_by_shard(
     scratch: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<LoadedFacts<MemberSide>, BuildError> {
-    let ConsentSourceArg::File(consent_path) = &f.consent else {
-        return load_facts(f, purpose, as_of, progress).map(LoadedFacts::held);
+    let (consent_path, ledger_url) = match &f.consent {
+        ConsentSourceArg::File(path) => (Some(path), None),
+        ConsentSourceArg::Store(url) => (None, Some(url.as_str())),
     };
-    let Some(members_path) = &f.members else {
+    if f.members.is_none() && ledger_url.is_none() {
         return Err(no_members());
-    };
+    }
     progress.stage("member facts", None);
     let dir = PrivateDir::new(scratch, "member-facts")?;
     let split_dir = dir.path();
@@ -613,25 +652,35 @@ pub(crate) fn load_facts_by_shard(
         let erasures =
             (f.erasures.as_deref()).map(|p| scope.spawn(move || split(p, "erasures", 0)));
         let catalogue = &catalogue;
-        let consent = scope.spawn(move || {
-            with_local(consent_path, |local| {
-                let rule = ConsentRule {
-                    path: local,
-                    purpose,
-                    as_of,
-                    catalogue,
-                };
-                let mut ignored = IgnoredPurposes::new();
-                let mut parts = Partitioner::new(split_dir, "consent", 1, sharding);
-                read(local, "consent", |b, first| {
-                    rule.batch(b, RowNumbers::From(first), None, &mut ignored)?;
-                    parts.push(b, first)
-                })?;
-                Ok((parts.finish()?, ignored))
+        let consent = consent_path.map(|consent_path| {
+            scope.spawn(move || {
+                with_local(consent_path, |local| {
+                    let rule = ConsentRule {
+                        path: local,
+                        purpose,
+                        as_of,
+                        catalogue,
+                    };
+                    let mut ignored = IgnoredPurposes::new();
+                    let mut parts = Partitioner::new(split_dir, "consent", 1, sharding);
+                    read(local, "consent", |b, first| {
+                        rule.batch(b, RowNumbers::From(first), None, &mut ignored)?;
+                        parts.push(b, first)
+                    })?;
+                    Ok((parts.finish()?, ignored))
+                })
             })
         });
-        let (members, sha256) = split(members_path, "members", 0)?;
-        inputs.push(input_ref("members", members_path, sha256));
+        let ledger = ledger_url
+            .map(|url| scope.spawn(move || split_ledger(url, purpose, as_of, split_dir, sharding)));
+        let members = match &f.members {
+            Some(path) => {
+                let (members, sha256) = split(path, "members", 0)?;
+                inputs.push(input_ref("members", path, sha256));
+                Some((path.clone(), members))
+            }
+            None => None,
+        };
         let mut taken =
             |path: &Option<PathBuf>, table: &str, reader: Option<_>| match (path, reader) {
                 (Some(path), Some(reader)) => {
@@ -644,22 +693,46 @@ pub(crate) fn load_facts_by_shard(
         let residences = taken(&f.residences, "residences", residences)?;
         let notices = taken(&f.notices, "notices", notices)?;
         let erasures = taken(&f.erasures, "erasures", erasures)?;
-        let ((consent, ignored), sha256) = joined(consent)?;
-        inputs.push(input_ref("consent", consent_path, sha256));
-        Ok::<_, BuildError>((members, residences, notices, erasures, consent, ignored))
+        let (consent, ledger, ignored) = match (consent_path, consent, ledger) {
+            (Some(path), Some(reader), _) => {
+                let ((runs, ignored), sha256) = joined(reader)?;
+                inputs.push(input_ref("consent", path, sha256));
+                (Some((path.clone(), runs)), None, ignored)
+            }
+            (_, _, Some(reader)) => {
+                let split = joined(reader)?;
+                inputs.push(InputRef {
+                    table: "ledger_snapshot".into(),
+                    source: split.backend.into(),
+                    sha256: split.sha256,
+                });
+                let ledger = LedgerSide {
+                    url: split.url,
+                    runs: split.runs,
+                    events: split.totals.events,
+                    counts: Default::default(),
+                };
+                (None, Some(ledger), split.totals.ignored_purposes)
+            }
+            _ => return Err(BuildError::Engine("no consent source was read".into())),
+        };
+        Ok::<_, BuildError>((
+            members, residences, notices, erasures, consent, ledger, ignored,
+        ))
     })?;
-    let (members, residences, notices, erasures, consent, ignored_purposes) = tables;
+    let (members, residences, notices, erasures, consent, ledger, ignored_purposes) = tables;
     let sharded = ShardedFacts {
         _dir: dir,
         shards: sharding.shards,
         purpose: purpose.clone(),
         as_of,
         catalogue: catalogue.iter().map(|c| (*c).to_owned()).collect(),
-        members: (members_path.clone(), members),
+        members,
         residences,
         notices,
         erasures,
-        consent: (consent_path.clone(), consent),
+        consent,
+        ledger,
         folded_rows: Default::default(),
     };
     progress.figure("member-side rows split by shard", sharded.split_rows());
@@ -686,13 +759,74 @@ pub(crate) struct ShardedFacts {
     purpose: Purpose,
     as_of: Timestamp,
     catalogue: Vec<String>,
-    members: Split,
+    members: Option<Split>,
     residences: Option<Split>,
     notices: Option<Split>,
     erasures: Option<Split>,
-    consent: Split,
-    /// Rows read back by [`ShardedFacts::fold`] so far, every table.
+    /// The consent file's events (or none, with the ledger as the consent source).
+    consent: Option<Split>,
+    /// The ledger's snapshot, when it is the consent source.
+    ledger: Option<LedgerSide>,
+    /// Rows read back by [`ShardedFacts::fold`] so far, every table (a ledger member is a row).
     folded_rows: std::sync::atomic::AtomicU64,
+}
+
+/// A ledger snapshot split by shard, and what the folds merged of it so far.
+#[derive(Debug)]
+struct LedgerSide {
+    /// The ledger, without its password (for messages).
+    url: String,
+    runs: LedgerRuns,
+    /// Consent events it held up to the cut-off.
+    events: u64,
+    /// Members the folds took from it: (files' members, merged, ledger only).
+    counts: std::sync::Mutex<(u64, u64, u64)>,
+}
+
+/// A ledger's snapshot split by shard ([`split_ledger`]).
+struct SplitLedger {
+    url: String,
+    backend: &'static str,
+    runs: LedgerRuns,
+    totals: cg_ledger::SnapshotTotals,
+    sha256: String,
+}
+
+/// Streams the snapshot of the ledger at `url` as of `as_of` into runs by shard in `dir`,
+/// digesting it on the way ([`LedgerDigest`], as [`load_ledger`] does).
+fn split_ledger(
+    url: &str,
+    purpose: &Purpose,
+    as_of: Timestamp,
+    dir: &Path,
+    sharding: Sharding<'_>,
+) -> Result<SplitLedger, BuildError> {
+    let mut store = cg_ledger::open_existing(url).map_err(BuildError::Ledger)?;
+    let mut parts = LedgerPartitioner::new(dir, sharding);
+    let mut digest = LedgerDigest::default();
+    let mut failed = None;
+    let totals = store.facts_by_member(purpose, as_of, &mut |id, m| {
+        digest.add(id, &m);
+        parts.push(id, m).map_err(|e| {
+            let stopped = cg_ledger::LedgerError::Database {
+                backend: "build",
+                message: e.to_string(),
+            };
+            failed = Some(e);
+            stopped
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let totals = totals.map_err(BuildError::Ledger)?;
+    Ok(SplitLedger {
+        url: redact_url(url),
+        backend: store.backend(),
+        runs: parts.finish()?,
+        totals,
+        sha256: digest.finish(),
+    })
 }
 
 impl ShardedFacts {
@@ -713,9 +847,10 @@ impl ShardedFacts {
             Ok(batches)
         };
         let mut members = Members::default();
-        let (path, runs) = &self.members;
-        for b in read(runs)? {
-            add_members(&mut members, path, &b, RowNumbers::Listed(row_numbers(&b)?))?;
+        if let Some((path, runs)) = &self.members {
+            for b in read(runs)? {
+                add_members(&mut members, path, &b, RowNumbers::Listed(row_numbers(&b)?))?;
+            }
         }
         if let Some((_, runs)) = &self.residences {
             let mut rows = Vec::new();
@@ -737,32 +872,55 @@ impl ShardedFacts {
         earliest(dated(&self.erasures, 1)?, &mut members, |m| {
             &mut m.erasure_requested_at
         });
-        let catalogue: Vec<&str> = self.catalogue.iter().map(String::as_str).collect();
-        let (path, runs) = &self.consent;
-        let rule = ConsentRule {
-            path,
-            purpose: &self.purpose,
-            as_of: self.as_of,
-            catalogue: &catalogue,
-        };
-        let mut folds = ConsentFolds::default();
-        let mut ignored = IgnoredPurposes::new();
-        for b in read(runs)? {
-            rule.batch(
-                &b,
-                RowNumbers::Listed(row_numbers(&b)?),
-                Some(&mut folds),
-                &mut ignored,
-            )?;
+        if let Some((path, runs)) = &self.consent {
+            let catalogue: Vec<&str> = self.catalogue.iter().map(String::as_str).collect();
+            let rule = ConsentRule {
+                path,
+                purpose: &self.purpose,
+                as_of: self.as_of,
+                catalogue: &catalogue,
+            };
+            let mut folds = ConsentFolds::default();
+            let mut ignored = IgnoredPurposes::new();
+            for b in read(runs)? {
+                rule.batch(
+                    &b,
+                    RowNumbers::Listed(row_numbers(&b)?),
+                    Some(&mut folds),
+                    &mut ignored,
+                )?;
+            }
+            add_consent(folds, &mut members);
         }
-        add_consent(folds, &mut members);
+        // The ledger's members last, merged as `load_ledger` merges them after the files.
+        if let Some(ledger) = &self.ledger {
+            let from_files = members.len() as u64;
+            let ledger_members = ledger.runs.members(shard)?;
+            self.folded_rows.fetch_add(
+                ledger_members.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let mut counts = LedgerCounts::default();
+            for (id, m) in ledger_members {
+                merge_ledger_member(&mut members, id, m, &mut counts);
+            }
+            let mut taken = ledger
+                .counts
+                .lock()
+                .map_err(|_| BuildError::Engine("a member-facts fold panicked".into()))?;
+            taken.0 += from_files;
+            taken.1 += counts.merged;
+            taken.2 += counts.from_ledger;
+        }
         Ok(members)
     }
 
     /// Checks, once every shard is folded (each once), that the folds read back every row
     /// split: a row lost between the split and the fold (a consent withdrawal among them)
-    /// fails the build instead of going unseen.
-    pub(crate) fn check_every_row_folded(&self) -> Result<(), BuildError> {
+    /// fails the build instead of going unseen. With the ledger, returns where the members
+    /// came from (the manifest's `member_sources`), and fails closed on a ledger that gave
+    /// the build nothing, as [`load_facts`] does.
+    pub(crate) fn finish_folds(&self) -> Result<Option<MemberSources>, BuildError> {
         let split = self.split_rows();
         let folded = self.folded_rows.load(std::sync::atomic::Ordering::Relaxed);
         if folded != split {
@@ -770,18 +928,41 @@ impl ShardedFacts {
                 "the member facts' folds read {folded} rows back of the {split} split by shard"
             )));
         }
-        Ok(())
+        let Some(ledger) = &self.ledger else {
+            return Ok(None);
+        };
+        let (from_files, merged, from_ledger) = *ledger
+            .counts
+            .lock()
+            .map_err(|_| BuildError::Engine("a member-facts fold panicked".into()))?;
+        let counts = LedgerCounts {
+            events: ledger.events,
+            from_ledger,
+            merged,
+        };
+        ledger_not_empty(&counts, &ledger.url, self.as_of)?;
+        Ok(Some(MemberSources {
+            files_only: from_files - merged,
+            ledger_only: from_ledger,
+            merged,
+            ledger_events: ledger.events,
+        }))
     }
 
-    /// Every row split, over all tables.
+    /// Every row split, over all tables (a ledger member counts as a row).
     fn split_rows(&self) -> u64 {
-        let side = [&self.residences, &self.notices, &self.erasures];
-        self.members.1.rows()
-            + self.consent.1.rows()
-            + side
-                .iter()
-                .filter_map(|t| t.as_ref().map(|(_, r)| r.rows()))
-                .sum::<u64>()
+        let tables = [
+            &self.members,
+            &self.residences,
+            &self.notices,
+            &self.erasures,
+            &self.consent,
+        ];
+        tables
+            .iter()
+            .filter_map(|t| t.as_ref().map(|(_, r)| r.rows()))
+            .sum::<u64>()
+            + self.ledger.as_ref().map_or(0, |l| l.runs.members_split())
     }
 }
 
@@ -815,17 +996,21 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// Digest of every member fact the build used from a ledger (after merging with files), from
-/// explicit fields (not `Debug` output, whose format is not a stable contract): the dataset id
-/// must not change with the toolchain, and must change with any fact that can change a
-/// decision.
-fn snapshot_digest(members: &Members) -> String {
-    let mut ids: Vec<&i64> = members.keys().collect();
-    ids.sort_unstable();
-    let mut h = Sha256::new();
-    let t = |t: Option<Timestamp>| t.map_or(String::from("-"), |t| t.micros().to_string());
-    for id in ids {
-        let m = &members[id];
+/// The digest of a ledger's snapshot as a build read it (the manifest's `ledger_snapshot`
+/// input, part of the dataset's id): every member [`cg_ledger::Store::facts_by_member`] gave,
+/// in id order, from explicit fields (not `Debug` output, whose format is not a stable
+/// contract), so that the id does not change with the toolchain and changes with any ledger
+/// fact that can change a decision. The files' facts are in their own inputs' digests, and the
+/// merge of the two is a function of both. Taken as the snapshot streams by, so a distributed
+/// build's client, which never holds every member, computes the same digest.
+#[derive(Default)]
+pub(crate) struct LedgerDigest(Sha256);
+
+impl LedgerDigest {
+    /// Adds the next member (ids ascending).
+    pub(crate) fn add(&mut self, id: i64, member: &cg_ledger::LedgerMember) {
+        let m = &member.facts;
+        let t = |t: Option<Timestamp>| t.map_or(String::from("-"), |t| t.micros().to_string());
         let explicit = m.consent.explicit.as_ref().map_or(String::from("-"), |c| {
             format!(
                 "{}/{}/{}/{}",
@@ -841,8 +1026,9 @@ fn snapshot_digest(members: &Members) -> String {
             .iter()
             .map(|(at, c)| format!("{}@{}", c.as_deref().unwrap_or("-"), at.micros()))
             .collect();
-        h.update(format!(
-            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0v2\n",
+        self.0.update(format!(
+            "{id}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{explicit}\0{gpc}\0{}\0{}\0{}\0v3\n",
+            member.recorded,
             m.country.as_deref().unwrap_or("-"),
             residences.join(","),
             m.birth_date.map_or(String::from("-"), |d| d.to_string()),
@@ -854,7 +1040,11 @@ fn snapshot_digest(members: &Members) -> String {
             m.handle.as_deref().unwrap_or("-"),
         ));
     }
-    hex(&h.finalize())
+
+    /// The digest, hex.
+    pub(crate) fn finish(self) -> String {
+        hex(&self.0.finalize())
+    }
 }
 
 #[cfg(test)]
@@ -1028,9 +1218,11 @@ mod tests {
                         crate::gate::Gate::mentions_data_of(policy.clone(), &ctx, &whole.members);
                     assert!(!expected.included.is_empty() && !expected.names.is_empty());
                     assert_eq!(mentions.finish(), expected, "{ext}, {shards} shards");
-                    sharded.check_every_row_folded().unwrap();
+                    assert_eq!(sharded.finish_folds().unwrap(), None);
                     let held = by_shard(&inputs, as_of, shards).members.into_held();
-                    assert_eq!(held.unwrap(), whole.members);
+                    let (held, sources) = held.unwrap();
+                    assert_eq!(held, whole.members);
+                    assert_eq!(sources, None);
                 }
             }
         }
@@ -1049,12 +1241,136 @@ mod tests {
         for shard in 0..3 {
             sharded.fold(shard).unwrap();
         }
-        let err = sharded.check_every_row_folded().unwrap_err();
+        let err = sharded.finish_folds().unwrap_err();
         assert!(err.to_string().contains("split by shard"), "{err}");
         sharded.fold(3).unwrap();
-        sharded.check_every_row_folded().unwrap();
+        sharded.finish_folds().unwrap();
         sharded.fold(3).unwrap();
-        assert!(sharded.check_every_row_folded().is_err());
+        assert!(sharded.finish_folds().is_err());
+    }
+
+    /// With the ledger as the consent source, its snapshot streamed and split by shard and
+    /// merged in each shard's fold gives every member exactly the facts the whole load gives,
+    /// the same inputs (the snapshot's digest among them, which names the dataset) and the
+    /// same member sources, once every shard is folded: the ledger alone, the ledger beside
+    /// member files it has no rows for, and both holding the same members — on SQLite and,
+    /// where the tests have one, PostgreSQL. A ledger member is a row the count check counts.
+    #[test]
+    fn ledger_facts_folded_by_shard_are_the_facts_loaded_whole() {
+        let (_corpus, summary) = cg_test_support::small_corpus(1_500, 10, cg_io::Format::Parquet);
+        let table = |name: &str| {
+            summary
+                .tables
+                .iter()
+                .find(|t| t.table == name)
+                .map(|t| t.path.clone())
+                .unwrap()
+        };
+        let scratch = cg_test_support::tempdir();
+        let pg = cg_test_support::PgDatabase::create();
+        let mut urls = vec![format!(
+            "sqlite:{}",
+            scratch.path().join("whole.sqlite").display()
+        )];
+        urls.extend(pg.as_ref().map(|db| db.url().to_owned()));
+        for url in &urls {
+            let mut store = cg_ledger::open(url).unwrap();
+            for name in ["members", "consent", "residences", "notices", "erasures"] {
+                cg_ledger::import_file(
+                    store.as_mut(),
+                    &table(name),
+                    &cg_model::progress::NoProgress,
+                )
+                .unwrap();
+            }
+        }
+        let partial = format!("sqlite:{}", scratch.path().join("partial.sqlite").display());
+        let mut store = cg_ledger::open(&partial).unwrap();
+        for name in ["consent", "erasures"] {
+            cg_ledger::import_file(
+                store.as_mut(),
+                &table(name),
+                &cg_model::progress::NoProgress,
+            )
+            .unwrap();
+        }
+        drop(store);
+        let ledger_only = |url: &str| FactInputs {
+            members: None,
+            consent: ConsentSourceArg::Store(url.to_owned()),
+            residences: None,
+            notices: None,
+            erasures: None,
+            purposes: Vec::new(),
+        };
+        let with_files = |url: &str| FactInputs {
+            members: Some(table("members")),
+            residences: Some(table("residences")),
+            notices: Some(table("notices")),
+            ..ledger_only(url)
+        };
+        let mut cases: Vec<(&str, FactInputs)> = Vec::new();
+        for url in &urls {
+            cases.push(("the ledger alone", ledger_only(url)));
+            cases.push(("files and the ledger, both", with_files(url)));
+        }
+        cases.push(("files beside a ledger of events", with_files(&partial)));
+        let purpose = Purpose::genai_training();
+        let as_of = Timestamp::parse("2025-12-01").unwrap();
+        for (case, inputs) in &cases {
+            let whole =
+                load_facts(inputs, &purpose, as_of, &cg_model::progress::NoProgress).unwrap();
+            let sources = whole.summary.member_sources.unwrap();
+            assert!(whole.members.len() >= 1_500, "{case}");
+            for shards in [1, 16] {
+                let split = by_shard(inputs, as_of, shards);
+                assert_eq!(split.inputs, whole.inputs, "{case}, {shards} shards");
+                assert!(split.inputs.iter().any(|i| i.table == "ledger_snapshot"));
+                let MemberSide::ByShard(sharded) = &split.members else {
+                    panic!("a ledger load is split by shard");
+                };
+                let mut seen = 0;
+                for shard in 0..shards {
+                    for (id, facts) in sharded.fold(shard).unwrap() {
+                        assert_eq!(keyed_shard(b"shard key", id, shards), shard);
+                        assert_eq!(facts, whole.members[&id], "{case}: member {id}");
+                        seen += 1;
+                    }
+                }
+                assert_eq!(seen, whole.members.len(), "{case}, {shards} shards");
+                assert_eq!(sharded.finish_folds().unwrap(), Some(sources), "{case}");
+            }
+        }
+        // Merged in all three ways: ledger-only members, file-only ones, and both.
+        let files_and_partial = load_facts(
+            &with_files(&partial),
+            &purpose,
+            as_of,
+            &cg_model::progress::NoProgress,
+        )
+        .unwrap();
+        let sources = files_and_partial.summary.member_sources.unwrap();
+        assert!(sources.merged > 0 && sources.files_only > 0 && sources.ledger_events > 0);
+        // An empty ledger fails closed on both paths.
+        let empty = format!("sqlite:{}", scratch.path().join("empty.sqlite").display());
+        drop(cg_ledger::open(&empty).unwrap());
+        let err = load_facts(
+            &ledger_only(&empty),
+            &purpose,
+            as_of,
+            &cg_model::progress::NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("holds no member facts"), "{err}");
+        let split = by_shard(&ledger_only(&empty), as_of, 4);
+        let MemberSide::ByShard(sharded) = &split.members else {
+            panic!("split by shard");
+        };
+        for shard in 0..4 {
+            assert!(sharded.fold(shard).unwrap().is_empty());
+        }
+        let err = sharded.finish_folds().unwrap_err();
+        assert!(err.to_string().contains("holds no member facts"), "{err}");
     }
 
     /// The split files are private and go with the loaded facts.

@@ -9,6 +9,11 @@
 //! batch of every chunk, in file order. Memory is one chunk while partitioning and one shard's
 //! rows while folding; the files are personal data (0600, in the caller's private directory)
 //! and go with it.
+//!
+//! A ledger's snapshot arrives as folded members, not rows ([`cg_ledger::Store::facts_by_member`],
+//! in id order): a [`LedgerPartitioner`] splits them the same way, every [`LEDGER_CHUNK`]
+//! members a chunk of JSON lines ordered by shard (so id order holds within a shard), and
+//! [`LedgerRuns::members`] reads one shard's members back.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -221,6 +226,140 @@ impl TableRuns {
     }
 }
 
+/// Members of a ledger snapshot a chunk holds at most (~300 bytes each while buffered).
+pub(crate) const LEDGER_CHUNK: usize = 1 << 16;
+
+/// One chunk of ledger members: shard `s`'s lines are bytes `offsets[s]..offsets[s + 1]`.
+#[derive(Debug)]
+struct LedgerChunk {
+    path: PathBuf,
+    offsets: Vec<u64>,
+}
+
+/// A ledger snapshot's members split by shard: its chunk files, in id order.
+#[derive(Debug)]
+pub(crate) struct LedgerRuns {
+    chunks: Vec<LedgerChunk>,
+    members: u64,
+}
+
+/// Splits a ledger snapshot's members, taken in id order, by shard into chunk files in `dir`.
+pub(crate) struct LedgerPartitioner<'a> {
+    dir: &'a Path,
+    sharding: Sharding<'a>,
+    buffered: Vec<(u32, i64, cg_ledger::LedgerMember)>,
+    out: LedgerRuns,
+}
+
+impl<'a> LedgerPartitioner<'a> {
+    /// A partitioner writing into `dir`.
+    pub(crate) fn new(dir: &'a Path, sharding: Sharding<'a>) -> LedgerPartitioner<'a> {
+        LedgerPartitioner {
+            dir,
+            sharding,
+            buffered: Vec::new(),
+            out: LedgerRuns {
+                chunks: Vec::new(),
+                members: 0,
+            },
+        }
+    }
+
+    /// Takes the next member (ids ascending).
+    pub(crate) fn push(
+        &mut self,
+        id: i64,
+        member: cg_ledger::LedgerMember,
+    ) -> Result<(), BuildError> {
+        let shard = keyed_shard(self.sharding.key, id, self.sharding.shards);
+        self.buffered.push((shard, id, member));
+        if self.buffered.len() >= LEDGER_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered members as a chunk.
+    fn flush(&mut self) -> Result<(), BuildError> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        // Stable: each shard's members stay in id order.
+        self.buffered.sort_by_key(|(shard, _, _)| *shard);
+        let path = self
+            .dir
+            .join(format!("ledger-{:05}.jsonl", self.out.chunks.len()));
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, create_private(&path)?);
+        let mut offsets = Vec::with_capacity(self.sharding.shards as usize + 1);
+        let mut written = 0u64;
+        let mut members = self.buffered.drain(..).peekable();
+        for shard in 0..self.sharding.shards {
+            offsets.push(written);
+            while let Some((_, id, m)) = members.next_if(|(s, _, _)| *s == shard) {
+                let mut line = serde_json::to_vec(&(id, m.recorded, &m.facts))?;
+                line.push(b'\n');
+                std::io::Write::write_all(&mut w, &line).map_err(|e| BuildError::io(&path, e))?;
+                written += line.len() as u64;
+                self.out.members += 1;
+            }
+        }
+        offsets.push(written);
+        if members.next().is_some() {
+            return Err(BuildError::Engine(
+                "a ledger member's shard is past the build's shards".into(),
+            ));
+        }
+        w.into_inner()
+            .map_err(|e| BuildError::io(&path, e.into_error()))?;
+        self.out.chunks.push(LedgerChunk { path, offsets });
+        Ok(())
+    }
+
+    /// Writes what is still buffered and returns the runs.
+    pub(crate) fn finish(mut self) -> Result<LedgerRuns, BuildError> {
+        self.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl LedgerRuns {
+    /// The members of `shard`, ascending, as the ledger gave them.
+    pub(crate) fn members(
+        &self,
+        shard: u32,
+    ) -> Result<Vec<(i64, cg_ledger::LedgerMember)>, BuildError> {
+        use std::io::{BufRead, Read, Seek};
+        let mut out = Vec::new();
+        for chunk in &self.chunks {
+            let s = shard as usize;
+            let (Some(start), Some(end)) = (chunk.offsets.get(s), chunk.offsets.get(s + 1)) else {
+                return Err(BuildError::Engine(format!(
+                    "`{}` has no shard {shard}",
+                    chunk.path.display()
+                )));
+            };
+            if start == end {
+                continue;
+            }
+            let io = |e| BuildError::io(&chunk.path, e);
+            let mut file = File::open(&chunk.path).map_err(io)?;
+            file.seek(std::io::SeekFrom::Start(*start)).map_err(io)?;
+            let lines = std::io::BufReader::new(file.take(end - start));
+            for line in lines.lines() {
+                let (id, recorded, facts): (i64, bool, cg_model::MemberFacts) =
+                    serde_json::from_str(&line.map_err(io)?)?;
+                out.push((id, cg_ledger::LedgerMember { recorded, facts }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Members taken.
+    pub(crate) fn members_split(&self) -> u64 {
+        self.members
+    }
+}
+
 /// The file numbers of a batch [`TableRuns::batches`] returned.
 pub(crate) fn row_numbers(batch: &RecordBatch) -> Result<&[u64], BuildError> {
     batch
@@ -309,6 +448,57 @@ mod tests {
         }
         assert_eq!(seen, ids.len());
         assert!(runs.batches(7).unwrap().is_empty());
+    }
+
+    /// A ledger's members, taken in id order past a chunk's size, come back by shard in id
+    /// order with every fact, each once; a shard with none gives none; the chunks are 0600.
+    #[test]
+    fn ledger_members_come_back_by_shard_in_id_order() {
+        let dir = cg_test_support::tempdir();
+        let key = b"key".to_vec();
+        let sharding = Sharding {
+            key: &key,
+            shards: 5,
+        };
+        let member = |id: i64| cg_ledger::LedgerMember {
+            recorded: id % 3 != 0,
+            facts: cg_model::MemberFacts {
+                country: Some(format!("C{id}")),
+                handle: (id % 2 == 0).then(|| format!("h{id}")),
+                notice_at: Some(cg_model::Timestamp::from_micros(id)),
+                ..Default::default()
+            },
+        };
+        let mut p = LedgerPartitioner::new(dir.path(), sharding);
+        let ids: Vec<i64> = (0..(LEDGER_CHUNK as i64 + 5_000))
+            .map(|i| i * 3 - 70_000)
+            .collect();
+        for id in &ids {
+            p.push(*id, member(*id)).unwrap();
+        }
+        let runs = p.finish().unwrap();
+        assert_eq!(runs.members_split(), ids.len() as u64);
+        assert_eq!(runs.chunks.len(), 2);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&runs.chunks[1].path)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let mut seen = 0;
+        for shard in 0..5 {
+            let members = runs.members(shard).unwrap();
+            assert!(members.is_sorted_by_key(|(id, _)| *id), "shard {shard}");
+            for (id, m) in &members {
+                assert_eq!(keyed_shard(&key, *id, 5), shard);
+                assert_eq!(m, &member(*id));
+            }
+            seen += members.len();
+        }
+        assert_eq!(seen, ids.len());
+        assert!(runs.members(5).is_err(), "no such shard");
     }
 
     #[test]

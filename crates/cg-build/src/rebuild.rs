@@ -188,7 +188,7 @@ pub fn rebuild(
     let parent_sha = hex(&Sha256::digest(&parent_bytes));
 
     let out = publish(&cfg.out, &dataset_id, |tmp| {
-        let gate = new_gate(
+        let (gate, _) = new_gate(
             &cfg,
             crate::facts::MemberSide::Held(members),
             &inputs,

@@ -183,10 +183,13 @@ fn write_dataset(
     let LoadedFacts {
         members,
         inputs,
-        summary,
+        mut summary,
     } = facts;
     progress.stage("compile members", None);
-    let gate = new_gate(cfg, members, &inputs, shard_key, dir)?;
+    let (gate, member_sources) = new_gate(cfg, members, &inputs, shard_key, dir)?;
+    if member_sources.is_some() {
+        summary.member_sources = member_sources;
+    }
     progress.stage("decide", None);
     let mut pass = crate::pass::run_pass(
         cfg,
@@ -283,7 +286,7 @@ pub(crate) fn new_gate(
     inputs: &[InputRef],
     shard_key: &[u8],
     dir: &Path,
-) -> Result<Arc<GateRef>, BuildError> {
+) -> Result<(Arc<GateRef>, Option<crate::manifest::MemberSources>), BuildError> {
     let ctx = EvalContext {
         purpose: cfg.purpose.clone(),
         as_of: cfg.as_of,
@@ -293,26 +296,28 @@ pub(crate) fn new_gate(
             key: shard_key,
             shards: cfg.shards,
         };
+        let (members, sources) = members.into_held()?;
         let gate = Gate::new(
             cfg.policy.clone(),
             ctx,
-            members.into_held()?,
+            members,
             cfg.quarantine,
             Some(routing),
         )
         .map_err(BuildError::from)?;
-        return Ok(Arc::new(GateRef::ready(None, Arc::new(gate))));
+        return Ok((Arc::new(GateRef::ready(None, Arc::new(gate))), sources));
     }
     // A distributed build's client never decides a row: it writes the facts as data, and the
     // mentions table from each member compiled and dropped in turn, and keeps a gate over that
     // data (which compiles nothing unless asked) instead of every member compiled.
     let facts_dir = dir.join(facts_data::DIR);
-    let (shards, mentions) = match members {
+    let (shards, mentions, sources) = match members {
         MemberSide::Held(members) => {
             let shards = facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir)?;
             (
                 shards,
                 Gate::mentions_data_of(cfg.policy.clone(), &ctx, &members),
+                None,
             )
         }
         // One shard's members folded, written and added to the mentions table at a time.
@@ -348,22 +353,30 @@ pub(crate) fn new_gate(
     );
     let gate = Gate::from_data(cfg.policy.clone(), ctx, data, cfg.quarantine)
         .map_err(|e| BuildError::Gate(Box::new(e)))?;
-    Ok(Arc::new(GateRef::ready(
-        Some(Arc::new(spec)),
-        Arc::new(gate),
-    )))
+    Ok((
+        Arc::new(GateRef::ready(Some(Arc::new(spec)), Arc::new(gate))),
+        sources,
+    ))
 }
 
 /// Folds the members of each shard ([`crate::facts::ShardedFacts::fold`]), writes its facts
 /// file and adds its members to the mentions table, a shard at a time on every core (each
-/// worker holds the shard it folds). Returns the files in shard order and the table.
+/// worker holds the shard it folds). Returns the files in shard order, the table, and where
+/// the members came from when the ledger was read ([`crate::facts::ShardedFacts::finish_folds`]).
 fn write_folded_shards(
     cfg: &BuildConfig,
     ctx: &EvalContext,
     sharded: &crate::facts::ShardedFacts,
     shard_key: &[u8],
     facts_dir: &Path,
-) -> Result<(Vec<facts_data::ShardFacts>, facts_data::MentionsData), BuildError> {
+) -> Result<
+    (
+        Vec<facts_data::ShardFacts>,
+        facts_data::MentionsData,
+        Option<crate::manifest::MemberSources>,
+    ),
+    BuildError,
+> {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     let engine = cg_policy::Engine::new(cfg.policy.clone(), ctx.purpose.clone(), ctx.as_of);
     let next = AtomicU32::new(0);
@@ -432,7 +445,7 @@ fn write_folded_shards(
     if let Some((_, e)) = first_error {
         return Err(e);
     }
-    sharded.check_every_row_folded()?;
+    let sources = sharded.finish_folds()?;
     let files = files
         .into_iter()
         .enumerate()
@@ -451,5 +464,5 @@ fn write_folded_shards(
     for other in tables {
         table.absorb(other);
     }
-    Ok((files, table.finish()))
+    Ok((files, table.finish(), sources))
 }
