@@ -144,6 +144,11 @@ pub struct ConsentState {
 }
 
 impl ConsentState {
+    /// Neither an explicit choice nor a GPC signal.
+    pub fn is_empty(&self) -> bool {
+        self.explicit.is_none() && self.gpc_signal.is_none()
+    }
+
     /// Folds `events` (one member, one purpose, any order) as of `as_of`.
     /// Ties on `ts` are broken by input order: later in the slice wins.
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a ConsentEvent>, as_of: Timestamp) -> Self {

@@ -18,28 +18,41 @@ use crate::purpose::Purpose;
 
 /// What the gate knows about one member, for one purpose, as of one cut-off. Serialisable:
 /// a distributed build ships members' facts to its executors as data, never the inputs or the
-/// ledger they came from.
+/// ledger they came from. Its JSON leaves out what is absent (a `None`, an empty history, no
+/// consent, `false`) and reads it back as absent: most members have few facts, and a build
+/// writes a million of them to shared storage (and a ledger's to the client's disk).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemberFacts {
     /// Country of the members row, raw (as the input carries it).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Residence history `(valid_from, raw country)`, sorted by time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub residences: Vec<(Timestamp, Option<String>)>,
     /// Birth date.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<Date>,
     /// Account closure.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
     /// Earliest erasure request (GDPR Art 17).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure_requested_at: Option<Timestamp>,
     /// Earliest notice delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub notice_at: Option<Timestamp>,
     /// As-of consent state for the purpose (GPC kept apart from explicit choices).
+    #[serde(skip_serializing_if = "ConsentState::is_empty")]
     pub consent: ConsentState,
     /// No explicit choice for the purpose, but a grant for another purpose.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub other_purpose_grant: bool,
     /// Display name (to scrub mentions of an excluded member).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// Handle (to scrub mentions of an excluded member).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub handle: Option<String>,
 }
 
@@ -275,7 +288,38 @@ mod tests {
         assert_eq!(serde_json::from_str::<MemberFacts>(&json).unwrap(), facts);
         let empty = MemberFacts::default();
         let json = serde_json::to_string(&empty).unwrap();
+        assert_eq!(json, "{}", "nothing absent is written");
         assert_eq!(serde_json::from_str::<MemberFacts>(&json).unwrap(), empty);
+        // Each field alone comes back alone.
+        let one_each = [
+            MemberFacts {
+                consent: ConsentState {
+                    explicit: None,
+                    gpc_signal: facts.consent.gpc_signal.clone(),
+                },
+                ..MemberFacts::default()
+            },
+            MemberFacts {
+                other_purpose_grant: true,
+                ..MemberFacts::default()
+            },
+            MemberFacts {
+                erasure_requested_at: Some(t("2025-02-03")),
+                ..MemberFacts::default()
+            },
+            MemberFacts {
+                residences: vec![(t("2024-01-01"), Some("DE".into()))],
+                ..MemberFacts::default()
+            },
+        ];
+        for one in one_each {
+            let json = serde_json::to_string(&one).unwrap();
+            assert_eq!(
+                serde_json::from_str::<MemberFacts>(&json).unwrap(),
+                one,
+                "{json}"
+            );
+        }
     }
 
     #[test]
