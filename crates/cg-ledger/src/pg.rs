@@ -255,6 +255,43 @@ fn row_to_member(r: &Row) -> MemberRecord {
     }
 }
 
+/// A residences row (`member_id, country, valid_from`).
+fn row_to_residence(r: &Row) -> Residence {
+    Residence {
+        member_id: MemberId(r.get(0)),
+        country: r.get(1),
+        valid_from: Timestamp::from_micros(r.get(2)),
+    }
+}
+
+/// A notices row (`member_id, notice_version, delivered_at`).
+fn row_to_notice(r: &Row) -> Notice {
+    Notice {
+        member_id: MemberId(r.get(0)),
+        notice_version: r.get(1),
+        delivered_at: Timestamp::from_micros(r.get(2)),
+    }
+}
+
+/// An erasures row (`member_id, ts`).
+fn row_to_erasure(r: &Row) -> Erasure {
+    Erasure {
+        member_id: MemberId(r.get(0)),
+        ts: Timestamp::from_micros(r.get(1)),
+    }
+}
+
+/// A read-only `REPEATABLE READ` transaction: every read in it sees one snapshot, whatever
+/// commits meanwhile.
+fn read_snapshot(client: &mut Client) -> Result<Transaction<'_>, LedgerError> {
+    client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(LedgerError::pg)
+}
+
 const TOKEN_COLUMNS: &str = "id, hash, role, member_id, label, created_at, expires_at, revoked_at";
 
 fn row_to_token(r: &Row) -> TokenRecord {
@@ -544,13 +581,7 @@ impl Store for PgStore {
     ) -> Result<Vec<Option<cg_model::MemberFacts>>, LedgerError> {
         let ids: Vec<i64> = members.iter().map(|m| m.0).collect();
         // One snapshot for the five reads, whatever commits meanwhile.
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(LedgerError::pg)?;
+        let mut tx = read_snapshot(&mut self.client)?;
         let mut raw: HashMap<i64, MemberFacts> = HashMap::new();
         each_row(
             &mut tx,
@@ -724,13 +755,7 @@ impl Store for PgStore {
         as_of: Timestamp,
     ) -> Result<LedgerFacts, LedgerError> {
         // One snapshot for every table: REPEATABLE READ, read only.
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(LedgerError::pg)?;
+        let mut tx = read_snapshot(&mut self.client)?;
         let mut b = FactsBuilder::new(purpose, as_of);
         for r in tx
             .query("SELECT member_id, country, birth_date, created_at, closed_at, display_name, handle FROM members", &[])
@@ -742,11 +767,7 @@ impl Store for PgStore {
             .query("SELECT member_id, country, valid_from FROM residences", &[])
             .map_err(LedgerError::pg)?
         {
-            b.residence(Residence {
-                member_id: MemberId(r.get(0)),
-                country: r.get(1),
-                valid_from: Timestamp::from_micros(r.get(2)),
-            });
+            b.residence(row_to_residence(&r));
         }
         for r in tx
             .query(
@@ -755,20 +776,13 @@ impl Store for PgStore {
             )
             .map_err(LedgerError::pg)?
         {
-            b.notice(Notice {
-                member_id: MemberId(r.get(0)),
-                notice_version: r.get(1),
-                delivered_at: Timestamp::from_micros(r.get(2)),
-            });
+            b.notice(row_to_notice(&r));
         }
         for r in tx
             .query("SELECT member_id, ts FROM erasures", &[])
             .map_err(LedgerError::pg)?
         {
-            b.erasure(Erasure {
-                member_id: MemberId(r.get(0)),
-                ts: Timestamp::from_micros(r.get(1)),
-            });
+            b.erasure(row_to_erasure(&r));
         }
         let sql = format!("SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY seq");
         let portal = tx.bind(&sql, &[&as_of.micros()]).map_err(LedgerError::pg)?;
@@ -793,13 +807,7 @@ impl Store for PgStore {
     ) -> Result<SnapshotTotals, LedgerError> {
         // One snapshot (REPEATABLE READ, read only); each table read in member order through
         // a portal of its own, a page at a time, so only a page of each is held.
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(LedgerError::pg)?;
+        let mut tx = read_snapshot(&mut self.client)?;
         let events = format!(
             "SELECT {EVENT_COLUMNS} FROM consent_events WHERE ts <= $1 ORDER BY member_id, ts, seq"
         );
@@ -842,20 +850,9 @@ impl Store for PgStore {
                 };
                 Ok(Some(match table {
                     0 => FactRow::Member(row_to_member(&r)),
-                    1 => FactRow::Residence(Residence {
-                        member_id: MemberId(r.get(0)),
-                        country: r.get(1),
-                        valid_from: Timestamp::from_micros(r.get(2)),
-                    }),
-                    2 => FactRow::Notice(Notice {
-                        member_id: MemberId(r.get(0)),
-                        notice_version: r.get(1),
-                        delivered_at: Timestamp::from_micros(r.get(2)),
-                    }),
-                    3 => FactRow::Erasure(Erasure {
-                        member_id: MemberId(r.get(0)),
-                        ts: Timestamp::from_micros(r.get(1)),
-                    }),
+                    1 => FactRow::Residence(row_to_residence(&r)),
+                    2 => FactRow::Notice(row_to_notice(&r)),
+                    3 => FactRow::Erasure(row_to_erasure(&r)),
                     _ => FactRow::Event(row_to_event(&r)?),
                 }))
             },

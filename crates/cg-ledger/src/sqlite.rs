@@ -365,6 +365,29 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 
 /// A members row (`member_id, country, birth_date, created_at, closed_at, display_name,
 /// handle`).
+fn row_to_residence(r: &rusqlite::Row<'_>) -> rusqlite::Result<Residence> {
+    Ok(Residence {
+        member_id: MemberId(r.get(0)?),
+        country: r.get(1)?,
+        valid_from: Timestamp::from_micros(r.get(2)?),
+    })
+}
+
+fn row_to_notice(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notice> {
+    Ok(Notice {
+        member_id: MemberId(r.get(0)?),
+        notice_version: r.get(1)?,
+        delivered_at: Timestamp::from_micros(r.get(2)?),
+    })
+}
+
+fn row_to_erasure(r: &rusqlite::Row<'_>) -> rusqlite::Result<Erasure> {
+    Ok(Erasure {
+        member_id: MemberId(r.get(0)?),
+        ts: Timestamp::from_micros(r.get(1)?),
+    })
+}
+
 fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
     Ok(MemberRecord {
         member_id: MemberId(r.get(0)?),
@@ -668,13 +691,7 @@ impl Store for SqliteStore {
                 .prepare("SELECT member_id, country, valid_from FROM residences")
                 .map_err(LedgerError::sqlite)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok(Residence {
-                        member_id: MemberId(r.get(0)?),
-                        country: r.get(1)?,
-                        valid_from: Timestamp::from_micros(r.get(2)?),
-                    })
-                })
+                .query_map([], row_to_residence)
                 .map_err(LedgerError::sqlite)?;
             for r in rows {
                 b.residence(r.map_err(LedgerError::sqlite)?);
@@ -683,13 +700,7 @@ impl Store for SqliteStore {
                 .prepare("SELECT member_id, notice_version, delivered_at FROM notices")
                 .map_err(LedgerError::sqlite)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok(Notice {
-                        member_id: MemberId(r.get(0)?),
-                        notice_version: r.get(1)?,
-                        delivered_at: Timestamp::from_micros(r.get(2)?),
-                    })
-                })
+                .query_map([], row_to_notice)
                 .map_err(LedgerError::sqlite)?;
             for r in rows {
                 b.notice(r.map_err(LedgerError::sqlite)?);
@@ -698,12 +709,7 @@ impl Store for SqliteStore {
                 .prepare("SELECT member_id, ts FROM erasures")
                 .map_err(LedgerError::sqlite)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok(Erasure {
-                        member_id: MemberId(r.get(0)?),
-                        ts: Timestamp::from_micros(r.get(1)?),
-                    })
-                })
+                .query_map([], row_to_erasure)
                 .map_err(LedgerError::sqlite)?;
             for r in rows {
                 b.erasure(r.map_err(LedgerError::sqlite)?);
@@ -744,36 +750,19 @@ impl Store for SqliteStore {
                 .prepare("SELECT member_id, country, valid_from FROM residences ORDER BY member_id")
                 .map_err(LedgerError::sqlite)?;
             let mut residences = residences
-                .query_map([], |r| {
-                    Ok(FactRow::Residence(Residence {
-                        member_id: MemberId(r.get(0)?),
-                        country: r.get(1)?,
-                        valid_from: Timestamp::from_micros(r.get(2)?),
-                    }))
-                })
+                .query_map([], |r| row_to_residence(r).map(FactRow::Residence))
                 .map_err(LedgerError::sqlite)?;
             let mut notices = tx
                 .prepare("SELECT member_id, notice_version, delivered_at FROM notices ORDER BY member_id")
                 .map_err(LedgerError::sqlite)?;
             let mut notices = notices
-                .query_map([], |r| {
-                    Ok(FactRow::Notice(Notice {
-                        member_id: MemberId(r.get(0)?),
-                        notice_version: r.get(1)?,
-                        delivered_at: Timestamp::from_micros(r.get(2)?),
-                    }))
-                })
+                .query_map([], |r| row_to_notice(r).map(FactRow::Notice))
                 .map_err(LedgerError::sqlite)?;
             let mut erasures = tx
                 .prepare("SELECT member_id, ts FROM erasures ORDER BY member_id")
                 .map_err(LedgerError::sqlite)?;
             let mut erasures = erasures
-                .query_map([], |r| {
-                    Ok(FactRow::Erasure(Erasure {
-                        member_id: MemberId(r.get(0)?),
-                        ts: Timestamp::from_micros(r.get(1)?),
-                    }))
-                })
+                .query_map([], |r| row_to_erasure(r).map(FactRow::Erasure))
                 .map_err(LedgerError::sqlite)?;
             let mut events = tx
                 .prepare(&format!(
