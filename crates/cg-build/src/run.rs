@@ -279,7 +279,9 @@ fn write_dataset(
 /// directory). For a distributed build the member facts are written there as data
 /// ([`crate::facts_data`]) and the gate is made over that data, as the executors' are (the
 /// client compiles no member); it carries the spec executors make theirs from. The caller
-/// removes the data with [`crate::facts_data::discard`] before publishing.
+/// removes the data with [`crate::facts_data::discard`] before publishing. Also returns where
+/// the members came from when only folding them told (a ledger's snapshot split by shard:
+/// [`crate::facts::ShardedFacts::finish_folds`]), for the manifest's `member_sources`.
 pub(crate) fn new_gate(
     cfg: &BuildConfig,
     members: MemberSide,
