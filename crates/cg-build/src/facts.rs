@@ -6,6 +6,8 @@
 //! one shard at a time ([`load_facts_by_shard`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Int64Type, TimestampMicrosecondType};
@@ -710,7 +712,9 @@ pub(crate) fn load_facts_by_shard(
                     url: split.url,
                     runs: split.runs,
                     events: split.totals.events,
-                    counts: Default::default(),
+                    from_files: Default::default(),
+                    merged: Default::default(),
+                    from_ledger: Default::default(),
                 };
                 (None, Some(ledger), split.totals.ignored_purposes)
             }
@@ -768,7 +772,7 @@ pub(crate) struct ShardedFacts {
     /// The ledger's snapshot, when it is the consent source.
     ledger: Option<LedgerSide>,
     /// Rows read back by [`ShardedFacts::fold`] so far, every table (a ledger member is a row).
-    folded_rows: std::sync::atomic::AtomicU64,
+    folded_rows: AtomicU64,
 }
 
 /// A ledger snapshot split by shard, and what the folds merged of it so far.
@@ -779,8 +783,12 @@ struct LedgerSide {
     runs: LedgerRuns,
     /// Consent events it held up to the cut-off.
     events: u64,
-    /// Members the folds took from it: (files' members, merged, ledger only).
-    counts: std::sync::Mutex<(u64, u64, u64)>,
+    /// Members the folds found in the files (before merging the ledger's).
+    from_files: AtomicU64,
+    /// Members of both the files and the ledger, merged by the folds.
+    merged: AtomicU64,
+    /// Members the folds took from the ledger alone.
+    from_ledger: AtomicU64,
 }
 
 /// A ledger's snapshot split by shard ([`split_ledger`]).
@@ -842,8 +850,7 @@ impl ShardedFacts {
         let read = |runs: &TableRuns| -> Result<Vec<RecordBatch>, BuildError> {
             let batches = runs.batches(shard)?;
             let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-            self.folded_rows
-                .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+            self.folded_rows.fetch_add(rows, Relaxed);
             Ok(batches)
         };
         let mut members = Members::default();
@@ -896,21 +903,15 @@ impl ShardedFacts {
         if let Some(ledger) = &self.ledger {
             let from_files = members.len() as u64;
             let ledger_members = ledger.runs.members(shard)?;
-            self.folded_rows.fetch_add(
-                ledger_members.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.folded_rows
+                .fetch_add(ledger_members.len() as u64, Relaxed);
             let mut counts = LedgerCounts::default();
             for (id, m) in ledger_members {
                 merge_ledger_member(&mut members, id, m, &mut counts);
             }
-            let mut taken = ledger
-                .counts
-                .lock()
-                .map_err(|_| BuildError::Engine("a member-facts fold panicked".into()))?;
-            taken.0 += from_files;
-            taken.1 += counts.merged;
-            taken.2 += counts.from_ledger;
+            ledger.from_files.fetch_add(from_files, Relaxed);
+            ledger.merged.fetch_add(counts.merged, Relaxed);
+            ledger.from_ledger.fetch_add(counts.from_ledger, Relaxed);
         }
         Ok(members)
     }
@@ -922,7 +923,7 @@ impl ShardedFacts {
     /// the build nothing, as [`load_facts`] does.
     pub(crate) fn finish_folds(&self) -> Result<Option<MemberSources>, BuildError> {
         let split = self.split_rows();
-        let folded = self.folded_rows.load(std::sync::atomic::Ordering::Relaxed);
+        let folded = self.folded_rows.load(Relaxed);
         if folded != split {
             return Err(BuildError::Engine(format!(
                 "the member facts' folds read {folded} rows back of the {split} split by shard"
@@ -931,10 +932,11 @@ impl ShardedFacts {
         let Some(ledger) = &self.ledger else {
             return Ok(None);
         };
-        let (from_files, merged, from_ledger) = *ledger
-            .counts
-            .lock()
-            .map_err(|_| BuildError::Engine("a member-facts fold panicked".into()))?;
+        let (from_files, merged, from_ledger) = (
+            ledger.from_files.load(Relaxed),
+            ledger.merged.load(Relaxed),
+            ledger.from_ledger.load(Relaxed),
+        );
         let counts = LedgerCounts {
             events: ledger.events,
             from_ledger,
