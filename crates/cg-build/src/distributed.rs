@@ -37,11 +37,12 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::BuildError;
+use crate::mention_join::{MentionJoinExec, MentionJoinNode};
 use crate::sink::{ShardSinkExec, ShardSinkNode, SinkQueryPlanner};
 use crate::spec::GateSpec;
 use crate::udf::{
-    GATE_UDFS, ShardFilterSpec, gate_udf_spec, shard_filter_from_spec, shard_filter_spec,
-    shard_of_from_spec, shard_of_spec, udf_from_spec,
+    GATE_UDFS, MENTION_IDS, ShardFilterSpec, gate_udf_spec, mention_ids, shard_filter_from_spec,
+    shard_filter_spec, shard_of_from_spec, shard_of_spec, udf_from_spec,
 };
 
 /// Marks a consentgate UDF payload (and its format version).
@@ -60,18 +61,23 @@ fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
     } else if let Some(spec) = shard_filter_spec(node).or_else(|| shard_of_spec(node)) {
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&serde_json::to_vec(&spec).unwrap_or_default());
+    } else if node.name() == MENTION_IDS {
+        buf.extend_from_slice(MAGIC);
     }
 }
 
 /// One of consentgate's UDFs from its payload; `None` when `name` is not ours.
 fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER && name != SHARD_OF {
+    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER && name != SHARD_OF && name != MENTION_IDS
+    {
         return None;
     }
     let payload = buf.strip_prefix(MAGIC).ok_or_else(|| {
         format!("`{name}` arrived without its build spec (a client of another version?)")
     });
-    let made = if name == SHARD_FILTER || name == SHARD_OF {
+    let made = if name == MENTION_IDS {
+        payload.map(|_| mention_ids())
+    } else if name == SHARD_FILTER || name == SHARD_OF {
         payload.and_then(|p| {
             serde_json::from_slice::<ShardFilterSpec>(p)
                 .map_err(|e| format!("unreadable `{name}` spec: {e}"))
@@ -121,12 +127,23 @@ impl LogicalExtensionCodec for LogicalCodec {
                 node: Arc::new(node?),
             });
         }
+        if let [content, resolved] = inputs
+            && let Some(node) = MentionJoinNode::decode(buf, content.clone(), resolved.clone())
+        {
+            return Ok(Extension {
+                node: Arc::new(node?),
+            });
+        }
         self.inner.try_decode(buf, inputs, ctx)
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
         if let Some(sink) = node.node.as_any().downcast_ref::<ShardSinkNode>() {
             buf.extend_from_slice(&sink.encode()?);
+            return Ok(());
+        }
+        if node.node.as_any().is::<MentionJoinNode>() {
+            buf.extend_from_slice(crate::mention_join::MAGIC);
             return Ok(());
         }
         self.inner.try_encode(node, buf)
@@ -203,6 +220,14 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         {
             return Ok(Arc::new(exec?));
         }
+        if let [content, resolved] = inputs
+            && buf == crate::mention_join::MAGIC
+        {
+            return Ok(Arc::new(MentionJoinExec::try_new(
+                content.clone(),
+                resolved.clone(),
+            )?));
+        }
         self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -214,6 +239,10 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     ) -> Result<()> {
         if let Some(sink) = node.downcast_ref::<ShardSinkExec>() {
             buf.extend_from_slice(&sink.encode()?);
+            return Ok(());
+        }
+        if node.downcast_ref::<MentionJoinExec>().is_some() {
+            buf.extend_from_slice(crate::mention_join::MAGIC);
             return Ok(());
         }
         self.inner.try_encode(node, buf, proto_converter)
@@ -532,8 +561,8 @@ mod tests {
             shards: vec![crate::facts_data::ShardFacts {
                 sha256: "0".repeat(64),
                 members: 3,
+                mentions_sha256: "1".repeat(64),
             }],
-            mentions_sha256: "1".repeat(64),
         };
         GateSpec::new(
             facts,
@@ -657,6 +686,96 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn both_codecs_carry_the_mention_join_and_its_functions() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::logical_expr::UserDefinedLogicalNodeCore;
+        let content = Arc::new(Schema::new(vec![
+            Field::new("mentions", DataType::Utf8, true),
+            Field::new(crate::sink::SHARD_COLUMN, DataType::UInt32, true),
+        ]));
+        let resolved = Arc::new(Schema::new(vec![
+            Field::new(crate::mention_join::AUTHOR_SHARD, DataType::UInt32, true),
+            Field::new(crate::mention_join::MENTIONED, DataType::Int64, true),
+            Field::new(
+                crate::mention_join::STATUS,
+                crate::mention_join::status_type(),
+                true,
+            ),
+        ]));
+        let plan = |schema: &Arc<Schema>| {
+            let table = datafusion::logical_expr::logical_plan::table_scan(Some("t"), schema, None)
+                .unwrap();
+            table.build().unwrap()
+        };
+        let inputs = [plan(&content), plan(&resolved)];
+        let node = MentionJoinNode::try_new(inputs[0].clone(), inputs[1].clone()).unwrap();
+        let logical = LogicalCodec::default();
+        let mut buf = Vec::new();
+        logical
+            .try_encode(
+                &Extension {
+                    node: Arc::new(node.clone()),
+                },
+                &mut buf,
+            )
+            .unwrap();
+        let ctx = SessionContext::new().task_ctx();
+        let back = logical.try_decode(&buf, &inputs, &ctx).unwrap();
+        let back = back
+            .node
+            .as_any()
+            .downcast_ref::<MentionJoinNode>()
+            .unwrap();
+        assert!(*back == node);
+        assert_eq!(
+            back.schema()
+                .field_with_unqualified_name("mentions")
+                .unwrap()
+                .data_type(),
+            &crate::mention_join::resolved_type()
+        );
+        // Content without `mentions`, or pairs without a status: refused when planned.
+        assert!(MentionJoinNode::try_new(inputs[1].clone(), inputs[1].clone()).is_err());
+        assert!(MentionJoinNode::try_new(inputs[0].clone(), inputs[0].clone()).is_err());
+
+        let empty = |schema: &Arc<Schema>| -> Arc<dyn ExecutionPlan> {
+            Arc::new(datafusion::physical_plan::empty::EmptyExec::new(
+                schema.clone(),
+            ))
+        };
+        let children = [empty(&content), empty(&resolved)];
+        let exec = MentionJoinExec::try_new(children[0].clone(), children[1].clone()).unwrap();
+        let physical = PhysicalCodec::default();
+        let converter = datafusion_proto::physical_plan::DefaultPhysicalProtoConverter {};
+        let mut buf = Vec::new();
+        physical
+            .try_encode(Arc::new(exec), &mut buf, &converter)
+            .unwrap();
+        let back = physical
+            .try_decode(&buf, &children, &ctx, &converter)
+            .unwrap();
+        assert_eq!(back.name(), "MentionJoinExec");
+        assert_eq!(
+            back.schema()
+                .field_with_name("mentions")
+                .unwrap()
+                .data_type(),
+            &crate::mention_join::resolved_type()
+        );
+
+        // `cg_mention_ids` travels by name, marked as ours.
+        let udf = mention_ids();
+        let mut buf = Vec::new();
+        physical.try_encode_udf(&udf, &mut buf).unwrap();
+        assert_eq!(buf, MAGIC);
+        assert_eq!(
+            physical.try_decode_udf(MENTION_IDS, &buf).unwrap().name(),
+            MENTION_IDS
+        );
+        assert!(physical.try_decode_udf(MENTION_IDS, b"").is_err());
     }
 
     #[test]

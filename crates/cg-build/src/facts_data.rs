@@ -4,16 +4,20 @@
 //!
 //! The client writes the facts it loaded and folded as of the cut-off, one file per shard — the
 //! members the keyed hash assigns to that shard (`facts/shard-NNNNN.jsonl`: one
-//! `[member_id, facts]` JSON array per line, ascending ids) — and one narrow file for the rule
-//! on mentions of other members (`facts/mentions.json`: the ids of the members *included* as of
-//! the cut-off, ascending, 8 bytes a member once loaded, and the handle and display name of each
-//! excluded member that has one). Every file's SHA-256 travels in the plan ([`FactsData`]).
+//! `[member_id, facts]` JSON array per line, ascending ids) — and beside it the shard's narrow
+//! file for the rule on mentions of other members (`facts/mentions-NNNNN.json`: the ids of the
+//! shard's members *included* as of the cut-off, ascending, 8 bytes a member once loaded, and
+//! the handle and display name of each excluded one that has one). Every file's SHA-256 travels
+//! in the plan ([`FactsData`]).
 //!
 //! The plan routes content rows by their author's shard (`cg_shard`, then hash repartitioning),
-//! so the task that decides a shard's rows loads that shard's file — once per process, checked
-//! against its digest — and no other. The files live in the build's temporary directory (which
-//! executors must reach at the same path, like the inputs) and are removed before the dataset
-//! is published.
+//! so the task that decides a shard's rows loads that shard's facts file — once per process,
+//! checked against its digest — and no other. The members a row mentions are resolved by a
+//! narrow join ([`crate::mention_join`]): the distinct (author shard, mentioned member) pairs
+//! are routed by the *mentioned* member's shard, where that shard's mentions file answers them,
+//! and routed back; no process reads every shard's mentions file. The files live in the build's
+//! temporary directory (which executors must reach at the same path, like the inputs) and are
+//! removed before the dataset is published.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -38,8 +42,6 @@ pub struct FactsData {
     pub key: String,
     /// One entry per shard, in shard order.
     pub shards: Vec<ShardFacts>,
-    /// SHA-256 of `mentions.json`.
-    pub mentions_sha256: String,
 }
 
 /// One shard's facts file as the client wrote it.
@@ -49,9 +51,11 @@ pub struct ShardFacts {
     pub sha256: String,
     /// The members in it.
     pub members: u64,
+    /// SHA-256 of the shard's mentions file ([`MentionsData`] of its members).
+    pub mentions_sha256: String,
 }
 
-/// What the rule on mentions needs of every member: who is included as of the cut-off, and the
+/// What the rule on mentions needs of a set of members (one shard's): who is included as of the cut-off, and the
 /// names of the excluded ones that have names.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MentionsData {
@@ -103,8 +107,8 @@ fn shard_file(dir: &Path, shard: u32) -> PathBuf {
     dir.join(format!("shard-{shard:05}.jsonl"))
 }
 
-fn mentions_file(dir: &Path) -> PathBuf {
-    dir.join("mentions.json")
+fn mentions_file(dir: &Path, shard: u32) -> PathBuf {
+    dir.join(format!("mentions-{shard:05}.json"))
 }
 
 /// A writer that hashes what it writes.
@@ -149,13 +153,15 @@ fn finish(w: Hashing<BufWriter<std::fs::File>>, path: &Path) -> Result<String, B
     Ok(hex(&hash.finalize()))
 }
 
-/// Writes every member's facts into `dir` (created), one file per keyed shard. Returns the
-/// files' digests and member counts in shard order.
+/// Writes every member's facts into `dir` (created), one facts file and one mentions file per
+/// keyed shard (`engine` compiles each member for the latter). Returns the files' digests and
+/// member counts in shard order.
 pub(crate) fn write_shards(
     members: &Members,
     key: &[u8],
     shards: u32,
     dir: &Path,
+    engine: &cg_policy::Engine,
 ) -> Result<Vec<ShardFacts>, BuildError> {
     std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
     let mut by_shard: Vec<Vec<i64>> = vec![Vec::new(); shards as usize];
@@ -164,12 +170,12 @@ pub(crate) fn write_shards(
     }
     let mut out = Vec::with_capacity(by_shard.len());
     for (shard, ids) in (0u32..).zip(by_shard) {
-        out.push(write_members(dir, shard, ids, members)?);
+        out.push(write_members(dir, shard, ids, members, engine)?);
     }
     Ok(out)
 }
 
-/// Writes one shard's file into `dir` (which exists) from `members`, the shard's members
+/// Writes one shard's files into `dir` (which exists) from `members`, the shard's members
 /// (a member of another shard is refused: its facts would be where no executor looks).
 pub(crate) fn write_shard(
     dir: &Path,
@@ -177,6 +183,7 @@ pub(crate) fn write_shard(
     key: &[u8],
     shards: u32,
     members: &Members,
+    engine: &cg_policy::Engine,
 ) -> Result<ShardFacts, BuildError> {
     if let Some(id) = members
         .keys()
@@ -186,36 +193,45 @@ pub(crate) fn write_shard(
             "member {id} was folded with shard {shard}, which is not its own"
         )));
     }
-    write_members(dir, shard, members.keys().copied().collect(), members)
+    write_members(
+        dir,
+        shard,
+        members.keys().copied().collect(),
+        members,
+        engine,
+    )
 }
 
-/// Writes the facts file of `shard`: the members `ids` (any order), ascending.
+/// Writes the files of `shard`: the facts of the members `ids` (any order), ascending, and
+/// their mentions file.
 fn write_members(
     dir: &Path,
     shard: u32,
     mut ids: Vec<i64>,
     members: &Members,
+    engine: &cg_policy::Engine,
 ) -> Result<ShardFacts, BuildError> {
     ids.sort_unstable();
     let path = shard_file(dir, shard);
     let mut w = create(&path)?;
+    let mut mentions = crate::gate::MentionsTable::new(engine);
     for id in &ids {
-        let facts = &members[id];
+        let facts = members
+            .get(id)
+            .ok_or_else(|| BuildError::Engine(format!("member {id} has no facts to write")))?;
         serde_json::to_writer(&mut w, &(id, facts)).map_err(BuildError::from)?;
         w.write_all(b"\n").map_err(|e| BuildError::io(&path, e))?;
+        mentions.add_one(*id, facts);
     }
-    Ok(ShardFacts {
-        sha256: finish(w, &path)?,
-        members: ids.len() as u64,
-    })
-}
-
-/// Writes `mentions.json` into `dir`; returns its SHA-256.
-pub(crate) fn write_mentions(mentions: &MentionsData, dir: &Path) -> Result<String, BuildError> {
-    let path = mentions_file(dir);
+    let sha256 = finish(w, &path)?;
+    let path = mentions_file(dir, shard);
     let mut w = create(&path)?;
-    serde_json::to_writer(&mut w, mentions).map_err(BuildError::from)?;
-    finish(w, &path)
+    serde_json::to_writer(&mut w, &mentions.finish()).map_err(BuildError::from)?;
+    Ok(ShardFacts {
+        sha256,
+        members: ids.len() as u64,
+        mentions_sha256: finish(w, &path)?,
+    })
 }
 
 /// Removes a build's facts directory (absent: nothing to do).
@@ -275,10 +291,14 @@ impl FactsData {
         Ok(out)
     }
 
-    /// `mentions.json`, checked against its digest.
-    pub fn read_mentions(&self) -> Result<MentionsData, FactsDataError> {
-        let path = mentions_file(&self.dir);
-        let bytes = read_checked(&path, &self.mentions_sha256)?;
+    /// The mentions file of `shard`, checked against its digest.
+    pub fn read_mentions(&self, shard: u32) -> Result<MentionsData, FactsDataError> {
+        let expected = self
+            .shards
+            .get(shard as usize)
+            .ok_or_else(|| FactsDataError::Spec(format!("no mentions file for shard {shard}")))?;
+        let path = mentions_file(&self.dir, shard);
+        let bytes = read_checked(&path, &expected.mentions_sha256)?;
         let data: MentionsData =
             serde_json::from_slice(&bytes).map_err(|source| FactsDataError::Parse {
                 path: path.clone(),
@@ -286,9 +306,10 @@ impl FactsData {
                 source,
             })?;
         if !data.included.is_sorted() {
-            return Err(FactsDataError::Spec(
-                "mentions.json: included members are not in order".into(),
-            ));
+            return Err(FactsDataError::Spec(format!(
+                "{}: included members are not in order",
+                path.display()
+            )));
         }
         Ok(data)
     }
@@ -301,8 +322,11 @@ mod tests {
     fn members() -> Members {
         (1..=50)
             .map(|i| {
+                // Adults in the US (included) and members of no known country (excluded,
+                // with a handle to scrub).
                 let facts = MemberFacts {
-                    country: Some(if i % 2 == 0 { "FR" } else { "US" }.into()),
+                    country: (i % 5 != 0).then(|| if i % 2 == 0 { "FR" } else { "US" }.into()),
+                    birth_date: Some(time::macros::date!(1990 - 01 - 01)),
                     handle: Some(format!("m{i}")),
                     ..MemberFacts::default()
                 };
@@ -317,24 +341,50 @@ mod tests {
         let dir = tmp.path().join(DIR);
         let members = members();
         let key = b"k".to_vec();
-        let shards = write_shards(&members, &key, 4, &dir).unwrap();
-        let mentions = MentionsData {
-            included: vec![2, 4, 6],
-            names: vec![(1, Some("m1".into()), None)],
-        };
+        let policy = std::sync::Arc::new(
+            cg_policy::Policy::bundled("timeline", Default::default()).unwrap(),
+        );
+        let as_of = cg_model::Timestamp::parse("2025-12-01").unwrap();
+        let engine = cg_policy::Engine::new(policy, cg_model::Purpose::genai_training(), as_of);
+        let shards = write_shards(&members, &key, 4, &dir, &engine).unwrap();
         let data = FactsData {
             dir: dir.clone(),
             key: hex(&key),
-            mentions_sha256: write_mentions(&mentions, &dir).unwrap(),
             shards,
         };
         assert_eq!(data.key_bytes().unwrap(), key);
         #[cfg(unix)]
-        for file in [shard_file(&dir, 0), mentions_file(&dir)] {
+        for file in [shard_file(&dir, 0), mentions_file(&dir, 0)] {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&file).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", file.display());
         }
+        // Each shard's mentions file holds its own members: together, the mentions table of
+        // every member.
+        let mut whole = crate::gate::MentionsTable::new(&engine);
+        whole.add(&members);
+        let whole = whole.finish();
+        assert!(!whole.included.is_empty() && !whole.names.is_empty());
+        let mut joined = MentionsData::default();
+        for shard in 0..4 {
+            let part = data.read_mentions(shard).unwrap();
+            for id in part
+                .included
+                .iter()
+                .chain(part.names.iter().map(|(id, _, _)| id))
+            {
+                assert_eq!(keyed_shard(&key, *id, 4), shard);
+            }
+            joined.included.extend(part.included);
+            joined.names.extend(part.names);
+        }
+        joined.included.sort_unstable();
+        joined.names.sort_unstable_by_key(|(id, _, _)| *id);
+        assert_eq!(joined, whole);
+        assert!(matches!(
+            data.read_mentions(4),
+            Err(FactsDataError::Spec(_))
+        ));
         let mut seen = 0;
         for shard in 0..4 {
             let rows = data.read_shard(shard).unwrap();
@@ -346,7 +396,6 @@ mod tests {
             }
         }
         assert_eq!(seen, members.len());
-        assert_eq!(data.read_mentions().unwrap(), mentions);
         assert!(matches!(data.read_shard(4), Err(FactsDataError::Spec(_))));
 
         // One byte changed, or the file gone: refused, never read as fewer members.
@@ -358,6 +407,13 @@ mod tests {
         let err = data.read_shard(1).unwrap_err();
         assert!(matches!(err, FactsDataError::Digest { .. }), "{err}");
         assert!(err.to_string().contains("shard-00001.jsonl"), "{err}");
+        let path = mentions_file(&dir, 2);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.push(b' ');
+        std::fs::write(&path, &bytes).unwrap();
+        let err = data.read_mentions(2).unwrap_err();
+        assert!(matches!(err, FactsDataError::Digest { .. }), "{err}");
+        assert!(err.to_string().contains("mentions-00002.json"), "{err}");
         discard(tmp.path()).unwrap();
         assert!(matches!(data.read_shard(0), Err(FactsDataError::Io { .. })));
         discard(tmp.path()).unwrap();

@@ -67,10 +67,20 @@ pub struct Author {
 }
 
 /// What is scrubbed when a kept row mentions an excluded member.
-#[derive(Debug, Default)]
-struct Names {
-    handle: Option<String>,
-    display_name: Option<String>,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Names {
+    pub(crate) handle: Option<String>,
+    pub(crate) display_name: Option<String>,
+}
+
+impl Names {
+    /// The names of an excluded member (`None` when they have neither).
+    pub(crate) fn of(handle: Option<String>, display_name: Option<String>) -> Option<Names> {
+        (handle.is_some() || display_name.is_some()).then_some(Names {
+            handle,
+            display_name,
+        })
+    }
 }
 
 /// Everything the gate UDF and the writer need to decide and redact a row.
@@ -252,12 +262,89 @@ struct Parted {
     key: Vec<u8>,
     /// One cell per shard, filled on first use (an error stays: the build fails).
     shards: Vec<OnceLock<Result<ShardMembers, Arc<FactsDataError>>>>,
-    /// Members included as of the cut-off, ascending (the rule on mentions).
-    included: Vec<i64>,
-    /// Names of excluded members, for scrubbing mentions.
-    names: FxHashMap<i64, Names>,
+    /// One cell per shard: the rule on mentions' view of its members, read from the shard's
+    /// mentions file when a mention of one of them is first resolved
+    /// ([`Gate::resolve_mention`], the narrow join's resolving side).
+    mentions: Vec<OnceLock<Result<ShardMentions, Arc<FactsDataError>>>>,
     /// Members compiled so far (what this process holds).
     loaded: AtomicU64,
+    /// Members whose mention status this process has read so far.
+    mentions_loaded: AtomicU64,
+}
+
+impl Parted {
+    /// The mention entry of `id` from its shard's mentions file, read on first use (`None`:
+    /// included; `Some(names)`: excluded), `shard` as for [`Row::shard`] (a wrong one can only
+    /// make the member read as excluded).
+    fn mention_of(
+        &self,
+        id: i64,
+        shard: Option<u32>,
+    ) -> Result<Option<Option<&Names>>, Arc<FactsDataError>> {
+        let count = u32::try_from(self.mentions.len()).unwrap_or(u32::MAX);
+        let shard = match shard {
+            Some(s) if s < count => s,
+            _ => crate::layout::keyed_shard(&self.key, id, count),
+        };
+        let cell = &self.mentions[shard as usize];
+        let table = cell.get_or_init(|| {
+            let data = self.data.read_mentions(shard).map_err(Arc::new)?;
+            let members = data.included.len() + data.names.len();
+            self.mentions_loaded
+                .fetch_add(members as u64, Ordering::Relaxed);
+            log::info!(
+                target: "consentgate::facts",
+                "read the mention statuses of shard {shard}: {members} members ({} held by this process)",
+                self.mentions_loaded.load(Ordering::Relaxed)
+            );
+            Ok(ShardMentions {
+                included: data.included,
+                names: data
+                    .names
+                    .into_iter()
+                    .map(|(id, handle, display_name)| {
+                        (
+                            id,
+                            Names {
+                                handle,
+                                display_name,
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+        });
+        let table = table.as_ref().map_err(Arc::clone)?;
+        Ok(if table.included.binary_search(&id).is_ok() {
+            None
+        } else {
+            Some(table.names.get(&id))
+        })
+    }
+}
+
+/// One shard's members as the rule on mentions sees them.
+#[derive(Debug)]
+struct ShardMentions {
+    /// Included as of the cut-off, ascending.
+    included: Vec<i64>,
+    /// Handle and display name of the excluded ones that have one.
+    names: FxHashMap<i64, Names>,
+}
+
+/// What the rule on mentions knows of a mentioned member ([`Gate::resolve_mention`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MentionStatus<'a> {
+    /// Included as of the cut-off: their mentions stay.
+    Included,
+    /// Excluded (an unknown id too), with the handle and display name scrubbed when they have
+    /// one.
+    Excluded {
+        /// Handle.
+        handle: Option<&'a str>,
+        /// Display name.
+        display_name: Option<&'a str>,
+    },
 }
 
 /// Report region labels, indexed by [`Gate::author`]'s region: `UNKNOWN` first, then every
@@ -305,9 +392,9 @@ fn add_mention_entry(
     }
 }
 
-/// The mentions table ([`crate::facts_data::MentionsData`]) made from members added in any
-/// number of parts (a distributed build's client adds one shard's members at a time): each
-/// member is compiled as a gate compiles it, its entry taken, and the compilation dropped.
+/// The mentions table ([`crate::facts_data::MentionsData`]) of some members (a distributed
+/// build's client makes one per shard): each member is compiled as a gate compiles it, its
+/// entry taken, and the compilation dropped.
 pub(crate) struct MentionsTable<'e> {
     engine: &'e Engine,
     decider: Decider<'e>,
@@ -325,25 +412,25 @@ impl<'e> MentionsTable<'e> {
     }
 
     /// Adds the entries of `members` (each member once over all parts).
+    #[cfg(test)]
     pub(crate) fn add(&mut self, members: &Members) {
         for (id, facts) in members {
-            // The same compilation a gate keeps (one rule for who is excluded and which names
-            // are scrubbed), dropped after its entry is taken.
-            let m = compile_member(
-                self.engine,
-                &mut self.decider,
-                self.engine.as_of(),
-                (**facts).clone(),
-                UNROUTED,
-            );
-            add_mention_entry(&mut self.data, *id, m.excluded_now, m.names.as_deref());
+            self.add_one(*id, facts);
         }
     }
 
-    /// Adds the entries another table took (of other members).
-    pub(crate) fn absorb(&mut self, other: MentionsTable<'_>) {
-        self.data.included.extend(other.data.included);
-        self.data.names.extend(other.data.names);
+    /// Adds the entry of member `id` (each member once).
+    pub(crate) fn add_one(&mut self, id: i64, facts: &MemberFacts) {
+        // The same compilation a gate keeps (one rule for who is excluded and which names are
+        // scrubbed), dropped after its entry is taken.
+        let m = compile_member(
+            self.engine,
+            &mut self.decider,
+            self.engine.as_of(),
+            facts.clone(),
+            UNROUTED,
+        );
+        add_mention_entry(&mut self.data, id, m.excluded_now, m.names.as_deref());
     }
 
     /// The table, ascending.
@@ -413,11 +500,44 @@ pub enum RowError {
 }
 
 /// The members each row of a batch names, flattened: one allocation per batch, none per row.
+///
+/// Either every id a row names (the gate tells who is excluded, from the members it holds),
+/// or — *resolved*, a distributed build's narrow join ([`crate::mention_join`]) — only the
+/// excluded members a row names, each with the names to scrub.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mentions {
     /// `ends[i]`: where row `i`'s ids end in `ids`.
     ends: Vec<usize>,
     ids: Vec<i64>,
+    /// Resolved: `names[j]` are the names of `ids[j]`, an excluded member.
+    names: Option<Vec<Option<Names>>>,
+}
+
+/// The members one row names ([`Mentions::get`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RowMentions<'a> {
+    ids: &'a [i64],
+    /// Resolved: these ids are the row's excluded mentions, with their names.
+    names: Option<&'a [Option<Names>]>,
+}
+
+impl<'a> From<&'a [i64]> for RowMentions<'a> {
+    /// Every id a row names, unresolved.
+    fn from(ids: &'a [i64]) -> RowMentions<'a> {
+        RowMentions { ids, names: None }
+    }
+}
+
+impl<'a> RowMentions<'a> {
+    /// The ids.
+    pub fn ids(&self) -> &'a [i64] {
+        self.ids
+    }
+
+    /// Whether only the row's excluded mentions are here, resolved.
+    pub fn is_resolved(&self) -> bool {
+        self.names.is_some()
+    }
 }
 
 impl Mentions {
@@ -426,20 +546,53 @@ impl Mentions {
         Mentions {
             ends: vec![0; rows],
             ids: Vec::new(),
+            names: None,
         }
     }
 
-    /// Appends a row naming `ids`.
+    /// An empty batch of resolved rows ([`Mentions::push_resolved`]).
+    pub(crate) fn resolved() -> Mentions {
+        Mentions {
+            names: Some(Vec::new()),
+            ..Mentions::default()
+        }
+    }
+
+    /// Appends a row naming `ids` (unresolved rows only).
     pub fn push_row(&mut self, ids: impl IntoIterator<Item = i64>) {
         self.ids.extend(ids);
         self.ends.push(self.ids.len());
+        if let Some(names) = &mut self.names {
+            // Only reachable by misuse: the ids would read as excluded with no names (fail
+            // closed), never as included.
+            names.resize(self.ids.len(), None);
+        }
     }
 
-    /// Row `i`'s ids (`None` past the last row).
-    pub fn get(&self, i: usize) -> Option<&[i64]> {
+    /// Appends a resolved row: the excluded members it names, in its order, with their names.
+    pub(crate) fn push_resolved(
+        &mut self,
+        excluded: impl IntoIterator<Item = (i64, Option<Names>)>,
+    ) {
+        let names = self.names.get_or_insert_with(Vec::new);
+        for (id, n) in excluded {
+            self.ids.push(id);
+            names.push(n);
+        }
+        self.ends.push(self.ids.len());
+    }
+
+    /// Row `i`'s mentions (`None` past the last row).
+    pub fn get(&self, i: usize) -> Option<RowMentions<'_>> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.ids.get(start..end)
+        Some(RowMentions {
+            ids: self.ids.get(start..end)?,
+            names: match &self.names {
+                Some(n) => Some(n.get(start..end)?),
+                None => None,
+            },
+        })
     }
 
     /// Rows.
@@ -500,8 +653,10 @@ impl Gate {
         })
     }
 
-    /// A gate over facts the client wrote as data: the mentions table now, each shard's
-    /// members when a row of theirs is first decided.
+    /// A gate over facts the client wrote as data: each shard's members when a row of theirs
+    /// is first decided, each shard's mentions file when a mention of one of its members is
+    /// first resolved; nothing read now. Rows decided by it must bring their mentions resolved
+    /// ([`Mentions`]).
     pub fn from_data(
         policy: Arc<Policy>,
         ctx: EvalContext,
@@ -516,30 +671,17 @@ impl Gate {
             ))));
         }
         let key = data.key_bytes().map_err(SpecError::FactsData)?;
-        let mentions = data.read_mentions().map_err(SpecError::FactsData)?;
-        let names = mentions
-            .names
-            .into_iter()
-            .map(|(id, handle, display_name)| {
-                (
-                    id,
-                    Names {
-                        handle,
-                        display_name,
-                    },
-                )
-            })
-            .collect();
         let shards = data.shards.iter().map(|_| OnceLock::new()).collect();
+        let mentions = data.shards.iter().map(|_| OnceLock::new()).collect();
         Ok(Gate {
             engine: Engine::new(policy, ctx.purpose, ctx.as_of),
             members: Table::Parted(Box::new(Parted {
                 data,
                 key,
                 shards,
-                included: mentions.included,
-                names,
+                mentions,
                 loaded: AtomicU64::new(0),
+                mentions_loaded: AtomicU64::new(0),
             })),
             redactor: cg_redact::Redactor::new().map_err(SpecError::Redactor)?,
             quarantine,
@@ -557,8 +699,7 @@ impl Gate {
 
     /// What the rule on mentions needs, for executors that hold some members only: who is
     /// included as of the cut-off, and the names of the excluded (`None` for a gate that was
-    /// itself made from data). The tests' reference for [`Gate::mentions_data_of`], which
-    /// builds use.
+    /// itself made from data). The tests' reference for [`MentionsTable`], which builds use.
     #[cfg(test)]
     pub(crate) fn mentions_data(&self) -> Option<crate::facts_data::MentionsData> {
         let Table::Whole(members) = &self.members else {
@@ -574,8 +715,8 @@ impl Gate {
     }
 
     /// [`Gate::mentions_data`] of a gate over `members`, without keeping the gate: each member
-    /// is compiled, read and dropped (a distributed build's client, which ships the members'
-    /// facts to the executors and never decides a row, needs only this).
+    /// is compiled, read and dropped.
+    #[cfg(test)]
     pub(crate) fn mentions_data_of(
         policy: Arc<Policy>,
         ctx: &EvalContext,
@@ -642,20 +783,49 @@ impl Gate {
         &self.engine
     }
 
-    /// Whether a member is excluded as of the cut-off. Unknown members count as excluded: their
-    /// consent cannot be shown.
-    fn member_excluded(&self, id: i64) -> bool {
+    /// Whether a member is excluded as of the cut-off, with the names scrubbed for them.
+    /// Unknown members count as excluded: their consent cannot be shown. A gate made from data
+    /// answers from its shards' mentions files ([`Gate::resolve_mention`]); one it cannot
+    /// read counts as excluded too.
+    fn mention_of(&self, id: i64) -> Option<Option<&Names>> {
         match &self.members {
-            Table::Whole(m) => m.get(id).is_none_or(|m| m.excluded_now),
-            Table::Parted(p) => p.included.binary_search(&id).is_err(),
+            Table::Whole(m) => match m.get(id) {
+                Some(m) if !m.excluded_now => None,
+                m => Some(m.and_then(|m| m.names.as_deref())),
+            },
+            Table::Parted(p) => p.mention_of(id, None).unwrap_or(Some(None)),
         }
     }
 
-    /// The handle and display name scrubbed for an excluded member.
-    fn names_of(&self, id: i64) -> Option<&Names> {
+    /// What the rule on mentions knows of member `id` as of the cut-off: included, or excluded
+    /// (an unknown id too) with the names to scrub. The resolving side of a distributed build's
+    /// narrow join ([`crate::mention_join`]) asks a gate made from data, which reads the
+    /// mentions file of the member's shard on first use (`shard`: as for [`Row::shard`]; a
+    /// wrong one can only make the member read as excluded). A file that cannot be read fails
+    /// the build.
+    pub fn resolve_mention(
+        &self,
+        id: i64,
+        shard: Option<u32>,
+    ) -> Result<MentionStatus<'_>, Arc<FactsDataError>> {
+        let names = match &self.members {
+            Table::Whole(_) => self.mention_of(id),
+            Table::Parted(p) => p.mention_of(id, shard)?,
+        };
+        Ok(match names {
+            None => MentionStatus::Included,
+            Some(n) => MentionStatus::Excluded {
+                handle: n.and_then(|n| n.handle.as_deref()),
+                display_name: n.and_then(|n| n.display_name.as_deref()),
+            },
+        })
+    }
+
+    /// Members whose mention status this gate has read (0 unless made from data).
+    pub fn mention_statuses_held(&self) -> u64 {
         match &self.members {
-            Table::Whole(m) => m.get(id).and_then(|x| x.names.as_deref()),
-            Table::Parted(p) => p.names.get(&id),
+            Table::Whole(_) => 0,
+            Table::Parted(p) => p.mentions_loaded.load(Ordering::Relaxed),
         }
     }
 
@@ -716,13 +886,20 @@ impl Gate {
                     let code = decider.decide(author, kind, created_at);
                     // A row whose mentions are missing cannot be checked for excluded members:
                     // fail, never keep it unscrubbed.
-                    let named = mentions.get(i).ok_or(RowError::MentionsMissing {
+                    let missing = || RowError::MentionsMissing {
                         content_id: r.content_id,
-                    })?;
+                    };
+                    let named = mentions.get(i).ok_or_else(missing)?;
+                    // A gate made from data holds no mentions table: a row's mentions must
+                    // arrive resolved by the plan's narrow join.
+                    if matches!(self.members, Table::Parted(_))
+                        && !named.is_resolved()
+                        && !named.ids.is_empty()
+                    {
+                        return Err(missing());
+                    }
                     let names_excluded = cg_policy::decision_of(code).is_kept()
-                        && named
-                            .iter()
-                            .any(|m| *m != member_id && self.member_excluded(*m));
+                        && self.excluded_mentions(member_id, named).next().is_some();
                     if names_excluded {
                         with_mention_redacted(code)
                     } else {
@@ -754,16 +931,22 @@ impl Gate {
         Verdict::from_code(code)
     }
 
-    /// The excluded members a kept row names (not its author), in order.
+    /// The excluded members a kept row names (not its author), in order, with their names:
+    /// from the row itself when its mentions arrived resolved, else from the gate's members.
     fn excluded_mentions<'a>(
         &'a self,
         member_id: i64,
-        mentions: &'a [i64],
+        mentions: RowMentions<'a>,
     ) -> impl Iterator<Item = Option<&'a Names>> + 'a {
         mentions
+            .ids
             .iter()
-            .filter(move |m| **m != member_id && self.member_excluded(**m))
-            .map(|m| self.names_of(*m))
+            .enumerate()
+            .filter(move |(_, m)| **m != member_id)
+            .filter_map(move |(j, m)| match mentions.names {
+                Some(names) => Some(names.get(j).and_then(Option::as_ref)),
+                None => self.mention_of(*m),
+            })
     }
 
     /// The redacted text of a kept row: the PII engine with the author's country as phone hint,
@@ -774,7 +957,7 @@ impl Gate {
         text: &'t str,
         member_id: i64,
         shard: Option<u32>,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         outcome: &Verdict,
     ) -> Option<std::borrow::Cow<'t, str>> {
         if !outcome.decision().is_kept() {
@@ -794,7 +977,7 @@ impl Gate {
         text: &'t str,
         hint: Option<cg_model::CountryCode>,
         member_id: i64,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         scrub_mentions: bool,
     ) -> std::borrow::Cow<'t, str> {
         let mut out = self.redactor.redact(
@@ -825,7 +1008,7 @@ impl Gate {
         text: &str,
         hint: Option<cg_model::CountryCode>,
         member_id: i64,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         scrub_mentions: bool,
         spans: &mut Vec<cg_redact::Span>,
         mut put: impl FnMut(&str),
@@ -855,7 +1038,7 @@ impl Gate {
         &self,
         member_id: i64,
         shard: Option<u32>,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         outcome: &Verdict,
     ) -> i64 {
         if !outcome.decision().is_kept() {
@@ -879,7 +1062,7 @@ impl Gate {
         memo: &mut FingerprintMemo,
         hint: Option<cg_model::CountryCode>,
         member_id: i64,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         outcome: &Verdict,
     ) -> i64 {
         if !outcome.decision().is_kept() {
@@ -896,7 +1079,7 @@ impl Gate {
         memo: &mut FingerprintMemo,
         hint: Option<cg_model::CountryCode>,
         member_id: i64,
-        mentions: &[i64],
+        mentions: RowMentions<'_>,
         scrub_mentions: bool,
     ) -> i64 {
         let scrubbed =

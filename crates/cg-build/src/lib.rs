@@ -40,6 +40,7 @@ mod gate;
 mod impact;
 mod key_run;
 mod layout;
+mod mention_join;
 /// The manifest's types (defined in `cg-model`, where every crate that reads datasets finds them).
 pub use cg_model::manifest;
 mod pass;

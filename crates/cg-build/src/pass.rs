@@ -1099,7 +1099,8 @@ async fn plan(
     let gate_udf = crate::udf::gate_udf(gate_ref.clone());
     session.register_udf(gate_udf.clone());
     let df = scan(&session, cfg).await?;
-    let mentions = if df.schema().field_with_unqualified_name("mentions").is_ok() {
+    let has_mentions = df.schema().field_with_unqualified_name("mentions").is_ok();
+    let mentions = if has_mentions {
         col("mentions")
     } else {
         lit(ScalarValue::Null)
@@ -1126,7 +1127,13 @@ async fn plan(
     // UDFs, which then need not hash the author again to find their facts.
     let routed = matches!(cfg.engine, Engine::Ballista(_));
     if routed {
+        let source = df.clone();
         df = route_by_shard(&session, df, shard_key, cfg.shards, spec.text)?;
+        // No process holds every member's mention status: the members the rows name are
+        // resolved by a narrow join, where their shards are (`crate::mention_join`).
+        if has_mentions {
+            df = resolve_mentions(&session, df, source, shard_key, cfg.shards, gate_ref)?;
+        }
     }
     let with_shard = |mut args: Vec<datafusion::prelude::Expr>| {
         if routed {
@@ -1358,42 +1365,120 @@ fn route_by_shard(
     shards: u32,
     text: bool,
 ) -> Result<DataFrame, BuildError> {
-    use datafusion::logical_expr::LogicalPlanBuilder;
-    let engine = BuildError::from;
     let shard_of = crate::udf::shard_of(shard_key, shards);
     let df = df
         .with_column(
             crate::sink::SHARD_COLUMN,
             shard_of.call(vec![col("member_id")]),
         )
-        .map_err(engine)?;
+        .map_err(BuildError::from)?;
+    let mut columns = vec![
+        "content_id",
+        "member_id",
+        "kind",
+        "created_at",
+        "mentions",
+        crate::sink::SHARD_COLUMN,
+    ];
+    if text {
+        columns.push("text");
+    }
+    join_by_shard(session, df, crate::sink::SHARD_COLUMN, shards, &columns)
+}
+
+/// `df` routed by its shard column `by` ([`route_by_shard`]'s join with the table of shard
+/// numbers), keeping `columns`.
+fn join_by_shard(
+    session: &SessionContext,
+    df: DataFrame,
+    by: &str,
+    shards: u32,
+    columns: &[&str],
+) -> Result<DataFrame, BuildError> {
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    let engine = BuildError::from;
     let numbers: Vec<Vec<datafusion::prelude::Expr>> = (0..shards).map(|s| vec![lit(s)]).collect();
     let table = LogicalPlanBuilder::values(numbers)
         .and_then(|b| b.project(vec![col("column1").alias("cg_shard_no")]))
         .and_then(|b| b.build())
         .map_err(engine)?;
     let shard_numbers = DataFrame::new(session.state(), table);
-    let mut columns = vec![
-        col("content_id"),
-        col("member_id"),
-        col("kind"),
-        col("created_at"),
-        col("mentions"),
-        col(crate::sink::SHARD_COLUMN),
-    ];
-    if text {
-        columns.push(col("text"));
-    }
     shard_numbers
         .join(
             df,
             datafusion::logical_expr::JoinType::Right,
             &["cg_shard_no"],
-            &[crate::sink::SHARD_COLUMN],
+            &[by],
             None,
         )
-        .and_then(|df| df.select(columns))
+        .and_then(|df| df.select(columns.iter().map(|c| col(*c))))
         .map_err(engine)
+}
+
+/// `content` (routed by its author's shard) with each row's mentions resolved by the narrow
+/// join ([`crate::mention_join`]): the distinct (author shard, mentioned member) pairs of
+/// `source` (the same rows, unrouted) routed by the mentioned member's shard, resolved there
+/// against that shard's mentions file (`cg_mention_status`), and routed back by the author's
+/// shard to the task that decides those rows.
+fn resolve_mentions(
+    session: &SessionContext,
+    content: DataFrame,
+    source: DataFrame,
+    shard_key: &[u8],
+    shards: u32,
+    gate_ref: &Arc<GateRef>,
+) -> Result<DataFrame, BuildError> {
+    use crate::mention_join::{AUTHOR_SHARD, MENTIONED, MENTIONED_SHARD, STATUS};
+    let engine = BuildError::from;
+    let shard_of = crate::udf::shard_of(shard_key, shards);
+    let pairs = source
+        .select(vec![
+            shard_of.call(vec![col("member_id")]).alias(AUTHOR_SHARD),
+            crate::udf::mention_ids()
+                .call(vec![col("mentions")])
+                .alias(MENTIONED),
+        ])
+        .and_then(|df| df.unnest_columns(&[MENTIONED]))
+        .and_then(|df| {
+            df.filter(
+                col(AUTHOR_SHARD)
+                    .is_not_null()
+                    .and(col(MENTIONED).is_not_null()),
+            )
+        })
+        .and_then(|df| df.distinct())
+        .and_then(|df| df.with_column(MENTIONED_SHARD, shard_of.call(vec![col(MENTIONED)])))
+        .map_err(engine)?;
+    let by_mentioned = join_by_shard(
+        session,
+        pairs,
+        MENTIONED_SHARD,
+        shards,
+        &[AUTHOR_SHARD, MENTIONED, MENTIONED_SHARD],
+    )?;
+    let status = crate::udf::mention_status(gate_ref.clone());
+    let resolved = by_mentioned
+        .select(vec![
+            col(AUTHOR_SHARD),
+            col(MENTIONED),
+            status
+                .call(vec![col(MENTIONED), col(MENTIONED_SHARD)])
+                .alias(STATUS),
+        ])
+        .map_err(engine)?;
+    let resolved = join_by_shard(
+        session,
+        resolved,
+        AUTHOR_SHARD,
+        shards,
+        &[AUTHOR_SHARD, MENTIONED, STATUS],
+    )?;
+    let node = crate::mention_join::MentionJoinNode::try_new(
+        content.into_unoptimized_plan(),
+        resolved.into_unoptimized_plan(),
+    )
+    .map_err(engine)?;
+    Ok(DataFrame::new(session.state(), node.into_plan()))
 }
 
 /// Records a CSV content file's column types are inferred from (DataFusion's default).

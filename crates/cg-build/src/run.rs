@@ -309,20 +309,18 @@ pub(crate) fn new_gate(
         .map_err(BuildError::from)?;
         return Ok((Arc::new(GateRef::ready(None, Arc::new(gate))), sources));
     }
-    // A distributed build's client never decides a row: it writes the facts as data, and the
-    // mentions table from each member compiled and dropped in turn, and keeps a gate over that
-    // data (which compiles nothing unless asked) instead of every member compiled.
+    // A distributed build's client never decides a row: it writes the facts as data, and each
+    // shard's mentions file from its members compiled and dropped in turn, and keeps a gate
+    // over that data (which compiles nothing unless asked) instead of every member compiled.
     let facts_dir = dir.join(facts_data::DIR);
-    let (shards, mentions, sources) = match members {
+    let engine = cg_policy::Engine::new(cfg.policy.clone(), ctx.purpose.clone(), ctx.as_of);
+    let (shards, sources) = match members {
         MemberSide::Held(members) => {
-            let shards = facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir)?;
-            (
-                shards,
-                Gate::mentions_data_of(cfg.policy.clone(), &ctx, &members),
-                None,
-            )
+            let shards =
+                facts_data::write_shards(&members, shard_key, cfg.shards, &facts_dir, &engine)?;
+            (shards, None)
         }
-        // One shard's members folded, written and added to the mentions table at a time.
+        // One shard's members folded and written at a time.
         MemberSide::ByShard(sharded) => {
             if sharded.shards() != cfg.shards {
                 return Err(BuildError::Engine(format!(
@@ -332,17 +330,14 @@ pub(crate) fn new_gate(
                 )));
             }
             std::fs::create_dir_all(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
-            write_folded_shards(cfg, &ctx, &sharded, shard_key, &facts_dir)?
+            write_folded_shards(cfg, &engine, &sharded, shard_key, &facts_dir)?
         }
     };
-    let mentions_sha256 = facts_data::write_mentions(&mentions, &facts_dir)?;
-    drop(mentions);
     let dir = std::fs::canonicalize(&facts_dir).map_err(|e| BuildError::io(&facts_dir, e))?;
     let data = facts_data::FactsData {
         dir,
         key: hex(shard_key),
         shards,
-        mentions_sha256,
     };
     let spec = GateSpec::new(
         data.clone(),
@@ -361,26 +356,24 @@ pub(crate) fn new_gate(
     ))
 }
 
-/// Folds the members of each shard ([`crate::facts::ShardedFacts::fold`]), writes its facts
-/// file and adds its members to the mentions table, a shard at a time on every core (each
-/// worker holds the shard it folds). Returns the files in shard order, the table, and where
-/// the members came from when the ledger was read ([`crate::facts::ShardedFacts::finish_folds`]).
+/// Folds the members of each shard ([`crate::facts::ShardedFacts::fold`]) and writes its facts
+/// and mentions files, a shard at a time on every core (each worker holds the shard it folds).
+/// Returns the files in shard order, and where the members came from when the ledger was read
+/// ([`crate::facts::ShardedFacts::finish_folds`]).
 fn write_folded_shards(
     cfg: &BuildConfig,
-    ctx: &EvalContext,
+    engine: &cg_policy::Engine,
     sharded: &crate::facts::ShardedFacts,
     shard_key: &[u8],
     facts_dir: &Path,
 ) -> Result<
     (
         Vec<facts_data::ShardFacts>,
-        facts_data::MentionsData,
         Option<crate::manifest::MemberSources>,
     ),
     BuildError,
 > {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-    let engine = cg_policy::Engine::new(cfg.policy.clone(), ctx.purpose.clone(), ctx.as_of);
     let next = AtomicU32::new(0);
     let failed = AtomicBool::new(false);
     let workers = std::thread::available_parallelism()
@@ -388,7 +381,6 @@ fn write_folded_shards(
         .min(cfg.shards as usize)
         .max(1);
     let work = || {
-        let mut table = crate::gate::MentionsTable::new(&engine);
         let mut written = Vec::new();
         while !failed.load(Ordering::Relaxed) {
             let shard = next.fetch_add(1, Ordering::Relaxed);
@@ -396,10 +388,7 @@ fn write_folded_shards(
                 break;
             }
             let done = sharded.fold(shard).and_then(|members| {
-                let file =
-                    facts_data::write_shard(facts_dir, shard, shard_key, cfg.shards, &members)?;
-                table.add(&members);
-                Ok(file)
+                facts_data::write_shard(facts_dir, shard, shard_key, cfg.shards, &members, engine)
             });
             match done {
                 Ok(file) => written.push((shard, file)),
@@ -409,7 +398,7 @@ fn write_folded_shards(
                 }
             }
         }
-        Ok((written, table))
+        Ok(written)
     };
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
@@ -426,15 +415,13 @@ fn write_folded_shards(
             .collect::<Vec<_>>()
     });
     let mut files: Vec<Option<facts_data::ShardFacts>> = vec![None; cfg.shards as usize];
-    let mut tables = Vec::with_capacity(results.len());
     let mut first_error: Option<(u32, BuildError)> = None;
     for result in results {
         match result {
-            Ok((written, table)) => {
+            Ok(written) => {
                 for (shard, file) in written {
                     files[shard as usize] = Some(file);
                 }
-                tables.push(table);
             }
             // The lowest shard's error, whichever worker met it first.
             Err((shard, e)) => {
@@ -459,12 +446,5 @@ fn write_folded_shards(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut tables = tables.into_iter();
-    let mut table = tables
-        .next()
-        .ok_or_else(|| BuildError::Engine("no member-facts worker ran".into()))?;
-    for other in tables {
-        table.absorb(other);
-    }
-    Ok((files, table.finish(), sources))
+    Ok((files, sources))
 }

@@ -626,8 +626,9 @@ impl ExecutionPlan for ShardSinkExec {
     }
 }
 
-/// Plans [`ShardSinkNode`] as [`ShardSinkExec`] (the scheduler's planner, see
-/// [`sink_session_state`]).
+/// Plans [`ShardSinkNode`] as [`ShardSinkExec`], and the narrow join for mentions
+/// ([`crate::mention_join`]) as its exec (the scheduler's planner, see
+/// [`SinkQueryPlanner`]).
 #[derive(Debug, Default)]
 pub struct SinkPlanner;
 
@@ -642,6 +643,14 @@ impl datafusion::physical_planner::ExtensionPlanner for SinkPlanner {
         _session: &dyn datafusion::catalog::Session,
         _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if node.as_any().is::<crate::mention_join::MentionJoinNode>() {
+            let [content, resolved] = physical_inputs else {
+                return Err(DataFusionError::Plan("MentionJoin has two inputs".into()));
+            };
+            return Ok(Some(Arc::new(
+                crate::mention_join::MentionJoinExec::try_new(content.clone(), resolved.clone())?,
+            )));
+        }
         let Some(sink) = node.as_any().downcast_ref::<ShardSinkNode>() else {
             return Ok(None);
         };

@@ -266,12 +266,13 @@ mod tests {
         let loaded = load_facts(&facts, &Purpose::genai_training(), as_of, &NoProgress).unwrap();
         let members = loaded.members;
         let dir = out.join(facts_data::DIR);
-        let shards = facts_data::write_shards(&members, KEY, SHARDS, &dir).unwrap();
         let policy = Arc::new(Policy::bundled("timeline", Default::default()).unwrap());
         let ctx = EvalContext {
             purpose: Purpose::genai_training(),
             as_of,
         };
+        let engine = cg_policy::Engine::new(policy.clone(), ctx.purpose.clone(), as_of);
+        let shards = facts_data::write_shards(&members, KEY, SHARDS, &dir, &engine).unwrap();
         let routing = crate::gate::Routing {
             key: KEY,
             shards: SHARDS,
@@ -302,7 +303,6 @@ mod tests {
             dir: dir.clone(),
             key: crate::layout::hex(KEY),
             shards,
-            mentions_sha256: facts_data::write_mentions(&mentions, &dir).unwrap(),
         };
         let content = corpus.join("content.parquet");
         let inputs = [InputRef {
@@ -333,6 +333,31 @@ mod tests {
             shard: None,
         })
         .collect()
+    }
+
+    /// `named` resolved as a distributed build's narrow join resolves it: each row's excluded
+    /// mentions, with their names, from `gate`'s answers ([`Gate::resolve_mention`]).
+    fn resolved(gate: &Gate, named: &Mentions) -> Mentions {
+        let mut out = Mentions::resolved();
+        for i in 0..named.len() {
+            let row = named.get(i).unwrap();
+            out.push_resolved(row.ids().iter().filter_map(|id| {
+                match gate.resolve_mention(*id, None).unwrap() {
+                    crate::gate::MentionStatus::Included => None,
+                    crate::gate::MentionStatus::Excluded {
+                        handle,
+                        display_name,
+                    } => Some((
+                        *id,
+                        crate::gate::Names::of(
+                            handle.map(str::to_owned),
+                            display_name.map(str::to_owned),
+                        ),
+                    )),
+                }
+            }));
+        }
+        out
     }
 
     /// Every row names a few members, known or not, so the rule on mentions is exercised.
@@ -371,17 +396,33 @@ mod tests {
         let one: Vec<Row<'_>> = rows((0..400).filter(|i| shard(*i) == 3));
         let in_three = members.keys().filter(|id| shard(**id) == 3).count() as u64;
         assert!(in_three > 0 && in_three < members.len() as u64);
+        // Mentions not resolved by the narrow join: the rows fail, never read as naming
+        // nobody (an executor's gate holds no mentions table).
+        let err = remade.decide(&one, &mentions(&one)).unwrap_err();
+        assert!(
+            matches!(err, crate::gate::RowError::MentionsMissing { .. }),
+            "{err}"
+        );
         assert_eq!(
-            remade.decide(&one, &mentions(&one)).unwrap(),
+            remade
+                .decide(&one, &resolved(remade, &mentions(&one)))
+                .unwrap(),
             direct.decide(&one, &mentions(&one)).unwrap()
         );
+        // Resolving mentions reads the mentioned members' mentions files, never their facts.
         assert_eq!(remade.members_held(), in_three);
+        assert!(remade.mention_statuses_held() > 0);
+        assert!(remade.mention_statuses_held() <= members.len() as u64);
 
-        // Every row: the same verdicts, fingerprints and redacted text as the client's gate.
+        // Every row: the same verdicts, fingerprints and redacted text as the client's gate,
+        // the executor's from mentions resolved by its gate's answers (the client's gate
+        // given them resolved by its own answers agrees too).
         let all = rows(0..400);
         let named = mentions(&all);
+        let resolved_named = resolved(remade, &named);
         let a = direct.decide(&all, &named).unwrap();
-        assert_eq!(a, remade.decide(&all, &named).unwrap());
+        assert_eq!(a, remade.decide(&all, &resolved_named).unwrap());
+        assert_eq!(a, direct.decide(&all, &resolved(&direct, &named)).unwrap());
         assert!(a.iter().any(|c| kept(*c)) && a.iter().any(|c| !kept(*c)));
         let mut redacted = 0;
         // One memo across every row (many authors, hints and verdicts): the same fingerprint
@@ -392,18 +433,18 @@ mod tests {
             let verdict = cg_model::Verdict::from_code(*code).unwrap();
             let id = all[i].content_id;
             let text = format!("hi @m{} call +33 6 12 34 56 78", id * 3 % 400);
-            let m = named.get(i).unwrap();
+            let (m, r) = (named.get(i).unwrap(), resolved_named.get(i).unwrap());
             assert_eq!(
                 direct.redaction_fingerprint(id, None, m, &verdict),
-                remade.redaction_fingerprint(id, None, m, &verdict)
+                remade.redaction_fingerprint(id, None, r, &verdict)
             );
             assert_eq!(
-                remade.hinted_fingerprint(&mut memo, remade.phone_hint(id, None), id, m, &verdict),
+                remade.hinted_fingerprint(&mut memo, remade.phone_hint(id, None), id, r, &verdict),
                 direct.redaction_fingerprint(id, None, m, &verdict)
             );
             assert_eq!(
                 direct.redact(&text, id, None, m, &verdict),
-                remade.redact(&text, id, None, m, &verdict)
+                remade.redact(&text, id, None, r, &verdict)
             );
             // The writer's way (pieces into the shard's column, one span buffer for every
             // row): the same text as whole, with and without entities, scrubbing mentions or
@@ -443,13 +484,13 @@ mod tests {
                 ..*r
             })
             .collect();
-        assert_eq!(remade.decide(&hinted, &named).unwrap(), a);
+        assert_eq!(remade.decide(&hinted, &resolved_named).unwrap(), a);
         for (i, code) in a.iter().enumerate() {
             let verdict = cg_model::Verdict::from_code(*code).unwrap();
             let (id, hint) = (all[i].content_id, hinted[i].shard);
-            let m = named.get(i).unwrap();
+            let (m, r) = (named.get(i).unwrap(), resolved_named.get(i).unwrap());
             assert_eq!(
-                remade.redaction_fingerprint(id, hint, m, &verdict),
+                remade.redaction_fingerprint(id, hint, r, &verdict),
                 direct.redaction_fingerprint(id, None, m, &verdict)
             );
             // The same author, except that an executor's gate leaves the shard to the writer.
@@ -467,7 +508,7 @@ mod tests {
                 ..*r
             })
             .collect();
-        for code in remade.decide(&misrouted, &named).unwrap() {
+        for code in remade.decide(&misrouted, &resolved_named).unwrap() {
             assert!(!kept(code), "a misrouted author was kept");
             let verdict = cg_model::Verdict::from_code(code).unwrap();
             assert!(
@@ -502,11 +543,17 @@ mod tests {
             err.contains("content file") && err.contains("differs"),
             "{err}"
         );
+        // A mentions file that differs from the client's: resolving a mention of one of its
+        // members fails, naming it.
         let mut other = spec.clone();
-        other.facts.mentions_sha256 = "0".repeat(64);
-        let err = other.make_gate().unwrap_err().to_string();
+        other.facts.shards[1].mentions_sha256 = "0".repeat(64);
+        let gate = other.make_gate().unwrap();
+        let in_one = (0..400)
+            .find(|i| crate::layout::keyed_shard(KEY, *i, SHARDS) == 1)
+            .unwrap();
+        let err = gate.resolve_mention(in_one, None).unwrap_err().to_string();
         assert!(
-            err.contains("mentions.json") && err.contains("differ"),
+            err.contains("mentions-00001.json") && err.contains("differ"),
             "{err}"
         );
 

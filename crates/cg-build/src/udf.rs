@@ -1,8 +1,11 @@
 //! The DataFusion extension points, kept in one module (their API changes each release):
-//! `cg_gate(content_id, member_id, kind, created_at, mentions) -> UInt32` (the outcome id), and
-//! the shard functions `cg_shard` and `cg_in_shards`. Strings may arrive as `Utf8`, `LargeUtf8`
-//! or `Utf8View`; times as any timestamp or RFC 3339 text; mentions as `list<int64>` or
-//! `;`-joined text. Redaction and the redaction fingerprint are not functions of the plan: the
+//! `cg_gate(content_id, member_id, kind, created_at, mentions) -> UInt32` (the outcome id), the
+//! shard functions `cg_shard` and `cg_in_shards`, and the two functions of a distributed
+//! build's narrow join for mentions ([`crate::mention_join`]): `cg_mention_ids(mentions)`
+//! (every id a row names, as a list, to unnest) and `cg_mention_status(member_id, shard)` (what
+//! the rule on mentions knows of a member). Strings may arrive as `Utf8`, `LargeUtf8` or
+//! `Utf8View`; times as any timestamp or RFC 3339 text; mentions as `list<int64>`, `;`-joined
+//! text, or resolved by the narrow join. Redaction and the redaction fingerprint are not functions of the plan: the
 //! writer computes them for the rows it keeps (`crate::pass`), with the author it has looked up.
 //!
 //! The gate UDF holds a [`GateRef`]: the planning process's gate, or on a distributed build's
@@ -145,10 +148,12 @@ fn times(a: &ArrayRef) -> Result<Vec<Option<Timestamp>>> {
     }
 }
 
-/// Mentions per row, from `list<int64>`, `;`-joined text, or null.
+/// Mentions per row, from `list<int64>`, `;`-joined text, null, or resolved by the narrow join
+/// ([`crate::mention_join::resolved_type`]).
 pub fn mention_lists(a: &ArrayRef) -> Result<Mentions> {
     match a.data_type() {
         DataType::Null => Ok(Mentions::none(a.len())),
+        t if *t == crate::mention_join::resolved_type() => crate::mention_join::read_resolved(a),
         DataType::List(_) | DataType::LargeList(_) => {
             let l = cast(
                 a,
@@ -261,6 +266,134 @@ impl ScalarUDFImpl for GateUdf {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(ColumnarValue::Array(Arc::new(UInt32Array::from(out))))
     }
+}
+
+/// `cg_mention_ids(mentions) -> List<Int64>`: every id a row names, read as the gate reads
+/// them ([`mention_lists`]), so that a plan can unnest them.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MentionIdsUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for MentionIdsUdf {
+    fn name(&self) -> &str {
+        MENTION_IDS
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(mention_ids_type())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let mentions = mention_lists(&a[0])?;
+        let mut out = arrow::array::ListBuilder::with_capacity(
+            arrow::array::Int64Builder::new(),
+            mentions.len(),
+        )
+        .with_field(Arc::new(arrow::datatypes::Field::new_list_field(
+            DataType::Int64,
+            false,
+        )));
+        for i in 0..mentions.len() {
+            let row = mentions
+                .get(i)
+                .ok_or_else(|| exec_err("a row's mentions went missing"))?;
+            out.values().append_slice(row.ids());
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The name of [`mention_ids`].
+pub const MENTION_IDS: &str = "cg_mention_ids";
+
+/// The type [`mention_ids`] returns.
+fn mention_ids_type() -> DataType {
+    DataType::List(Arc::new(arrow::datatypes::Field::new_list_field(
+        DataType::Int64,
+        false,
+    )))
+}
+
+/// The `cg_mention_ids` UDF.
+pub fn mention_ids() -> ScalarUDF {
+    ScalarUDF::from(MentionIdsUdf {
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// `cg_mention_status(member_id, shard) -> Struct` ([`crate::mention_join::status_type`]): what
+/// the rule on mentions knows of a mentioned member, from the gate ([`crate::gate::Gate::resolve_mention`]).
+/// Null for an excluded member without names (and an unknown id): the narrow join reads a
+/// member it is not told about as excluded. `shard` is the member's keyed shard (`cg_shard`,
+/// which the plan routes by), so that a task reads only its shards' mentions files.
+#[derive(Debug)]
+pub struct MentionStatusUdf {
+    gate: Arc<GateRef>,
+    signature: Signature,
+}
+identity_eq!(MentionStatusUdf);
+
+impl ScalarUDFImpl for MentionStatusUdf {
+    fn name(&self) -> &str {
+        MENTION_STATUS
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(crate::mention_join::status_type())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let ids = Ints::new(&a[0])?;
+        let shards = shards_arg(&a, 1)?;
+        let gate = self
+            .gate
+            .gate()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut out = crate::mention_join::StatusBuilder::with_capacity(args.number_rows);
+        for i in 0..args.number_rows {
+            let Some(id) = ids.get(i) else {
+                out.append_excluded(None, None);
+                continue;
+            };
+            let status = gate
+                .resolve_mention(id, shard_at(&shards, i))
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            match status {
+                crate::gate::MentionStatus::Included => out.append_included(),
+                crate::gate::MentionStatus::Excluded {
+                    handle,
+                    display_name,
+                } => out.append_excluded(handle, display_name),
+            }
+        }
+        Ok(ColumnarValue::Array(out.finish()?))
+    }
+}
+
+/// The name of [`mention_status`].
+pub const MENTION_STATUS: &str = "cg_mention_status";
+
+/// `cg_mention_status` over one gate.
+pub fn mention_status(gate: Arc<GateRef>) -> ScalarUDF {
+    ScalarUDF::from(MentionStatusUdf {
+        gate,
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+            Volatility::Immutable,
+        ),
+    })
 }
 
 /// `cg_in_shards(member_id) -> Boolean`: whether the member's keyed shard is one of a set
@@ -455,21 +588,29 @@ pub fn shard_filter(key: &[u8], shards: u32, keep: Arc<rustc_hash::FxHashSet<u32
 
 #[cfg(feature = "ballista")]
 /// The names of the UDFs that carry a gate (and so a [`GateSpec`] across processes).
-pub const GATE_UDFS: [&str; 1] = ["cg_gate"];
+pub const GATE_UDFS: [&str; 2] = ["cg_gate", MENTION_STATUS];
 
 #[cfg(feature = "ballista")]
 /// The spec a gate UDF carries (`None` for any other function).
 pub fn gate_udf_spec(udf: &ScalarUDF) -> Option<&GateSpec> {
-    udf.inner()
+    let inner = udf.inner();
+    inner
         .downcast_ref::<GateUdf>()
-        .and_then(|u| u.gate.spec())
+        .map(|u| &u.gate)
+        .or_else(|| inner.downcast_ref::<MentionStatusUdf>().map(|u| &u.gate))
+        .and_then(|gate| gate.spec())
 }
 
 #[cfg(feature = "ballista")]
-/// The gate UDF `name` over the gate `spec` describes (made on first use), or `None` when
-/// `name` is not one of [`GATE_UDFS`].
+/// The gate UDF `name` over the gate `spec` describes (made on first use, once per process for
+/// every UDF of one spec), or `None` when `name` is not one of [`GATE_UDFS`].
 pub fn udf_from_spec(name: &str, spec: GateSpec) -> Option<ScalarUDF> {
-    (name == "cg_gate").then(|| gate_udf(Arc::new(GateRef::from_spec(spec))))
+    let gate = || Arc::new(GateRef::from_spec(spec));
+    match name {
+        "cg_gate" => Some(gate_udf(gate())),
+        MENTION_STATUS => Some(mention_status(gate())),
+        _ => None,
+    }
 }
 
 /// `cg_gate` over one gate.

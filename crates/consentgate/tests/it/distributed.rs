@@ -247,23 +247,39 @@ impl Cluster {
     /// The shards whose member facts each executor compiled, with the member counts its log
     /// gives (`compiled the member facts of shard N: M members`).
     fn facts_loaded(&self) -> Vec<BTreeMap<u32, u64>> {
+        self.logged("compiled the member facts of shard ")
+    }
+
+    /// The number each executor's log says right after `said`, on every line that has it.
+    fn said_numbers(&self, said: &str) -> Vec<u64> {
+        (0..self.executors.len())
+            .flat_map(|i| {
+                let log = self.work.path().join(format!("executor-{i}.log"));
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines()
+                    .filter_map(|line| line.split(said).nth(1))
+                    .map(|rest| rest.split_once(' ').unwrap().0.parse().unwrap())
+                    .collect::<Vec<u64>>()
+            })
+            .collect()
+    }
+
+    /// What each executor's log says after `said` on each line that has it (`said N: M ...`),
+    /// as N → M; an N said twice by one executor fails the test.
+    fn logged(&self, said: &str) -> Vec<BTreeMap<u32, u64>> {
         (0..self.executors.len())
             .map(|i| {
                 let log = self.work.path().join(format!("executor-{i}.log"));
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let mut loaded = BTreeMap::new();
                 for line in text.lines() {
-                    let Some(rest) = line.split("compiled the member facts of shard ").nth(1)
-                    else {
+                    let Some(rest) = line.split(said).nth(1) else {
                         continue;
                     };
-                    let (shard, rest) = rest.split_once(": ").unwrap();
-                    let members = rest.split_once(' ').unwrap().0;
-                    let before = loaded.insert(shard.parse().unwrap(), members.parse().unwrap());
-                    assert!(
-                        before.is_none(),
-                        "shard {shard} compiled twice by one executor"
-                    );
+                    let (n, rest) = rest.split_once(": ").unwrap();
+                    let m = rest.split_once(' ').unwrap().0;
+                    let before = loaded.insert(n.parse().unwrap(), m.parse().unwrap());
+                    assert!(before.is_none(), "`{said}{n}` twice by one executor");
                 }
                 loaded
             })
@@ -381,6 +397,16 @@ fn a_ballista_cluster_builds_the_same_dataset_as_the_embedded_engine() {
         embedded["member_commitment"]["key_scheme"],
         cg_proof::roster::ROSTER_SCHEME
     );
+    // Kept rows that mention excluded members are in the corpus (the rule on mentions, which
+    // the executors resolve by the narrow join, decides some rows).
+    let mention_redacted: u64 = embedded["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["reason"] == "mention_redacted")
+        .map(|c| c["rows"].as_u64().unwrap())
+        .sum();
+    assert!(mention_redacted > 0, "{}", embedded["counts"]);
     let a = files_of(&dataset_dir(&out.path().join("embedded"), &embedded));
     let b = files_of(&dataset_dir(&out.path().join("ballista"), &distributed));
     assert!(a.contains_key("decisions.parquet") && a.keys().any(|k| k.starts_with("shards/")));
@@ -620,6 +646,33 @@ fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_
         loaded.iter().all(|l| !l.is_empty() && l.len() < 32),
         "{loaded:?}"
     );
+    // Mentions were resolved by the narrow join: each shard's mention statuses were read by
+    // one executor, the one resolving the pairs routed to that shard, and no executor read
+    // every shard's (none holds the whole mentions table).
+    let statuses = cluster.logged("read the mention statuses of shard ");
+    eprintln!("mention statuses read per executor (shard → members): {statuses:?}");
+    let mut read: BTreeMap<u32, u64> = BTreeMap::new();
+    for (i, shards) in statuses.iter().enumerate() {
+        for (shard, members) in shards {
+            let before = read.insert(*shard, *members);
+            assert!(
+                before.is_none(),
+                "shard {shard}'s mention statuses read again by executor {i}: {statuses:?}"
+            );
+        }
+    }
+    assert_eq!(read.len(), 32, "every shard is mentioned: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| !s.is_empty() && s.len() < 32),
+        "{statuses:?}"
+    );
+    // Each task of the decisions' stage held the statuses of the members its rows mention:
+    // fewer than every member.
+    let everyone: u64 = read.values().sum();
+    let held = cluster.said_numbers("resolved the members a task's rows mention: ");
+    eprintln!("mentioned members held per task: {held:?}");
+    assert!(!held.is_empty(), "no task resolved mentions");
+    assert!(held.iter().all(|h| *h < everyone), "{held:?} of {everyone}");
     // An incremental rebuild at a later cut-off (a decisions pass, then the changed shards
     // with their text) gives the same dataset on the cluster as embedded.
     let parent = dataset_dir(&work.path().join("embedded"), &embedded_manifest);
