@@ -41,8 +41,9 @@ use crate::mention_join::{MentionJoinExec, MentionJoinNode};
 use crate::sink::{ShardSinkExec, ShardSinkNode, SinkQueryPlanner};
 use crate::spec::GateSpec;
 use crate::udf::{
-    GATE_UDFS, MENTION_IDS, ShardFilterSpec, gate_udf_spec, mention_ids, shard_filter_from_spec,
-    shard_filter_spec, shard_of_from_spec, shard_of_spec, udf_from_spec,
+    GATE_UDFS, MENTION_IDS, ROUTE, ShardFilterSpec, gate_udf_spec, mention_ids, route_from_spec,
+    route_spec, shard_filter_from_spec, shard_filter_spec, shard_of_from_spec, shard_of_spec,
+    udf_from_spec,
 };
 
 /// Marks a consentgate UDF payload (and its format version).
@@ -63,13 +64,15 @@ fn encode_gate_udf(node: &ScalarUDF, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&serde_json::to_vec(&spec).unwrap_or_default());
     } else if node.name() == MENTION_IDS {
         buf.extend_from_slice(MAGIC);
+    } else if let Some(routes) = route_spec(node) {
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&serde_json::to_vec(routes).unwrap_or_default());
     }
 }
 
 /// One of consentgate's UDFs from its payload; `None` when `name` is not ours.
 fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-    if !GATE_UDFS.contains(&name) && name != SHARD_FILTER && name != SHARD_OF && name != MENTION_IDS
-    {
+    if !GATE_UDFS.contains(&name) && ![SHARD_FILTER, SHARD_OF, MENTION_IDS, ROUTE].contains(&name) {
         return None;
     }
     let payload = buf.strip_prefix(MAGIC).ok_or_else(|| {
@@ -77,6 +80,12 @@ fn decode_gate_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
     });
     let made = if name == MENTION_IDS {
         payload.map(|_| mention_ids())
+    } else if name == ROUTE {
+        payload.and_then(|p| {
+            serde_json::from_slice::<Vec<u64>>(p)
+                .map_err(|e| format!("unreadable `{name}` routes: {e}"))
+                .and_then(|routes| route_from_spec(routes).map_err(|e| e.to_string()))
+        })
     } else if name == SHARD_FILTER || name == SHARD_OF {
         payload.and_then(|p| {
             serde_json::from_slice::<ShardFilterSpec>(p)
@@ -657,11 +666,16 @@ mod tests {
         let back = back.node.as_any().downcast_ref::<ShardSinkNode>().unwrap();
         assert!(*back == node, "the node comes back with both specs");
 
-        // The physical exec, over an input with the routing column.
+        // The physical exec, over an input with the shard and routing columns.
         let schema = Arc::new(arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new(
                 crate::sink::SHARD_COLUMN,
                 arrow::datatypes::DataType::UInt32,
+                true,
+            ),
+            arrow::datatypes::Field::new(
+                crate::sink::ROUTE_COLUMN,
+                arrow::datatypes::DataType::UInt64,
                 true,
             ),
         ]));
@@ -695,9 +709,10 @@ mod tests {
         let content = Arc::new(Schema::new(vec![
             Field::new("mentions", DataType::Utf8, true),
             Field::new(crate::sink::SHARD_COLUMN, DataType::UInt32, true),
+            Field::new(crate::sink::ROUTE_COLUMN, DataType::UInt64, true),
         ]));
         let resolved = Arc::new(Schema::new(vec![
-            Field::new(crate::mention_join::AUTHOR_SHARD, DataType::UInt32, true),
+            Field::new(crate::mention_join::AUTHOR_ROUTE, DataType::UInt64, true),
             Field::new(crate::mention_join::MENTIONED, DataType::Int64, true),
             Field::new(
                 crate::mention_join::STATUS,
@@ -776,6 +791,21 @@ mod tests {
             MENTION_IDS
         );
         assert!(physical.try_decode_udf(MENTION_IDS, b"").is_err());
+
+        // `cg_route` travels with its routes, checked: one per shard.
+        let routes = crate::udf::balanced_routes(8, 4).unwrap();
+        let udf = crate::udf::route(Arc::new(routes.clone()));
+        let mut buf = Vec::new();
+        physical.try_encode_udf(&udf, &mut buf).unwrap();
+        let back = physical.try_decode_udf(ROUTE, &buf).unwrap();
+        assert_eq!(route_spec(&back), Some(routes.as_slice()));
+        let odd = [MAGIC, b"[0, 0]"].concat();
+        assert!(physical.try_decode_udf(ROUTE, &odd).is_err());
+        assert!(
+            physical
+                .try_decode_udf(ROUTE, &[MAGIC, b"[]"].concat())
+                .is_err()
+        );
     }
 
     #[test]

@@ -55,8 +55,12 @@ pub(crate) const MAGIC: &[u8] = b"consentgate-mentions/1\0";
 /// The content's column the join resolves.
 pub(crate) const MENTIONS: &str = "mentions";
 
-/// The resolved pairs' author shard (what both inputs are partitioned by).
+/// The resolved pairs' author shard.
 pub(crate) const AUTHOR_SHARD: &str = "cg_author_shard";
+
+/// The route of the resolved pairs' author shard (what they are partitioned by, as the
+/// content is by `cg_route`).
+pub(crate) const AUTHOR_ROUTE: &str = "cg_author_route";
 
 /// The resolved pairs' mentioned member.
 pub(crate) const MENTIONED: &str = "cg_mentioned";
@@ -344,7 +348,7 @@ impl MentionJoinNode {
             .ok_or_else(|| {
                 DataFusionError::Plan(format!("the mention join's content has no `{MENTIONS}`"))
             })?;
-        for column in [AUTHOR_SHARD, MENTIONED, STATUS] {
+        for column in [AUTHOR_ROUTE, MENTIONED, STATUS] {
             resolved.schema().field_with_unqualified_name(column)?;
         }
         let fields = input
@@ -442,14 +446,14 @@ pub struct MentionJoinExec {
 }
 
 impl MentionJoinExec {
-    /// The join of `content` (with `mentions` and `cg_shard`) and `resolved`.
+    /// The join of `content` (with `mentions` and `cg_route`) and `resolved`.
     pub(crate) fn try_new(
         content: Arc<dyn ExecutionPlan>,
         resolved: Arc<dyn ExecutionPlan>,
     ) -> Result<MentionJoinExec> {
         let (schema, at) = joined_schema(&content.schema())?;
-        content.schema().index_of(crate::sink::SHARD_COLUMN)?;
-        for column in [AUTHOR_SHARD, MENTIONED, STATUS] {
+        content.schema().index_of(crate::sink::ROUTE_COLUMN)?;
+        for column in [AUTHOR_ROUTE, MENTIONED, STATUS] {
             resolved.schema().index_of(column)?;
         }
         // Row for row the content, in its partitions: the same partitioning (no column moves).
@@ -501,9 +505,9 @@ impl ExecutionPlan for MentionJoinExec {
         vec![
             Distribution::KeyPartitioned(vec![Self::shard_column(
                 &self.content,
-                crate::sink::SHARD_COLUMN,
+                crate::sink::ROUTE_COLUMN,
             )]),
-            Distribution::KeyPartitioned(vec![Self::shard_column(&self.resolved, AUTHOR_SHARD)]),
+            Distribution::KeyPartitioned(vec![Self::shard_column(&self.resolved, AUTHOR_ROUTE)]),
         ]
     }
 
@@ -583,14 +587,13 @@ impl ExecutionPlan for MentionJoinExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::UInt32Array;
     use datafusion::datasource::memory::MemorySourceConfig;
 
     fn content() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("content_id", DataType::Int64, false),
             Field::new(MENTIONS, DataType::Utf8, true),
-            Field::new(crate::sink::SHARD_COLUMN, DataType::UInt32, true),
+            Field::new(crate::sink::ROUTE_COLUMN, DataType::UInt64, true),
         ]));
         RecordBatch::try_new(
             schema,
@@ -603,7 +606,7 @@ mod tests {
                     Some("40"),
                     Some("20;20"),
                 ])),
-                Arc::new(UInt32Array::from(vec![0, 0, 1, 1])),
+                Arc::new(arrow::array::UInt64Array::from(vec![0, 0, 1, 1])),
             ],
         )
         .unwrap()
@@ -623,14 +626,14 @@ mod tests {
             }
         }
         let schema = Arc::new(Schema::new(vec![
-            Field::new(AUTHOR_SHARD, DataType::UInt32, true),
+            Field::new(AUTHOR_ROUTE, DataType::UInt64, true),
             Field::new(MENTIONED, DataType::Int64, true),
             Field::new(STATUS, status_type(), true),
         ]));
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(UInt32Array::from(vec![0; rows.len()])),
+                Arc::new(arrow::array::UInt64Array::from(vec![0; rows.len()])),
                 Arc::new(Int64Array::from(
                     rows.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
                 )),

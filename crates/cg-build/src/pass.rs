@@ -1127,12 +1127,18 @@ async fn plan(
     // UDFs, which then need not hash the author again to find their facts.
     let routed = matches!(cfg.engine, Engine::Ballista(_));
     if routed {
+        // Each shard's rows go to task `shard mod tasks` (`crate::udf::balanced_routes`).
+        let tasks = session.state().config().target_partitions();
+        let routing = Routing {
+            shard_of: crate::udf::shard_of(shard_key, cfg.shards),
+            routes: Arc::new(crate::udf::balanced_routes(cfg.shards, tasks).map_err(engine)?),
+        };
         let source = df.clone();
-        df = route_by_shard(&session, df, shard_key, cfg.shards, spec.text)?;
+        df = route_by_shard(&session, df, &routing, spec.text)?;
         // No process holds every member's mention status: the members the rows name are
         // resolved by a narrow join, where their shards are (`crate::mention_join`).
         if has_mentions {
-            df = resolve_mentions(&session, df, source, shard_key, cfg.shards, gate_ref)?;
+            df = resolve_mentions(&session, df, source, &routing, gate_ref)?;
         }
     }
     let with_shard = |mut args: Vec<datafusion::prelude::Expr>| {
@@ -1183,6 +1189,7 @@ async fn plan(
             // The executors write the shards and the records (`crate::sink`): the client gets
             // one summary row per file.
             keep.push(col(crate::sink::SHARD_COLUMN));
+            keep.push(col(crate::sink::ROUTE_COLUMN));
             let decided = df.select(keep).map_err(engine)?.into_unoptimized_plan();
             let dir = std::fs::canonicalize(spec.dir).map_err(|e| BuildError::io(spec.dir, e))?;
             // Every file a task creates is created in the scratch directory; the client
@@ -1353,23 +1360,22 @@ impl StreamQueue {
 /// shards and loads the member facts of those shards only (`crate::facts_data`).
 ///
 /// A hash repartition the plan asks for is dropped by DataFusion's distribution rule when
-/// nothing above it needs it, so the routing is a join that does: the table of shard numbers
-/// `RIGHT JOIN` content on `cg_shard(member_id)`, planned as a partitioned hash join (the
-/// client's config sets the single-partition thresholds to 0), which hash-partitions both
-/// sides by shard — in Ballista, a shuffle by shard. The shard table is the build side; every
-/// content row is kept, one without a member (no shard) too.
+/// nothing above it needs it, so the routing is a join that does: the table of the shards'
+/// routes `RIGHT JOIN` content on `cg_route(cg_shard(member_id))`, planned as a partitioned
+/// hash join (the client's config sets the single-partition thresholds to 0), which
+/// hash-partitions both sides by route — in Ballista, a shuffle by shard, each shard to task
+/// `shard mod tasks` ([`crate::udf::balanced_routes`]). The route table is the build side;
+/// every content row is kept, one without a member (no shard, no route) too.
 fn route_by_shard(
     session: &SessionContext,
     df: DataFrame,
-    shard_key: &[u8],
-    shards: u32,
+    routing: &Routing,
     text: bool,
 ) -> Result<DataFrame, BuildError> {
-    let shard_of = crate::udf::shard_of(shard_key, shards);
     let df = df
         .with_column(
             crate::sink::SHARD_COLUMN,
-            shard_of.call(vec![col("member_id")]),
+            routing.shard_of.call(vec![col("member_id")]),
         )
         .map_err(BuildError::from)?;
     let mut columns = vec![
@@ -1379,36 +1385,58 @@ fn route_by_shard(
         "created_at",
         "mentions",
         crate::sink::SHARD_COLUMN,
+        crate::sink::ROUTE_COLUMN,
     ];
     if text {
         columns.push("text");
     }
-    join_by_shard(session, df, crate::sink::SHARD_COLUMN, shards, &columns)
+    join_by_shard(
+        session,
+        df,
+        routing,
+        (crate::sink::SHARD_COLUMN, crate::sink::ROUTE_COLUMN),
+        &columns,
+    )
 }
 
-/// `df` routed by its shard column `by` ([`route_by_shard`]'s join with the table of shard
-/// numbers), keeping `columns`.
+/// How a distributed plan routes rows by shard: each member's keyed shard (`cg_shard`), and the
+/// value each shard is routed by (`cg_route`, [`crate::udf::balanced_routes`]).
+struct Routing {
+    shard_of: datafusion::logical_expr::ScalarUDF,
+    routes: Arc<Vec<u64>>,
+}
+
+/// `df` routed by its shard column `by.0` ([`route_by_shard`]'s join with the table of the
+/// shards' routes, on the route of `by.0` added as column `by.1`), keeping `columns`.
 fn join_by_shard(
     session: &SessionContext,
     df: DataFrame,
-    by: &str,
-    shards: u32,
+    routing: &Routing,
+    by: (&str, &str),
     columns: &[&str],
 ) -> Result<DataFrame, BuildError> {
     use datafusion::logical_expr::LogicalPlanBuilder;
     let engine = BuildError::from;
-    let numbers: Vec<Vec<datafusion::prelude::Expr>> = (0..shards).map(|s| vec![lit(s)]).collect();
-    let table = LogicalPlanBuilder::values(numbers)
-        .and_then(|b| b.project(vec![col("column1").alias("cg_shard_no")]))
+    let (shard, route) = by;
+    let df = df
+        .with_column(
+            route,
+            crate::udf::route(routing.routes.clone()).call(vec![col(shard)]),
+        )
+        .map_err(engine)?;
+    let routes: Vec<Vec<datafusion::prelude::Expr>> =
+        routing.routes.iter().map(|r| vec![lit(*r)]).collect();
+    let table = LogicalPlanBuilder::values(routes)
+        .and_then(|b| b.project(vec![col("column1").alias("cg_route_no")]))
         .and_then(|b| b.build())
         .map_err(engine)?;
-    let shard_numbers = DataFrame::new(session.state(), table);
-    shard_numbers
+    let shard_routes = DataFrame::new(session.state(), table);
+    shard_routes
         .join(
             df,
             datafusion::logical_expr::JoinType::Right,
-            &["cg_shard_no"],
-            &[by],
+            &["cg_route_no"],
+            &[route],
             None,
         )
         .and_then(|df| df.select(columns.iter().map(|c| col(*c))))
@@ -1424,13 +1452,12 @@ fn resolve_mentions(
     session: &SessionContext,
     content: DataFrame,
     source: DataFrame,
-    shard_key: &[u8],
-    shards: u32,
+    routing: &Routing,
     gate_ref: &Arc<GateRef>,
 ) -> Result<DataFrame, BuildError> {
-    use crate::mention_join::{AUTHOR_SHARD, MENTIONED, MENTIONED_SHARD, STATUS};
+    use crate::mention_join::{AUTHOR_ROUTE, AUTHOR_SHARD, MENTIONED, MENTIONED_SHARD, STATUS};
     let engine = BuildError::from;
-    let shard_of = crate::udf::shard_of(shard_key, shards);
+    let shard_of = &routing.shard_of;
     let pairs = source
         .select(vec![
             shard_of.call(vec![col("member_id")]).alias(AUTHOR_SHARD),
@@ -1452,8 +1479,8 @@ fn resolve_mentions(
     let by_mentioned = join_by_shard(
         session,
         pairs,
-        MENTIONED_SHARD,
-        shards,
+        routing,
+        (MENTIONED_SHARD, "cg_mentioned_route"),
         &[AUTHOR_SHARD, MENTIONED, MENTIONED_SHARD],
     )?;
     let status = crate::udf::mention_status(gate_ref.clone());
@@ -1469,9 +1496,9 @@ fn resolve_mentions(
     let resolved = join_by_shard(
         session,
         resolved,
-        AUTHOR_SHARD,
-        shards,
-        &[AUTHOR_SHARD, MENTIONED, STATUS],
+        routing,
+        (AUTHOR_SHARD, AUTHOR_ROUTE),
+        &[AUTHOR_SHARD, MENTIONED, STATUS, AUTHOR_ROUTE],
     )?;
     let node = crate::mention_join::MentionJoinNode::try_new(
         content.into_unoptimized_plan(),

@@ -50,8 +50,12 @@ use serde::{Deserialize, Serialize};
 use crate::BuildError;
 use crate::spec::{GateRef, GateSpec};
 
-/// The column the sink's input is partitioned by (a member's keyed shard).
+/// A member's keyed shard, on every row of the sink's input.
 pub(crate) const SHARD_COLUMN: &str = "cg_shard";
+
+/// The column the sink's input is partitioned by: the route of the row's shard
+/// ([`crate::udf::balanced_routes`]), one value per shard.
+pub(crate) const ROUTE_COLUMN: &str = "cg_route";
 
 /// Marks a sink payload in a plan (and its format version).
 #[cfg(feature = "ballista")]
@@ -514,6 +518,7 @@ impl ShardSinkExec {
         input: Arc<dyn ExecutionPlan>,
     ) -> Result<ShardSinkExec> {
         input.schema().index_of(SHARD_COLUMN)?;
+        input.schema().index_of(ROUTE_COLUMN)?;
         let partitions = input.properties().output_partitioning().partition_count();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(summary_schema()),
@@ -571,11 +576,12 @@ impl ExecutionPlan for ShardSinkExec {
         vec![&self.input]
     }
 
-    /// Every row of a shard must reach one task: the input is partitioned by `cg_shard`.
+    /// Every row of a shard must reach one task: the input is partitioned by its shard's route
+    /// (`cg_route`).
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        let at = self.input.schema().index_of(SHARD_COLUMN).unwrap_or(0);
+        let at = self.input.schema().index_of(ROUTE_COLUMN).unwrap_or(0);
         let column: Arc<dyn PhysicalExpr> = Arc::new(
-            datafusion::physical_expr::expressions::Column::new(SHARD_COLUMN, at),
+            datafusion::physical_expr::expressions::Column::new(ROUTE_COLUMN, at),
         );
         vec![Distribution::KeyPartitioned(vec![column])]
     }

@@ -15,7 +15,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType, UInt32Type};
 use cg_model::Timestamp;
@@ -450,6 +450,146 @@ impl ScalarUDFImpl for ShardFilterUdf {
     }
 }
 
+/// `cg_route(shard) -> UInt64`: the value a distributed plan routes a shard's rows by
+/// ([`balanced_routes`]), null for a null or unknown shard.
+#[derive(Debug)]
+struct RouteUdf {
+    routes: Arc<Vec<u64>>,
+    signature: Signature,
+}
+
+impl PartialEq for RouteUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.routes == other.routes
+    }
+}
+impl Eq for RouteUdf {}
+impl Hash for RouteUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+        self.routes.len().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RouteUdf {
+    fn name(&self) -> &str {
+        ROUTE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = arrays(&args)?;
+        let shards = a[0]
+            .as_primitive_opt::<UInt32Type>()
+            .ok_or_else(|| exec_err("cg_route: the shard is not UInt32"))?;
+        let out: arrow::array::UInt64Array = shards
+            .iter()
+            .map(|s| s.and_then(|s| self.routes.get(s as usize).copied()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The name of [`route`].
+pub const ROUTE: &str = "cg_route";
+
+/// The `cg_route` UDF over `routes` (one per shard, from [`balanced_routes`]).
+pub fn route(routes: Arc<Vec<u64>>) -> ScalarUDF {
+    ScalarUDF::from(RouteUdf {
+        routes,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+#[cfg(feature = "ballista")]
+/// The routes a `cg_route` UDF carries (`None` for any other function).
+pub fn route_spec(udf: &ScalarUDF) -> Option<&[u64]> {
+    udf.inner()
+        .downcast_ref::<RouteUdf>()
+        .map(|u| u.routes.as_slice())
+}
+
+#[cfg(feature = "ballista")]
+/// The `cg_route` UDF over routes from a plan, checked: at least one, and each the number of
+/// its shard modulo their count (so that two shards never share a route).
+pub fn route_from_spec(routes: Vec<u64>) -> Result<ScalarUDF> {
+    let n = routes.len() as u64;
+    if n == 0 || (0..n).zip(&routes).any(|(s, r)| r % n != s) {
+        return Err(exec_err("cg_route: routes that are not one per shard"));
+    }
+    Ok(route(Arc::new(routes)))
+}
+
+/// The value each shard's rows are routed by in a distributed plan of `partitions` tasks a
+/// stage: for shard `s`, the least `s + k × shards` that DataFusion's hash repartitioning (the
+/// one a Ballista shuffle uses) sends to task `s mod partitions`. Routing by the shard number
+/// itself left tasks without a shard and others with two or more (16 shards on 16 tasks: 6
+/// idle); with these routes the shards are dealt out evenly. Which task gets a shard never
+/// changes what is decided or written (every row of a shard goes to one task either way).
+/// A shard for which no such value is found among the first candidates keeps its number
+/// (routed as before).
+pub fn balanced_routes(shards: u32, partitions: usize) -> Result<Vec<u64>> {
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_plan::repartition::BatchPartitioner;
+    let partitions = partitions.max(1);
+    let shards_n = u64::from(shards);
+    let mut routes: Vec<Option<u64>> = vec![None; shards as usize];
+    let schema = Arc::new(Schema::new(vec![Field::new("r", DataType::UInt64, false)]));
+    let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+        Arc::new(datafusion::physical_expr::expressions::Column::new("r", 0));
+    let mut partitioner = BatchPartitioner::new_hash_partitioner(
+        vec![column],
+        partitions,
+        datafusion::physical_plan::metrics::Time::new(),
+    )?;
+    // Rounds of candidates for the shards still without a route: ~`partitions` tries a shard
+    // are expected; 64 rounds of `partitions` each leave a shard unplaced with odds ~e^-64.
+    let per_round = partitions as u64;
+    for round in 0..64u64 {
+        let open: Vec<u64> = (0..shards_n)
+            .filter(|s| routes[*s as usize].is_none())
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let candidates: Vec<u64> = open
+            .iter()
+            .flat_map(|s| {
+                (round * per_round..(round + 1) * per_round).map(move |k| s + k * shards_n)
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::UInt64Array::from(candidates))],
+        )?;
+        for part in partitioner.partition_iter(batch)? {
+            let (task, part) = part?;
+            let values = part
+                .column(0)
+                .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+                .ok_or_else(|| exec_err("cg_route: candidates are not UInt64"))?;
+            for v in values.values() {
+                let s = v % shards_n;
+                let slot = &mut routes[s as usize];
+                if s % partitions as u64 == task as u64 && (*slot).is_none_or(|r| *v < r) {
+                    *slot = Some(*v);
+                }
+            }
+        }
+    }
+    Ok((0..shards_n)
+        .zip(routes)
+        .map(|(s, r)| r.unwrap_or(s))
+        .collect())
+}
+
 /// `cg_shard(member_id) -> UInt32`: the member's keyed shard (null for a missing member). A
 /// distributed plan repartitions content by it, so the task deciding a shard's rows is the
 /// only one that loads that shard's member facts.
@@ -636,6 +776,80 @@ mod tests {
 
     fn rows(column: &StrColumn, n: usize) -> Vec<Option<String>> {
         (0..n).map(|i| column.get(i).map(str::to_owned)).collect()
+    }
+
+    /// Each shard's route is hashed by DataFusion's repartitioning (as a Ballista shuffle hashes
+    /// it) to task `shard mod tasks`, so shards are dealt evenly over the tasks; a route names
+    /// its shard (route mod shards).
+    #[test]
+    fn balanced_routes_deal_the_shards_evenly_over_the_tasks() {
+        use datafusion::common::hash_utils::create_hashes;
+        use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
+        for (shards, tasks) in [
+            (16u32, 16usize),
+            (64, 4),
+            (3, 8),
+            (1, 1),
+            (1000, 37),
+            (16, 1),
+        ] {
+            let routes = balanced_routes(shards, tasks).unwrap();
+            assert_eq!(routes.len(), shards as usize);
+            let values: ArrayRef = Arc::new(arrow::array::UInt64Array::from(routes.clone()));
+            let mut hashes = vec![0u64; routes.len()];
+            create_hashes(
+                &[values],
+                REPARTITION_RANDOM_STATE.random_state(),
+                &mut hashes,
+            )
+            .unwrap();
+            let mut per_task = vec![0u32; tasks];
+            for (s, (route, hash)) in routes.iter().zip(&hashes).enumerate() {
+                assert_eq!(route % u64::from(shards), s as u64, "{shards}/{tasks}");
+                let task = (hash % tasks as u64) as usize;
+                assert_eq!(task, s % tasks, "shard {s} of {shards} on {tasks} tasks");
+                per_task[task] += 1;
+            }
+            let (min, max) = (per_task.iter().min(), per_task.iter().max());
+            assert!(max.unwrap() - min.unwrap() <= 1, "{per_task:?}");
+        }
+        // The shard numbers themselves, as routed before: uneven (the reason for routes).
+        let numbers: ArrayRef = Arc::new(UInt32Array::from((0..16u32).collect::<Vec<_>>()));
+        let mut hashes = vec![0u64; 16];
+        create_hashes(
+            &[numbers],
+            datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE.random_state(),
+            &mut hashes,
+        )
+        .unwrap();
+        let used: std::collections::BTreeSet<u64> = hashes.iter().map(|h| h % 16).collect();
+        assert!(used.len() < 16, "{used:?}");
+    }
+
+    /// `cg_route` maps each shard to its route; a null or unknown shard to null.
+    #[test]
+    fn the_route_of_a_shard_is_its_entry_and_nothing_else_has_one() {
+        let udf = route(Arc::new(vec![10, 21]));
+        let shards: ArrayRef = Arc::new(UInt32Array::from(vec![Some(1), None, Some(0), Some(2)]));
+        let args = ScalarFunctionArgs {
+            args: vec![ColumnarValue::Array(shards)],
+            arg_fields: vec![Arc::new(arrow::datatypes::Field::new(
+                "s",
+                DataType::UInt32,
+                true,
+            ))],
+            number_rows: 4,
+            return_field: Arc::new(arrow::datatypes::Field::new("r", DataType::UInt64, true)),
+            config_options: Arc::new(Default::default()),
+        };
+        let ColumnarValue::Array(out) = udf.invoke_with_args(args).unwrap() else {
+            panic!("an array");
+        };
+        let out = out.as_primitive::<arrow::datatypes::UInt64Type>();
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            vec![Some(21), None, Some(10), None]
+        );
     }
 
     #[test]

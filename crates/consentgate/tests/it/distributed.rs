@@ -673,6 +673,13 @@ fn a_ledger_build_ships_member_facts_as_data_and_each_executor_compiles_its_own_
     eprintln!("mentioned members held per task: {held:?}");
     assert!(!held.is_empty(), "no task resolved mentions");
     assert!(held.iter().all(|h| *h < everyone), "{held:?} of {everyone}");
+    // The 32 shards are dealt evenly over the 8 tasks (shard mod 8), so every task has rows
+    // and mentions to resolve.
+    assert_eq!(held.len(), 8, "{held:?}");
+    assert!(
+        held.iter().all(|h| *h > 0),
+        "a task without a shard: {held:?}"
+    );
     // An incremental rebuild at a later cut-off (a decisions pass, then the changed shards
     // with their text) gives the same dataset on the cluster as embedded.
     let parent = dataset_dir(&work.path().join("embedded"), &embedded_manifest);
