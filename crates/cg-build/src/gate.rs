@@ -273,6 +273,17 @@ struct Parted {
 }
 
 impl Parted {
+    /// The shard of member `id`: `shard` when the caller has it and the build has such a shard
+    /// (see [`Row::shard`]), else its keyed shard. (`shards` and `mentions` have one cell a
+    /// shard each.)
+    fn shard_of(&self, id: i64, shard: Option<u32>) -> u32 {
+        let count = u32::try_from(self.shards.len()).unwrap_or(u32::MAX);
+        match shard {
+            Some(s) if s < count => s,
+            _ => crate::layout::keyed_shard(&self.key, id, count),
+        }
+    }
+
     /// The mention entry of `id` from its shard's mentions file, read on first use (`None`:
     /// included; `Some(names)`: excluded), `shard` as for [`Row::shard`] (a wrong one can only
     /// make the member read as excluded).
@@ -281,11 +292,7 @@ impl Parted {
         id: i64,
         shard: Option<u32>,
     ) -> Result<Option<Option<&Names>>, Arc<FactsDataError>> {
-        let count = u32::try_from(self.mentions.len()).unwrap_or(u32::MAX);
-        let shard = match shard {
-            Some(s) if s < count => s,
-            _ => crate::layout::keyed_shard(&self.key, id, count),
-        };
+        let shard = self.shard_of(id, shard);
         let cell = &self.mentions[shard as usize];
         let table = cell.get_or_init(|| {
             let data = self.data.read_mentions(shard).map_err(Arc::new)?;
@@ -740,11 +747,7 @@ impl Gate {
             Table::Whole(m) => return Ok(m.get(id)),
             Table::Parted(p) => p,
         };
-        let count = u32::try_from(parted.shards.len()).unwrap_or(u32::MAX);
-        let shard = match shard {
-            Some(s) if s < count => s,
-            _ => crate::layout::keyed_shard(&parted.key, id, count),
-        };
+        let shard = parted.shard_of(id, shard);
         let cell = &parted.shards[shard as usize];
         let members = cell.get_or_init(|| {
             let rows = parted.data.read_shard(shard).map_err(Arc::new)?;

@@ -471,13 +471,6 @@ impl MentionJoinExec {
             properties,
         })
     }
-
-    fn shard_column(input: &Arc<dyn ExecutionPlan>, name: &str) -> Arc<dyn PhysicalExpr> {
-        let at = input.schema().index_of(name).unwrap_or(0);
-        Arc::new(datafusion::physical_expr::expressions::Column::new(
-            name, at,
-        ))
-    }
 }
 
 impl DisplayAs for MentionJoinExec {
@@ -503,11 +496,8 @@ impl ExecutionPlan for MentionJoinExec {
     /// hash-partitioned by shard, alike.
     fn required_input_distribution(&self) -> Vec<Distribution> {
         vec![
-            Distribution::KeyPartitioned(vec![Self::shard_column(
-                &self.content,
-                crate::sink::ROUTE_COLUMN,
-            )]),
-            Distribution::KeyPartitioned(vec![Self::shard_column(&self.resolved, AUTHOR_ROUTE)]),
+            crate::sink::partitioned_by(&self.content, crate::sink::ROUTE_COLUMN),
+            crate::sink::partitioned_by(&self.resolved, AUTHOR_ROUTE),
         ]
     }
 

@@ -57,6 +57,16 @@ pub(crate) const SHARD_COLUMN: &str = "cg_shard";
 /// ([`crate::udf::balanced_routes`]), one value per shard.
 pub(crate) const ROUTE_COLUMN: &str = "cg_route";
 
+/// The distribution a node requires of `input`: partitioned by its route column `column`, so
+/// that every row of a shard reaches one task (the constructors check that it has one).
+pub(crate) fn partitioned_by(input: &Arc<dyn ExecutionPlan>, column: &str) -> Distribution {
+    let at = input.schema().index_of(column).unwrap_or(0);
+    let column: Arc<dyn PhysicalExpr> = Arc::new(
+        datafusion::physical_expr::expressions::Column::new(column, at),
+    );
+    Distribution::KeyPartitioned(vec![column])
+}
+
 /// Marks a sink payload in a plan (and its format version).
 #[cfg(feature = "ballista")]
 pub(crate) const MAGIC: &[u8] = b"consentgate-sink/1\0";
@@ -579,11 +589,7 @@ impl ExecutionPlan for ShardSinkExec {
     /// Every row of a shard must reach one task: the input is partitioned by its shard's route
     /// (`cg_route`).
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        let at = self.input.schema().index_of(ROUTE_COLUMN).unwrap_or(0);
-        let column: Arc<dyn PhysicalExpr> = Arc::new(
-            datafusion::physical_expr::expressions::Column::new(ROUTE_COLUMN, at),
-        );
-        vec![Distribution::KeyPartitioned(vec![column])]
+        vec![partitioned_by(&self.input, ROUTE_COLUMN)]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
