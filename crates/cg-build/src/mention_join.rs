@@ -10,8 +10,9 @@
 //!  content ─► routed by the author's shard (the build's routing) ─► MentionJoinExec ─► cg_gate ─► sink
 //! ```
 //!
-//! [`MentionJoinExec`] has two inputs hash-partitioned alike by shard: the content, and the
-//! resolved pairs of the same author shards. A task first reads its partition's resolved
+//! [`MentionJoinExec`] has two inputs hash-partitioned alike by their shard's route
+//! ([`crate::udf::balanced_routes`]): the content, and the resolved pairs of the same author
+//! shards. A task first reads its partition's resolved
 //! pairs into a table (mentioned member → included, or excluded with names), then streams its
 //! content, replacing each row's `mentions` by the excluded members it names, in its order,
 //! with their names ([`resolved_type`]) — what the gate reads instead of a table of its own
@@ -340,7 +341,7 @@ pub struct MentionJoinNode {
 
 impl MentionJoinNode {
     /// The join of `content` (with `mentions`, partitioned like `resolved`) and `resolved`
-    /// (`cg_author_shard`, `cg_mentioned`, `cg_mention_status`).
+    /// (`cg_author_route`, `cg_mentioned`, `cg_mention_status`).
     pub(crate) fn try_new(content: LogicalPlan, resolved: LogicalPlan) -> Result<Self> {
         let input = content.schema();
         let at = input
